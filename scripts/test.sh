@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up, builds (ninja + ccache), runs the C++ suite (ctest: GoogleTest, the CLI contract,
+# the installed-package consumer) and the Python suite (pytest, against `pip install .`),
+# and ends with both runners' summary lines. Exit status is non-zero if either failed.
+#   BRAIN_BUILD_DIR=build-cpu BRAIN_WITH_CUDA=OFF ./scripts/test.sh
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON=${PYTHON:-python3}
+BUILD_DIR=${BRAIN_BUILD_DIR:-build}
+JOBS=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+
+./scripts/setup.sh || exit 1
+
+step() { printf '\n== %s\n' "$*"; }
+step "configure + build ($BUILD_DIR)"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBRAIN_BUILD_TESTS=ON \
+      -DBRAIN_WITH_CUDA="${BRAIN_WITH_CUDA:-AUTO}" -DPython3_EXECUTABLE="$(command -v "$PYTHON")" >"$BUILD_DIR.configure.log" 2>&1 \
+  || { cat "$BUILD_DIR.configure.log"; exit 1; }
+grep -E '^-- libbrain' "$BUILD_DIR.configure.log"
+cmake --build "$BUILD_DIR" --parallel "$JOBS" || exit 1
+
+step "ctest"
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" 2>&1 | tee "$BUILD_DIR/ctest.log"
+ctest_rc=${PIPESTATUS[0]}
+
+step "pip install . + pytest"
+pytest_rc=1
+if BRAIN_WITH_CUDA="${BRAIN_WITH_CUDA:-AUTO}" "$PYTHON" -m pip install -q --disable-pip-version-check \
+     --root-user-action=ignore . ; then
+  # Run from tests/ so that `import brain` finds the installed package, not the source tree.
+  (cd tests && "$PYTHON" -m pytest -q python 2>&1) | tee "$BUILD_DIR/pytest.log"
+  pytest_rc=${PIPESTATUS[0]}
+else
+  echo "pip install . failed" | tee "$BUILD_DIR/pytest.log"
+fi
+
+step "summary"
+grep -E 'tests passed|tests failed' "$BUILD_DIR/ctest.log" | tail -n1
+tail -n1 "$BUILD_DIR/pytest.log"
+[ "$ctest_rc" -eq 0 ] && [ "$pytest_rc" -eq 0 ]
