@@ -3,3 +3,5 @@
 
 #include <brain/config.h>
 #include <brain/info.h>
+#include <brain/csr.h>
+#include <brain/ops.h>

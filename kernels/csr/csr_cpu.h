@@ -1,0 +1,176 @@
+// Torch-free CPU kernels for CSR sparse matrix products (SPEC section 1).
+//
+// A is [n_rows, n_cols] in CSR form (indptr [n_rows + 1], indices [nnz], weights [nnz] or one
+// homogeneous value). x is a dense row-major [batch, n_in] block and out is [batch, n_out]:
+//   transpose = false:  out[b, i] = sum_{k in row i} w_k * x[b, indices[k]]     (gather)
+//   transpose = true:   out[b, indices[k]] += w_k * x[b, i] for k in row i      (scatter)
+// The event variants compute exactly the same values; they only skip zero entries of x
+// (in the scatter form, whole rows whose x is zero are never visited).
+//
+// Each function processes a range of work and is called by the ATen glue from
+// at::parallel_for; ranges never write the same output element, so no atomics are needed and
+// results do not depend on the number of threads. Functions that read indices return a
+// Status: the first decreasing indptr step or out-of-range index they met, which the glue
+// turns into an error naming the argument. The bounds check costs a compare per entry.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+namespace brain::kernels::csr {
+
+struct Status {
+  enum Kind : std::int8_t { kOk, kDecreasingIndptr, kIndexOutOfRange };
+  Kind kind = kOk;
+  std::int64_t pos = 0;  // the row (kDecreasingIndptr) or the entry (kIndexOutOfRange)
+  bool ok() const { return kind == kOk; }
+  static Status bad_indptr(std::int64_t row) { return {kDecreasingIndptr, row}; }
+  static Status bad_index(std::int64_t k) { return {kIndexOutOfRange, k}; }
+};
+
+template <typename scalar_t, typename index_t, typename x_t>
+struct Params {
+  const index_t* indptr = nullptr;
+  const index_t* indices = nullptr;
+  const scalar_t* weights = nullptr;  // [nnz], or [1] when homo
+  bool homo = false;
+  const x_t* x = nullptr;  // [batch, n_in]
+  std::int64_t n_rows = 0;
+  std::int64_t n_cols = 0;
+  std::int64_t batch = 1;
+};
+
+template <typename x_t>
+inline bool is_active(x_t v) {
+  if constexpr (std::is_same_v<x_t, bool>) {
+    return v;
+  } else {
+    return v != x_t(0);
+  }
+}
+
+template <typename scalar_t, typename x_t>
+inline scalar_t as_scalar(x_t v) {
+  if constexpr (std::is_same_v<x_t, bool>) {
+    return v ? scalar_t(1) : scalar_t(0);
+  } else {
+    return static_cast<scalar_t>(v);
+  }
+}
+
+template <typename scalar_t, typename index_t, typename x_t>
+inline scalar_t weight_at(const Params<scalar_t, index_t, x_t>& p, std::int64_t k) {
+  return p.homo ? p.weights[0] : p.weights[k];
+}
+
+// Gather form, for flattened output positions [begin, end) of out[batch, n_rows].
+// acc_t is the accumulation type (double for double, float for float).
+template <bool kEvent, typename acc_t, typename scalar_t, typename index_t, typename x_t>
+Status gather(const Params<scalar_t, index_t, x_t>& p, scalar_t* out, std::int64_t begin,
+                    std::int64_t end) {
+  for (std::int64_t flat = begin; flat < end; ++flat) {
+    const std::int64_t b = flat / p.n_rows;
+    const std::int64_t i = flat - b * p.n_rows;
+    const x_t* xb = p.x + b * p.n_cols;
+    const std::int64_t k0 = p.indptr[i];
+    const std::int64_t k1 = p.indptr[i + 1];
+    if (k1 < k0) return Status::bad_indptr(i);
+    acc_t acc = 0;
+    for (std::int64_t k = k0; k < k1; ++k) {
+      const std::int64_t j = p.indices[k];
+      if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
+      const x_t xv = xb[j];
+      if constexpr (kEvent) {
+        if (!is_active(xv)) continue;
+      }
+      acc += static_cast<acc_t>(weight_at(p, k)) * static_cast<acc_t>(as_scalar<scalar_t>(xv));
+    }
+    out[flat] = static_cast<scalar_t>(acc);
+  }
+  return {};
+}
+
+// Scatter form for one batch item b over rows [row_begin, row_end), accumulating into
+// out_b[n_cols] (which the caller zeroed). Rows are visited in order, so the summation order
+// into each output element is fixed.
+template <bool kEvent, typename scalar_t, typename index_t, typename x_t>
+Status scatter(const Params<scalar_t, index_t, x_t>& p, std::int64_t b,
+                     std::int64_t row_begin, std::int64_t row_end, scalar_t* out_b) {
+  const x_t* xb = p.x + b * p.n_rows;
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    const x_t xv = xb[i];
+    if constexpr (kEvent) {
+      if (!is_active(xv)) continue;
+    }
+    const scalar_t xs = as_scalar<scalar_t>(xv);
+    const std::int64_t k0 = p.indptr[i];
+    const std::int64_t k1 = p.indptr[i + 1];
+    if (k1 < k0) return Status::bad_indptr(i);
+    for (std::int64_t k = k0; k < k1; ++k) {
+      const std::int64_t j = p.indices[k];
+      if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
+      out_b[j] += weight_at(p, k) * xs;
+    }
+  }
+  return {};
+}
+
+// Work of a scatter over rows [row_begin, row_end): the number of stored entries it will
+// touch (for the event form, only those of active rows of batch item b). Used to decide how
+// many partial buffers a single-batch scatter is worth splitting into.
+template <bool kEvent, typename scalar_t, typename index_t, typename x_t>
+std::int64_t scatter_work(const Params<scalar_t, index_t, x_t>& p, std::int64_t b) {
+  if constexpr (!kEvent) {
+    return static_cast<std::int64_t>(p.indptr[p.n_rows]) - static_cast<std::int64_t>(p.indptr[0]);
+  } else {
+    const x_t* xb = p.x + b * p.n_rows;
+    std::int64_t work = 0;
+    for (std::int64_t i = 0; i < p.n_rows; ++i) {
+      if (is_active(xb[i])) work += static_cast<std::int64_t>(p.indptr[i + 1]) - p.indptr[i];
+    }
+    return work;
+  }
+}
+
+// Per-synapse weight gradient for rows [row_begin, row_end):
+//   dW[k] = sum_b x[b, src(k)] * g[b, dst(k)]
+// with (src, dst) = (indices[k], row) for the gather form and (row, indices[k]) for the
+// scatter form. x is the forward input ([batch, n_cols] for gather, [batch, n_rows] for
+// scatter), g the output gradient (the other one). Zero x entries are skipped, so the event
+// forms cost what their forward costs. When dw_row_sum is non-null, each row's sum of dW is
+// written there instead of dW itself (the homogeneous-weight gradient, without an [nnz]
+// buffer).
+template <bool kTranspose, typename acc_t, typename scalar_t, typename index_t, typename x_t>
+Status weight_grad(const index_t* indptr, const index_t* indices, const x_t* x,
+                         const scalar_t* g, std::int64_t n_rows, std::int64_t n_cols,
+                         std::int64_t batch, std::int64_t row_begin, std::int64_t row_end,
+                         scalar_t* dw, acc_t* dw_row_sum) {
+  const std::int64_t n_x = kTranspose ? n_rows : n_cols;
+  const std::int64_t n_g = kTranspose ? n_cols : n_rows;
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    const std::int64_t k0 = indptr[i];
+    const std::int64_t k1 = indptr[i + 1];
+    if (k1 < k0) return Status::bad_indptr(i);
+    acc_t row_sum = 0;
+    for (std::int64_t k = k0; k < k1; ++k) {
+      const std::int64_t j = indices[k];
+      if (j < 0 || j >= n_cols) return Status::bad_index(k);
+      acc_t acc = 0;
+      for (std::int64_t b = 0; b < batch; ++b) {
+        const x_t xv = kTranspose ? x[b * n_x + i] : x[b * n_x + j];
+        if (!is_active(xv)) continue;
+        const scalar_t gv = kTranspose ? g[b * n_g + j] : g[b * n_g + i];
+        acc += static_cast<acc_t>(as_scalar<scalar_t>(xv)) * static_cast<acc_t>(gv);
+      }
+      if (dw_row_sum) {
+        row_sum += acc;
+      } else {
+        dw[k] = static_cast<scalar_t>(acc);
+      }
+    }
+    if (dw_row_sum) dw_row_sum[i] = row_sum;
+  }
+  return {};
+}
+
+}  // namespace brain::kernels::csr

@@ -1,0 +1,81 @@
+// The C++ API of the CSR ops, through the dispatcher: values, autograd and errors.
+#include <brain/csr.h>
+#include <brain/ops.h>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace {
+
+brain::CsrMatrix example() {
+  // [[1, 0, 2], [0, 0, 0], [0, 3, 0], [4, 0, 5]]
+  auto dense = torch::tensor({{1., 0., 2.}, {0., 0., 0.}, {0., 3., 0.}, {4., 0., 5.}},
+                             torch::kFloat64);
+  return brain::CsrMatrix::from_dense(dense, torch::kInt32);
+}
+
+TEST(CsrOps, FromDenseRoundTripsAndMatmulMatchesDense) {
+  const auto a = example();
+  EXPECT_EQ(a.indptr.scalar_type(), torch::kInt32);
+  EXPECT_TRUE(torch::equal(a.indptr, torch::tensor({0, 2, 2, 3, 5}, torch::kInt32)));
+  const auto dense = a.to_dense();
+  const auto x = torch::tensor({1., 10., 100.}, torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(brain::ops::csr_matmul(a.indptr, a.indices, a.weights, x, {4, 3}),
+                              dense.matmul(x)));
+  const auto spikes = torch::tensor({true, false, false, true});
+  EXPECT_TRUE(torch::allclose(
+      brain::ops::event_csr_matmul(a.indptr, a.indices, a.weights, spikes, {4, 3}, true),
+      dense.t().matmul(spikes.to(torch::kFloat64))));
+}
+
+TEST(CsrOps, AutogradThroughTheCppApi) {
+  auto a = example();
+  auto w = a.weights.clone().requires_grad_();
+  auto x = torch::tensor({1., 2., 3., 4.}, torch::kFloat64).requires_grad_();
+  auto y = brain::ops::csr_matmul(a.indptr, a.indices, w, x, {4, 3}, /*transpose=*/true);
+  y.sum().backward();
+  // d(sum A^T x)/dx_i = row sum of A; d/dw_k = x[row(k)].
+  EXPECT_TRUE(torch::allclose(x.grad(), torch::tensor({3., 0., 3., 9.}, torch::kFloat64)));
+  EXPECT_TRUE(torch::allclose(w.grad(), torch::tensor({1., 1., 3., 4., 4.}, torch::kFloat64)));
+}
+
+TEST(CsrOps, BadInputThrowsNamingTheArgument) {
+  const auto a = example();
+  const auto x = torch::ones({3}, torch::kFloat64);
+  EXPECT_THROW(
+      {
+        try {
+          brain::ops::csr_matmul(a.indptr, a.indices, a.weights, torch::ones({5}, torch::kFloat64),
+                                 {4, 3});
+        } catch (const c10::Error& e) {
+          EXPECT_NE(std::string(e.what()).find("x's last dimension must be n_cols = 3"),
+                    std::string::npos)
+              << e.what();
+          throw;
+        }
+      },
+      c10::Error);
+  auto bad = a.indices.clone();
+  bad[0] = 7;
+  EXPECT_THROW(brain::ops::csr_matmul(a.indptr, bad, a.weights, x, {4, 3}), c10::Error);
+  EXPECT_THROW(brain::ops::validate_csr(a.indptr, bad, {4, 3}), c10::Error);
+  EXPECT_NO_THROW(brain::ops::validate_csr(a.indptr, a.indices, {4, 3}));
+}
+
+TEST(CsrOps, CscViewAndPostUpdate) {
+  const auto a = example();
+  auto [csc_indptr, csc_rows, perm] = brain::ops::csr_to_csc(a.indptr, a.indices, {4, 3});
+  EXPECT_TRUE(torch::equal(csc_indptr, torch::tensor({0, 2, 3, 5}, torch::kInt32)));
+  EXPECT_TRUE(torch::equal(csc_rows, torch::tensor({0, 3, 2, 0, 3}, torch::kInt32)));
+  EXPECT_TRUE(torch::equal(a.weights.index_select(0, perm),
+                           torch::tensor({1., 4., 3., 2., 5.}, torch::kFloat64)));
+  auto w = a.weights.clone();
+  // Column 2 spikes: entries (0, 2) and (3, 2) move by 0.5 * pre_trace[row], capped at 5.
+  brain::ops::csr_update_on_post_(w, csc_indptr, csc_rows, perm,
+                                  torch::tensor({false, false, true}),
+                                  torch::tensor({2., 0., 0., 4.}, torch::kFloat64), 0.5,
+                                  std::nullopt, 5.0);
+  EXPECT_TRUE(torch::equal(w, torch::tensor({1., 3., 3., 4., 5.}, torch::kFloat64)));
+}
+
+}  // namespace

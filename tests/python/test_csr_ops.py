@@ -1,0 +1,433 @@
+"""CSR operators against a naive dense float64 reference (SPEC section 1)."""
+
+import itertools
+
+import pytest
+import torch
+
+import brain  # noqa: F401  (registers torch.ops.brain)
+from brain import ops
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+INDEX_DTYPES = [torch.int32, torch.int64]
+
+
+def random_csr(n_rows, n_cols, *, mean_row_len=4, index_dtype=torch.int64, seed=0,
+               empty_rows=True, long_row=True, duplicates=True, device="cpu"):
+    """A random CSR structure with the awkward cases: empty rows, one very long row and
+    duplicate (row, column) entries. Returns (indptr, indices) on `device`."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.poisson(torch.full((n_rows,), float(mean_row_len)), generator=g).long()
+    if n_rows and empty_rows:
+        lengths[:: max(1, n_rows // 5)] = 0
+    if n_rows > 1 and long_row and n_cols:
+        lengths[1] = 3 * n_cols  # longer than a row can be without duplicates
+    if not duplicates:
+        lengths = lengths.clamp(max=n_cols)
+    rows, cols = [], []
+    for i, n in enumerate(lengths.tolist()):
+        if n == 0 or n_cols == 0:
+            continue
+        if duplicates:
+            c = torch.randint(0, n_cols, (n,), generator=g)
+        else:
+            c = torch.randperm(n_cols, generator=g)[:n]
+        rows.append(torch.full((n,), i, dtype=torch.long))
+        cols.append(c)
+    if rows:
+        rows, cols = torch.cat(rows), torch.cat(cols)
+    else:
+        rows = cols = torch.zeros(0, dtype=torch.long)
+    indptr = torch.zeros(n_rows + 1, dtype=torch.long)
+    if rows.numel():
+        indptr[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+    return indptr.to(device, index_dtype), cols.to(device, index_dtype)
+
+
+def dense_of(indptr, indices, weights, shape):
+    """The dense float64 matrix, duplicates summed."""
+    n_rows, n_cols = shape
+    counts = (indptr[1:] - indptr[:-1]).long().cpu()
+    rows = torch.repeat_interleave(torch.arange(n_rows), counts)
+    w = weights.double().cpu()
+    w = w.reshape(()).expand(rows.numel()) if w.numel() == 1 and rows.numel() != 1 else w
+    dense = torch.zeros(n_rows, n_cols, dtype=torch.float64)
+    dense.index_put_((rows, indices.long().cpu()), w, accumulate=True)
+    return dense
+
+
+def reference(indptr, indices, weights, x, shape, transpose):
+    a = dense_of(indptr, indices, weights, shape)
+    xd = x.double().cpu()
+    m = a.T if transpose else a
+    return (xd @ m.T) if x.dim() == 2 else m @ xd
+
+
+def make_x(n, batch, kind, dtype, device, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    size = (batch, n) if batch is not None else (n,)
+    active = torch.rand(size, generator=g) < 0.3
+    if kind == "bool":
+        return active.to(device)
+    values = torch.randn(size, generator=g, dtype=torch.float64)
+    return (values * active).to(device, dtype)  # mostly zeros, like spikes or rates
+
+
+OPS = {"float": ops.csr_matmul, "event": ops.event_csr_matmul}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("homo", [False, True])
+@pytest.mark.parametrize("op_name", ["float", "event"])
+@pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.parametrize("x_kind", ["float", "bool"])
+def test_matches_dense_reference(device, index_dtype, transpose, homo, op_name, batch, x_kind):
+    shape = (37, 23)
+    indptr, indices = random_csr(*shape, index_dtype=index_dtype, device=device)
+    nnz = indices.numel()
+    weights = (torch.tensor(0.75, dtype=torch.float64) if homo
+               else torch.randn(nnz, dtype=torch.float64)).to(device)
+    x = make_x(shape[0] if transpose else shape[1], batch, x_kind, torch.float64, device)
+    got = OPS[op_name](indptr, indices, weights, x, shape, transpose)
+    want = reference(indptr, indices, weights, x, shape, transpose)
+    assert got.shape == want.shape and got.dtype == torch.float64
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("transpose", [False, True])
+def test_float32_matches_reference(device, transpose):
+    shape = (300, 200)
+    indptr, indices = random_csr(*shape, mean_row_len=20, device=device)
+    weights = torch.randn(indices.numel(), device=device)
+    x = make_x(shape[0] if transpose else shape[1], 4, "float", torch.float32, device)
+    got = ops.csr_matmul(indptr, indices, weights, x, shape, transpose)
+    torch.testing.assert_close(got.double().cpu(), reference(indptr, indices, weights, x, shape, transpose),
+                               rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("batch", [None, 2])
+def test_event_op_equals_float_op_exactly(device, transpose, batch):
+    shape = (500, 400)
+    indptr, indices = random_csr(*shape, mean_row_len=30, device=device)
+    weights = torch.randn(indices.numel(), device=device)
+    x = make_x(shape[0] if transpose else shape[1], batch, "float", torch.float32, device)
+    a = ops.csr_matmul(indptr, indices, weights, x, shape, transpose)
+    b = ops.event_csr_matmul(indptr, indices, weights, x, shape, transpose)
+    if device == "cpu":  # CUDA scatters with atomics: same values, order not fixed
+        assert torch.equal(a, b)
+    else:
+        torch.testing.assert_close(a, b)
+
+
+def test_cpu_scatter_is_deterministic_across_thread_counts():
+    shape = (4000, 3000)  # enough work for the split into partial blocks
+    indptr, indices = random_csr(*shape, mean_row_len=80, long_row=False)
+    weights = torch.randn(indices.numel())
+    x = torch.randn(shape[0])
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ops.csr_matmul(indptr, indices, weights, x, shape, transpose=True)
+        torch.set_num_threads(max(2, old))
+        many = ops.csr_matmul(indptr, indices, weights, x, shape, transpose=True)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(one, many)
+    torch.testing.assert_close(one.double(), reference(indptr, indices, weights, x, shape, True),
+                               rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op_name", ["float", "event"])
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("homo", [False, True])
+@pytest.mark.parametrize("batch", [None, 2])
+def test_gradcheck(device, op_name, transpose, homo, batch):
+    shape = (9, 7)
+    indptr, indices = random_csr(*shape, mean_row_len=3, device=device)
+    weights = (torch.tensor([0.3], dtype=torch.float64) if homo
+               else torch.randn(indices.numel(), dtype=torch.float64)).to(device).requires_grad_()
+    x = make_x(shape[0] if transpose else shape[1], batch, "float", torch.float64, device)
+    x = (x + torch.randn_like(x) * 0.1).requires_grad_()  # gradients at non-zero and zero x
+    op = OPS[op_name]
+    assert torch.autograd.gradcheck(lambda w, xx: op(indptr, indices, w, xx, shape, transpose),
+                                    (weights, x))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_weight_gradient_with_bool_events(device):
+    shape = (8, 6)
+    indptr, indices = random_csr(*shape, device=device)
+    weights = torch.randn(indices.numel(), dtype=torch.float64, device=device, requires_grad=True)
+    spikes = make_x(shape[0], 3, "bool", None, device)
+    out = ops.event_csr_matmul(indptr, indices, weights, spikes, shape, transpose=True)
+    (out * torch.arange(out.numel(), device=device).reshape(out.shape)).sum().backward()
+    ref_w = weights.detach().clone().requires_grad_()
+    ref = reference(indptr, indices, ref_w, spikes.double(), shape, True)  # not differentiable
+    # dW[k] = sum_b spikes[b, row(k)] * g[b, col(k)]
+    g = torch.arange(out.numel(), dtype=torch.float64).reshape(out.shape)
+    counts = (indptr[1:] - indptr[:-1]).long().cpu()
+    rows = torch.repeat_interleave(torch.arange(shape[0]), counts)
+    want = (spikes.double().cpu()[:, rows] * g[:, indices.long().cpu()]).sum(0)
+    assert ref.shape == out.shape
+    torch.testing.assert_close(weights.grad.cpu(), want)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op_name", ["float", "event"])
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("homo", [False, True])
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+def test_opcheck(device, op_name, transpose, homo, index_dtype):
+    shape = (6, 5)
+    indptr, indices = random_csr(*shape, mean_row_len=2, index_dtype=index_dtype, device=device)
+    weights = (torch.tensor(0.5, dtype=torch.float64) if homo
+               else torch.randn(indices.numel(), dtype=torch.float64)).to(device).requires_grad_()
+    x = torch.randn(2, shape[0] if transpose else shape[1], dtype=torch.float64, device=device,
+                    requires_grad=True)
+    op = torch.ops.brain.csr_matmul if op_name == "float" else torch.ops.brain.event_csr_matmul
+    torch.library.opcheck(op.default, (indptr, indices, weights, x, list(shape), transpose))
+    spikes = x.detach() > 0
+    torch.library.opcheck(op.default, (indptr, indices, weights, spikes, list(shape), transpose))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_structure_and_plasticity_ops(device):
+    shape = (6, 5)
+    indptr, indices = random_csr(*shape, mean_row_len=2, device=device)
+    nnz = indices.numel()
+    torch.library.opcheck(torch.ops.brain.validate_csr.default, (indptr, indices, list(shape)))
+    torch.library.opcheck(torch.ops.brain.csr_to_csc.default, (indptr, indices, list(shape)))
+    counts = (indptr[1:] - indptr[:-1]).long()
+    rows = torch.repeat_interleave(torch.arange(shape[0], device=device), counts)
+    torch.library.opcheck(torch.ops.brain.csr_from_coo.default, (rows, indices.long(), list(shape)))
+    csc_indptr, csc_rows, perm = ops.csr_to_csc(indptr, indices, shape)
+    w = torch.rand(nnz, device=device)
+    torch.library.opcheck(torch.ops.brain.csr_update_on_pre_.default,
+                          (w.clone(), indptr, indices, torch.rand(shape[0], device=device) > 0.5,
+                           torch.rand(shape[1], device=device), 0.1, 0.0, 1.0))
+    torch.library.opcheck(torch.ops.brain.csr_update_on_post_.default,
+                          (w.clone(), csc_indptr, csc_rows, perm,
+                           torch.rand(shape[1], device=device) > 0.5,
+                           torch.rand(shape[0], device=device), -0.1, None, None))
+    grad = torch.randn(shape[1], dtype=torch.float64, device=device)
+    x = torch.randn(shape[0], dtype=torch.float64, device=device)
+    weights = torch.randn(nnz, dtype=torch.float64, device=device)
+    torch.library.opcheck(torch.ops.brain._csr_matmul_backward.default,
+                          (grad, indptr, indices, weights, x, list(shape), True, [True, True]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph_forward_and_backward(device):
+    shape = (50, 40)
+    indptr, indices = random_csr(*shape, mean_row_len=5, device=device)
+    weights = torch.randn(indices.numel(), device=device, requires_grad=True)
+
+    def step(w, spikes, rates):
+        syn = ops.event_csr_matmul(indptr, indices, w, spikes, shape, transpose=True)
+        return syn.tanh().sum() + ops.csr_matmul(indptr, indices, w, rates, shape).square().sum()
+
+    spikes = torch.rand(4, shape[0], device=device) < 0.2
+    rates = torch.rand(4, shape[1], device=device)
+    eager = step(weights, spikes, rates)
+    (g_eager,) = torch.autograd.grad(eager, weights)
+    for backend in ("aot_eager", "inductor"):
+        torch._dynamo.reset()
+        compiled = torch.compile(step, fullgraph=True, backend=backend)
+        out = compiled(weights, spikes, rates)
+        (g,) = torch.autograd.grad(out, weights)
+        torch.testing.assert_close(out, eager)
+        torch.testing.assert_close(g, g_eager)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_contiguous_inputs(device):
+    shape = (30, 20)
+    indptr, indices = random_csr(*shape, device=device)
+    nnz = indices.numel()
+    weights = torch.randn(2 * nnz, dtype=torch.float64, device=device)[::2]
+    x = torch.randn(shape[1], 4, dtype=torch.float64, device=device).T  # [4, 20], strided
+    assert not weights.is_contiguous() and not x.is_contiguous()
+    got = ops.csr_matmul(indptr, indices, weights, x, shape)
+    torch.testing.assert_close(got.cpu(), reference(indptr, indices, weights, x, shape, False))
+    spikes = (torch.rand(shape[0], 3, device=device) < 0.3).T  # [3, 30] bool, strided
+    assert not spikes.is_contiguous()
+    got_t = ops.event_csr_matmul(indptr, indices, weights, spikes, shape, transpose=True)
+    torch.testing.assert_close(got_t.cpu(), reference(indptr, indices, weights, spikes, shape, True))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("transpose", [False, True])
+def test_empty_inputs(device, transpose):
+    for shape in [(0, 5), (5, 0), (0, 0), (4, 3)]:
+        indptr = torch.zeros(shape[0] + 1, dtype=torch.int64, device=device)
+        indices = torch.zeros(0, dtype=torch.int64, device=device)
+        weights = torch.zeros(0, device=device)
+        n_in, n_out = (shape[0], shape[1]) if transpose else (shape[1], shape[0])
+        for op in OPS.values():
+            y = op(indptr, indices, weights, torch.ones(n_in, device=device), shape, transpose)
+            assert y.shape == (n_out,) and torch.all(y == 0)
+            y = op(indptr, indices, weights, torch.ones(0, n_in, device=device), shape, transpose)
+            assert y.shape == (0, n_out)
+
+
+def _args(**overrides):
+    shape = (4, 3)
+    args = dict(indptr=torch.tensor([0, 1, 3, 3, 4]), indices=torch.tensor([0, 2, 1, 0]),
+                weights=torch.ones(4), x=torch.ones(3), shape=shape, transpose=False)
+    args.update(overrides)
+    return args
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(indptr=torch.tensor([0, 1, 3, 2, 4])), r"indptr must be non-decreasing"),
+    (dict(indptr=torch.tensor([0, 1, 3, 4])), r"indptr must have n_rows \+ 1 = 5 entries, got 4"),
+    (dict(indptr=torch.tensor([1, 1, 3, 3, 4])), r"indptr\[0\] must be 0"),
+    (dict(indptr=torch.tensor([0, 1, 3, 3, 3])), r"indptr\[n_rows\] must equal nnz"),
+    (dict(indices=torch.tensor([0, 2, 3, 0])), r"indices\[2\] is out of range \[0, 3\)"),
+    (dict(indices=torch.tensor([0, -1, 1, 0])), r"indices\[1\] is out of range"),
+    (dict(indices=torch.tensor([0, 2, 1, 0], dtype=torch.int32)), r"indices must have indptr's dtype"),
+    (dict(indptr=torch.tensor([0., 1, 3, 3, 4])), r"indptr must be int32 or int64"),
+    (dict(weights=torch.ones(3)), r"weights must hold one value .*nnz = 4\), got 3"),
+    (dict(weights=torch.ones(4, dtype=torch.int64)), r"weights must be float32 or float64"),
+    (dict(weights=torch.ones(4, dtype=torch.float16)), r"float16/bfloat16 only on CUDA"),
+    (dict(x=torch.ones(4)), r"x's last dimension must be n_cols = 3 \(transpose=False\), got 4"),
+    (dict(x=torch.ones(3), transpose=True), r"x's last dimension must be n_rows = 4"),
+    (dict(x=torch.ones(2, 2, 3)), r"x must be 1-D \[n\] or 2-D"),
+    (dict(x=torch.ones(3, dtype=torch.float64)), r"x must be bool or have the weights' dtype"),
+    (dict(shape=(4, -3)), r"shape must be non-negative"),
+    (dict(shape=(4, 3, 1)), r"shape must be \[n_rows, n_cols\]"),
+])
+@pytest.mark.parametrize("op_name", ["float", "event"])
+def test_bad_input_is_rejected_with_a_clear_error(overrides, message, op_name):
+    a = _args(**overrides)
+    with pytest.raises(RuntimeError, match=message):
+        OPS[op_name](a["indptr"], a["indices"], a["weights"], a["x"], a["shape"], a["transpose"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_device_mismatch_is_rejected():
+    a = _args()
+    with pytest.raises(RuntimeError, match="all tensors must be on one device"):
+        ops.csr_matmul(a["indptr"].cuda(), a["indices"].cuda(), a["weights"].cuda(), a["x"],
+                       a["shape"])
+
+
+def test_validate_csr():
+    a = _args()
+    ops.validate_csr(a["indptr"], a["indices"], a["shape"])
+    with pytest.raises(RuntimeError, match=r"indices\[3\] = 7 is out of range \[0, 3\)"):
+        ops.validate_csr(a["indptr"], torch.tensor([0, 2, 1, 7]), a["shape"])
+    with pytest.raises(RuntimeError, match=r"indptr\[3\] = 2 < indptr\[2\] = 3"):
+        ops.validate_csr(torch.tensor([0, 1, 3, 2, 4]), a["indices"], a["shape"])
+    with pytest.raises(RuntimeError, match=r"indptr\[n_rows\] must equal nnz"):
+        ops.validate_csr(torch.tensor([0, 1, 3, 3, 5]), a["indices"], a["shape"])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+def test_csr_to_csc_is_the_stable_column_view(device, index_dtype):
+    shape = (40, 25)
+    indptr, indices = random_csr(*shape, index_dtype=index_dtype, device=device)
+    csc_indptr, csc_rows, perm = ops.csr_to_csc(indptr, indices, shape)
+    assert csc_indptr.dtype == csc_rows.dtype == perm.dtype == index_dtype
+    counts = (indptr[1:] - indptr[:-1]).long().cpu()
+    rows = torch.repeat_interleave(torch.arange(shape[0]), counts)
+    cols = indices.long().cpu()
+    order = torch.sort(cols * shape[0] + rows, stable=True).indices  # column-major, stable
+    assert torch.equal(perm.long().cpu(), order)
+    assert torch.equal(csc_rows.long().cpu(), rows[order])
+    want_ptr = torch.zeros(shape[1] + 1, dtype=torch.long)
+    want_ptr[1:] = torch.bincount(cols, minlength=shape[1]).cumsum(0)
+    assert torch.equal(csc_indptr.long().cpu(), want_ptr)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_csr_from_coo_round_trip(device):
+    shape = (30, 20)
+    indptr, indices = random_csr(*shape, device=device)
+    weights = torch.randn(indices.numel(), dtype=torch.float64, device=device)
+    counts = (indptr[1:] - indptr[:-1]).long()
+    rows = torch.repeat_interleave(torch.arange(shape[0], device=device), counts)
+    shuffle = torch.randperm(rows.numel(), device=device)
+    new_indptr, new_indices, perm = ops.csr_from_coo(rows[shuffle], indices.long()[shuffle], shape)
+    new_weights = weights[shuffle][perm]
+    torch.testing.assert_close(dense_of(new_indptr, new_indices, new_weights, shape),
+                               dense_of(indptr, indices, weights, shape))
+    assert torch.all(new_indptr[1:] >= new_indptr[:-1])
+    row_of = torch.repeat_interleave(torch.arange(shape[0], device=device), (new_indptr[1:] - new_indptr[:-1]))
+    key = row_of * shape[1] + new_indices
+    assert torch.all(key[1:] >= key[:-1])  # sorted by row, then column
+
+
+def naive_pre_update(w, indptr, indices, spikes, trace, scale, lo, hi):
+    w = w.clone()
+    for i in range(indptr.numel() - 1):
+        s = float(spikes[i])
+        if s == 0:
+            continue
+        for k in range(int(indptr[i]), int(indptr[i + 1])):
+            v = w[k] + scale * s * trace[indices[k]]
+            w[k] = v.clamp(min=lo, max=hi) if (lo is not None or hi is not None) else v
+    return w
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("spike_kind", ["bool", "float"])
+@pytest.mark.parametrize("bounds", [(None, None), (0.0, 1.0), (None, 0.6)])
+def test_plasticity_updates_match_naive_loops(device, spike_kind, bounds):
+    shape = (20, 15)
+    indptr, indices = random_csr(*shape, device=device)
+    nnz = indices.numel()
+    lo, hi = bounds
+    w0 = torch.rand(nnz, dtype=torch.float64, device=device)
+    g = torch.Generator().manual_seed(3)
+    pre = torch.rand(shape[0], generator=g) < 0.4
+    post = torch.rand(shape[1], generator=g) < 0.4
+    if spike_kind == "float":
+        pre, post = pre * 0.5, post * 2.0
+    pre, post = pre.to(device), post.to(device)
+    if spike_kind == "float":
+        pre, post = pre.double(), post.double()
+    post_trace = torch.rand(shape[1], dtype=torch.float64, device=device)
+    pre_trace = torch.rand(shape[0], dtype=torch.float64, device=device)
+
+    w = w0.clone()
+    ops.csr_update_on_pre_(w, indptr, indices, pre, post_trace, -0.3, lo, hi)
+    want = naive_pre_update(w0.cpu(), indptr.cpu(), indices.cpu(), pre.cpu(), post_trace.cpu(), -0.3, lo, hi)
+    torch.testing.assert_close(w.cpu(), want)
+
+    # Post update = pre update of the transposed matrix, mapped back through perm.
+    csc_indptr, csc_rows, perm = ops.csr_to_csc(indptr, indices, shape)
+    w = w0.clone()
+    ops.csr_update_on_post_(w, csc_indptr, csc_rows, perm, post, pre_trace, 0.4, lo, hi)
+    w_csc = naive_pre_update(w0.cpu()[perm.long().cpu()], csc_indptr.cpu(), csc_rows.cpu(),
+                             post.cpu(), pre_trace.cpu(), 0.4, lo, hi)
+    want = w0.cpu().clone()
+    want[perm.long().cpu()] = w_csc
+    torch.testing.assert_close(w.cpu(), want)
+
+
+def test_plasticity_bad_input():
+    a = _args()
+    w = torch.ones(4)
+    with pytest.raises(RuntimeError, match="weights must be 1-D with one value per stored entry"):
+        ops.csr_update_on_pre_(torch.ones(3), a["indptr"], a["indices"], torch.ones(4) > 0,
+                               torch.ones(3), 0.1)
+    with pytest.raises(RuntimeError, match="out of range for a trace of 2"):
+        ops.csr_update_on_pre_(w, a["indptr"], a["indices"], torch.ones(4) > 0, torch.ones(2), 0.1)
+    with pytest.raises(RuntimeError, match="must be contiguous"):
+        ops.csr_update_on_pre_(torch.ones(8)[::2], a["indptr"], a["indices"], torch.ones(4) > 0,
+                               torch.ones(3), 0.1)
+
+
+def test_cpp_api_and_python_agree_on_schemas():
+    schemas = {str(s.name): str(s) for s in torch._C._jit_get_all_schemas() if str(s.name).startswith("brain::")}
+    for name in ["csr_matmul", "event_csr_matmul", "_csr_matmul_backward", "validate_csr",
+                 "csr_to_csc", "csr_from_coo", "csr_update_on_pre_", "csr_update_on_post_"]:
+        assert f"brain::{name}" in schemas, name
