@@ -431,3 +431,71 @@ def test_cpp_api_and_python_agree_on_schemas():
     for name in ["csr_matmul", "event_csr_matmul", "_csr_matmul_backward", "validate_csr",
                  "csr_to_csc", "csr_from_coo", "csr_update_on_pre_", "csr_update_on_post_"]:
         assert f"brain::{name}" in schemas, name
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+
+@needs_cuda
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("op_name", ["float", "event"])
+@pytest.mark.parametrize("mean_row_len", [3, 80, 2000])  # each gather/scatter launch shape
+@pytest.mark.parametrize("batch", [None, 5])
+def test_cuda_agrees_with_cpu(transpose, op_name, mean_row_len, batch):
+    shape = (300, 4000)
+    indptr, indices = random_csr(*shape, mean_row_len=mean_row_len)
+    weights = torch.randn(indices.numel(), dtype=torch.float64)
+    x = make_x(shape[0] if transpose else shape[1], batch, "float", torch.float64, "cpu")
+    op = OPS[op_name]
+    cpu = op(indptr, indices, weights, x, shape, transpose)
+    gpu = op(indptr.cuda(), indices.cuda(), weights.cuda(), x.cuda(), shape, transpose)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-10, atol=1e-10)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("op_name", ["float", "event"])
+def test_half_types_on_cuda(dtype, transpose, op_name):
+    shape = (200, 150)
+    indptr, indices = random_csr(*shape, mean_row_len=20, device="cuda")
+    weights = torch.randn(indices.numel(), device="cuda")
+    x = make_x(shape[0] if transpose else shape[1], 3, "float", torch.float32, "cuda")
+    got = OPS[op_name](indptr, indices, weights.to(dtype), x.to(dtype), shape, transpose)
+    assert got.dtype == dtype
+    want = reference(indptr, indices, weights.to(dtype), x.to(dtype), shape, transpose)
+    torch.testing.assert_close(got.double().cpu(), want, rtol=2e-2, atol=2e-1)
+    w = weights.to(dtype).requires_grad_()
+    OPS[op_name](indptr, indices, w, x.to(dtype), shape, transpose).sum().backward()
+    assert w.grad.dtype == dtype and torch.isfinite(w.grad).all()
+
+
+@needs_cuda
+def test_cuda_graph_capture_and_replay():
+    shape = (1000, 800)
+    indptr, indices = random_csr(*shape, mean_row_len=40, device="cuda")
+    weights = torch.randn(indices.numel(), device="cuda")
+    spikes = torch.zeros(shape[0], dtype=torch.bool, device="cuda")
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):  # warm-up off the capture, as CUDA graphs require
+        ops.event_csr_matmul(indptr, indices, weights, spikes, shape, transpose=True)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = ops.event_csr_matmul(indptr, indices, weights, spikes, shape, transpose=True)
+    for seed in range(3):
+        spikes.copy_(torch.rand(shape[0], generator=torch.Generator().manual_seed(seed)) < 0.1)
+        graph.replay()
+        want = ops.csr_matmul(indptr, indices, weights, spikes, shape, transpose=True)
+        torch.testing.assert_close(out, want)
+
+
+@needs_cuda
+def test_cuda_skips_out_of_range_indices_instead_of_writing_out_of_bounds():
+    a = _args(indices=torch.tensor([0, 2, 9, 0]))
+    y = ops.csr_matmul(a["indptr"].cuda(), a["indices"].cuda(), a["weights"].cuda(),
+                       torch.ones(4, device="cuda"), a["shape"], transpose=True)
+    torch.cuda.synchronize()
+    assert torch.equal(y.cpu(), torch.tensor([2.0, 0.0, 1.0]))
+    with pytest.raises(RuntimeError, match=r"indices\[2\] = 9 is out of range"):
+        ops.validate_csr(a["indptr"].cuda(), a["indices"].cuda(), a["shape"])

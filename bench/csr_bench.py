@@ -1,0 +1,198 @@
+"""Synaptic propagation benchmark: libbrain's CSR ops against dense and torch.sparse.
+
+One step of a projection: the postsynaptic input A^T @ spikes, with A [N, N] the
+connectivity (rows presynaptic) and spikes the neurons that fired this step. Measured side by
+side in one process:
+
+  dense           spikes_f @ A              (skipped where A does not fit in memory)
+  torch.sparse    At_csr @ spikes_f         (torch's CSR of A^T, built once, its best layout)
+  brain float     brain.ops.csr_matmul(..., transpose=True)        (float spikes)
+  brain event     brain.ops.event_csr_matmul(..., transpose=True)  (bool spikes)
+
+Cases (issue 3): N in {4k, 40k, 400k} with 80 synapses per row, and N in {4k, 40k} with
+connection probability 0.01 and 0.1; firing probability per step 0.1%, 1%, 10%.
+
+    python3 bench/csr_bench.py --device cpu            # full table
+    python3 bench/csr_bench.py --device cuda --quick   # smaller sizes
+
+Prints a markdown table (times in ms and ratios against torch.sparse) and writes it with the
+machine description to bench/results/csr_<device>.md and .json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+
+import brain
+from brain import ops
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DENSE_LIMIT_BYTES = 2 << 30  # skip dense A above 2 GiB
+
+
+def machine_description(device):
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if device == "cuda":
+        desc = f"{torch.cuda.get_device_name()}, " + desc
+    return desc
+
+
+def build_connectivity(n, per_row, prob, device, seed=0):
+    """Fixed out-degree (per_row) or Bernoulli(prob) rows, as CSR on `device`."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    if per_row is not None:
+        lengths = torch.full((n,), per_row, dtype=torch.long)
+    else:
+        lengths = torch.binomial(torch.full((n,), float(n)), torch.full((n,), prob), generator=g).long()
+    nnz = int(lengths.sum())
+    indptr = torch.zeros(n + 1, dtype=torch.long)
+    indptr[1:] = lengths.cumsum(0)
+    indices = torch.randint(0, n, (nnz,), generator=g)
+    weights = torch.rand(nnz, generator=g) * 0.6
+    return indptr.to(device, torch.int32), indices.to(device, torch.int32), weights.to(device)
+
+
+def timer(device):
+    if device == "cuda":
+        def run(fn, reps):
+            fn()
+            torch.cuda.synchronize()
+            times = []
+            for _ in range(reps):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            return statistics.median(times)
+    else:
+        def run(fn, reps):
+            fn()
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+            return statistics.median(times)
+    return run
+
+
+def bench_case(n, per_row, prob, rates, device, reps):
+    indptr, indices, weights = build_connectivity(n, per_row, prob, device)
+    nnz = indices.numel()
+    shape = (n, n)
+    csc_indptr, csc_rows, perm = ops.csr_to_csc(indptr, indices, shape)
+    at_sparse = torch.sparse_csr_tensor(csc_indptr.long(), csc_rows.long(), weights[perm.long()], (n, n),
+                                        check_invariants=False)
+    dense = None
+    if 4 * n * n <= DENSE_LIMIT_BYTES:
+        dense = torch.zeros(n, n, device=device)
+        dense.view(-1).index_add_(0, torch.repeat_interleave(torch.arange(n, device=device),
+                                                            (indptr[1:] - indptr[:-1]).long()) * n
+                                  + indices.long(), weights)
+    csr_bytes = indptr.numel() * 4 + nnz * 4 + nnz * 4
+    run = timer(device)
+    rows = []
+    g = torch.Generator(device="cpu").manual_seed(1)
+    for rate in rates:
+        spikes = (torch.rand(n, generator=g) < rate).to(device)
+        spikes_f = spikes.float()
+        ref = ops.csr_matmul(indptr, indices, weights, spikes_f, shape, transpose=True)
+        ours_event = ops.event_csr_matmul(indptr, indices, weights, spikes, shape, transpose=True)
+        sparse_out = (at_sparse @ spikes_f.unsqueeze(1)).squeeze(1)
+        torch.testing.assert_close(ours_event, ref, rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(sparse_out, ref, rtol=1e-4, atol=1e-3)
+        t_sparse = run(lambda: at_sparse @ spikes_f.unsqueeze(1), reps)
+        t_float = run(lambda: ops.csr_matmul(indptr, indices, weights, spikes_f, shape, transpose=True), reps)
+        t_event = run(lambda: ops.event_csr_matmul(indptr, indices, weights, spikes, shape, transpose=True), reps)
+        t_dense = run(lambda: spikes_f @ dense, reps) if dense is not None else None
+        rows.append({
+            "n": n, "per_row": per_row, "prob": prob, "nnz": nnz, "firing": rate,
+            "dense_ms": t_dense, "sparse_ms": t_sparse, "brain_float_ms": t_float,
+            "brain_event_ms": t_event,
+            "event_speedup_vs_sparse": t_sparse / t_event,
+            "dense_bytes": 4 * n * n, "csr_bytes": csr_bytes,
+        })
+    return rows
+
+
+def fmt_ms(v):
+    return "n/a (memory)" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
+
+
+def fmt_bytes(b):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if b < 1024:
+            return f"{b:.0f} {unit}"
+        b /= 1024
+    return f"{b:.0f} PiB"
+
+
+def table(rows):
+    lines = ["| N | connectivity | nnz | firing | dense ms | torch.sparse ms | brain float ms | brain event ms | event vs sparse | dense mem | CSR mem |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        conn = f"{r['per_row']}/row" if r["per_row"] else f"p={r['prob']}"
+        lines.append(
+            f"| {r['n']:,} | {conn} | {r['nnz']:,} | {100 * r['firing']:g}% | {fmt_ms(r['dense_ms'])} | "
+            f"{fmt_ms(r['sparse_ms'])} | {fmt_ms(r['brain_float_ms'])} | {fmt_ms(r['brain_event_ms'])} | "
+            f"{r['event_speedup_vs_sparse']:.1f}x | {fmt_bytes(r['dense_bytes'])} | {fmt_bytes(r['csr_bytes'])} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="drop the largest size (for CI)")
+    parser.add_argument("--reps", type=int, default=0, help="repetitions per timing (default: by size)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("csr_bench: --device cuda but torch sees no GPU")
+
+    cases = [(4_000, 80, None), (40_000, 80, None), (400_000, 80, None),
+             (4_000, None, 0.01), (4_000, None, 0.1), (40_000, None, 0.01), (40_000, None, 0.1)]
+    if args.quick:
+        cases = [c for c in cases if c[0] < 400_000 and not (c[0] == 40_000 and c[2] == 0.1)]
+    rates = [0.001, 0.01, 0.1]
+    rows = []
+    for i, (n, per_row, prob) in enumerate(cases, 1):
+        label = f"{per_row}/row" if per_row else f"p={prob}"
+        print(f"[{i}/{len(cases)}] N={n:,} {label} ...", file=sys.stderr, flush=True)
+        reps = args.reps or (30 if n <= 4_000 else 10 if n <= 40_000 else 5)
+        rows.extend(bench_case(n, per_row, prob, rates, args.device, reps))
+
+    machine = machine_description(args.device)
+    text = (f"CSR propagation A^T @ spikes on {args.device}: {machine}; libbrain {brain.__version__}.\n"
+            f"Median of repeated runs, milliseconds per call; 'event vs sparse' = torch.sparse time / brain event time.\n\n"
+            + table(rows))
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, f"csr_{args.device}")
+    with open(base + ".md", "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    with open(base + ".json", "w", encoding="utf-8") as f:
+        json.dump({"device": args.device, "machine": machine, "libbrain": brain.__version__,
+                   "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
