@@ -4,4 +4,5 @@
 #include <brain/config.h>
 #include <brain/info.h>
 #include <brain/csr.h>
+#include <brain/dyn.h>
 #include <brain/ops.h>

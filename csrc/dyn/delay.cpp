@@ -1,0 +1,85 @@
+#include <brain/dyn/delay.h>
+
+#include <torch/torch.h>
+
+namespace brain {
+
+Delay::Delay(int64_t n, int64_t max_delay_steps, at::TensorOptions options)
+    : DynamicalSystem("Delay"), n_(n), max_delay_(max_delay_steps), options_(options) {
+  TORCH_CHECK(n >= 0, "Delay: size must be >= 0, got ", n);
+  TORCH_CHECK(max_delay_steps >= 0, "Delay: max_delay_steps must be >= 0, got ", max_delay_steps);
+}
+
+void Delay::reset_own_state(int64_t batch_size) {
+  std::vector<int64_t> shape{max_delay_ + 1};
+  for (auto s : state_shape(n_)) shape.push_back(s);
+  // Keep the device and dtype the module was moved to, if it was.
+  const auto opts = has_state("history") ? state("history").options() : options_;
+  set_state("history", torch::zeros(shape, opts));
+}
+
+int64_t Delay::slot(int64_t step) const {
+  const int64_t len = max_delay_ + 1;
+  return ((step % len) + len) % len;
+}
+
+void Delay::push(const at::Tensor& value, int64_t step) {
+  const at::Tensor& history = state("history");
+  TORCH_CHECK(value.sizes() == history.sizes().slice(1), "Delay.push: expected a value of shape ",
+              history.sizes().slice(1), ", got ", value.sizes());
+  const at::Tensor v = value.to(history.options());
+  if (at::GradMode::is_enabled() && (v.requires_grad() || history.requires_grad())) {
+    // Out of place, so earlier reads keep their autograd history (costs a copy of the buffer).
+    const auto index = torch::full({1}, slot(step), history.options().dtype(torch::kLong));
+    set_state("history", history.index_copy(0, index, v.unsqueeze(0)));
+  } else {
+    history.select(0, slot(step)).copy_(v);
+  }
+}
+
+at::Tensor Delay::read(int64_t delay_steps, int64_t step) const {
+  TORCH_CHECK(delay_steps >= 0 && delay_steps <= max_delay_, "Delay.read: delay ", delay_steps,
+              " steps is outside [0, ", max_delay_, "], the longest this buffer holds");
+  return state("history").select(0, slot(step - delay_steps));
+}
+
+HeteroDelayCsr::HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indices,
+                               const at::Tensor& delays, int64_t n_pre, int64_t n_post,
+                               int64_t max_delay_steps)
+    : n_pre_(n_pre), n_post_(n_post), max_delay_(max_delay_steps) {
+  TORCH_CHECK(indptr.dim() == 1 && indptr.size(0) == n_pre + 1, "HeteroDelayCsr: indptr must have n_pre + 1 = ",
+              n_pre + 1, " entries, got ", indptr.sizes());
+  TORCH_CHECK(delays.dim() == 1 && delays.size(0) == indices.size(0),
+              "HeteroDelayCsr: delays must have one entry per synapse (", indices.size(0), "), got ",
+              delays.sizes());
+  if (delays.numel() > 0) {
+    const auto lo = delays.min().item<int64_t>();
+    const auto hi = delays.max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi <= max_delay_steps, "HeteroDelayCsr: delays must lie in [0, ",
+                max_delay_steps, "] steps, got [", lo, ", ", hi, "]");
+  }
+  const auto counts = (indptr.narrow(0, 1, n_pre) - indptr.narrow(0, 0, n_pre)).to(torch::kLong);
+  pre_ = register_buffer("pre", torch::repeat_interleave(torch::arange(n_pre, counts.options()), counts));
+  post_ = register_buffer("post", indices.to(torch::kLong));
+  delays_ = register_buffer("delays", delays.to(torch::kLong));
+}
+
+at::Tensor HeteroDelayCsr::forward(const Delay& history, const at::Tensor& weights, int64_t step) const {
+  TORCH_CHECK(history.size() == n_pre_, "HeteroDelayCsr: the delay buffer holds ", history.size(),
+              " neurons, the projection has ", n_pre_, " presynaptic neurons");
+  TORCH_CHECK(history.max_delay() >= max_delay_, "HeteroDelayCsr: the delay buffer holds ",
+              history.max_delay(), " steps, the synapses need ", max_delay_);
+  const at::Tensor& h = history.state("history");  // [D + 1, (B,) n_pre]
+  const int64_t len = h.size(0);
+  const at::Tensor slots = torch::remainder(step - delays_, len);
+  const at::Tensor flat = slots * n_pre_ + pre_;  // index into [D + 1, n_pre] flattened
+  if (h.dim() == 2) {
+    const at::Tensor values = h.reshape({-1}).index_select(0, flat);
+    return torch::zeros({n_post_}, values.options()).index_add(0, post_, values * weights);
+  }
+  const at::Tensor hb = h.permute({1, 0, 2}).reshape({h.size(1), -1});  // [B, (D + 1) n_pre]
+  const at::Tensor values = hb.index_select(1, flat);
+  return torch::zeros({h.size(1), n_post_}, values.options()).index_add(1, post_, values * weights);
+}
+
+}  // namespace brain

@@ -1,0 +1,220 @@
+#include <brain/dyn/runner.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <brain/io/npz.h>
+
+namespace brain {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class ProgressBar {
+ public:
+  ProgressBar(int64_t total, bool enabled) : total_(total), enabled_(enabled && total > 0), start_(Clock::now()) {}
+
+  void update(int64_t done) {
+    if (!enabled_) return;
+    const auto now = Clock::now();
+    if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const double rate = elapsed > 0 ? done / elapsed : 0;
+    const double eta = rate > 0 ? (total_ - done) / rate : 0;
+    constexpr int kWidth = 30;
+    const int filled = static_cast<int>(kWidth * done / total_);
+    std::fprintf(stderr, "\r[%.*s%.*s] %3d%% %lld/%lld steps, %.0f steps/s, ETA %.1fs ", filled,
+                 "##############################", kWidth - filled, "------------------------------",
+                 static_cast<int>(100 * done / total_), static_cast<long long>(done),
+                 static_cast<long long>(total_), rate, eta);
+    if (done == total_) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  int64_t total_;
+  bool enabled_;
+  Clock::time_point start_, last_;
+};
+
+// A monitor being recorded: device-side samples of the current chunk, CPU chunks so far.
+struct Recording {
+  const Monitor* spec;
+  std::vector<at::Tensor> chunk;
+  std::vector<at::Tensor> host;
+  std::vector<double> times;
+  at::Tensor indices;
+
+  void flush() {
+    if (chunk.empty()) return;
+    host.push_back(torch::stack(chunk).to(torch::kCPU));
+    chunk.clear();
+  }
+};
+
+}  // namespace
+
+Runner::Runner(std::shared_ptr<DynamicalSystem> system, RunnerOptions options)
+    : system_(std::move(system)), options_(std::move(options)) {
+  TORCH_CHECK(system_, "Runner: the system is null");
+  TORCH_CHECK(options_.dt > 0 && std::isfinite(options_.dt), "Runner: dt must be positive, got ", options_.dt);
+  TORCH_CHECK(options_.chunk_steps > 0, "Runner: chunk_steps must be positive, got ", options_.chunk_steps);
+  ctx_.dt = options_.dt;
+  validate();
+}
+
+static bool broadcasts_to(c10::IntArrayRef from, c10::IntArrayRef to) {
+  if (from.size() > to.size()) return false;
+  for (size_t i = 0; i < from.size(); ++i) {
+    const int64_t f = from[from.size() - 1 - i];
+    if (f != 1 && f != to[to.size() - 1 - i]) return false;
+  }
+  return true;
+}
+
+void Runner::validate() {
+  std::set<std::string> keys;
+  for (const auto& m : options_.monitors) {
+    TORCH_CHECK(keys.insert(m.key()).second, "Runner: two monitors are named '", m.key(),
+                "'; give one of them a distinct name");
+    TORCH_CHECK(m.every > 0, "Runner: monitor '", m.path, "': every must be positive, got ", m.every);
+    const at::Tensor s = system_->find_state(m.path);  // throws naming the known states
+    if (m.indices) {
+      TORCH_CHECK(m.indices->dim() == 1 && !m.indices->is_floating_point(), "Runner: monitor '", m.path,
+                  "': indices must be a 1-D integer tensor");
+      if (m.indices->numel() > 0) {
+        const auto lo = m.indices->min().item<int64_t>();
+        const auto hi = m.indices->max().item<int64_t>();
+        TORCH_CHECK(s.dim() >= 1 && lo >= 0 && hi < s.size(-1), "Runner: monitor '", m.path, "': indices must lie in [0, ",
+                    s.dim() ? s.size(-1) : 0, "), got [", lo, ", ", hi, "]");
+      }
+    }
+  }
+  for (const auto& in : options_.inputs) {
+    const at::Tensor s = system_->find_state(in.path);
+    TORCH_CHECK(in.value.defined(), "Runner: input '", in.path, "' has no value");
+    const at::Tensor sample = in.per_step ? in.value[0] : in.value;
+    TORCH_CHECK(!in.per_step || in.value.dim() >= 1, "Runner: per-step input '", in.path, "' must be [T, ...]");
+    TORCH_CHECK(broadcasts_to(sample.sizes(), s.sizes()), "Runner: input '", in.path, "' of shape ", sample.sizes(),
+                " does not broadcast to the state's shape ", s.sizes());
+  }
+}
+
+RunResult Runner::run(double duration_ms) {
+  TORCH_CHECK(duration_ms > 0 && std::isfinite(duration_ms), "Runner.run: duration must be positive, got ", duration_ms);
+  return run_steps(static_cast<int64_t>(std::llround(duration_ms / options_.dt)));
+}
+
+RunResult Runner::run_steps(int64_t steps) {
+  TORCH_CHECK(steps > 0, "Runner.run_steps: the number of steps must be positive, got ", steps);
+  validate();  // states may have been reset to another shape since construction
+  std::vector<Recording> recs;
+  for (const auto& m : options_.monitors) {
+    Recording r{&m, {}, {}, {}, {}};
+    if (m.indices) r.indices = m.indices->to(system_->find_state(m.path).device(), torch::kLong);
+    recs.push_back(std::move(r));
+  }
+  std::vector<DynamicalSystem*> input_targets;
+  for (const auto& in : options_.inputs) {
+    const auto dot = in.path.rfind('.');
+    input_targets.push_back(&system_->find_system(dot == std::string::npos ? "" : in.path.substr(0, dot)));
+  }
+
+  RunResult result;
+  result.dt = options_.dt;
+  result.t_start = ctx_.t;
+  ProgressBar bar(steps, options_.progress == 1 || (options_.progress == -1 && isatty(fileno(stderr))));
+  const auto start = Clock::now();
+  for (int64_t i = 0; i < steps; ++i) {
+    for (size_t k = 0; k < options_.inputs.size(); ++k) {
+      const auto& in = options_.inputs[k];
+      const auto dot = in.path.rfind('.');
+      const std::string leaf = dot == std::string::npos ? in.path : in.path.substr(dot + 1);
+      const at::Tensor& cur = input_targets[k]->state(leaf);
+      at::Tensor v = in.per_step ? in.value[std::min<int64_t>(i, in.value.size(0) - 1)] : in.value;
+      v = v.to(cur.device(), cur.scalar_type());
+      input_targets[k]->assign_state(leaf, in.op == RunInput::Op::Set ? v.expand(cur.sizes()).clone() : cur + v);
+    }
+    system_->step(ctx_);
+    for (auto& r : recs) {
+      if (ctx_.step % r.spec->every != 0) continue;
+      at::Tensor s = system_->find_state(r.spec->path).detach();
+      s = r.indices.defined() ? s.index_select(-1, r.indices) : s.clone();
+      r.chunk.push_back(s);
+      r.times.push_back(ctx_.t);
+      if (static_cast<int64_t>(r.chunk.size()) >= options_.chunk_steps) r.flush();
+    }
+    ctx_.step += 1;
+    ctx_.t = ctx_.step * ctx_.dt;
+    bar.update(i + 1);
+  }
+  for (auto& r : recs) {
+    r.flush();
+    const at::Tensor values = r.host.empty() ? torch::empty({0}) : torch::cat(r.host, 0);
+    result.values[r.spec->key()] = values;
+    result.times[r.spec->key()] = torch::tensor(r.times, torch::kDouble);
+    result.order.push_back(r.spec->key());
+  }
+  result.steps = steps;
+  result.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return result;
+}
+
+std::string RunResult::summary_json() const {
+  nlohmann::json monitors = nlohmann::json::object();
+  const double duration_s = steps * dt / 1000.0;
+  for (const auto& path : order) {
+    const at::Tensor& v = values.at(path);
+    nlohmann::json m = {{"shape", v.sizes().vec()}, {"dtype", std::string(c10::toString(v.scalar_type()))}};
+    if (v.numel() > 0) {
+      if (v.scalar_type() == at::kBool) {
+        // Spikes: mean firing rate over recorded samples and neurons.
+        const double count = v.sum().item<double>();
+        const double samples = static_cast<double>(v.numel());
+        const double every = times.at(path).numel() > 1 ? (times.at(path)[1].item<double>() - times.at(path)[0].item<double>()) : dt;
+        m["spike_count"] = count;
+        m["mean_rate_hz"] = count / samples / (every / 1000.0);
+      } else {
+        const at::Tensor d = v.to(torch::kDouble);
+        m["mean"] = d.mean().item<double>();
+        m["min"] = d.min().item<double>();
+        m["max"] = d.max().item<double>();
+      }
+    }
+    monitors[path] = m;
+  }
+  nlohmann::json j = {{"steps", steps},
+                      {"dt_ms", dt},
+                      {"t_start_ms", t_start},
+                      {"duration_ms", steps * dt},
+                      {"wall_seconds", wall_seconds},
+                      {"realtime_factor", wall_seconds > 0 ? duration_s / wall_seconds : 0.0},
+                      {"monitors", monitors}};
+  return j.dump(2);
+}
+
+void RunResult::save(const std::string& dir) const {
+  std::filesystem::create_directories(dir);
+  std::vector<std::pair<std::string, at::Tensor>> arrays;
+  for (const auto& path : order) {
+    arrays.emplace_back(path, values.at(path));
+    arrays.emplace_back(path + ".t", times.at(path));
+  }
+  io::save_npz((std::filesystem::path(dir) / "monitors.npz").string(), arrays);
+  std::ofstream out(std::filesystem::path(dir) / "summary.json");
+  TORCH_CHECK(out, "cannot write ", dir, "/summary.json");
+  out << summary_json() << "\n";
+}
+
+}  // namespace brain

@@ -1,0 +1,82 @@
+// The runner (SPEC section 5): simulates a system for a duration or a number of steps with
+// monitors, inputs and a progress bar, and returns the recordings as tensors (and writes
+// them as .npz plus a JSON summary).
+//
+// Each step: inputs are applied to their target states, the system is stepped (see the step
+// order in dyn/system.h), then monitors record. Time advances by dt per step and carries on
+// across successive run() calls. Monitors are recorded on the system's device and copied to
+// the CPU in chunks of `chunk_steps` samples: the only host synchronisation in the loop.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include <brain/dyn/system.h>
+
+namespace brain {
+
+struct Monitor {
+  std::string path;                  // a state path, e.g. "E.V" or "E.spike"
+  std::optional<at::Tensor> indices; // record only these neurons (last dimension)
+  int64_t every = 1;                 // record every k-th step
+  std::string name;                  // key of the recording; defaults to path
+  const std::string& key() const { return name.empty() ? path : name; }
+};
+
+struct RunInput {
+  enum class Op { Set, Add };
+  std::string path;  // target state
+  at::Tensor value;  // broadcastable to the state, or [T, ...] when per_step
+  bool per_step = false;
+  Op op = Op::Add;
+};
+
+struct RunnerOptions {
+  double dt = 0.1;  // ms
+  std::vector<Monitor> monitors;
+  std::vector<RunInput> inputs;
+  // Progress bar on stderr: -1 when stderr is a terminal, 0 never, 1 always.
+  int progress = -1;
+  int64_t chunk_steps = 1000;
+};
+
+struct RunResult {
+  int64_t steps = 0;
+  double dt = 0;
+  double t_start = 0;       // ms, time at the first step of this run
+  double wall_seconds = 0;  // the loop alone
+  // Per monitor key: the recording [samples, ...] on the CPU, and the sample times (ms).
+  std::map<std::string, at::Tensor> values;
+  std::map<std::string, at::Tensor> times;
+  std::vector<std::string> order;  // monitor keys as given
+
+  // <dir>/monitors.npz (arrays "<key>" and "<key>.t") and <dir>/summary.json.
+  void save(const std::string& dir) const;
+  std::string summary_json() const;
+};
+
+class BRAIN_API Runner {
+ public:
+  Runner(std::shared_ptr<DynamicalSystem> system, RunnerOptions options);
+
+  RunResult run(double duration_ms);
+  RunResult run_steps(int64_t steps);
+
+  // The clock carried across run() calls; set it to continue a restored simulation.
+  Context& context() { return ctx_; }
+  DynamicalSystem& system() { return *system_; }
+
+ private:
+  void validate();
+  std::shared_ptr<DynamicalSystem> system_;
+  RunnerOptions options_;
+  Context ctx_;
+};
+
+}  // namespace brain

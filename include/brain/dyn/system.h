@@ -1,0 +1,130 @@
+// Dynamical systems: the base class of every model (channel, neuron, synapse, network) and
+// the group that composes them to any depth (SPEC section 3).
+//
+// Step order, fixed so results compare with Brian2: within one step every system first
+// integrates its state, then detects threshold crossings and resets, and projections then
+// deliver this step's spikes (after their delays) into synaptic state. A DynSysGroup updates
+// its children in the order they were added, so a network adds neurons before projections.
+//
+// State lives in tensors that are replaced (not modified in place) every step, which keeps
+// them differentiable through time for BPTT. Each state is also registered as a buffer, and
+// the buffers are brought up to date whenever torch looks at them through this class
+// (module.to(device), torch::save, torch::load); call sync_buffers() before reading
+// named_buffers() directly.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/serialize/archive.h>
+
+#include <brain/export.h>
+
+namespace brain {
+
+// What every system sees during a step. Times are in milliseconds.
+struct Context {
+  double t = 0.0;       // time at the start of the current step
+  double dt = 0.1;      // step size
+  int64_t step = 0;     // index of the current step
+  bool training = false;
+};
+
+class BRAIN_API DynamicalSystem : public torch::nn::Module {
+ public:
+  using Hook = std::function<void(DynamicalSystem&, const Context&)>;
+
+  explicit DynamicalSystem(std::string name = "DynamicalSystem");
+  ~DynamicalSystem() override = default;
+
+  // (Re)allocates the state of this system and all its children. batch_size = 0 means no
+  // batch dimension; otherwise states get a leading dimension of that size.
+  void reset_state(int64_t batch_size = 0);
+
+  // One step: before-update hooks, update(), after-update hooks.
+  void step(const Context& ctx);
+
+  // The model's dynamics for one step; override in every concrete system.
+  virtual void update(const Context& ctx) = 0;
+
+  void add_before_update(Hook hook) { before_.push_back(std::move(hook)); }
+  void add_after_update(Hook hook) { after_.push_back(std::move(hook)); }
+
+  int64_t batch_size() const { return batch_size_; }
+
+  // This system's own state, by name (throws naming the known states if absent).
+  const at::Tensor& state(const std::string& name) const;
+  bool has_state(const std::string& name) const { return states_.count(name) > 0; }
+  // Replaces a state (e.g. to inject an input); the shape must match the current one.
+  void assign_state(const std::string& name, const at::Tensor& value);
+  // A state anywhere below this system by dotted path ("E.V", "net.exc.syn.g").
+  at::Tensor find_state(const std::string& path) const;
+  DynamicalSystem& find_system(const std::string& path);
+  // Every state path below this system, in registration order.
+  std::vector<std::string> state_paths() const;
+
+  // Copies the current states into the registered buffers (cheap: no data is copied).
+  void sync_buffers() const;
+
+  // torch::nn::Module hooks, overridden to keep states and buffers one and the same.
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Device device, bool non_blocking = false) override;
+
+  // Systems added with add_child, in update order.
+  const std::vector<std::pair<std::string, std::shared_ptr<DynamicalSystem>>>& children() const {
+    return children_;
+  }
+
+ protected:
+  // Allocate this system's own states (children are reset by reset_state). Called with the
+  // batch size; use state_shape(n) for the shape of an n-element state.
+  virtual void reset_own_state(int64_t batch_size) {}
+
+  // Registers or replaces a state tensor (a buffer). Returns the stored handle.
+  const at::Tensor& set_state(const std::string& name, at::Tensor value);
+
+  // [n] without batch, [batch, n] with.
+  std::vector<int64_t> state_shape(int64_t n) const;
+
+  template <typename T>
+  std::shared_ptr<T> add_child(const std::string& name, std::shared_ptr<T> child) {
+    register_module(name, child);
+    children_.emplace_back(name, child);
+    return child;
+  }
+
+  // Updates every child in order; what DynSysGroup::update does.
+  void update_children(const Context& ctx);
+
+ private:
+  void adopt_buffers();  // states := buffers, after torch changed the buffers
+  std::unordered_map<std::string, at::Tensor> states_;
+  std::unordered_map<std::string, at::Tensor> buffers_of_states_;  // the registered handles
+  std::vector<std::string> state_order_;
+  std::vector<std::pair<std::string, std::shared_ptr<DynamicalSystem>>> children_;
+  std::vector<Hook> before_, after_;
+  int64_t batch_size_ = 0;
+};
+
+// A system made of other systems, updated in the order they are added.
+class BRAIN_API DynSysGroup : public DynamicalSystem {
+ public:
+  explicit DynSysGroup(std::string name = "DynSysGroup") : DynamicalSystem(std::move(name)) {}
+
+  template <typename T>
+  std::shared_ptr<T> add(const std::string& name, std::shared_ptr<T> child) {
+    return add_child(name, std::move(child));
+  }
+
+  void update(const Context& ctx) override { update_children(ctx); }
+};
+
+}  // namespace brain
