@@ -48,9 +48,22 @@ class ProgressBar {
   Clock::time_point start_, last_;
 };
 
+// A state resolved once per run, so the loop does no path parsing.
+struct Target {
+  DynamicalSystem* system;
+  std::string leaf;
+};
+
+Target resolve(DynamicalSystem& root, const std::string& path) {
+  const auto dot = path.rfind('.');
+  if (dot == std::string::npos) return {&root, path};
+  return {&root.find_system(path.substr(0, dot)), path.substr(dot + 1)};
+}
+
 // A monitor being recorded: device-side samples of the current chunk, CPU chunks so far.
 struct Recording {
   const Monitor* spec;
+  Target target;
   std::vector<at::Tensor> chunk;
   std::vector<at::Tensor> host;
   std::vector<double> times;
@@ -71,6 +84,7 @@ Runner::Runner(std::shared_ptr<DynamicalSystem> system, RunnerOptions options)
   TORCH_CHECK(options_.dt > 0 && std::isfinite(options_.dt), "Runner: dt must be positive, got ", options_.dt);
   TORCH_CHECK(options_.chunk_steps > 0, "Runner: chunk_steps must be positive, got ", options_.chunk_steps);
   ctx_.dt = options_.dt;
+  if (options_.device) system_->to(*options_.device);
   validate();
 }
 
@@ -121,14 +135,17 @@ RunResult Runner::run_steps(int64_t steps) {
   validate();  // states may have been reset to another shape since construction
   std::vector<Recording> recs;
   for (const auto& m : options_.monitors) {
-    Recording r{&m, {}, {}, {}, {}};
+    Recording r{&m, resolve(*system_, m.path), {}, {}, {}, {}};
     if (m.indices) r.indices = m.indices->to(system_->find_state(m.path).device(), torch::kLong);
     recs.push_back(std::move(r));
   }
-  std::vector<DynamicalSystem*> input_targets;
+  // Inputs are moved to their state's device and dtype once, not every step.
+  std::vector<Target> input_targets;
+  std::vector<at::Tensor> input_values;
   for (const auto& in : options_.inputs) {
-    const auto dot = in.path.rfind('.');
-    input_targets.push_back(&system_->find_system(dot == std::string::npos ? "" : in.path.substr(0, dot)));
+    input_targets.push_back(resolve(*system_, in.path));
+    const at::Tensor& s = system_->find_state(in.path);
+    input_values.push_back(in.value.to(s.device(), s.scalar_type()));
   }
 
   RunResult result;
@@ -139,17 +156,16 @@ RunResult Runner::run_steps(int64_t steps) {
   for (int64_t i = 0; i < steps; ++i) {
     for (size_t k = 0; k < options_.inputs.size(); ++k) {
       const auto& in = options_.inputs[k];
-      const auto dot = in.path.rfind('.');
-      const std::string leaf = dot == std::string::npos ? in.path : in.path.substr(dot + 1);
-      const at::Tensor& cur = input_targets[k]->state(leaf);
-      at::Tensor v = in.per_step ? in.value[std::min<int64_t>(i, in.value.size(0) - 1)] : in.value;
-      v = v.to(cur.device(), cur.scalar_type());
-      input_targets[k]->assign_state(leaf, in.op == RunInput::Op::Set ? v.expand(cur.sizes()).clone() : cur + v);
+      auto& target = input_targets[k];
+      const at::Tensor& cur = target.system->state(target.leaf);
+      const at::Tensor& all = input_values[k];
+      const at::Tensor v = in.per_step ? all[std::min<int64_t>(i, all.size(0) - 1)] : all;
+      target.system->assign_state(target.leaf, in.op == RunInput::Op::Set ? v.expand(cur.sizes()).clone() : cur + v);
     }
     system_->step(ctx_);
     for (auto& r : recs) {
       if (ctx_.step % r.spec->every != 0) continue;
-      at::Tensor s = system_->find_state(r.spec->path).detach();
+      at::Tensor s = r.target.system->state(r.target.leaf).detach();
       s = r.indices.defined() ? s.index_select(-1, r.indices) : s.clone();
       r.chunk.push_back(s);
       r.times.push_back(ctx_.t);

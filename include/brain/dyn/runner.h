@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <brain/dyn/system.h>
 
@@ -44,6 +45,8 @@ struct RunnerOptions {
   // Progress bar on stderr: -1 when stderr is a terminal, 0 never, 1 always.
   int progress = -1;
   int64_t chunk_steps = 1000;
+  // Move the system (and inputs) to this device before running; absent: where it is.
+  std::optional<c10::Device> device;
 };
 
 struct RunResult {
