@@ -9,16 +9,21 @@
 
 #include <brain/brain.h>
 
+#include "csrc/cli/commands.h"
+
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
+using brain::cli::kExitFailure;
+using brain::cli::kExitOk;
+using brain::cli::kExitUsage;
 
 const char* kUsage =
     "usage: brain <command> [options]\n"
     "\n"
     "commands:\n"
+    "  run CONFIG.json [--duration MS] [--device cpu|cuda] [--seed N] [--out DIR]\n"
+    "                  simulate a model (e.g. models/coba.json); writes monitors.npz,\n"
+    "                  summary.json, raster.svg and traces.svg into DIR (default out/<name>)\n"
     "  info [--json]   version, torch versions, CUDA devices and registered operators\n"
     "  version         print the libbrain version\n"
     "  help            show this message\n";
@@ -76,6 +81,7 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   try {
     if (command == "info") return cmd_info(args);
+    if (command == "run") return brain::cli::run(args);
     if (command == "version" || command == "--version") {
       std::cout << brain::version() << "\n";
       return kExitOk;

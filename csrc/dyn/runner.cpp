@@ -167,6 +167,7 @@ RunResult Runner::run_steps(int64_t steps) {
       if (ctx_.step % r.spec->every != 0) continue;
       at::Tensor s = r.target.system->state(r.target.leaf).detach();
       s = r.indices.defined() ? s.index_select(-1, r.indices) : s.clone();
+      if (r.spec->dtype) s = s.to(*r.spec->dtype);
       r.chunk.push_back(s);
       r.times.push_back(ctx_.t);
       if (static_cast<int64_t>(r.chunk.size()) >= options_.chunk_steps) r.flush();

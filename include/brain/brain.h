@@ -5,4 +5,9 @@
 #include <brain/info.h>
 #include <brain/csr.h>
 #include <brain/dyn.h>
+#include <brain/models/config.h>
+#include <brain/models/networks.h>
+#include <brain/models/neurons.h>
+#include <brain/models/surrogate.h>
+#include <brain/models/synapses.h>
 #include <brain/ops.h>

@@ -27,6 +27,7 @@ struct Monitor {
   std::optional<at::Tensor> indices; // record only these neurons (last dimension)
   int64_t every = 1;                 // record every k-th step
   std::string name;                  // key of the recording; defaults to path
+  std::optional<at::ScalarType> dtype;  // store samples as this type (e.g. spikes as kBool)
   const std::string& key() const { return name.empty() ? path : name; }
 };
 

@@ -1,0 +1,196 @@
+// `brain run CONFIG.json`: builds a model from its JSON configuration, simulates it and writes
+// monitors.npz, summary.json, raster.svg and traces.svg.
+#include "csrc/cli/commands.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <brain/brain.h>
+#include <brain/io/plot.h>
+#include <brain/models/config.h>
+
+namespace brain::cli {
+
+namespace {
+
+const char* kRunUsage =
+    "usage: brain run CONFIG.json [--duration MS] [--device cpu|cuda] [--seed N] [--out DIR] [--progress|--no-progress]\n";
+
+struct RunArgs {
+  std::string config;
+  std::optional<double> duration;
+  std::optional<std::string> device;
+  std::optional<uint64_t> seed;
+  std::string out;
+  int progress = -1;
+};
+
+// Returns an error message, or "" when the arguments are fine.
+std::string parse_args(const std::vector<std::string>& args, RunArgs& a) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& k = args[i];
+    auto value = [&](std::string& v) {
+      if (i + 1 >= args.size()) return false;
+      v = args[++i];
+      return true;
+    };
+    std::string v;
+    try {
+      if (k == "--duration") {
+        if (!value(v)) return "--duration needs a value in ms";
+        size_t used = 0;
+        a.duration = std::stod(v, &used);
+        if (used != v.size() || !(*a.duration > 0)) return "--duration must be a positive number of ms, got '" + v + "'";
+      } else if (k == "--device") {
+        if (!value(v) || (v != "cpu" && v != "cuda")) return "--device must be cpu or cuda";
+        a.device = v;
+      } else if (k == "--seed") {
+        if (!value(v)) return "--seed needs a value";
+        size_t used = 0;
+        const long long s = std::stoll(v, &used);
+        if (used != v.size() || s < 0) return "--seed must be a non-negative integer, got '" + v + "'";
+        a.seed = static_cast<uint64_t>(s);
+      } else if (k == "--out") {
+        if (!value(v)) return "--out needs a directory";
+        a.out = v;
+      } else if (k == "--progress") {
+        a.progress = 1;
+      } else if (k == "--no-progress") {
+        a.progress = 0;
+      } else if (!k.empty() && k[0] == '-') {
+        return "unknown option '" + k + "'";
+      } else if (a.config.empty()) {
+        a.config = k;
+      } else {
+        return "unexpected argument '" + k + "'";
+      }
+    } catch (const std::exception&) {
+      return "bad value '" + v + "' for " + k;
+    }
+  }
+  if (a.config.empty()) return "missing CONFIG.json";
+  return "";
+}
+
+int64_t count_synapses(torch::nn::Module& net) {
+  int64_t total = 0;
+  for (const auto& item : net.named_buffers()) {
+    const auto& key = item.key();
+    if (key.size() >= 12 && key.compare(key.size() - 12, 12, "comm.indices") == 0) total += item.value().numel();
+  }
+  return total;
+}
+
+}  // namespace
+
+int run(const std::vector<std::string>& args) {
+  RunArgs a;
+  if (const std::string err = parse_args(args, a); !err.empty()) {
+    std::cerr << "brain run: " << err << "\n" << kRunUsage;
+    return kExitUsage;
+  }
+  std::ifstream in(a.config);
+  if (!in) {
+    std::cerr << "brain run: cannot read '" << a.config << "'\n";
+    return kExitUsage;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  RunConfig cfg;
+  try {
+    cfg = parse_run_config(text.str());
+  } catch (const ConfigError& e) {
+    std::cerr << "brain run: " << a.config << ": " << e.what() << "\n";
+    return kExitUsage;
+  }
+  if (a.duration) cfg.duration_ms = *a.duration;
+  if (a.device) cfg.device = *a.device;
+  if (a.seed) cfg.seed = *a.seed;
+  if (a.out.empty()) a.out = "out/" + std::filesystem::path(a.config).stem().string();
+  if (cfg.device == "cuda" && !torch::cuda::is_available()) {
+    std::cerr << "brain run: --device cuda, but no CUDA device is available here\n";
+    return kExitUsage;
+  }
+  const c10::Device device(cfg.device == "cuda" ? c10::kCUDA : c10::kCPU);
+  torch::NoGradGuard no_grad;  // simulation: no autograd bookkeeping
+
+  const auto t_build = std::chrono::steady_clock::now();
+  auto net = build_ei_network(cfg.network, cfg.seed, device, cfg.dt_ms);
+  net->reset_state();
+  const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_build).count();
+  const int64_t synapses = count_synapses(*net);
+
+  RunnerOptions opt;
+  opt.dt = cfg.dt_ms;
+  opt.progress = a.progress;
+  if (cfg.network.input_current != 0) {
+    const auto drive = torch::tensor(cfg.network.input_current);
+    opt.inputs = {{"E.input", drive, false, RunInput::Op::Set}, {"I.input", drive, false, RunInput::Op::Set}};
+  }
+  if (cfg.monitor_spikes) {
+    opt.monitors.push_back({"E.spike", std::nullopt, 1, "", at::kBool});
+    opt.monitors.push_back({"I.spike", std::nullopt, 1, "", at::kBool});
+  }
+  if (!cfg.voltage_neurons.empty()) {
+    opt.monitors.push_back({"E.V", torch::tensor(cfg.voltage_neurons, torch::kLong), 1});
+  }
+  const std::string label = cfg.network.output == "coba" ? "COBA" : "CUBA";
+  std::cerr << label << " E/I network: " << cfg.network.n_exc << " + " << cfg.network.n_inh << " LIF neurons, "
+            << synapses << " synapses, built in " << build_s << " s on " << cfg.device << "\n";
+  Runner runner(net, opt);
+  const RunResult r = runner.run(cfg.duration_ms);
+
+  std::filesystem::create_directories(a.out);
+  r.save(a.out);
+  nlohmann::json summary = nlohmann::json::parse(r.summary_json());
+  const double sim_s = r.steps * r.dt / 1000.0;
+  nlohmann::json rates = nlohmann::json::object();
+  if (cfg.monitor_spikes) {
+    for (const char* pop : {"E", "I"}) {
+      const auto& s = r.values.at(std::string(pop) + ".spike");
+      rates[pop] = s.sum().item<double>() / (static_cast<double>(s.size(1)) * sim_s);
+    }
+  }
+  summary["model"] = label + " E/I (" + a.config + ")";
+  summary["device"] = cfg.device;
+  summary["seed"] = cfg.seed;
+  summary["neurons"] = cfg.network.n_exc + cfg.network.n_inh;
+  summary["synapses"] = synapses;
+  summary["build_seconds"] = build_s;
+  summary["seconds_per_simulated_second"] = r.wall_seconds / sim_s;
+  summary["rates_hz"] = rates;
+  io::write_text(a.out + "/summary.json", summary.dump(2) + "\n");
+
+  if (cfg.monitor_spikes) {
+    auto head = [&](const at::Tensor& s, int64_t n) { return s.narrow(1, 0, std::min<int64_t>(n, s.size(1))); };
+    io::write_text(a.out + "/raster.svg",
+                   io::raster_svg({{"E", head(r.values.at("E.spike"), cfg.raster_neurons), "#1f77b4"},
+                                   {"I", head(r.values.at("I.spike"), cfg.raster_neurons), "#d62728"}},
+                                  r.t_start, r.dt, label + " E/I network: spike raster"));
+  }
+  if (!cfg.voltage_neurons.empty()) {
+    std::vector<std::string> names;
+    for (auto i : cfg.voltage_neurons) names.push_back("E[" + std::to_string(i) + "]");
+    io::write_text(a.out + "/traces.svg", io::traces_svg(r.times.at("E.V"), r.values.at("E.V"), names,
+                                                         label + " E/I network: membrane potential", "V (mV)"));
+  }
+
+  std::cout << label << " E/I network, " << cfg.network.n_exc + cfg.network.n_inh << " neurons, " << synapses
+            << " synapses, " << cfg.device << "\n";
+  std::cout << "  simulated " << r.steps * r.dt << " ms in " << r.wall_seconds << " s ("
+            << r.wall_seconds / sim_s << " s per simulated second), build " << build_s << " s\n";
+  if (cfg.monitor_spikes) {
+    std::cout << "  rates: E " << rates["E"].get<double>() << " Hz, I " << rates["I"].get<double>() << " Hz\n";
+  }
+  std::cout << "  outputs: " << a.out << "/{monitors.npz, summary.json"
+            << (cfg.monitor_spikes ? ", raster.svg" : "") << (cfg.voltage_neurons.empty() ? "" : ", traces.svg") << "}\n";
+  return kExitOk;
+}
+
+}  // namespace brain::cli

@@ -1,0 +1,142 @@
+#include <brain/models/synapses.h>
+
+#include <cmath>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <brain/ops.h>
+
+namespace brain {
+
+void Synapse::update(const Context& ctx) { deliver(ctx, torch::zeros_like(state("g"))); }
+
+Expon::Expon(int64_t n, double tau_ms, at::TensorOptions options) : Synapse("Expon", n, options), tau_(tau_ms) {
+  TORCH_CHECK(tau_ms > 0, "Expon: tau must be positive (ms), got ", tau_ms);
+}
+
+void Expon::reset_own_state(int64_t) {
+  const auto opts = has_state("g") ? state("g").options() : options_;
+  set_state("g", torch::zeros(state_shape(n_), opts));
+}
+
+void Expon::deliver(const Context& ctx, const at::Tensor& input) {
+  set_state("g", state("g") * std::exp(-ctx.dt / tau_) + input);
+}
+
+CsrComm::CsrComm(const CsrMatrix& conn, at::Tensor weights, bool event)
+    : n_pre_(conn.n_rows), n_post_(conn.n_cols), event_(event) {
+  TORCH_CHECK(conn.indptr.defined() && conn.indices.defined(), "CsrComm: the connectivity is empty");
+  ops::validate_csr(conn.indptr, conn.indices, {conn.n_rows, conn.n_cols});
+  indptr_ = register_buffer("indptr", conn.indptr);
+  indices_ = register_buffer("indices", conn.indices);
+  TORCH_CHECK(weights.dim() == 0 || weights.numel() == 1 || weights.numel() == conn.indices.numel(),
+              "CsrComm: weights must be one value or one per synapse (", conn.indices.numel(), "), got ",
+              weights.sizes());
+  weights_ = register_parameter("weights", weights.to(conn.indptr.device()), /*requires_grad=*/weights.requires_grad());
+}
+
+at::Tensor CsrComm::forward(const at::Tensor& spikes) {
+  const at::Tensor x = spikes.scalar_type() == at::kBool ? spikes : spikes.to(weights_.scalar_type());
+  return event_ ? ops::event_csr_matmul(indptr_, indices_, weights_, x, {n_pre_, n_post_}, true)
+                : ops::csr_matmul(indptr_, indices_, weights_, x, {n_pre_, n_post_}, true);
+}
+
+DenseComm::DenseComm(at::Tensor weights) {
+  TORCH_CHECK(weights.dim() == 2, "DenseComm: weights must be [n_pre, n_post], got ", weights.sizes());
+  weights_ = register_parameter("weights", weights, weights.requires_grad());
+}
+
+at::Tensor DenseComm::forward(const at::Tensor& spikes) { return spikes.to(weights_.scalar_type()).matmul(weights_); }
+
+OneToOne::OneToOne(int64_t n, at::Tensor weight) : n_(n) {
+  TORCH_CHECK(weight.dim() == 0 || (weight.dim() == 1 && weight.size(0) == n), "OneToOne: weight must be a scalar or [",
+              n, "], got ", weight.sizes());
+  weight_ = register_parameter("weight", weight, weight.requires_grad());
+}
+
+at::Tensor OneToOne::forward(const at::Tensor& spikes) { return spikes.to(weight_.scalar_type()) * weight_; }
+
+AllToAll::AllToAll(int64_t n_pre, int64_t n_post, at::Tensor weight, bool include_self)
+    : n_pre_(n_pre), n_post_(n_post), include_self_(include_self) {
+  TORCH_CHECK(weight.dim() == 0, "AllToAll: weight must be a scalar, got ", weight.sizes());
+  TORCH_CHECK(include_self || n_pre == n_post, "AllToAll: excluding self-connections needs n_pre == n_post");
+  weight_ = register_parameter("weight", weight, weight.requires_grad());
+}
+
+at::Tensor AllToAll::forward(const at::Tensor& spikes) {
+  const at::Tensor s = spikes.to(weight_.scalar_type());
+  at::Tensor total = s.sum(-1, /*keepdim=*/true);
+  std::vector<int64_t> shape = s.sizes().vec();
+  shape.back() = n_post_;
+  at::Tensor out = total.expand(shape);
+  if (!include_self_) out = out - s;
+  return out * weight_;
+}
+
+AlignPostProj::AlignPostProj(std::shared_ptr<NeuronGroup> pre, std::shared_ptr<Comm> comm,
+                             std::shared_ptr<Synapse> syn, std::shared_ptr<SynOutput> out,
+                             std::shared_ptr<NeuronGroup> post, int64_t delay_steps)
+    : DynamicalSystem("AlignPostProj"),
+      pre_(std::move(pre)),
+      post_(std::move(post)),
+      comm_(std::move(comm)),
+      syn_(std::move(syn)),
+      out_(std::move(out)),
+      delay_steps_(delay_steps) {
+  TORCH_CHECK(pre_ && post_ && comm_ && syn_ && out_, "AlignPostProj: pre, comm, syn, out and post are required");
+  TORCH_CHECK(comm_->n_pre() == pre_->size(), "AlignPostProj: the connectivity has ", comm_->n_pre(),
+              " presynaptic neurons, the population has ", pre_->size());
+  TORCH_CHECK(comm_->n_post() == post_->size() && syn_->size() == post_->size(), "AlignPostProj: the connectivity (",
+              comm_->n_post(), ") and the synapse (", syn_->size(), ") must match the postsynaptic population (",
+              post_->size(), ")");
+  TORCH_CHECK(delay_steps >= 0, "AlignPostProj: delay_steps must be >= 0, got ", delay_steps);
+  register_module("comm", comm_);
+  add_child("syn", syn_);
+  if (delay_steps_ > 0) {
+    delay_ = add_child("delay", std::make_shared<Delay>(pre_->size(), delay_steps_, pre_->options()));
+  }
+  post_->add_current([s = syn_, o = out_](const at::Tensor& V) { return o->current(s->g(), V); });
+}
+
+void AlignPostProj::update(const Context& ctx) {
+  at::Tensor spikes = pre_->state("spike");
+  if (delay_) {
+    delay_->push(spikes, ctx.step);
+    spikes = delay_->read(delay_steps_, ctx.step);
+  }
+  syn_->deliver(ctx, comm_->forward(spikes));
+}
+
+CsrMatrix fixed_prob(int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed, c10::Device device,
+                     at::ScalarType index_dtype) {
+  TORCH_CHECK(prob >= 0 && prob <= 1, "fixed_prob: prob must lie in [0, 1], got ", prob);
+  TORCH_CHECK(n_pre >= 0 && n_post >= 0, "fixed_prob: sizes must be >= 0");
+  TORCH_CHECK(include_self || n_pre == n_post, "fixed_prob: excluding self-connections needs n_pre == n_post");
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  // Row blocks of about 16M candidate pairs keep memory bounded for large populations.
+  const int64_t block = std::max<int64_t>(1, (int64_t{1} << 24) / std::max<int64_t>(n_post, 1));
+  std::vector<at::Tensor> rows, cols;
+  for (int64_t r0 = 0; r0 < n_pre; r0 += block) {
+    const int64_t r1 = std::min(n_pre, r0 + block);
+    at::Tensor mask = at::rand({r1 - r0, n_post}, gen) < prob;
+    if (!include_self) {
+      mask.diagonal(r0, 0, 1).fill_(false);  // entries (r, r) of this block
+    }
+    const at::Tensor nz = mask.nonzero();
+    rows.push_back(nz.select(1, 0) + r0);
+    cols.push_back(nz.select(1, 1));
+  }
+  const at::Tensor r = rows.empty() ? torch::zeros({0}, torch::kLong) : torch::cat(rows);
+  const at::Tensor c = cols.empty() ? torch::zeros({0}, torch::kLong) : torch::cat(cols);
+  at::Tensor indptr = torch::zeros({n_pre + 1}, torch::kLong);
+  if (r.numel() > 0) indptr.narrow(0, 1, n_pre).copy_(torch::bincount(r, {}, n_pre).cumsum(0));
+  CsrMatrix m;
+  m.indptr = indptr.to(device, index_dtype);
+  m.indices = c.to(device, index_dtype);  // nonzero() is row-major: rows sorted, columns ascending
+  m.n_rows = n_pre;
+  m.n_cols = n_post;
+  return m;
+}
+
+}  // namespace brain

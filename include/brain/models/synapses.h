@@ -1,0 +1,154 @@
+// Synapses, synaptic outputs, communication and projections (SPEC section 4).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <brain/csr.h>
+#include <brain/dyn/delay.h>
+#include <brain/dyn/system.h>
+#include <brain/models/neurons.h>
+
+namespace brain {
+
+// ---- Synaptic dynamics -----------------------------------------------------------------
+// State "g" over the postsynaptic population (AlignPost). deliver() advances one step and
+// adds the input that arrived this step; update() alone advances with no input.
+class BRAIN_API Synapse : public DynamicalSystem {
+ public:
+  Synapse(std::string name, int64_t n, at::TensorOptions options) : DynamicalSystem(std::move(name)), n_(n), options_(options) {}
+  virtual void deliver(const Context& ctx, const at::Tensor& input) = 0;
+  void update(const Context& ctx) override;
+  const at::Tensor& g() const { return state("g"); }
+  int64_t size() const { return n_; }
+
+ protected:
+  int64_t n_;
+  at::TensorOptions options_;
+};
+
+// Exponential decay: dg/dt = -g / tau, g += input on arrival (exact).
+class BRAIN_API Expon : public Synapse {
+ public:
+  Expon(int64_t n, double tau_ms, at::TensorOptions options = at::kFloat);
+  void deliver(const Context& ctx, const at::Tensor& input) override;
+  double tau() const { return tau_; }
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  double tau_;
+};
+
+// ---- Synaptic outputs: conductance -> current ------------------------------------------
+struct BRAIN_API SynOutput {
+  virtual ~SynOutput() = default;
+  virtual at::Tensor current(const at::Tensor& g, const at::Tensor& V) const = 0;
+};
+// Conductance-based: g (E - V), E in mV.
+struct BRAIN_API COBA : SynOutput {
+  explicit COBA(double E) : E(E) {}
+  at::Tensor current(const at::Tensor& g, const at::Tensor& V) const override { return g * (E - V); }
+  double E;
+};
+// Current-based: g itself.
+struct BRAIN_API CUBA : SynOutput {
+  at::Tensor current(const at::Tensor& g, const at::Tensor&) const override { return g; }
+};
+
+// ---- Communication: presynaptic spikes -> postsynaptic input ---------------------------
+class BRAIN_API Comm : public torch::nn::Module {
+ public:
+  virtual at::Tensor forward(const at::Tensor& spikes) = 0;
+  virtual int64_t n_pre() const = 0;
+  virtual int64_t n_post() const = 0;
+};
+
+// Sparse connectivity (rows presynaptic): input = A^T @ spikes, by brain::event_csr_matmul
+// (event = true, the default) or brain::csr_matmul. weights: one per synapse or one value;
+// a parameter, so it trains when given requires_grad.
+class BRAIN_API CsrComm : public Comm {
+ public:
+  CsrComm(const CsrMatrix& conn, at::Tensor weights, bool event = true);
+  at::Tensor forward(const at::Tensor& spikes) override;
+  int64_t n_pre() const override { return n_pre_; }
+  int64_t n_post() const override { return n_post_; }
+  const at::Tensor& weights() const { return weights_; }
+
+ private:
+  at::Tensor indptr_, indices_, weights_;
+  int64_t n_pre_, n_post_;
+  bool event_;
+};
+
+// Dense weights W [n_pre, n_post]: input = spikes @ W.
+class BRAIN_API DenseComm : public Comm {
+ public:
+  explicit DenseComm(at::Tensor weights);
+  at::Tensor forward(const at::Tensor& spikes) override;
+  int64_t n_pre() const override { return weights_.size(0); }
+  int64_t n_post() const override { return weights_.size(1); }
+
+ private:
+  at::Tensor weights_;
+};
+
+// input[i] = w * spikes[i] (w scalar or [n]).
+class BRAIN_API OneToOne : public Comm {
+ public:
+  OneToOne(int64_t n, at::Tensor weight);
+  at::Tensor forward(const at::Tensor& spikes) override;
+  int64_t n_pre() const override { return n_; }
+  int64_t n_post() const override { return n_; }
+
+ private:
+  int64_t n_;
+  at::Tensor weight_;
+};
+
+// Every presynaptic neuron to every postsynaptic one with one weight w (optionally without
+// self-connections for a population onto itself): input[j] = w * (sum(spikes) - [no self] spikes[j]).
+class BRAIN_API AllToAll : public Comm {
+ public:
+  AllToAll(int64_t n_pre, int64_t n_post, at::Tensor weight, bool include_self = true);
+  at::Tensor forward(const at::Tensor& spikes) override;
+  int64_t n_pre() const override { return n_pre_; }
+  int64_t n_post() const override { return n_post_; }
+
+ private:
+  int64_t n_pre_, n_post_;
+  at::Tensor weight_;
+  bool include_self_;
+};
+
+// ---- Projections -----------------------------------------------------------------------
+// AlignPost: the synaptic state lives on the postsynaptic side (valid for linear synapses,
+// O(n_post) memory). Each step, after the neurons: the presynaptic spikes of delay_steps
+// steps ago go through comm into syn; the postsynaptic neurons read out->current(g, V) on
+// their next update.
+class BRAIN_API AlignPostProj : public DynamicalSystem {
+ public:
+  AlignPostProj(std::shared_ptr<NeuronGroup> pre, std::shared_ptr<Comm> comm, std::shared_ptr<Synapse> syn,
+                std::shared_ptr<SynOutput> out, std::shared_ptr<NeuronGroup> post, int64_t delay_steps = 0);
+  void update(const Context& ctx) override;
+
+ private:
+  std::shared_ptr<NeuronGroup> pre_, post_;
+  std::shared_ptr<Comm> comm_;
+  std::shared_ptr<Synapse> syn_;
+  std::shared_ptr<SynOutput> out_;
+  std::shared_ptr<Delay> delay_;
+  int64_t delay_steps_;
+};
+
+// ---- Connectivity ----------------------------------------------------------------------
+// Each (pre, post) pair connected independently with probability prob (exact Bernoulli);
+// without self-connections when include_self is false (for a population onto itself).
+// Drawn from a CPU generator seeded with `seed`, in row blocks, so the result does not depend
+// on the device; then moved to `device`.
+BRAIN_API CsrMatrix fixed_prob(int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed,
+                               c10::Device device = c10::kCPU, at::ScalarType index_dtype = at::kInt);
+
+}  // namespace brain
