@@ -74,7 +74,7 @@ at::Tensor AllToAll::forward(const at::Tensor& spikes) {
   return out * weight_;
 }
 
-AlignPostProj::AlignPostProj(std::shared_ptr<NeuronGroup> pre, std::shared_ptr<Comm> comm,
+AlignPostProj::AlignPostProj(std::shared_ptr<DynamicalSystem> pre, std::shared_ptr<Comm> comm,
                              std::shared_ptr<Synapse> syn, std::shared_ptr<SynOutput> out,
                              std::shared_ptr<NeuronGroup> post, int64_t delay_steps)
     : DynamicalSystem("AlignPostProj"),
@@ -85,8 +85,11 @@ AlignPostProj::AlignPostProj(std::shared_ptr<NeuronGroup> pre, std::shared_ptr<C
       out_(std::move(out)),
       delay_steps_(delay_steps) {
   TORCH_CHECK(pre_ && post_ && comm_ && syn_ && out_, "AlignPostProj: pre, comm, syn, out and post are required");
-  TORCH_CHECK(comm_->n_pre() == pre_->size(), "AlignPostProj: the connectivity has ", comm_->n_pre(),
-              " presynaptic neurons, the population has ", pre_->size());
+  if (pre_->has_state("spike")) {
+    const int64_t n_pre = pre_->state("spike").size(-1);
+    TORCH_CHECK(comm_->n_pre() == n_pre, "AlignPostProj: the connectivity has ", comm_->n_pre(),
+                " presynaptic neurons, the presynaptic population has ", n_pre);
+  }
   TORCH_CHECK(comm_->n_post() == post_->size() && syn_->size() == post_->size(), "AlignPostProj: the connectivity (",
               comm_->n_post(), ") and the synapse (", syn_->size(), ") must match the postsynaptic population (",
               post_->size(), ")");
@@ -94,7 +97,8 @@ AlignPostProj::AlignPostProj(std::shared_ptr<NeuronGroup> pre, std::shared_ptr<C
   register_module("comm", comm_);
   add_child("syn", syn_);
   if (delay_steps_ > 0) {
-    delay_ = add_child("delay", std::make_shared<Delay>(pre_->size(), delay_steps_, pre_->options()));
+    // Spikes are stored in the postsynaptic dtype, so float and bool spikes share one buffer.
+    delay_ = add_child("delay", std::make_shared<Delay>(comm_->n_pre(), delay_steps_, post_->options()));
   }
   post_->add_current([s = syn_, o = out_](const at::Tensor& V) { return o->current(s->g(), V); });
 }

@@ -127,15 +127,17 @@ class BRAIN_API AllToAll : public Comm {
 // AlignPost: the synaptic state lives on the postsynaptic side (valid for linear synapses,
 // O(n_post) memory). Each step, after the neurons: the presynaptic spikes of delay_steps
 // steps ago go through comm into syn; the postsynaptic neurons read out->current(g, V) on
-// their next update.
+// their next update. The presynaptic side is any system with a "spike" state of
+// comm->n_pre() neurons (a neuron group, a Poisson or spike-time group).
 class BRAIN_API AlignPostProj : public DynamicalSystem {
  public:
-  AlignPostProj(std::shared_ptr<NeuronGroup> pre, std::shared_ptr<Comm> comm, std::shared_ptr<Synapse> syn,
+  AlignPostProj(std::shared_ptr<DynamicalSystem> pre, std::shared_ptr<Comm> comm, std::shared_ptr<Synapse> syn,
                 std::shared_ptr<SynOutput> out, std::shared_ptr<NeuronGroup> post, int64_t delay_steps = 0);
   void update(const Context& ctx) override;
 
  private:
-  std::shared_ptr<NeuronGroup> pre_, post_;
+  std::shared_ptr<DynamicalSystem> pre_;
+  std::shared_ptr<NeuronGroup> post_;
   std::shared_ptr<Comm> comm_;
   std::shared_ptr<Synapse> syn_;
   std::shared_ptr<SynOutput> out_;

@@ -1,0 +1,219 @@
+// Neuron and synapse models against analytic results, projections against a hand
+// computation, the COBA network's rates, and config validation.
+#include <brain/brain.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace {
+
+using brain::Context;
+
+TEST(Surrogate, ForwardIsExactlyHeavisideAndBackwardUsesTheSurrogate) {
+  const auto x = torch::tensor({-2.0, -0.1, 0.0, 0.1, 3.0}, torch::kDouble).requires_grad_();
+  for (const char* name : {"sigmoid", "arctan", "piecewise_quadratic", "piecewise_exp", "soft_sign", "erf",
+                           "inv_square", "gaussian", "multi_gaussian", "leaky_relu", "relu_grad"}) {
+    const auto s = brain::Surrogate::named(name);
+    const auto y = brain::spike_function(x, s);
+    EXPECT_TRUE(torch::equal(y.detach(), torch::tensor({0.0, 0.0, 0.0, 1.0, 1.0}, torch::kDouble))) << name;
+    const auto g = torch::autograd::grad({y.sum()}, {x})[0];
+    EXPECT_TRUE(torch::allclose(g, brain::surrogate_grad(x.detach(), s))) << name;
+    EXPECT_EQ(s.name(), std::string(name));
+  }
+  EXPECT_THROW(brain::Surrogate::named("tanh_typo"), c10::Error);
+}
+
+TEST(Surrogate, DerivativesHaveTheirPublishedValuesAtZero) {
+  const auto zero = torch::zeros({1}, torch::kDouble);
+  auto at0 = [&](const char* name) { return brain::surrogate_grad(zero, brain::Surrogate::named(name)).item<double>(); };
+  EXPECT_NEAR(at0("sigmoid"), 1.0, 1e-12);  // alpha / 4 with alpha = 4
+  EXPECT_NEAR(at0("arctan"), 0.5, 1e-12);
+  EXPECT_NEAR(at0("piecewise_quadratic"), 1.0, 1e-12);
+  EXPECT_NEAR(at0("piecewise_exp"), 0.5, 1e-12);
+  EXPECT_NEAR(at0("soft_sign"), 0.5, 1e-12);
+  EXPECT_NEAR(at0("erf"), 1.0 / std::sqrt(M_PI), 1e-12);
+  EXPECT_NEAR(at0("inv_square"), 1.0, 1e-12);
+  EXPECT_NEAR(at0("gaussian"), 1.0 / (std::sqrt(2 * M_PI) * 0.5), 1e-12);
+  EXPECT_NEAR(at0("relu_grad"), 0.3, 1e-12);
+  const auto minus1 = torch::full({1}, -1.0, torch::kDouble);
+  EXPECT_NEAR(brain::surrogate_grad(minus1, brain::Surrogate::named("leaky_relu")).item<double>(), 0.1, 1e-12);
+  // The normalised ones integrate to 1 over the real line (arctan's 1/x^2 tails leave
+  // (2/pi) atan(30 pi) inside [-60, 60]).
+  const auto xs = torch::linspace(-60, 60, 1'200'001, torch::kDouble);
+  for (const char* name : {"sigmoid", "arctan", "piecewise_quadratic", "piecewise_exp", "soft_sign", "erf", "gaussian"}) {
+    const double area = torch::trapezoid(brain::surrogate_grad(xs, brain::Surrogate::named(name)), xs).item<double>();
+    const double inside = std::string(name) == "arctan" ? 2 / M_PI * std::atan(30 * M_PI)
+                        : std::string(name) == "soft_sign" ? 60.0 / 61.0 : 1.0;
+    EXPECT_NEAR(area, inside, 2e-4) << name;
+  }
+}
+
+// Steps between spikes of a LIF neuron under a constant current.
+double lif_isi_ms(double current, double tau_ref, double dt) {
+  brain::LifParams p;
+  p.tau_ref = tau_ref;
+  brain::LIF lif(1, p, torch::kDouble);
+  lif.reset_state();
+  Context ctx;
+  ctx.dt = dt;
+  std::vector<int64_t> spikes;
+  for (ctx.step = 0; ctx.step < static_cast<int64_t>(200 / dt) && spikes.size() < 3; ++ctx.step) {
+    ctx.t = ctx.step * dt;
+    lif.assign_state("input", torch::full({1}, current, torch::kDouble));
+    lif.step(ctx);
+    if (lif.state("spike").item<double>() > 0) spikes.push_back(ctx.step);
+  }
+  EXPECT_EQ(spikes.size(), 3u);
+  return (spikes[2] - spikes[1]) * dt;
+}
+
+TEST(LIF, InterSpikeIntervalMatchesTheAnalyticValue) {
+  // From V_reset, V(t) = V_inf - (V_inf - V_reset) e^{-t/tau}; it reaches V_th after
+  // T = tau ln((V_inf - V_reset) / (V_inf - V_th)), V_inf = V_rest + R I.
+  for (double current : {12.0, 20.0, 45.0}) {
+    const double T = 20.0 * std::log(current / (current - 10.0));
+    EXPECT_NEAR(lif_isi_ms(current, 0.0, 0.01), T, 0.011) << "I = " << current;
+    // Refractoriness adds tau_ref (integration resumes tau_ref after the spike).
+    EXPECT_NEAR(lif_isi_ms(current, 2.0, 0.01), T + 2.0 - 0.01, 0.011) << "I = " << current;
+  }
+  // Below rheobase (I <= V_th - V_rest) it never fires.
+  brain::LIF quiet(1, {}, torch::kDouble);
+  quiet.reset_state();
+  Context ctx;
+  for (ctx.step = 0; ctx.step < 2000; ++ctx.step) {
+    quiet.assign_state("input", torch::full({1}, 9.9, torch::kDouble));
+    quiet.step(ctx);
+    ASSERT_EQ(quiet.state("spike").item<double>(), 0.0);
+  }
+  EXPECT_THROW(brain::LIF(1, brain::LifParams{-60, -50, -55, 20, 1, 0, {}, true}), c10::Error);
+}
+
+TEST(LIF, SpikesCarrySurrogateGradients) {
+  brain::LIF lif(4, {}, torch::kDouble);
+  lif.reset_state();
+  auto drive = torch::tensor({5.0, 15.0, 25.0, 40.0}, torch::kDouble).requires_grad_();
+  Context ctx;
+  at::Tensor count = torch::zeros({4}, torch::kDouble);
+  for (ctx.step = 0; ctx.step < 300; ++ctx.step) {
+    lif.assign_state("input", drive * 1.0);
+    lif.step(ctx);
+    count = count + lif.state("spike");
+  }
+  count.sum().backward();
+  EXPECT_GT(count[3].item<double>(), count[2].item<double>());
+  EXPECT_GT(drive.grad().abs().sum().item<double>(), 0.0);  // gradient reached the input
+}
+
+TEST(Expon, DecaysExactlyAfterAnArrival) {
+  brain::Expon syn(2, 5.0, torch::kDouble);
+  syn.reset_state();
+  Context ctx;
+  ctx.dt = 0.1;
+  syn.deliver(ctx, torch::tensor({1.0, 2.0}, torch::kDouble));
+  for (int k = 1; k <= 100; ++k) {
+    syn.step(ctx);
+    ASSERT_NEAR(syn.g()[1].item<double>(), 2.0 * std::exp(-k * 0.1 / 5.0), 1e-12) << k;
+  }
+}
+
+TEST(AlignPost, DeliversDelayedSpikesThroughTheConnectivity) {
+  // 4 Poisson inputs onto 3 neurons that never fire: g follows g <- g e^{-dt/tau} + A^T s(t - d).
+  const auto dense = torch::tensor({{0.5, 0.0, 1.0}, {0.0, 2.0, 0.0}, {1.5, 0.0, 0.0}, {0.0, 0.25, 3.0}}, torch::kDouble);
+  const auto conn = brain::CsrMatrix::from_dense(dense, torch::kInt);
+  for (int64_t delay : {0, 3}) {
+    auto net = std::make_shared<brain::DynSysGroup>("net");
+    auto input = net->add("input", std::make_shared<brain::PoissonGroup>(4, 300.0, 11));
+    brain::LifParams p;
+    p.V_th = 1e9;  // silent
+    auto post = net->add("post", std::make_shared<brain::LIF>(3, p, torch::kDouble));
+    auto comm = std::make_shared<brain::CsrComm>(conn, conn.weights);
+    auto syn = std::make_shared<brain::Expon>(3, 4.0, torch::kDouble);
+    net->add("proj", std::make_shared<brain::AlignPostProj>(input, comm, syn, std::make_shared<brain::CUBA>(), post, delay));
+    net->reset_state();
+    Context ctx;
+    ctx.dt = 0.5;
+    std::vector<at::Tensor> spikes;
+    at::Tensor g = torch::zeros({3}, torch::kDouble);
+    for (ctx.step = 0; ctx.step < 60; ++ctx.step) {
+      net->step(ctx);
+      spikes.push_back(net->find_state("input.spike").to(torch::kDouble));
+      const at::Tensor arriving = ctx.step >= delay ? spikes[ctx.step - delay] : torch::zeros({4}, torch::kDouble);
+      g = g * std::exp(-0.5 / 4.0) + arriving.matmul(dense);
+      ASSERT_TRUE(torch::allclose(net->find_state("proj.syn.g"), g)) << "delay " << delay << " step " << ctx.step;
+    }
+    EXPECT_GT(g.sum().item<double>(), 0.0);
+  }
+}
+
+TEST(Connectivity, FixedProbIsExactBernoulliWithoutSelfLoops) {
+  const auto m = brain::fixed_prob(2000, 2000, 0.05, /*include_self=*/false, 3);
+  brain::ops::validate_csr(m.indptr, m.indices, {2000, 2000});
+  const double n = 2000.0 * 1999.0;
+  const double expected = 0.05 * n, sd = std::sqrt(n * 0.05 * 0.95);
+  EXPECT_NEAR(static_cast<double>(m.indices.numel()), expected, 4 * sd);
+  auto counts = (m.indptr.narrow(0, 1, 2000) - m.indptr.narrow(0, 0, 2000)).to(torch::kLong);
+  const auto rows = torch::repeat_interleave(torch::arange(2000), counts);
+  EXPECT_EQ((rows == m.indices.to(torch::kLong)).sum().item<int64_t>(), 0);
+  // Same seed, same matrix; another seed, another.
+  EXPECT_TRUE(torch::equal(brain::fixed_prob(2000, 2000, 0.05, false, 3).indices, m.indices));
+  EXPECT_FALSE(torch::equal(brain::fixed_prob(2000, 2000, 0.05, false, 4).indptr, m.indptr));
+  EXPECT_THROW(brain::fixed_prob(10, 10, 1.5, true, 0), c10::Error);
+}
+
+TEST(EINetwork, CobaFiresInThePhysiologicalRange) {
+  torch::NoGradGuard no_grad;
+  auto net = brain::build_ei_network(brain::EINetSpec{}, 42, c10::kCPU);
+  net->reset_state();
+  brain::RunnerOptions opt;
+  opt.progress = 0;
+  const auto drive = torch::tensor(20.0);
+  opt.inputs = {{"E.input", drive, false, brain::RunInput::Op::Set}, {"I.input", drive, false, brain::RunInput::Op::Set}};
+  opt.monitors = {{"E.spike", std::nullopt, 1, "", at::kBool}, {"I.spike", std::nullopt, 1, "", at::kBool}};
+  const auto r = brain::Runner(net, opt).run(300.0);
+  for (const char* pop : {"E.spike", "I.spike"}) {
+    // Skip the first 50 ms of transient.
+    const auto s = r.values.at(pop).narrow(0, 500, 2500);
+    const double rate = s.sum().item<double>() / (s.size(1) * 0.25);
+    EXPECT_GT(rate, 10.0) << pop;
+    EXPECT_LT(rate, 40.0) << pop;
+  }
+}
+
+TEST(Config, ShippedConfigsParse) {
+  for (const char* file : {"coba.json", "cuba.json"}) {
+    std::ifstream in(std::string(BRAIN_SOURCE_DIR) + "/models/" + file);
+    std::stringstream text;
+    text << in.rdbuf();
+    const auto cfg = brain::parse_run_config(text.str());
+    EXPECT_EQ(cfg.network.n_exc, 3200) << file;
+  }
+}
+
+TEST(Config, ErrorsNameTheJsonPath) {
+  auto error_of = [](const std::string& text) {
+    try {
+      brain::parse_run_config(text);
+    } catch (const brain::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_of(R"({"network": {"p": 1.5}})"), "/network/p: expected a number in [0, 1], got 1.5");
+  EXPECT_EQ(error_of(R"({"network": {"n_exc": "many"}})"), "/network/n_exc: expected an integer, got \"many\"");
+  EXPECT_EQ(error_of(R"({"network": {"neuron": {"tau": 0}}})"), "/network/neuron/tau: expected a number in (0, 1e+06], got 0");
+  EXPECT_EQ(error_of(R"({"network": {"output": "cobra"}})"), "/network/output: expected one of coba, cuba, got \"cobra\"");
+  EXPECT_EQ(error_of(R"({"run": {"dt_ms": -1}})").rfind("/run/dt_ms: expected a number in (0", 0), 0u);
+  EXPECT_EQ(error_of(R"({"monitors": {"voltage_neurons": [0, 5000]}})"),
+            "/monitors/voltage_neurons/1: neuron 5000 is outside the excitatory population [0, 3200)");
+  EXPECT_EQ(error_of(R"({"network": {"tau_ex": 5}})").rfind("/network/tau_ex: unknown field; expected one of:", 0), 0u);
+  EXPECT_EQ(error_of(R"({"netwrk": {}})").rfind("/netwrk: unknown field", 0), 0u);
+  EXPECT_EQ(error_of(R"({"network": {"neuron": {"V_th": -70}}})"), "/network/neuron/V_th: must be above V_reset");
+  EXPECT_EQ(error_of("[1, 2]"), "/: expected an object, got [1,2]");
+  EXPECT_EQ(error_of("{\"network\": ").rfind("/: not valid JSON", 0), 0u);
+}
+
+}  // namespace
