@@ -18,8 +18,10 @@ std::shared_ptr<DynSysGroup> build_ei_network(const EINetSpec& spec, uint64_t se
   TORCH_CHECK(spec.n_exc > 0 && spec.n_inh > 0, "ei_network: both populations need neurons");
   const auto options = at::TensorOptions(spec.dtype == "float64" ? at::kDouble : at::kFloat).device(device);
   auto net = std::make_shared<DynSysGroup>("EINet");
-  auto E = net->add("E", std::make_shared<LIF>(spec.n_exc, spec.neuron, options));
-  auto I = net->add("I", std::make_shared<LIF>(spec.n_inh, spec.neuron, options));
+  LifParams neuron = spec.neuron;
+  neuron.method = spec.method;
+  auto E = net->add("E", std::make_shared<LIF>(spec.n_exc, neuron, options));
+  auto I = net->add("I", std::make_shared<LIF>(spec.n_inh, neuron, options));
 
   // Initial potentials from their own generator: reproducible whatever else draws numbers.
   auto v_gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x5eed'0001ull);
@@ -50,7 +52,7 @@ std::shared_ptr<DynSysGroup> build_ei_network(const EINetSpec& spec, uint64_t se
     const auto conn = fixed_prob(pw.pre->size(), pw.post->size(), spec.p, /*include_self=*/!recurrent,
                                  seed * 4 + pw.salt, device);
     auto comm = std::make_shared<CsrComm>(conn, torch::tensor(pw.w, options), spec.event);
-    auto syn = std::make_shared<Expon>(pw.post->size(), pw.tau, options);
+    auto syn = std::make_shared<Expon>(pw.post->size(), pw.tau, options, spec.method);
     std::shared_ptr<SynOutput> out = coba ? std::shared_ptr<SynOutput>(std::make_shared<COBA>(pw.E_rev))
                                           : std::shared_ptr<SynOutput>(std::make_shared<CUBA>());
     net->add(pw.name, std::make_shared<AlignPostProj>(pw.pre, comm, syn, out, pw.post, delay_steps));

@@ -17,6 +17,8 @@ need_cmd ninja ninja-build
 need_cmd ccache ccache
 need_file /usr/include/nlohmann/json.hpp nlohmann-json3-dev
 need_file /usr/include/gtest/gtest.h libgtest-dev
+# Brian2 on the system python, for the cross-check tests (tests/python/test_brian2_crosscheck.py).
+need_file /usr/lib/python3/dist-packages/brian2/__init__.py python3-brian
 if command -v cmake >/dev/null 2>&1; then
   cmake_version=$(cmake --version | sed -n 's/^cmake version \([0-9.]*\).*/\1/p')
   if [ "$(printf '%s\n3.22\n' "$cmake_version" | sort -V | head -n1)" != "3.22" ]; then

@@ -20,7 +20,10 @@ namespace brain::cli {
 namespace {
 
 const char* kRunUsage =
-    "usage: brain run CONFIG.json [--duration MS] [--device cpu|cuda] [--seed N] [--out DIR] [--progress|--no-progress]\n";
+    "usage: brain run CONFIG.json [--duration MS] [--device cpu|cuda] [--seed N] [--out DIR]\n"
+    "                 [--progress|--no-progress] [--save-network]\n"
+    "  --save-network  also write DIR/network.npz: every projection's CSR (<name>.indptr,\n"
+    "                  <name>.indices) and the initial potentials (<pop>.V0)\n";
 
 struct RunArgs {
   std::string config;
@@ -29,6 +32,7 @@ struct RunArgs {
   std::optional<uint64_t> seed;
   std::string out;
   int progress = -1;
+  bool save_network = false;
 };
 
 // Returns an error message, or "" when the arguments are fine.
@@ -63,6 +67,8 @@ std::string parse_args(const std::vector<std::string>& args, RunArgs& a) {
         a.progress = 1;
       } else if (k == "--no-progress") {
         a.progress = 0;
+      } else if (k == "--save-network") {
+        a.save_network = true;
       } else if (!k.empty() && k[0] == '-') {
         return "unknown option '" + k + "'";
       } else if (a.config.empty()) {
@@ -125,6 +131,22 @@ int run(const std::vector<std::string>& args) {
   net->reset_state();
   const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_build).count();
   const int64_t synapses = count_synapses(*net);
+  if (a.save_network) {
+    std::filesystem::create_directories(a.out);
+    std::vector<std::pair<std::string, at::Tensor>> arrays;
+    for (const auto& item : net->named_buffers()) {
+      const auto& key = item.key();  // e.g. "E2I.comm.indptr"
+      for (const char* field : {".comm.indptr", ".comm.indices"}) {
+        const std::string f(field);
+        if (key.size() > f.size() && key.compare(key.size() - f.size(), f.size(), f) == 0) {
+          arrays.emplace_back(key.substr(0, key.size() - f.size()) + f.substr(5), item.value());
+        }
+      }
+    }
+    arrays.emplace_back("E.V0", net->find_state("E.V"));
+    arrays.emplace_back("I.V0", net->find_state("I.V"));
+    io::save_npz(a.out + "/network.npz", arrays);
+  }
 
   RunnerOptions opt;
   opt.dt = cfg.dt_ms;

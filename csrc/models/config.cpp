@@ -139,6 +139,7 @@ void read_network(const json& j, const std::string& path, EINetSpec& n) {
   n.input_current = r.number("input_current", n.input_current);
   n.dtype = r.choice("dtype", n.dtype, {"float32", "float64"});
   n.event = r.boolean("event", n.event);
+  n.method = r.choice("method", n.method, {"exp_euler", "euler"});
   r.finish();
 }
 

@@ -26,6 +26,8 @@ LIF::LIF(int64_t n, LifParams params, at::TensorOptions options)
   TORCH_CHECK(p_.V_th > p_.V_reset, "LIF: V_th (", p_.V_th, ") must be above V_reset (", p_.V_reset, ")");
   TORCH_CHECK(p_.tau_ref >= 0, "LIF: tau_ref must be >= 0 (ms), got ", p_.tau_ref);
   TORCH_CHECK(p_.R > 0, "LIF: R must be positive, got ", p_.R);
+  TORCH_CHECK(p_.method == "exp_euler" || p_.method == "euler", "LIF: method must be exp_euler or euler, got '",
+              p_.method, "'");
 }
 
 void LIF::reset_own_state(int64_t) {
@@ -41,9 +43,14 @@ void LIF::reset_own_state(int64_t) {
 void LIF::update(const Context& ctx) {
   const at::Tensor& V = state("V");
   const at::Tensor I = total_current(V);
-  // Exact for I constant over the step: V -> V_inf + (V - V_inf) e^{-dt/tau}.
-  const double decay = std::exp(-ctx.dt / p_.tau);
-  at::Tensor v_new = (p_.V_rest + p_.R * I) + (V - (p_.V_rest + p_.R * I)) * decay;
+  at::Tensor v_new;
+  if (p_.method == "euler") {
+    v_new = V + (-(V - p_.V_rest) + p_.R * I) * (ctx.dt / p_.tau);
+  } else {
+    // Exact for I constant over the step: V -> V_inf + (V - V_inf) e^{-dt/tau}.
+    const double decay = std::exp(-ctx.dt / p_.tau);
+    v_new = (p_.V_rest + p_.R * I) + (V - (p_.V_rest + p_.R * I)) * decay;
+  }
   at::Tensor refractory;
   if (p_.tau_ref > 0) {
     const int64_t ref_steps = std::llround(p_.tau_ref / ctx.dt);

@@ -11,8 +11,10 @@ namespace brain {
 
 void Synapse::update(const Context& ctx) { deliver(ctx, torch::zeros_like(state("g"))); }
 
-Expon::Expon(int64_t n, double tau_ms, at::TensorOptions options) : Synapse("Expon", n, options), tau_(tau_ms) {
+Expon::Expon(int64_t n, double tau_ms, at::TensorOptions options, std::string method)
+    : Synapse("Expon", n, options), tau_(tau_ms), euler_(method == "euler") {
   TORCH_CHECK(tau_ms > 0, "Expon: tau must be positive (ms), got ", tau_ms);
+  TORCH_CHECK(method == "exp_euler" || method == "euler", "Expon: method must be exp_euler or euler, got '", method, "'");
 }
 
 void Expon::reset_own_state(int64_t) {
@@ -21,7 +23,8 @@ void Expon::reset_own_state(int64_t) {
 }
 
 void Expon::deliver(const Context& ctx, const at::Tensor& input) {
-  set_state("g", state("g") * std::exp(-ctx.dt / tau_) + input);
+  const at::Tensor& g = state("g");
+  set_state("g", (euler_ ? g - g * (ctx.dt / tau_) : g * std::exp(-ctx.dt / tau_)) + input);
 }
 
 CsrComm::CsrComm(const CsrMatrix& conn, at::Tensor weights, bool event)

@@ -36,6 +36,7 @@ struct EINetSpec {
   double input_current = 20.0;  // mV, constant drive of both populations (runner input)
   std::string dtype = "float32";
   bool event = true;  // event-driven propagation
+  std::string method = "exp_euler";  // neurons and synapses: "exp_euler" or "euler"
 };
 
 // Builds the network on `device`; connectivity and initial potentials depend only on seed.

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include <brain/dyn/system.h>
@@ -38,7 +39,8 @@ class BRAIN_API NeuronGroup : public DynamicalSystem {
 
 // Leaky integrate-and-fire, optionally refractory:
 //   tau dV/dt = -(V - V_rest) + R I
-// integrated exactly for the current held over the step; a spike when V > V_th, then
+// integrated exactly for the current held over the step ("exp_euler", the default) or by
+// forward Euler ("euler", Brian2's method in the COBA benchmark); a spike when V > V_th, then
 // V = V_reset and, for tau_ref > 0, V is held for round(tau_ref / dt) - 1 further steps
 // (integration resumes round(tau_ref / dt) steps after the spike, as in Brian2).
 struct LifParams {
@@ -50,6 +52,7 @@ struct LifParams {
   double tau_ref = 0.0;    // ms
   Surrogate surrogate;     // backward of the spike; applied to (V - V_th) / (V_th - V_reset)
   bool detach_reset = true;  // the reset carries no gradient (the usual choice for BPTT)
+  std::string method = "exp_euler";  // or "euler"
 };
 
 class BRAIN_API LIF : public NeuronGroup {

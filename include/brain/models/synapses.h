@@ -28,10 +28,11 @@ class BRAIN_API Synapse : public DynamicalSystem {
   at::TensorOptions options_;
 };
 
-// Exponential decay: dg/dt = -g / tau, g += input on arrival (exact).
+// Exponential decay: dg/dt = -g / tau, g += input on arrival; integrated exactly
+// ("exp_euler") or by forward Euler ("euler").
 class BRAIN_API Expon : public Synapse {
  public:
-  Expon(int64_t n, double tau_ms, at::TensorOptions options = at::kFloat);
+  Expon(int64_t n, double tau_ms, at::TensorOptions options = at::kFloat, std::string method = "exp_euler");
   void deliver(const Context& ctx, const at::Tensor& input) override;
   double tau() const { return tau_; }
 
@@ -40,6 +41,7 @@ class BRAIN_API Expon : public Synapse {
 
  private:
   double tau_;
+  bool euler_;
 };
 
 // ---- Synaptic outputs: conductance -> current ------------------------------------------
