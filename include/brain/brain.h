@@ -8,6 +8,7 @@
 #include <brain/models/config.h>
 #include <brain/models/networks.h>
 #include <brain/models/neurons.h>
+#include <brain/models/point_neurons.h>
 #include <brain/models/surrogate.h>
 #include <brain/models/synapses.h>
 #include <brain/ops.h>

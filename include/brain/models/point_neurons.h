@@ -1,0 +1,142 @@
+// Point-neuron models written as ODEs over named state variables (SPEC section 4). Units: mV,
+// ms; currents as R*I in mV for the integrate-and-fire family, uA/cm^2 for HH.
+//
+// Every model integrates its variables with the chosen method (brain::integrators: euler,
+// midpoint, heun, rk4, exp_euler), then emits spikes through the surrogate Heaviside and
+// applies its reset. Parameter defaults are BrainPy's (and the cited papers').
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <brain/dyn/integrators.h>
+#include <brain/models/neurons.h>
+
+namespace brain {
+
+class BRAIN_API ODENeuron : public NeuronGroup {
+ public:
+  ODENeuron(std::string name, int64_t n, std::vector<std::string> variables, std::string method, double tau_ref,
+            Surrogate surrogate, at::TensorOptions options);
+  void update(const Context& ctx) override;
+
+ protected:
+  // d/dt of the variables, in order, given the total input current.
+  virtual integrators::State derivative(const integrators::State& y, double t, const at::Tensor& I) const = 0;
+  // The argument of the spike's Heaviside (> 0 means a spike), from the new and old state.
+  virtual at::Tensor spike_argument(const integrators::State& y_new, const integrators::State& y_old) const = 0;
+  // Applies the reset where spike > 0 (spike is 0/1, differentiable).
+  virtual void reset(integrators::State& y, const at::Tensor& spike) const {}
+  virtual integrators::State initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& opts) const = 0;
+
+  void reset_own_state(int64_t batch_size) override;
+  std::vector<std::string> variables_;
+  integrators::Method method_;
+  double tau_ref_;
+  Surrogate surrogate_;
+};
+
+// Exponential integrate-and-fire (Fourcaud-Trocme et al. 2003):
+//   tau dV/dt = -(V - V_rest) + delta_T exp((V - V_T) / delta_T) + R I
+struct ExpIFParams {
+  double V_rest = -65, V_reset = -68, V_th = -30, V_T = -59.9, delta_T = 3.48, R = 1, tau = 10, tau_ref = 0;
+  std::string method = "exp_euler";
+  Surrogate surrogate;
+};
+class BRAIN_API ExpIF : public ODENeuron {
+ public:
+  ExpIF(int64_t n, ExpIFParams p = {}, at::TensorOptions options = at::kFloat);
+
+ protected:
+  integrators::State derivative(const integrators::State& y, double t, const at::Tensor& I) const override;
+  at::Tensor spike_argument(const integrators::State& y, const integrators::State&) const override;
+  void reset(integrators::State& y, const at::Tensor& spike) const override;
+  integrators::State initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& opts) const override;
+  ExpIFParams p_;
+};
+
+// Adaptive exponential integrate-and-fire (Brette & Gerstner 2005):
+//   tau dV/dt = -(V - V_rest) + delta_T exp((V - V_T) / delta_T) - R w + R I
+//   tau_w dw/dt = a (V - V_rest) - w;   on a spike V = V_reset, w += b
+struct AdExParams {
+  double V_rest = -65, V_reset = -68, V_th = -30, V_T = -59.9, delta_T = 3.48, a = 1, b = 1, R = 1, tau = 10,
+         tau_w = 30, tau_ref = 0;
+  std::string method = "exp_euler";
+  Surrogate surrogate;
+};
+class BRAIN_API AdEx : public ODENeuron {
+ public:
+  AdEx(int64_t n, AdExParams p = {}, at::TensorOptions options = at::kFloat);
+
+ protected:
+  integrators::State derivative(const integrators::State& y, double t, const at::Tensor& I) const override;
+  at::Tensor spike_argument(const integrators::State& y, const integrators::State&) const override;
+  void reset(integrators::State& y, const at::Tensor& spike) const override;
+  integrators::State initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& opts) const override;
+  AdExParams p_;
+};
+
+// Quadratic integrate-and-fire: tau dV/dt = c (V - V_rest)(V - V_c) + R I.
+// With a_w > 0 or b_w > 0 it is the adaptive AdQuaIF:
+//   tau dV/dt = c (V - V_rest)(V - V_c) - w + R I,  tau_w dw/dt = a (V - V_rest) - w, w += b.
+struct QuaIFParams {
+  double V_rest = -65, V_reset = -68, V_th = -30, V_c = -50, c = 0.07, R = 1, tau = 10, tau_ref = 0;
+  bool adaptive = false;
+  double a = 1, b = 0.1, tau_w = 10;  // AdQuaIF
+  std::string method = "exp_euler";
+  Surrogate surrogate;
+};
+class BRAIN_API QuaIF : public ODENeuron {
+ public:
+  QuaIF(int64_t n, QuaIFParams p = {}, at::TensorOptions options = at::kFloat);
+
+ protected:
+  integrators::State derivative(const integrators::State& y, double t, const at::Tensor& I) const override;
+  at::Tensor spike_argument(const integrators::State& y, const integrators::State&) const override;
+  void reset(integrators::State& y, const at::Tensor& spike) const override;
+  integrators::State initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& opts) const override;
+  QuaIFParams p_;
+};
+
+// Izhikevich (2003): dV/dt = 0.04 V^2 + 5 V + 140 - u + I,  du/dt = a (b V - u);
+// on V >= V_th: V = c, u += d. The defaults are the regular-spiking cell.
+struct IzhikevichParams {
+  double a = 0.02, b = 0.2, c = -65, d = 8, V_th = 30, tau_ref = 0;
+  std::string method = "euler";
+  Surrogate surrogate;
+};
+class BRAIN_API Izhikevich : public ODENeuron {
+ public:
+  Izhikevich(int64_t n, IzhikevichParams p = {}, at::TensorOptions options = at::kFloat);
+
+ protected:
+  integrators::State derivative(const integrators::State& y, double t, const at::Tensor& I) const override;
+  at::Tensor spike_argument(const integrators::State& y, const integrators::State&) const override;
+  void reset(integrators::State& y, const at::Tensor& spike) const override;
+  integrators::State initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& opts) const override;
+  IzhikevichParams p_;
+};
+
+// Hodgkin-Huxley (1952), in the modern convention (rest near -65 mV; uA/cm^2, mS/cm^2):
+//   C dV/dt = -g_Na m^3 h (V - E_Na) - g_K n^4 (V - E_K) - g_L (V - E_L) + I
+// with the standard alpha/beta rates for m, h and n. A spike is an upward crossing of V_th;
+// there is no reset.
+struct HHParams {
+  // g_L = 0.3 as in HH 1952 (E_L = -54.387 is what puts rest at -65 mV with it); BrainPy's
+  // default of 0.03 makes the cell fire repetitively below the classic ~6.2 uA/cm^2 onset.
+  double E_Na = 50, E_K = -77, E_L = -54.387, g_Na = 120, g_K = 36, g_L = 0.3, C = 1, V_th = 20;
+  std::string method = "exp_euler";
+  Surrogate surrogate;
+};
+class BRAIN_API HH : public ODENeuron {
+ public:
+  HH(int64_t n, HHParams p = {}, at::TensorOptions options = at::kFloat);
+
+ protected:
+  integrators::State derivative(const integrators::State& y, double t, const at::Tensor& I) const override;
+  at::Tensor spike_argument(const integrators::State& y_new, const integrators::State& y_old) const override;
+  integrators::State initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& opts) const override;
+  HHParams p_;
+};
+
+}  // namespace brain

@@ -1,0 +1,119 @@
+// Point neurons against analytic rheobases and published behaviour.
+#include <brain/brain.h>
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace {
+
+using brain::Context;
+
+// Spike steps of each neuron of `neuron` driven by constant currents (one per neuron).
+std::vector<std::vector<int64_t>> drive(brain::NeuronGroup& neuron, const std::vector<double>& currents, double dt,
+                                        double duration_ms) {
+  torch::NoGradGuard no_grad;
+  neuron.reset_state();
+  const auto I = torch::tensor(currents, torch::kDouble);
+  std::vector<std::vector<int64_t>> spikes(currents.size());
+  Context ctx;
+  ctx.dt = dt;
+  const int64_t steps = std::llround(duration_ms / dt);
+  for (ctx.step = 0; ctx.step < steps; ++ctx.step) {
+    ctx.t = ctx.step * dt;
+    neuron.assign_state("input", I);
+    neuron.step(ctx);
+    const auto s = neuron.state("spike").nonzero();
+    for (int64_t k = 0; k < s.size(0); ++k) spikes[s[k][0].item<int64_t>()].push_back(ctx.step);
+  }
+  return spikes;
+}
+
+int64_t count_after(const std::vector<int64_t>& steps, int64_t from) {
+  return std::count_if(steps.begin(), steps.end(), [&](int64_t s) { return s >= from; });
+}
+
+TEST(ExpIF, FiresExactlyAboveTheAnalyticRheobase) {
+  // The resting fixed point vanishes at I_rh = V_T - V_rest - delta_T = 1.62.
+  brain::ExpIF neuron(2, {}, torch::kDouble);
+  const auto s = drive(neuron, {1.55, 1.70}, 0.05, 400);
+  EXPECT_EQ(s[0].size(), 0u);
+  EXPECT_GE(s[1].size(), 1u);
+}
+
+TEST(QuaIF, FiresExactlyAboveTheAnalyticRheobase) {
+  // c (V - V_rest)(V - V_c) + I has a real root while I <= c (V_c - V_rest)^2 / 4 = 3.9375.
+  brain::QuaIF neuron(2, {}, torch::kDouble);
+  const auto s = drive(neuron, {3.85, 4.05}, 0.05, 600);
+  EXPECT_EQ(s[0].size(), 0u);
+  EXPECT_GE(s[1].size(), 1u);
+}
+
+std::vector<double> isis_ms(const std::vector<int64_t>& steps, double dt) {
+  std::vector<double> out;
+  for (size_t i = 1; i < steps.size(); ++i) out.push_back((steps[i] - steps[i - 1]) * dt);
+  return out;
+}
+
+TEST(AdEx, AdaptsItsFiring) {
+  brain::AdEx neuron(1, {}, torch::kDouble);
+  const auto s = drive(neuron, {65.0}, 0.05, 500);
+  const auto isi = isis_ms(s[0], 0.05);
+  ASSERT_GE(isi.size(), 5u);
+  EXPECT_GT(isi.back(), 1.15 * isi.front());  // spike-frequency adaptation from w
+  brain::QuaIFParams ad;
+  ad.adaptive = true;
+  brain::QuaIF adq(1, ad, torch::kDouble);
+  const auto isi_q = isis_ms(drive(adq, {20.0}, 0.05, 500)[0], 0.05);
+  ASSERT_GE(isi_q.size(), 5u);
+  EXPECT_GT(isi_q.back(), isi_q.front());
+}
+
+TEST(Izhikevich, ReproducesThePublishedFiringPatterns) {
+  // Izhikevich (2003), Fig. 2: regular spiking adapts, fast spiking fires fast without
+  // adaptation, chattering fires bursts.
+  auto run = [](brain::IzhikevichParams p) {
+    brain::Izhikevich neuron(1, p, torch::kDouble);
+    return isis_ms(drive(neuron, {10.0}, 0.1, 1000)[0], 0.1);
+  };
+  const auto rs = run({0.02, 0.2, -65, 8});
+  const auto fs = run({0.1, 0.2, -65, 2});
+  const auto ch = run({0.02, 0.2, -50, 2});
+  ASSERT_GE(rs.size(), 5u);
+  EXPECT_GT(rs.back(), 1.5 * rs.front());                         // RS: adaptation (~24 -> ~45 ms)
+  EXPECT_GT(fs.size(), 3 * rs.size());                           // FS: much faster
+  EXPECT_LT(std::abs(fs.back() - fs[fs.size() / 2]), 0.1 * fs.back());  // FS: steady
+  const double shortest = *std::min_element(ch.begin(), ch.end());
+  const double longest = *std::max_element(ch.begin(), ch.end());
+  EXPECT_LT(shortest, 10.0);  // CH: spikes within a burst...
+  EXPECT_GT(longest, 3 * shortest);  // ...and pauses between bursts
+}
+
+TEST(HH, RestsFiresRepetitivelyAboveTheKnownThresholdWithTheKnownRates) {
+  brain::HHParams p;
+  p.method = "rk4";
+  brain::HH neuron(4, p, torch::kDouble);
+  // 0: rest; 5: one spike then quiet (below the ~6.2 uA/cm^2 onset of repetitive firing);
+  // 10 and 20: tonic firing at the classic ~68 and ~90 Hz.
+  const double dt = 0.025;
+  const auto s = drive(neuron, {0.0, 5.0, 10.0, 20.0}, dt, 400);
+  const int64_t from = std::llround(100 / dt);
+  EXPECT_EQ(s[0].size(), 0u);
+  EXPECT_GE(s[1].size(), 1u);
+  EXPECT_EQ(count_after(s[1], from), 0);
+  const double f10 = count_after(s[2], from) / 0.3, f20 = count_after(s[3], from) / 0.3;
+  EXPECT_GT(f10, 60);
+  EXPECT_LT(f10, 76);
+  EXPECT_GT(f20, 82);
+  EXPECT_LT(f20, 100);
+  std::printf("HH rates: 10 uA/cm^2 -> %.1f Hz, 20 -> %.1f Hz\n", f10, f20);
+}
+
+TEST(PointNeurons, IntegrationMethodIsValidated) {
+  brain::ExpIFParams p;
+  p.method = "leapfrog";
+  EXPECT_THROW(brain::ExpIF(1, p), c10::Error);
+}
+
+}  // namespace
