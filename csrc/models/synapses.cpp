@@ -27,6 +27,47 @@ void Expon::deliver(const Context& ctx, const at::Tensor& input) {
   set_state("g", (euler_ ? g - g * (ctx.dt / tau_) : g * std::exp(-ctx.dt / tau_)) + input);
 }
 
+DualExpon::DualExpon(int64_t n, double tau_rise_ms, double tau_decay_ms, at::TensorOptions options)
+    : Synapse("DualExpon", n, options), tau_rise_(tau_rise_ms), tau_decay_(tau_decay_ms) {
+  TORCH_CHECK(tau_rise_ms > 0 && tau_decay_ms > tau_rise_ms, "DualExpon: need 0 < tau_rise < tau_decay (ms), got ",
+              tau_rise_ms, " and ", tau_decay_ms);
+  const double t_peak = tau_decay_ * tau_rise_ / (tau_decay_ - tau_rise_) * std::log(tau_decay_ / tau_rise_);
+  norm_ = 1.0 / (std::exp(-t_peak / tau_decay_) - std::exp(-t_peak / tau_rise_));
+}
+
+void DualExpon::reset_own_state(int64_t) {
+  const auto opts = has_state("g") ? state("g").options() : options_;
+  set_state("g_decay", torch::zeros(state_shape(n_), opts));
+  set_state("g_rise", torch::zeros(state_shape(n_), opts));
+  set_state("g", torch::zeros(state_shape(n_), opts));
+}
+
+void DualExpon::deliver(const Context& ctx, const at::Tensor& input) {
+  const at::Tensor d = state("g_decay") * std::exp(-ctx.dt / tau_decay_) + input;
+  const at::Tensor r = state("g_rise") * std::exp(-ctx.dt / tau_rise_) + input;
+  set_state("g_decay", d);
+  set_state("g_rise", r);
+  set_state("g", norm_ * (d - r));
+}
+
+Alpha::Alpha(int64_t n, double tau_ms, at::TensorOptions options) : Synapse("Alpha", n, options), tau_(tau_ms) {
+  TORCH_CHECK(tau_ms > 0, "Alpha: tau must be positive (ms), got ", tau_ms);
+}
+
+void Alpha::reset_own_state(int64_t) {
+  const auto opts = has_state("g") ? state("g").options() : options_;
+  set_state("h", torch::zeros(state_shape(n_), opts));
+  set_state("g", torch::zeros(state_shape(n_), opts));
+}
+
+void Alpha::deliver(const Context& ctx, const at::Tensor& input) {
+  // Over a step h e^{t/tau} is constant, so g(t + dt) = e^{-dt/tau} (g + (e / tau) h dt) exactly.
+  const double decay = std::exp(-ctx.dt / tau_);
+  const at::Tensor& h = state("h");
+  set_state("g", (state("g") + (M_E / tau_) * ctx.dt * h) * decay);
+  set_state("h", h * decay + input);
+}
+
 CsrComm::CsrComm(const CsrMatrix& conn, at::Tensor weights, bool event)
     : n_pre_(conn.n_rows), n_post_(conn.n_cols), event_(event) {
   TORCH_CHECK(conn.indptr.defined() && conn.indices.defined(), "CsrComm: the connectivity is empty");

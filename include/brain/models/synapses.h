@@ -44,6 +44,36 @@ class BRAIN_API Expon : public Synapse {
   bool euler_;
 };
 
+// Difference of exponentials, normalised so a unit arrival peaks at exactly 1:
+//   g = A (g_d - g_r), g_d and g_r decaying with tau_decay and tau_rise, both += input;
+//   peak at t_p = tau_d tau_r / (tau_d - tau_r) ln(tau_d / tau_r), A = 1 / (e^{-t_p/tau_d} - e^{-t_p/tau_r}).
+// Integrated exactly.
+class BRAIN_API DualExpon : public Synapse {
+ public:
+  DualExpon(int64_t n, double tau_rise_ms, double tau_decay_ms, at::TensorOptions options = at::kFloat);
+  void deliver(const Context& ctx, const at::Tensor& input) override;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  double tau_rise_, tau_decay_, norm_;
+};
+
+// Alpha function: a unit arrival gives g(t) = (t / tau) e^{1 - t/tau}, peaking at 1 at t = tau.
+// Two linear variables, dh/dt = -h/tau (h += input), dg/dt = (-g + e h)/tau, integrated exactly.
+class BRAIN_API Alpha : public Synapse {
+ public:
+  Alpha(int64_t n, double tau_ms, at::TensorOptions options = at::kFloat);
+  void deliver(const Context& ctx, const at::Tensor& input) override;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  double tau_;
+};
+
 // ---- Synaptic outputs: conductance -> current ------------------------------------------
 struct BRAIN_API SynOutput {
   virtual ~SynOutput() = default;

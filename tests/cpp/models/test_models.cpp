@@ -120,6 +120,40 @@ TEST(Expon, DecaysExactlyAfterAnArrival) {
   }
 }
 
+TEST(DualExpon, MatchesItsClosedFormAndPeaksAtOne) {
+  const double tr = 1.0, td = 6.0, dt = 0.05;
+  brain::DualExpon syn(1, tr, td, torch::kDouble);
+  syn.reset_state();
+  Context ctx;
+  ctx.dt = dt;
+  syn.deliver(ctx, torch::ones({1}, torch::kDouble));  // arrival at t = 0
+  const double t_peak = td * tr / (td - tr) * std::log(td / tr);
+  const double A = 1 / (std::exp(-t_peak / td) - std::exp(-t_peak / tr));
+  double peak = 0;
+  for (int k = 1; k <= 400; ++k) {
+    syn.step(ctx);
+    const double t = k * dt;
+    ASSERT_NEAR(syn.g().item<double>(), A * (std::exp(-t / td) - std::exp(-t / tr)), 1e-12) << t;
+    peak = std::max(peak, syn.g().item<double>());
+  }
+  EXPECT_NEAR(peak, 1.0, 1e-3);
+  EXPECT_THROW(brain::DualExpon(1, 5.0, 2.0), c10::Error);
+}
+
+TEST(Alpha, MatchesItsClosedFormAndPeaksAtOneAtTau) {
+  const double tau = 4.0, dt = 0.1;
+  brain::Alpha syn(1, tau, torch::kDouble);
+  syn.reset_state();
+  Context ctx;
+  ctx.dt = dt;
+  syn.deliver(ctx, torch::ones({1}, torch::kDouble));
+  for (int k = 1; k <= 300; ++k) {
+    syn.step(ctx);
+    const double t = k * dt;
+    ASSERT_NEAR(syn.g().item<double>(), t / tau * std::exp(1 - t / tau), 1e-12) << t;
+  }
+}
+
 TEST(AlignPost, DeliversDelayedSpikesThroughTheConnectivity) {
   // 4 Poisson inputs onto 3 neurons that never fire: g follows g <- g e^{-dt/tau} + A^T s(t - d).
   const auto dense = torch::tensor({{0.5, 0.0, 1.0}, {0.0, 2.0, 0.0}, {1.5, 0.0, 0.0}, {0.0, 0.25, 3.0}}, torch::kDouble);
