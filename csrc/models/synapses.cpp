@@ -153,7 +153,84 @@ void AlignPostProj::update(const Context& ctx) {
     delay_->push(spikes, ctx.step);
     spikes = delay_->read(delay_steps_, ctx.step);
   }
+  const at::Tensor arriving = spikes;
+  if (stp_) spikes = stp_->process(ctx, spikes);
   syn_->deliver(ctx, comm_->forward(spikes));
+  if (!stdp_) return;
+
+  TORCH_CHECK(batch_size() == 0, "AlignPostProj: STDP updates one shared weight vector and needs unbatched states");
+  auto csr = std::static_pointer_cast<CsrComm>(comm_);
+  at::Tensor w = csr->weights();
+  const at::Tensor& post_spikes = post_->state("spike");
+  const at::Tensor a_pre = state("stdp_pre_trace") * std::exp(-ctx.dt / stdp_->tau_plus);
+  const at::Tensor a_post = state("stdp_post_trace") * std::exp(-ctx.dt / stdp_->tau_minus);
+  {
+    torch::NoGradGuard no_grad;  // plasticity is a rule, not a differentiable op here
+    const at::Tensor pre_s = arriving.scalar_type() == at::kBool ? arriving : arriving.to(w.scalar_type());
+    const at::Tensor post_s = post_spikes.scalar_type() == at::kBool ? post_spikes : post_spikes.to(w.scalar_type());
+    ops::csr_update_on_pre_(w, csr->indptr(), csr->indices(), pre_s.detach(), a_post.to(w.scalar_type()),
+                            -stdp_->A_minus, stdp_->w_min, stdp_->w_max);
+    ops::csr_update_on_post_(w, csc_indptr_, csc_rows_, csc_perm_, post_s.detach(), a_pre.to(w.scalar_type()),
+                             stdp_->A_plus, stdp_->w_min, stdp_->w_max);
+  }
+  set_state("stdp_pre_trace", a_pre + arriving.to(a_pre.scalar_type()));
+  set_state("stdp_post_trace", a_post + post_spikes.to(a_post.scalar_type()));
+}
+
+std::shared_ptr<STP> AlignPostProj::add_stp(STPParams params) {
+  TORCH_CHECK(!stp_, "AlignPostProj: short-term plasticity was already added");
+  stp_ = add_child("stp", std::make_shared<STP>(comm_->n_pre(), params, post_->options()));
+  return stp_;
+}
+
+void AlignPostProj::add_stdp(STDPParams params) {
+  auto csr = std::dynamic_pointer_cast<CsrComm>(comm_);
+  TORCH_CHECK(csr, "AlignPostProj: STDP needs CSR connectivity (CsrComm)");
+  TORCH_CHECK(csr->weights().dim() == 1 && csr->weights().size(0) == csr->indices().size(0),
+              "AlignPostProj: STDP needs one weight per synapse, not a homogeneous weight");
+  TORCH_CHECK(params.tau_plus > 0 && params.tau_minus > 0, "AlignPostProj: STDP time constants must be positive");
+  TORCH_CHECK(params.w_min <= params.w_max, "AlignPostProj: STDP needs w_min <= w_max");
+  stdp_ = params;
+  // The column view, built once, serves every postsynaptic update.
+  std::tie(csc_indptr_, csc_rows_, csc_perm_) =
+      ops::csr_to_csc(csr->indptr(), csr->indices(), {comm_->n_pre(), comm_->n_post()});
+  register_buffer("csc_indptr", csc_indptr_);
+  register_buffer("csc_rows", csc_rows_);
+  register_buffer("csc_perm", csc_perm_);
+}
+
+void AlignPostProj::reset_own_state(int64_t) {
+  if (!stdp_) return;
+  const auto opts = std::static_pointer_cast<CsrComm>(comm_)->weights().options();
+  set_state("stdp_pre_trace", torch::zeros(state_shape(comm_->n_pre()), opts));
+  set_state("stdp_post_trace", torch::zeros(state_shape(comm_->n_post()), opts));
+}
+
+STP::STP(int64_t n, STPParams p, at::TensorOptions options) : DynamicalSystem("STP"), n_(n), p_(p), options_(options) {
+  TORCH_CHECK(p.U > 0 && p.U <= 1, "STP: U must lie in (0, 1], got ", p.U);
+  TORCH_CHECK(p.tau_d > 0 && (!p.facilitation || p.tau_f > 0), "STP: time constants must be positive");
+}
+
+void STP::reset_own_state(int64_t) {
+  const auto opts = has_state("x") ? state("x").options() : options_;
+  set_state("u", torch::zeros(state_shape(n_), opts));
+  set_state("x", torch::ones(state_shape(n_), opts));
+}
+
+void STP::update(const Context& ctx) { process(ctx, torch::zeros_like(state("x"))); }
+
+at::Tensor STP::process(const Context& ctx, const at::Tensor& spikes_in) {
+  const at::Tensor spikes = spikes_in.to(state("x").scalar_type());
+  // Relax over the step, then apply this step's spikes.
+  at::Tensor u = p_.facilitation ? state("u") * std::exp(-ctx.dt / p_.tau_f) : torch::zeros_like(state("u"));
+  at::Tensor x = 1 - (1 - state("x")) * std::exp(-ctx.dt / p_.tau_d);
+  const at::Tensor u_spike = u + p_.U * (1 - u);
+  const at::Tensor release = u_spike * x;
+  u = torch::where(spikes > 0, u_spike, u);
+  x = x - release * spikes;
+  set_state("u", u);
+  set_state("x", x);
+  return spikes * release;
 }
 
 CsrMatrix fixed_prob(int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed, c10::Device device,

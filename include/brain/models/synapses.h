@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <brain/csr.h>
@@ -108,6 +109,8 @@ class BRAIN_API CsrComm : public Comm {
   int64_t n_pre() const override { return n_pre_; }
   int64_t n_post() const override { return n_post_; }
   const at::Tensor& weights() const { return weights_; }
+  const at::Tensor& indptr() const { return indptr_; }
+  const at::Tensor& indices() const { return indices_; }
 
  private:
   at::Tensor indptr_, indices_, weights_;
@@ -155,6 +158,34 @@ class BRAIN_API AllToAll : public Comm {
   bool include_self_;
 };
 
+// ---- Short-term plasticity (Tsodyks-Markram) ---------------------------------------------
+// Per presynaptic neuron: utilisation u (facilitation, decays to 0 with tau_f) and resources
+// x (depression, recover to 1 with tau_d). On a spike, u <- u + U (1 - u), the release
+// u x scales that spike, then x <- x - u x. Starting from u = 0, x = 1, the first spike
+// releases U (Tsodyks, Pawelzik & Markram 1998). Between spikes both relax exactly.
+// STD alone: tau_f -> 0, i.e. set facilitation = false (u is U at every spike).
+struct STPParams {
+  double U = 0.15;
+  double tau_f = 1500.0;  // ms
+  double tau_d = 200.0;   // ms
+  bool facilitation = true;
+};
+class BRAIN_API STP : public DynamicalSystem {
+ public:
+  STP(int64_t n, STPParams p = {}, at::TensorOptions options = at::kFloat);
+  // Advances one step and returns spikes scaled by their release (u x).
+  at::Tensor process(const Context& ctx, const at::Tensor& spikes);
+  void update(const Context& ctx) override;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  int64_t n_;
+  STPParams p_;
+  at::TensorOptions options_;
+};
+
 // ---- Projections -----------------------------------------------------------------------
 // AlignPost: the synaptic state lives on the postsynaptic side (valid for linear synapses,
 // O(n_post) memory). Each step, after the neurons: the presynaptic spikes of delay_steps
@@ -167,6 +198,22 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
                 std::shared_ptr<SynOutput> out, std::shared_ptr<NeuronGroup> post, int64_t delay_steps = 0);
   void update(const Context& ctx) override;
 
+  // Short-term plasticity on the presynaptic spikes (after the delay). Returns it.
+  std::shared_ptr<STP> add_stp(STPParams params);
+
+  // Pair-based additive STDP (Song, Miller & Abbott 2000) on the CSR weights: traces
+  // a_pre (tau_plus) and a_post (tau_minus) jump by 1 on spikes. Each step, after delivery:
+  // a presynaptic spike depresses its synapses by A_minus * a_post, a postsynaptic spike
+  // potentiates its synapses by A_plus * a_pre (both clipped to [w_min, w_max]), then the
+  // traces take this step's spikes, so a pre and post spike in the same step change nothing.
+  // Needs a CsrComm with one weight per synapse.
+  struct STDPParams {
+    double tau_plus = 20.0, tau_minus = 20.0;  // ms
+    double A_plus = 0.01, A_minus = 0.0105;
+    double w_min = 0.0, w_max = 1.0;
+  };
+  void add_stdp(STDPParams params);
+
  private:
   std::shared_ptr<DynamicalSystem> pre_;
   std::shared_ptr<NeuronGroup> post_;
@@ -175,6 +222,10 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   std::shared_ptr<SynOutput> out_;
   std::shared_ptr<Delay> delay_;
   int64_t delay_steps_;
+  void reset_own_state(int64_t batch_size) override;
+  std::shared_ptr<STP> stp_;
+  std::optional<STDPParams> stdp_;
+  at::Tensor csc_indptr_, csc_rows_, csc_perm_;
 };
 
 // ---- Connectivity ----------------------------------------------------------------------

@@ -183,6 +183,112 @@ TEST(AlignPost, DeliversDelayedSpikesThroughTheConnectivity) {
   }
 }
 
+TEST(STP, ReleasesFollowTheTsodyksMarkramRecursion) {
+  for (bool facilitation : {true, false}) {
+    brain::STPParams p{0.2, 100.0, 50.0, facilitation};
+    brain::STP stp(1, p, torch::kDouble);
+    stp.reset_state();
+    Context ctx;
+    ctx.dt = 0.5;
+    const std::vector<int64_t> spike_steps{0, 20, 30, 40, 50, 300};
+    double u = 0, x = 1;  // the recursion of Tsodyks, Pawelzik & Markram (1998), by hand
+    int64_t last = 0;
+    size_t next = 0;
+    for (ctx.step = 0; ctx.step <= 300; ++ctx.step) {
+      const bool spike = next < spike_steps.size() && spike_steps[next] == ctx.step;
+      const auto out = stp.process(ctx, torch::full({1}, spike ? 1.0 : 0.0, torch::kDouble));
+      if (!spike) {
+        ASSERT_EQ(out.item<double>(), 0.0);
+        continue;
+      }
+      const double gap = (ctx.step - last) * ctx.dt;
+      const double u_minus = facilitation ? u * std::exp(-gap / p.tau_f) : 0.0;
+      const double x_minus = 1 - (1 - x) * std::exp(-gap / p.tau_d);
+      u = u_minus + p.U * (1 - u_minus);
+      const double release = u * x_minus;
+      x = x_minus - release;
+      last = ctx.step;
+      ++next;
+      ASSERT_NEAR(out.item<double>(), release, 1e-12) << "spike at step " << ctx.step;
+    }
+  }
+}
+
+// A population whose spikes follow a script (for plasticity tests).
+class Scripted : public brain::NeuronGroup {
+ public:
+  Scripted(int64_t n, std::vector<std::vector<int64_t>> steps)
+      : NeuronGroup("Scripted", n, torch::kDouble), steps_(std::move(steps)) {}
+  void update(const Context& ctx) override {
+    auto s = torch::zeros({n_}, torch::kDouble);
+    for (int64_t i = 0; i < n_; ++i) {
+      for (auto k : steps_[i]) {
+        if (k == ctx.step) s[i] = 1.0;
+      }
+    }
+    set_state("spike", s);
+  }
+
+ protected:
+  void reset_own_state(int64_t) override {
+    set_state("V", torch::zeros({n_}, torch::kDouble));
+    set_state("spike", torch::zeros({n_}, torch::kDouble));
+    set_state("input", torch::zeros({n_}, torch::kDouble));
+  }
+
+ private:
+  std::vector<std::vector<int64_t>> steps_;
+};
+
+TEST(STDP, WeightChangeIsTheSongMillerAbbottPairSum) {
+  const std::vector<int64_t> pre_steps{10, 120, 200, 260}, post_steps{30, 100, 205, 250};
+  const double dt = 0.1, w0 = 0.5;
+  brain::AlignPostProj::STDPParams p;  // tau 20 ms, A+ 0.01, A- 0.0105, w in [0, 1]
+  auto pre = std::make_shared<Scripted>(1, std::vector<std::vector<int64_t>>{pre_steps});
+  auto post = std::make_shared<Scripted>(1, std::vector<std::vector<int64_t>>{post_steps});
+  const auto conn = brain::CsrMatrix::from_dense(torch::ones({1, 1}, torch::kDouble), torch::kLong);
+  auto comm = std::make_shared<brain::CsrComm>(conn, torch::full({1}, w0, torch::kDouble));
+  auto net = std::make_shared<brain::DynSysGroup>("net");
+  net->add("pre", pre);
+  net->add("post", post);
+  auto proj = net->add("proj", std::make_shared<brain::AlignPostProj>(pre, comm, std::make_shared<brain::Expon>(1, 5.0, torch::kDouble),
+                                                                       std::make_shared<brain::CUBA>(), post));
+  proj->add_stdp(p);
+  net->reset_state();
+  Context ctx;
+  ctx.dt = dt;
+  for (ctx.step = 0; ctx.step < 300; ++ctx.step) net->step(ctx);
+  // Every pre-before-post pair potentiates by A+ e^{-dt_pair / tau+}; every post-before-pre
+  // pair depresses by A- e^{-dt_pair / tau-} (all pairs, additive).
+  double want = w0;
+  for (auto tj : post_steps) {
+    for (auto ti : pre_steps) {
+      if (ti < tj) want += p.A_plus * std::exp(-(tj - ti) * dt / p.tau_plus);
+      if (tj < ti) want -= p.A_minus * std::exp(-(ti - tj) * dt / p.tau_minus);
+    }
+  }
+  EXPECT_NEAR(comm->weights().item<double>(), want, 1e-12);
+  EXPECT_NE(want, w0);
+
+  // Clipping: a huge A+ saturates at w_max.
+  auto comm2 = std::make_shared<brain::CsrComm>(conn, torch::full({1}, w0, torch::kDouble));
+  auto net2 = std::make_shared<brain::DynSysGroup>("net");
+  auto pre2 = net2->add("pre", std::make_shared<Scripted>(1, std::vector<std::vector<int64_t>>{{1}}));
+  auto post2 = net2->add("post", std::make_shared<Scripted>(1, std::vector<std::vector<int64_t>>{{5}}));
+  auto proj2 = net2->add("proj", std::make_shared<brain::AlignPostProj>(pre2, comm2, std::make_shared<brain::Expon>(1, 5.0, torch::kDouble),
+                                                                         std::make_shared<brain::CUBA>(), post2));
+  brain::AlignPostProj::STDPParams big;
+  big.A_plus = 10;
+  proj2->add_stdp(big);
+  net2->reset_state();
+  for (ctx.step = 0; ctx.step < 10; ++ctx.step) net2->step(ctx);
+  EXPECT_EQ(comm2->weights().item<double>(), 1.0);
+  // A homogeneous weight cannot learn per synapse.
+  auto homo = std::make_shared<brain::CsrComm>(conn, torch::tensor(0.5, torch::kDouble));
+  brain::AlignPostProj bad(pre2, homo, std::make_shared<brain::Expon>(1, 5.0, torch::kDouble), std::make_shared<brain::CUBA>(), post2);
+  EXPECT_THROW(bad.add_stdp(big), c10::Error);
+}
+
 TEST(Connectivity, FixedProbIsExactBernoulliWithoutSelfLoops) {
   const auto m = brain::fixed_prob(2000, 2000, 0.05, /*include_self=*/false, 3);
   brain::ops::validate_csr(m.indptr, m.indices, {2000, 2000});
