@@ -239,26 +239,75 @@ CsrMatrix fixed_prob(int64_t n_pre, int64_t n_post, double prob, bool include_se
   TORCH_CHECK(n_pre >= 0 && n_post >= 0, "fixed_prob: sizes must be >= 0");
   TORCH_CHECK(include_self || n_pre == n_post, "fixed_prob: excluding self-connections needs n_pre == n_post");
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  // Row blocks of about 16M candidate pairs keep memory bounded for large populations.
-  const int64_t block = std::max<int64_t>(1, (int64_t{1} << 24) / std::max<int64_t>(n_post, 1));
   std::vector<at::Tensor> rows, cols;
-  for (int64_t r0 = 0; r0 < n_pre; r0 += block) {
-    const int64_t r1 = std::min(n_pre, r0 + block);
-    at::Tensor mask = at::rand({r1 - r0, n_post}, gen) < prob;
-    if (!include_self) {
-      mask.diagonal(r0, 0, 1).fill_(false);  // entries (r, r) of this block
+  if (prob > 0 && n_post > 0) {
+    // Geometric skipping: the gaps between connected columns of a Bernoulli(prob) row are
+    // i.i.d. Geometric(prob), so drawing gaps until the row is passed gives exactly the
+    // Bernoulli pattern in O(connections) work. Each row draws `draws` gaps at once, enough
+    // to pass the row's end except with probability ~1e-12; rows that do not are redrawn
+    // with twice as many.
+    const double mean = n_post * prob;
+    int64_t draws = static_cast<int64_t>(std::ceil(mean + 7.5 * std::sqrt(mean * (1 - prob)) + 8));
+    draws = std::min<int64_t>(draws, n_post + 1);
+    const double log_q = std::log1p(-prob);
+    auto sample = [&](int64_t r0, int64_t count, int64_t k) {
+      at::Tensor gaps;
+      if (prob >= 1) {
+        gaps = torch::ones({count, k}, torch::kLong);
+      } else {
+        const at::Tensor u = 1 - at::rand({count, k}, gen, torch::kDouble);  // in (0, 1]
+        gaps = (torch::log(u) / log_q).floor().to(torch::kLong) + 1;
+      }
+      return gaps.cumsum(1) - 1;  // column positions, increasing along each row
+    };
+    const int64_t block = std::max<int64_t>(1, (int64_t{1} << 23) / draws);
+    for (int64_t r0 = 0; r0 < n_pre; r0 += block) {
+      const int64_t count = std::min(block, n_pre - r0);
+      at::Tensor pos = sample(r0, count, draws);
+      // Rows whose last draw is still inside the row are redrawn whole, with more gaps.
+      at::Tensor short_rows = (pos.select(1, draws - 1) < n_post).nonzero().flatten();
+      std::vector<std::pair<int64_t, at::Tensor>> redrawn;
+      for (int64_t k = 2 * draws; short_rows.numel() > 0; k *= 2) {
+        at::Tensor again = sample(r0, short_rows.numel(), k);
+        const at::Tensor still = (again.select(1, k - 1) < n_post).nonzero().flatten();
+        const at::Tensor done = (again.select(1, k - 1) >= n_post).nonzero().flatten();
+        for (int64_t i = 0; i < done.numel(); ++i) {
+          redrawn.emplace_back(short_rows[done[i]].item<int64_t>(), again[done[i]]);
+        }
+        short_rows = short_rows.index_select(0, still);
+      }
+      at::Tensor mask = pos < n_post;
+      for (const auto& [row, row_pos] : redrawn) mask[row].fill_(false);
+      at::Tensor row_idx = torch::arange(count, torch::kLong).unsqueeze(1).expand_as(pos);
+      at::Tensor r = row_idx.masked_select(mask) + r0;
+      at::Tensor c = pos.masked_select(mask);
+      for (const auto& [row, row_pos] : redrawn) {
+        const at::Tensor cc = row_pos.masked_select(row_pos < n_post);
+        r = torch::cat({r, torch::full({cc.numel()}, row + r0, torch::kLong)});
+        c = torch::cat({c, cc});
+      }
+      if (!include_self) {
+        const at::Tensor keep = r != c;
+        r = r.masked_select(keep);
+        c = c.masked_select(keep);
+      }
+      rows.push_back(r);
+      cols.push_back(c);
     }
-    const at::Tensor nz = mask.nonzero();
-    rows.push_back(nz.select(1, 0) + r0);
-    cols.push_back(nz.select(1, 1));
   }
-  const at::Tensor r = rows.empty() ? torch::zeros({0}, torch::kLong) : torch::cat(rows);
-  const at::Tensor c = cols.empty() ? torch::zeros({0}, torch::kLong) : torch::cat(cols);
+  at::Tensor r = rows.empty() ? torch::zeros({0}, torch::kLong) : torch::cat(rows);
+  at::Tensor c = cols.empty() ? torch::zeros({0}, torch::kLong) : torch::cat(cols);
+  // Redrawn rows were appended out of order: sort by row (columns already increase).
+  if (r.numel() > 0 && !(r.narrow(0, 1, r.numel() - 1) >= r.narrow(0, 0, r.numel() - 1)).all().item<bool>()) {
+    const at::Tensor order = std::get<1>(torch::sort(r * n_post + c, /*stable=*/true));
+    r = r.index_select(0, order);
+    c = c.index_select(0, order);
+  }
   at::Tensor indptr = torch::zeros({n_pre + 1}, torch::kLong);
   if (r.numel() > 0) indptr.narrow(0, 1, n_pre).copy_(torch::bincount(r, {}, n_pre).cumsum(0));
   CsrMatrix m;
   m.indptr = indptr.to(device, index_dtype);
-  m.indices = c.to(device, index_dtype);  // nonzero() is row-major: rows sorted, columns ascending
+  m.indices = c.to(device, index_dtype);
   m.n_rows = n_pre;
   m.n_cols = n_post;
   return m;

@@ -302,6 +302,21 @@ TEST(Connectivity, FixedProbIsExactBernoulliWithoutSelfLoops) {
   EXPECT_TRUE(torch::equal(brain::fixed_prob(2000, 2000, 0.05, false, 3).indices, m.indices));
   EXPECT_FALSE(torch::equal(brain::fixed_prob(2000, 2000, 0.05, false, 4).indptr, m.indptr));
   EXPECT_THROW(brain::fixed_prob(10, 10, 1.5, true, 0), c10::Error);
+  // Row lengths are Binomial(n, p): mean n p, variance n p (1 - p).
+  const auto big = brain::fixed_prob(4000, 1000, 0.03, true, 9);
+  const auto len = (big.indptr.narrow(0, 1, 4000) - big.indptr.narrow(0, 0, 4000)).to(torch::kDouble);
+  EXPECT_NEAR(len.mean().item<double>(), 30.0, 0.5);
+  EXPECT_NEAR(len.var().item<double>(), 1000 * 0.03 * 0.97, 0.1 * 29.1);
+  // Every column is equally likely: no column far from its expected 120 hits.
+  const auto hits = torch::bincount(big.indices.to(torch::kLong), {}, 1000).to(torch::kDouble);
+  EXPECT_LT((hits - 120.0).abs().max().item<double>(), 6 * std::sqrt(120.0));
+  // Columns increase along each row and never repeat.
+  brain::ops::validate_csr(big.indptr, big.indices, {4000, 1000});
+  const auto dense = brain::CsrMatrix{big.indptr, big.indices, torch::ones({big.indices.numel()}), 4000, 1000}.to_dense();
+  EXPECT_EQ(dense.max().item<double>(), 1.0);
+  // p = 1 without self-connections is the complete graph.
+  EXPECT_EQ(brain::fixed_prob(50, 50, 1.0, false, 0).indices.numel(), 50 * 49);
+  EXPECT_EQ(brain::fixed_prob(50, 60, 0.0, true, 0).indices.numel(), 0);
 }
 
 TEST(EINetwork, CobaFiresInThePhysiologicalRange) {
