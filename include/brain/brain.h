@@ -9,6 +9,7 @@
 #include <brain/models/networks.h>
 #include <brain/models/neurons.h>
 #include <brain/models/point_neurons.h>
+#include <brain/models/rate_models.h>
 #include <brain/models/surrogate.h>
 #include <brain/models/synapses.h>
 #include <brain/ops.h>

@@ -1,0 +1,106 @@
+#include <brain/models/rate_models.h>
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+namespace brain {
+
+namespace bi = integrators;
+
+RateModel::RateModel(std::string name, int64_t n, std::vector<std::string> variables, std::string method,
+                     at::TensorOptions options)
+    : DynamicalSystem(std::move(name)), n_(n), variables_(std::move(variables)), method_(bi::parse_method(method)),
+      options_(options) {
+  TORCH_CHECK(n >= 0, this->name(), ": n must be >= 0, got ", n);
+}
+
+bi::State RateModel::initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& o) const {
+  bi::State y;
+  for (size_t i = 0; i < variables_.size(); ++i) y.push_back(torch::zeros(shape, o));
+  return y;
+}
+
+void RateModel::reset_own_state(int64_t) {
+  const auto opts = has_state(variables_[0]) ? state(variables_[0]).options() : options_;
+  const auto shape = state_shape(n_);
+  const bi::State y0 = initial_state(shape, opts);
+  for (size_t i = 0; i < variables_.size(); ++i) {
+    set_state(variables_[i], y0[i]);
+    set_state("input_" + variables_[i], torch::zeros(shape, opts));
+  }
+}
+
+void RateModel::update(const Context& ctx) {
+  bi::State y;
+  for (const auto& v : variables_) y.push_back(state(v));
+  const bi::State next = bi::step(method_, [this](const bi::State& s, double t) { return derivative(s, t); }, y, ctx.t, ctx.dt);
+  for (size_t i = 0; i < variables_.size(); ++i) {
+    set_state(variables_[i], next[i]);
+    set_state("input_" + variables_[i], torch::zeros_like(next[i]));
+  }
+}
+
+FHN::FHN(int64_t n, FHNParams p, at::TensorOptions o) : RateModel("FHN", n, {"v", "w"}, p.method, o), p_(p) {
+  TORCH_CHECK(p.tau > 0, "FHN: tau must be positive");
+}
+bi::State FHN::derivative(const bi::State& y, double) const {
+  const auto& v = y[0];
+  const auto& w = y[1];
+  return {v - v.pow(3) / 3 - w + input(0), (v + p_.a - p_.b * w) / p_.tau + input(1)};
+}
+
+WilsonCowan::WilsonCowan(int64_t n, WilsonCowanParams p, at::TensorOptions o)
+    : RateModel("WilsonCowan", n, {"e", "i"}, p.method, o), p_(p) {
+  TORCH_CHECK(p.tau_e > 0 && p.tau_i > 0, "WilsonCowan: time constants must be positive");
+}
+bi::State WilsonCowan::derivative(const bi::State& y, double) const {
+  auto S = [](const at::Tensor& x, double a, double theta) {
+    return torch::sigmoid(a * (x - theta)) - 1.0 / (1.0 + std::exp(a * theta));
+  };
+  const auto& e = y[0];
+  const auto& i = y[1];
+  const auto de = (-e + (1 - p_.r * e) * S(p_.w_ee * e - p_.w_ei * i + input(0), p_.a_e, p_.theta_e)) / p_.tau_e;
+  const auto di = (-i + (1 - p_.r * i) * S(p_.w_ie * e - p_.w_ii * i + input(1), p_.a_i, p_.theta_i)) / p_.tau_i;
+  return {de, di};
+}
+
+QIFMeanField::QIFMeanField(int64_t n, QIFMeanFieldParams p, at::TensorOptions o)
+    : RateModel("QIFMeanField", n, {"r", "v"}, p.method, o), p_(p) {
+  TORCH_CHECK(p.tau > 0 && p.delta > 0, "QIFMeanField: tau and delta must be positive");
+}
+bi::State QIFMeanField::derivative(const bi::State& y, double) const {
+  const auto& r = y[0];
+  const auto& v = y[1];
+  const double pi_tau = M_PI * p_.tau;
+  return {(p_.delta / pi_tau + 2 * r * v) / p_.tau + input(0),
+          (v * v + p_.eta + p_.J * p_.tau * r + input(1) - (pi_tau * r).square()) / p_.tau};
+}
+bi::State QIFMeanField::initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& o) const {
+  return {torch::full(shape, 0.01, o), torch::full(shape, -2.0, o)};
+}
+
+StuartLandau::StuartLandau(int64_t n, StuartLandauParams p, at::TensorOptions o)
+    : RateModel("StuartLandau", n, {"x", "y"}, p.method, o), p_(p) {}
+bi::State StuartLandau::derivative(const bi::State& y, double) const {
+  const auto& x = y[0];
+  const auto& v = y[1];
+  const auto g = p_.a - x * x - v * v;
+  return {g * x - p_.w * v + input(0), g * v + p_.w * x + input(1)};
+}
+bi::State StuartLandau::initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& o) const {
+  return {torch::full(shape, 0.1, o), torch::zeros(shape, o)};
+}
+
+ThresholdLinear::ThresholdLinear(int64_t n, ThresholdLinearParams p, at::TensorOptions o)
+    : RateModel("ThresholdLinear", n, {"e", "i"}, p.method, o), p_(p) {
+  TORCH_CHECK(p.tau_e > 0 && p.tau_i > 0, "ThresholdLinear: time constants must be positive");
+}
+bi::State ThresholdLinear::derivative(const bi::State& y, double) const {
+  const auto& e = y[0];
+  const auto& i = y[1];
+  return {(-e + torch::relu(p_.w_ee * e - p_.w_ei * i + input(0))) / p_.tau_e,
+          (-i + torch::relu(p_.w_ie * e - p_.w_ii * i + input(1))) / p_.tau_i};
+}
+
+}  // namespace brain
