@@ -20,6 +20,15 @@ at::Tensor NeuronGroup::total_current(const at::Tensor& V) const {
   return total;
 }
 
+bool NeuronGroup::add_current_once(const void* key, CurrentFn fn) {
+  for (const void* k : current_keys_) {
+    if (k == key) return false;
+  }
+  current_keys_.push_back(key);
+  add_current(std::move(fn));
+  return true;
+}
+
 LIF::LIF(int64_t n, LifParams params, at::TensorOptions options)
     : NeuronGroup("LIF", n, options), p_(params) {
   TORCH_CHECK(p_.tau > 0, "LIF: tau must be positive (ms), got ", p_.tau);

@@ -9,7 +9,20 @@
 
 namespace brain {
 
-void Synapse::update(const Context& ctx) { deliver(ctx, torch::zeros_like(state("g"))); }
+void Synapse::deliver(const Context& ctx, const at::Tensor& input) {
+  if (ctx.step != last_step_) {
+    advance(ctx);
+    last_step_ = ctx.step;
+  }
+  arrive(input);
+}
+
+void Synapse::update(const Context& ctx) {
+  if (ctx.step != last_step_) {
+    advance(ctx);
+    last_step_ = ctx.step;
+  }
+}
 
 Expon::Expon(int64_t n, double tau_ms, at::TensorOptions options, std::string method)
     : Synapse("Expon", n, options), tau_(tau_ms), euler_(method == "euler") {
@@ -20,12 +33,15 @@ Expon::Expon(int64_t n, double tau_ms, at::TensorOptions options, std::string me
 void Expon::reset_own_state(int64_t) {
   const auto opts = has_state("g") ? state("g").options() : options_;
   set_state("g", torch::zeros(state_shape(n_), opts));
+  restart_clock();
 }
 
-void Expon::deliver(const Context& ctx, const at::Tensor& input) {
+void Expon::advance(const Context& ctx) {
   const at::Tensor& g = state("g");
-  set_state("g", (euler_ ? g - g * (ctx.dt / tau_) : g * std::exp(-ctx.dt / tau_)) + input);
+  set_state("g", euler_ ? g - g * (ctx.dt / tau_) : g * std::exp(-ctx.dt / tau_));
 }
+
+void Expon::arrive(const at::Tensor& input) { set_state("g", state("g") + input); }
 
 DualExpon::DualExpon(int64_t n, double tau_rise_ms, double tau_decay_ms, at::TensorOptions options)
     : Synapse("DualExpon", n, options), tau_rise_(tau_rise_ms), tau_decay_(tau_decay_ms) {
@@ -40,14 +56,19 @@ void DualExpon::reset_own_state(int64_t) {
   set_state("g_decay", torch::zeros(state_shape(n_), opts));
   set_state("g_rise", torch::zeros(state_shape(n_), opts));
   set_state("g", torch::zeros(state_shape(n_), opts));
+  restart_clock();
 }
 
-void DualExpon::deliver(const Context& ctx, const at::Tensor& input) {
-  const at::Tensor d = state("g_decay") * std::exp(-ctx.dt / tau_decay_) + input;
-  const at::Tensor r = state("g_rise") * std::exp(-ctx.dt / tau_rise_) + input;
-  set_state("g_decay", d);
-  set_state("g_rise", r);
-  set_state("g", norm_ * (d - r));
+void DualExpon::advance(const Context& ctx) {
+  set_state("g_decay", state("g_decay") * std::exp(-ctx.dt / tau_decay_));
+  set_state("g_rise", state("g_rise") * std::exp(-ctx.dt / tau_rise_));
+  set_state("g", norm_ * (state("g_decay") - state("g_rise")));
+}
+
+void DualExpon::arrive(const at::Tensor& input) {
+  set_state("g_decay", state("g_decay") + input);
+  set_state("g_rise", state("g_rise") + input);
+  set_state("g", norm_ * (state("g_decay") - state("g_rise")));
 }
 
 Alpha::Alpha(int64_t n, double tau_ms, at::TensorOptions options) : Synapse("Alpha", n, options), tau_(tau_ms) {
@@ -58,15 +79,18 @@ void Alpha::reset_own_state(int64_t) {
   const auto opts = has_state("g") ? state("g").options() : options_;
   set_state("h", torch::zeros(state_shape(n_), opts));
   set_state("g", torch::zeros(state_shape(n_), opts));
+  restart_clock();
 }
 
-void Alpha::deliver(const Context& ctx, const at::Tensor& input) {
+void Alpha::advance(const Context& ctx) {
   // Over a step h e^{t/tau} is constant, so g(t + dt) = e^{-dt/tau} (g + (e / tau) h dt) exactly.
   const double decay = std::exp(-ctx.dt / tau_);
   const at::Tensor& h = state("h");
   set_state("g", (state("g") + (M_E / tau_) * ctx.dt * h) * decay);
-  set_state("h", h * decay + input);
+  set_state("h", h * decay);
 }
+
+void Alpha::arrive(const at::Tensor& input) { set_state("h", state("h") + input); }
 
 CsrComm::CsrComm(const CsrMatrix& conn, at::Tensor weights, bool event)
     : n_pre_(conn.n_rows), n_post_(conn.n_cols), event_(event) {
@@ -139,12 +163,15 @@ AlignPostProj::AlignPostProj(std::shared_ptr<DynamicalSystem> pre, std::shared_p
               post_->size(), ")");
   TORCH_CHECK(delay_steps >= 0, "AlignPostProj: delay_steps must be >= 0, got ", delay_steps);
   register_module("comm", comm_);
-  add_child("syn", syn_);
   if (delay_steps_ > 0) {
     // Spikes are stored in the postsynaptic dtype, so float and bool spikes share one buffer.
     delay_ = add_child("delay", std::make_shared<Delay>(comm_->n_pre(), delay_steps_, post_->options()));
   }
-  post_->add_current([s = syn_, o = out_](const at::Tensor& V) { return o->current(s->g(), V); });
+  // The first projection with this synapse owns its state; merged ones only deliver into it.
+  const bool first = post_->add_current_once(syn_.get(), [s = syn_, o = out_](const at::Tensor& V) {
+    return o->current(s->g(), V);
+  });
+  if (first) add_child("syn", syn_);
 }
 
 void AlignPostProj::update(const Context& ctx) {
@@ -204,6 +231,58 @@ void AlignPostProj::reset_own_state(int64_t) {
   const auto opts = std::static_pointer_cast<CsrComm>(comm_)->weights().options();
   set_state("stdp_pre_trace", torch::zeros(state_shape(comm_->n_pre()), opts));
   set_state("stdp_post_trace", torch::zeros(state_shape(comm_->n_post()), opts));
+}
+
+AlignPreProj::AlignPreProj(std::shared_ptr<DynamicalSystem> pre, std::shared_ptr<Synapse> syn,
+                           std::shared_ptr<Comm> comm, std::shared_ptr<SynOutput> out,
+                           std::shared_ptr<NeuronGroup> post, int64_t delay_steps)
+    : DynamicalSystem("AlignPreProj"),
+      pre_(std::move(pre)),
+      post_(std::move(post)),
+      syn_(std::move(syn)),
+      comm_(std::move(comm)),
+      out_(std::move(out)),
+      delay_steps_(delay_steps) {
+  TORCH_CHECK(pre_ && post_ && comm_ && syn_ && out_, "AlignPreProj: pre, syn, comm, out and post are required");
+  TORCH_CHECK(syn_->size() == comm_->n_pre(), "AlignPreProj: the synapse covers ", syn_->size(),
+              " neurons but the connectivity has ", comm_->n_pre(), " presynaptic neurons");
+  TORCH_CHECK(comm_->n_post() == post_->size(), "AlignPreProj: the connectivity has ", comm_->n_post(),
+              " postsynaptic neurons, the population has ", post_->size());
+  TORCH_CHECK(delay_steps >= 0, "AlignPreProj: delay_steps must be >= 0, got ", delay_steps);
+  register_module("comm", comm_);
+  add_child("syn", syn_);
+  if (delay_steps_ > 0) delay_ = add_child("delay", std::make_shared<Delay>(comm_->n_pre(), delay_steps_, post_->options()));
+}
+
+void AlignPreProj::reset_own_state(int64_t) {
+  const auto opts = has_state("g_post") ? state("g_post").options() : post_->options();
+  set_state("g_post", torch::zeros(state_shape(comm_->n_post()), opts));
+  if (current_registered_) return;
+  // The current reads this projection's live state (also after to() or load()); a weak
+  // reference, so the population never keeps a deleted projection alive or dangling.
+  std::weak_ptr<torch::nn::Module> self;
+  try {
+    self = shared_from_this();
+  } catch (const std::bad_weak_ptr&) {
+    TORCH_CHECK(false, "AlignPreProj must be created with std::make_shared");
+  }
+  post_->add_current([self, o = out_](const at::Tensor& V) {
+    auto proj = self.lock();
+    TORCH_CHECK(proj, "AlignPreProj: the projection feeding this population was destroyed");
+    return o->current(static_cast<AlignPreProj&>(*proj).state("g_post"), V);
+  });
+  current_registered_ = true;
+}
+
+void AlignPreProj::update(const Context& ctx) {
+  const at::Tensor& spikes = pre_->state("spike");
+  syn_->deliver(ctx, spikes.to(syn_->g().scalar_type()));
+  at::Tensor g = syn_->g();
+  if (delay_) {
+    delay_->push(g, ctx.step);
+    g = delay_->read(delay_steps_, ctx.step);
+  }
+  set_state("g_post", comm_->forward(g));
 }
 
 STP::STP(int64_t n, STPParams p, at::TensorOptions options) : DynamicalSystem("STP"), n_(n), p_(p), options_(options) {

@@ -24,6 +24,9 @@ class BRAIN_API NeuronGroup : public DynamicalSystem {
 
   // Synaptic outputs register how they turn the membrane potential into a current.
   void add_current(CurrentFn fn) { currents_.push_back(std::move(fn)); }
+  // Registers fn under `key` once: false (and nothing added) when the key is already there,
+  // which is how merged projections share one synaptic current.
+  bool add_current_once(const void* key, CurrentFn fn);
   // "input" plus every registered current, evaluated at V.
   at::Tensor total_current(const at::Tensor& V) const;
 
@@ -34,6 +37,7 @@ class BRAIN_API NeuronGroup : public DynamicalSystem {
   int64_t n_;
   at::TensorOptions options_;
   std::vector<CurrentFn> currents_;
+  std::vector<const void*> current_keys_;
   std::function<at::Tensor(const std::vector<int64_t>&)> v_init_;
 };
 

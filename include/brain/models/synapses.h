@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,19 +15,28 @@
 namespace brain {
 
 // ---- Synaptic dynamics -----------------------------------------------------------------
-// State "g" over the postsynaptic population (AlignPost). deliver() advances one step and
-// adds the input that arrived this step; update() alone advances with no input.
+// State "g" over n neurons (the postsynaptic population for AlignPost, the presynaptic one
+// for AlignPre). deliver() relaxes the state over the step, once per step however many
+// projections deliver into it (that is what merging relies on), then adds the input that
+// arrived; update() alone relaxes with no input.
 class BRAIN_API Synapse : public DynamicalSystem {
  public:
   Synapse(std::string name, int64_t n, at::TensorOptions options) : DynamicalSystem(std::move(name)), n_(n), options_(options) {}
-  virtual void deliver(const Context& ctx, const at::Tensor& input) = 0;
+  void deliver(const Context& ctx, const at::Tensor& input);
   void update(const Context& ctx) override;
   const at::Tensor& g() const { return state("g"); }
   int64_t size() const { return n_; }
 
  protected:
+  virtual void advance(const Context& ctx) = 0;       // relax over one step
+  virtual void arrive(const at::Tensor& input) = 0;  // add what arrived this step
+  // Subclasses call this from reset_own_state: the next delivery relaxes again.
+  void restart_clock() { last_step_ = std::numeric_limits<int64_t>::min(); }
   int64_t n_;
   at::TensorOptions options_;
+
+ private:
+  int64_t last_step_ = std::numeric_limits<int64_t>::min();
 };
 
 // Exponential decay: dg/dt = -g / tau, g += input on arrival; integrated exactly
@@ -34,10 +44,11 @@ class BRAIN_API Synapse : public DynamicalSystem {
 class BRAIN_API Expon : public Synapse {
  public:
   Expon(int64_t n, double tau_ms, at::TensorOptions options = at::kFloat, std::string method = "exp_euler");
-  void deliver(const Context& ctx, const at::Tensor& input) override;
   double tau() const { return tau_; }
 
  protected:
+  void advance(const Context& ctx) override;
+  void arrive(const at::Tensor& input) override;
   void reset_own_state(int64_t batch_size) override;
 
  private:
@@ -52,9 +63,10 @@ class BRAIN_API Expon : public Synapse {
 class BRAIN_API DualExpon : public Synapse {
  public:
   DualExpon(int64_t n, double tau_rise_ms, double tau_decay_ms, at::TensorOptions options = at::kFloat);
-  void deliver(const Context& ctx, const at::Tensor& input) override;
 
  protected:
+  void advance(const Context& ctx) override;
+  void arrive(const at::Tensor& input) override;
   void reset_own_state(int64_t batch_size) override;
 
  private:
@@ -66,9 +78,10 @@ class BRAIN_API DualExpon : public Synapse {
 class BRAIN_API Alpha : public Synapse {
  public:
   Alpha(int64_t n, double tau_ms, at::TensorOptions options = at::kFloat);
-  void deliver(const Context& ctx, const at::Tensor& input) override;
 
  protected:
+  void advance(const Context& ctx) override;
+  void arrive(const at::Tensor& input) override;
   void reset_own_state(int64_t batch_size) override;
 
  private:
@@ -192,6 +205,11 @@ class BRAIN_API STP : public DynamicalSystem {
 // steps ago go through comm into syn; the postsynaptic neurons read out->current(g, V) on
 // their next update. The presynaptic side is any system with a "spike" state of
 // comm->n_pre() neurons (a neuron group, a Poisson or spike-time group).
+//
+// Merging: projections given the same syn and out objects onto one population share that
+// synaptic state: it relaxes once per step, every projection adds its input, and the
+// population sees one current (the first projection owns the state). For the same linear
+// synapse this equals separate synapses, with one state instead of many.
 class BRAIN_API AlignPostProj : public DynamicalSystem {
  public:
   AlignPostProj(std::shared_ptr<DynamicalSystem> pre, std::shared_ptr<Comm> comm, std::shared_ptr<Synapse> syn,
@@ -226,6 +244,31 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   std::shared_ptr<STP> stp_;
   std::optional<STDPParams> stdp_;
   at::Tensor csc_indptr_, csc_rows_, csc_perm_;
+};
+
+// AlignPre: the synaptic state lives on the presynaptic side (any synapse, also nonlinear
+// ones; O(n_pre) memory). Each step, after the neurons: syn (over the presynaptic neurons)
+// takes this step's spikes; its g, delay_steps steps old, goes through comm to the
+// postsynaptic side, state "g_post", which the neurons read as out->current(g_post, V).
+// Create it with std::make_shared (the population's current refers back to it weakly).
+class BRAIN_API AlignPreProj : public DynamicalSystem {
+ public:
+  AlignPreProj(std::shared_ptr<DynamicalSystem> pre, std::shared_ptr<Synapse> syn, std::shared_ptr<Comm> comm,
+               std::shared_ptr<SynOutput> out, std::shared_ptr<NeuronGroup> post, int64_t delay_steps = 0);
+  void update(const Context& ctx) override;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  std::shared_ptr<DynamicalSystem> pre_;
+  std::shared_ptr<NeuronGroup> post_;
+  std::shared_ptr<Synapse> syn_;
+  std::shared_ptr<Comm> comm_;
+  std::shared_ptr<SynOutput> out_;
+  std::shared_ptr<Delay> delay_;
+  int64_t delay_steps_;
+  bool current_registered_ = false;
 };
 
 // ---- Connectivity ----------------------------------------------------------------------

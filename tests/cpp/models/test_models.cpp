@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -115,6 +116,7 @@ TEST(Expon, DecaysExactlyAfterAnArrival) {
   ctx.dt = 0.1;
   syn.deliver(ctx, torch::tensor({1.0, 2.0}, torch::kDouble));
   for (int k = 1; k <= 100; ++k) {
+    ctx.step = k;
     syn.step(ctx);
     ASSERT_NEAR(syn.g()[1].item<double>(), 2.0 * std::exp(-k * 0.1 / 5.0), 1e-12) << k;
   }
@@ -131,6 +133,7 @@ TEST(DualExpon, MatchesItsClosedFormAndPeaksAtOne) {
   const double A = 1 / (std::exp(-t_peak / td) - std::exp(-t_peak / tr));
   double peak = 0;
   for (int k = 1; k <= 400; ++k) {
+    ctx.step = k;
     syn.step(ctx);
     const double t = k * dt;
     ASSERT_NEAR(syn.g().item<double>(), A * (std::exp(-t / td) - std::exp(-t / tr)), 1e-12) << t;
@@ -148,6 +151,7 @@ TEST(Alpha, MatchesItsClosedFormAndPeaksAtOneAtTau) {
   ctx.dt = dt;
   syn.deliver(ctx, torch::ones({1}, torch::kDouble));
   for (int k = 1; k <= 300; ++k) {
+    ctx.step = k;
     syn.step(ctx);
     const double t = k * dt;
     ASSERT_NEAR(syn.g().item<double>(), t / tau * std::exp(1 - t / tau), 1e-12) << t;
@@ -287,6 +291,53 @@ TEST(STDP, WeightChangeIsTheSongMillerAbbottPairSum) {
   auto homo = std::make_shared<brain::CsrComm>(conn, torch::tensor(0.5, torch::kDouble));
   brain::AlignPostProj bad(pre2, homo, std::make_shared<brain::Expon>(1, 5.0, torch::kDouble), std::make_shared<brain::CUBA>(), post2);
   EXPECT_THROW(bad.add_stdp(big), c10::Error);
+}
+
+// Two Poisson inputs onto a silent LIF population through CSR projections, built three ways.
+std::shared_ptr<brain::DynSysGroup> two_input_net(const std::string& how, int64_t delay) {
+  auto net = std::make_shared<brain::DynSysGroup>("net");
+  auto in1 = net->add("in1", std::make_shared<brain::PoissonGroup>(30, 200.0, 1));
+  auto in2 = net->add("in2", std::make_shared<brain::PoissonGroup>(20, 300.0, 2));
+  brain::LifParams p;
+  p.V_th = 1e9;
+  auto post = net->add("post", std::make_shared<brain::LIF>(10, p, torch::kDouble));
+  auto c1 = std::make_shared<brain::CsrComm>(brain::fixed_prob(30, 10, 0.3, true, 5, c10::kCPU), torch::tensor(0.02, torch::kDouble));
+  auto c2 = std::make_shared<brain::CsrComm>(brain::fixed_prob(20, 10, 0.4, true, 6, c10::kCPU), torch::tensor(0.03, torch::kDouble));
+  auto out = std::make_shared<brain::COBA>(0.0);
+  if (how == "separate") {
+    net->add("p1", std::make_shared<brain::AlignPostProj>(in1, c1, std::make_shared<brain::Expon>(10, 5.0, torch::kDouble), out, post, delay));
+    net->add("p2", std::make_shared<brain::AlignPostProj>(in2, c2, std::make_shared<brain::Expon>(10, 5.0, torch::kDouble), out, post, delay));
+  } else if (how == "merged") {
+    auto shared = std::make_shared<brain::Expon>(10, 5.0, torch::kDouble);
+    net->add("p1", std::make_shared<brain::AlignPostProj>(in1, c1, shared, out, post, delay));
+    net->add("p2", std::make_shared<brain::AlignPostProj>(in2, c2, shared, out, post, delay));
+  } else {  // align_pre
+    net->add("p1", std::make_shared<brain::AlignPreProj>(in1, std::make_shared<brain::Expon>(30, 5.0, torch::kDouble), c1, out, post, delay));
+    net->add("p2", std::make_shared<brain::AlignPreProj>(in2, std::make_shared<brain::Expon>(20, 5.0, torch::kDouble), c2, out, post, delay));
+  }
+  return net;
+}
+
+TEST(Projections, MergedAlignPostAndAlignPreEqualSeparateAlignPost) {
+  for (int64_t delay : {0, 4}) {
+    std::map<std::string, at::Tensor> V;
+    for (const std::string how : {"separate", "merged", "align_pre"}) {
+      auto net = two_input_net(how, delay);
+      net->reset_state();
+      brain::RunnerOptions opt;
+      opt.progress = 0;
+      opt.monitors = {{"post.V"}};
+      V[how] = brain::Runner(net, opt).run(50.0).values.at("post.V");
+    }
+    EXPECT_GT((V["separate"] - V["separate"][0]).abs().max().item<double>(), 1.0);  // the inputs moved V
+    EXPECT_TRUE(torch::allclose(V["merged"], V["separate"], 1e-12, 1e-9)) << "delay " << delay;
+    EXPECT_TRUE(torch::allclose(V["align_pre"], V["separate"], 1e-12, 1e-9)) << "delay " << delay;
+  }
+  // Merging keeps one synaptic state: the second projection has no "syn" of its own.
+  auto merged = two_input_net("merged", 0);
+  merged->reset_state();
+  EXPECT_NO_THROW(merged->find_state("p1.syn.g"));
+  EXPECT_THROW(merged->find_state("p2.syn.g"), c10::Error);
 }
 
 TEST(Connectivity, FixedProbIsExactBernoulliWithoutSelfLoops) {
