@@ -6,6 +6,7 @@
 #include <brain/csr.h>
 #include <brain/dyn.h>
 #include <brain/models/config.h>
+#include <brain/models/connectivity.h>
 #include <brain/models/networks.h>
 #include <brain/models/neurons.h>
 #include <brain/models/point_neurons.h>
