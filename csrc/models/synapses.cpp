@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <brain/dyn/integrators.h>
 #include <brain/ops.h>
 
 namespace brain {
@@ -91,6 +92,65 @@ void Alpha::advance(const Context& ctx) {
 }
 
 void Alpha::arrive(const at::Tensor& input) { set_state("h", state("h") + input); }
+
+Kinetic::Kinetic(int64_t n, KineticParams p, at::TensorOptions options, std::string name)
+    : Synapse(std::move(name), n, options), p_(p) {
+  TORCH_CHECK(p.alpha > 0 && p.beta > 0 && p.T >= 0 && p.T_dur >= 0,
+              this->name(), ": alpha and beta must be positive, T and T_dur non-negative");
+}
+
+void Kinetic::reset_own_state(int64_t) {
+  const auto opts = has_state("g") ? state("g").options() : options_;
+  set_state("g", torch::zeros(state_shape(n_), opts));
+  set_state("last_spike_step", torch::full(state_shape(n_), -1'000'000'000, opts.dtype(torch::kLong)));
+  restart_clock();
+}
+
+void Kinetic::advance(const Context& ctx) {
+  // Transmitter is present during the T_dur ms that follow a spike: the steps after it.
+  step_ = ctx.step;
+  const int64_t release_steps = std::llround(p_.T_dur / ctx.dt);
+  const at::Tensor since = ctx.step - state("last_spike_step");
+  const at::Tensor T = torch::where((since >= 1).logical_and(since <= release_steps),
+                                    torch::full_like(state("g"), p_.T), torch::zeros_like(state("g")));
+  // Exact for constant T: g -> g_inf + (g - g_inf) e^{-(alpha T + beta) dt}.
+  const at::Tensor rate = p_.alpha * T + p_.beta;
+  const at::Tensor g_inf = p_.alpha * T / rate;
+  set_state("g", g_inf + (state("g") - g_inf) * torch::exp(-rate * ctx.dt));
+}
+
+void Kinetic::arrive(const at::Tensor& input) {
+  set_state("last_spike_step", torch::where(input > 0, torch::full_like(state("last_spike_step"), step_),
+                                            state("last_spike_step")));
+}
+
+NMDA::NMDA(int64_t n, NMDAParams p, at::TensorOptions options) : Synapse("NMDA", n, options), p_(p) {
+  TORCH_CHECK(p.tau_decay > 0 && p.tau_rise > 0 && p.a > 0, "NMDA: time constants and a must be positive");
+}
+
+void NMDA::reset_own_state(int64_t) {
+  const auto opts = has_state("g") ? state("g").options() : options_;
+  set_state("g", torch::zeros(state_shape(n_), opts));
+  set_state("x", torch::zeros(state_shape(n_), opts));
+  restart_clock();
+}
+
+void NMDA::advance(const Context& ctx) {
+  auto f = [this](const integrators::State& y, double) {
+    const auto& g = y[0];
+    const auto& x = y[1];
+    return integrators::State{-g / p_.tau_decay + p_.a * x * (1 - g), -x / p_.tau_rise};
+  };
+  const auto next = integrators::rk4(f, {state("g"), state("x")}, ctx.t, ctx.dt);
+  set_state("g", next[0]);
+  set_state("x", next[1]);
+}
+
+void NMDA::arrive(const at::Tensor& input) { set_state("x", state("x") + input); }
+
+at::Tensor MgBlock::current(const at::Tensor& g, const at::Tensor& V) const {
+  return g * (E - V) / (1 + cc_Mg / beta * torch::exp(-alpha * V));
+}
 
 CsrComm::CsrComm(const CsrMatrix& conn, at::Tensor weights, bool event)
     : n_pre_(conn.n_rows), n_post_(conn.n_cols), event_(event) {

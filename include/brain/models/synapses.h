@@ -88,6 +88,52 @@ class BRAIN_API Alpha : public Synapse {
   double tau_;
 };
 
+// Kinetic receptor (Destexhe, Mainen & Sejnowski 1994): a spike releases transmitter of
+// concentration T for T_dur ms, and the open fraction follows
+//   dg/dt = alpha T (1 - g) - beta g,
+// integrated exactly (T is constant over a step). Nonlinear in g: use it with AlignPre
+// (n = the presynaptic population). Defaults are AMPA's; ampa()/gaba_a() give both sets.
+struct KineticParams {
+  double alpha = 0.98;  // 1/(mM ms)
+  double beta = 0.18;   // 1/ms
+  double T = 0.5;       // mM
+  double T_dur = 0.5;   // ms
+};
+class BRAIN_API Kinetic : public Synapse {
+ public:
+  Kinetic(int64_t n, KineticParams p = {}, at::TensorOptions options = at::kFloat, std::string name = "AMPA");
+  static KineticParams ampa() { return {0.98, 0.18, 0.5, 0.5}; }
+  static KineticParams gaba_a() { return {0.53, 0.18, 1.0, 1.0}; }
+
+ protected:
+  void advance(const Context& ctx) override;
+  void arrive(const at::Tensor& input) override;
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  KineticParams p_;
+  int64_t step_ = 0;  // the step being delivered (set by advance)
+};
+
+// NMDA (Jahr & Stevens; BrainPy's form):
+//   dg/dt = -g / tau_decay + a x (1 - g),   dx/dt = -x / tau_rise,   x += input on arrival
+// integrated with RK4 over each step. Pair it with MgBlock. Nonlinear: use AlignPre.
+struct NMDAParams {
+  double tau_decay = 100.0, tau_rise = 2.0, a = 0.5;
+};
+class BRAIN_API NMDA : public Synapse {
+ public:
+  NMDA(int64_t n, NMDAParams p = {}, at::TensorOptions options = at::kFloat);
+
+ protected:
+  void advance(const Context& ctx) override;
+  void arrive(const at::Tensor& input) override;
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  NMDAParams p_;
+};
+
 // ---- Synaptic outputs: conductance -> current ------------------------------------------
 struct BRAIN_API SynOutput {
   virtual ~SynOutput() = default;
@@ -102,6 +148,15 @@ struct BRAIN_API COBA : SynOutput {
 // Current-based: g itself.
 struct BRAIN_API CUBA : SynOutput {
   at::Tensor current(const at::Tensor& g, const at::Tensor&) const override { return g; }
+};
+
+// Conductance with the voltage-dependent magnesium block of NMDA receptors (Jahr & Stevens
+// 1990): g (E - V) / (1 + [Mg] / beta exp(-alpha V)), [Mg] in mM.
+struct BRAIN_API MgBlock : SynOutput {
+  explicit MgBlock(double E = 0.0, double cc_Mg = 1.2, double alpha = 0.062, double beta = 3.57)
+      : E(E), cc_Mg(cc_Mg), alpha(alpha), beta(beta) {}
+  at::Tensor current(const at::Tensor& g, const at::Tensor& V) const override;
+  double E, cc_Mg, alpha, beta;
 };
 
 // ---- Communication: presynaptic spikes -> postsynaptic input ---------------------------

@@ -158,6 +158,53 @@ TEST(Alpha, MatchesItsClosedFormAndPeaksAtOneAtTau) {
   }
 }
 
+TEST(Kinetic, AmpaFollowsTheClosedFormDuringAndAfterRelease) {
+  const auto p = brain::Kinetic::ampa();
+  const double dt = 0.05;
+  brain::Kinetic syn(1, p, torch::kDouble);
+  syn.reset_state();
+  Context ctx;
+  ctx.dt = dt;
+  syn.deliver(ctx, torch::ones({1}, torch::kDouble));  // spike in step 0
+  const double rate = p.alpha * p.T + p.beta, g_inf = p.alpha * p.T / rate;
+  for (int k = 1; k <= 200; ++k) {
+    ctx.step = k;
+    ctx.t = k * dt;
+    syn.deliver(ctx, torch::zeros({1}, torch::kDouble));
+    const double t = k * dt;  // time since the release began
+    const double want = t <= p.T_dur + 1e-12 ? g_inf * (1 - std::exp(-rate * t))
+                                             : g_inf * (1 - std::exp(-rate * p.T_dur)) * std::exp(-p.beta * (t - p.T_dur));
+    ASSERT_NEAR(syn.g().item<double>(), want, 1e-12) << "t = " << t;
+  }
+}
+
+TEST(NMDA, RisesThenDecaysAndMgBlockMatchesJahrStevens) {
+  brain::NMDA syn(1, {}, torch::kDouble);
+  syn.reset_state();
+  Context ctx;
+  ctx.dt = 0.1;
+  syn.deliver(ctx, torch::ones({1}, torch::kDouble));
+  std::vector<double> g;
+  for (int k = 1; k <= 3000; ++k) {
+    ctx.step = k;
+    ctx.t = k * 0.1;
+    syn.deliver(ctx, torch::zeros({1}, torch::kDouble));
+    g.push_back(syn.g().item<double>());
+  }
+  const auto peak = std::max_element(g.begin(), g.end()) - g.begin();
+  EXPECT_GT(peak * 0.1, 2.0);   // rises over a few tau_rise...
+  EXPECT_LT(peak * 0.1, 15.0);
+  // ...then, once x has gone (tau_rise = 2 ms), decays with tau_decay: g(300) / g(200) = e^{-1}.
+  EXPECT_NEAR(g[2999] / g[1999], std::exp(-1.0), 1e-4);
+  const brain::MgBlock mg;
+  const auto V = torch::tensor({-80.0, -40.0, 0.0}, torch::kDouble);
+  const auto I = mg.current(torch::ones({3}, torch::kDouble), V);
+  for (int i = 0; i < 3; ++i) {
+    const double v = V[i].item<double>();
+    EXPECT_NEAR(I[i].item<double>(), (0 - v) / (1 + 1.2 / 3.57 * std::exp(-0.062 * v)), 1e-12);
+  }
+}
+
 TEST(AlignPost, DeliversDelayedSpikesThroughTheConnectivity) {
   // 4 Poisson inputs onto 3 neurons that never fire: g follows g <- g e^{-dt/tau} + A^T s(t - d).
   const auto dense = torch::tensor({{0.5, 0.0, 1.0}, {0.0, 2.0, 0.0}, {1.5, 0.0, 0.0}, {0.0, 0.25, 3.0}}, torch::kDouble);
