@@ -174,4 +174,69 @@ bi::State HH::initial_state(const std::vector<int64_t>& shape, const at::TensorO
           torch::full(shape, 0.3177, o)};
 }
 
+// ---- ALIF ----
+ALIF::ALIF(int64_t n, ALIFParams p, at::TensorOptions options)
+    : ODENeuron("ALIF", n, {"V", "a"}, p.method, p.tau_ref, p.surrogate, options), p_(p) {
+  TORCH_CHECK(p.tau > 0 && p.tau_a > 0, "ALIF: tau and tau_a must be positive");
+  TORCH_CHECK(p.V_th > p.V_reset, "ALIF: V_th must be above V_reset");
+}
+bi::State ALIF::derivative(const bi::State& y, double, const at::Tensor& I) const {
+  return {(-(y[0] - p_.V_rest) + p_.R * I) / p_.tau, -y[1] / p_.tau_a};
+}
+at::Tensor ALIF::spike_argument(const bi::State& y, const bi::State&) const {
+  return (y[0] - (p_.V_th + p_.beta * y[1])) / (p_.V_th - p_.V_reset);
+}
+void ALIF::reset(bi::State& y, const at::Tensor& spike) const {
+  y[0] = reset_to(y[0], spike, p_.V_reset);
+  y[1] = y[1] + spike.detach();
+}
+bi::State ALIF::initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& o) const {
+  return {torch::full(shape, p_.V_rest, o), torch::zeros(shape, o)};
+}
+
+// ---- Morris-Lecar ----
+MorrisLecar::MorrisLecar(int64_t n, MorrisLecarParams p, at::TensorOptions options)
+    : ODENeuron("MorrisLecar", n, {"V", "W"}, p.method, 0.0, p.surrogate, options), p_(p) {
+  TORCH_CHECK(p.C > 0 && p.phi > 0, "MorrisLecar: C and phi must be positive");
+}
+bi::State MorrisLecar::derivative(const bi::State& y, double, const at::Tensor& I) const {
+  const auto& V = y[0];
+  const auto& W = y[1];
+  const auto M_inf = 0.5 * (1 + torch::tanh((V - p_.V1) / p_.V2));
+  const auto W_inf = 0.5 * (1 + torch::tanh((V - p_.V3) / p_.V4));
+  const auto tau_W = 1 / torch::cosh((V - p_.V3) / (2 * p_.V4));
+  const auto dV = (-p_.g_Ca * M_inf * (V - p_.V_Ca) - p_.g_K * W * (V - p_.V_K) - p_.g_leak * (V - p_.V_leak) + I) / p_.C;
+  return {dV, p_.phi * (W_inf - W) / tau_W};
+}
+at::Tensor MorrisLecar::spike_argument(const bi::State& y_new, const bi::State& y_old) const {
+  return torch::minimum(y_new[0] - p_.V_th, p_.V_th - y_old[0]);
+}
+bi::State MorrisLecar::initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& o) const {
+  return {torch::full(shape, -60.9, o), torch::full(shape, 0.015, o)};  // near the resting state
+}
+
+// ---- Wang-Buzsaki ----
+WangBuzsaki::WangBuzsaki(int64_t n, WangBuzsakiParams p, at::TensorOptions options)
+    : ODENeuron("WangBuzsaki", n, {"V", "h", "n"}, p.method, 0.0, p.surrogate, options), p_(p) {
+  TORCH_CHECK(p.C > 0 && p.phi > 0, "WangBuzsaki: C and phi must be positive");
+}
+bi::State WangBuzsaki::derivative(const bi::State& y, double, const at::Tensor& I) const {
+  const auto& V = y[0];
+  const auto& h = y[1];
+  const auto& n = y[2];
+  const auto alpha_m = exprel_rate(V + 35, 0.1), beta_m = 4 * torch::exp(-(V + 60) / 18);
+  const auto m_inf = alpha_m / (alpha_m + beta_m);
+  const auto alpha_h = 0.07 * torch::exp(-(V + 58) / 20), beta_h = 1 / (torch::exp(-0.1 * (V + 28)) + 1);
+  const auto alpha_n = exprel_rate(V + 34, 0.01), beta_n = 0.125 * torch::exp(-(V + 44) / 80);
+  const auto dV = (-p_.g_Na * m_inf.pow(3) * h * (V - p_.E_Na) - p_.g_K * n.pow(4) * (V - p_.E_K) -
+                   p_.g_L * (V - p_.E_L) + I) / p_.C;
+  return {dV, p_.phi * (alpha_h * (1 - h) - beta_h * h), p_.phi * (alpha_n * (1 - n) - beta_n * n)};
+}
+at::Tensor WangBuzsaki::spike_argument(const bi::State& y_new, const bi::State& y_old) const {
+  return torch::minimum(y_new[0] - p_.V_th, p_.V_th - y_old[0]);
+}
+bi::State WangBuzsaki::initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& o) const {
+  return {torch::full(shape, -64.0, o), torch::full(shape, 0.78, o), torch::full(shape, 0.09, o)};
+}
+
 }  // namespace brain

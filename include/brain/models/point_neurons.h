@@ -139,4 +139,66 @@ class BRAIN_API HH : public ODENeuron {
   HHParams p_;
 };
 
+// Adaptive LIF (Bellec et al. 2020, LSNN): the threshold rises by beta with every spike and
+// relaxes with tau_a:  tau dV/dt = -(V - V_rest) + R I,  tau_a da/dt = -a;
+// spike when V > V_th + beta a, then V = V_reset and a += 1.
+struct ALIFParams {
+  double V_rest = -70, V_reset = -70, V_th = -60, R = 1, tau = 20, tau_a = 200, beta = 1.6, tau_ref = 0;
+  std::string method = "exp_euler";
+  Surrogate surrogate;
+};
+class BRAIN_API ALIF : public ODENeuron {
+ public:
+  ALIF(int64_t n, ALIFParams p = {}, at::TensorOptions options = at::kFloat);
+
+ protected:
+  integrators::State derivative(const integrators::State& y, double t, const at::Tensor& I) const override;
+  at::Tensor spike_argument(const integrators::State& y, const integrators::State&) const override;
+  void reset(integrators::State& y, const at::Tensor& spike) const override;
+  integrators::State initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& opts) const override;
+  ALIFParams p_;
+};
+
+// Morris-Lecar (1981), in Rinzel & Ermentrout's parameters (uA/cm^2, mS/cm^2, uF/cm^2):
+//   C dV/dt = -g_Ca M_inf (V - V_Ca) - g_K W (V - V_K) - g_leak (V - V_leak) + I
+//   dW/dt = phi (W_inf - W) / tau_W,  M_inf = (1 + tanh((V - V1) / V2)) / 2,
+//   W_inf = (1 + tanh((V - V3) / V4)) / 2,  tau_W = 1 / cosh((V - V3) / (2 V4)).
+// A spike is an upward crossing of V_th.
+struct MorrisLecarParams {
+  double V_Ca = 130, g_Ca = 4.4, V_K = -84, g_K = 8, V_leak = -60, g_leak = 2, C = 20;
+  double V1 = -1.2, V2 = 18, V3 = 2, V4 = 30, phi = 0.04, V_th = 10;
+  std::string method = "rk4";
+  Surrogate surrogate;
+};
+class BRAIN_API MorrisLecar : public ODENeuron {
+ public:
+  MorrisLecar(int64_t n, MorrisLecarParams p = {}, at::TensorOptions options = at::kFloat);
+
+ protected:
+  integrators::State derivative(const integrators::State& y, double t, const at::Tensor& I) const override;
+  at::Tensor spike_argument(const integrators::State& y_new, const integrators::State& y_old) const override;
+  integrators::State initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& opts) const override;
+  MorrisLecarParams p_;
+};
+
+// Wang-Buzsaki (1996) fast-spiking interneuron (type I excitability):
+//   C dV/dt = -g_Na m_inf^3 h (V - E_Na) - g_K n^4 (V - E_K) - g_L (V - E_L) + I
+//   dh/dt = phi (alpha_h (1 - h) - beta_h h),  dn/dt = phi (alpha_n (1 - n) - beta_n n)
+// with the paper's rate functions. A spike is an upward crossing of V_th.
+struct WangBuzsakiParams {
+  double E_Na = 55, E_K = -90, E_L = -65, g_Na = 35, g_K = 9, g_L = 0.1, C = 1, phi = 5, V_th = 0;
+  std::string method = "rk4";
+  Surrogate surrogate;
+};
+class BRAIN_API WangBuzsaki : public ODENeuron {
+ public:
+  WangBuzsaki(int64_t n, WangBuzsakiParams p = {}, at::TensorOptions options = at::kFloat);
+
+ protected:
+  integrators::State derivative(const integrators::State& y, double t, const at::Tensor& I) const override;
+  at::Tensor spike_argument(const integrators::State& y_new, const integrators::State& y_old) const override;
+  integrators::State initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& opts) const override;
+  WangBuzsakiParams p_;
+};
+
 }  // namespace brain

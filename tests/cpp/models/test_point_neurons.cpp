@@ -110,6 +110,42 @@ TEST(HH, RestsFiresRepetitivelyAboveTheKnownThresholdWithTheKnownRates) {
   std::printf("HH rates: 10 uA/cm^2 -> %.1f Hz, 20 -> %.1f Hz\n", f10, f20);
 }
 
+TEST(ALIF, ThresholdJumpsByBetaPerSpikeAndRelaxesWithTauA) {
+  brain::ALIFParams p;
+  brain::ALIF neuron(1, p, torch::kDouble);
+  const double dt = 0.1;
+  const auto s = drive(neuron, {20.0}, dt, 1000);
+  ASSERT_GE(s[0].size(), 5u);
+  // a is the spike train filtered by e^{-t/tau_a}: check it against the spike times.
+  double a = 0;
+  for (auto k : s[0]) a += std::exp(-(9999 - k) * dt / p.tau_a);
+  EXPECT_NEAR(neuron.state("a").item<double>(), a, 1e-9);
+  const auto isi = isis_ms(s[0], dt);
+  EXPECT_GT(isi.back(), 1.3 * isi.front());  // the rising threshold slows firing
+}
+
+TEST(MorrisLecar, RestsWithoutInputAndOscillatesUnderStrongDrive) {
+  brain::MorrisLecar neuron(2, {}, torch::kDouble);
+  const auto s = drive(neuron, {0.0, 150.0}, 0.05, 1000);
+  EXPECT_EQ(s[0].size(), 0u);
+  EXPECT_GE(count_after(s[1], std::llround(500 / 0.05)), 3);  // repetitive, not a transient
+}
+
+TEST(WangBuzsaki, TypeOneExcitabilityFiringRateGrowsFromLowValues) {
+  brain::WangBuzsaki neuron(4, {}, torch::kDouble);
+  const double dt = 0.05;
+  const auto s = drive(neuron, {0.0, 0.5, 1.0, 3.0}, dt, 400);
+  const int64_t from = std::llround(100 / dt);
+  EXPECT_EQ(count_after(s[0], from), 0);
+  const double f05 = count_after(s[1], from) / 0.3, f1 = count_after(s[2], from) / 0.3, f3 = count_after(s[3], from) / 0.3;
+  EXPECT_GT(f05, 0.0);
+  EXPECT_LT(f05, f1);
+  EXPECT_LT(f1, f3);
+  EXPECT_LT(f05, 60.0);  // type I: low rates close to threshold
+  EXPECT_NEAR(f1, 60.0, 8.0);  // Wang & Buzsaki (1996), Fig. 1: about 60 Hz at 1 uA/cm^2
+  std::printf("Wang-Buzsaki rates: 0.5 -> %.0f Hz, 1 -> %.0f Hz, 3 -> %.0f Hz\n", f05, f1, f3);
+}
+
 TEST(PointNeurons, IntegrationMethodIsValidated) {
   brain::ExpIFParams p;
   p.method = "leapfrog";
