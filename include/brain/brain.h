@@ -5,6 +5,7 @@
 #include <brain/info.h>
 #include <brain/csr.h>
 #include <brain/dyn.h>
+#include <brain/models/channels.h>
 #include <brain/models/config.h>
 #include <brain/models/connectivity.h>
 #include <brain/models/networks.h>

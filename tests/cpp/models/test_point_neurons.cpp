@@ -153,3 +153,34 @@ TEST(PointNeurons, IntegrationMethodIsValidated) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CondNeuGroup, HodgkinHuxleyChannelsReproduceTheHHNeuron) {
+  // The same cell composed from channels (channel -> neuron) against the monolithic HH model.
+  brain::CondNeuGroup cell(3);
+  cell.add_channel("Na", std::make_shared<brain::NaChannelHH>(3));
+  cell.add_channel("K", std::make_shared<brain::KChannelHH>(3));
+  cell.add_channel("L", std::make_shared<brain::LeakChannel>(3));
+  brain::HHParams p;
+  p.method = "rk4";
+  brain::HH hh(3, p, torch::kDouble);
+  const double dt = 0.02;
+  const auto a = drive(cell, {0.0, 10.0, 20.0}, dt, 200);
+  const auto b = drive(hh, {0.0, 10.0, 20.0}, dt, 200);
+  EXPECT_EQ(a[0].size(), 0u);
+  for (int i = 1; i < 3; ++i) {
+    ASSERT_GE(a[i].size(), 10u);
+    // Same number of spikes, and spike times within half a millisecond all along.
+    EXPECT_EQ(a[i].size(), b[i].size()) << "I index " << i;
+    for (size_t k = 0; k < std::min(a[i].size(), b[i].size()); ++k) {
+      EXPECT_NEAR(a[i][k] * dt, b[i][k] * dt, 0.5) << "spike " << k;
+    }
+  }
+  EXPECT_EQ(cell.state_paths(), (std::vector<std::string>{"V", "spike", "input", "Na.m", "Na.h", "K.n"}));
+  brain::CondNeuGroup empty(1);
+  empty.reset_state();
+  EXPECT_THROW(empty.step(brain::Context{}), c10::Error);
+}
+
+}  // namespace

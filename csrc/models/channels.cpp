@@ -1,0 +1,90 @@
+#include <brain/models/channels.h>
+
+#include <torch/torch.h>
+
+#include <brain/dyn/integrators.h>
+
+namespace brain {
+
+namespace {
+
+at::Tensor exprel_rate(const at::Tensor& x, double scale) {
+  // scale * x / (1 - exp(-x / 10)), with its limit 10 * scale at x = 0.
+  const auto small = x.abs() < 1e-6;
+  const auto safe = torch::where(small, torch::ones_like(x), x);
+  return torch::where(small, torch::full_like(x, 10 * scale), scale * safe / (1 - torch::exp(-safe / 10)));
+}
+
+// x -> x_inf + (x - x_inf) e^{-dt (alpha + beta)}: exact for V held over the step.
+at::Tensor relax(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& beta, double dt) {
+  const at::Tensor rate = alpha + beta;
+  const at::Tensor x_inf = alpha / rate;
+  return x_inf + (x - x_inf) * torch::exp(-rate * dt);
+}
+
+}  // namespace
+
+LeakChannel::LeakChannel(int64_t n, double g, double E, at::TensorOptions options)
+    : IonChannel("Leak", n, options), g_(g), E_(E) {
+  TORCH_CHECK(g >= 0, "LeakChannel: g must be >= 0, got ", g);
+}
+at::Tensor LeakChannel::current(const at::Tensor& V) const { return -g_ * (V - E_); }
+
+NaChannelHH::NaChannelHH(int64_t n, double g, double E, at::TensorOptions options)
+    : IonChannel("NaHH", n, options), g_(g), E_(E) {
+  TORCH_CHECK(g >= 0, "NaChannelHH: g must be >= 0, got ", g);
+}
+void NaChannelHH::reset_own_state(int64_t) {
+  const auto opts = has_state("m") ? state("m").options() : options_;
+  set_state("m", torch::full(state_shape(n_), 0.0529, opts));  // resting values at -65 mV
+  set_state("h", torch::full(state_shape(n_), 0.5961, opts));
+}
+at::Tensor NaChannelHH::current(const at::Tensor& V) const { return -g_ * state("m").pow(3) * state("h") * (V - E_); }
+void NaChannelHH::advance(const at::Tensor& V, const Context& ctx) {
+  set_state("m", relax(state("m"), exprel_rate(V + 40, 0.1), 4 * torch::exp(-(V + 65) / 18), ctx.dt));
+  set_state("h", relax(state("h"), 0.07 * torch::exp(-(V + 65) / 20), 1 / (1 + torch::exp(-(V + 35) / 10)), ctx.dt));
+}
+
+KChannelHH::KChannelHH(int64_t n, double g, double E, at::TensorOptions options)
+    : IonChannel("KHH", n, options), g_(g), E_(E) {
+  TORCH_CHECK(g >= 0, "KChannelHH: g must be >= 0, got ", g);
+}
+void KChannelHH::reset_own_state(int64_t) {
+  const auto opts = has_state("n") ? state("n").options() : options_;
+  set_state("n", torch::full(state_shape(n_), 0.3177, opts));
+}
+at::Tensor KChannelHH::current(const at::Tensor& V) const { return -g_ * state("n").pow(4) * (V - E_); }
+void KChannelHH::advance(const at::Tensor& V, const Context& ctx) {
+  set_state("n", relax(state("n"), exprel_rate(V + 55, 0.01), 0.125 * torch::exp(-(V + 65) / 80), ctx.dt));
+}
+
+CondNeuGroup::CondNeuGroup(int64_t n, double C, double V_th, double V_init, Surrogate surrogate, at::TensorOptions options)
+    : NeuronGroup("CondNeuGroup", n, options), C_(C), V_th_(V_th), V_init_(V_init), surrogate_(surrogate) {
+  TORCH_CHECK(C > 0, "CondNeuGroup: C must be positive, got ", C);
+}
+
+void CondNeuGroup::reset_own_state(int64_t) {
+  const auto opts = has_state("V") ? state("V").options() : options_;
+  const auto shape = state_shape(n_);
+  set_state("V", v_init_ ? v_init_(shape).to(opts) : torch::full(shape, V_init_, opts));
+  set_state("spike", torch::zeros(shape, opts));
+  set_state("input", torch::zeros(shape, opts));
+}
+
+void CondNeuGroup::update(const Context& ctx) {
+  TORCH_CHECK(!channels_.empty(), "CondNeuGroup: no ion channels were added");
+  const at::Tensor V = state("V");
+  const at::Tensor I = total_current(V);  // external and synaptic, held over the step
+  for (auto& ch : channels_) ch->advance(V, ctx);
+  auto f = [&](const integrators::State& y, double) {
+    at::Tensor total = I;
+    for (const auto& ch : channels_) total = total + ch->current(y[0]);
+    return integrators::State{total / C_};
+  };
+  const at::Tensor V_new = integrators::exp_euler(f, {V}, ctx.t, ctx.dt)[0];
+  set_state("spike", spike_function(torch::minimum(V_new - V_th_, V_th_ - V), surrogate_));
+  set_state("V", V_new);
+  set_state("input", torch::zeros_like(state("input")));
+}
+
+}  // namespace brain

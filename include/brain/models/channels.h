@@ -1,0 +1,92 @@
+// Conductance-based neurons composed of ion channels (SPEC section 4): channel -> neuron.
+//
+// CondNeuGroup: C dV/dt = sum_channels I_ch(V) + I. Each step, every channel first moves its
+// gating variables over the step with V held at its start value (exactly, for the
+// alpha/beta channels here), then V is integrated with the gates at the step's end
+// (exponential Euler): a first-order splitting, as in BrainPy. A spike is an upward
+// crossing of V_th. Units: mV, ms, uA/cm^2, mS/cm^2, uF/cm^2.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <brain/models/neurons.h>
+
+namespace brain {
+
+class BRAIN_API IonChannel : public DynamicalSystem {
+ public:
+  IonChannel(std::string name, int64_t n, at::TensorOptions options)
+      : DynamicalSystem(std::move(name)), n_(n), options_(options) {}
+  // Current into the cell at V (e.g. -g (V - E)).
+  virtual at::Tensor current(const at::Tensor& V) const = 0;
+  // Moves the gating variables over one step with V held.
+  virtual void advance(const at::Tensor& V, const Context& ctx) {}
+  void update(const Context&) override {}  // driven by its CondNeuGroup
+
+ protected:
+  int64_t n_;
+  at::TensorOptions options_;
+};
+
+// Leak: -g (V - E).
+class BRAIN_API LeakChannel : public IonChannel {
+ public:
+  LeakChannel(int64_t n, double g = 0.3, double E = -54.387, at::TensorOptions options = at::kDouble);
+  at::Tensor current(const at::Tensor& V) const override;
+
+ private:
+  double g_, E_;
+};
+
+// Hodgkin-Huxley 1952 sodium: -g m^3 h (V - E), standard rates (modern convention).
+class BRAIN_API NaChannelHH : public IonChannel {
+ public:
+  NaChannelHH(int64_t n, double g = 120, double E = 50, at::TensorOptions options = at::kDouble);
+  at::Tensor current(const at::Tensor& V) const override;
+  void advance(const at::Tensor& V, const Context& ctx) override;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  double g_, E_;
+};
+
+// Hodgkin-Huxley 1952 delayed-rectifier potassium: -g n^4 (V - E).
+class BRAIN_API KChannelHH : public IonChannel {
+ public:
+  KChannelHH(int64_t n, double g = 36, double E = -77, at::TensorOptions options = at::kDouble);
+  at::Tensor current(const at::Tensor& V) const override;
+  void advance(const at::Tensor& V, const Context& ctx) override;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  double g_, E_;
+};
+
+class BRAIN_API CondNeuGroup : public NeuronGroup {
+ public:
+  CondNeuGroup(int64_t n, double C = 1.0, double V_th = 20.0, double V_init = -65.0, Surrogate surrogate = {},
+               at::TensorOptions options = at::kDouble);
+  template <typename T>
+  std::shared_ptr<T> add_channel(const std::string& name, std::shared_ptr<T> channel) {
+    TORCH_CHECK(channel, "CondNeuGroup: null channel '", name, "'");
+    channels_.push_back(channel);
+    return add_child(name, std::move(channel));
+  }
+  void update(const Context& ctx) override;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  double C_, V_th_, V_init_;
+  Surrogate surrogate_;
+  std::vector<std::shared_ptr<IonChannel>> channels_;
+};
+
+}  // namespace brain
