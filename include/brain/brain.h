@@ -7,6 +7,7 @@
 #include <brain/dyn.h>
 #include <brain/models/channels.h>
 #include <brain/models/config.h>
+#include <brain/models/init.h>
 #include <brain/models/connectivity.h>
 #include <brain/models/networks.h>
 #include <brain/models/neurons.h>
