@@ -4,16 +4,11 @@
 
 #include <brain/dyn/integrators.h>
 
+#include "csrc/models/hh_rates.h"
+
 namespace brain {
 
 namespace {
-
-at::Tensor exprel_rate(const at::Tensor& x, double scale) {
-  // scale * x / (1 - exp(-x / 10)), with its limit 10 * scale at x = 0.
-  const auto small = x.abs() < 1e-6;
-  const auto safe = torch::where(small, torch::ones_like(x), x);
-  return torch::where(small, torch::full_like(x, 10 * scale), scale * safe / (1 - torch::exp(-safe / 10)));
-}
 
 // x -> x_inf + (x - x_inf) e^{-dt (alpha + beta)}: exact for V held over the step.
 at::Tensor relax(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& beta, double dt) {
@@ -41,8 +36,8 @@ void NaChannelHH::reset_own_state(int64_t) {
 }
 at::Tensor NaChannelHH::current(const at::Tensor& V) const { return -g_ * state("m").pow(3) * state("h") * (V - E_); }
 void NaChannelHH::advance(const at::Tensor& V, const Context& ctx) {
-  set_state("m", relax(state("m"), exprel_rate(V + 40, 0.1), 4 * torch::exp(-(V + 65) / 18), ctx.dt));
-  set_state("h", relax(state("h"), 0.07 * torch::exp(-(V + 65) / 20), 1 / (1 + torch::exp(-(V + 35) / 10)), ctx.dt));
+  set_state("m", relax(state("m"), detail::hh_alpha_m(V), detail::hh_beta_m(V), ctx.dt));
+  set_state("h", relax(state("h"), detail::hh_alpha_h(V), detail::hh_beta_h(V), ctx.dt));
 }
 
 KChannelHH::KChannelHH(int64_t n, double g, double E, at::TensorOptions options)
@@ -55,7 +50,7 @@ void KChannelHH::reset_own_state(int64_t) {
 }
 at::Tensor KChannelHH::current(const at::Tensor& V) const { return -g_ * state("n").pow(4) * (V - E_); }
 void KChannelHH::advance(const at::Tensor& V, const Context& ctx) {
-  set_state("n", relax(state("n"), exprel_rate(V + 55, 0.01), 0.125 * torch::exp(-(V + 65) / 80), ctx.dt));
+  set_state("n", relax(state("n"), detail::hh_alpha_n(V), detail::hh_beta_n(V), ctx.dt));
 }
 
 CondNeuGroup::CondNeuGroup(int64_t n, double C, double V_th, double V_init, Surrogate surrogate, at::TensorOptions options)

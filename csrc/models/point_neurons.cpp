@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "csrc/models/hh_rates.h"
+
 namespace brain {
 
 namespace bi = integrators;
@@ -137,14 +139,7 @@ bi::State Izhikevich::initial_state(const std::vector<int64_t>& shape, const at:
 }
 
 // ---- Hodgkin-Huxley ----
-namespace {
-at::Tensor exprel_rate(const at::Tensor& x, double scale) {
-  // scale * x / (1 - exp(-x / 10)) with its limit 10 * scale at x = 0.
-  const auto small = x.abs() < 1e-6;
-  const auto safe = torch::where(small, torch::ones_like(x), x);
-  return torch::where(small, torch::full_like(x, 10 * scale), scale * safe / (1 - torch::exp(-safe / 10)));
-}
-}  // namespace
+using detail::exprel_rate;
 
 HH::HH(int64_t n, HHParams p, at::TensorOptions options)
     : ODENeuron("HH", n, {"V", "m", "h", "n"}, p.method, 0.0, p.surrogate, options), p_(p) {
@@ -155,9 +150,9 @@ bi::State HH::derivative(const bi::State& y, double, const at::Tensor& I) const 
   const auto& m = y[1];
   const auto& h = y[2];
   const auto& n = y[3];
-  const auto alpha_m = exprel_rate(V + 40, 0.1), beta_m = 4 * torch::exp(-(V + 65) / 18);
-  const auto alpha_h = 0.07 * torch::exp(-(V + 65) / 20), beta_h = 1 / (1 + torch::exp(-(V + 35) / 10));
-  const auto alpha_n = exprel_rate(V + 55, 0.01), beta_n = 0.125 * torch::exp(-(V + 65) / 80);
+  const auto alpha_m = detail::hh_alpha_m(V), beta_m = detail::hh_beta_m(V);
+  const auto alpha_h = detail::hh_alpha_h(V), beta_h = detail::hh_beta_h(V);
+  const auto alpha_n = detail::hh_alpha_n(V), beta_n = detail::hh_beta_n(V);
   const auto i_na = p_.g_Na * m.pow(3) * h * (V - p_.E_Na);
   const auto i_k = p_.g_K * n.pow(4) * (V - p_.E_K);
   const auto i_l = p_.g_L * (V - p_.E_L);
