@@ -49,9 +49,15 @@ std::shared_ptr<DynSysGroup> build_ei_network(const EINetSpec& spec, uint64_t se
                               {"I2I", I, I, spec.w_inh, spec.tau_inh, spec.E_inh, 4}};
   for (const auto& pw : pathways) {
     const bool recurrent = pw.pre == pw.post;
-    const auto conn = fixed_prob(pw.pre->size(), pw.post->size(), spec.p, /*include_self=*/!recurrent,
-                                 seed * 4 + pw.salt, device);
-    auto comm = std::make_shared<CsrComm>(conn, torch::tensor(pw.w, options), spec.event);
+    std::shared_ptr<Comm> comm;
+    if (spec.connectivity == "jit") {
+      comm = std::make_shared<JitComm>(pw.pre->size(), pw.post->size(), spec.p, static_cast<int64_t>(seed * 4 + pw.salt),
+                                       torch::tensor(pw.w, options), "homo", spec.event);
+    } else {
+      const auto conn = fixed_prob(pw.pre->size(), pw.post->size(), spec.p, /*include_self=*/!recurrent,
+                                   seed * 4 + pw.salt, device);
+      comm = std::make_shared<CsrComm>(conn, torch::tensor(pw.w, options), spec.event);
+    }
     auto syn = std::make_shared<Expon>(pw.post->size(), pw.tau, options, spec.method);
     std::shared_ptr<SynOutput> out = coba ? std::shared_ptr<SynOutput>(std::make_shared<COBA>(pw.E_rev))
                                           : std::shared_ptr<SynOutput>(std::make_shared<CUBA>());

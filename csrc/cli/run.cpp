@@ -3,6 +3,7 @@
 #include "csrc/cli/commands.h"
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -84,13 +85,17 @@ std::string parse_args(const std::vector<std::string>& args, RunArgs& a) {
   return "";
 }
 
+// Stored synapses of CSR projections plus the expected number of JIT ones (never stored).
 int64_t count_synapses(torch::nn::Module& net) {
-  int64_t total = 0;
-  for (const auto& item : net.named_buffers()) {
-    const auto& key = item.key();
-    if (key.size() >= 12 && key.compare(key.size() - 12, 12, "comm.indices") == 0) total += item.value().numel();
+  double total = 0;
+  for (const auto& module : net.modules()) {
+    if (const auto csr = std::dynamic_pointer_cast<brain::CsrComm>(module)) {
+      total += static_cast<double>(csr->indices().numel());
+    } else if (const auto jit = std::dynamic_pointer_cast<brain::JitComm>(module)) {
+      total += jit->prob() * static_cast<double>(jit->n_pre()) * static_cast<double>(jit->n_post());
+    }
   }
-  return total;
+  return static_cast<int64_t>(std::llround(total));
 }
 
 }  // namespace

@@ -115,6 +115,8 @@ void read_network(const json& j, const std::string& path, EINetSpec& n) {
   n.n_exc = r.integer("n_exc", n.n_exc, 1, int64_t{1} << 40);
   n.n_inh = r.integer("n_inh", n.n_inh, 1, int64_t{1} << 40);
   n.p = r.number("p", n.p, 0, 1);
+  n.connectivity = r.choice("connectivity", n.connectivity, {"csr", "jit"});
+  if (n.connectivity == "jit" && n.p <= 0) throw ConfigError(r.at("p"), "JIT connectivity needs p > 0");
   n.w_exc = r.number("w_exc", n.w_exc);
   n.w_inh = r.number("w_inh", n.w_inh);
   n.tau_exc = r.number("tau_exc", n.tau_exc, 0, 1e6, true);

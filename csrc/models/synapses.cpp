@@ -170,6 +170,31 @@ at::Tensor CsrComm::forward(const at::Tensor& spikes) {
                 : ops::csr_matmul(indptr_, indices_, weights_, x, {n_pre_, n_post_}, true);
 }
 
+JitComm::JitComm(int64_t n_pre, int64_t n_post, double prob, int64_t seed, at::Tensor weight,
+                 std::string dist, bool event)
+    : n_pre_(n_pre), n_post_(n_post), prob_(prob), seed_(seed), dist_(std::move(dist)), event_(event) {
+  // The CPU op checks everything (prob, sizes, dist, weight shape and values); run it once on
+  // an empty batch so a bad configuration fails here, not as NaN at the first step on a GPU.
+  TORCH_CHECK(weight.is_floating_point(), "JitComm: weight must be a floating tensor, got ", weight.scalar_type());
+  weight_ = register_parameter("weight", weight, weight.requires_grad());
+  {
+    torch::NoGradGuard no_grad;
+    const at::Tensor w = weight_.detach().to(at::kCPU, at::kDouble);
+    ops::jitc_matmul(at::zeros({0, n_pre_}, w.options()), w, prob_, seed_, {n_pre_, n_post_}, dist_, true);
+  }
+}
+
+at::Tensor JitComm::forward(const at::Tensor& spikes) {
+  const at::Tensor x = spikes.scalar_type() == at::kBool ? spikes : spikes.to(weight_.scalar_type());
+  return event_ ? ops::event_jitc_matmul(x, weight_, prob_, seed_, {n_pre_, n_post_}, dist_, true)
+                : ops::jitc_matmul(x, weight_, prob_, seed_, {n_pre_, n_post_}, dist_, true);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> JitComm::to_csr() const {
+  torch::NoGradGuard no_grad;
+  return ops::jitc_to_csr(weight_.detach(), prob_, seed_, {n_pre_, n_post_}, dist_);
+}
+
 DenseComm::DenseComm(at::Tensor weights) {
   TORCH_CHECK(weights.dim() == 2, "DenseComm: weights must be [n_pre, n_post], got ", weights.sizes());
   weights_ = register_parameter("weights", weights, weights.requires_grad());

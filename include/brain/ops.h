@@ -12,6 +12,7 @@
 #pragma once
 
 #include <optional>
+#include <string_view>
 #include <tuple>
 
 #include <ATen/core/Tensor.h>
@@ -65,5 +66,42 @@ BRAIN_API void csr_update_on_post_(at::Tensor& weights, const at::Tensor& csc_in
                                    const at::Tensor& post_spikes, const at::Tensor& pre_trace,
                                    double scale, std::optional<double> w_min = std::nullopt,
                                    std::optional<double> w_max = std::nullopt);
+
+// ---- JIT connectivity (SPEC section 2) -----------------------------------------------------
+// A of shape [n_rows, n_cols] = shape is never stored: it is regenerated from
+// (seed, prob, shape, dist) on every call by the generator specified in
+// kernels/jitc/jitc_gen.h. Each entry is non-zero with probability prob, independently; its
+// value is drawn from dist given weight:
+//   "homo"    weight = w ([] or [1]):     every non-zero entry is w
+//   "uniform" weight = [low, high]:       low + (high - low) * U[0, 1)
+//   "normal"  weight = [mean, std]:       mean + std * N(0, 1)
+// The same arguments give the same A (bit for bit) on CPU and CUDA, for 1-D and batched x,
+// for transpose true and false and for any thread count; memory is O(n_rows + n_cols).
+// Invalid parameter values (std < 0, high < low, non-finite) raise on CPU; CUDA kernels
+// cannot raise without a host sync, so there they produce NaN outputs instead.
+
+// y = A @ x (x [n_cols] or [B, n_cols]) or, with transpose, A^T @ x (x [n_rows] or
+// [B, n_rows]). x is bool or has weight's dtype. Differentiable in x and weight.
+BRAIN_API at::Tensor jitc_matmul(const at::Tensor& x, const at::Tensor& weight, double prob,
+                                 int64_t seed, at::IntArrayRef shape,
+                                 std::string_view dist = "homo", bool transpose = false);
+
+// The value of jitc_matmul, visiting only the non-zero entries of x: with transpose = true
+// (presynaptic spikes) the cost is (active rows) x (prob * n_cols).
+BRAIN_API at::Tensor event_jitc_matmul(const at::Tensor& x, const at::Tensor& weight,
+                                       double prob, int64_t seed, at::IntArrayRef shape,
+                                       std::string_view dist = "homo", bool transpose = false);
+
+// The dense A the two ops above use, [n_rows, n_cols] in weight's dtype (for tests and
+// inspection; not differentiable).
+BRAIN_API at::Tensor jitc_materialize(const at::Tensor& weight, double prob, int64_t seed,
+                                      at::IntArrayRef shape, std::string_view dist = "homo");
+
+// The same A as CSR: (indptr [n_rows + 1] int64, indices [nnz] int64 sorted within rows,
+// values [nnz] in weight's dtype). nnz is data-dependent: on CUDA this reads it back (a host
+// sync), so build once, not per step. Not differentiable.
+BRAIN_API std::tuple<at::Tensor, at::Tensor, at::Tensor> jitc_to_csr(
+    const at::Tensor& weight, double prob, int64_t seed, at::IntArrayRef shape,
+    std::string_view dist = "homo");
 
 }  // namespace brain::ops

@@ -20,6 +20,10 @@ __all__ = [
     "csr_from_coo",
     "csr_update_on_pre_",
     "csr_update_on_post_",
+    "jitc_matmul",
+    "event_jitc_matmul",
+    "jitc_materialize",
+    "jitc_to_csr",
 ]
 
 
@@ -76,3 +80,52 @@ def csr_update_on_post_(weights: Tensor, csc_indptr: Tensor, csc_indices: Tensor
     ``weights[perm[p]] = clamp(weights[perm[p]] + scale * post_spikes[j] * pre_trace[row])``."""
     torch.ops.brain.csr_update_on_post_(weights, csc_indptr, csc_indices, perm, post_spikes,
                                         pre_trace, scale, w_min, w_max)
+
+
+# ---- JIT connectivity (SPEC section 2) ------------------------------------------------------
+# ``A`` of shape ``[n_rows, n_cols]`` is regenerated from ``(seed, prob, shape, dist)`` on every
+# call and never stored (the generator is specified in kernels/jitc/jitc_gen.h). Entries are
+# non-zero with probability ``prob``, independently; values by ``dist`` from ``weight``:
+# ``"homo"``: ``weight = w`` (shape ``[]`` or ``[1]``); ``"uniform"``: ``[low, high]``;
+# ``"normal"``: ``[mean, std]``. The same arguments give the same ``A`` bit for bit on CPU and
+# CUDA. Invalid values (``std < 0``, ``high < low``) raise on CPU and give NaN on CUDA.
+
+
+def jitc_matmul(x: Tensor, weight: Tensor, prob: float, seed: int, shape: Sequence[int],
+                dist: str = "homo", transpose: bool = False) -> Tensor:
+    """``A @ x`` (x ``[n_cols]`` or ``[B, n_cols]``) or, with ``transpose``, ``A.T @ x``
+    (x ``[n_rows]`` or ``[B, n_rows]``). Differentiable with respect to ``x`` and
+    ``weight``; ``prob`` and ``seed`` are plain numbers."""
+    return torch.ops.brain.jitc_matmul(x, weight, float(prob), int(seed), list(shape), dist,
+                                       transpose)
+
+
+def event_jitc_matmul(x: Tensor, weight: Tensor, prob: float, seed: int, shape: Sequence[int],
+                      dist: str = "homo", transpose: bool = False) -> Tensor:
+    """The value of :func:`jitc_matmul`, visiting only the non-zero entries of ``x`` (bool
+    or float events): with ``transpose=True`` the cost is active rows x ``prob * n_cols``."""
+    return torch.ops.brain.event_jitc_matmul(x, weight, float(prob), int(seed), list(shape),
+                                             dist, transpose)
+
+
+def jitc_materialize(weight: Tensor, prob: float, seed: int, shape: Sequence[int],
+                     dist: str = "homo") -> Tensor:
+    """The dense ``A`` that :func:`jitc_matmul` uses, for tests and inspection."""
+    return torch.ops.brain.jitc_materialize(weight, float(prob), int(seed), list(shape), dist)
+
+
+def jitc_to_csr(weight: Tensor, prob: float, seed: int, shape: Sequence[int],
+                dist: str = "homo") -> Tuple[Tensor, Tensor, Tensor]:
+    """The same ``A`` as CSR ``(indptr, indices, values)`` (int64 indices, columns sorted
+    within rows), usable with :func:`csr_matmul`. Reads ``nnz`` back from the GPU: build once."""
+    return torch.ops.brain.jitc_to_csr(weight, float(prob), int(seed), list(shape), dist)
+
+
+@torch.library.register_fake("brain::jitc_to_csr")
+def _jitc_to_csr_fake(weight, prob, seed, shape, dist="homo"):
+    # nnz is data-dependent: an unbacked size, as torch.nonzero's fake does.
+    nnz = torch.library.get_ctx().new_dynamic_size()
+    n_rows = shape[0]
+    return (weight.new_empty((n_rows + 1,), dtype=torch.int64),
+            weight.new_empty((nnz,), dtype=torch.int64),
+            weight.new_empty((nnz,)))

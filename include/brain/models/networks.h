@@ -36,6 +36,9 @@ struct EINetSpec {
   double input_current = 20.0;  // mV, constant drive of both populations (runner input)
   std::string dtype = "float32";
   bool event = true;  // event-driven propagation
+  // "csr": stored synapses without autapses (fixed_prob); "jit": JIT connectivity regenerated
+  // every step (JitComm; O(N) memory, autapses possible with probability p).
+  std::string connectivity = "csr";
   std::string method = "exp_euler";  // neurons and synapses: "exp_euler" or "euler"
 };
 

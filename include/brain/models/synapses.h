@@ -186,6 +186,35 @@ class BRAIN_API CsrComm : public Comm {
   bool event_;
 };
 
+// JIT connectivity (never stored; SPEC section 2): A [n_pre, n_post] with each synapse present
+// with probability prob, regenerated from seed every step; input = A^T @ spikes by
+// brain::event_jitc_matmul (event = true) or brain::jitc_matmul. weight: w for dist "homo",
+// [low, high] for "uniform", [mean, std] for "normal"; a parameter (trainable when it
+// requires grad). Memory is O(n_pre + n_post) however many synapses there are.
+class BRAIN_API JitComm : public Comm {
+ public:
+  JitComm(int64_t n_pre, int64_t n_post, double prob, int64_t seed, at::Tensor weight,
+          std::string dist = "homo", bool event = true);
+  at::Tensor forward(const at::Tensor& spikes) override;
+  int64_t n_pre() const override { return n_pre_; }
+  int64_t n_post() const override { return n_post_; }
+  double prob() const { return prob_; }
+  int64_t seed() const { return seed_; }
+  const std::string& dist() const { return dist_; }
+  const at::Tensor& weight() const { return weight_; }
+  // The connectivity as CSR (indptr, indices, values), e.g. to inspect it or to switch to
+  // CsrComm; reads nnz back from the GPU.
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> to_csr() const;
+
+ private:
+  int64_t n_pre_, n_post_;
+  double prob_;
+  int64_t seed_;
+  std::string dist_;
+  bool event_;
+  at::Tensor weight_;
+};
+
 // Dense weights W [n_pre, n_post]: input = spikes @ W.
 class BRAIN_API DenseComm : public Comm {
  public:

@@ -1,0 +1,254 @@
+// CPU kernels of the JIT-connectivity op family: checks, dtype dispatch and at::parallel_for
+// over the torch-free loops in kernels/jitc/jitc_cpu.h. Work is split into pieces that do not
+// depend on the thread count, so results are the same on every machine.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <vector>
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/tensor.h>
+#include <ATen/ops/zeros.h>
+#include <c10/core/SymIntArrayRef.h>
+#include <torch/library.h>
+
+#include "csrc/ops/jitc_common.h"
+#include "kernels/jitc/jitc_cpu.h"
+
+namespace brain::ops {
+namespace {
+
+namespace k = brain::kernels::jitc;
+
+// The scatter splits into at most 8 row blocks (fixed, not the thread count, so results are
+// the same on every machine), each into its own [batch, n_cols] buffer summed in order.
+// Generating an entry costs ~40 ns, so a block pays for itself from ~4k entries, and as long
+// as its entries outnumber the buffer it zeroes and sums by ~1/32.
+constexpr int64_t kMaxScatterBlocks = 8;
+constexpr double kScatterWorkPerBlock = 4096.0;
+constexpr double kBufferElementsPerEntry = 32.0;
+// Aim for this many generated entries per parallel task.
+constexpr double kEntriesPerTask = double(int64_t{1} << 13);
+// Rows per piece of the weight gradient: pieces are summed in order, so the result does not
+// depend on how the pieces were spread over threads.
+constexpr int64_t kGradRowsPerPiece = 256;
+
+int64_t row_grain(const k::Spec& s, double prob) {
+  const double per_row = prob * double(s.n_cols) + double(s.n_blocks) + 1.0;
+  return std::max<int64_t>(1, int64_t(kEntriesPerTask / per_row));
+}
+
+struct Prepared {
+  detail::JitcGeometry g;
+  k::Spec spec;
+  double a = 0, b = 0;
+  at::Tensor x;
+  int64_t batch = 1;
+};
+
+Prepared prepare(const char* op, const at::Tensor& x, const at::Tensor& weight, double prob,
+                 int64_t seed, c10::SymIntArrayRef shape, c10::string_view dist, bool transpose) {
+  Prepared p;
+  p.g = detail::check_jitc_matmul_args(op, x, weight, prob, shape,
+                                       std::string_view(dist.data(), dist.size()), transpose,
+                                       /*allow_half=*/false);
+  TORCH_CHECK(x.device().is_cpu(), op, ": expected CPU tensors, got ", x.device());
+  std::tie(p.a, p.b) = detail::read_weight_params_cpu(op, weight, p.g.dist);
+  p.spec = k::make_spec(prob, seed, p.g.n_rows.expect_int(), p.g.n_cols.expect_int(), p.g.dist);
+  p.x = x.contiguous();
+  p.batch = p.g.batch.expect_int();
+  return p;
+}
+
+template <bool kEvent, typename scalar_t, typename x_t>
+void run_matmul(const Prepared& pr, double prob, bool transpose, at::Tensor& out) {
+  k::MatmulParams<scalar_t, x_t> p;
+  p.spec = pr.spec;
+  p.a = pr.a;
+  p.b = pr.b;
+  p.x = pr.x.data_ptr<x_t>();
+  p.batch = pr.batch;
+  scalar_t* o = out.data_ptr<scalar_t>();
+  const int64_t n_rows = pr.spec.n_rows, n_cols = pr.spec.n_cols;
+  if (!transpose) {
+    at::parallel_for(0, n_rows, row_grain(pr.spec, prob), [&](int64_t begin, int64_t end) {
+      k::gather<kEvent, double>(p, o, begin, end);
+    });
+    return;
+  }
+  const double work = k::scatter_work(p, prob);
+  const double buffer = double(std::max<int64_t>(pr.batch * n_cols, 1));
+  const int64_t blocks = std::clamp<int64_t>(
+      int64_t(std::min(work / kScatterWorkPerBlock, work * kBufferElementsPerEntry / buffer)), 1,
+      std::min<int64_t>(kMaxScatterBlocks, std::max<int64_t>(n_rows, 1)));
+  if (blocks == 1) {
+    k::scatter<kEvent>(p, o, 0, n_rows);
+    return;
+  }
+  // Row blocks scatter into their own buffers, summed in block order: deterministic.
+  const int64_t per_block = pr.batch * n_cols;
+  at::Tensor partial = at::zeros({blocks - 1, per_block}, out.options());
+  scalar_t* part = partial.data_ptr<scalar_t>();
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t blk = begin; blk < end; ++blk) {
+      scalar_t* dst = blk == 0 ? o : part + (blk - 1) * per_block;
+      k::scatter<kEvent>(p, dst, n_rows * blk / blocks, n_rows * (blk + 1) / blocks);
+    }
+  });
+  at::parallel_for(0, per_block, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t blk = 0; blk < blocks - 1; ++blk) {
+      const scalar_t* src = part + blk * per_block;
+      for (int64_t c = begin; c < end; ++c) o[c] += src[c];
+    }
+  });
+}
+
+at::Tensor matmul_impl(const char* op, bool event, const at::Tensor& x, const at::Tensor& weight,
+                       double prob, int64_t seed, c10::SymIntArrayRef shape,
+                       c10::string_view dist, bool transpose) {
+  const Prepared pr = prepare(op, x, weight, prob, seed, shape, dist, transpose);
+  at::Tensor out = at::zeros_symint(detail::jitc_output_sizes(pr.g), weight.options());
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "jitc_matmul_cpu", [&] {
+    if (pr.x.scalar_type() == at::kBool) {
+      if (event) run_matmul<true, scalar_t, bool>(pr, prob, transpose, out);
+      else run_matmul<false, scalar_t, bool>(pr, prob, transpose, out);
+    } else {
+      if (event) run_matmul<true, scalar_t, scalar_t>(pr, prob, transpose, out);
+      else run_matmul<false, scalar_t, scalar_t>(pr, prob, transpose, out);
+    }
+  });
+  return out;
+}
+
+template <bool kEvent>
+at::Tensor jitc_matmul_cpu(const at::Tensor& x, const at::Tensor& weight, double prob,
+                           int64_t seed, c10::SymIntArrayRef shape, c10::string_view dist,
+                           bool transpose) {
+  return matmul_impl(kEvent ? "brain::event_jitc_matmul" : "brain::jitc_matmul", kEvent, x,
+                     weight, prob, seed, shape, dist, transpose);
+}
+
+std::tuple<at::Tensor, at::Tensor> jitc_matmul_backward_cpu(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight, double prob,
+    int64_t seed, c10::SymIntArrayRef shape, c10::string_view dist, bool transpose,
+    std::array<bool, 2> output_mask) {
+  const char* op = "brain::_jitc_matmul_backward";
+  const Prepared pr = prepare(op, x, weight, prob, seed, shape, dist, transpose);
+  TORCH_CHECK(grad_out.sym_sizes() == c10::SymIntArrayRef(detail::jitc_output_sizes(pr.g)), op,
+              ": grad_out must have the output's shape ", detail::jitc_output_sizes(pr.g),
+              ", got ", grad_out.sym_sizes());
+  TORCH_CHECK(grad_out.scalar_type() == weight.scalar_type(), op,
+              ": grad_out must have the weight's dtype");
+  at::Tensor grad_x, grad_w;
+  if (output_mask[0]) {
+    TORCH_CHECK(x.scalar_type() != at::kBool, op, ": bool x (events) has no gradient");
+    grad_x = matmul_impl(op, false, grad_out, weight, prob, seed, shape, dist, !transpose);
+  }
+  if (output_mask[1]) {
+    const at::Tensor g = grad_out.contiguous();
+    const int64_t n_rows = pr.spec.n_rows;
+    const int64_t pieces = (n_rows + kGradRowsPerPiece - 1) / kGradRowsPerPiece;
+    std::vector<std::array<double, 2>> partial(size_t(pieces), {0.0, 0.0});
+    AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "jitc_param_grad_cpu", [&] {
+      auto run = [&](auto x_tag) {
+        using x_t = decltype(x_tag);
+        k::MatmulParams<scalar_t, x_t> p;
+        p.spec = pr.spec;
+        p.a = pr.a;
+        p.b = pr.b;
+        p.x = pr.x.data_ptr<x_t>();
+        p.batch = pr.batch;
+        const scalar_t* gp = g.data_ptr<scalar_t>();
+        at::parallel_for(0, pieces, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t piece = begin; piece < end; ++piece) {
+            k::param_grad(p, gp, transpose, partial[size_t(piece)].data(),
+                          piece * kGradRowsPerPiece,
+                          std::min(n_rows, (piece + 1) * kGradRowsPerPiece));
+          }
+        });
+      };
+      if (pr.x.scalar_type() == at::kBool) run(bool{});
+      else run(scalar_t{});
+    });
+    double ga = 0, gb = 0;
+    for (const auto& v : partial) {
+      ga += v[0];
+      gb += v[1];
+    }
+    const int n_params = k::num_params(pr.g.dist);
+    grad_w = at::tensor(n_params == 1 ? std::vector<double>{ga} : std::vector<double>{ga, gb},
+                        at::TensorOptions().dtype(at::kDouble))
+                 .to(weight.scalar_type())
+                 .reshape(weight.sizes());
+  }
+  return {grad_x, grad_w};
+}
+
+at::Tensor jitc_materialize_cpu(const at::Tensor& weight, double prob, int64_t seed,
+                                c10::SymIntArrayRef shape, c10::string_view dist) {
+  const char* op = "brain::jitc_materialize";
+  const auto g = detail::check_jitc_matrix_args(op, weight, prob, shape,
+                                                std::string_view(dist.data(), dist.size()),
+                                                /*allow_half=*/false);
+  TORCH_CHECK(weight.device().is_cpu(), op, ": expected a CPU weight, got ", weight.device());
+  const auto [a, b] = detail::read_weight_params_cpu(op, weight, g.dist);
+  const auto spec = k::make_spec(prob, seed, g.n_rows.expect_int(), g.n_cols.expect_int(), g.dist);
+  at::Tensor out = at::zeros({spec.n_rows, spec.n_cols}, weight.options());
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "jitc_materialize_cpu", [&] {
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, spec.n_rows, row_grain(spec, prob), [&](int64_t begin, int64_t end) {
+      k::materialize<scalar_t>(spec, a, b, o, begin, end);
+    });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> jitc_to_csr_cpu(const at::Tensor& weight,
+                                                               double prob, int64_t seed,
+                                                               c10::SymIntArrayRef shape,
+                                                               c10::string_view dist) {
+  const char* op = "brain::jitc_to_csr";
+  const auto g = detail::check_jitc_matrix_args(op, weight, prob, shape,
+                                                std::string_view(dist.data(), dist.size()),
+                                                /*allow_half=*/false);
+  TORCH_CHECK(weight.device().is_cpu(), op, ": expected a CPU weight, got ", weight.device());
+  const auto [a, b] = detail::read_weight_params_cpu(op, weight, g.dist);
+  const auto spec = k::make_spec(prob, seed, g.n_rows.expect_int(), g.n_cols.expect_int(), g.dist);
+  const auto long_opts = at::TensorOptions().dtype(at::kLong);
+  at::Tensor indptr = at::empty({spec.n_rows + 1}, long_opts);
+  int64_t* ip = indptr.data_ptr<int64_t>();
+  ip[0] = 0;
+  const int64_t grain = row_grain(spec, prob);
+  at::parallel_for(0, spec.n_rows, grain, [&](int64_t begin, int64_t end) {
+    k::row_lengths(spec, ip + 1, begin, end);
+  });
+  for (int64_t r = 0; r < spec.n_rows; ++r) ip[r + 1] += ip[r];
+  const int64_t nnz = ip[spec.n_rows];
+  at::Tensor indices = at::empty({nnz}, long_opts);
+  at::Tensor values = at::empty({nnz}, weight.options());
+  AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "jitc_to_csr_cpu", [&] {
+    int64_t* ix = indices.data_ptr<int64_t>();
+    scalar_t* vals = values.data_ptr<scalar_t>();
+    at::parallel_for(0, spec.n_rows, grain, [&](int64_t begin, int64_t end) {
+      k::fill_csr<scalar_t>(spec, a, b, ip, ix, vals, begin, end);
+    });
+  });
+  return {indptr, indices, values};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(brain, CPU, m) {
+  m.impl("jitc_matmul", &jitc_matmul_cpu<false>);
+  m.impl("event_jitc_matmul", &jitc_matmul_cpu<true>);
+  m.impl("_jitc_matmul_backward", &jitc_matmul_backward_cpu);
+  m.impl("jitc_materialize", &jitc_materialize_cpu);
+  m.impl("jitc_to_csr", &jitc_to_csr_cpu);
+}
+
+}  // namespace brain::ops

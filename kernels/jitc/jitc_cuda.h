@@ -1,0 +1,75 @@
+// Torch-free launch API of the CUDA JIT-connectivity kernels (kernels/jitc/jitc_kernels.cu).
+// The host glue (csrc/ops/cuda/jitc_cuda.cpp) fills these structs from tensors. One CUDA
+// thread owns one (row, column block) of A (jitc_gen.h section 3), and for matmuls one chunk
+// of up to kBatchChunk batch items, so the work per thread is ~32 generated entries whatever
+// the shape and prob.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/csr/csr_cuda.h"  // Dtype
+#include "kernels/jitc/jitc_gen.h"
+
+namespace brain::kernels::jitc::cuda {
+
+using Dtype = brain::kernels::csr::cuda::Dtype;
+constexpr int kBatchChunk = 8;
+
+struct MatmulArgs {
+  Spec spec;
+  const void* weight = nullptr;  // 1 or 2 parameters, dtype
+  Dtype dtype = Dtype::kFloat32;
+  const void* x = nullptr;  // [batch, n_in], dtype or bool
+  bool x_is_bool = false;
+  // [batch, n_out], zeroed by the caller, accumulated with atomics; float32 for the half
+  // types, else dtype.
+  void* out = nullptr;
+  std::int64_t batch = 1;
+  bool transpose = false;
+  bool event = false;
+  int num_sms = 1;
+};
+cudaError_t launch_matmul(const MatmulArgs& a, cudaStream_t stream);
+
+struct ParamGradArgs {
+  Spec spec;
+  const void* weight = nullptr;
+  Dtype dtype = Dtype::kFloat32;
+  const void* x = nullptr;
+  bool x_is_bool = false;
+  const void* grad_out = nullptr;  // [batch, n_out], dtype
+  double* grad = nullptr;          // [2], zeroed; receives d loss / d (a, b)
+  std::int64_t batch = 1;
+  bool transpose = false;
+  int num_sms = 1;
+};
+cudaError_t launch_param_grad(const ParamGradArgs& a, cudaStream_t stream);
+
+struct MaterializeArgs {
+  Spec spec;
+  const void* weight = nullptr;
+  Dtype dtype = Dtype::kFloat32;
+  void* out = nullptr;  // [n_rows, n_cols], dtype, zeroed
+  int num_sms = 1;
+};
+cudaError_t launch_materialize(const MaterializeArgs& a, cudaStream_t stream);
+
+// CSR in two passes: counts[row * n_blocks + block] = entries of that (row, block); then,
+// given ends = inclusive cumsum of counts, write indices/values of each (row, block) at
+// [ends[k] - counts[k], ends[k]).
+struct CsrArgs {
+  Spec spec;
+  const void* weight = nullptr;
+  Dtype dtype = Dtype::kFloat32;
+  std::int64_t* counts = nullptr;
+  const std::int64_t* ends = nullptr;
+  std::int64_t* indices = nullptr;
+  void* values = nullptr;
+  int num_sms = 1;
+};
+cudaError_t launch_block_counts(const CsrArgs& a, cudaStream_t stream);
+cudaError_t launch_fill_csr(const CsrArgs& a, cudaStream_t stream);
+
+}  // namespace brain::kernels::jitc::cuda

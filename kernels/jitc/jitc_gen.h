@@ -1,0 +1,424 @@
+// The JIT-connectivity generator: the matrix A of brain::jitc_* ops, regenerated on the fly
+// from (seed, prob, shape, dist) and never stored. Torch-free; the same source is compiled
+// for the CPU and (as __host__ __device__ code) for CUDA, so both produce bit-identical A.
+//
+// ============================== The algorithm (normative) ==================================
+// Everything below is a fixed sequence of IEEE-754 binary64 operations (+, -, *, /, sqrt,
+// all round-to-nearest-even, never fused into FMAs) and 32/64-bit integer arithmetic, so it
+// can be reimplemented exactly in any language (tests/python/jitc_reference.py does, in
+// numpy, and is compared bit for bit with the library).
+//
+// 1. Random words. Philox4x32-10 (Salmon et al., SC'11; Random123's philox4x32_10) with
+//    key (k0, k1) = (low 32 bits, high 32 bits) of the seed taken as uint64 (two's complement).
+//    Round: (hi0, lo0) = M0 * c0, (hi1, lo1) = M1 * c2 (32x32 -> 64-bit products),
+//    c = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0); between rounds k0 += W0, k1 += W1 (mod 2^32).
+//    M0 = 0xD2511F53, M1 = 0xCD9E8D57, W0 = 0x9E3779B9, W1 = 0xBB67AE85; 10 rounds.
+//    A pair of words (a, b) gives the 53-bit integer m53(a, b) = ((a << 32) | b) >> 11 and
+//    the 52-bit integer m52(a, b) = ((a << 32) | b) >> 12.
+//
+// 2. log. det_log(u) for u in [2^-54, 1]: write u = m * 2^e with m in [1, 2) (exact, from the
+//    bits); if m > sqrt(2) (the double 0x1.6a09e667f3bcdp+0) then m = m * 0.5, e = e + 1.
+//    f = m - 1; s = f / (m + 1); z = s * s (z <= 0.0295); P = Horner over c_9 .. c_0
+//    (c_k = the double nearest 1 / (2k + 1)): P = c_9; P = P * z + c_k for k = 8 .. 0.
+//    det_log(u) = e * LN2 + (s + s) * P, LN2 = 0x1.62e42fefa39efp-1, evaluated as
+//    ((double)e * LN2) + ((s + s) * P).
+//    det_log1m(p) = log(1 - p) for p in (0, 1): if p >= 0.5, det_log(1 - p) (1 - p is exact);
+//    else s = -p / (2 - p), z = s * s (z <= 1/9), P' = the same Horner over c_19 .. c_0,
+//    result (s + s) * P'.
+//
+// 3. Which entries are non-zero. Columns are cut into blocks of B = 2^b columns, where b is
+//    the smallest integer in [5, 24] with p * 2^b >= 32 (b = 24 if none): about 32 expected
+//    entries per block, so that blocks are units of parallel work of a useful size. Block k
+//    of row i spans columns [k * B, min((k + 1) * B, n_cols)). Its entries come from a
+//    geometric-skipping walk over the stream of uniforms of (row i, block k):
+//      call t = 0, 1, 2, ... gives words (w0, w1, w2, w3) = Philox(counter (i, k, t, 0));
+//      the stream's uniforms are, in order, (m53(w0, w1) + 1) * 2^-53 and
+//      (m53(w2, w3) + 1) * 2^-53 of call 0, then those of call 1, ...; each lies in (0, 1].
+//    With R = 1 / det_log1m(p) (one division, computed once), the walk is
+//      c = k * B
+//      loop: u = next uniform; r = det_log(u) * R;
+//            if r >= (c_end - c): stop;      // compared as doubles
+//            c = c + floor(r); (i, c) is an entry; c = c + 1; if c >= c_end: stop
+//    P(r >= s) = (1 - p)^s, so every column is non-zero independently with probability p.
+//    For p = 1 no uniform is drawn and every column is an entry.
+//    Consequences: A never depends on the thread layout, the device, the batch size, or on
+//    transpose; and A of shape [n, m] is the top-left corner of A of any larger shape with the
+//    same seed, prob and dist (a block's walk only stops earlier when n_cols is smaller).
+//
+// 4. Values, a stateless function of (seed, row i, column j): (w0, w1, w2, w3) =
+//    Philox(counter (i, j, 0, 1)) — the last counter word keeps values apart from walks.
+//      "homo":    w
+//      "uniform": low + (high - low) * u,  u = m53(w0, w1) * 2^-53 in [0, 1)
+//      "normal":  mean + std * z,  z = ndtri(v), v = (2 * m52(w0, w1) + 1) * 2^-53 in (0, 1),
+//                 ndtri = Wichura's AS241 (PPND16) with det_log and IEEE sqrt; coefficients
+//                 as the doubles in kAs241* below.
+//    computed in double from the parameters (converted exactly from the op's dtype), then
+//    rounded once to the op's dtype. The derivatives the ops use are those of the formulas:
+//    d/dw = 1; d/dlow = 1 - u, d/dhigh = u; d/dmean = 1, d/dstd = z.
+// ===========================================================================================
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__)
+#define BRAIN_HD __host__ __device__ __forceinline__
+#else
+#define BRAIN_HD inline
+#endif
+
+namespace brain::kernels::jitc {
+
+enum class Dist : std::int8_t { kHomo = 0, kUniform = 1, kNormal = 2 };
+
+// Rows and columns index 32-bit counter words.
+constexpr std::int64_t kMaxDim = std::int64_t{1} << 32;
+constexpr int kMinBlockShift = 5;
+constexpr int kMaxBlockShift = 24;
+
+// ---- IEEE arithmetic that is never contracted into FMAs ------------------------------------
+// Device code uses the _rn intrinsics, which nvcc never fuses; host code is compiled with
+// -ffp-contract=off (CMakeLists.txt), so a + b * c stays two roundings there too.
+BRAIN_HD double dadd(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+BRAIN_HD double dsub(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+BRAIN_HD double dmul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+BRAIN_HD double ddiv(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __ddiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+BRAIN_HD double dsqrt(double a) {
+#if defined(__CUDA_ARCH__)
+  return __dsqrt_rn(a);
+#else
+  return std::sqrt(a);
+#endif
+}
+BRAIN_HD double dfma_free(double a, double b, double c) { return dadd(dmul(a, b), c); }
+
+BRAIN_HD std::uint64_t bits_of(double v) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<std::uint64_t>(__double_as_longlong(v));
+#else
+  std::uint64_t b;
+  std::memcpy(&b, &v, sizeof b);
+  return b;
+#endif
+}
+BRAIN_HD double double_of(std::uint64_t b) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(b));
+#else
+  double v;
+  std::memcpy(&v, &b, sizeof v);
+  return v;
+#endif
+}
+
+// ---- Philox4x32-10 -------------------------------------------------------------------------
+struct Words {
+  std::uint32_t w[4];
+};
+
+BRAIN_HD Words philox4x32_10(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
+                             std::uint32_t c3, std::uint32_t k0, std::uint32_t k1) {
+  constexpr std::uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
+  constexpr std::uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      k0 += kW0;
+      k1 += kW1;
+    }
+    const std::uint64_t p0 = static_cast<std::uint64_t>(kM0) * c0;
+    const std::uint64_t p1 = static_cast<std::uint64_t>(kM1) * c2;
+    const std::uint32_t hi0 = static_cast<std::uint32_t>(p0 >> 32), lo0 = static_cast<std::uint32_t>(p0);
+    const std::uint32_t hi1 = static_cast<std::uint32_t>(p1 >> 32), lo1 = static_cast<std::uint32_t>(p1);
+    c0 = hi1 ^ c1 ^ k0;
+    c1 = lo1;
+    c2 = hi0 ^ c3 ^ k1;
+    c3 = lo0;
+  }
+  return Words{{c0, c1, c2, c3}};
+}
+
+BRAIN_HD std::uint64_t m53(std::uint32_t a, std::uint32_t b) {
+  return ((static_cast<std::uint64_t>(a) << 32) | b) >> 11;
+}
+BRAIN_HD std::uint64_t m52(std::uint32_t a, std::uint32_t b) {
+  return ((static_cast<std::uint64_t>(a) << 32) | b) >> 12;
+}
+constexpr double kTwoPowMinus53 = 0x1p-53;
+
+// ---- Deterministic transcendental functions ------------------------------------------------
+// P(z) = sum_k z^k / (2k + 1), k = 0..9, by Horner: enough for z <= 0.0295 (det_log).
+BRAIN_HD double inv_odd_series10(double z) {
+  double p = 0x1.af286bca1af28p-5;  // 1/19
+  p = dfma_free(p, z, 0x1.e1e1e1e1e1e1ep-5);  // 1/17
+  p = dfma_free(p, z, 0x1.1111111111111p-4);  // 1/15
+  p = dfma_free(p, z, 0x1.3b13b13b13b14p-4);  // 1/13
+  p = dfma_free(p, z, 0x1.745d1745d1746p-4);  // 1/11
+  p = dfma_free(p, z, 0x1.c71c71c71c71cp-4);  // 1/9
+  p = dfma_free(p, z, 0x1.2492492492492p-3);  // 1/7
+  p = dfma_free(p, z, 0x1.999999999999ap-3);  // 1/5
+  p = dfma_free(p, z, 0x1.5555555555555p-2);  // 1/3
+  p = dfma_free(p, z, 1.0);
+  return p;
+}
+
+// The same series to k = 19, for z <= 1/9 (det_log1m, once per op).
+BRAIN_HD double inv_odd_series20(double z) {
+  double p = 0x1.a41a41a41a41ap-6;  // 1/39
+  p = dfma_free(p, z, 0x1.bacf914c1bad0p-6);  // 1/37
+  p = dfma_free(p, z, 0x1.d41d41d41d41dp-6);  // 1/35
+  p = dfma_free(p, z, 0x1.f07c1f07c1f08p-6);  // 1/33
+  p = dfma_free(p, z, 0x1.0842108421084p-5);  // 1/31
+  p = dfma_free(p, z, 0x1.1a7b9611a7b96p-5);  // 1/29
+  p = dfma_free(p, z, 0x1.2f684bda12f68p-5);  // 1/27
+  p = dfma_free(p, z, 0x1.47ae147ae147bp-5);  // 1/25
+  p = dfma_free(p, z, 0x1.642c8590b2164p-5);  // 1/23
+  p = dfma_free(p, z, 0x1.8618618618618p-5);  // 1/21
+  p = dfma_free(p, z, 0x1.af286bca1af28p-5);  // 1/19
+  p = dfma_free(p, z, 0x1.e1e1e1e1e1e1ep-5);  // 1/17
+  p = dfma_free(p, z, 0x1.1111111111111p-4);  // 1/15
+  p = dfma_free(p, z, 0x1.3b13b13b13b14p-4);  // 1/13
+  p = dfma_free(p, z, 0x1.745d1745d1746p-4);  // 1/11
+  p = dfma_free(p, z, 0x1.c71c71c71c71cp-4);  // 1/9
+  p = dfma_free(p, z, 0x1.2492492492492p-3);  // 1/7
+  p = dfma_free(p, z, 0x1.999999999999ap-3);  // 1/5
+  p = dfma_free(p, z, 0x1.5555555555555p-2);  // 1/3
+  p = dfma_free(p, z, 1.0);
+  return p;
+}
+
+// Natural log of u in [2^-54, 1] (normal, positive), about 1 ulp.
+BRAIN_HD double det_log(double u) {
+  const std::uint64_t b = bits_of(u);
+  int e = static_cast<int>((b >> 52) & 0x7ff) - 1023;
+  double m = double_of((b & ((std::uint64_t{1} << 52) - 1)) | (std::uint64_t{1023} << 52));
+  if (m > 0x1.6a09e667f3bcdp+0) {
+    m = dmul(m, 0.5);
+    e += 1;
+  }
+  const double s = ddiv(dsub(m, 1.0), dadd(m, 1.0));
+  const double p = inv_odd_series10(dmul(s, s));
+  return dadd(dmul(static_cast<double>(e), 0x1.62e42fefa39efp-1), dmul(dadd(s, s), p));
+}
+
+// log(1 - p) for p in (0, 1).
+BRAIN_HD double det_log1m(double p) {
+  if (p >= 0.5) return det_log(dsub(1.0, p));
+  const double s = ddiv(-p, dsub(2.0, p));
+  return dmul(dadd(s, s), inv_odd_series20(dmul(s, s)));
+}
+
+BRAIN_HD double horner8(double x, double c0, double c1, double c2, double c3, double c4,
+                        double c5, double c6, double c7) {
+  double p = c7;
+  p = dfma_free(p, x, c6);
+  p = dfma_free(p, x, c5);
+  p = dfma_free(p, x, c4);
+  p = dfma_free(p, x, c3);
+  p = dfma_free(p, x, c2);
+  p = dfma_free(p, x, c1);
+  p = dfma_free(p, x, c0);
+  return p;
+}
+
+// Inverse of the standard normal CDF for v in (0, 1): Wichura (1988), AS241 PPND16 (~1e-16).
+// kAs241A..F, lowest degree first (decimal values: R's qnorm.c):
+//  A: 3.387132872796366608, 133.14166789178437745, 1971.5909503065514427,
+//     13731.693765509461125, 45921.953931549871457, 67265.770927008700853,
+//     33430.575583588128105, 2509.0809287301226727
+//  B: 1, 42.313330701600911252, 687.1870074920579083, 5394.1960214247511077,
+//     21213.794301586595867, 39307.89580009271061, 28729.085735721942674, 5226.495278852545925
+//  C: 1.42343711074968357734, 4.6303378461565452959, 5.7694972214606914055,
+//     3.64784832476320460504, 1.27045825245236838258, .24178072517745061177,
+//     .0227238449892691845833, 7.7454501427834140764e-4
+//  D: 1, 2.05319162663775882187, 1.6763848301838038494, .68976733498510000455,
+//     .14810397642748007459, .0151986665636164571966, 5.475938084995344946e-4,
+//     1.05075007164441684324e-9
+//  E: 6.6579046435011037772, 5.4637849111641143699, 1.7848265399172913358,
+//     .29656057182850489123, .026532189526576123093, .0012426609473880784386,
+//     2.71155556874348757815e-5, 2.01033439929228813265e-7
+//  F: 1, .59983220655588793769, .13692988092273580531, .0148753612908506148525,
+//     7.868691311456132591e-4, 1.8463183175100546818e-5, 1.4215117583164458887e-7,
+//     2.04426310338993978564e-15
+BRAIN_HD double det_ndtri(double v) {
+  const double q = dsub(v, 0.5);
+  if (q <= 0.425 && q >= -0.425) {
+    const double r = dsub(0.180625, dmul(q, q));
+    const double num = horner8(r, 0x1.b18d91e9eef75p+1, 0x1.0a4888b1a436ep+7, 0x1.ece5d2213c0ccp+10,
+                               0x1.ad1d8cd4ee71dp+13, 0x1.66c3e869b752ap+15, 0x1.06c1c55b78f20p+16,
+                               0x1.052d26b2e45e4p+15, 0x1.39a296f7d925ep+11);
+    const double den = horner8(r, 1.0, 0x1.5281b386e1ab5p+5, 0x1.5797efdc8b3f7p+9,
+                               0x1.512322e75c89fp+12, 0x1.4b772d5d65266p+14, 0x1.3317caa64f4bep+15,
+                               0x1.c0e457cb1ae76p+14, 0x1.46a7eca984a16p+12);
+    return ddiv(dmul(q, num), den);
+  }
+  double r = q < 0 ? v : dsub(1.0, v);
+  r = dsqrt(-det_log(r));
+  double val;
+  if (r <= 5.0) {
+    r = dsub(r, 1.6);
+    const double num = horner8(r, 0x1.6c665fde9526ap+0, 0x1.2857748cab19bp+2, 0x1.713f71462256ap+2,
+                               0x1.d2ecb1a3d02c4p+1, 0x1.453cc085375b2p+0, 0x1.ef2abb9b85c37p-3,
+                               0x1.744eb6c45ec67p-6, 0x1.9615ac0b7ace9p-11);
+    const double den = horner8(r, 1.0, 0x1.06cefbb46a449p+1, 0x1.ad278e6526633p+0,
+                               0x1.61292f23385c9p-1, 0x1.2f5123394f040p-3, 0x1.f207a7eab17bfp-7,
+                               0x1.1f18cbfdf2728p-11, 0x1.20d3f686439e4p-30);
+    val = ddiv(num, den);
+  } else {
+    r = dsub(r, 5.0);
+    const double num = horner8(r, 0x1.aa1b1c13ee526p+2, 0x1.5daea6e875003p+2, 0x1.c8ea6461fa445p+0,
+                               0x1.2fad9315255cfp-2, 0x1.b2b41193b4ee7p-6, 0x1.45c1908425345p-10,
+                               0x1.c6ec6cc59e02ap-16, 0x1.afb74d693bf93p-23);
+    const double den = horner8(r, 1.0, 0x1.331d34fc7d77fp-1, 0x1.186eb183443fbp-3,
+                               0x1.e76f93215462ap-7, 0x1.9c8bc979dc5d7p-11, 0x1.35c2c496374bfp-16,
+                               0x1.31446f740b9e0p-23, 0x1.269bff1f8c190p-49);
+    val = ddiv(num, den);
+  }
+  return q < 0 ? -val : val;
+}
+
+// ---- The matrix ----------------------------------------------------------------------------
+// Everything a kernel needs to regenerate A; built on the host by make_spec.
+struct Spec {
+  std::uint32_t key0 = 0, key1 = 0;
+  std::int64_t n_rows = 0, n_cols = 0;
+  int block_shift = kMinBlockShift;
+  std::int64_t n_blocks = 0;  // column blocks per row
+  double inv_log1m_p = 0;     // 1 / det_log1m(prob); unused when dense
+  bool dense = false;         // prob == 1
+  Dist dist = Dist::kHomo;
+};
+
+inline int block_shift_for(double prob) {
+  int b = kMinBlockShift;
+  while (b < kMaxBlockShift && std::ldexp(prob, b) < 32.0) ++b;
+  return b;
+}
+
+// prob in (0, 1], 0 <= n_rows, n_cols < kMaxDim (the ops check these first).
+inline Spec make_spec(double prob, std::int64_t seed, std::int64_t n_rows, std::int64_t n_cols,
+                      Dist dist) {
+  Spec s;
+  const auto useed = static_cast<std::uint64_t>(seed);
+  s.key0 = static_cast<std::uint32_t>(useed);
+  s.key1 = static_cast<std::uint32_t>(useed >> 32);
+  s.n_rows = n_rows;
+  s.n_cols = n_cols;
+  s.block_shift = block_shift_for(prob);
+  const std::int64_t block = std::int64_t{1} << s.block_shift;
+  s.n_blocks = (n_cols + block - 1) / block;
+  s.dense = prob >= 1.0;
+  s.inv_log1m_p = s.dense ? 0.0 : 1.0 / det_log1m(prob);
+  s.dist = dist;
+  return s;
+}
+
+// Calls f(col) for each non-zero column of A in block `block` of row `row`, in increasing
+// order. Returns after the block's last entry.
+template <typename F>
+BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t block, F&& f) {
+  const std::int64_t start = block << s.block_shift;
+  std::int64_t end = start + (std::int64_t{1} << s.block_shift);
+  if (end > s.n_cols) end = s.n_cols;
+  std::int64_t c = start;
+  if (s.dense) {
+    for (; c < end; ++c) f(c);
+    return;
+  }
+  const auto r32 = static_cast<std::uint32_t>(row);
+  const auto b32 = static_cast<std::uint32_t>(block);
+  std::uint32_t call = 0;
+  Words w{};
+  bool second_pending = false;
+  while (c < end) {
+    std::uint64_t m;
+    if (second_pending) {
+      m = m53(w.w[2], w.w[3]);
+      second_pending = false;
+    } else {
+      w = philox4x32_10(r32, b32, call++, 0u, s.key0, s.key1);
+      m = m53(w.w[0], w.w[1]);
+      second_pending = true;
+    }
+    const double u = dmul(static_cast<double>(m + 1), kTwoPowMinus53);
+    const double r = dmul(det_log(u), s.inv_log1m_p);
+    if (r >= static_cast<double>(end - c)) return;
+    c += static_cast<std::int64_t>(r);  // r >= 0, so truncation is floor
+    f(c);
+    ++c;
+  }
+}
+
+// The value's random part of entry (row, col): u in [0, 1) for uniform, z for normal,
+// 0 for homo (unused).
+BRAIN_HD double entry_variate(const Spec& s, std::int64_t row, std::int64_t col) {
+  if (s.dist == Dist::kHomo) return 0.0;
+  const Words w = philox4x32_10(static_cast<std::uint32_t>(row), static_cast<std::uint32_t>(col),
+                                0u, 1u, s.key0, s.key1);
+  if (s.dist == Dist::kUniform) return dmul(static_cast<double>(m53(w.w[0], w.w[1])), kTwoPowMinus53);
+  const double v = dmul(static_cast<double>(2 * m52(w.w[0], w.w[1]) + 1), kTwoPowMinus53);
+  return det_ndtri(v);
+}
+
+// The value of an entry from its variate and the parameters (a, b) = (w, -), (low, high) or
+// (mean, std), in double; callers round it once to their dtype.
+BRAIN_HD double entry_value(Dist dist, double variate, double a, double b) {
+  switch (dist) {
+    case Dist::kHomo:
+      return a;
+    case Dist::kUniform:
+      return dadd(a, dmul(dsub(b, a), variate));
+    default:
+      return dadd(a, dmul(b, variate));
+  }
+}
+
+// d value / d (a, b) for the same entry.
+BRAIN_HD void entry_basis(Dist dist, double variate, double* d_a, double* d_b) {
+  switch (dist) {
+    case Dist::kHomo:
+      *d_a = 1.0;
+      *d_b = 0.0;
+      return;
+    case Dist::kUniform:
+      *d_a = dsub(1.0, variate);
+      *d_b = variate;
+      return;
+    default:
+      *d_a = 1.0;
+      *d_b = variate;
+      return;
+  }
+}
+
+// Number of parameters in the weight tensor for a distribution.
+constexpr int num_params(Dist d) { return d == Dist::kHomo ? 1 : 2; }
+
+}  // namespace brain::kernels::jitc
