@@ -13,6 +13,9 @@
 #include <brain/models/neurons.h>
 #include <brain/models/point_neurons.h>
 #include <brain/models/rate_models.h>
+#include <brain/models/reservoir.h>
 #include <brain/models/surrogate.h>
 #include <brain/models/synapses.h>
 #include <brain/ops.h>
+#include <brain/train/datasets.h>
+#include <brain/train/readout.h>
