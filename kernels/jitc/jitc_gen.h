@@ -352,27 +352,26 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
     for (; c < end; ++c) f(c);
     return;
   }
+  if (c >= end) return;
   const auto r32 = static_cast<std::uint32_t>(row);
   const auto b32 = static_cast<std::uint32_t>(block);
-  std::uint32_t call = 0;
-  Words w{};
-  bool second_pending = false;
-  while (c < end) {
-    std::uint64_t m;
-    if (second_pending) {
-      m = m53(w.w[2], w.w[3]);
-      second_pending = false;
-    } else {
-      w = philox4x32_10(r32, b32, call++, 0u, s.key0, s.key1);
-      m = m53(w.w[0], w.w[1]);
-      second_pending = true;
-    }
-    const double u = dmul(static_cast<double>(m + 1), kTwoPowMinus53);
-    const double r = dmul(det_log(u), s.inv_log1m_p);
-    if (r >= static_cast<double>(end - c)) return;
-    c += static_cast<std::int64_t>(r);  // r >= 0, so truncation is floor
+  // Both uniforms of a Philox call are turned into skips together: two independent log
+  // chains give the CPU (and GPU) instruction-level parallelism. The values and their order
+  // are those of the specification; at most one skip per block is computed and not used.
+  for (std::uint32_t call = 0;; ++call) {
+    const Words w = philox4x32_10(r32, b32, call, 0u, s.key0, s.key1);
+    const double u0 = dmul(static_cast<double>(m53(w.w[0], w.w[1]) + 1), kTwoPowMinus53);
+    const double u1 = dmul(static_cast<double>(m53(w.w[2], w.w[3]) + 1), kTwoPowMinus53);
+    const double r0 = dmul(det_log(u0), s.inv_log1m_p);
+    const double r1 = dmul(det_log(u1), s.inv_log1m_p);
+    if (r0 >= static_cast<double>(end - c)) return;
+    c += static_cast<std::int64_t>(r0);  // r >= 0, so truncation is floor
     f(c);
-    ++c;
+    if (++c >= end) return;
+    if (r1 >= static_cast<double>(end - c)) return;
+    c += static_cast<std::int64_t>(r1);
+    f(c);
+    if (++c >= end) return;
   }
 }
 
