@@ -11,5 +11,6 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
 int run(const std::vector<std::string>& args);
+int script(const std::vector<std::string>& args);
 
 }  // namespace brain::cli

@@ -24,6 +24,9 @@ const char* kUsage =
     "  run CONFIG.json [--duration MS] [--device cpu|cuda] [--seed N] [--out DIR]\n"
     "                  simulate a model (e.g. models/coba.json); writes monitors.npz,\n"
     "                  summary.json, raster.svg and traces.svg into DIR (default out/<name>)\n"
+    "  script MODULE.pt [--inputs IN.pt] [--out OUT.pt] [--method NAME]\n"
+    "                  run a TorchScript module saved from Python (torch.jit.save) in C++;\n"
+    "                  inputs and result in torch.save format\n"
     "  info [--json]   version, torch versions, CUDA devices and registered operators\n"
     "  version         print the libbrain version\n"
     "  help            show this message\n";
@@ -82,6 +85,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "info") return cmd_info(args);
     if (command == "run") return brain::cli::run(args);
+    if (command == "script") return brain::cli::script(args);
     if (command == "version" || command == "--version") {
       std::cout << brain::version() << "\n";
       return kExitOk;
