@@ -17,5 +17,6 @@
 #include <brain/models/surrogate.h>
 #include <brain/models/synapses.h>
 #include <brain/ops.h>
+#include <brain/train/bptt.h>
 #include <brain/train/datasets.h>
 #include <brain/train/readout.h>

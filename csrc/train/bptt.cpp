@@ -1,0 +1,213 @@
+#include <brain/train/bptt.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+namespace brain::train {
+
+namespace losses {
+
+LossFn cross_entropy_mean_over_time() {
+  return [](const at::Tensor& outputs, const at::Tensor& targets) {
+    return torch::nn::functional::cross_entropy(outputs.mean(0), targets);
+  };
+}
+
+LossFn cross_entropy_last_step() {
+  return [](const at::Tensor& outputs, const at::Tensor& targets) {
+    return torch::nn::functional::cross_entropy(outputs[-1], targets);
+  };
+}
+
+LossFn mse() {
+  return [](const at::Tensor& outputs, const at::Tensor& targets) {
+    TORCH_CHECK(outputs.sizes() == targets.sizes(), "mse loss: outputs ", outputs.sizes(), " and targets ",
+                targets.sizes(), " differ");
+    return torch::mse_loss(outputs, targets);
+  };
+}
+
+}  // namespace losses
+
+SpikingNet::SpikingNet(SpikingNetOptions options) : o_(std::move(options)) {
+  TORCH_CHECK(o_.n_in > 0 && o_.n_hidden > 0 && o_.n_out > 0, "SpikingNet: sizes must be positive");
+  TORCH_CHECK(o_.dt > 0, "SpikingNet: dt must be > 0");
+  torch::manual_seed(o_.seed);
+  input_ = register_module("input", torch::nn::Linear(o_.n_in, o_.n_hidden));
+  if (o_.recurrent) recurrent_ = register_module("recurrent", torch::nn::Linear(torch::nn::LinearOptions(o_.n_hidden, o_.n_hidden).bias(false)));
+  readout_ = register_module("readout", torch::nn::Linear(o_.n_hidden, o_.n_out));
+  lif_ = register_module("lif", std::make_shared<LIF>(o_.n_hidden, o_.lif, at::kFloat));
+}
+
+void SpikingNet::reset(int64_t batch_size) {
+  TORCH_CHECK(batch_size > 0, "SpikingNet::reset: batch_size must be > 0");
+  lif_->reset_state(batch_size);
+  step_ = 0;
+}
+
+at::Tensor SpikingNet::forward(const at::Tensor& inputs) {
+  TORCH_CHECK(inputs.dim() == 3 && inputs.size(2) == o_.n_in, "SpikingNet: inputs must be [T, B, ", o_.n_in,
+              "], got ", inputs.sizes());
+  if (lif_->batch_size() != inputs.size(1)) reset(inputs.size(1));
+  std::vector<at::Tensor> outputs;
+  outputs.reserve(static_cast<size_t>(inputs.size(0)));
+  at::Tensor rate_sum = torch::zeros({}, input_->weight.options());
+  // One matmul for the whole window's feed-forward input.
+  const at::Tensor drive = input_->forward(inputs.to(input_->weight.scalar_type()));
+  for (int64_t t = 0; t < inputs.size(0); ++t) {
+    at::Tensor current = drive[t];
+    if (o_.recurrent) current = current + recurrent_->forward(lif_->state("spike"));
+    lif_->assign_state("input", current);
+    Context ctx;
+    ctx.dt = o_.dt;
+    ctx.t = static_cast<double>(step_) * o_.dt;
+    ctx.step = step_++;
+    ctx.training = is_training();
+    lif_->step(ctx);
+    const at::Tensor& spikes = lif_->state("spike");
+    rate_sum = rate_sum + spikes.mean();
+    outputs.push_back(readout_->forward(spikes));
+  }
+  last_rate_ = rate_sum / static_cast<double>(std::max<int64_t>(inputs.size(0), 1));
+  return torch::stack(outputs);
+}
+
+void SpikingNet::detach_state() {
+  for (const auto& name : {"V", "spike"}) lif_->assign_state(name, lif_->state(name).detach());
+}
+
+BPTT::BPTT(std::shared_ptr<SequenceModel> model, std::shared_ptr<torch::optim::Optimizer> optimizer, LossFn loss,
+           BPTTOptions options)
+    : model_(std::move(model)), optimizer_(std::move(optimizer)), loss_(std::move(loss)), o_(std::move(options)) {
+  TORCH_CHECK(model_ && optimizer_ && loss_, "BPTT: model, optimizer and loss are required");
+  TORCH_CHECK(o_.epochs >= 0 && o_.batch_size > 0 && o_.truncation >= 0, "BPTT: epochs >= 0, batch_size > 0 and ",
+              "truncation >= 0 expected");
+}
+
+namespace {
+
+void check_data(const char* who, const at::Tensor& inputs, const at::Tensor& targets) {
+  TORCH_CHECK(inputs.dim() >= 3, who, ": inputs must be [N, T, ...], got ", inputs.sizes());
+  TORCH_CHECK(targets.dim() >= 1 && targets.size(0) == inputs.size(0), who,
+              ": targets must have the same number of samples N = ", inputs.size(0), ", got ", targets.sizes());
+}
+
+bool is_classification(const at::Tensor& targets) {
+  return targets.dim() == 1 && !targets.is_floating_point();
+}
+
+// [B, T, ...] sample-first -> [T, B, ...]; per-step targets likewise, class targets unchanged.
+at::Tensor time_first(const at::Tensor& t) { return t.transpose(0, 1).contiguous(); }
+
+}  // namespace
+
+EpochStats BPTT::evaluate(const at::Tensor& inputs, const at::Tensor& targets) {
+  check_data("BPTT::evaluate", inputs, targets);
+  torch::NoGradGuard no_grad;
+  const bool was_training = model_->is_training();
+  model_->eval();
+  const bool classify = is_classification(targets);
+  double loss_sum = 0;
+  int64_t correct = 0;
+  const int64_t n = inputs.size(0);
+  for (int64_t start = 0; start < n; start += o_.batch_size) {
+    const int64_t b = std::min(o_.batch_size, n - start);
+    const at::Tensor x = time_first(inputs.narrow(0, start, b));
+    const at::Tensor y = classify ? targets.narrow(0, start, b) : time_first(targets.narrow(0, start, b));
+    model_->reset(b);
+    const at::Tensor out = model_->forward(x);
+    loss_sum += loss_(out, y).item<double>() * static_cast<double>(b);
+    if (classify) correct += out.mean(0).argmax(1).eq(y).sum().item<int64_t>();
+  }
+  model_->train(was_training);
+  EpochStats s;
+  s.loss = loss_sum / static_cast<double>(std::max<int64_t>(n, 1));
+  s.accuracy = classify ? static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(n, 1)) : -1;
+  return s;
+}
+
+std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& targets, const at::Tensor& eval_inputs,
+                                  const at::Tensor& eval_targets) {
+  check_data("BPTT::fit", inputs, targets);
+  const bool classify = is_classification(targets);
+  TORCH_CHECK(classify || targets.dim() >= 3, "BPTT::fit: targets must be class indices [N] (int64) or per-step "
+              "values [N, T, n_out], got ", targets.sizes(), " ", targets.scalar_type());
+  const int64_t n = inputs.size(0), steps = inputs.size(1);
+  const int64_t window = o_.truncation > 0 ? o_.truncation : steps;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(o_.seed);
+  if (!o_.checkpoint_dir.empty()) std::filesystem::create_directories(o_.checkpoint_dir);
+  std::vector<EpochStats> history;
+  for (int64_t epoch = 0; epoch < o_.epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    model_->train();
+    const at::Tensor order = o_.shuffle ? torch::randperm(n, gen, torch::kLong) : torch::arange(n, torch::kLong);
+    double loss_sum = 0;
+    int64_t loss_count = 0, correct = 0;
+    for (int64_t start = 0; start < n; start += o_.batch_size) {
+      const int64_t b = std::min(o_.batch_size, n - start);
+      const at::Tensor idx = order.narrow(0, start, b).to(inputs.device());
+      const at::Tensor x = time_first(inputs.index_select(0, idx));
+      const at::Tensor y_all = classify ? targets.index_select(0, idx) : time_first(targets.index_select(0, idx));
+      model_->reset(b);
+      at::Tensor batch_out_sum;
+      for (int64_t s = 0; s < steps; s += window) {
+        const int64_t w = std::min(window, steps - s);
+        const at::Tensor out = model_->forward(x.narrow(0, s, w));
+        const at::Tensor y = classify ? y_all : y_all.narrow(0, s, w);
+        at::Tensor loss = loss_(out, y);
+        const double loss_value = loss.item<double>();
+        if (o_.regularizer) loss = loss + o_.regularizer();
+        optimizer_->zero_grad();
+        loss.backward();
+        if (o_.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), o_.grad_clip_norm);
+        optimizer_->step();
+        model_->detach_state();
+        loss_sum += loss_value * static_cast<double>(b);
+        loss_count += b;
+        if (classify) {
+          const at::Tensor summed = out.detach().sum(0);
+          batch_out_sum = batch_out_sum.defined() ? batch_out_sum + summed : summed;
+        }
+      }
+      if (classify) correct += batch_out_sum.argmax(1).eq(y_all).sum().item<int64_t>();
+    }
+    EpochStats st;
+    st.epoch = epoch;
+    st.loss = loss_sum / static_cast<double>(std::max<int64_t>(loss_count, 1));
+    st.accuracy = classify ? static_cast<double>(correct) / static_cast<double>(n) : -1;
+    if (eval_inputs.defined() && eval_targets.defined()) {
+      const auto ev = evaluate(eval_inputs, eval_targets);
+      st.eval_loss = ev.loss;
+      st.eval_accuracy = ev.accuracy;
+    }
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!o_.checkpoint_dir.empty()) {
+      const auto base = std::filesystem::path(o_.checkpoint_dir);
+      torch::serialize::OutputArchive model_archive;
+      model_->save(model_archive);
+      model_archive.save_to((base / ("model_" + std::to_string(epoch) + ".pt")).string());
+      torch::serialize::OutputArchive opt_archive;
+      optimizer_->save(opt_archive);
+      opt_archive.save_to((base / ("optimizer_" + std::to_string(epoch) + ".pt")).string());
+    }
+    if (o_.progress) {
+      std::printf("epoch %lld/%lld  loss %.4g", static_cast<long long>(epoch + 1), static_cast<long long>(o_.epochs),
+                  st.loss);
+      if (st.accuracy >= 0) std::printf("  acc %.1f%%", 100 * st.accuracy);
+      if (st.eval_loss >= 0) std::printf("  eval loss %.4g", st.eval_loss);
+      if (st.eval_accuracy >= 0) std::printf("  eval acc %.1f%%", 100 * st.eval_accuracy);
+      std::printf("  (%.2f s)\n", st.seconds);
+      std::fflush(stdout);
+    }
+    if (o_.on_epoch_end) o_.on_epoch_end(epoch);
+    history.push_back(st);
+  }
+  return history;
+}
+
+}  // namespace brain::train
