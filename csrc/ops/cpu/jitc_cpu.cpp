@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <tuple>
 #include <vector>
 
 #include <ATen/Dispatch.h>
@@ -188,15 +189,24 @@ std::tuple<at::Tensor, at::Tensor> jitc_matmul_backward_cpu(
   return {grad_x, grad_w};
 }
 
-at::Tensor jitc_materialize_cpu(const at::Tensor& weight, double prob, int64_t seed,
-                                c10::SymIntArrayRef shape, c10::string_view dist) {
-  const char* op = "brain::jitc_materialize";
+// Checks for the ops that build A alone (no x): the generator's spec and the parameters.
+std::tuple<k::Spec, double, double> prepare_matrix(const char* op, const at::Tensor& weight, double prob,
+                                                   int64_t seed, c10::SymIntArrayRef shape,
+                                                   c10::string_view dist) {
   const auto g = detail::check_jitc_matrix_args(op, weight, prob, shape,
                                                 std::string_view(dist.data(), dist.size()),
                                                 /*allow_half=*/false);
   TORCH_CHECK(weight.device().is_cpu(), op, ": expected a CPU weight, got ", weight.device());
-  const auto [a, b] = detail::read_weight_params_cpu(op, weight, g.dist);
-  const auto spec = k::make_spec(prob, seed, g.n_rows.expect_int(), g.n_cols.expect_int(), g.dist);
+  const auto params = detail::read_weight_params_cpu(op, weight, g.dist);
+  return {k::make_spec(prob, seed, g.n_rows.expect_int(), g.n_cols.expect_int(), g.dist), params.first,
+          params.second};
+}
+
+at::Tensor jitc_materialize_cpu(const at::Tensor& weight, double prob, int64_t seed,
+                                c10::SymIntArrayRef shape, c10::string_view dist) {
+  k::Spec spec;
+  double a = 0, b = 0;  // not structured bindings: the lambdas below capture them
+  std::tie(spec, a, b) = prepare_matrix("brain::jitc_materialize", weight, prob, seed, shape, dist);
   at::Tensor out = at::zeros({spec.n_rows, spec.n_cols}, weight.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "jitc_materialize_cpu", [&] {
@@ -212,13 +222,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> jitc_to_csr_cpu(const at::Tensor&
                                                                double prob, int64_t seed,
                                                                c10::SymIntArrayRef shape,
                                                                c10::string_view dist) {
-  const char* op = "brain::jitc_to_csr";
-  const auto g = detail::check_jitc_matrix_args(op, weight, prob, shape,
-                                                std::string_view(dist.data(), dist.size()),
-                                                /*allow_half=*/false);
-  TORCH_CHECK(weight.device().is_cpu(), op, ": expected a CPU weight, got ", weight.device());
-  const auto [a, b] = detail::read_weight_params_cpu(op, weight, g.dist);
-  const auto spec = k::make_spec(prob, seed, g.n_rows.expect_int(), g.n_cols.expect_int(), g.dist);
+  k::Spec spec;
+  double a = 0, b = 0;  // not structured bindings: the lambdas below capture them
+  std::tie(spec, a, b) = prepare_matrix("brain::jitc_to_csr", weight, prob, seed, shape, dist);
   const auto long_opts = at::TensorOptions().dtype(at::kLong);
   at::Tensor indptr = at::empty({spec.n_rows + 1}, long_opts);
   int64_t* ip = indptr.data_ptr<int64_t>();

@@ -20,6 +20,7 @@
 #include <brain/ops.h>
 
 #include "csrc/ops/csr_common.h"
+#include "csrc/ops/cuda/cuda_glue.h"
 #include "kernels/csr/csr_cuda.h"
 
 namespace brain::ops {
@@ -27,21 +28,9 @@ namespace {
 
 namespace kc = brain::kernels::csr::cuda;
 
-kc::Dtype kernel_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return kc::Dtype::kFloat32;
-    case at::kDouble: return kc::Dtype::kFloat64;
-    case at::kHalf: return kc::Dtype::kFloat16;
-    case at::kBFloat16: return kc::Dtype::kBFloat16;
-    default: TORCH_CHECK(false, "brain: unsupported dtype ", t);
-  }
-}
-
-int sm_count() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
-
-void check_cuda(const char* op, const at::Tensor& t) {
-  TORCH_CHECK(t.is_cuda(), op, ": expected CUDA tensors, got ", t.device());
-}
+using cuda_glue::check_cuda;
+using cuda_glue::kernel_dtype;
+using cuda_glue::sm_count;
 
 template <bool kEvent>
 at::Tensor csr_matmul_cuda(const at::Tensor& indptr_in, const at::Tensor& indices_in,

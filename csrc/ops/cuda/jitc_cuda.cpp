@@ -21,6 +21,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "csrc/ops/cuda/cuda_glue.h"
 #include "csrc/ops/jitc_common.h"
 #include "kernels/jitc/jitc_cuda.h"
 
@@ -30,23 +31,11 @@ namespace {
 namespace k = brain::kernels::jitc;
 namespace kc = brain::kernels::jitc::cuda;
 
-kc::Dtype kernel_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return kc::Dtype::kFloat32;
-    case at::kDouble: return kc::Dtype::kFloat64;
-    case at::kHalf: return kc::Dtype::kFloat16;
-    case at::kBFloat16: return kc::Dtype::kBFloat16;
-    default: TORCH_CHECK(false, "brain: unsupported dtype ", t);
-  }
-}
-
-int sm_count() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+using cuda_glue::check_cuda;
+using cuda_glue::kernel_dtype;
+using cuda_glue::sm_count;
 
 std::string_view view(c10::string_view s) { return {s.data(), s.size()}; }
-
-void check_cuda(const char* op, const at::Tensor& t) {
-  TORCH_CHECK(t.is_cuda(), op, ": expected CUDA tensors, got ", t.device());
-}
 
 // out where the weight parameters are valid, NaN everywhere otherwise; computed on the device.
 at::Tensor poison_if_invalid(const at::Tensor& out, const at::Tensor& weight, k::Dist dist) {
