@@ -13,7 +13,7 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/full_like.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/SymIntArrayRef.h>
@@ -37,14 +37,17 @@ using cuda_glue::sm_count;
 
 std::string_view view(c10::string_view s) { return {s.data(), s.size()}; }
 
-// out where the weight parameters are valid, NaN everywhere otherwise; computed on the device.
-at::Tensor poison_if_invalid(const at::Tensor& out, const at::Tensor& weight, k::Dist dist) {
-  if (dist == k::Dist::kHomo) return out;  // a non-finite w already propagates
+// out where the weight parameters are valid, NaN everywhere otherwise; decided on the device.
+// A 0-dim term (0 or NaN) is added in place: one pass over out and no output-sized temporary.
+at::Tensor poison_if_invalid(at::Tensor out, const at::Tensor& weight, k::Dist dist) {
+  if (dist == k::Dist::kHomo || out.numel() == 0) return out;  // a non-finite w already propagates
   const at::Tensor w = weight.to(at::kFloat);
   at::Tensor valid = w.isfinite().all();
   valid = dist == k::Dist::kUniform ? valid.logical_and(w[1] >= w[0])
                                     : valid.logical_and(w[1] >= 0);
-  return at::where(valid, out, at::full_like(out, std::numeric_limits<double>::quiet_NaN()));
+  const at::Tensor term = at::where(valid, at::zeros({}, w.options()),
+                                    at::full({}, std::numeric_limits<double>::quiet_NaN(), w.options()));
+  return out.add_(term.to(out.scalar_type()));
 }
 
 k::Spec spec_for(const detail::JitcGeometry& g, double prob, int64_t seed) {
