@@ -12,5 +12,6 @@ constexpr int kExitUsage = 2;
 
 int run(const std::vector<std::string>& args);
 int script(const std::vector<std::string>& args);
+int analyze(const std::vector<std::string>& args);
 
 }  // namespace brain::cli

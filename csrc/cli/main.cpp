@@ -27,6 +27,9 @@ const char* kUsage =
     "  script MODULE.pt [--inputs IN.pt] [--out OUT.pt] [--method NAME]\n"
     "                  run a TorchScript module saved from Python (torch.jit.save) in C++;\n"
     "                  inputs and result in torch.save format\n"
+    "  analyze CONFIG.json [--out DIR]\n"
+    "                  phase plane or bifurcation of a built-in model (e.g.\n"
+    "                  models/analysis_fhn_bifurcation.json); writes summary.json and figure.svg\n"
     "  info [--json]   version, torch versions, CUDA devices and registered operators\n"
     "  version         print the libbrain version\n"
     "  help            show this message\n";
@@ -86,6 +89,7 @@ int main(int argc, char** argv) {
     if (command == "info") return cmd_info(args);
     if (command == "run") return brain::cli::run(args);
     if (command == "script") return brain::cli::script(args);
+    if (command == "analyze") return brain::cli::analyze(args);
     if (command == "version" || command == "--version") {
       std::cout << brain::version() << "\n";
       return kExitOk;

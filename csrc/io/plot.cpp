@@ -142,6 +142,44 @@ std::string traces_svg(const at::Tensor& times_ms, const at::Tensor& values_in, 
   return svg.str();
 }
 
+std::string xy_svg(const std::vector<XYSeries>& series, double x0, double x1, double y0, double y1,
+                   const std::string& title, const std::string& x_label, const std::string& y_label) {
+  TORCH_CHECK(x0 < x1 && y0 < y1, "xy_svg: empty plot box");
+  const Frame f{x0, x1, y0, y1};
+  std::ostringstream svg;
+  svg << header();
+  axes(svg, f, title, x_label, y_label);
+  const auto inside = [&](double x, double y) {
+    return std::isfinite(x) && std::isfinite(y) && x >= x0 && x <= x1 && y >= y0 && y <= y1;
+  };
+  int legend = 0;
+  for (size_t k = 0; k < series.size(); ++k) {
+    const auto& s = series[k];
+    TORCH_CHECK(s.x.size() == s.y.size(), "xy_svg: series '", s.label, "' has ", s.x.size(), " x and ", s.y.size(), " y values");
+    const std::string colour = s.color.empty() ? kPalette[k % 8] : s.color;
+    if (s.style == "line") {
+      svg << "<polyline fill=\"none\" stroke-width=\"1.2\" stroke=\"" << colour << "\" points=\"";
+      for (size_t i = 0; i < s.x.size(); ++i)
+        if (inside(s.x[i], s.y[i])) svg << f.px(s.x[i]) << "," << f.py(s.y[i]) << " ";
+      svg << "\"/>\n";
+    } else {
+      const bool big = s.style == "filled" || s.style == "open";
+      svg << "<g fill=\"" << (s.style == "open" ? "white" : colour) << "\" stroke=\"" << (big ? colour : "none")
+          << "\" stroke-width=\"1.5\">\n";
+      for (size_t i = 0; i < s.x.size(); ++i)
+        if (inside(s.x[i], s.y[i]))
+          svg << "<circle cx=\"" << f.px(s.x[i]) << "\" cy=\"" << f.py(s.y[i]) << "\" r=\"" << (big ? 5 : 1.3) << "\"/>\n";
+      svg << "</g>\n";
+    }
+    if (!s.label.empty()) {
+      svg << "<text x=\"" << kWidth - kRight - 8 << "\" y=\"" << kTop + 18 + 17 * legend++
+          << "\" text-anchor=\"end\" font-size=\"12\" fill=\"" << colour << "\">" << escape(s.label) << "</text>\n";
+    }
+  }
+  svg << "</svg>\n";
+  return svg.str();
+}
+
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);
   TORCH_CHECK(out, "cannot open '", path, "' for writing");

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "csrc/models/hh_rates.h"
+#include "csrc/models/rate_fields.h"
 
 namespace brain {
 
@@ -195,13 +196,8 @@ MorrisLecar::MorrisLecar(int64_t n, MorrisLecarParams p, at::TensorOptions optio
   TORCH_CHECK(p.C > 0 && p.phi > 0, "MorrisLecar: C and phi must be positive");
 }
 bi::State MorrisLecar::derivative(const bi::State& y, double, const at::Tensor& I) const {
-  const auto& V = y[0];
-  const auto& W = y[1];
-  const auto M_inf = 0.5 * (1 + torch::tanh((V - p_.V1) / p_.V2));
-  const auto W_inf = 0.5 * (1 + torch::tanh((V - p_.V3) / p_.V4));
-  const auto tau_W = 1 / torch::cosh((V - p_.V3) / (2 * p_.V4));
-  const auto dV = (-p_.g_Ca * M_inf * (V - p_.V_Ca) - p_.g_K * W * (V - p_.V_K) - p_.g_leak * (V - p_.V_leak) + I) / p_.C;
-  return {dV, p_.phi * (W_inf - W) / tau_W};
+  return fields::morris_lecar(y[0], y[1], p_.V_Ca, p_.g_Ca, p_.V_K, p_.g_K, p_.V_leak, p_.g_leak, p_.C, p_.V1, p_.V2,
+                              p_.V3, p_.V4, p_.phi, I);
 }
 at::Tensor MorrisLecar::spike_argument(const bi::State& y_new, const bi::State& y_old) const {
   return torch::minimum(y_new[0] - p_.V_th, p_.V_th - y_old[0]);

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include "csrc/models/rate_fields.h"
+
 namespace brain {
 
 namespace bi = integrators;
@@ -45,9 +47,7 @@ FHN::FHN(int64_t n, FHNParams p, at::TensorOptions o) : RateModel("FHN", n, {"v"
   TORCH_CHECK(p.tau > 0, "FHN: tau must be positive");
 }
 bi::State FHN::derivative(const bi::State& y, double) const {
-  const auto& v = y[0];
-  const auto& w = y[1];
-  return {v - v.pow(3) / 3 - w + input(0), (v + p_.a - p_.b * w) / p_.tau + input(1)};
+  return fields::fitzhugh_nagumo(y[0], y[1], p_.a, p_.b, p_.tau, input(0), input(1));
 }
 
 WilsonCowan::WilsonCowan(int64_t n, WilsonCowanParams p, at::TensorOptions o)
@@ -55,14 +55,8 @@ WilsonCowan::WilsonCowan(int64_t n, WilsonCowanParams p, at::TensorOptions o)
   TORCH_CHECK(p.tau_e > 0 && p.tau_i > 0, "WilsonCowan: time constants must be positive");
 }
 bi::State WilsonCowan::derivative(const bi::State& y, double) const {
-  auto S = [](const at::Tensor& x, double a, double theta) {
-    return torch::sigmoid(a * (x - theta)) - 1.0 / (1.0 + std::exp(a * theta));
-  };
-  const auto& e = y[0];
-  const auto& i = y[1];
-  const auto de = (-e + (1 - p_.r * e) * S(p_.w_ee * e - p_.w_ei * i + input(0), p_.a_e, p_.theta_e)) / p_.tau_e;
-  const auto di = (-i + (1 - p_.r * i) * S(p_.w_ie * e - p_.w_ii * i + input(1), p_.a_i, p_.theta_i)) / p_.tau_i;
-  return {de, di};
+  return fields::wilson_cowan(y[0], y[1], p_.tau_e, p_.a_e, p_.theta_e, p_.tau_i, p_.a_i, p_.theta_i, p_.w_ee,
+                              p_.w_ei, p_.w_ie, p_.w_ii, p_.r, input(0), input(1));
 }
 
 QIFMeanField::QIFMeanField(int64_t n, QIFMeanFieldParams p, at::TensorOptions o)
@@ -70,11 +64,7 @@ QIFMeanField::QIFMeanField(int64_t n, QIFMeanFieldParams p, at::TensorOptions o)
   TORCH_CHECK(p.tau > 0 && p.delta > 0, "QIFMeanField: tau and delta must be positive");
 }
 bi::State QIFMeanField::derivative(const bi::State& y, double) const {
-  const auto& r = y[0];
-  const auto& v = y[1];
-  const double pi_tau = M_PI * p_.tau;
-  return {(p_.delta / pi_tau + 2 * r * v) / p_.tau + input(0),
-          (v * v + p_.eta + p_.J * p_.tau * r + input(1) - (pi_tau * r).square()) / p_.tau};
+  return fields::qif_mean_field(y[0], y[1], p_.tau, p_.eta, p_.delta, p_.J, input(0), input(1));
 }
 bi::State QIFMeanField::initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& o) const {
   return {torch::full(shape, 0.01, o), torch::full(shape, -2.0, o)};
@@ -83,10 +73,7 @@ bi::State QIFMeanField::initial_state(const std::vector<int64_t>& shape, const a
 StuartLandau::StuartLandau(int64_t n, StuartLandauParams p, at::TensorOptions o)
     : RateModel("StuartLandau", n, {"x", "y"}, p.method, o), p_(p) {}
 bi::State StuartLandau::derivative(const bi::State& y, double) const {
-  const auto& x = y[0];
-  const auto& v = y[1];
-  const auto g = p_.a - x * x - v * v;
-  return {g * x - p_.w * v + input(0), g * v + p_.w * x + input(1)};
+  return fields::stuart_landau(y[0], y[1], p_.a, p_.w, input(0), input(1));
 }
 bi::State StuartLandau::initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& o) const {
   return {torch::full(shape, 0.1, o), torch::zeros(shape, o)};

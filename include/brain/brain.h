@@ -2,6 +2,8 @@
 #pragma once
 
 #include <brain/config.h>
+#include <brain/analysis/analysis.h>
+#include <brain/analysis/models.h>
 #include <brain/info.h>
 #include <brain/csr.h>
 #include <brain/dyn.h>

@@ -29,3 +29,19 @@ BRAIN_API std::string traces_svg(const at::Tensor& times_ms, const at::Tensor& v
 BRAIN_API void write_text(const std::string& path, const std::string& text);
 
 }  // namespace brain::io
+
+namespace brain::io {
+
+// One series of an x-y picture: small dots, a line, or large filled / open circles.
+struct XYSeries {
+  std::string label;
+  std::vector<double> x, y;
+  std::string color;           // any SVG colour; empty: the palette
+  std::string style = "dots";  // "dots", "line", "filled", "open"
+};
+
+// Series drawn in the box [x0, x1] x [y0, y1] (phase planes, bifurcation diagrams).
+BRAIN_API std::string xy_svg(const std::vector<XYSeries>& series, double x0, double x1, double y0, double y1,
+                             const std::string& title, const std::string& x_label, const std::string& y_label);
+
+}  // namespace brain::io
