@@ -5,6 +5,7 @@
 #include <brain/models/point_neurons.h>
 #include <brain/models/rate_models.h>
 
+#include "csrc/models/hh_rates.h"
 #include "csrc/models/rate_fields.h"
 
 namespace brain::analysis {
@@ -78,6 +79,39 @@ std::vector<BuiltinModel> make_models() {
                  const auto x1 = Js * s1 - Jc * s2 + I0 + Je * mu0 * (1 + c / 100);
                  const auto x2 = Js * s2 - Jc * s1 + I0 + Je * mu0 * (1 - c / 100);
                  return Args{-s1 / tau + (1 - s1) * gamma * H(x1) / 1000, -s2 / tau + (1 - s2) * gamma * H(x2) / 1000};
+               }});
+  // Hodgkin-Huxley 1952 (rest near -65 mV), and its fast subsystem: V and m, with the slow
+  // gates h and n held as parameters (their resting values by default).
+  const HHParams hh;
+  const auto hh_current = [](const at::Tensor& V, const at::Tensor& m, const at::Tensor& h, const at::Tensor& n,
+                             const Args& p) {  // p: E_Na, E_K, E_L, g_Na, g_K, g_L, C, I
+    return (-p[3] * m.pow(3) * h * (V - p[0]) - p[4] * n.pow(4) * (V - p[1]) - p[5] * (V - p[2]) + p[7]) / p[6];
+  };
+  const auto gate = [](const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& beta) {
+    return alpha * (1 - x) - beta * x;
+  };
+  const std::vector<std::pair<std::string, double>> hh_params{{"E_Na", hh.E_Na}, {"E_K", hh.E_K}, {"E_L", hh.E_L},
+                                                              {"g_Na", hh.g_Na}, {"g_K", hh.g_K}, {"g_L", hh.g_L},
+                                                              {"C", hh.C},       {"I", 0.0}};
+  m.push_back({"hodgkin_huxley", "Hodgkin-Huxley 1952 (V in mV, time in ms, rest near -65 mV)",
+               {{"V", -90, 60}, {"m", 0, 1}, {"h", 0, 1}, {"n", 0, 1}},
+               hh_params,
+               [hh_current, gate](const Args& x) {
+                 const auto &V = x[0], &mm = x[1], &h = x[2], &n = x[3];
+                 const Args p(x.begin() + 4, x.end());
+                 return Args{hh_current(V, mm, h, n, p), gate(mm, detail::hh_alpha_m(V), detail::hh_beta_m(V)),
+                             gate(h, detail::hh_alpha_h(V), detail::hh_beta_h(V)),
+                             gate(n, detail::hh_alpha_n(V), detail::hh_beta_n(V))};
+               }});
+  auto fast_params = hh_params;
+  fast_params.insert(fast_params.begin(), {{"h", 0.5961}, {"n", 0.3177}});
+  m.push_back({"hh_fast", "Hodgkin-Huxley fast subsystem (V, m) with the slow gates h, n as parameters",
+               {{"V", -90, 60}, {"m", -0.05, 1.05}},
+               fast_params,
+               [hh_current, gate](const Args& x) {
+                 const auto &V = x[0], &mm = x[1], &h = x[2], &n = x[3];
+                 const Args p(x.begin() + 4, x.end());
+                 return Args{hh_current(V, mm, h, n, p), gate(mm, detail::hh_alpha_m(V), detail::hh_beta_m(V))};
                }});
   return m;
 }

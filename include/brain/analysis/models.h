@@ -22,7 +22,9 @@ struct BuiltinModel {
 // fitzhugh_nagumo (v, w; a, b, tau, I), wilson_cowan (e, i; ..., I_e, I_i),
 // qif_mean_field (r, v; tau, eta, delta, J, I), stuart_landau (x, y; a, w),
 // qif_normal_form (x; I: dx/dt = x^2 + I), morris_lecar (V, W; ..., I),
-// decision_making (s1, s2; Wong & Wang 2006 reduced model, time in ms; mu0, coherence, ...).
+// decision_making (s1, s2; Wong & Wang 2006 reduced model, time in ms; mu0, coherence, ...),
+// hodgkin_huxley (V, m, h, n; E_Na, E_K, E_L, g_Na, g_K, g_L, C, I) and its fast subsystem
+// hh_fast (V, m; h, n, then the same parameters).
 BRAIN_API const std::vector<BuiltinModel>& builtin_models();
 // Throws naming the known models when `name` is not one of them.
 BRAIN_API const BuiltinModel& builtin_model(const std::string& name);

@@ -251,3 +251,26 @@ TEST(Analysis, SlowPointOfALinearRnnAndItsEigenvectors) {
     EXPECT_TRUE((re.slice(0, 0, D - 1) >= re.slice(0, 1, D)).all().item<bool>());
   }
 }
+
+TEST(Analysis, HodgkinHuxleyRestingStateAndItsFastSubsystem) {
+  // At I = 0 the full model rests near -65 mV, stable; with h, n at their resting values the
+  // fast (V, m) subsystem has the same resting point among its fixed points.
+  const auto& hh = ba::builtin_model("hodgkin_huxley");
+  std::vector<ba::Param> params;
+  for (const auto& [name, value] : hh.params) params.push_back(ba::Param::fixed(name, value));
+  ba::Options o;
+  o.resolution = 12;
+  ba::PhasePlane full(hh.field, hh.variables, params, o);
+  const auto fps = full.fixed_points();
+  ASSERT_EQ(fps.size(), 1u);
+  EXPECT_NEAR(fps[0].x[0], -65.0, 0.1);
+  EXPECT_EQ(fps[0].stability, "stable focus");
+  const auto& fast = ba::builtin_model("hh_fast");
+  std::vector<ba::Param> fast_params{ba::Param::fixed("h", fps[0].x[2]), ba::Param::fixed("n", fps[0].x[3])};
+  for (const auto& [name, value] : hh.params) fast_params.push_back(ba::Param::fixed(name, value));
+  const auto fast_fps = ba::PhasePlane2D(fast.field, fast.variables, fast_params).fixed_points();
+  ASSERT_EQ(fast_fps.size(), 3u);  // rest, threshold saddle, excited state
+  EXPECT_NEAR(fast_fps[0].x[0], fps[0].x[0], 1e-8);
+  EXPECT_NEAR(fast_fps[0].x[1], fps[0].x[1], 1e-8);
+  EXPECT_EQ(fast_fps[1].stability, "saddle");
+}
