@@ -3,20 +3,26 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/optim/adagrad.h>
 #include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
 #include <torch/optim/lbfgs.h>
+#include <torch/optim/rmsprop.h>
+#include <torch/optim/sgd.h>
 
 namespace brain::analysis {
 
 SlowPointFinder::SlowPointFinder(std::function<at::Tensor(const at::Tensor&)> F, SlowPointOptions options)
     : F_(std::move(F)), options_(std::move(options)) {
   TORCH_CHECK(F_, "SlowPointFinder: the function is empty");
-  TORCH_CHECK(options_.optimizer == "adam" || options_.optimizer == "lbfgs",
-              "SlowPointFinder: optimizer must be 'adam' or 'lbfgs', got '", options_.optimizer, "'");
+  const auto& o = options_.optimizer;
+  TORCH_CHECK(o == "adam" || o == "adamw" || o == "sgd" || o == "rmsprop" || o == "adagrad" || o == "lbfgs",
+              "SlowPointFinder: optimizer must be one of adam, adamw, sgd, rmsprop, adagrad, lbfgs; got '", o, "'");
   TORCH_CHECK(options_.lr > 0 && std::isfinite(options_.lr), "SlowPointFinder: lr must be positive, got ", options_.lr);
   TORCH_CHECK(options_.max_steps > 0, "SlowPointFinder: max_steps must be positive, got ", options_.max_steps);
   TORCH_CHECK(options_.check_every > 0, "SlowPointFinder: check_every must be positive, got ", options_.check_every);
@@ -63,8 +69,16 @@ SlowPoints SlowPointFinder::find(const at::Tensor& candidates) const {
       std::fprintf(stderr, "slow points: step %lld, max q %.3e, mean q %.3e\n", static_cast<long long>(step),
                    q.max().item<double>(), q.mean().item<double>());
   };
-  if (options_.optimizer == "adam") {
-    torch::optim::Adam opt({x}, torch::optim::AdamOptions(options_.lr));
+  if (options_.optimizer != "lbfgs") {
+    const auto& name = options_.optimizer;
+    const double lr = options_.lr;
+    std::unique_ptr<torch::optim::Optimizer> made;
+    if (name == "adam") made = std::make_unique<torch::optim::Adam>(std::vector<at::Tensor>{x}, torch::optim::AdamOptions(lr));
+    else if (name == "adamw") made = std::make_unique<torch::optim::AdamW>(std::vector<at::Tensor>{x}, torch::optim::AdamWOptions(lr).weight_decay(0));
+    else if (name == "sgd") made = std::make_unique<torch::optim::SGD>(std::vector<at::Tensor>{x}, torch::optim::SGDOptions(lr).momentum(0.9));
+    else if (name == "rmsprop") made = std::make_unique<torch::optim::RMSprop>(std::vector<at::Tensor>{x}, torch::optim::RMSpropOptions(lr));
+    else made = std::make_unique<torch::optim::Adagrad>(std::vector<at::Tensor>{x}, torch::optim::AdagradOptions(lr));
+    auto& opt = *made;
     for (int64_t step = 1; step <= options_.max_steps; ++step) {
       opt.zero_grad();
       const auto q = loss(x);

@@ -15,7 +15,8 @@ derivatives in the order of ``variables``::
     bif = Bifurcation1D(fhn, variables={"v": (-3, 3), "w": (-1.5, 3)}, params={"I": (0, 2)}, resolution=...)
     bif.compute()["events"]  # [{'kind': 'hopf', 'I': 0.331...}, {'kind': 'hopf', 'I': 1.418...}]
 
-``f`` may also be the name of a built-in model (``builtin_models()`` lists them); its
+Variables held constant ("fixed variables") are passed like parameters, by name in
+``params``. ``f`` may also be the name of a built-in model (``builtin_models()`` lists them); its
 parameters then default to the model's values. Every object has ``plot(path=None)``.
 """
 
@@ -472,9 +473,10 @@ class SlowPointFinder:
 
     f maps states [M, D] to [M, D] row by row: the next state (f_type="discrete") or the time
     derivative (f_type="continuous"). find_fps() minimises q = 1/2 |f(x) - x|^2 (or 1/2 |f(x)|^2)
-    from every candidate with Adam or L-BFGS, keeps the points with q < tolerance, merges
-    points closer than unique_tolerance, drops outliers, and returns the points with their
-    Jacobians and eigen-decompositions.
+    from every candidate with a torch optimizer ("adam" default, "adamw", "sgd", "rmsprop",
+    "adagrad") or "lbfgs", keeps the points with q < tolerance, merges points closer than
+    unique_tolerance, drops outliers, and returns the points with their Jacobians and
+    eigen-decompositions.
     """
 
     def __init__(self, f, f_type="discrete", optimizer="adam", lr=0.01, max_steps=10000, tolerance=1e-12,

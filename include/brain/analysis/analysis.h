@@ -222,8 +222,9 @@ class BRAIN_API FastSlow2D : public FastSlow {
 // q(x) = 1/2 |F(x) - x|^2 (discrete) or 1/2 |F(x)|^2 (continuous) from every candidate.
 struct SlowPointOptions {
   bool discrete = true;
-  std::string optimizer = "adam";  // "adam" or "lbfgs"
-  double lr = 0.01;                // Adam's learning rate (L-BFGS uses 1 with a line search)
+  std::string optimizer = "adam";  // torch::optim's "adam", "adamw", "sgd" (momentum 0.9),
+                                   // "rmsprop", "adagrad", or "lbfgs" (strong Wolfe search)
+  double lr = 0.01;                // the learning rate (L-BFGS uses 1 with its line search)
   int64_t max_steps = 10000;
   double tolerance = 1e-12;        // stop once every candidate's q is below this; also the loss filter
   int64_t check_every = 100;

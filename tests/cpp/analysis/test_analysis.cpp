@@ -232,7 +232,7 @@ TEST(Analysis, SlowPointOfALinearRnnAndItsEigenvectors) {
   const auto A = 0.3 * at::randn({D, D}, at::kDouble);
   const auto b = at::randn({D}, at::kDouble);
   const auto expected = at::linalg_solve(at::eye(D, at::kDouble) - A, b);
-  for (const std::string optimizer : {"adam", "lbfgs"}) {
+  for (const std::string optimizer : {"adam", "lbfgs", "sgd"}) {
     ba::SlowPointOptions o;
     o.optimizer = optimizer;
     o.lr = 0.05;
