@@ -10,6 +10,8 @@
 #include <brain/analysis/analysis.h>
 #include <brain/analysis/models.h>
 
+#include "csrc/python/bindings.h"
+
 namespace py = pybind11;
 namespace ba = brain::analysis;
 
@@ -49,7 +51,8 @@ using release = py::call_guard<py::gil_scoped_release>;
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "libbrain's C++ classes (use brain.analysis, not this module)";
+  m.doc() = "libbrain's C++ classes (use brain.analysis and brain.models, not this module)";
+  brain::python::bind_modules(m);
 
   py::class_<ba::Axis>(m, "Axis")
       .def(py::init([](std::string name, double lo, double hi, int64_t resolution) {

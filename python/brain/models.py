@@ -1,0 +1,141 @@
+"""libbrain's C++ models from Python, as ordinary torch.nn.Modules.
+
+    import brain, torch
+    net = brain.models.ei_network("coba", seed=42)               # 3200 E + 800 I LIF neurons
+    runner = brain.models.Runner(net, monitors=["E.spike", ("E.V", [0, 1, 2])],
+                                 inputs={"E.input": 20.0, "I.input": 20.0}, progress=True)
+    result = runner.run(1000.0)        # {"E.spike": tensor [10000, 3200], "E.V": ..., "t": {...}}
+
+    snn = brain.models.SpikingNet(n_in=10, n_hidden=64, n_out=2)
+    opt = torch.optim.Adam(snn.parameters(), lr=1e-2)
+    out = snn(x)                       # [T, B, n_in] -> [T, B, n_out], surrogate gradients
+
+The modules are the C++ objects (torch.nn.cpp.ModuleWrapper): their parameters and state
+buffers are the C++ tensors, so torch.optim updates the model the C++ code runs, and
+`.to(device)`, `.train()`, `.eval()`, `state_dict()` work as for any module.
+"""
+
+import torch
+from torch.nn.cpp import ModuleWrapper
+
+from .analysis import _C
+
+__all__ = ["DynamicalSystem", "ei_network", "Runner", "SpikingNet"]
+
+
+class DynamicalSystem(ModuleWrapper):
+    """A libbrain dynamical system (network, population...) as a torch.nn.Module."""
+
+    def state(self, path):
+        """The state tensor at `path` (e.g. "E.V", "E.spike")."""
+        return self.cpp_module.find_state(path)
+
+    def reset_state(self, batch_size=0):
+        self.cpp_module.reset_state(batch_size)
+
+
+_EI_FIELDS = ("n_exc", "n_inh", "p", "w_exc", "w_inh", "tau_exc", "tau_inh", "E_exc", "E_inh", "delay_ms",
+              "V_init", "V_init_a", "V_init_b", "input_current", "dtype", "event", "connectivity", "method")
+
+
+def ei_network(output="coba", seed=42, device="cpu", dt=0.1, **spec):
+    """The Vogels-Abbott E/I network ("coba" or "cuba"), as `brain run` builds it.
+
+    Keyword arguments set the fields of brain::EINetSpec (n_exc, n_inh, p, w_exc, w_inh,
+    tau_exc, tau_inh, E_exc, E_inh, delay_ms, V_init, V_init_a, V_init_b, input_current,
+    dtype, event, connectivity ("csr" or "jit"), method). The populations are "E" and "I";
+    the constant drive `input_current` is applied by the Runner's inputs (see Runner).
+    """
+    s = _C.EINetSpec()
+    s.output = output
+    for key, value in spec.items():
+        if key not in _EI_FIELDS:
+            raise TypeError(f"ei_network: unknown field '{key}'; expected one of {', '.join(_EI_FIELDS)}")
+        setattr(s, key, value)
+    net = DynamicalSystem(_C.build_ei_network(s, int(seed), str(torch.device(device)), float(dt)))
+    net.reset_state()
+    net.spec = s
+    return net
+
+
+def _monitor(m):
+    if isinstance(m, str):
+        return _C.Monitor(m, dtype=torch.bool if m.endswith(".spike") else None)
+    if isinstance(m, tuple):
+        path, indices = m[0], m[1]
+        return _C.Monitor(path, torch.as_tensor(indices, dtype=torch.long) if indices is not None else None,
+                          *m[2:])
+    if isinstance(m, dict):
+        d = dict(m)
+        if d.get("indices") is not None:
+            d["indices"] = torch.as_tensor(d["indices"], dtype=torch.long)
+        return _C.Monitor(**d)
+    raise TypeError(f"a monitor is a state path, (path, indices[, every]) or a dict, got {m!r}")
+
+
+class Runner:
+    """Simulates a system with monitors, inputs and a progress bar (the C++ brain::Runner).
+
+    monitors: state paths ("E.spike" is recorded as bool), (path, indices[, every]) tuples or
+    dicts with path/indices/every/name/dtype. inputs: {path: value} added to the state every
+    step, or a list of dicts with path, value, per_step (value [T, ...] gives one row per step)
+    and add (False: set the state). progress: None (when stderr is a terminal), True or False.
+    """
+
+    def __init__(self, system, dt=0.1, monitors=(), inputs=None, progress=None, chunk_steps=1000, device=None):
+        self.system = system
+        cpp = system.cpp_module if isinstance(system, ModuleWrapper) else system
+        o = _C.RunnerOptions()
+        o.dt = float(dt)
+        o.monitors = [_monitor(m) for m in monitors]
+        run_inputs = []
+        if isinstance(inputs, dict):
+            inputs = [{"path": k, "value": v} for k, v in inputs.items()]
+        for i in inputs or []:
+            value = torch.as_tensor(i["value"], dtype=torch.float32)
+            run_inputs.append(_C.RunInput(i["path"], value, bool(i.get("per_step", False)), bool(i.get("add", True))))
+        o.inputs = run_inputs
+        o.progress = -1 if progress is None else int(bool(progress))
+        o.chunk_steps = int(chunk_steps)
+        if device is not None:
+            o.set_device(str(torch.device(device)))
+        self._impl = _C.Runner(cpp, o)
+
+    def _result(self, r):
+        out = {key: r.values[key] for key in r.order}
+        out["t"] = {key: r.times[key] for key in r.order}
+        out["steps"], out["dt"], out["wall_seconds"] = r.steps, r.dt, r.wall_seconds
+        self.last = r
+        return out
+
+    def run(self, duration_ms):
+        """Runs for `duration_ms`; returns each monitor's recording [samples, ...] and their times."""
+        return self._result(self._impl.run(float(duration_ms)))
+
+    def run_steps(self, steps):
+        return self._result(self._impl.run_steps(int(steps)))
+
+    def save(self, directory):
+        """Writes the last run's monitors.npz (numpy.load reads it) and summary.json."""
+        self.last.save(str(directory))
+
+
+class SpikingNet(ModuleWrapper):
+    """Recurrent spiking network for BPTT (brain::train::SpikingNet): inputs [T, B, n_in] ->
+    Linear -> LIF layer (surrogate-gradient spikes, optional recurrence) -> Linear readout of
+    the spikes at every step, [T, B, n_out]. Every call starts from the rest state (a new
+    sequence)."""
+
+    def __init__(self, n_in, n_hidden, n_out, recurrent=False, dt=1.0, tau=10.0, V_th=1.0, seed=0):
+        o = _C.SpikingNetOptions()
+        o.n_in, o.n_hidden, o.n_out = int(n_in), int(n_hidden), int(n_out)
+        o.recurrent, o.dt, o.tau, o.V_th, o.seed = bool(recurrent), float(dt), float(tau), float(V_th), int(seed)
+        super().__init__(_C.SpikingNet(o))
+        # ModuleWrapper copies the C++ methods onto the instance; this class's forward must win.
+        self.__dict__.pop("forward", None)
+
+    def forward(self, inputs):
+        if inputs.dim() != 3:
+            raise ValueError(f"SpikingNet expects inputs [T, B, n_in], got {tuple(inputs.shape)}")
+        self.cpp_module.reset(inputs.shape[1])
+        return self.cpp_module.forward(inputs)

@@ -1,0 +1,91 @@
+"""The C++ model library from Python: COBA built and run through brain.models equals `brain run`
+spike for spike, the modules are torch.nn.Modules, a spiking net trains with torch.optim, and
+the examples run at tiny sizes."""
+
+import importlib.util
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+import brain
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BRAIN_TOOL = os.path.join(os.path.dirname(brain.__file__), "bin", "brain")
+DRIVE = [{"path": "E.input", "value": 20.0, "add": False}, {"path": "I.input", "value": 20.0, "add": False}]
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "examples", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_coba_from_python_equals_brain_run(tmp_path):
+    out = tmp_path / "run"
+    subprocess.run([BRAIN_TOOL, "run", os.path.join(REPO, "models", "coba.json"), "--duration", "30", "--out",
+                    str(out), "--no-progress"], check=True, capture_output=True)
+    expected = np.load(out / "monitors.npz")
+    net = brain.models.ei_network("coba", seed=42)
+    runner = brain.models.Runner(net, dt=0.1, monitors=["E.spike", "I.spike", ("E.V", [0, 1, 2, 3, 4])],
+                                 inputs=DRIVE, progress=False)
+    result = runner.run(30.0)
+    assert result["E.spike"].shape == (300, 3200) and result["E.spike"].dtype == torch.bool
+    assert result["E.spike"].any()
+    for key in ("E.spike", "I.spike", "E.V"):
+        np.testing.assert_array_equal(result[key].numpy(), expected[key])
+    np.testing.assert_allclose(result["t"]["E.V"].numpy(), expected["E.V.t"])
+    runner.save(tmp_path / "py")
+    assert set(np.load(tmp_path / "py" / "monitors.npz").files) >= {"E.spike", "E.V.t"}
+
+
+def test_network_is_a_torch_module_with_its_state_as_buffers():
+    net = brain.models.ei_network("cuba", seed=1, n_exc=80, n_inh=20, p=0.1)
+    assert isinstance(net, torch.nn.Module)
+    assert net.state("E.V").shape == (80,)
+    buffers = dict(net.named_buffers())
+    assert any(k.endswith("indptr") for k in buffers)
+    assert any(k.endswith("E.V") or k == "E.V" for k in buffers)
+    before = net.state("E.V").clone()
+    brain.models.Runner(net, inputs=DRIVE, progress=False).run_steps(20)
+    assert not torch.equal(before, net.state("E.V"))
+    net.reset_state()
+    assert net.state("E.V").shape == (80,)
+    with pytest.raises(TypeError, match="unknown field 'n_excitatory'"):
+        brain.models.ei_network("coba", n_excitatory=10)
+    with pytest.raises(RuntimeError):
+        brain.models.Runner(net, monitors=["E.no_such_state"], progress=False).run(1.0)
+
+
+def test_spiking_net_trains_with_torch_optim():
+    torch.manual_seed(0)
+    net = brain.models.SpikingNet(n_in=8, n_hidden=32, n_out=2, seed=3)
+    params = list(net.parameters())
+    assert len(params) == 4 and all(p.requires_grad for p in params)
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 2, (64,), generator=g)
+    x = (torch.rand(20, 64, 8, generator=g) < (0.1 + 0.4 * y.float()).view(1, -1, 1)).float()
+    losses = []
+    for _ in range(40):
+        loss = torch.nn.functional.cross_entropy(net(x).mean(0), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert (net(x).mean(0).argmax(1) == y).float().mean() > 0.9
+
+
+def test_examples_run_at_tiny_sizes(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = load_example("coba_raster").main(["--duration", "20", "--n-exc", "200", "--n-inh", "50", "--device",
+                                               "cpu", "--out", str(tmp_path / "raster.png")])
+    assert result["E.spike"].shape == (200, 200) and os.path.getsize(tmp_path / "raster.png") > 1000
+    assert load_example("event_op_module").main(["--n-pre", "300", "--n-post", "50", "--steps", "60"]) < 0.5
+    pytest.importorskip("sklearn")
+    history = load_example("train_digits").main(["--epochs", "3", "--limit", "400", "--hidden", "32", "--steps", "10"])
+    assert history["losses"][-1] < history["losses"][0]
