@@ -9,7 +9,13 @@
 #include <brain/dyn/runner.h>
 #include <brain/dyn/system.h>
 #include <brain/models/networks.h>
+#include <brain/models/neurons.h>
+#include <brain/models/synapses.h>
 #include <brain/train/bptt.h>
+#include <brain/train/readout.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
 
 #include "csrc/python/bindings.h"
 
@@ -27,7 +33,84 @@ void bind_modules(py::module& m) {
       .def("assign_state", &DS::assign_state, py::arg("name"), py::arg("value"))
       .def("has_state", &DS::has_state)
       .def("dynamical_name", [](const DS& s) { return s.name(); });
-  py::class_<DynSysGroup, DS, std::shared_ptr<DynSysGroup>>(m, "DynSysGroup");
+  py::class_<DynSysGroup, DS, std::shared_ptr<DynSysGroup>>(m, "DynSysGroup")
+      .def(py::init<std::string>(), py::arg("name") = "DynSysGroup")
+      .def(
+          "add", [](DynSysGroup& g, const std::string& name, std::shared_ptr<DS> child) { return g.add(name, child); },
+          py::arg("name"), py::arg("child"));
+
+  // Building blocks: neurons, synapses, outputs, communication, projections.
+  const auto tensor_options = [](const std::string& dtype, const std::string& device) {
+    TORCH_CHECK(dtype == "float32" || dtype == "float64", "dtype must be 'float32' or 'float64', got '", dtype, "'");
+    return at::TensorOptions(dtype == "float64" ? at::kDouble : at::kFloat).device(c10::Device(device));
+  };
+  py::class_<NeuronGroup, DS, std::shared_ptr<NeuronGroup>>(m, "NeuronGroup")
+      .def("size", &NeuronGroup::size)
+      .def(
+          "set_V_init",
+          [](NeuronGroup& n, at::Tensor V) {
+            n.set_V_initializer([V](const std::vector<int64_t>& shape) { return V.expand(shape).clone(); });
+          },
+          py::arg("V"));
+  py::class_<LIF, NeuronGroup, std::shared_ptr<LIF>>(m, "LIF")
+      .def(py::init([tensor_options](int64_t n, double V_rest, double V_reset, double V_th, double tau, double R,
+                                     double tau_ref, const std::string& method, const std::string& dtype,
+                                     const std::string& device) {
+             LifParams p;
+             p.V_rest = V_rest, p.V_reset = V_reset, p.V_th = V_th, p.tau = tau, p.R = R, p.tau_ref = tau_ref;
+             p.method = method;
+             return std::make_shared<LIF>(n, p, tensor_options(dtype, device));
+           }),
+           py::arg("n"), py::arg("V_rest") = -60.0, py::arg("V_reset") = -60.0, py::arg("V_th") = -50.0,
+           py::arg("tau") = 20.0, py::arg("R") = 1.0, py::arg("tau_ref") = 0.0, py::arg("method") = "exp_euler",
+           py::arg("dtype") = "float32", py::arg("device") = "cpu");
+  py::class_<Synapse, DS, std::shared_ptr<Synapse>>(m, "Synapse").def("size", &Synapse::size);
+  py::class_<Expon, Synapse, std::shared_ptr<Expon>>(m, "Expon")
+      .def(py::init([tensor_options](int64_t n, double tau, const std::string& method, const std::string& dtype,
+                                     const std::string& device) {
+             return std::make_shared<Expon>(n, tau, tensor_options(dtype, device), method);
+           }),
+           py::arg("n"), py::arg("tau"), py::arg("method") = "exp_euler", py::arg("dtype") = "float32",
+           py::arg("device") = "cpu");
+  py::class_<SynOutput, std::shared_ptr<SynOutput>>(m, "SynOutput")
+      .def("current", &SynOutput::current, py::arg("g"), py::arg("V"));
+  py::class_<COBA, SynOutput, std::shared_ptr<COBA>>(m, "COBA").def(py::init<double>(), py::arg("E"));
+  py::class_<CUBA, SynOutput, std::shared_ptr<CUBA>>(m, "CUBA").def(py::init<>());
+  py::class_<MgBlock, SynOutput, std::shared_ptr<MgBlock>>(m, "MgBlock")
+      .def(py::init<double, double, double, double>(), py::arg("E") = 0.0, py::arg("cc_Mg") = 1.2,
+           py::arg("alpha") = 0.062, py::arg("beta") = 3.57);
+  torch::python::add_module_bindings(py::class_<Comm, torch::nn::Module, std::shared_ptr<Comm>>(m, "Comm"))
+      .def("forward", &Comm::forward, py::arg("spikes"))
+      .def("n_pre", &Comm::n_pre)
+      .def("n_post", &Comm::n_post);
+  py::class_<CsrComm, Comm, std::shared_ptr<CsrComm>>(m, "CsrComm")
+      .def(py::init([](at::Tensor indptr, at::Tensor indices, at::Tensor weights, int64_t n_pre, int64_t n_post,
+                       bool event) {
+             CsrMatrix c{std::move(indptr), std::move(indices), {}, n_pre, n_post};
+             return std::make_shared<CsrComm>(c, std::move(weights), event);
+           }),
+           py::arg("indptr"), py::arg("indices"), py::arg("weights"), py::arg("n_pre"), py::arg("n_post"),
+           py::arg("event") = true);
+  py::class_<JitComm, Comm, std::shared_ptr<JitComm>>(m, "JitComm")
+      .def(py::init<int64_t, int64_t, double, int64_t, at::Tensor, std::string, bool>(), py::arg("n_pre"),
+           py::arg("n_post"), py::arg("prob"), py::arg("seed"), py::arg("weight"), py::arg("dist") = "homo",
+           py::arg("event") = true);
+  m.def(
+      "fixed_prob",
+      [](int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed, const std::string& device) {
+        const auto c = fixed_prob(n_pre, n_post, prob, include_self, seed, c10::Device(device));
+        return std::make_pair(c.indptr, c.indices);
+      },
+      py::arg("n_pre"), py::arg("n_post"), py::arg("prob"), py::arg("include_self"), py::arg("seed"),
+      py::arg("device") = "cpu");
+  py::class_<AlignPostProj, DS, std::shared_ptr<AlignPostProj>>(m, "AlignPostProj")
+      .def(py::init<std::shared_ptr<DS>, std::shared_ptr<Comm>, std::shared_ptr<Synapse>, std::shared_ptr<SynOutput>,
+                    std::shared_ptr<NeuronGroup>, int64_t>(),
+           py::arg("pre"), py::arg("comm"), py::arg("syn"), py::arg("out"), py::arg("post"), py::arg("delay_steps") = 0);
+  py::class_<AlignPreProj, DS, std::shared_ptr<AlignPreProj>>(m, "AlignPreProj")
+      .def(py::init<std::shared_ptr<DS>, std::shared_ptr<Synapse>, std::shared_ptr<Comm>, std::shared_ptr<SynOutput>,
+                    std::shared_ptr<NeuronGroup>, int64_t>(),
+           py::arg("pre"), py::arg("syn"), py::arg("comm"), py::arg("out"), py::arg("post"), py::arg("delay_steps") = 0);
 
   py::class_<EINetSpec>(m, "EINetSpec")
       .def(py::init<>())
@@ -114,6 +197,70 @@ void bind_modules(py::module& m) {
       .def("forward", &train::SpikingNet::forward, py::arg("inputs"), release())
       .def("detach_state", &train::SpikingNet::detach_state)
       .def("last_rate", &train::SpikingNet::last_rate);
+
+  // Trainers: ridge, FORCE (RLS), LMS readouts, and the C++ BPTT loop.
+  m.def(
+      "ridge",
+      [](const at::Tensor& X, const at::Tensor& Y, double alpha, bool fit_bias) {
+        const auto r = train::ridge(X, Y, alpha, fit_bias);
+        return std::make_pair(r.weight, r.bias);
+      },
+      py::arg("X"), py::arg("Y"), py::arg("alpha") = 1e-6, py::arg("fit_bias") = true, release());
+  torch::python::add_module_bindings(
+      py::class_<train::Readout, torch::nn::Module, std::shared_ptr<train::Readout>>(m, "Readout"))
+      .def(py::init([tensor_options](int64_t n_features, int64_t n_out, const std::string& dtype,
+                                     const std::string& device) {
+             return std::make_shared<train::Readout>(n_features, n_out, tensor_options(dtype, device));
+           }),
+           py::arg("n_features"), py::arg("n_out"), py::arg("dtype") = "float64", py::arg("device") = "cpu")
+      .def("forward", &train::Readout::forward, py::arg("r"))
+      .def("fit_ridge", &train::Readout::fit_ridge, py::arg("X"), py::arg("Y"), py::arg("alpha") = 1e-6, release());
+  py::class_<train::RLS>(m, "RLS")
+      .def(py::init<train::Readout&, double, double>(), py::arg("readout"), py::arg("alpha") = 1.0,
+           py::arg("forgetting") = 1.0, py::keep_alive<1, 2>())
+      .def("update", &train::RLS::update, py::arg("r"), py::arg("y"))
+      .def("P", &train::RLS::P);
+  py::class_<train::LMS>(m, "LMS")
+      .def(py::init<train::Readout&, double>(), py::arg("readout"), py::arg("lr") = 1e-3, py::keep_alive<1, 2>())
+      .def("update", &train::LMS::update, py::arg("r"), py::arg("y"));
+
+  py::class_<train::BPTTOptions>(m, "BPTTOptions")
+      .def(py::init<>())
+      .def_readwrite("epochs", &train::BPTTOptions::epochs)
+      .def_readwrite("batch_size", &train::BPTTOptions::batch_size)
+      .def_readwrite("shuffle", &train::BPTTOptions::shuffle)
+      .def_readwrite("seed", &train::BPTTOptions::seed)
+      .def_readwrite("truncation", &train::BPTTOptions::truncation)
+      .def_readwrite("grad_clip_norm", &train::BPTTOptions::grad_clip_norm)
+      .def_readwrite("progress", &train::BPTTOptions::progress)
+      .def_readwrite("checkpoint_dir", &train::BPTTOptions::checkpoint_dir);
+  py::class_<train::EpochStats>(m, "EpochStats")
+      .def_readonly("epoch", &train::EpochStats::epoch)
+      .def_readonly("loss", &train::EpochStats::loss)
+      .def_readonly("accuracy", &train::EpochStats::accuracy)
+      .def_readonly("eval_loss", &train::EpochStats::eval_loss)
+      .def_readonly("eval_accuracy", &train::EpochStats::eval_accuracy)
+      .def_readonly("seconds", &train::EpochStats::seconds);
+  m.def(
+      "bptt_fit",
+      [](std::shared_ptr<train::SpikingNet> model, const std::string& optimizer, double lr, const std::string& loss,
+         const train::BPTTOptions& options, const at::Tensor& inputs, const at::Tensor& targets,
+         const std::optional<at::Tensor>& eval_inputs, const std::optional<at::Tensor>& eval_targets) {
+        std::shared_ptr<torch::optim::Optimizer> opt;
+        if (optimizer == "adam") opt = std::make_shared<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(lr));
+        else if (optimizer == "adamw") opt = std::make_shared<torch::optim::AdamW>(model->parameters(), torch::optim::AdamWOptions(lr));
+        else if (optimizer == "sgd") opt = std::make_shared<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(lr).momentum(0.9));
+        else TORCH_CHECK(false, "BPTT: optimizer must be 'adam', 'adamw' or 'sgd', got '", optimizer, "'");
+        train::LossFn fn;
+        if (loss == "ce_mean") fn = train::losses::cross_entropy_mean_over_time();
+        else if (loss == "ce_last") fn = train::losses::cross_entropy_last_step();
+        else if (loss == "mse") fn = train::losses::mse();
+        else TORCH_CHECK(false, "BPTT: loss must be 'ce_mean', 'ce_last' or 'mse', got '", loss, "'");
+        train::BPTT trainer(model, opt, fn, options);
+        return trainer.fit(inputs, targets, eval_inputs.value_or(at::Tensor()), eval_targets.value_or(at::Tensor()));
+      },
+      py::arg("model"), py::arg("optimizer"), py::arg("lr"), py::arg("loss"), py::arg("options"), py::arg("inputs"),
+      py::arg("targets"), py::arg("eval_inputs") = py::none(), py::arg("eval_targets") = py::none(), release());
 }
 
 }  // namespace brain::python

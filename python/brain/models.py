@@ -20,7 +20,27 @@ from torch.nn.cpp import ModuleWrapper
 
 from .analysis import _C
 
-__all__ = ["DynamicalSystem", "ei_network", "Runner", "SpikingNet"]
+__all__ = ["DynamicalSystem", "Network", "ei_network", "Runner", "SpikingNet", "Readout", "RLS", "LMS", "ridge",
+           "bptt_fit", "LIF", "Expon", "COBA", "CUBA",
+           "MgBlock", "CsrComm", "JitComm", "AlignPostProj", "AlignPreProj", "fixed_prob"]
+
+# The building blocks are the C++ classes themselves; compose them in a Network.
+#   LIF(n, V_rest=-60, V_reset=-60, V_th=-50, tau=20, R=1, tau_ref=0, method="exp_euler",
+#       dtype="float32", device="cpu")              .set_V_init(tensor)  .size()
+#   Expon(n, tau, method="exp_euler", dtype="float32", device="cpu")
+#   COBA(E), CUBA(), MgBlock(E=0, cc_Mg=1.2, alpha=0.062, beta=3.57)
+#   CsrComm(indptr, indices, weights, n_pre, n_post, event=True)   (rows presynaptic)
+#   JitComm(n_pre, n_post, prob, seed, weight, dist="homo", event=True)
+#   AlignPostProj(pre, comm, syn, out, post, delay_steps=0)
+#   AlignPreProj(pre, syn, comm, out, post, delay_steps=0)
+#   fixed_prob(n_pre, n_post, prob, include_self, seed, device="cpu") -> (indptr, indices)
+LIF, Expon, COBA, CUBA, MgBlock = _C.LIF, _C.Expon, _C.COBA, _C.CUBA, _C.MgBlock
+CsrComm, JitComm, AlignPostProj, AlignPreProj, fixed_prob = (_C.CsrComm, _C.JitComm, _C.AlignPostProj,
+                                                             _C.AlignPreProj, _C.fixed_prob)
+
+
+def _cpp(module):
+    return module.cpp_module if isinstance(module, ModuleWrapper) else module
 
 
 class DynamicalSystem(ModuleWrapper):
@@ -32,6 +52,25 @@ class DynamicalSystem(ModuleWrapper):
 
     def reset_state(self, batch_size=0):
         self.cpp_module.reset_state(batch_size)
+
+
+class Network(DynamicalSystem):
+    """A group of systems updated in the order they are added (brain::DynSysGroup)::
+
+        net = Network()
+        E = net.add("E", LIF(3200, tau_ref=5.0))
+        net.add("E2E", AlignPostProj(E, CsrComm(*fixed_prob(3200, 3200, 0.02, False, 1), torch.tensor(0.6),
+                                                3200, 3200), Expon(3200, 5.0), COBA(0.0), E))
+        net.reset_state()
+    """
+
+    def __init__(self, name="Network"):
+        super().__init__(_C.DynSysGroup(name))
+
+    def add(self, name, child):
+        """Adds `child` (a building block or another Network) under `name`; returns it."""
+        self.cpp_module.add(name, _cpp(child))
+        return child
 
 
 _EI_FIELDS = ("n_exc", "n_inh", "p", "w_exc", "w_inh", "tau_exc", "tau_inh", "E_exc", "E_inh", "delay_ms",
@@ -84,7 +123,7 @@ class Runner:
 
     def __init__(self, system, dt=0.1, monitors=(), inputs=None, progress=None, chunk_steps=1000, device=None):
         self.system = system
-        cpp = system.cpp_module if isinstance(system, ModuleWrapper) else system
+        cpp = _cpp(system)
         o = _C.RunnerOptions()
         o.dt = float(dt)
         o.monitors = [_monitor(m) for m in monitors]
@@ -139,3 +178,50 @@ class SpikingNet(ModuleWrapper):
             raise ValueError(f"SpikingNet expects inputs [T, B, n_in], got {tuple(inputs.shape)}")
         self.cpp_module.reset(inputs.shape[1])
         return self.cpp_module.forward(inputs)
+
+
+# ---- trainers -----------------------------------------------------------------------------------
+
+def ridge(X, Y, alpha=1e-6, fit_bias=True):
+    """Ridge regression (brain::train::ridge): returns (weight [F, O], bias [O]) minimising
+    |X W + b - Y|^2 + alpha |W|^2 over samples flattened from the leading dimensions."""
+    return _C.ridge(X, Y, float(alpha), bool(fit_bias))
+
+
+class Readout(ModuleWrapper):
+    """A linear readout y = r W + b (brain::train::Readout), fit offline with fit_ridge(),
+    online with RLS (FORCE) or LMS, or by gradient descent (weight and bias are parameters)."""
+
+    def __init__(self, n_features, n_out, dtype="float64", device="cpu"):
+        super().__init__(_C.Readout(int(n_features), int(n_out), dtype, str(torch.device(device))))
+        self.__dict__.pop("forward", None)
+
+    def forward(self, r):
+        return self.cpp_module.forward(r)
+
+
+def RLS(readout, alpha=1.0, forgetting=1.0):
+    """FORCE learning's recursive least squares on a Readout: .update(r, y) returns the error
+    before the update (exact block updates for batches)."""
+    return _C.RLS(_cpp(readout), float(alpha), float(forgetting))
+
+
+def LMS(readout, lr=1e-3):
+    """Least-mean-squares updates of a Readout: .update(r, y) returns the error before it."""
+    return _C.LMS(_cpp(readout), float(lr))
+
+
+def bptt_fit(model, inputs, targets, optimizer="adam", lr=1e-3, loss="ce_mean", epochs=10, batch_size=32,
+             shuffle=True, seed=0, truncation=0, grad_clip_norm=0.0, progress=True, checkpoint_dir="",
+             eval_inputs=None, eval_targets=None):
+    """The C++ BPTT loop (brain::train::BPTT) on a SpikingNet: inputs [N, T, n_in] (sample
+    first), targets [N] class indices (loss "ce_mean" or "ce_last") or [N, T, n_out] ("mse").
+    Returns one dict per epoch (loss, accuracy, eval_loss, eval_accuracy, seconds)."""
+    o = _C.BPTTOptions()
+    o.epochs, o.batch_size, o.shuffle, o.seed = int(epochs), int(batch_size), bool(shuffle), int(seed)
+    o.truncation, o.grad_clip_norm, o.progress = int(truncation), float(grad_clip_norm), bool(progress)
+    o.checkpoint_dir = str(checkpoint_dir)
+    stats = _C.bptt_fit(_cpp(model), optimizer, float(lr), loss, o, inputs, targets, eval_inputs, eval_targets)
+    return [{"epoch": s.epoch, "loss": s.loss, "accuracy": s.accuracy, "eval_loss": s.eval_loss,
+             "eval_accuracy": s.eval_accuracy, "seconds": s.seconds} for s in stats]
+

@@ -89,3 +89,58 @@ def test_examples_run_at_tiny_sizes(tmp_path):
     pytest.importorskip("sklearn")
     history = load_example("train_digits").main(["--epochs", "3", "--limit", "400", "--hidden", "32", "--steps", "10"])
     assert history["losses"][-1] < history["losses"][0]
+
+
+def test_coba_built_from_parts_equals_the_library_network():
+    """The same network composed in Python from LIF, fixed_prob, CsrComm, Expon, COBA and
+    AlignPostProj (with the library's seeds and initial potentials) spikes identically."""
+    seed, n_exc, n_inh, p = 7, 400, 100, 0.05
+    reference = brain.models.ei_network("coba", seed=seed, n_exc=n_exc, n_inh=n_inh, p=p)
+    m = brain.models
+    net = m.Network("EINet")
+    E = net.add("E", m.LIF(n_exc, tau_ref=5.0))
+    I = net.add("I", m.LIF(n_inh, tau_ref=5.0))
+    g = torch.Generator().manual_seed(seed ^ 0x5EED0001)
+    E.set_V_init(torch.normal(-55.0, 2.0, (n_exc,), generator=g, dtype=torch.float64).float())
+    I.set_V_init(torch.normal(-55.0, 2.0, (n_inh,), generator=g, dtype=torch.float64).float())
+    for salt, (name, pre, post, w, tau, E_rev) in enumerate(
+            [("E2E", E, E, 0.6, 5.0, 0.0), ("E2I", E, I, 0.6, 5.0, 0.0),
+             ("I2E", I, E, 6.7, 10.0, -80.0), ("I2I", I, I, 6.7, 10.0, -80.0)], start=1):
+        indptr, indices = m.fixed_prob(pre.size(), post.size(), p, pre is not post, seed * 4 + salt)
+        comm = m.CsrComm(indptr, indices, torch.tensor(w), pre.size(), post.size())
+        net.add(name, m.AlignPostProj(pre, comm, m.Expon(post.size(), tau), m.COBA(E_rev), post))
+    net.reset_state()
+    torch.testing.assert_close(net.state("E.V"), reference.state("E.V"), rtol=0, atol=0)
+    monitors = ["E.spike", "I.spike"]
+    ours = brain.models.Runner(net, monitors=monitors, inputs=DRIVE, progress=False).run(40.0)
+    theirs = brain.models.Runner(reference, monitors=monitors, inputs=DRIVE, progress=False).run(40.0)
+    assert ours["E.spike"].any()
+    for key in monitors:
+        assert torch.equal(ours[key], theirs[key])
+    assert len(list(net.parameters())) == len(list(reference.parameters()))
+
+
+def test_trainers_ridge_rls_and_bptt_from_python():
+    torch.manual_seed(0)
+    X = torch.randn(500, 6, dtype=torch.float64)
+    W = torch.randn(6, 2, dtype=torch.float64)
+    Y = X @ W + 0.5
+    w, b = brain.models.ridge(X, Y, alpha=0.0)
+    torch.testing.assert_close(w, W)
+    torch.testing.assert_close(b, torch.full((2,), 0.5, dtype=torch.float64))
+    readout = brain.models.Readout(6, 2)
+    rls = brain.models.RLS(readout, alpha=1e-6)
+    for k in range(0, 500, 50):
+        rls.update(X[k:k + 50], Y[k:k + 50])
+    torch.testing.assert_close(readout(X), Y, atol=1e-6, rtol=0)
+    readout.fit_ridge(X, Y, 0.0)
+    torch.testing.assert_close(readout(X), Y)
+
+    net = brain.models.SpikingNet(n_in=8, n_hidden=32, n_out=2, seed=1)
+    g = torch.Generator().manual_seed(2)
+    y = torch.randint(0, 2, (128,), generator=g)
+    x = (torch.rand(128, 20, 8, generator=g) < (0.1 + 0.4 * y.float()).view(-1, 1, 1)).float()  # [N, T, n_in]
+    stats = brain.models.bptt_fit(net, x, y, lr=0.02, epochs=6, batch_size=32, progress=False)
+    assert len(stats) == 6 and stats[-1]["loss"] < stats[0]["loss"] and stats[-1]["accuracy"] > 0.9
+    with pytest.raises(RuntimeError, match="optimizer must be"):
+        brain.models.bptt_fit(net, x, y, optimizer="nope", progress=False)
