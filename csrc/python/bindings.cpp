@@ -53,6 +53,7 @@ using release = py::call_guard<py::gil_scoped_release>;
 PYBIND11_MODULE(_C, m) {
   m.doc() = "libbrain's C++ classes (use brain.analysis and brain.models, not this module)";
   brain::python::bind_modules(m);
+  brain::python::bind_neurons(m);
 
   py::class_<ba::Axis>(m, "Axis")
       .def(py::init([](std::string name, double lo, double hi, int64_t resolution) {

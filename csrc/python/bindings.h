@@ -5,6 +5,7 @@
 
 namespace brain::python {
 
-void bind_modules(pybind11::module& m);
+void bind_modules(pybind11::module& m);  // modules.cpp: networks, runner, trainers
+void bind_neurons(pybind11::module& m);  // neurons.cpp: point neurons, synapses, inputs
 
 }  // namespace brain::python

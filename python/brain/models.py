@@ -22,7 +22,9 @@ from .analysis import _C
 
 __all__ = ["DynamicalSystem", "Network", "ei_network", "Runner", "SpikingNet", "Readout", "RLS", "LMS", "ridge",
            "bptt_fit", "LIF", "Expon", "COBA", "CUBA",
-           "MgBlock", "CsrComm", "JitComm", "AlignPostProj", "AlignPreProj", "fixed_prob"]
+           "MgBlock", "CsrComm", "JitComm", "AlignPostProj", "AlignPreProj", "fixed_prob", "ExpIF", "AdEx", "QuaIF",
+           "Izhikevich", "HH", "ALIF", "MorrisLecar", "WangBuzsaki", "DualExpon", "Alpha", "Kinetic", "NMDA",
+           "PoissonGroup", "SpikeTimeGroup"]
 
 # The building blocks are the C++ classes themselves; compose them in a Network.
 #   LIF(n, V_rest=-60, V_reset=-60, V_th=-50, tau=20, R=1, tau_ref=0, method="exp_euler",
@@ -34,7 +36,16 @@ __all__ = ["DynamicalSystem", "Network", "ei_network", "Runner", "SpikingNet", "
 #   AlignPostProj(pre, comm, syn, out, post, delay_steps=0)
 #   AlignPreProj(pre, syn, comm, out, post, delay_steps=0)
 #   fixed_prob(n_pre, n_post, prob, include_self, seed, device="cpu") -> (indptr, indices)
+#   ExpIF, AdEx, QuaIF, Izhikevich, HH, ALIF, MorrisLecar, WangBuzsaki:
+#       Cls(n, dtype="float32", device="cpu", method=None, **parameters); Cls.defaults()
+#   DualExpon(n, tau_rise, tau_decay), Alpha(n, tau), Kinetic(n, kind="AMPA"|"GABAa", ...),
+#   NMDA(n, tau_decay=100, tau_rise=2, a=0.5)
+#   PoissonGroup(n, rate_hz or rates_hz, seed), SpikeTimeGroup(n, indices, times_ms)
 LIF, Expon, COBA, CUBA, MgBlock = _C.LIF, _C.Expon, _C.COBA, _C.CUBA, _C.MgBlock
+ExpIF, AdEx, QuaIF, Izhikevich, HH, ALIF, MorrisLecar, WangBuzsaki = (
+    _C.ExpIF, _C.AdEx, _C.QuaIF, _C.Izhikevich, _C.HH, _C.ALIF, _C.MorrisLecar, _C.WangBuzsaki)
+DualExpon, Alpha, Kinetic, NMDA, PoissonGroup, SpikeTimeGroup = (
+    _C.DualExpon, _C.Alpha, _C.Kinetic, _C.NMDA, _C.PoissonGroup, _C.SpikeTimeGroup)
 CsrComm, JitComm, AlignPostProj, AlignPreProj, fixed_prob = (_C.CsrComm, _C.JitComm, _C.AlignPostProj,
                                                              _C.AlignPreProj, _C.fixed_prob)
 

@@ -144,3 +144,30 @@ def test_trainers_ridge_rls_and_bptt_from_python():
     assert len(stats) == 6 and stats[-1]["loss"] < stats[0]["loss"] and stats[-1]["accuracy"] > 0.9
     with pytest.raises(RuntimeError, match="optimizer must be"):
         brain.models.bptt_fit(net, x, y, optimizer="nope", progress=False)
+
+
+def test_every_point_neuron_and_synapse_builds_and_runs():
+    m = brain.models
+    drive = {"Izhikevich": 10.0, "HH": 10.0, "ExpIF": 30.0, "AdEx": 30.0, "QuaIF": 30.0, "ALIF": 20.0,
+             "MorrisLecar": 100.0, "WangBuzsaki": 2.0}
+    for name, current in drive.items():
+        cls = getattr(m, name)
+        assert "method" in cls.defaults()
+        net = m.Network()
+        net.add("N", cls(4, dtype="float64"))
+        net.reset_state()
+        out = m.Runner(net, dt=0.02, monitors=["N.spike"], inputs={"N.input": current}, progress=False).run(100.0)
+        assert out["N.spike"].any(), name
+    with pytest.raises(RuntimeError, match="unknown parameter 'tau_x'"):
+        m.AdEx(3, tau_x=1.0)
+    # Poisson input through each synapse kind onto an HH population.
+    for syn in (m.DualExpon(20, 1.0, 5.0), m.Alpha(20, 2.0), m.Kinetic(20, "AMPA"), m.NMDA(20), m.Expon(20, 5.0)):
+        net = m.Network()
+        src = net.add("P", m.PoissonGroup(50, 200.0, seed=3))
+        post = net.add("H", m.HH(20))
+        indptr, indices = m.fixed_prob(50, 20, 0.5, True, 1)
+        comm = m.CsrComm(indptr, indices, torch.tensor(0.5), 50, 20)
+        net.add("P2H", m.AlignPostProj(src, comm, syn, m.COBA(0.0), post))
+        net.reset_state()
+        out = m.Runner(net, dt=0.01, monitors=["P.spike", "H.V"], progress=False).run(20.0)
+        assert out["P.spike"].any() and out["H.V"].max() > -60, type(syn).__name__

@@ -1,0 +1,152 @@
+// brain._C: the point-neuron models, the other synapses and the input groups, for Python.
+// Every neuron is constructed as Cls(n, dtype=..., device=..., method=..., **parameters)
+// with the parameter names of its C++ Params struct (documented in
+// include/brain/models/point_neurons.h); an unknown name is an error that lists the known ones.
+#include <torch/python.h>
+
+#include <pybind11/stl.h>
+
+#include <brain/dyn/inputs.h>
+#include <brain/models/point_neurons.h>
+#include <brain/models/synapses.h>
+
+#include "csrc/python/bindings.h"
+
+namespace py = pybind11;
+
+namespace brain::python {
+
+namespace {
+
+at::TensorOptions tensor_options(const std::string& dtype, const std::string& device) {
+  TORCH_CHECK(dtype == "float32" || dtype == "float64", "dtype must be 'float32' or 'float64', got '", dtype, "'");
+  return at::TensorOptions(dtype == "float64" ? at::kDouble : at::kFloat).device(c10::Device(device));
+}
+
+template <class P>
+struct Fields {
+  std::vector<std::pair<std::string, double P::*>> numbers;
+  std::vector<std::pair<std::string, bool P::*>> flags;
+};
+
+template <class N, class P>
+void bind_neuron(py::module& m, const char* name, Fields<P> fields) {
+  py::class_<N, NeuronGroup, std::shared_ptr<N>>(m, name)
+      .def(py::init([fields, name](int64_t n, const std::string& dtype, const std::string& device,
+                                   std::optional<std::string> method, py::kwargs kwargs) {
+             P p;
+             if (method) p.method = *method;
+             for (const auto& item : kwargs) {
+               const auto key = item.first.cast<std::string>();
+               bool found = false;
+               for (const auto& [field, ptr] : fields.numbers)
+                 if (field == key) p.*ptr = item.second.cast<double>(), found = true;
+               for (const auto& [field, ptr] : fields.flags)
+                 if (field == key) p.*ptr = item.second.cast<bool>(), found = true;
+               if (!found) {
+                 std::string known;
+                 for (const auto& f : fields.numbers) known += (known.empty() ? "" : ", ") + f.first;
+                 for (const auto& f : fields.flags) known += ", " + f.first;
+                 TORCH_CHECK(false, name, ": unknown parameter '", key, "'; its parameters are ", known,
+                             " (and n, dtype, device, method)");
+               }
+             }
+             return std::make_shared<N>(n, p, tensor_options(dtype, device));
+           }),
+           py::arg("n"), py::arg("dtype") = "float32", py::arg("device") = "cpu", py::arg("method") = py::none())
+      .def_static("defaults", [fields] {
+        P p;
+        py::dict d;
+        for (const auto& [field, ptr] : fields.numbers) d[py::str(field)] = p.*ptr;
+        for (const auto& [field, ptr] : fields.flags) d[py::str(field)] = p.*ptr;
+        d["method"] = p.method;
+        return d;
+      });
+}
+
+}  // namespace
+
+void bind_neurons(py::module& m) {
+  py::class_<ODENeuron, NeuronGroup, std::shared_ptr<ODENeuron>>(m, "ODENeuron");
+  using E = ExpIFParams;
+  bind_neuron<ExpIF, E>(m, "ExpIF", {{{"V_rest", &E::V_rest}, {"V_reset", &E::V_reset}, {"V_th", &E::V_th},
+                                      {"V_T", &E::V_T}, {"delta_T", &E::delta_T}, {"R", &E::R}, {"tau", &E::tau},
+                                      {"tau_ref", &E::tau_ref}}, {}});
+  using A = AdExParams;
+  bind_neuron<AdEx, A>(m, "AdEx", {{{"V_rest", &A::V_rest}, {"V_reset", &A::V_reset}, {"V_th", &A::V_th},
+                                    {"V_T", &A::V_T}, {"delta_T", &A::delta_T}, {"a", &A::a}, {"b", &A::b},
+                                    {"R", &A::R}, {"tau", &A::tau}, {"tau_w", &A::tau_w}, {"tau_ref", &A::tau_ref}},
+                                   {}});
+  using Q = QuaIFParams;
+  bind_neuron<QuaIF, Q>(m, "QuaIF", {{{"V_rest", &Q::V_rest}, {"V_reset", &Q::V_reset}, {"V_th", &Q::V_th},
+                                      {"V_c", &Q::V_c}, {"c", &Q::c}, {"R", &Q::R}, {"tau", &Q::tau},
+                                      {"tau_ref", &Q::tau_ref}, {"a", &Q::a}, {"b", &Q::b}, {"tau_w", &Q::tau_w}},
+                                     {{"adaptive", &Q::adaptive}}});
+  using Z = IzhikevichParams;
+  bind_neuron<Izhikevich, Z>(m, "Izhikevich", {{{"a", &Z::a}, {"b", &Z::b}, {"c", &Z::c}, {"d", &Z::d},
+                                                {"V_th", &Z::V_th}, {"tau_ref", &Z::tau_ref}}, {}});
+  using H = HHParams;
+  bind_neuron<HH, H>(m, "HH", {{{"E_Na", &H::E_Na}, {"E_K", &H::E_K}, {"E_L", &H::E_L}, {"g_Na", &H::g_Na},
+                                {"g_K", &H::g_K}, {"g_L", &H::g_L}, {"C", &H::C}, {"V_th", &H::V_th}}, {}});
+  using L = ALIFParams;
+  bind_neuron<ALIF, L>(m, "ALIF", {{{"V_rest", &L::V_rest}, {"V_reset", &L::V_reset}, {"V_th", &L::V_th},
+                                    {"R", &L::R}, {"tau", &L::tau}, {"tau_a", &L::tau_a}, {"beta", &L::beta},
+                                    {"tau_ref", &L::tau_ref}}, {}});
+  using M = MorrisLecarParams;
+  bind_neuron<MorrisLecar, M>(m, "MorrisLecar",
+                              {{{"V_Ca", &M::V_Ca}, {"g_Ca", &M::g_Ca}, {"V_K", &M::V_K}, {"g_K", &M::g_K},
+                                {"V_leak", &M::V_leak}, {"g_leak", &M::g_leak}, {"C", &M::C}, {"V1", &M::V1},
+                                {"V2", &M::V2}, {"V3", &M::V3}, {"V4", &M::V4}, {"phi", &M::phi}, {"V_th", &M::V_th}},
+                               {}});
+  using W = WangBuzsakiParams;
+  bind_neuron<WangBuzsaki, W>(m, "WangBuzsaki",
+                              {{{"E_Na", &W::E_Na}, {"E_K", &W::E_K}, {"E_L", &W::E_L}, {"g_Na", &W::g_Na},
+                                {"g_K", &W::g_K}, {"g_L", &W::g_L}, {"C", &W::C}, {"phi", &W::phi}, {"V_th", &W::V_th}},
+                               {}});
+
+  py::class_<DualExpon, Synapse, std::shared_ptr<DualExpon>>(m, "DualExpon")
+      .def(py::init([](int64_t n, double tau_rise, double tau_decay, const std::string& dtype, const std::string& device) {
+             return std::make_shared<DualExpon>(n, tau_rise, tau_decay, tensor_options(dtype, device));
+           }),
+           py::arg("n"), py::arg("tau_rise"), py::arg("tau_decay"), py::arg("dtype") = "float32", py::arg("device") = "cpu");
+  py::class_<Alpha, Synapse, std::shared_ptr<Alpha>>(m, "Alpha")
+      .def(py::init([](int64_t n, double tau, const std::string& dtype, const std::string& device) {
+             return std::make_shared<Alpha>(n, tau, tensor_options(dtype, device));
+           }),
+           py::arg("n"), py::arg("tau"), py::arg("dtype") = "float32", py::arg("device") = "cpu");
+  py::class_<Kinetic, Synapse, std::shared_ptr<Kinetic>>(m, "Kinetic")
+      .def(py::init([](int64_t n, const std::string& kind, std::optional<double> alpha, std::optional<double> beta,
+                       std::optional<double> T, std::optional<double> T_dur, const std::string& dtype,
+                       const std::string& device) {
+             TORCH_CHECK(kind == "AMPA" || kind == "GABAa", "Kinetic: kind must be 'AMPA' or 'GABAa', got '", kind, "'");
+             KineticParams p = kind == "AMPA" ? Kinetic::ampa() : Kinetic::gaba_a();
+             if (alpha) p.alpha = *alpha;
+             if (beta) p.beta = *beta;
+             if (T) p.T = *T;
+             if (T_dur) p.T_dur = *T_dur;
+             return std::make_shared<Kinetic>(n, p, tensor_options(dtype, device), kind);
+           }),
+           py::arg("n"), py::arg("kind") = "AMPA", py::arg("alpha") = py::none(), py::arg("beta") = py::none(),
+           py::arg("T") = py::none(), py::arg("T_dur") = py::none(), py::arg("dtype") = "float32",
+           py::arg("device") = "cpu");
+  py::class_<NMDA, Synapse, std::shared_ptr<NMDA>>(m, "NMDA")
+      .def(py::init([](int64_t n, double tau_decay, double tau_rise, double a, const std::string& dtype,
+                       const std::string& device) {
+             NMDAParams p;
+             p.tau_decay = tau_decay, p.tau_rise = tau_rise, p.a = a;
+             return std::make_shared<NMDA>(n, p, tensor_options(dtype, device));
+           }),
+           py::arg("n"), py::arg("tau_decay") = 100.0, py::arg("tau_rise") = 2.0, py::arg("a") = 0.5,
+           py::arg("dtype") = "float32", py::arg("device") = "cpu");
+
+  py::class_<PoissonGroup, DynamicalSystem, std::shared_ptr<PoissonGroup>>(m, "PoissonGroup")
+      .def(py::init<int64_t, double, uint64_t>(), py::arg("n"), py::arg("rate_hz"), py::arg("seed"))
+      .def(py::init<int64_t, at::Tensor, uint64_t>(), py::arg("n"), py::arg("rates_hz"), py::arg("seed"))
+      .def("size", &PoissonGroup::size);
+  py::class_<SpikeTimeGroup, DynamicalSystem, std::shared_ptr<SpikeTimeGroup>>(m, "SpikeTimeGroup")
+      .def(py::init<int64_t, const std::vector<int64_t>&, const std::vector<double>&>(), py::arg("n"),
+           py::arg("indices"), py::arg("times_ms"))
+      .def("size", &SpikeTimeGroup::size);
+}
+
+}  // namespace brain::python
