@@ -106,7 +106,19 @@ void bind_modules(py::module& m) {
   py::class_<AlignPostProj, DS, std::shared_ptr<AlignPostProj>>(m, "AlignPostProj")
       .def(py::init<std::shared_ptr<DS>, std::shared_ptr<Comm>, std::shared_ptr<Synapse>, std::shared_ptr<SynOutput>,
                     std::shared_ptr<NeuronGroup>, int64_t>(),
-           py::arg("pre"), py::arg("comm"), py::arg("syn"), py::arg("out"), py::arg("post"), py::arg("delay_steps") = 0);
+           py::arg("pre"), py::arg("comm"), py::arg("syn"), py::arg("out"), py::arg("post"), py::arg("delay_steps") = 0)
+      .def(
+          "add_stp",
+          [](AlignPostProj& p, double U, double tau_f, double tau_d, bool facilitation) {
+            return std::static_pointer_cast<DS>(p.add_stp(STPParams{U, tau_f, tau_d, facilitation}));
+          },
+          py::arg("U") = 0.15, py::arg("tau_f") = 1500.0, py::arg("tau_d") = 200.0, py::arg("facilitation") = true)
+      .def(
+          "add_stdp",
+          [](AlignPostProj& p, double tau_plus, double tau_minus, double A_plus, double A_minus, double w_min,
+             double w_max) { p.add_stdp({tau_plus, tau_minus, A_plus, A_minus, w_min, w_max}); },
+          py::arg("tau_plus") = 20.0, py::arg("tau_minus") = 20.0, py::arg("A_plus") = 0.01,
+          py::arg("A_minus") = 0.0105, py::arg("w_min") = 0.0, py::arg("w_max") = 1.0);
   py::class_<AlignPreProj, DS, std::shared_ptr<AlignPreProj>>(m, "AlignPreProj")
       .def(py::init<std::shared_ptr<DS>, std::shared_ptr<Synapse>, std::shared_ptr<Comm>, std::shared_ptr<SynOutput>,
                     std::shared_ptr<NeuronGroup>, int64_t>(),

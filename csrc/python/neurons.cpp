@@ -7,6 +7,7 @@
 #include <pybind11/stl.h>
 
 #include <brain/dyn/inputs.h>
+#include <brain/models/channels.h>
 #include <brain/models/point_neurons.h>
 #include <brain/models/synapses.h>
 
@@ -138,6 +139,31 @@ void bind_neurons(py::module& m) {
            }),
            py::arg("n"), py::arg("tau_decay") = 100.0, py::arg("tau_rise") = 2.0, py::arg("a") = 0.5,
            py::arg("dtype") = "float32", py::arg("device") = "cpu");
+
+  // Conductance-based neurons composed of ion channels (HH 1952 set).
+  py::class_<IonChannel, DynamicalSystem, std::shared_ptr<IonChannel>>(m, "IonChannel");
+  const auto channel = [](auto* tag, py::module& mod, const char* cls, double g, double E) {
+    using C = std::remove_pointer_t<decltype(tag)>;
+    py::class_<C, IonChannel, std::shared_ptr<C>>(mod, cls)
+        .def(py::init([](int64_t n, double g, double E, const std::string& dtype, const std::string& device) {
+               return std::make_shared<C>(n, g, E, tensor_options(dtype, device));
+             }),
+             py::arg("n"), py::arg("g") = g, py::arg("E") = E, py::arg("dtype") = "float64", py::arg("device") = "cpu");
+  };
+  channel(static_cast<LeakChannel*>(nullptr), m, "LeakChannel", 0.3, -54.387);
+  channel(static_cast<NaChannelHH*>(nullptr), m, "NaChannelHH", 120.0, 50.0);
+  channel(static_cast<KChannelHH*>(nullptr), m, "KChannelHH", 36.0, -77.0);
+  py::class_<CondNeuGroup, NeuronGroup, std::shared_ptr<CondNeuGroup>>(m, "CondNeuGroup")
+      .def(py::init([](int64_t n, double C, double V_th, double V_init, const std::string& dtype,
+                       const std::string& device) {
+             return std::make_shared<CondNeuGroup>(n, C, V_th, V_init, Surrogate{}, tensor_options(dtype, device));
+           }),
+           py::arg("n"), py::arg("C") = 1.0, py::arg("V_th") = 20.0, py::arg("V_init") = -65.0,
+           py::arg("dtype") = "float64", py::arg("device") = "cpu")
+      .def(
+          "add_channel",
+          [](CondNeuGroup& g, const std::string& name, std::shared_ptr<IonChannel> c) { return g.add_channel(name, c); },
+          py::arg("name"), py::arg("channel"));
 
   py::class_<PoissonGroup, DynamicalSystem, std::shared_ptr<PoissonGroup>>(m, "PoissonGroup")
       .def(py::init<int64_t, double, uint64_t>(), py::arg("n"), py::arg("rate_hz"), py::arg("seed"))

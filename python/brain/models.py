@@ -24,7 +24,7 @@ __all__ = ["DynamicalSystem", "Network", "ei_network", "Runner", "SpikingNet", "
            "bptt_fit", "LIF", "Expon", "COBA", "CUBA",
            "MgBlock", "CsrComm", "JitComm", "AlignPostProj", "AlignPreProj", "fixed_prob", "ExpIF", "AdEx", "QuaIF",
            "Izhikevich", "HH", "ALIF", "MorrisLecar", "WangBuzsaki", "DualExpon", "Alpha", "Kinetic", "NMDA",
-           "PoissonGroup", "SpikeTimeGroup"]
+           "PoissonGroup", "SpikeTimeGroup", "CondNeuGroup", "NaChannelHH", "KChannelHH", "LeakChannel"]
 
 # The building blocks are the C++ classes themselves; compose them in a Network.
 #   LIF(n, V_rest=-60, V_reset=-60, V_th=-50, tau=20, R=1, tau_ref=0, method="exp_euler",
@@ -46,6 +46,11 @@ ExpIF, AdEx, QuaIF, Izhikevich, HH, ALIF, MorrisLecar, WangBuzsaki = (
     _C.ExpIF, _C.AdEx, _C.QuaIF, _C.Izhikevich, _C.HH, _C.ALIF, _C.MorrisLecar, _C.WangBuzsaki)
 DualExpon, Alpha, Kinetic, NMDA, PoissonGroup, SpikeTimeGroup = (
     _C.DualExpon, _C.Alpha, _C.Kinetic, _C.NMDA, _C.PoissonGroup, _C.SpikeTimeGroup)
+#   CondNeuGroup(n, C=1, V_th=20, V_init=-65).add_channel(name, NaChannelHH(n) | KChannelHH(n) |
+#       LeakChannel(n))  (g, E keyword arguments; float64 by default)
+#   AlignPostProj(...).add_stp(U, tau_f, tau_d, facilitation), .add_stdp(tau_plus, tau_minus,
+#       A_plus, A_minus, w_min, w_max)  (STDP needs a CsrComm with one weight per synapse)
+CondNeuGroup, NaChannelHH, KChannelHH, LeakChannel = _C.CondNeuGroup, _C.NaChannelHH, _C.KChannelHH, _C.LeakChannel
 CsrComm, JitComm, AlignPostProj, AlignPreProj, fixed_prob = (_C.CsrComm, _C.JitComm, _C.AlignPostProj,
                                                              _C.AlignPreProj, _C.fixed_prob)
 

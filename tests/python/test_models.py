@@ -171,3 +171,39 @@ def test_every_point_neuron_and_synapse_builds_and_runs():
         net.reset_state()
         out = m.Runner(net, dt=0.01, monitors=["P.spike", "H.V"], progress=False).run(20.0)
         assert out["P.spike"].any() and out["H.V"].max() > -60, type(syn).__name__
+
+
+def test_channel_neurons_equal_the_hh_model_and_stdp_changes_weights():
+    m = brain.models
+    hh = m.Network()
+    hh.add("N", m.HH(3, dtype="float64"))
+    cond = m.Network()
+    group = cond.add("N", m.CondNeuGroup(3))
+    for name, ch in (("Na", m.NaChannelHH(3)), ("K", m.KChannelHH(3)), ("L", m.LeakChannel(3))):
+        group.add_channel(name, ch)
+    results = []
+    for net in (hh, cond):
+        net.reset_state()
+        results.append(m.Runner(net, dt=0.01, monitors=["N.V", "N.spike"], inputs={"N.input": 10.0},
+                                progress=False).run(30.0))
+    # The same equations, integrated differently (HH: exponential Euler on all four variables;
+    # the channel group: per-channel updates): the same spikes, within a fraction of a ms.
+    times = [r["N.spike"][:, 0].nonzero().flatten() for r in results]
+    assert len(times[0]) == len(times[1]) >= 2
+    assert (times[0] - times[1]).abs().max() <= 20  # steps of 0.01 ms
+    torch.testing.assert_close(results[1]["N.V"][:100], results[0]["N.V"][:100], atol=0.1, rtol=0)
+
+    net = m.Network()
+    pre = net.add("P", m.PoissonGroup(30, 50.0, seed=1))
+    post = net.add("N", m.LIF(10))
+    indptr, indices = m.fixed_prob(30, 10, 0.5, True, 2)
+    weights = torch.full((indices.numel(),), 0.5)
+    proj = net.add("P2N", m.AlignPostProj(pre, m.CsrComm(indptr, indices, weights, 30, 10), m.Expon(10, 5.0),
+                                          m.CUBA(), post))
+    proj.add_stdp(A_plus=0.05, A_minus=0.05)
+    net.reset_state()
+    before = dict(net.named_parameters())
+    key = next(k for k in before if k.endswith("weights"))
+    w0 = before[key].detach().clone()
+    m.Runner(net, dt=0.1, inputs={"N.input": 15.0}, progress=False).run(200.0)
+    assert not torch.equal(dict(net.named_parameters())[key].detach(), w0)
