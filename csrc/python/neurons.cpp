@@ -9,6 +9,8 @@
 #include <brain/dyn/inputs.h>
 #include <brain/models/channels.h>
 #include <brain/models/point_neurons.h>
+#include <brain/models/rate_models.h>
+#include <brain/models/reservoir.h>
 #include <brain/models/synapses.h>
 
 #include "csrc/python/bindings.h"
@@ -30,9 +32,9 @@ struct Fields {
   std::vector<std::pair<std::string, bool P::*>> flags;
 };
 
-template <class N, class P>
+template <class N, class P, class Base = NeuronGroup>
 void bind_neuron(py::module& m, const char* name, Fields<P> fields) {
-  py::class_<N, NeuronGroup, std::shared_ptr<N>>(m, name)
+  py::class_<N, Base, std::shared_ptr<N>>(m, name)
       .def(py::init([fields, name](int64_t n, const std::string& dtype, const std::string& device,
                                    std::optional<std::string> method, py::kwargs kwargs) {
              P p;
@@ -54,7 +56,7 @@ void bind_neuron(py::module& m, const char* name, Fields<P> fields) {
              }
              return std::make_shared<N>(n, p, tensor_options(dtype, device));
            }),
-           py::arg("n"), py::arg("dtype") = "float32", py::arg("device") = "cpu", py::arg("method") = py::none())
+           py::arg("n"), py::arg("dtype") = std::is_base_of_v<RateModel, N> ? "float64" : "float32", py::arg("device") = "cpu", py::arg("method") = py::none())
       .def_static("defaults", [fields] {
         P p;
         py::dict d;
@@ -139,6 +141,48 @@ void bind_neurons(py::module& m) {
            }),
            py::arg("n"), py::arg("tau_decay") = 100.0, py::arg("tau_rise") = 2.0, py::arg("a") = 0.5,
            py::arg("dtype") = "float32", py::arg("device") = "cpu");
+
+  // Rate models: states named after their variables, inputs "input_<variable>".
+  py::class_<RateModel, DynamicalSystem, std::shared_ptr<RateModel>>(m, "RateModel")
+      .def("variables", &RateModel::variables)
+      .def("size", &RateModel::size);
+  using F = FHNParams;
+  bind_neuron<FHN, F, RateModel>(m, "FHN", {{{"a", &F::a}, {"b", &F::b}, {"tau", &F::tau}}, {}});
+  using WC = WilsonCowanParams;
+  bind_neuron<WilsonCowan, WC, RateModel>(
+      m, "WilsonCowan",
+      {{{"tau_e", &WC::tau_e}, {"a_e", &WC::a_e}, {"theta_e", &WC::theta_e}, {"tau_i", &WC::tau_i}, {"a_i", &WC::a_i},
+        {"theta_i", &WC::theta_i}, {"w_ee", &WC::w_ee}, {"w_ei", &WC::w_ei}, {"w_ie", &WC::w_ie}, {"w_ii", &WC::w_ii},
+        {"r", &WC::r}},
+       {}});
+  using QM = QIFMeanFieldParams;
+  bind_neuron<QIFMeanField, QM, RateModel>(
+      m, "QIFMeanField", {{{"tau", &QM::tau}, {"eta", &QM::eta}, {"delta", &QM::delta}, {"J", &QM::J}}, {}});
+  using SL = StuartLandauParams;
+  bind_neuron<StuartLandau, SL, RateModel>(m, "StuartLandau", {{{"a", &SL::a}, {"w", &SL::w}}, {}});
+  using TL = ThresholdLinearParams;
+  bind_neuron<ThresholdLinear, TL, RateModel>(
+      m, "ThresholdLinear",
+      {{{"tau_e", &TL::tau_e}, {"tau_i", &TL::tau_i}, {"w_ee", &TL::w_ee}, {"w_ei", &TL::w_ei}, {"w_ie", &TL::w_ie},
+        {"w_ii", &TL::w_ii}},
+       {}});
+
+  // Echo-state reservoir.
+  py::class_<Reservoir, DynamicalSystem, std::shared_ptr<Reservoir>>(m, "Reservoir")
+      .def(py::init([](int64_t n_in, int64_t size, double spectral_radius, double leak, double input_scale,
+                       double bias_scale, double density, const std::string& connectivity, int64_t seed,
+                       const std::string& dtype, const std::string& device) {
+             ReservoirParams p{n_in, size, spectral_radius, leak, input_scale, bias_scale, density, connectivity, seed};
+             return std::make_shared<Reservoir>(p, tensor_options(dtype, device));
+           }),
+           py::arg("n_in") = 1, py::arg("size") = 500, py::arg("spectral_radius") = 0.9, py::arg("leak") = 1.0,
+           py::arg("input_scale") = 1.0, py::arg("bias_scale") = 0.0, py::arg("density") = 1.0,
+           py::arg("connectivity") = "dense", py::arg("seed") = 0, py::arg("dtype") = "float64",
+           py::arg("device") = "cpu")
+      .def("run", &Reservoir::run, py::arg("inputs"), py::call_guard<py::gil_scoped_release>())
+      .def("set_input", &Reservoir::set_input, py::arg("u"))
+      .def("recurrent_matrix", &Reservoir::recurrent_matrix)
+      .def("size", &Reservoir::size);
 
   // Conductance-based neurons composed of ion channels (HH 1952 set).
   py::class_<IonChannel, DynamicalSystem, std::shared_ptr<IonChannel>>(m, "IonChannel");

@@ -24,7 +24,8 @@ __all__ = ["DynamicalSystem", "Network", "ei_network", "Runner", "SpikingNet", "
            "bptt_fit", "LIF", "Expon", "COBA", "CUBA",
            "MgBlock", "CsrComm", "JitComm", "AlignPostProj", "AlignPreProj", "fixed_prob", "ExpIF", "AdEx", "QuaIF",
            "Izhikevich", "HH", "ALIF", "MorrisLecar", "WangBuzsaki", "DualExpon", "Alpha", "Kinetic", "NMDA",
-           "PoissonGroup", "SpikeTimeGroup", "CondNeuGroup", "NaChannelHH", "KChannelHH", "LeakChannel"]
+           "PoissonGroup", "SpikeTimeGroup", "CondNeuGroup", "NaChannelHH", "KChannelHH", "LeakChannel",
+           "FHN", "WilsonCowan", "QIFMeanField", "StuartLandau", "ThresholdLinear", "Reservoir"]
 
 # The building blocks are the C++ classes themselves; compose them in a Network.
 #   LIF(n, V_rest=-60, V_reset=-60, V_th=-50, tau=20, R=1, tau_ref=0, method="exp_euler",
@@ -51,6 +52,13 @@ DualExpon, Alpha, Kinetic, NMDA, PoissonGroup, SpikeTimeGroup = (
 #   AlignPostProj(...).add_stp(U, tau_f, tau_d, facilitation), .add_stdp(tau_plus, tau_minus,
 #       A_plus, A_minus, w_min, w_max)  (STDP needs a CsrComm with one weight per synapse)
 CondNeuGroup, NaChannelHH, KChannelHH, LeakChannel = _C.CondNeuGroup, _C.NaChannelHH, _C.KChannelHH, _C.LeakChannel
+#   Rate models FHN, WilsonCowan, QIFMeanField, StuartLandau, ThresholdLinear:
+#       Cls(n, dtype="float64", device="cpu", method=None, **parameters); states are the
+#       variables (e.g. "v", "w"), inputs "input_<variable>"
+#   Reservoir(n_in, size, spectral_radius, leak, input_scale, bias_scale, density,
+#       connectivity="dense"|"jit", seed).run(inputs [T, n_in]) -> states [T, size]
+FHN, WilsonCowan, QIFMeanField, StuartLandau, ThresholdLinear, Reservoir = (
+    _C.FHN, _C.WilsonCowan, _C.QIFMeanField, _C.StuartLandau, _C.ThresholdLinear, _C.Reservoir)
 CsrComm, JitComm, AlignPostProj, AlignPreProj, fixed_prob = (_C.CsrComm, _C.JitComm, _C.AlignPostProj,
                                                              _C.AlignPreProj, _C.fixed_prob)
 

@@ -207,3 +207,22 @@ def test_channel_neurons_equal_the_hh_model_and_stdp_changes_weights():
     w0 = before[key].detach().clone()
     m.Runner(net, dt=0.1, inputs={"N.input": 15.0}, progress=False).run(200.0)
     assert not torch.equal(dict(net.named_parameters())[key].detach(), w0)
+
+
+def test_rate_models_and_reservoir_from_python():
+    m = brain.models
+    net = m.Network()
+    osc = net.add("SL", m.StuartLandau(2, a=0.25, w=1.0))
+    assert osc.variables() == ["x", "y"]
+    net.reset_state()
+    out = m.Runner(net, dt=0.01, monitors=["SL.x", "SL.y"], progress=False).run(100.0)
+    radius = (out["SL.x"][-2000:] ** 2 + out["SL.y"][-2000:] ** 2).sqrt()
+    torch.testing.assert_close(radius, torch.full_like(radius, 0.5), atol=1e-3, rtol=0)  # sqrt(a)
+    with pytest.raises(RuntimeError, match="unknown parameter"):
+        m.FHN(1, c=1.0)
+    esn = m.Reservoir(n_in=1, size=50, spectral_radius=0.9, seed=1)
+    esn.reset_state()
+    states = esn.run(torch.randn(30, 1, dtype=torch.float64))
+    assert states.shape == (30, 50)
+    eig = torch.linalg.eigvals(esn.recurrent_matrix()).abs().max()
+    assert abs(eig.item() - 0.9) < 1e-9
