@@ -40,10 +40,6 @@ void bind_modules(py::module& m) {
           py::arg("name"), py::arg("child"));
 
   // Building blocks: neurons, synapses, outputs, communication, projections.
-  const auto tensor_options = [](const std::string& dtype, const std::string& device) {
-    TORCH_CHECK(dtype == "float32" || dtype == "float64", "dtype must be 'float32' or 'float64', got '", dtype, "'");
-    return at::TensorOptions(dtype == "float64" ? at::kDouble : at::kFloat).device(c10::Device(device));
-  };
   py::class_<NeuronGroup, DS, std::shared_ptr<NeuronGroup>>(m, "NeuronGroup")
       .def("size", &NeuronGroup::size)
       .def(
@@ -53,7 +49,7 @@ void bind_modules(py::module& m) {
           },
           py::arg("V"));
   py::class_<LIF, NeuronGroup, std::shared_ptr<LIF>>(m, "LIF")
-      .def(py::init([tensor_options](int64_t n, double V_rest, double V_reset, double V_th, double tau, double R,
+      .def(py::init([](int64_t n, double V_rest, double V_reset, double V_th, double tau, double R,
                                      double tau_ref, const std::string& method, const std::string& dtype,
                                      const std::string& device) {
              LifParams p;
@@ -66,7 +62,7 @@ void bind_modules(py::module& m) {
            py::arg("dtype") = "float32", py::arg("device") = "cpu");
   py::class_<Synapse, DS, std::shared_ptr<Synapse>>(m, "Synapse").def("size", &Synapse::size);
   py::class_<Expon, Synapse, std::shared_ptr<Expon>>(m, "Expon")
-      .def(py::init([tensor_options](int64_t n, double tau, const std::string& method, const std::string& dtype,
+      .def(py::init([](int64_t n, double tau, const std::string& method, const std::string& dtype,
                                      const std::string& device) {
              return std::make_shared<Expon>(n, tau, tensor_options(dtype, device), method);
            }),
@@ -220,7 +216,7 @@ void bind_modules(py::module& m) {
       py::arg("X"), py::arg("Y"), py::arg("alpha") = 1e-6, py::arg("fit_bias") = true, release());
   torch::python::add_module_bindings(
       py::class_<train::Readout, torch::nn::Module, std::shared_ptr<train::Readout>>(m, "Readout"))
-      .def(py::init([tensor_options](int64_t n_features, int64_t n_out, const std::string& dtype,
+      .def(py::init([](int64_t n_features, int64_t n_out, const std::string& dtype,
                                      const std::string& device) {
              return std::make_shared<train::Readout>(n_features, n_out, tensor_options(dtype, device));
            }),

@@ -19,12 +19,12 @@ namespace py = pybind11;
 
 namespace brain::python {
 
-namespace {
-
 at::TensorOptions tensor_options(const std::string& dtype, const std::string& device) {
   TORCH_CHECK(dtype == "float32" || dtype == "float64", "dtype must be 'float32' or 'float64', got '", dtype, "'");
   return at::TensorOptions(dtype == "float64" ? at::kDouble : at::kFloat).device(c10::Device(device));
 }
+
+namespace {
 
 template <class P>
 struct Fields {

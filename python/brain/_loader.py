@@ -4,8 +4,11 @@ Every failure raises ImportError with the reason (missing file, torch version or
 mismatch, or the dynamic loader's own message) and what to do about it.
 """
 
+import glob
+import importlib.util
 import json
 import os
+import sys
 import threading
 
 import torch
@@ -80,3 +83,24 @@ def load_library(path=LIBRARY_PATH, build_info_path=BUILD_INFO_PATH):
             raise ImportError(f"loading {path} failed: {e}. {_REINSTALL[0].upper()}{_REINSTALL[1:]}.") from e
         _loaded_path = path
         return path
+
+
+def load_extension():
+    """Imports brain._C, the Python extension of libbrain's C++ classes (analysis, models),
+    from lib/ (once per process; call load_library() first, the extension links against it)."""
+    name = "brain._C"
+    with _lock:
+        if name in sys.modules:
+            return sys.modules[name]
+        found = sorted(glob.glob(os.path.join(PACKAGE_DIR, "lib", "_C*.so")))
+        if not found:
+            raise ImportError(
+                "brain.analysis and brain.models need libbrain's Python extension (lib/_C*.so), which this build "
+                "does not have: it is built when the Python development headers are installed. "
+                f"{_REINSTALL[0].upper()}{_REINSTALL[1:]}.")
+        spec = importlib.util.spec_from_file_location(name, found[0])
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+        return module
+

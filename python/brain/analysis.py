@@ -20,10 +20,6 @@ Variables held constant ("fixed variables") are passed like parameters, by name 
 parameters then default to the model's values. Every object has ``plot(path=None)``.
 """
 
-import glob
-import importlib.util
-import os
-import sys
 
 import torch
 
@@ -35,24 +31,7 @@ __all__ = [
 ]
 
 
-def _load_extension():
-    name = "brain._C"
-    if name in sys.modules:
-        return sys.modules[name]
-    found = sorted(glob.glob(os.path.join(_loader.PACKAGE_DIR, "lib", "_C*.so")))
-    if not found:
-        raise ImportError(
-            "brain.analysis needs libbrain's Python extension (lib/_C*.so), which this build does not have: "
-            "it is built when the Python development headers are installed. Reinstall with "
-            "python3 -m pip install . from the libbrain checkout.")
-    spec = importlib.util.spec_from_file_location(name, found[0])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[name] = module
-    return module
-
-
-_C = _load_extension()
+_C = _loader.load_extension()
 
 
 def builtin_models():

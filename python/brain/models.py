@@ -18,7 +18,9 @@ buffers are the C++ tensors, so torch.optim updates the model the C++ code runs,
 import torch
 from torch.nn.cpp import ModuleWrapper
 
-from .analysis import _C
+from . import _loader
+
+_C = _loader.load_extension()
 
 __all__ = ["DynamicalSystem", "Network", "ei_network", "Runner", "SpikingNet", "Readout", "RLS", "LMS", "ridge",
            "bptt_fit", "LIF", "Expon", "COBA", "CUBA",
