@@ -274,3 +274,19 @@ TEST(Analysis, HodgkinHuxleyRestingStateAndItsFastSubsystem) {
   EXPECT_NEAR(fast_fps[0].x[1], fps[0].x[1], 1e-8);
   EXPECT_EQ(fast_fps[1].stability, "saddle");
 }
+
+TEST(Analysis, SlowPointFinderRejectsBadOptionsAndCandidates) {
+  const auto identity = [](const at::Tensor& x) { return x; };
+  ba::SlowPointOptions o;
+  o.optimizer = "newton";
+  EXPECT_THROW(ba::SlowPointFinder(identity, o), c10::Error);
+  o = {};
+  o.lr = 0;
+  EXPECT_THROW(ba::SlowPointFinder(identity, o), c10::Error);
+  ba::SlowPointFinder finder(identity);
+  EXPECT_THROW(finder.find(at::zeros({0, 3}, at::kDouble)), c10::Error);
+  EXPECT_THROW(finder.find(at::zeros({4}, at::kDouble)), c10::Error);
+  EXPECT_THROW(finder.find(at::full({2, 2}, NAN, at::kDouble)), c10::Error);
+  ba::SlowPointFinder wrong_shape([](const at::Tensor& x) { return x.sum(1); });
+  EXPECT_THROW(wrong_shape.find(at::zeros({2, 2}, at::kDouble)), c10::Error);
+}
