@@ -22,7 +22,9 @@ namespace {
 
 const char* kRunUsage =
     "usage: brain run CONFIG.json [--duration MS] [--device cpu|cuda] [--seed N] [--out DIR]\n"
-    "                 [--progress|--no-progress] [--save-network]\n"
+    "                 [--engine auto|fast|modules] [--progress|--no-progress] [--save-network]\n"
+    "  --engine        fast: fused loops (CPU); modules: every module's update(), op by op;\n"
+    "                  auto (default): fast where the network allows it\n"
     "  --save-network  also write DIR/network.npz: every projection's CSR (<name>.indptr,\n"
     "                  <name>.indices) and the initial potentials (<pop>.V0)\n";
 
@@ -30,6 +32,7 @@ struct RunArgs {
   std::string config;
   std::optional<double> duration;
   std::optional<std::string> device;
+  std::optional<std::string> engine;
   std::optional<uint64_t> seed;
   std::string out;
   int progress = -1;
@@ -55,6 +58,9 @@ std::string parse_args(const std::vector<std::string>& args, RunArgs& a) {
       } else if (k == "--device") {
         if (!value(v) || (v != "cpu" && v != "cuda")) return "--device must be cpu or cuda";
         a.device = v;
+      } else if (k == "--engine") {
+        if (!value(v) || (v != "auto" && v != "fast" && v != "modules")) return "--engine must be auto, fast or modules";
+        a.engine = v;
       } else if (k == "--seed") {
         if (!value(v)) return "--seed needs a value";
         size_t used = 0;
@@ -98,6 +104,16 @@ int64_t count_synapses(torch::nn::Module& net) {
   return static_cast<int64_t>(std::llround(total));
 }
 
+// The process's peak resident memory (Linux: VmHWM), in MB; 0 where it cannot be read.
+double peak_rss_mb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0.0;
+}
+
 }  // namespace
 
 int run(const std::vector<std::string>& args) {
@@ -123,6 +139,7 @@ int run(const std::vector<std::string>& args) {
   if (a.duration) cfg.duration_ms = *a.duration;
   if (a.device) cfg.device = *a.device;
   if (a.seed) cfg.seed = *a.seed;
+  if (a.engine) cfg.engine = *a.engine;
   if (a.out.empty()) a.out = "out/" + std::filesystem::path(a.config).stem().string();
   if (cfg.device == "cuda" && !torch::cuda::is_available()) {
     std::cerr << "brain run: --device cuda, but no CUDA device is available here\n";
@@ -156,6 +173,7 @@ int run(const std::vector<std::string>& args) {
   RunnerOptions opt;
   opt.dt = cfg.dt_ms;
   opt.progress = a.progress;
+  opt.engine = parse_engine(cfg.engine);
   if (cfg.network.input_current != 0) {
     const auto drive = torch::tensor(cfg.network.input_current);
     opt.inputs = {{"E.input", drive, false, RunInput::Op::Set}, {"I.input", drive, false, RunInput::Op::Set}};
@@ -170,6 +188,12 @@ int run(const std::vector<std::string>& args) {
   const std::string label = cfg.network.output == "coba" ? "COBA" : "CUBA";
   std::cerr << label << " E/I network: " << cfg.network.n_exc << " + " << cfg.network.n_inh << " LIF neurons, "
             << synapses << " synapses, built in " << build_s << " s on " << cfg.device << "\n";
+  if (opt.engine == Engine::Fast) {
+    if (const std::string why = fast_engine_unsupported(*net, opt); !why.empty()) {
+      std::cerr << "brain run: the fast engine cannot run this network: " << why << "\n";
+      return kExitUsage;
+    }
+  }
   Runner runner(net, opt);
   const RunResult r = runner.run(cfg.duration_ms);
 
@@ -178,11 +202,8 @@ int run(const std::vector<std::string>& args) {
   nlohmann::json summary = nlohmann::json::parse(r.summary_json());
   const double sim_s = r.steps * r.dt / 1000.0;
   nlohmann::json rates = nlohmann::json::object();
-  if (cfg.monitor_spikes) {
-    for (const char* pop : {"E", "I"}) {
-      const auto& s = r.values.at(std::string(pop) + ".spike");
-      rates[pop] = s.sum().item<double>() / (static_cast<double>(s.size(1)) * sim_s);
-    }
+  for (const auto& [pop, n] : {std::pair<const char*, int64_t>{"E", cfg.network.n_exc}, {"I", cfg.network.n_inh}}) {
+    rates[pop] = static_cast<double>(r.spike_counts.at(pop)) / (static_cast<double>(n) * sim_s);
   }
   summary["model"] = label + " E/I (" + a.config + ")";
   summary["device"] = cfg.device;
@@ -191,6 +212,7 @@ int run(const std::vector<std::string>& args) {
   summary["synapses"] = synapses;
   summary["build_seconds"] = build_s;
   summary["seconds_per_simulated_second"] = r.wall_seconds / sim_s;
+  summary["peak_rss_mb"] = peak_rss_mb();
   summary["rates_hz"] = rates;
   io::write_text(a.out + "/summary.json", summary.dump(2) + "\n");
 
@@ -211,10 +233,9 @@ int run(const std::vector<std::string>& args) {
   std::cout << label << " E/I network, " << cfg.network.n_exc + cfg.network.n_inh << " neurons, " << synapses
             << " synapses, " << cfg.device << "\n";
   std::cout << "  simulated " << r.steps * r.dt << " ms in " << r.wall_seconds << " s ("
-            << r.wall_seconds / sim_s << " s per simulated second), build " << build_s << " s\n";
-  if (cfg.monitor_spikes) {
-    std::cout << "  rates: E " << rates["E"].get<double>() << " Hz, I " << rates["I"].get<double>() << " Hz\n";
-  }
+            << r.wall_seconds / sim_s << " s per simulated second, " << r.engine << " engine), build " << build_s
+            << " s\n";
+  std::cout << "  rates: E " << rates["E"].get<double>() << " Hz, I " << rates["I"].get<double>() << " Hz\n";
   std::cout << "  outputs: " << a.out << "/{monitors.npz, summary.json"
             << (cfg.monitor_spikes ? ", raster.svg" : "") << (cfg.voltage_neurons.empty() ? "" : ", traces.svg") << "}\n";
   return kExitOk;

@@ -12,41 +12,41 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <brain/dyn/fast.h>
 #include <brain/io/npz.h>
+#include <brain/models/neurons.h>
+
+#include "csrc/dyn/progress.h"
 
 namespace brain {
 
+Engine parse_engine(const std::string& name) {
+  if (name == "auto") return Engine::Auto;
+  if (name == "modules") return Engine::Modules;
+  if (name == "fast") return Engine::Fast;
+  TORCH_CHECK(false, "unknown engine '", name, "'; expected auto, modules or fast");
+}
+
+const char* engine_name(Engine engine) {
+  switch (engine) {
+    case Engine::Auto: return "auto";
+    case Engine::Modules: return "modules";
+    case Engine::Fast: return "fast";
+  }
+  return "?";
+}
+
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using detail::Clock;
+using detail::ProgressBar;
 
-class ProgressBar {
- public:
-  ProgressBar(int64_t total, bool enabled) : total_(total), enabled_(enabled && total > 0), start_(Clock::now()) {}
-
-  void update(int64_t done) {
-    if (!enabled_) return;
-    const auto now = Clock::now();
-    if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    const double elapsed = std::chrono::duration<double>(now - start_).count();
-    const double rate = elapsed > 0 ? done / elapsed : 0;
-    const double eta = rate > 0 ? (total_ - done) / rate : 0;
-    constexpr int kWidth = 30;
-    const int filled = static_cast<int>(kWidth * done / total_);
-    std::fprintf(stderr, "\r[%.*s%.*s] %3d%% %lld/%lld steps, %.0f steps/s, ETA %.1fs ", filled,
-                 "##############################", kWidth - filled, "------------------------------",
-                 static_cast<int>(100 * done / total_), static_cast<long long>(done),
-                 static_cast<long long>(total_), rate, eta);
-    if (done == total_) std::fprintf(stderr, "\n");
-    std::fflush(stderr);
-  }
-
- private:
-  int64_t total_;
-  bool enabled_;
-  Clock::time_point start_, last_;
-};
+// Every neuron population below root with its path, for the spike counts.
+void find_populations(DynamicalSystem& s, const std::string& path,
+                      std::vector<std::pair<std::string, DynamicalSystem*>>& out) {
+  if (dynamic_cast<NeuronGroup*>(&s) && s.has_state("spike")) out.emplace_back(path.empty() ? s.name() : path, &s);
+  for (const auto& [name, child] : s.children()) find_populations(*child, path.empty() ? name : path + "." + name, out);
+}
 
 // A state resolved once per run, so the loop does no path parsing.
 struct Target {
@@ -133,6 +133,10 @@ RunResult Runner::run(double duration_ms) {
 RunResult Runner::run_steps(int64_t steps) {
   TORCH_CHECK(steps > 0, "Runner.run_steps: the number of steps must be positive, got ", steps);
   validate();  // states may have been reset to another shape since construction
+  if (options_.engine == Engine::Fast ||
+      (options_.engine == Engine::Auto && fast_engine_unsupported(*system_, options_).empty())) {
+    return detail::run_fast(*system_, options_, ctx_, steps);
+  }
   std::vector<Recording> recs;
   for (const auto& m : options_.monitors) {
     Recording r{&m, resolve(*system_, m.path), {}, {}, {}, {}};
@@ -148,7 +152,15 @@ RunResult Runner::run_steps(int64_t steps) {
     input_values.push_back(in.value.to(s.device(), s.scalar_type()));
   }
 
+  std::vector<std::pair<std::string, DynamicalSystem*>> populations;
+  find_populations(*system_, "", populations);
+  std::vector<at::Tensor> counts;  // on the device: summed without a host sync per step
+  for (const auto& item : populations) {
+    counts.push_back(torch::zeros({}, item.second->state("spike").options().dtype(torch::kDouble)));
+  }
+
   RunResult result;
+  result.engine = "modules";
   result.dt = options_.dt;
   result.t_start = ctx_.t;
   ProgressBar bar(steps, options_.progress == 1 || (options_.progress == -1 && isatty(fileno(stderr))));
@@ -163,6 +175,7 @@ RunResult Runner::run_steps(int64_t steps) {
       target.system->assign_state(target.leaf, in.op == RunInput::Op::Set ? v.expand(cur.sizes()).clone() : cur + v);
     }
     system_->step(ctx_);
+    for (size_t p = 0; p < populations.size(); ++p) counts[p].add_(populations[p].second->state("spike").detach().sum());
     for (auto& r : recs) {
       if (ctx_.step % r.spec->every != 0) continue;
       at::Tensor s = r.target.system->state(r.target.leaf).detach();
@@ -185,6 +198,9 @@ RunResult Runner::run_steps(int64_t steps) {
   }
   result.steps = steps;
   result.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  for (size_t p = 0; p < populations.size(); ++p) {
+    result.spike_counts[populations[p].first] = std::llround(counts[p].item<double>());
+  }
   return result;
 }
 
@@ -217,7 +233,13 @@ std::string RunResult::summary_json() const {
                       {"duration_ms", steps * dt},
                       {"wall_seconds", wall_seconds},
                       {"realtime_factor", wall_seconds > 0 ? duration_s / wall_seconds : 0.0},
+                      {"engine", engine},
                       {"monitors", monitors}};
+  if (!spike_counts.empty()) {
+    nlohmann::json counts = nlohmann::json::object();
+    for (const auto& [pop, count] : spike_counts) counts[pop] = count;
+    j["spike_counts"] = counts;
+  }
   return j.dump(2);
 }
 

@@ -6,6 +6,7 @@
 
 #include <pybind11/stl.h>
 
+#include <brain/dyn/fast.h>
 #include <brain/dyn/runner.h>
 #include <brain/dyn/system.h>
 #include <brain/models/networks.h>
@@ -167,6 +168,9 @@ void bind_modules(py::module& m) {
       .def_readwrite("inputs", &RunnerOptions::inputs)
       .def_readwrite("progress", &RunnerOptions::progress)
       .def_readwrite("chunk_steps", &RunnerOptions::chunk_steps)
+      .def_property(
+          "engine", [](const RunnerOptions& o) { return std::string(engine_name(o.engine)); },
+          [](RunnerOptions& o, const std::string& name) { o.engine = parse_engine(name); })
       .def("set_device", [](RunnerOptions& o, const std::string& d) { o.device = c10::Device(d); });
   py::class_<RunResult>(m, "RunResult")
       .def_readonly("steps", &RunResult::steps)
@@ -176,6 +180,8 @@ void bind_modules(py::module& m) {
       .def_readonly("values", &RunResult::values)
       .def_readonly("times", &RunResult::times)
       .def_readonly("order", &RunResult::order)
+      .def_readonly("engine", &RunResult::engine)
+      .def_readonly("spike_counts", &RunResult::spike_counts)
       .def("save", &RunResult::save, py::arg("directory"))
       .def("summary_json", &RunResult::summary_json);
   py::class_<Runner>(m, "Runner")
@@ -183,6 +189,10 @@ void bind_modules(py::module& m) {
       .def("run", &Runner::run, py::arg("duration_ms"), release())
       .def("run_steps", &Runner::run_steps, py::arg("steps"), release())
       .def("time", [](Runner& r) { return r.context().t; });
+  m.def(
+      "fast_engine_unsupported",
+      [](const std::shared_ptr<DS>& system, const RunnerOptions& options) { return fast_engine_unsupported(*system, options); },
+      py::arg("system"), py::arg("options"));
 
   py::class_<train::SpikingNetOptions>(m, "SpikingNetOptions")
       .def(py::init<>())

@@ -5,5 +5,6 @@
 #include <brain/dyn/inputs.h>
 #include <brain/dyn/integrators.h>
 #include <brain/dyn/runner.h>
+#include <brain/dyn/fast.h>
 #include <brain/dyn/system.h>
 #include <brain/io/npz.h>

@@ -145,9 +145,14 @@ class Runner:
     dicts with path/indices/every/name/dtype. inputs: {path: value} added to the state every
     step, or a list of dicts with path, value, per_step (value [T, ...] gives one row per step)
     and add (False: set the state). progress: None (when stderr is a terminal), True or False.
+    engine: "auto" (the fast fused engine when the network allows it and no gradient is being
+    recorded, else the module engine), "fast" or "modules"; both give the same results
+    (`fast_engine_reason()` says why a network cannot run fast). Each run also returns
+    "spike_counts", the spikes of every neuron population, monitored or not.
     """
 
-    def __init__(self, system, dt=0.1, monitors=(), inputs=None, progress=None, chunk_steps=1000, device=None):
+    def __init__(self, system, dt=0.1, monitors=(), inputs=None, progress=None, chunk_steps=1000, device=None,
+                 engine="auto"):
         self.system = system
         cpp = _cpp(system)
         o = _C.RunnerOptions()
@@ -162,14 +167,21 @@ class Runner:
         o.inputs = run_inputs
         o.progress = -1 if progress is None else int(bool(progress))
         o.chunk_steps = int(chunk_steps)
+        o.engine = str(engine)
         if device is not None:
             o.set_device(str(torch.device(device)))
+        self._options = o
         self._impl = _C.Runner(cpp, o)
+
+    def fast_engine_reason(self):
+        """Why the fast engine cannot run this system with these monitors and inputs ("" if it can)."""
+        return _C.fast_engine_unsupported(_cpp(self.system), self._options)
 
     def _result(self, r):
         out = {key: r.values[key] for key in r.order}
         out["t"] = {key: r.times[key] for key in r.order}
         out["steps"], out["dt"], out["wall_seconds"] = r.steps, r.dt, r.wall_seconds
+        out["engine"], out["spike_counts"] = r.engine, dict(r.spike_counts)
         self.last = r
         return out
 

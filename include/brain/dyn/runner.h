@@ -6,6 +6,12 @@
 // order in dyn/system.h), then monitors record. Time advances by dt per step and carries on
 // across successive run() calls. Monitors are recorded on the system's device and copied to
 // the CPU in chunks of `chunk_steps` samples: the only host synchronisation in the loop.
+//
+// Two engines run the same step (dyn/fast.h): "modules" calls every system's update(), op by
+// op, and is differentiable; "fast" compiles networks of LIF populations and exponential
+// synapses (CSR or JIT connectivity, delays) into fused loops over raw memory, with the same
+// results, spike for spike. Engine::Auto takes the fast one when the network and the
+// monitors allow it and no gradient is being recorded.
 #pragma once
 
 #include <cstdint>
@@ -39,8 +45,13 @@ struct RunInput {
   Op op = Op::Add;
 };
 
+enum class Engine { Auto, Modules, Fast };
+BRAIN_API Engine parse_engine(const std::string& name);  // "auto" | "modules" | "fast"
+BRAIN_API const char* engine_name(Engine engine);
+
 struct RunnerOptions {
   double dt = 0.1;  // ms
+  Engine engine = Engine::Auto;
   std::vector<Monitor> monitors;
   std::vector<RunInput> inputs;
   // Progress bar on stderr: -1 when stderr is a terminal, 0 never, 1 always.
@@ -59,6 +70,9 @@ struct RunResult {
   std::map<std::string, at::Tensor> values;
   std::map<std::string, at::Tensor> times;
   std::vector<std::string> order;  // monitor keys as given
+  std::string engine;              // "modules" or "fast": the one that ran
+  // Spikes emitted during the run by every neuron population (by path), monitored or not.
+  std::map<std::string, int64_t> spike_counts;
 
   // <dir>/monitors.npz (arrays "<key>" and "<key>.t") and <dir>/summary.json.
   void save(const std::string& dir) const;

@@ -54,6 +54,7 @@ class BRAIN_API DynamicalSystem : public torch::nn::Module {
 
   void add_before_update(Hook hook) { before_.push_back(std::move(hook)); }
   void add_after_update(Hook hook) { after_.push_back(std::move(hook)); }
+  bool has_hooks() const { return !before_.empty() || !after_.empty(); }
 
   int64_t batch_size() const { return batch_size_; }
 

@@ -29,6 +29,7 @@ struct RunConfig {
   double dt_ms = 0.1;
   uint64_t seed = 42;
   std::string device = "cpu";
+  std::string engine = "auto";  // "auto", "fast" or "modules" (brain/dyn/runner.h)
   bool monitor_spikes = true;
   std::vector<int64_t> voltage_neurons{0, 1, 2, 3, 4};  // of the excitatory population
   int64_t raster_neurons = 400;                         // per population, in the picture

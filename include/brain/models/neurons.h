@@ -29,6 +29,9 @@ class BRAIN_API NeuronGroup : public DynamicalSystem {
   bool add_current_once(const void* key, CurrentFn fn);
   // "input" plus every registered current, evaluated at V.
   at::Tensor total_current(const at::Tensor& V) const;
+  // The registered currents and the keys of those added with add_current_once, in order.
+  size_t n_currents() const { return currents_.size(); }
+  const std::vector<const void*>& current_keys() const { return current_keys_; }
 
   // Initial potential: a function of the state shape; default V_rest-like constant.
   void set_V_initializer(std::function<at::Tensor(const std::vector<int64_t>&)> init) { v_init_ = std::move(init); }

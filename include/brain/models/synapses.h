@@ -45,6 +45,7 @@ class BRAIN_API Expon : public Synapse {
  public:
   Expon(int64_t n, double tau_ms, at::TensorOptions options = at::kFloat, std::string method = "exp_euler");
   double tau() const { return tau_; }
+  bool euler() const { return euler_; }
 
  protected:
   void advance(const Context& ctx) override;
@@ -315,6 +316,17 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
     double w_min = 0.0, w_max = 1.0;
   };
   void add_stdp(STDPParams params);
+
+  // The parts, for engines that compile a network (dyn/fast.h).
+  const std::shared_ptr<DynamicalSystem>& pre() const { return pre_; }
+  const std::shared_ptr<NeuronGroup>& post() const { return post_; }
+  const std::shared_ptr<Comm>& comm() const { return comm_; }
+  const std::shared_ptr<Synapse>& syn() const { return syn_; }
+  const std::shared_ptr<SynOutput>& output() const { return out_; }
+  const std::shared_ptr<Delay>& delay() const { return delay_; }
+  int64_t delay_steps() const { return delay_steps_; }
+  bool has_stp() const { return stp_ != nullptr; }
+  bool has_stdp() const { return stdp_.has_value(); }
 
  private:
   std::shared_ptr<DynamicalSystem> pre_;

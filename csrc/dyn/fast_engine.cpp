@@ -1,0 +1,675 @@
+// The fast engine (brain/dyn/fast.h): compiles a module tree into flat arrays and runs the
+// fused CPU loops of kernels/fastsim/fast_cpu.h.
+#include <brain/dyn/fast.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <typeinfo>
+#include <vector>
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <brain/models/neurons.h>
+#include <brain/models/synapses.h>
+#include <brain/ops.h>
+
+#include "csrc/dyn/fast_kernels.h"
+#include "csrc/dyn/progress.h"
+#include "csrc/ops/jitc_common.h"
+#include "kernels/fastsim/fast_cpu.h"
+
+namespace brain {
+
+namespace {
+
+namespace fs = kernels::fastsim;
+
+// Populations this large are split over threads; below, a fork costs more than it saves.
+constexpr int64_t kParallelNeurons = 32768;
+// Spike deliveries worth running the projections in parallel (each has its own buffer).
+constexpr int64_t kParallelDeliveries = 16384;
+
+struct PopInfo {
+  std::string path;
+  LIF* lif;
+  std::vector<int> receptors;  // in the order the population registered their currents
+};
+
+struct RecInfo {
+  Expon* syn;
+  AlignPostProj* owner = nullptr;  // the projection holding the synapse (and its output)
+  std::string owner_path;
+  int pop = -1;
+  std::vector<int> projections;  // delivering into it, in update order
+};
+
+struct ProjInfo {
+  std::string path;
+  AlignPostProj* proj;
+  int pre = -1, post = -1, receptor = -1;
+};
+
+struct Layout {
+  std::vector<PopInfo> pops;
+  std::vector<RecInfo> receptors;
+  std::vector<ProjInfo> projections;
+  at::ScalarType dtype = at::kFloat;
+
+  int pop_of(const DynamicalSystem* s) const {
+    for (size_t i = 0; i < pops.size(); ++i) {
+      if (pops[i].lif == s) return static_cast<int>(i);
+    }
+    return -1;
+  }
+  int receptor_of(const DynamicalSystem* s) const {
+    for (size_t i = 0; i < receptors.size(); ++i) {
+      if (receptors[i].syn == s) return static_cast<int>(i);
+    }
+    return -1;
+  }
+};
+
+std::string join_path(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
+bool has_child(const DynamicalSystem& s, const std::string& name) {
+  for (const auto& [child_name, child] : s.children()) {
+    if (child_name == name) return true;
+  }
+  return false;
+}
+
+std::string describe(const DynamicalSystem& s, const std::string& path) {
+  return "'" + (path.empty() ? std::string("the root") : path) + "' (" + s.name() + ")";
+}
+
+// Checks one tensor state: CPU, unbatched dtype, no gradient wanted.
+std::string check_state(const at::Tensor& t, const std::string& what, at::ScalarType dtype) {
+  if (!t.device().is_cpu()) return what + " is on " + t.device().str() + "; the fast engine runs on the CPU";
+  if (t.scalar_type() != dtype) {
+    return what + " is " + std::string(c10::toString(t.scalar_type())) + ", the network's states are " +
+           std::string(c10::toString(dtype));
+  }
+  return "";
+}
+
+std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
+  if (s.has_hooks()) return describe(s, path) + " has before/after-update hooks";
+  if (typeid(s) == typeid(DynSysGroup)) {
+    for (const auto& [name, child] : s.children()) {
+      if (auto why = walk(*child, join_path(path, name), L); !why.empty()) return why;
+    }
+    return "";
+  }
+  if (typeid(s) == typeid(LIF)) {
+    if (!L.projections.empty()) {
+      return describe(s, path) + " is updated after a projection; the fast engine needs every population first";
+    }
+    L.pops.push_back({path, static_cast<LIF*>(&s), {}});
+    return "";
+  }
+  if (typeid(s) == typeid(AlignPostProj)) {
+    auto* proj = static_cast<AlignPostProj*>(&s);
+    if (proj->has_stp()) return describe(s, path) + " has short-term plasticity";
+    if (proj->has_stdp()) return describe(s, path) + " has STDP";
+    if (typeid(*proj->syn()) != typeid(Expon)) return describe(s, path) + " has a " + proj->syn()->name() + " synapse, not Expon";
+    const SynOutput& out = *proj->output();
+    if (typeid(out) != typeid(COBA) && typeid(out) != typeid(CUBA)) return describe(s, path) + " has an output other than COBA or CUBA";
+    const Comm& comm = *proj->comm();
+    if (typeid(comm) != typeid(CsrComm) && typeid(comm) != typeid(JitComm)) {
+      return describe(s, path) + " has connectivity other than CsrComm or JitComm";
+    }
+    ProjInfo info{path, proj};
+    info.pre = L.pop_of(proj->pre().get());
+    info.post = L.pop_of(proj->post().get());
+    if (info.pre < 0 || info.post < 0) {
+      return describe(s, path) + " connects a population that is not a LIF population of this network";
+    }
+    int r = L.receptor_of(proj->syn().get());
+    if (r < 0) {
+      r = static_cast<int>(L.receptors.size());
+      L.receptors.push_back(RecInfo{static_cast<Expon*>(proj->syn().get()), nullptr, "", -1, {}});
+      L.receptors.back().pop = info.post;
+    }
+    if (has_child(*proj, "syn")) {
+      L.receptors[r].owner = proj;
+      L.receptors[r].owner_path = path;
+    }
+    info.receptor = r;
+    L.receptors[r].projections.push_back(static_cast<int>(L.projections.size()));
+    L.projections.push_back(std::move(info));
+    return "";
+  }
+  return describe(s, path) + " is not a model the fast engine compiles (LIF, AlignPostProj, DynSysGroup)";
+}
+
+std::string analyse(DynamicalSystem& root, Layout& L) {
+  if (auto why = walk(root, "", L); !why.empty()) return why;
+  if (L.pops.empty()) return "the network has no LIF population";
+  L.dtype = L.pops[0].lif->state("V").scalar_type();
+  if (L.dtype != at::kFloat && L.dtype != at::kDouble) {
+    return "the states are " + std::string(c10::toString(L.dtype)) + "; the fast engine runs float32 and float64";
+  }
+  for (auto& pop : L.pops) {
+    const LIF& lif = *pop.lif;
+    if (lif.batch_size() != 0) return "'" + pop.path + "' has a batch dimension; the fast engine runs unbatched states";
+    for (const char* st : {"V", "spike", "input"}) {
+      if (auto why = check_state(lif.state(st), "'" + pop.path + "." + st + "'", L.dtype); !why.empty()) return why;
+    }
+    if (lif.params().tau_ref > 0) {
+      if (auto why = check_state(lif.state("last_spike_step"), "'" + pop.path + ".last_spike_step'", at::kLong);
+          !why.empty()) {
+        return why;
+      }
+    }
+    if (lif.n_currents() != lif.current_keys().size()) {
+      return "'" + pop.path + "' has currents that do not come from a projection of this network";
+    }
+    for (const void* key : lif.current_keys()) {
+      const int r = L.receptor_of(static_cast<const DynamicalSystem*>(static_cast<const Synapse*>(key)));
+      if (r < 0 || L.receptors[r].pop != L.pop_of(&lif)) {
+        return "'" + pop.path + "' has a synaptic current from outside this network";
+      }
+      pop.receptors.push_back(r);
+    }
+  }
+  for (const auto& rc : L.receptors) {
+    if (!rc.owner) return "a synapse of '" + L.pops[rc.pop].path + "' belongs to no projection of this network";
+    if (auto why = check_state(rc.syn->state("g"), "'" + rc.owner_path + ".syn.g'", L.dtype); !why.empty()) return why;
+  }
+  for (const auto& pj : L.projections) {
+    const Comm& comm = *pj.proj->comm();
+    const at::Tensor& w = typeid(comm) == typeid(CsrComm) ? static_cast<const CsrComm&>(comm).weights()
+                                                           : static_cast<const JitComm&>(comm).weight();
+    if (auto why = check_state(w, "the weights of '" + pj.path + "'", L.dtype); !why.empty()) return why;
+    if (typeid(comm) == typeid(CsrComm)) {
+      const auto& csr = static_cast<const CsrComm&>(comm);
+      if (!csr.indptr().device().is_cpu()) return "the connectivity of '" + pj.path + "' is not on the CPU";
+    }
+    if (pj.proj->delay() && !pj.proj->delay()->state("history").device().is_cpu()) {
+      return "the delay buffer of '" + pj.path + "' is not on the CPU";
+    }
+  }
+  return "";
+}
+
+// Where a monitor or an input points in the compiled network.
+struct Place {
+  enum Kind { kPopV, kPopSpike, kPopInput, kPopLast, kReceptorG } kind;
+  int index;
+};
+
+std::string place_of(DynamicalSystem& root, const Layout& L, const std::string& path, Place& out) {
+  const auto dot = path.rfind('.');
+  DynamicalSystem* sys = &root;
+  std::string leaf = path;
+  if (dot != std::string::npos) {
+    try {
+      sys = &root.find_system(path.substr(0, dot));
+    } catch (const std::exception&) {
+      return "'" + path + "' is not a state of the network";
+    }
+    leaf = path.substr(dot + 1);
+  }
+  if (const int p = L.pop_of(sys); p >= 0) {
+    out.index = p;
+    if (leaf == "V") out.kind = Place::kPopV;
+    else if (leaf == "spike") out.kind = Place::kPopSpike;
+    else if (leaf == "input") out.kind = Place::kPopInput;
+    else if (leaf == "last_spike_step" && L.pops[p].lif->params().tau_ref > 0) out.kind = Place::kPopLast;
+    else return "'" + path + "' is not a state the fast engine records";
+    return "";
+  }
+  if (const int r = L.receptor_of(sys); r >= 0 && leaf == "g") {
+    out = {Place::kReceptorG, r};
+    return "";
+  }
+  return "'" + path + "' is not a state the fast engine records";
+}
+
+bool wants_gradient(DynamicalSystem& root) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const auto& p : root.parameters()) {
+    if (p.requires_grad()) return true;
+  }
+  for (const auto& path : root.state_paths()) {
+    if (root.find_state(path).requires_grad()) return true;
+  }
+  return false;
+}
+
+std::string unsupported(DynamicalSystem& root, const RunnerOptions& options, Layout& L) {
+  if (auto why = analyse(root, L); !why.empty()) return why;
+  if (wants_gradient(root)) return "gradients are being recorded (the fast engine does not differentiate)";
+  for (const auto& m : options.monitors) {
+    Place place{};
+    if (auto why = place_of(root, L, m.path, place); !why.empty()) return "monitor " + why;
+  }
+  for (const auto& in : options.inputs) {
+    Place place{};
+    if (auto why = place_of(root, L, in.path, place); !why.empty() || place.kind != Place::kPopInput) {
+      return "input '" + in.path + "' does not go to a population's input";
+    }
+  }
+  return "";
+}
+
+// ---- The run ------------------------------------------------------------------------------
+
+template <typename T>
+struct Projection {
+  const ProjInfo* info;
+  std::vector<T> pending;
+  // CSR
+  bool jit = false;
+  at::Tensor indptr, indices;  // int32 or int64, the same for both
+  const T* weights = nullptr;  // null: homogeneous
+  T w = 0;
+  // JIT
+  kernels::jitc::Spec spec;
+  double a = 0, b = 0;
+  // Delay: ring of spike lists, slot(step) = step mod (D + 1), as brain::Delay
+  int64_t delay = 0;
+  std::vector<std::vector<int32_t>> ring;
+  double fanout = 0;  // mean synapses per presynaptic neuron: the work of one spike
+  size_t slot(int64_t step) const {
+    const int64_t len = delay + 1;
+    return static_cast<size_t>(((step % len) + len) % len);
+  }
+};
+
+template <typename T>
+struct Population {
+  const PopInfo* info;
+  at::Tensor V, last, input0;
+  std::vector<int32_t> since;  // the kernel's saturated steps-since-spike; `last` stays exact
+  std::vector<uint8_t> spiked;
+  std::vector<int32_t> spikes;
+  int64_t n_spikes = 0;
+  int64_t count = 0;
+  std::vector<fs::Receptor<T>> receptors;
+  fs::LifPop<T> k;
+  // Inputs into this population, in the runner's order; drives for the first and later steps.
+  std::vector<std::pair<const RunInput*, at::Tensor>> inputs;
+  bool per_step = false;
+  at::Tensor drive_first, drive_rest, drive_now;
+};
+
+template <typename T>
+struct Receptor {
+  const RecInfo* info;
+  at::Tensor g_decayed;
+  std::vector<T*> pending;
+};
+
+// The runner applies inputs to the "input" state before each step; the LIF update zeroes it.
+at::Tensor fold_inputs(at::Tensor base, const std::vector<std::pair<const RunInput*, at::Tensor>>& inputs, int64_t i) {
+  at::Tensor cur = base;
+  for (const auto& [in, all] : inputs) {
+    const at::Tensor v = in->per_step ? all[std::min<int64_t>(i, all.size(0) - 1)] : all;
+    cur = in->op == RunInput::Op::Set ? v.expand(cur.sizes()).clone() : cur + v;
+  }
+  return cur.contiguous();
+}
+
+// Writes one monitor sample (a row of the recording) per call.
+using Writer = std::function<void(int64_t row)>;
+
+template <typename T>
+RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions& options, Context& ctx, int64_t steps) {
+  const double dt = options.dt;
+  const at::TensorOptions fopt = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+
+  std::vector<Receptor<T>> recs(L.receptors.size());
+  std::vector<Projection<T>> projs(L.projections.size());
+  std::vector<Population<T>> pops(L.pops.size());
+
+  for (size_t p = 0; p < L.pops.size(); ++p) {
+    const PopInfo& info = L.pops[p];
+    const LIF& lif = *info.lif;
+    const LifParams& lp = lif.params();
+    Population<T>& pop = pops[p];
+    pop.info = &info;
+    const int64_t n = lif.size();
+    TORCH_CHECK(n < (int64_t{1} << 31), "fast engine: '", info.path, "' has ", n, " neurons; at most 2^31 - 1");
+    pop.V = lif.state("V").detach().contiguous().clone();
+    pop.input0 = lif.state("input").detach().contiguous();
+    pop.spiked.assign(static_cast<size_t>(n), 0);
+    pop.spikes.assign(static_cast<size_t>(n), 0);
+    auto& k = pop.k;
+    k.n = n;
+    k.V = pop.V.template data_ptr<T>();
+    if (lp.tau_ref > 0) {
+      pop.last = lif.state("last_spike_step").detach().contiguous().clone();
+      const int64_t ref_steps = std::min<int64_t>(std::llround(lp.tau_ref / dt), int64_t{1} << 30);
+      k.ref_steps = static_cast<int32_t>(ref_steps);
+      const int64_t* last = pop.last.template data_ptr<int64_t>();
+      pop.since.resize(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        pop.since[static_cast<size_t>(i)] =
+            static_cast<int32_t>(std::clamp<int64_t>(ctx.step - last[i], -(int64_t{1} << 30), ref_steps));
+      }
+      k.since_spike = pop.since.data();
+    }
+    k.euler = lp.method == "euler";
+    k.V_rest = static_cast<T>(lp.V_rest);
+    k.R = static_cast<T>(lp.R);
+    k.V_th = static_cast<T>(lp.V_th);
+    k.V_reset = static_cast<T>(lp.V_reset);
+    k.factor = static_cast<T>(k.euler ? dt / lp.tau : std::exp(-dt / lp.tau));
+    k.threshold_scale = static_cast<T>(lp.V_th - lp.V_reset);
+    k.detach_reset = lp.detach_reset;
+    k.spiked = pop.spiked.data();
+  }
+  for (size_t j = 0; j < L.projections.size(); ++j) {
+    const ProjInfo& info = L.projections[j];
+    Projection<T>& pj = projs[j];
+    pj.info = &info;
+    pj.pending.assign(static_cast<size_t>(L.pops[info.post].lif->size()), T(0));
+    const Comm& comm = *info.proj->comm();
+    if (typeid(comm) == typeid(CsrComm)) {
+      const auto& csr = static_cast<const CsrComm&>(comm);
+      // The module engine checks every index as it goes; here the structure is checked once.
+      ops::validate_csr(csr.indptr(), csr.indices(), {csr.n_pre(), csr.n_post()});
+      pj.indptr = csr.indptr().contiguous();
+      pj.indices = csr.indices().contiguous();
+      if (pj.indptr.scalar_type() != pj.indices.scalar_type()) {
+        pj.indptr = pj.indptr.to(at::kLong);
+        pj.indices = pj.indices.to(at::kLong);
+      }
+      pj.fanout = static_cast<double>(csr.indices().numel()) / static_cast<double>(std::max<int64_t>(1, csr.n_pre()));
+      const at::Tensor w = csr.weights().detach();
+      if (w.numel() == 1) {
+        pj.w = w.reshape({-1})[0].template item<T>();
+      } else {
+        pj.weights = w.data_ptr<T>();  // a parameter: contiguous 1-D
+        TORCH_CHECK(w.is_contiguous(), "fast engine: the weights of '", info.path, "' are not contiguous");
+      }
+    } else {
+      const auto& jit = static_cast<const JitComm&>(comm);
+      pj.jit = true;
+      const auto dist = ops::detail::parse_dist("fast engine", jit.dist());
+      std::tie(pj.a, pj.b) = ops::detail::read_weight_params_cpu("fast engine", jit.weight().detach(), dist);
+      pj.spec = kernels::jitc::make_spec(jit.prob(), jit.seed(), jit.n_pre(), jit.n_post(), dist);
+      pj.fanout = jit.prob() * static_cast<double>(jit.n_post());
+    }
+    pj.delay = info.proj->delay_steps();
+    if (pj.delay > 0) {
+      const at::Tensor history = info.proj->delay()->state("history").detach();
+      pj.ring.resize(static_cast<size_t>(pj.delay + 1));
+      for (int64_t s = 0; s <= pj.delay; ++s) {
+        const at::Tensor idx = history[s].nonzero().reshape({-1}).to(at::kInt);
+        pj.ring[static_cast<size_t>(s)].assign(idx.data_ptr<int32_t>(), idx.data_ptr<int32_t>() + idx.numel());
+      }
+    }
+  }
+  for (size_t r = 0; r < L.receptors.size(); ++r) {
+    const RecInfo& info = L.receptors[r];
+    Receptor<T>& rc = recs[r];
+    rc.info = &info;
+    rc.g_decayed = info.syn->state("g").detach().contiguous().clone();
+    for (int j : info.projections) rc.pending.push_back(projs[j].pending.data());
+  }
+  for (size_t p = 0; p < pops.size(); ++p) {
+    Population<T>& pop = pops[p];
+    for (int r : L.pops[p].receptors) {
+      const RecInfo& info = L.receptors[r];
+      fs::Receptor<T> k;
+      k.g_decayed = recs[r].g_decayed.template data_ptr<T>();
+      k.pending = recs[r].pending.data();
+      k.n_pending = static_cast<int>(recs[r].pending.size());
+      k.euler = info.syn->euler();
+      k.factor = static_cast<T>(k.euler ? dt / info.syn->tau() : std::exp(-dt / info.syn->tau()));
+      const SynOutput& out = *info.owner->output();
+      k.coba = typeid(out) == typeid(COBA);
+      if (k.coba) k.E = static_cast<T>(static_cast<const COBA&>(out).E);
+      pop.receptors.push_back(k);
+    }
+    pop.k.receptors = pop.receptors.data();
+    pop.k.n_receptors = static_cast<int>(pop.receptors.size());
+  }
+
+  // Inputs, converted once like the module runner does.
+  for (const auto& in : options.inputs) {
+    Place place{};
+    TORCH_CHECK(place_of(root, L, in.path, place).empty(), "fast engine: input '", in.path, "'");
+    Population<T>& pop = pops[place.index];
+    pop.inputs.emplace_back(&in, in.value.to(at::kCPU, fopt.dtype().toScalarType()));
+    pop.per_step = pop.per_step || in.per_step;
+  }
+  for (auto& pop : pops) {
+    const at::Tensor zeros = at::zeros_like(pop.V);
+    pop.drive_first = fold_inputs(pop.input0, pop.inputs, 0);
+    pop.drive_rest = fold_inputs(zeros, pop.inputs, 1);
+  }
+
+  // Monitors: recordings allocated up front, filled in place.
+  RunResult result;
+  result.engine = "fast";
+  result.dt = dt;
+  result.t_start = ctx.t;
+  std::vector<Writer> writers;
+  std::vector<int64_t> every;
+  std::vector<at::Tensor> recordings;
+  std::vector<std::vector<double>> times(options.monitors.size());
+  for (const auto& m : options.monitors) {
+    Place place{};
+    TORCH_CHECK(place_of(root, L, m.path, place).empty(), "fast engine: monitor '", m.path, "'");
+    int64_t samples = 0;
+    for (int64_t i = 0; i < steps; ++i) samples += (ctx.step + i) % m.every == 0;
+    const bool is_pop = place.kind != Place::kReceptorG;
+    const int64_t n = is_pop ? pops[place.index].k.n : L.pops[L.receptors[place.index].pop].lif->size();
+    std::vector<int64_t> idx;
+    if (m.indices) {
+      const at::Tensor ix = m.indices->to(at::kCPU, at::kLong).contiguous();
+      idx.assign(ix.data_ptr<int64_t>(), ix.data_ptr<int64_t>() + ix.numel());
+    } else {
+      for (int64_t i = 0; i < n; ++i) idx.push_back(i);
+    }
+    const at::ScalarType state_type = place.kind == Place::kPopLast ? at::kLong : fopt.dtype().toScalarType();
+    const at::ScalarType out_type = m.dtype.value_or(state_type);
+    // Zeroed, not just allocated: the pages are touched here rather than inside the timed loop.
+    at::Tensor rec = samples > 0 ? at::zeros({samples, static_cast<int64_t>(idx.size())}, at::TensorOptions().dtype(out_type))
+                                 : at::empty({0});
+    recordings.push_back(rec);
+    every.push_back(m.every);
+    if (samples == 0) {
+      writers.emplace_back([](int64_t) {});
+      continue;
+    }
+    Population<T>* pop = is_pop ? &pops[place.index] : nullptr;
+    Receptor<T>* rc = is_pop ? nullptr : &recs[place.index];
+    AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, out_type, "fast_monitor", [&] {
+      auto* base = rec.data_ptr<scalar_t>();
+      const int64_t width = static_cast<int64_t>(idx.size());
+      switch (place.kind) {
+        case Place::kPopV:
+          writers.emplace_back([=](int64_t row) {
+            const T* V = pop->k.V;
+            for (int64_t c = 0; c < width; ++c) base[row * width + c] = static_cast<scalar_t>(V[idx[c]]);
+          });
+          break;
+        case Place::kPopSpike:
+          writers.emplace_back([=, all = !m.indices.has_value()](int64_t row) {
+            const uint8_t* s = pop->spiked.data();
+            if constexpr (std::is_same_v<scalar_t, bool>) {
+              if (all) {  // flags are 0/1 bytes, as bool is stored
+                std::memcpy(base + row * width, s, static_cast<size_t>(width));
+                return;
+              }
+            }
+            for (int64_t c = 0; c < width; ++c) base[row * width + c] = static_cast<scalar_t>(static_cast<T>(s[idx[c]]));
+          });
+          break;
+        case Place::kPopInput:
+          writers.emplace_back([=](int64_t row) {
+            for (int64_t c = 0; c < width; ++c) base[row * width + c] = static_cast<scalar_t>(T(0));
+          });
+          break;
+        case Place::kPopLast:
+          writers.emplace_back([=](int64_t row) {
+            const int64_t* last = pop->last.template data_ptr<int64_t>();
+            for (int64_t c = 0; c < width; ++c) base[row * width + c] = static_cast<scalar_t>(last[idx[c]]);
+          });
+          break;
+        case Place::kReceptorG:
+          writers.emplace_back([=](int64_t row) {
+            const T* gd = rc->g_decayed.template data_ptr<T>();
+            for (int64_t c = 0; c < width; ++c) {
+              T g = gd[idx[c]];
+              for (T* pend : rc->pending) g = g + pend[idx[c]];
+              base[row * width + c] = static_cast<scalar_t>(g);
+            }
+          });
+          break;
+      }
+    });
+  }
+  std::vector<int64_t> rows(options.monitors.size(), 0);
+
+  const fastsim::LifStepFn<T> lif_step = [] {
+    if constexpr (std::is_same_v<T, float>) return fastsim::lif_kernels().f32;
+    else return fastsim::lif_kernels().f64;
+  }();
+  detail::ProgressBar bar(steps, options.progress == 1 || (options.progress == -1 && isatty(fileno(stderr))));
+  const auto start = detail::Clock::now();
+  for (int64_t i = 0; i < steps; ++i) {
+    const int64_t step = ctx.step;
+    for (auto& pop : pops) {
+      if (pop.per_step) {
+        pop.drive_now = fold_inputs(i == 0 ? pop.input0 : at::zeros_like(pop.V), pop.inputs, i);
+        pop.k.drive = pop.drive_now.template data_ptr<T>();
+      } else {
+        pop.k.drive = (i == 0 ? pop.drive_first : pop.drive_rest).template data_ptr<T>();
+      }
+      const fs::LifPop<T>& k = pop.k;
+      if (k.n >= kParallelNeurons) {
+        const int64_t blocks = (k.n + fs::kBlock - 1) / fs::kBlock;
+        at::parallel_for(0, blocks, 16, [&](int64_t b0, int64_t b1) {
+          lif_step(k, step, b0 * fs::kBlock, std::min(k.n, b1 * fs::kBlock));
+        });
+      } else {
+        lif_step(k, step, 0, k.n);
+      }
+      pop.n_spikes = fs::compact_spikes(pop.spiked.data(), k.n, pop.spikes.data());
+      pop.count += pop.n_spikes;
+      if (pop.last.defined()) {
+        int64_t* last = pop.last.template data_ptr<int64_t>();
+        for (int64_t s = 0; s < pop.n_spikes; ++s) last[pop.spikes[static_cast<size_t>(s)]] = step;
+      }
+    }
+    int64_t deliveries = 0;
+    for (auto& pj : projs) {
+      const Population<T>& pre = pops[pj.info->pre];
+      if (pj.delay > 0) pj.ring[pj.slot(step)].assign(pre.spikes.data(), pre.spikes.data() + pre.n_spikes);
+      deliveries += static_cast<int64_t>(static_cast<double>(pre.n_spikes) * pj.fanout);
+    }
+    auto deliver = [&](Projection<T>& pj) {
+      const Population<T>& pre = pops[pj.info->pre];
+      const int32_t* spikes = pre.spikes.data();
+      int64_t n_spikes = pre.n_spikes;
+      if (pj.delay > 0) {
+        const auto& list = pj.ring[pj.slot(step - pj.delay)];
+        spikes = list.data();
+        n_spikes = static_cast<int64_t>(list.size());
+      }
+      if (n_spikes == 0) return;
+      if (pj.jit) {
+        fs::deliver_jit<T>(pj.spec, pj.a, pj.b, spikes, n_spikes, pj.pending.data());
+      } else if (pj.indptr.scalar_type() == at::kInt) {
+        fs::deliver_csr<T, int32_t>(pj.indptr.template data_ptr<int32_t>(), pj.indices.template data_ptr<int32_t>(),
+                                    pj.weights, pj.w, spikes, n_spikes, pj.pending.data());
+      } else {
+        fs::deliver_csr<T, int64_t>(pj.indptr.template data_ptr<int64_t>(), pj.indices.template data_ptr<int64_t>(),
+                                    pj.weights, pj.w, spikes, n_spikes, pj.pending.data());
+      }
+    };
+    if (projs.size() > 1 && deliveries >= kParallelDeliveries) {
+      at::parallel_for(0, static_cast<int64_t>(projs.size()), 1, [&](int64_t b, int64_t e) {
+        for (int64_t j = b; j < e; ++j) deliver(projs[static_cast<size_t>(j)]);
+      });
+    } else {
+      for (auto& pj : projs) deliver(pj);
+    }
+    for (size_t m = 0; m < writers.size(); ++m) {
+      if (step % every[m] != 0) continue;
+      writers[m](rows[m]++);
+      times[m].push_back(ctx.t);
+    }
+    ctx.step += 1;
+    ctx.t = ctx.step * ctx.dt;
+    bar.update(i + 1);
+  }
+  result.wall_seconds = std::chrono::duration<double>(detail::Clock::now() - start).count();
+  result.steps = steps;
+
+  // Write the state back, so the module engine (or the next run) carries on from here.
+  for (auto& pop : pops) {
+    LIF& lif = *pop.info->lif;
+    lif.assign_state("V", pop.V);
+    at::Tensor spike = at::empty({pop.k.n}, fopt);
+    T* s = spike.data_ptr<T>();
+    for (int64_t i = 0; i < pop.k.n; ++i) s[i] = static_cast<T>(pop.spiked[static_cast<size_t>(i)]);
+    lif.assign_state("spike", spike);
+    lif.assign_state("input", at::zeros_like(pop.V));
+    if (pop.last.defined()) lif.assign_state("last_spike_step", pop.last);
+    result.spike_counts[pop.info->path] = pop.count;
+  }
+  for (auto& rc : recs) {
+    T* gd = rc.g_decayed.template data_ptr<T>();
+    const int64_t n = rc.g_decayed.numel();
+    for (T* pend : rc.pending) {
+      for (int64_t i = 0; i < n; ++i) gd[i] = gd[i] + pend[i];
+    }
+    rc.info->syn->assign_state("g", rc.g_decayed);
+  }
+  for (auto& pj : projs) {
+    if (pj.delay == 0) continue;
+    const int64_t n_pre = pops[pj.info->pre].k.n;
+    at::Tensor history = at::zeros({pj.delay + 1, n_pre}, fopt);
+    T* h = history.data_ptr<T>();
+    for (size_t s = 0; s < pj.ring.size(); ++s) {
+      for (int32_t idx : pj.ring[s]) h[static_cast<int64_t>(s) * n_pre + idx] = T(1);
+    }
+    pj.info->proj->delay()->assign_state("history", history);
+  }
+  for (size_t m = 0; m < options.monitors.size(); ++m) {
+    const auto& key = options.monitors[m].key();
+    result.values[key] = recordings[m];
+    result.times[key] = torch::tensor(times[m], torch::kDouble);
+    result.order.push_back(key);
+  }
+  return result;
+}
+
+}  // namespace
+
+std::string fast_engine_unsupported(DynamicalSystem& system, const RunnerOptions& options) {
+  Layout L;
+  return unsupported(system, options, L);
+}
+
+namespace detail {
+
+RunResult run_fast(DynamicalSystem& system, const RunnerOptions& options, Context& ctx, int64_t steps) {
+  Layout L;
+  const std::string why = unsupported(system, options, L);
+  TORCH_CHECK(why.empty(), "Runner: the fast engine cannot run this network: ", why,
+              " (engine \"auto\" runs it on the module engine)");
+  at::NoGradGuard no_grad;
+  return L.dtype == at::kDouble ? run_typed<double>(system, L, options, ctx, steps)
+                                : run_typed<float>(system, L, options, ctx, steps);
+}
+
+}  // namespace detail
+
+}  // namespace brain

@@ -1,0 +1,14 @@
+// The AVX2 variant of the fast engine's population pass (CMake adds -mavx2 to this file on
+// x86-64; elsewhere it defines an empty table and the baseline runs).
+#include "csrc/dyn/fast_kernels.h"
+
+#if defined(__AVX2__)
+#define BRAIN_FAST_VARIANT avx2
+#define BRAIN_FAST_VARIANT_NAME "avx2"
+#include "csrc/dyn/fast_kernels_variant.inc"
+#else
+namespace brain::fastsim::avx2 {
+extern const LifKernels kKernels;
+const LifKernels kKernels{nullptr, nullptr, nullptr};
+}  // namespace brain::fastsim::avx2
+#endif

@@ -1,0 +1,40 @@
+// The fast simulation engine (issue: fast simulation): runs a network of built-in models
+// without the dispatcher and the allocator in the loop. It compiles the module tree once per
+// run into flat arrays and fused loops (kernels/fastsim/fast_cpu.h): one pass over memory per
+// population and step for synaptic arrivals, currents, membrane update, refractoriness,
+// threshold, reset and synaptic decay; spikes compacted into index lists; event-driven
+// delivery through stored (CSR) or regenerated (JIT) connectivity; uniform delays as rings of
+// spike lists. States are read from the modules before the run and written back after it, so
+// a network can alternate between engines, and the results are those of the module engine,
+// spike for spike and bit for bit (tests/cpp/dyn/test_fast_engine.cpp).
+//
+// What it compiles (anything else runs on the module engine, Engine::Auto says why):
+//   - DynSysGroup trees (no hooks) whose neuron populations are all updated before their
+//     projections, as every reference network is built;
+//   - LIF populations (exp_euler or euler, refractory or not, either reset);
+//   - AlignPostProj projections with an Expon synapse, COBA or CUBA output, CsrComm or JitComm
+//     connectivity (any weights, event or not) and any uniform delay; no STP or STDP;
+//   - unbatched float32 or float64 states on the CPU, no gradient being recorded;
+//   - runner inputs into "<population>.input" (constant or per step) and monitors of
+//     "<population>.{V,spike,input,last_spike_step}" and "<projection>.syn.g".
+// The CPU loop uses every thread torch uses for populations of 32k neurons and more, and its
+// results do not depend on the thread count.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <brain/dyn/runner.h>
+#include <brain/dyn/system.h>
+
+namespace brain {
+
+// Why the fast engine cannot run `system` with `options`; "" when it can.
+BRAIN_API std::string fast_engine_unsupported(DynamicalSystem& system, const RunnerOptions& options);
+
+namespace detail {
+// The fast engine's run loop (Runner::run_steps calls it); advances ctx like the runner.
+RunResult run_fast(DynamicalSystem& system, const RunnerOptions& options, Context& ctx, int64_t steps);
+}  // namespace detail
+
+}  // namespace brain

@@ -1,0 +1,233 @@
+// Torch-free CPU loops of the fast simulation engine (csrc/dyn/fast_engine.cpp): one fused
+// pass per LIF population and step (synaptic arrivals folded in, synaptic currents, membrane
+// update, refractoriness, threshold, reset, exponential synaptic decay), and event-driven
+// delivery of spikes through CSR or JIT connectivity.
+//
+// Every floating operation is the one the module engine performs, in the same order and in
+// the state's type (torch computes float tensors op scalar in float), so both engines give
+// the same bits. This needs the project's -ffp-contract=off: an FMA would round differently.
+//
+// Synaptic state is kept one step "behind" so each step touches it once: g_decayed holds
+// g * decay and each projection's pending buffer the arrivals of the last step; the neuron
+// pass forms g = (g_decayed + pending_1) + pending_2 ..., exactly the module engine's
+// (g * decay + arrivals_1) + arrivals_2, uses it, zeroes the pending buffers and stores the
+// next g_decayed.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/jitc/jitc_cpu.h"
+#include "kernels/jitc/jitc_gen.h"
+
+namespace brain::kernels::fastsim {
+
+// Neurons per block of the population pass: its scratch arrays stay in L1.
+constexpr std::int64_t kBlock = 512;
+
+template <typename T>
+struct Receptor {
+  T* g_decayed = nullptr;  // [n]
+  T** pending = nullptr;   // n_pending buffers [n], in delivery order
+  int n_pending = 0;
+  bool euler = false;      // g - g * factor (forward Euler) or g * factor (exact)
+  T factor = 0;            // dt / tau (Euler) or exp(-dt / tau)
+  bool coba = true;        // current g * (E - V), else g
+  T E = 0;
+};
+
+template <typename T>
+struct LifPop {
+  std::int64_t n = 0;
+  T* V = nullptr;
+  // Steps from the last spike to this step, saturated at ref_steps (so >= ref_steps means
+  // not refractory); null without refractoriness. 32-bit: beside float states the loop
+  // vectorizes, with 64-bit step numbers it does not. The caller keeps the exact steps.
+  std::int32_t* since_spike = nullptr;
+  const T* drive = nullptr;            // the "input" state of this step, [n]
+  Receptor<T>* receptors = nullptr;    // in the order the population registered their currents
+  int n_receptors = 0;
+  bool euler = false;
+  T V_rest = 0, R = 1, V_th = 0, V_reset = 0;
+  T factor = 0;         // dt / tau (Euler) or exp(-dt / tau)
+  T threshold_scale = 1;  // V_th - V_reset, the surrogate's normalisation
+  std::int32_t ref_steps = 0;
+  bool detach_reset = true;
+  std::uint8_t* spiked = nullptr;  // [n] output: 1 where the neuron fired this step
+};
+
+// One receptor over neurons [b, b + m): g = g_decayed + pending..., I = base + current(g, V),
+// next g_decayed. base is the drive (first receptor) or I itself (later ones). The common
+// case, one projection per receptor, is a single pass; copies are avoided because compilers
+// turn them into slow string moves at these sizes.
+template <bool kCoba, bool kEuler, typename T>
+inline void receptor_block(const Receptor<T>& rc, const T* __restrict V, const T* base, T* I, std::int64_t b,
+                           std::int64_t m) {
+  T* __restrict gd = rc.g_decayed + b;
+  const T E = rc.E, f = rc.factor;
+  auto finish = [&](std::int64_t j, T g) {
+    I[j] = base[j] + (kCoba ? g * (E - V[j]) : g);
+    gd[j] = kEuler ? g - g * f : g * f;
+  };
+  if (rc.n_pending == 1) {
+    T* __restrict pend = rc.pending[0] + b;
+    for (std::int64_t j = 0; j < m; ++j) {
+      const T g = gd[j] + pend[j];
+      pend[j] = T(0);
+      finish(j, g);
+    }
+    return;
+  }
+  T g[kBlock];
+  if (rc.n_pending == 0) {
+    for (std::int64_t j = 0; j < m; ++j) g[j] = gd[j] + T(0);  // as the module engine adds no arrivals
+  } else {
+    T* __restrict pend = rc.pending[0] + b;
+    for (std::int64_t j = 0; j < m; ++j) {
+      g[j] = gd[j] + pend[j];
+      pend[j] = T(0);
+    }
+  }
+  for (int a = 1; a < rc.n_pending; ++a) {
+    T* __restrict pend = rc.pending[a] + b;
+    for (std::int64_t j = 0; j < m; ++j) {
+      g[j] = g[j] + pend[j];
+      pend[j] = T(0);
+    }
+  }
+  for (std::int64_t j = 0; j < m; ++j) finish(j, g[j]);
+}
+
+// Synaptic input of neurons [b, b + m): drive plus every receptor's current at V(t), in the
+// order the population registered them; folds the pending arrivals in.
+template <typename T>
+inline void block_currents(const LifPop<T>& p, std::int64_t b, std::int64_t m, T* I) {
+  const T* V = p.V + b;
+  const T* base = p.drive + b;
+  if (p.n_receptors == 0) {
+    for (std::int64_t j = 0; j < m; ++j) I[j] = base[j];
+    return;
+  }
+  for (int r = 0; r < p.n_receptors; ++r) {
+    const Receptor<T>& rc = p.receptors[r];
+    if (rc.coba) {
+      rc.euler ? receptor_block<true, true>(rc, V, base, I, b, m) : receptor_block<true, false>(rc, V, base, I, b, m);
+    } else {
+      rc.euler ? receptor_block<false, true>(rc, V, base, I, b, m) : receptor_block<false, false>(rc, V, base, I, b, m);
+    }
+    base = I;
+  }
+}
+
+template <bool kEuler, bool kRefractory, bool kDetach, typename T>
+inline void block_membrane(const LifPop<T>& p, std::int64_t step, std::int64_t b, std::int64_t m, const T* I) {
+  // Everything read from p is loaded once: the stores below could alias it otherwise, and a
+  // reload in the loop keeps the compiler from vectorizing it.
+  T* __restrict V = p.V + b;
+  std::int32_t* __restrict since = kRefractory ? p.since_spike + b : nullptr;
+  std::uint8_t* __restrict spiked = p.spiked + b;
+  const T V_rest = p.V_rest, R = p.R, f = p.factor, V_th = p.V_th, V_reset = p.V_reset;
+  const T scale = p.threshold_scale;
+  const std::int32_t ref_steps = p.ref_steps;
+  for (std::int64_t j = 0; j < m; ++j) {
+    const T v = V[j];
+    T vn;
+    if constexpr (kEuler) {
+      vn = v + (-(v - V_rest) + R * I[j]) * f;
+    } else {
+      const T v_inf = V_rest + R * I[j];
+      vn = v_inf + (v - v_inf) * f;
+    }
+    if constexpr (kRefractory) {
+      const std::int32_t c = since[j];
+      vn = c < ref_steps ? v : vn;  // the module engine's (step - last_spike) < ref_steps
+      const bool fire = (vn - V_th) / scale > T(0);
+      since[j] = fire ? 1 : (c < ref_steps ? c + 1 : ref_steps);
+      V[j] = kDetach ? (fire ? V_reset : vn) : vn + (V_reset - vn) * (fire ? T(1) : T(0));
+      spiked[j] = fire;
+    } else {
+      const bool fire = (vn - V_th) / scale > T(0);
+      V[j] = kDetach ? (fire ? V_reset : vn) : vn + (V_reset - vn) * (fire ? T(1) : T(0));
+      spiked[j] = fire;
+    }
+  }
+}
+
+template <bool kEuler, bool kRefractory, bool kDetach, typename T>
+void lif_range(const LifPop<T>& p, std::int64_t step, std::int64_t begin, std::int64_t end) {
+  T I[kBlock];
+  for (std::int64_t b = begin; b < end; b += kBlock) {
+    const std::int64_t m = end - b < kBlock ? end - b : kBlock;
+    block_currents(p, b, m, I);
+    block_membrane<kEuler, kRefractory, kDetach>(p, step, b, m, I);
+  }
+}
+
+// One step of neurons [begin, end) of p (any split of a population gives the same result).
+template <typename T>
+void lif_step(const LifPop<T>& p, std::int64_t step, std::int64_t begin, std::int64_t end) {
+  const bool refractory = p.since_spike != nullptr;
+  if (p.euler) {
+    if (refractory) {
+      p.detach_reset ? lif_range<true, true, true>(p, step, begin, end) : lif_range<true, true, false>(p, step, begin, end);
+    } else {
+      p.detach_reset ? lif_range<true, false, true>(p, step, begin, end) : lif_range<true, false, false>(p, step, begin, end);
+    }
+  } else {
+    if (refractory) {
+      p.detach_reset ? lif_range<false, true, true>(p, step, begin, end) : lif_range<false, true, false>(p, step, begin, end);
+    } else {
+      p.detach_reset ? lif_range<false, false, true>(p, step, begin, end) : lif_range<false, false, false>(p, step, begin, end);
+    }
+  }
+}
+
+// Indices of the set flags of [0, n) in increasing order into out; returns how many. Skips
+// eight silent neurons at a time (most are silent in any step).
+inline std::int64_t compact_spikes(const std::uint8_t* flags, std::int64_t n, std::int32_t* out) {
+  std::int64_t count = 0;
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t word;
+    __builtin_memcpy(&word, flags + i, 8);
+    if (word == 0) continue;
+    for (int k = 0; k < 8; ++k) {
+      if (flags[i + k]) out[count++] = static_cast<std::int32_t>(i + k);
+    }
+  }
+  for (; i < n; ++i) {
+    if (flags[i]) out[count++] = static_cast<std::int32_t>(i);
+  }
+  return count;
+}
+
+// pending[post] += w for every synapse of the spiking rows, rows in spike order (which is
+// increasing index, the order of the module engine's scatter). weights null: homogeneous w.
+template <typename T, typename index_t>
+void deliver_csr(const index_t* indptr, const index_t* indices, const T* weights, T w, const std::int32_t* spikes,
+                 std::int64_t n_spikes, T* pending) {
+  for (std::int64_t s = 0; s < n_spikes; ++s) {
+    const std::int64_t row = spikes[s];
+    const std::int64_t k0 = indptr[row], k1 = indptr[row + 1];
+    if (weights) {
+      for (std::int64_t k = k0; k < k1; ++k) pending[indices[k]] += weights[k];
+    } else {
+      for (std::int64_t k = k0; k < k1; ++k) pending[indices[k]] += w;
+    }
+  }
+}
+
+// The same through JIT connectivity, regenerating each spiking row (jitc_gen.h).
+template <typename T>
+void deliver_jit(const jitc::Spec& spec, double a, double b, const std::int32_t* spikes, std::int64_t n_spikes,
+                 T* pending) {
+  for (std::int64_t s = 0; s < n_spikes; ++s) {
+    const std::int64_t row = spikes[s];
+    for (std::int64_t blk = 0; blk < spec.n_blocks; ++blk) {
+      jitc::for_each_in_block(spec, row, blk, [&](std::int64_t col) {
+        pending[col] += jitc::entry_scalar<T>(spec, a, b, row, col);
+      });
+    }
+  }
+}
+
+}  // namespace brain::kernels::fastsim

@@ -1,0 +1,284 @@
+// The fast engine against the module engine: the same network, inputs and monitors must give
+// the same bits (spikes, potentials, conductances, final states), whatever the options.
+#include <brain/brain.h>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace {
+
+using brain::Engine;
+
+brain::EINetSpec small_spec() {
+  brain::EINetSpec s;
+  s.n_exc = 480;
+  s.n_inh = 120;
+  s.p = 0.1;  // 60 synapses per neuron, like the benchmark's 80
+  s.w_exc = 0.4;
+  s.w_inh = 4.0;
+  return s;
+}
+
+brain::RunnerOptions options_for(const brain::EINetSpec& spec, Engine engine) {
+  brain::RunnerOptions opt;
+  opt.engine = engine;
+  opt.progress = 0;
+  const auto drive = torch::tensor(spec.input_current);
+  opt.inputs = {{"E.input", drive, false, brain::RunInput::Op::Set}, {"I.input", drive, false, brain::RunInput::Op::Set}};
+  opt.monitors.push_back({"E.spike", std::nullopt, 1, "", at::kBool});
+  opt.monitors.push_back({"I.spike", std::nullopt, 1, "", std::nullopt});
+  opt.monitors.push_back({"E.V", torch::tensor({0, 5, 17, 400}), 1, "", std::nullopt});
+  opt.monitors.push_back({"I2E.syn.g", torch::tensor({3, 9}), 2, "gi", std::nullopt});
+  opt.monitors.push_back({"E2I.syn.g", std::nullopt, 3, "", at::kDouble});
+  return opt;
+}
+
+void expect_same_bits(const at::Tensor& a, const at::Tensor& b, const std::string& what) {
+  ASSERT_EQ(a.sizes(), b.sizes()) << what;
+  ASSERT_EQ(a.scalar_type(), b.scalar_type()) << what;
+  EXPECT_TRUE(torch::equal(a, b)) << what << ": max difference "
+                                  << (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
+}
+
+struct Outcome {
+  brain::RunResult result;
+  std::map<std::string, at::Tensor> states;
+};
+
+Outcome simulate(const brain::EINetSpec& spec, Engine engine, int64_t steps, uint64_t seed = 3) {
+  torch::NoGradGuard no_grad;
+  auto net = brain::build_ei_network(spec, seed, c10::kCPU);
+  net->reset_state();
+  brain::Runner runner(net, options_for(spec, engine));
+  Outcome out{runner.run_steps(steps), {}};
+  for (const auto& path : net->state_paths()) out.states[path] = net->find_state(path).clone();
+  return out;
+}
+
+void expect_engines_agree(const brain::EINetSpec& spec, int64_t steps = 1500) {
+  const Outcome slow = simulate(spec, Engine::Modules, steps);
+  const Outcome fast = simulate(spec, Engine::Fast, steps);
+  EXPECT_EQ(slow.result.engine, "modules");
+  EXPECT_EQ(fast.result.engine, "fast");
+  const int64_t spikes = slow.result.spike_counts.at("E") + slow.result.spike_counts.at("I");
+  EXPECT_GT(spikes, 200) << "the network must be active for the comparison to mean something";
+  EXPECT_EQ(slow.result.spike_counts, fast.result.spike_counts);
+  EXPECT_EQ(slow.result.order, fast.result.order);
+  for (const auto& key : slow.result.order) {
+    expect_same_bits(slow.result.values.at(key), fast.result.values.at(key), "monitor " + key);
+    expect_same_bits(slow.result.times.at(key), fast.result.times.at(key), "times of " + key);
+  }
+  ASSERT_EQ(slow.states.size(), fast.states.size());
+  for (const auto& [path, value] : slow.states) expect_same_bits(value, fast.states.at(path), "final state " + path);
+}
+
+TEST(FastEngine, CobaExpEulerMatchesModulesBitForBit) { expect_engines_agree(small_spec()); }
+
+TEST(FastEngine, CobaForwardEulerMatches) {
+  auto s = small_spec();
+  s.method = "euler";
+  expect_engines_agree(s);
+}
+
+TEST(FastEngine, CubaFloat64WithoutRefractorinessMatches) {
+  auto s = small_spec();
+  s.output = "cuba";
+  s.dtype = "float64";
+  s.w_exc = 1.6;
+  s.w_inh = -9.0;
+  s.neuron.tau_ref = 0.0;
+  expect_engines_agree(s);
+}
+
+TEST(FastEngine, DelaysAndAttachedResetMatch) {
+  auto s = small_spec();
+  s.delay_ms = 1.5;
+  s.neuron.detach_reset = false;
+  expect_engines_agree(s);
+}
+
+TEST(FastEngine, JitConnectivityMatches) {
+  auto s = small_spec();
+  s.connectivity = "jit";
+  s.delay_ms = 0.3;
+  expect_engines_agree(s);
+}
+
+TEST(FastEngine, NonEventCsrMatches) {
+  auto s = small_spec();
+  s.event = false;
+  expect_engines_agree(s, 600);
+}
+
+// Engines can take turns on one network: states (delay rings and refractory clocks included)
+// are handed over exactly.
+TEST(FastEngine, AlternatingEnginesEqualsOneEngine) {
+  auto s = small_spec();
+  s.delay_ms = 0.7;
+  const Outcome whole = simulate(s, Engine::Modules, 900);
+  torch::NoGradGuard no_grad;
+  auto net = brain::build_ei_network(s, 3, c10::kCPU);
+  net->reset_state();
+  brain::RunnerOptions fast_opt = options_for(s, Engine::Fast);
+  brain::RunnerOptions slow_opt = options_for(s, Engine::Modules);
+  fast_opt.monitors.clear();
+  slow_opt.monitors.clear();
+  brain::Runner fast(net, fast_opt);
+  brain::Runner slow(net, slow_opt);
+  int64_t done = 0;
+  bool use_fast = true;
+  for (int64_t chunk : {250, 200, 150, 300}) {
+    brain::Runner& r = use_fast ? fast : slow;
+    use_fast = !use_fast;
+    r.context() = brain::Context{done * 0.1, 0.1, done, false};
+    r.run_steps(chunk);
+    done += chunk;
+  }
+  EXPECT_EQ(done, 900);
+  for (const auto& [path, value] : whole.states) expect_same_bits(value, net->find_state(path), "state " + path);
+}
+
+TEST(FastEngine, ThreadCountDoesNotChangeResults) {
+  auto s = small_spec();
+  s.n_exc = 32000;  // above the size the population pass splits over threads
+  s.n_inh = 8000;
+  s.p = 0.002;
+  const int before = at::get_num_threads();
+  at::set_num_threads(1);
+  const Outcome one = simulate(s, Engine::Fast, 300);
+  at::set_num_threads(std::max(2, before));
+  const Outcome many = simulate(s, Engine::Fast, 300);
+  at::set_num_threads(before);
+  EXPECT_GT(one.result.spike_counts.at("E"), 100);
+  for (const auto& key : one.result.order) {
+    expect_same_bits(one.result.values.at(key), many.result.values.at(key), "monitor " + key);
+  }
+}
+
+// Per-step inputs (Set then Add, like the module runner applies them) reach the population.
+TEST(FastEngine, PerStepAndAddedInputsMatch) {
+  auto s = small_spec();
+  s.input_current = 0;
+  const int64_t steps = 400;
+  auto run = [&](Engine engine) {
+    torch::NoGradGuard no_grad;
+    auto net = brain::build_ei_network(s, 5, c10::kCPU);
+    net->reset_state();
+    auto opt = options_for(s, engine);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+    opt.inputs = {{"E.input", at::rand({steps, s.n_exc}, gen) * 40.0, true, brain::RunInput::Op::Set},
+                  {"E.input", torch::tensor(2.5), false, brain::RunInput::Op::Add},
+                  {"I.input", torch::full({s.n_inh}, 19.0), false, brain::RunInput::Op::Add}};
+    brain::Runner runner(net, opt);
+    return runner.run_steps(steps);
+  };
+  const auto slow = run(Engine::Modules);
+  const auto fast = run(Engine::Fast);
+  EXPECT_GT(slow.spike_counts.at("E"), 50);
+  for (const auto& key : slow.order) expect_same_bits(slow.values.at(key), fast.values.at(key), key);
+}
+
+// Two projections delivering into one synapse (merged projections; int32 and int64 indices,
+// one delayed) and a population without any input: arrivals are added in update order.
+TEST(FastEngine, MergedProjectionsMatch) {
+  auto run = [](Engine engine) {
+    torch::NoGradGuard no_grad;
+    const auto opts = at::TensorOptions(at::kFloat);
+    auto net = std::make_shared<brain::DynSysGroup>("net");
+    brain::LifParams lp;
+    lp.tau_ref = 2.0;
+    auto A = net->add("A", std::make_shared<brain::LIF>(300, lp, opts));
+    auto B = net->add("B", std::make_shared<brain::LIF>(200, lp, opts));
+    auto syn = std::make_shared<brain::Expon>(200, 4.0, opts);
+    auto out = std::make_shared<brain::COBA>(0.0);
+    const auto c1 = brain::fixed_prob(300, 200, 0.1, true, 21);
+    const auto c2 = brain::fixed_prob(300, 200, 0.05, true, 22, c10::kCPU, at::kLong);
+    auto w2 = torch::rand({c2.indices.numel()}, at::make_generator<at::CPUGeneratorImpl>(4)) * 0.3;
+    net->add("AB1", std::make_shared<brain::AlignPostProj>(A, std::make_shared<brain::CsrComm>(c1, torch::tensor(0.2f)),
+                                                          syn, out, B));
+    net->add("AB2", std::make_shared<brain::AlignPostProj>(A, std::make_shared<brain::CsrComm>(c2, w2), syn, out, B, 4));
+    A->set_V_initializer([](const std::vector<int64_t>& shape) {
+      return at::rand(shape, at::make_generator<at::CPUGeneratorImpl>(8)) * 12.0 - 60.0;
+    });
+    net->reset_state();
+    brain::RunnerOptions opt;
+    opt.engine = engine;
+    opt.progress = 0;
+    opt.inputs = {{"A.input", torch::tensor(12.0), false, brain::RunInput::Op::Set}};
+    opt.monitors = {{"B.V", std::nullopt, 1, "", std::nullopt}, {"AB1.syn.g", std::nullopt, 1, "", std::nullopt}};
+    brain::Runner runner(net, opt);
+    return runner.run_steps(700);
+  };
+  const auto slow = run(Engine::Modules);
+  const auto fast = run(Engine::Fast);
+  EXPECT_GT(slow.spike_counts.at("A"), 100);
+  EXPECT_GT(slow.spike_counts.at("B"), 10);
+  EXPECT_EQ(slow.spike_counts, fast.spike_counts);
+  for (const auto& key : slow.order) expect_same_bits(slow.values.at(key), fast.values.at(key), key);
+}
+
+TEST(FastEngine, AutoFallsBackAndSaysWhy) {
+  torch::NoGradGuard no_grad;
+  auto s = small_spec();
+  auto net = brain::build_ei_network(s, 1, c10::kCPU);
+  net->reset_state();
+  auto opt = options_for(s, Engine::Auto);
+  EXPECT_EQ(brain::fast_engine_unsupported(*net, opt), "");
+
+  opt.monitors.push_back({"E.nonexistent", std::nullopt, 1, "", std::nullopt});
+  EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("E.nonexistent"), std::string::npos);
+  opt.monitors.pop_back();
+
+  // A model the engine does not compile: an ALIF population.
+  auto other = std::make_shared<brain::DynSysGroup>("other");
+  other->add("E", std::make_shared<brain::LIF>(10));
+  other->add("X", std::make_shared<brain::ALIF>(10));
+  other->reset_state();
+  brain::RunnerOptions plain;
+  plain.progress = 0;
+  const std::string why = brain::fast_engine_unsupported(*other, plain);
+  EXPECT_NE(why.find("'X'"), std::string::npos) << why;
+  brain::Runner auto_runner(other, plain);
+  EXPECT_EQ(auto_runner.run_steps(3).engine, "modules");
+  plain.engine = Engine::Fast;
+  brain::Runner fast_runner(other, plain);
+  try {
+    fast_runner.run_steps(3);
+    FAIL() << "the fast engine must refuse an ALIF population";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'X'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(FastEngine, GradientsKeepTheModuleEngine) {
+  auto s = small_spec();
+  auto net = brain::build_ei_network(s, 1, c10::kCPU);
+  net->reset_state();
+  for (auto& p : net->parameters()) p.requires_grad_(true);
+  auto opt = options_for(s, Engine::Auto);
+  const std::string why = brain::fast_engine_unsupported(*net, opt);
+  EXPECT_NE(why.find("gradient"), std::string::npos) << why;
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_EQ(brain::fast_engine_unsupported(*net, opt), "");
+  }
+}
+
+TEST(FastEngine, RejectsStdpAndBatches) {
+  torch::NoGradGuard no_grad;
+  auto net = std::make_shared<brain::DynSysGroup>("net");
+  auto A = net->add("A", std::make_shared<brain::LIF>(20));
+  auto B = net->add("B", std::make_shared<brain::LIF>(20));
+  const auto conn = brain::fixed_prob(20, 20, 0.3, true, 1);
+  auto proj = net->add("AB", std::make_shared<brain::AlignPostProj>(
+                                 A, std::make_shared<brain::CsrComm>(conn, torch::full({conn.indices.numel()}, 0.5f)),
+                                 std::make_shared<brain::Expon>(20, 5.0), std::make_shared<brain::CUBA>(), B));
+  net->reset_state(3);
+  brain::RunnerOptions opt;
+  EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("batch"), std::string::npos);
+  proj->add_stdp({});
+  net->reset_state();
+  EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("STDP"), std::string::npos);
+}
+
+}  // namespace
