@@ -1,0 +1,97 @@
+"""The fast engine from the command line and from Python: `brain run --engine fast` writes the
+same monitors as `--engine modules`, with either compiled variant of its loop (AVX2 and the
+portable one), and Python's Runner picks it, or the module engine, as documented."""
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+import brain
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BRAIN_TOOL = os.path.join(os.path.dirname(brain.__file__), "bin", "brain")
+DRIVE = [{"path": "E.input", "value": 20.0, "add": False}, {"path": "I.input", "value": 20.0, "add": False}]
+
+
+def brain_run(tmp_path, name, *args, env=None, config=None):
+    out = tmp_path / name
+    cmd = [BRAIN_TOOL, "run", config or os.path.join(REPO, "models", "coba.json"), "--duration", "300", "--out",
+           str(out), "--no-progress", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return proc, out
+
+
+@pytest.mark.parametrize("model", ["coba.json", "coba_jit.json"])
+def test_fast_and_module_engines_write_the_same_monitors(tmp_path, model):
+    config = os.path.join(REPO, "models", model)
+    runs = {}
+    for name, args, env in (("modules", ["--engine", "modules"], None), ("fast", ["--engine", "fast"], None),
+                            ("portable", ["--engine", "fast"], {"BRAIN_FAST_ISA": "baseline"})):
+        proc, out = brain_run(tmp_path, name, *args, env=env, config=config)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["engine"] == ("modules" if name == "modules" else "fast")
+        runs[name] = (np.load(out / "monitors.npz"), summary)
+    reference, ref_summary = runs["modules"]
+    assert reference["E.spike"].sum() > 1000
+    for name in ("fast", "portable"):
+        monitors, summary = runs[name]
+        assert sorted(monitors.files) == sorted(reference.files)
+        for key in reference.files:
+            np.testing.assert_array_equal(monitors[key], reference[key], err_msg=f"{name}: {key}")
+        assert summary["rates_hz"] == ref_summary["rates_hz"]
+
+
+def test_engine_is_validated(tmp_path):
+    proc, _ = brain_run(tmp_path, "bad", "--engine", "turbo")
+    assert proc.returncode == 2 and "--engine must be auto, fast or modules" in proc.stderr
+    cfg = json.loads(open(os.path.join(REPO, "models", "coba.json"), encoding="utf-8").read())
+    cfg["run"]["engine"] = "turbo"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(cfg))
+    proc, _ = brain_run(tmp_path, "bad2", config=str(path))
+    assert proc.returncode == 2 and "/run/engine" in proc.stderr
+
+
+def test_spike_counts_without_spike_monitors(tmp_path):
+    cfg = json.loads(open(os.path.join(REPO, "models", "coba.json"), encoding="utf-8").read())
+    cfg["monitors"] = {"spikes": False, "voltage_neurons": []}
+    path = tmp_path / "counts.json"
+    path.write_text(json.dumps(cfg))
+    proc, out = brain_run(tmp_path, "counts", config=str(path))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert 10 < summary["rates_hz"]["E"] < 40 and 10 < summary["rates_hz"]["I"] < 40
+    assert summary["peak_rss_mb"] > 0
+    assert "monitors.npz" in os.listdir(out)
+
+
+def test_python_runner_engines():
+    results = {}
+    for engine in ("modules", "fast", "auto"):
+        net = brain.models.ei_network("coba", seed=7)
+        runner = brain.models.Runner(net, monitors=["E.spike", ("E.V", [0, 9])], inputs=DRIVE, progress=False,
+                                     engine=engine)
+        assert runner.fast_engine_reason() == ""
+        results[engine] = runner.run(50.0)
+    assert results["modules"]["engine"] == "modules"
+    assert results["fast"]["engine"] == "fast" and results["auto"]["engine"] == "fast"
+    for key in ("E.spike", "E.V"):
+        torch.testing.assert_close(results["fast"][key], results["modules"][key], rtol=0, atol=0)
+    assert results["fast"]["spike_counts"] == results["modules"]["spike_counts"]
+    assert results["fast"]["spike_counts"]["E"] == int(results["fast"]["E.spike"].sum())
+
+
+def test_python_runner_keeps_modules_when_recording_gradients():
+    net = brain.models.ei_network("coba", seed=7)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    runner = brain.models.Runner(net, monitors=["E.spike"], inputs=DRIVE, progress=False)
+    assert "gradient" in runner.fast_engine_reason()
+    assert runner.run(2.0)["engine"] == "modules"
+    with pytest.raises(RuntimeError, match="fast engine cannot run"):
+        brain.models.Runner(net, monitors=["E.spike"], inputs=DRIVE, progress=False, engine="fast").run(2.0)
