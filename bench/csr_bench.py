@@ -22,7 +22,6 @@ machine description to bench/results/csr_<device>.md and .json.
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,21 +32,14 @@ import torch
 import brain
 from brain import ops
 
+import machine
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DENSE_LIMIT_BYTES = 2 << 30  # skip dense A above 2 GiB
 
 
 def machine_description(device):
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    desc = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    desc = f"{machine.cpu_model()}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
     if device == "cuda":
         desc = f"{torch.cuda.get_device_name()}, " + desc
     return desc

@@ -23,7 +23,6 @@ memory; writes bench/results/coba_<device>.md and .json with the machine and the
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -31,20 +30,9 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from machine import cpu_model  # noqa: E402  (bench/machine.py)
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def machine_description():
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def commit():
@@ -159,7 +147,7 @@ def main():
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
 
-    machine = machine_description()
+    machine = cpu_model()
     head = (f"COBA E/I, 80 synapses/neuron, forward Euler, dt 0.1 ms, {duration:g} ms simulated; {a.device} on {machine};"
             f" commit {commit()}.\nSeconds of wall time per simulated second (lower is better); 'x' = baseline time / "
             f"brain fast time. Rates E/I in Hz. Memory: peak resident set of the brain process (about 350 MB of it is "

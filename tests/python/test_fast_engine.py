@@ -5,6 +5,7 @@ portable one), and Python's Runner picks it, or the module engine, as documented
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -95,3 +96,20 @@ def test_python_runner_keeps_modules_when_recording_gradients():
     assert runner.run(2.0)["engine"] == "modules"
     with pytest.raises(RuntimeError, match="fast engine cannot run"):
         brain.models.Runner(net, monitors=["E.spike"], inputs=DRIVE, progress=False, engine="fast").run(2.0)
+
+
+def test_coba_benchmark_runs_at_a_tiny_size(tmp_path):
+    """bench/coba/coba_bench.py end to end (without Brian2, which takes a compilation per size)."""
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "coba", "coba_bench.py"), "--sizes", "2000",
+                           "--duration", "20", "--no-brian2", "--brain", BRAIN_TOOL, "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "coba_cpu.json").read_text())
+    (row,) = result["rows"]
+    for key in ("fast", "fast_1thread", "fast_jit", "modules", "torch_sparse", "torch_dense"):
+        assert "error" not in row[key], (key, row[key])
+        assert row[key]["seconds_per_simulated_second"] > 0
+    assert row["fast"]["engine"] == "fast" and row["modules"]["engine"] == "modules"
+    assert row["fast"]["rates_hz"] == row["fast_1thread"]["rates_hz"] == row["modules"]["rates_hz"]
+    table = (tmp_path / "coba_cpu.md").read_text()
+    assert "| 2,000 |" in table
