@@ -155,6 +155,12 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
 std::string analyse(DynamicalSystem& root, Layout& L) {
   if (auto why = walk(root, "", L); !why.empty()) return why;
   if (L.pops.empty()) return "the network has no LIF population";
+  for (const auto& pop : L.pops) {
+    if (!pop.lif->has_state("V")) return "'" + pop.path + "' has no state yet (call reset_state())";
+  }
+  for (const auto& rc : L.receptors) {
+    if (!rc.syn->has_state("g")) return "a synapse of '" + L.pops[rc.pop].path + "' has no state yet (call reset_state())";
+  }
   L.dtype = L.pops[0].lif->state("V").scalar_type();
   if (L.dtype != at::kFloat && L.dtype != at::kDouble) {
     return "the states are " + std::string(c10::toString(L.dtype)) + "; the fast engine runs float32 and float64";

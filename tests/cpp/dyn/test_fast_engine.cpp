@@ -229,6 +229,10 @@ TEST(FastEngine, AutoFallsBackAndSaysWhy) {
   EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("E.nonexistent"), std::string::npos);
   opt.monitors.pop_back();
 
+  // A network whose states were never allocated.
+  auto fresh = brain::build_ei_network(s, 1, c10::kCPU);
+  EXPECT_NE(brain::fast_engine_unsupported(*fresh, opt).find("reset_state"), std::string::npos);
+
   // A model the engine does not compile: an ALIF population.
   auto other = std::make_shared<brain::DynSysGroup>("other");
   other->add("E", std::make_shared<brain::LIF>(10));
