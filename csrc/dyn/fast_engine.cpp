@@ -277,7 +277,7 @@ struct Projection {
   std::vector<T> pending;
   // CSR
   bool jit = false;
-  at::Tensor indptr, indices;  // int32 or int64, the same for both
+  at::Tensor indptr, indices;  // int32 or int64, both alike
   const T* weights = nullptr;  // null: homogeneous
   T w = 0;
   // JIT
@@ -386,12 +386,8 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       const auto& csr = static_cast<const CsrComm&>(comm);
       // The module engine checks every index as it goes; here the structure is checked once.
       ops::validate_csr(csr.indptr(), csr.indices(), {csr.n_pre(), csr.n_post()});
-      pj.indptr = csr.indptr().contiguous();
+      pj.indptr = csr.indptr().contiguous();  // validate_csr: int32 or int64, both alike
       pj.indices = csr.indices().contiguous();
-      if (pj.indptr.scalar_type() != pj.indices.scalar_type()) {
-        pj.indptr = pj.indptr.to(at::kLong);
-        pj.indices = pj.indices.to(at::kLong);
-      }
       pj.fanout = static_cast<double>(csr.indices().numel()) / static_cast<double>(std::max<int64_t>(1, csr.n_pre()));
       const at::Tensor w = csr.weights().detach();
       if (w.numel() == 1) {
