@@ -7,12 +7,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <brain/brain.h>
+#include <brain/io/checkpoint.h>
 #include <brain/io/plot.h>
 #include <brain/models/config.h>
 
@@ -22,11 +24,22 @@ namespace {
 
 const char* kRunUsage =
     "usage: brain run CONFIG.json [--duration MS] [--device cpu|cuda] [--seed N] [--out DIR]\n"
+    "                 [--checkpoint PATH [--checkpoint-every STEPS]] [--resume PATH]\n"
     "                 [--engine auto|fast|modules] [--progress|--no-progress] [--save-network]\n"
-    "  --engine        fast: fused loops (CPU); modules: every module's update(), op by op;\n"
-    "                  auto (default): fast where the network allows it\n"
-    "  --save-network  also write DIR/network.npz: every projection's CSR (<name>.indptr,\n"
-    "                  <name>.indices) and the initial potentials (<pop>.V0)\n";
+    "                 [--validate] [--no-check-finite] [--no-resource-check]\n"
+    "  --checkpoint        write the run in progress to PATH every STEPS steps (default 10000),\n"
+    "                      atomically; the last one stays\n"
+    "  --resume PATH       finish the run saved in PATH (same config and options), monitors\n"
+    "                      identical to a run that never stopped; goes on checkpointing into\n"
+    "                      PATH unless --checkpoint says otherwise\n"
+    "  --engine            fast: fused loops (CPU); modules: every module's update(), op by op;\n"
+    "                      auto (default): fast where the network allows it\n"
+    "  --save-network      also write DIR/network.npz: every projection's CSR (<name>.indptr,\n"
+    "                      <name>.indices) and the initial potentials (<pop>.V0)\n"
+    "  --validate          check the config and the memory it needs, then stop (nothing runs)\n"
+    "  --no-check-finite   do not stop when a state becomes NaN or Inf\n"
+    "  --no-resource-check run even when the memory estimate exceeds what the device has\n"
+    "exit codes: 0 done, 2 bad usage, config or checkpoint, 1 failure while running\n";
 
 struct RunArgs {
   std::string config;
@@ -35,8 +48,14 @@ struct RunArgs {
   std::optional<std::string> engine;
   std::optional<uint64_t> seed;
   std::string out;
+  std::string checkpoint;
+  std::optional<int64_t> checkpoint_every;
+  std::string resume;
   int progress = -1;
   bool save_network = false;
+  bool validate_only = false;
+  bool check_finite = true;
+  bool resource_check = true;
 };
 
 // Returns an error message, or "" when the arguments are fine.
@@ -54,7 +73,9 @@ std::string parse_args(const std::vector<std::string>& args, RunArgs& a) {
         if (!value(v)) return "--duration needs a value in ms";
         size_t used = 0;
         a.duration = std::stod(v, &used);
-        if (used != v.size() || !(*a.duration > 0)) return "--duration must be a positive number of ms, got '" + v + "'";
+        if (used != v.size() || !(*a.duration > 0) || !std::isfinite(*a.duration)) {
+          return "--duration must be a positive number of ms, got '" + v + "'";
+        }
       } else if (k == "--device") {
         if (!value(v) || (v != "cpu" && v != "cuda")) return "--device must be cpu or cuda";
         a.device = v;
@@ -68,14 +89,32 @@ std::string parse_args(const std::vector<std::string>& args, RunArgs& a) {
         if (used != v.size() || s < 0) return "--seed must be a non-negative integer, got '" + v + "'";
         a.seed = static_cast<uint64_t>(s);
       } else if (k == "--out") {
-        if (!value(v)) return "--out needs a directory";
+        if (!value(v) || v.empty()) return "--out needs a directory";
         a.out = v;
+      } else if (k == "--checkpoint") {
+        if (!value(v) || v.empty()) return "--checkpoint needs a file path";
+        a.checkpoint = v;
+      } else if (k == "--checkpoint-every") {
+        if (!value(v)) return "--checkpoint-every needs a number of steps";
+        size_t used = 0;
+        const long long n = std::stoll(v, &used);
+        if (used != v.size() || n <= 0) return "--checkpoint-every must be a positive number of steps, got '" + v + "'";
+        a.checkpoint_every = n;
+      } else if (k == "--resume") {
+        if (!value(v) || v.empty()) return "--resume needs a checkpoint path";
+        a.resume = v;
       } else if (k == "--progress") {
         a.progress = 1;
       } else if (k == "--no-progress") {
         a.progress = 0;
       } else if (k == "--save-network") {
         a.save_network = true;
+      } else if (k == "--validate") {
+        a.validate_only = true;
+      } else if (k == "--no-check-finite") {
+        a.check_finite = false;
+      } else if (k == "--no-resource-check") {
+        a.resource_check = false;
       } else if (!k.empty() && k[0] == '-') {
         return "unknown option '" + k + "'";
       } else if (a.config.empty()) {
@@ -88,7 +127,81 @@ std::string parse_args(const std::vector<std::string>& args, RunArgs& a) {
     }
   }
   if (a.config.empty()) return "missing CONFIG.json";
+  if (a.checkpoint_every && a.checkpoint.empty()) return "--checkpoint-every needs --checkpoint PATH";
   return "";
+}
+
+// What identifies a run's configuration in its checkpoints: the config as parsed, with the
+// command line's overrides, less what does not change the results (device, engine, picture).
+std::string config_identity(const std::string& text, const RunConfig& cfg) {
+  nlohmann::json j = nlohmann::json::parse(text);
+  if (j.contains("run")) {
+    j["run"].erase("device");
+    j["run"].erase("engine");
+    j["run"].erase("check_finite");
+  }
+  if (j.contains("monitors")) j["monitors"].erase("raster_neurons");
+  j["run"]["duration_ms"] = cfg.duration_ms;
+  j["run"]["seed"] = cfg.seed;
+  const std::string canonical = j.dump();  // keys sorted: nlohmann::json objects are ordered maps
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(io::xxh64(canonical.data(), canonical.size())));
+  return std::string("config xxh64 ") + hex;
+}
+
+// The memory a run will need, estimated before anything is allocated.
+struct MemoryEstimate {
+  double connectivity = 0;  // stored synapses (CSR), bytes
+  double build_peak = 0;    // temporaries while the largest projection is built
+  double states = 0;
+  double monitors = 0;      // recordings, and once more while they are gathered and written
+  double total() const { return connectivity + build_peak + states + monitors; }
+};
+
+MemoryEstimate estimate_memory(const RunConfig& cfg) {
+  const EINetSpec& n = cfg.network;
+  MemoryEstimate e;
+  const double ne = static_cast<double>(n.n_exc), ni = static_cast<double>(n.n_inh);
+  const double value_bytes = n.dtype == "float64" ? 8 : 4;
+  if (n.connectivity == "csr") {
+    const std::pair<double, double> pathways[] = {{ne, ne}, {ne, ni}, {ni, ne}, {ni, ni}};
+    double largest = 0;
+    for (const auto& [pre, post] : pathways) {
+      const double nnz = pre * post * n.p;
+      e.connectivity += nnz * 8 + (pre + 1) * 8;  // int64 indices and indptr; weights are one value
+      largest = std::max(largest, nnz);
+    }
+    e.build_peak = largest * 24;  // row and column lists (int64) and the masks that select them
+  }
+  const double steps = cfg.duration_ms / cfg.dt_ms;
+  const double delay_rows = std::ceil(n.delay_ms / cfg.dt_ms) + 1;
+  e.states = (ne + ni) * (value_bytes * 4 + 8) + 2 * (ne + ni) * value_bytes + 2 * delay_rows * (ne + ni) * value_bytes;
+  double per_step = cfg.voltage_neurons.size() * value_bytes + 8 + (cfg.monitor_spikes ? ne + ni : 0);
+  e.monitors = 2 * steps * per_step;
+  return e;
+}
+
+// Memory the run may use on `device`: available RAM, or the GPU's memory.
+double available_memory(const std::string& device) {
+  if (device == "cuda") {
+    const auto info = brain::build_info();
+    return info.devices.empty() ? 0.0 : 0.9 * static_cast<double>(info.devices.front().total_memory_bytes);
+  }
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (meminfo >> key >> kb >> unit) {
+    if (key == "MemAvailable:") return kb * 1024.0;
+  }
+  return std::numeric_limits<double>::infinity();  // unknown: do not refuse
+}
+
+std::string gb(double bytes) {
+  std::ostringstream s;
+  s.precision(3);
+  s << bytes / 1e9 << " GB";
+  return s.str();
 }
 
 // Stored synapses of CSR projections plus the expected number of JIT ones (never stored).
@@ -117,6 +230,12 @@ double peak_rss_mb() {
 }  // namespace
 
 int run(const std::vector<std::string>& args) {
+  for (const auto& arg : args) {
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kRunUsage;
+      return kExitOk;
+    }
+  }
   RunArgs a;
   if (const std::string err = parse_args(args, a); !err.empty()) {
     std::cerr << "brain run: " << err << "\n" << kRunUsage;
@@ -140,10 +259,30 @@ int run(const std::vector<std::string>& args) {
   if (a.device) cfg.device = *a.device;
   if (a.seed) cfg.seed = *a.seed;
   if (a.engine) cfg.engine = *a.engine;
+  if (!a.check_finite) cfg.check_finite = false;
   if (a.out.empty()) a.out = "out/" + std::filesystem::path(a.config).stem().string();
   if (cfg.device == "cuda" && !torch::cuda::is_available()) {
     std::cerr << "brain run: --device cuda, but no CUDA device is available here\n";
     return kExitUsage;
+  }
+  const std::string identity = config_identity(text.str(), cfg);
+  const MemoryEstimate need = estimate_memory(cfg);
+  const double have = available_memory(cfg.device);
+  const std::string label = cfg.network.output == "coba" ? "COBA" : "CUBA";
+  if (a.resource_check && need.total() > have) {
+    std::cerr << "brain run: " << a.config << ": this run needs about " << gb(need.total()) << " (connectivity "
+              << gb(need.connectivity + need.build_peak) << ", monitors " << gb(need.monitors) << ", states "
+              << gb(need.states) << "), more than the " << gb(have) << " available on " << cfg.device << ".\n"
+              << "  Try JIT connectivity (\"network\": {\"connectivity\": \"jit\"}: no synapse stored), fewer "
+                 "monitors (\"monitors\": {\"spikes\": false, \"voltage_neurons\": []}) or a shorter duration; "
+                 "--no-resource-check runs it anyway.\n";
+    return kExitUsage;
+  }
+  if (a.validate_only) {
+    std::cout << a.config << ": valid; " << label << " E/I network of " << cfg.network.n_exc + cfg.network.n_inh
+              << " neurons, " << cfg.duration_ms << " ms on " << cfg.device << "; estimated memory "
+              << gb(need.total()) << " of " << gb(have) << " available; " << identity << "\n";
+    return kExitOk;
   }
   const c10::Device device(cfg.device == "cuda" ? c10::kCUDA : c10::kCPU);
   torch::NoGradGuard no_grad;  // simulation: no autograd bookkeeping
@@ -174,6 +313,12 @@ int run(const std::vector<std::string>& args) {
   opt.dt = cfg.dt_ms;
   opt.progress = a.progress;
   opt.engine = parse_engine(cfg.engine);
+  opt.check_finite = cfg.check_finite;
+  opt.identity = identity;
+  if (!a.checkpoint.empty()) {
+    opt.checkpoint_path = a.checkpoint;
+    opt.checkpoint_every = a.checkpoint_every.value_or(10000);
+  }
   if (cfg.network.input_current != 0) {
     const auto drive = torch::tensor(cfg.network.input_current);
     opt.inputs = {{"E.input", drive, false, RunInput::Op::Set}, {"I.input", drive, false, RunInput::Op::Set}};
@@ -185,7 +330,6 @@ int run(const std::vector<std::string>& args) {
   if (!cfg.voltage_neurons.empty()) {
     opt.monitors.push_back({"E.V", torch::tensor(cfg.voltage_neurons, torch::kLong), 1});
   }
-  const std::string label = cfg.network.output == "coba" ? "COBA" : "CUBA";
   std::cerr << label << " E/I network: " << cfg.network.n_exc << " + " << cfg.network.n_inh << " LIF neurons, "
             << synapses << " synapses, built in " << build_s << " s on " << cfg.device << "\n";
   if (opt.engine == Engine::Fast) {
@@ -195,7 +339,17 @@ int run(const std::vector<std::string>& args) {
     }
   }
   Runner runner(net, opt);
-  const RunResult r = runner.run(cfg.duration_ms);
+  RunResult r;
+  if (!a.resume.empty()) {
+    try {
+      r = runner.resume(a.resume);
+    } catch (const io::CheckpointError& e) {
+      std::cerr << "brain run: cannot resume: " << e.what() << "\n";
+      return kExitUsage;
+    }
+  } else {
+    r = runner.run(cfg.duration_ms);
+  }
 
   std::filesystem::create_directories(a.out);
   r.save(a.out);
@@ -213,6 +367,10 @@ int run(const std::vector<std::string>& args) {
   summary["build_seconds"] = build_s;
   summary["seconds_per_simulated_second"] = r.wall_seconds / sim_s;
   summary["peak_rss_mb"] = peak_rss_mb();
+  summary["config_identity"] = identity;
+  summary["estimated_memory_bytes"] = need.total();
+  if (!a.resume.empty()) summary["resumed_from"] = a.resume;
+  if (!opt.checkpoint_path.empty()) summary["checkpoint"] = {{"path", opt.checkpoint_path}, {"every_steps", opt.checkpoint_every}};
   summary["rates_hz"] = rates;
   io::write_text(a.out + "/summary.json", summary.dump(2) + "\n");
 

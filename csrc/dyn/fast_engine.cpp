@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <type_traits>
 #include <cmath>
@@ -327,11 +328,29 @@ at::Tensor fold_inputs(at::Tensor base, const std::vector<std::pair<const RunInp
   return cur.contiguous();
 }
 
+// The state path of the first non-finite value of a population the pass flagged: its V, or
+// the conductance of one of its receptors.
+template <typename T>
+std::string nonfinite_state(const Layout& L, const Population<T>& pop) {
+  auto bad = [](const T* x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (!std::isfinite(x[i])) return true;
+    }
+    return false;
+  };
+  if (bad(pop.k.V, pop.k.n)) return pop.info->path + ".V";
+  for (size_t r = 0; r < pop.receptors.size(); ++r) {
+    if (bad(pop.receptors[r].g_decayed, pop.k.n)) return L.receptors[pop.info->receptors[r]].owner_path + ".syn.g";
+  }
+  return pop.info->path + ".V";
+}
+
 // Writes one monitor sample (a row of the recording) per call.
 using Writer = std::function<void(int64_t row)>;
 
 template <typename T>
-RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions& options, Context& ctx, int64_t steps) {
+RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions& options, Context& ctx, int64_t steps,
+                    const detail::Segment& segment) {
   const double dt = options.dt;
   const at::TensorOptions fopt = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
 
@@ -542,13 +561,15 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     if constexpr (std::is_same_v<T, float>) return fastsim::lif_kernels().f32;
     else return fastsim::lif_kernels().f64;
   }();
-  detail::ProgressBar bar(steps, options.progress == 1 || (options.progress == -1 && isatty(fileno(stderr))));
+  std::atomic<int> nonfinite{0};  // raised by the population pass; read once per population and step
+  for (auto& pop : pops) pop.k.nonfinite = options.check_finite ? &nonfinite : nullptr;
+  std::string failure;
   const auto start = detail::Clock::now();
-  for (int64_t i = 0; i < steps; ++i) {
+  for (int64_t i = 0; i < steps && failure.empty(); ++i) {
     const int64_t step = ctx.step;
     for (auto& pop : pops) {
       if (pop.per_step) {
-        pop.drive_now = fold_inputs(i == 0 ? pop.input0 : at::zeros_like(pop.V), pop.inputs, i);
+        pop.drive_now = fold_inputs(i == 0 ? pop.input0 : at::zeros_like(pop.V), pop.inputs, segment.offset + i);
         pop.k.drive = pop.drive_now.template data_ptr<T>();
       } else {
         pop.k.drive = (i == 0 ? pop.drive_first : pop.drive_rest).template data_ptr<T>();
@@ -562,6 +583,10 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       } else {
         lif_step(k, step, 0, k.n);
       }
+      if (nonfinite.load(std::memory_order_relaxed)) {
+        failure = nonfinite_state(L, pop);
+        break;
+      }
       pop.n_spikes = fs::compact_spikes(pop.spiked.data(), k.n, pop.spikes.data());
       pop.count += pop.n_spikes;
       if (pop.last.defined()) {
@@ -569,6 +594,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
         for (int64_t s = 0; s < pop.n_spikes; ++s) last[pop.spikes[static_cast<size_t>(s)]] = step;
       }
     }
+    if (!failure.empty()) break;
     int64_t deliveries = 0;
     for (auto& pj : projs) {
       const Population<T>& pre = pops[pj.info->pre];
@@ -609,10 +635,11 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     }
     ctx.step += 1;
     ctx.t = ctx.step * ctx.dt;
-    bar.update(i + 1);
+    if (segment.bar) segment.bar->update(segment.offset + i + 1);
   }
   result.wall_seconds = std::chrono::duration<double>(detail::Clock::now() - start).count();
   result.steps = steps;
+  const int64_t failed_step = ctx.step;
 
   // Write the state back, so the module engine (or the next run) carries on from here.
   for (auto& pop : pops) {
@@ -650,6 +677,8 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     result.times[key] = torch::tensor(times[m], torch::kDouble);
     result.order.push_back(key);
   }
+  // The state was written back first, so the caller can look at it.
+  if (!failure.empty()) throw NonFiniteError(failure, failed_step, failed_step * ctx.dt);
   return result;
 }
 
@@ -662,14 +691,15 @@ std::string fast_engine_unsupported(DynamicalSystem& system, const RunnerOptions
 
 namespace detail {
 
-RunResult run_fast(DynamicalSystem& system, const RunnerOptions& options, Context& ctx, int64_t steps) {
+RunResult run_fast(DynamicalSystem& system, const RunnerOptions& options, Context& ctx, int64_t steps,
+                   const Segment& segment) {
   Layout L;
   const std::string why = unsupported(system, options, L);
   TORCH_CHECK(why.empty(), "Runner: the fast engine cannot run this network: ", why,
               " (engine \"auto\" runs it on the module engine)");
   at::NoGradGuard no_grad;
-  return L.dtype == at::kDouble ? run_typed<double>(system, L, options, ctx, steps)
-                                : run_typed<float>(system, L, options, ctx, steps);
+  return L.dtype == at::kDouble ? run_typed<double>(system, L, options, ctx, steps, segment)
+                                : run_typed<float>(system, L, options, ctx, steps, segment);
 }
 
 }  // namespace detail

@@ -11,7 +11,9 @@ using Clock = std::chrono::steady_clock;
 
 class ProgressBar {
  public:
-  ProgressBar(int64_t total, bool enabled) : total_(total), enabled_(enabled && total > 0), start_(Clock::now()) {}
+  // initial: steps already done when the bar starts (a resumed run); the rate counts the rest.
+  ProgressBar(int64_t total, bool enabled, int64_t initial = 0)
+      : total_(total), initial_(initial), enabled_(enabled && total > 0), start_(Clock::now()) {}
 
   void update(int64_t done) {
     if (!enabled_) return;
@@ -19,7 +21,7 @@ class ProgressBar {
     if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
     last_ = now;
     const double elapsed = std::chrono::duration<double>(now - start_).count();
-    const double rate = elapsed > 0 ? done / elapsed : 0;
+    const double rate = elapsed > 0 ? static_cast<double>(done - initial_) / elapsed : 0;
     const double eta = rate > 0 ? (total_ - done) / rate : 0;
     constexpr int kWidth = 30;
     const int filled = static_cast<int>(kWidth * done / total_);
@@ -33,6 +35,7 @@ class ProgressBar {
 
  private:
   int64_t total_;
+  int64_t initial_;
   bool enabled_;
   Clock::time_point start_, last_;
 };

@@ -8,11 +8,15 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <brain/dyn/fast.h>
+#include <brain/info.h>
+#include <brain/io/checkpoint.h>
 #include <brain/io/npz.h>
 #include <brain/models/neurons.h>
 
@@ -130,65 +134,107 @@ RunResult Runner::run(double duration_ms) {
   return run_steps(static_cast<int64_t>(std::llround(duration_ms / options_.dt)));
 }
 
-RunResult Runner::run_steps(int64_t steps) {
-  TORCH_CHECK(steps > 0, "Runner.run_steps: the number of steps must be positive, got ", steps);
-  validate();  // states may have been reset to another shape since construction
-  if (options_.engine == Engine::Fast ||
-      (options_.engine == Engine::Auto && fast_engine_unsupported(*system_, options_).empty())) {
-    return detail::run_fast(*system_, options_, ctx_, steps);
-  }
+namespace {
+
+// The module engine over `steps` steps of a run (one segment between checkpoints).
+RunResult run_modules(DynamicalSystem& system, const RunnerOptions& options, Context& ctx, int64_t steps,
+                      const detail::Segment& segment) {
   std::vector<Recording> recs;
-  for (const auto& m : options_.monitors) {
-    Recording r{&m, resolve(*system_, m.path), {}, {}, {}, {}};
-    if (m.indices) r.indices = m.indices->to(system_->find_state(m.path).device(), torch::kLong);
+  for (const auto& m : options.monitors) {
+    Recording r{&m, resolve(system, m.path), {}, {}, {}, {}};
+    if (m.indices) r.indices = m.indices->to(system.find_state(m.path).device(), torch::kLong);
     recs.push_back(std::move(r));
   }
   // Inputs are moved to their state's device and dtype once, not every step.
   std::vector<Target> input_targets;
   std::vector<at::Tensor> input_values;
-  for (const auto& in : options_.inputs) {
-    input_targets.push_back(resolve(*system_, in.path));
-    const at::Tensor& s = system_->find_state(in.path);
+  for (const auto& in : options.inputs) {
+    input_targets.push_back(resolve(system, in.path));
+    const at::Tensor& s = system.find_state(in.path);
     input_values.push_back(in.value.to(s.device(), s.scalar_type()));
   }
 
   std::vector<std::pair<std::string, DynamicalSystem*>> populations;
-  find_populations(*system_, "", populations);
+  find_populations(system, "", populations);
   std::vector<at::Tensor> counts;  // on the device: summed without a host sync per step
   for (const auto& item : populations) {
     counts.push_back(torch::zeros({}, item.second->state("spike").options().dtype(torch::kDouble)));
   }
 
+  // The finiteness guard: each step, the sum of every floating-point state goes into a
+  // device-side slot (NaN or Inf anywhere makes the sum NaN or Inf); the slots are read once
+  // per chunk of steps, with the monitors, and the first bad one names the state and the step.
+  struct Guarded {
+    std::string path;
+    Target target;
+    at::Tensor sums;  // [chunk_steps] float64, on the state's device
+  };
+  std::vector<Guarded> guarded;
+  if (options.check_finite) {
+    for (const auto& path : system.state_paths()) {
+      const at::Tensor s = system.find_state(path);
+      if (!s.is_floating_point()) continue;
+      guarded.push_back({path, resolve(system, path), torch::zeros({options.chunk_steps}, s.options().dtype(torch::kDouble))});
+    }
+  }
+  int64_t chunk_first_step = ctx.step;
+  int64_t chunk_rows = 0;
+  auto check_guard = [&] {
+    if (chunk_rows == 0) return;
+    int64_t first_row = chunk_rows;
+    const std::string* first_path = nullptr;
+    for (const auto& g : guarded) {
+      const at::Tensor bad = torch::isfinite(g.sums.narrow(0, 0, chunk_rows)).logical_not();
+      if (!bad.any().item<bool>()) continue;
+      const int64_t row = bad.nonzero()[0][0].item<int64_t>();
+      if (row < first_row) {
+        first_row = row;
+        first_path = &g.path;
+      }
+    }
+    if (first_path) {
+      const int64_t step = chunk_first_step + first_row;
+      throw NonFiniteError(*first_path, step, step * ctx.dt);
+    }
+    chunk_first_step = ctx.step;
+    chunk_rows = 0;
+  };
+
   RunResult result;
   result.engine = "modules";
-  result.dt = options_.dt;
-  result.t_start = ctx_.t;
-  ProgressBar bar(steps, options_.progress == 1 || (options_.progress == -1 && isatty(fileno(stderr))));
+  result.dt = options.dt;
+  result.t_start = ctx.t;
   const auto start = Clock::now();
   for (int64_t i = 0; i < steps; ++i) {
-    for (size_t k = 0; k < options_.inputs.size(); ++k) {
-      const auto& in = options_.inputs[k];
+    for (size_t k = 0; k < options.inputs.size(); ++k) {
+      const auto& in = options.inputs[k];
       auto& target = input_targets[k];
       const at::Tensor& cur = target.system->state(target.leaf);
       const at::Tensor& all = input_values[k];
-      const at::Tensor v = in.per_step ? all[std::min<int64_t>(i, all.size(0) - 1)] : all;
+      const at::Tensor v = in.per_step ? all[std::min<int64_t>(segment.offset + i, all.size(0) - 1)] : all;
       target.system->assign_state(target.leaf, in.op == RunInput::Op::Set ? v.expand(cur.sizes()).clone() : cur + v);
     }
-    system_->step(ctx_);
+    system.step(ctx);
     for (size_t p = 0; p < populations.size(); ++p) counts[p].add_(populations[p].second->state("spike").detach().sum());
+    for (auto& g : guarded) {
+      at::Tensor slot = g.sums.select(0, chunk_rows);
+      at::sum_out(slot, g.target.system->state(g.target.leaf).detach(), std::nullopt, false, torch::kDouble);
+    }
     for (auto& r : recs) {
-      if (ctx_.step % r.spec->every != 0) continue;
+      if (ctx.step % r.spec->every != 0) continue;
       at::Tensor s = r.target.system->state(r.target.leaf).detach();
       s = r.indices.defined() ? s.index_select(-1, r.indices) : s.clone();
       if (r.spec->dtype) s = s.to(*r.spec->dtype);
       r.chunk.push_back(s);
-      r.times.push_back(ctx_.t);
-      if (static_cast<int64_t>(r.chunk.size()) >= options_.chunk_steps) r.flush();
+      r.times.push_back(ctx.t);
+      if (static_cast<int64_t>(r.chunk.size()) >= options.chunk_steps) r.flush();
     }
-    ctx_.step += 1;
-    ctx_.t = ctx_.step * ctx_.dt;
-    bar.update(i + 1);
+    ctx.step += 1;
+    ctx.t = ctx.step * ctx.dt;
+    if (!guarded.empty() && ++chunk_rows == options.chunk_steps) check_guard();
+    if (segment.bar) segment.bar->update(segment.offset + i + 1);
   }
+  if (!guarded.empty()) check_guard();
   for (auto& r : recs) {
     r.flush();
     const at::Tensor values = r.host.empty() ? torch::empty({0}) : torch::cat(r.host, 0);
@@ -204,6 +250,308 @@ RunResult Runner::run_steps(int64_t steps) {
   return result;
 }
 
+// Recordings of a monitor that sampled nothing come back as this placeholder.
+bool is_placeholder(const at::Tensor& t) { return t.dim() == 1 && t.numel() == 0; }
+
+std::string shape_text(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
+  return s + "]";
+}
+
+const char* kCheckpointFormat = "libbrain-runner";
+constexpr int kCheckpointVersion = 1;
+
+}  // namespace
+
+NonFiniteError::NonFiniteError(const std::string& state, int64_t step, double t_ms)
+    : std::runtime_error([&] {
+        const auto dot = state.rfind('.');
+        std::ostringstream m;
+        m << "state '" << state << "'";
+        if (dot != std::string::npos) {
+          m << " (population '" << state.substr(0, dot) << "', variable '" << state.substr(dot + 1) << "')";
+        }
+        m << " became NaN or Inf at step " << step << " (t = " << t_ms
+          << " ms); check the parameters, the inputs and dt, or turn the check off (check_finite)";
+        return m.str();
+      }()),
+      state_(state),
+      step_(step) {}
+
+// A run in progress: what has been recorded and counted so far.
+struct Runner::Progress {
+  int64_t total = 0;
+  int64_t done = 0;
+  double t_start = 0;
+  double wall_seconds = 0;
+  std::string engine;
+  int64_t checkpoint_every = 0;  // of the run that wrote the checkpoint being resumed
+  std::map<std::string, std::vector<at::Tensor>> values, times;  // CPU pieces per monitor key
+  std::map<std::string, int64_t> spike_counts;
+
+  void add(const RunResult& r) {
+    for (const auto& key : r.order) {
+      values[key].push_back(r.values.at(key));
+      times[key].push_back(r.times.at(key));
+    }
+    for (const auto& [pop, n] : r.spike_counts) spike_counts[pop] += n;
+    wall_seconds += r.wall_seconds;
+    done += r.steps;
+  }
+  static at::Tensor joined(const std::vector<at::Tensor>& pieces) {
+    std::vector<at::Tensor> real;
+    for (const auto& p : pieces) {
+      if (!is_placeholder(p)) real.push_back(p);
+    }
+    if (real.empty()) return pieces.empty() ? torch::empty({0}) : pieces.front();
+    return real.size() == 1 ? real.front() : torch::cat(real, 0);
+  }
+};
+
+RunResult Runner::run_steps(int64_t steps) {
+  TORCH_CHECK(steps > 0, "Runner.run_steps: the number of steps must be positive, got ", steps);
+  validate();  // states may have been reset to another shape since construction
+  Progress progress;
+  progress.total = steps;
+  progress.t_start = ctx_.t;
+  return finish(progress);
+}
+
+RunResult Runner::finish(Progress& p) {
+  const bool fast = options_.engine == Engine::Fast ||
+                    (options_.engine == Engine::Auto && fast_engine_unsupported(*system_, options_).empty());
+  const std::string engine = fast ? "fast" : "modules";
+  if (p.engine.empty()) p.engine = engine;
+  const bool checkpoints = !options_.checkpoint_path.empty() && options_.checkpoint_every > 0;
+  ProgressBar bar(p.total, options_.progress == 1 || (options_.progress == -1 && isatty(fileno(stderr))), p.done);
+  while (p.done < p.total) {
+    int64_t n = p.total - p.done;
+    if (checkpoints) n = std::min(n, options_.checkpoint_every - p.done % options_.checkpoint_every);
+    const detail::Segment segment{p.done, &bar};
+    p.add(fast ? detail::run_fast(*system_, options_, ctx_, n, segment)
+               : run_modules(*system_, options_, ctx_, n, segment));
+    if (checkpoints && p.done % options_.checkpoint_every == 0) write_checkpoint(options_.checkpoint_path, &p);
+  }
+  RunResult result;
+  result.steps = p.total;
+  result.dt = options_.dt;
+  result.t_start = p.t_start;
+  result.wall_seconds = p.wall_seconds;
+  result.engine = p.engine == engine ? engine : p.engine + "+" + engine;
+  result.spike_counts = p.spike_counts;
+  for (const auto& m : options_.monitors) {
+    const auto& key = m.key();
+    result.order.push_back(key);
+    result.values[key] = Progress::joined(p.values[key]);
+    result.times[key] = Progress::joined(p.times[key]);
+    if (!result.times[key].defined() || is_placeholder(result.times[key])) {
+      result.times[key] = torch::empty({0}, torch::kDouble);
+    }
+  }
+  return result;
+}
+
+namespace {
+
+// Everything a checkpoint must agree on with the system it is loaded into, one line per
+// tensor: states, parameters and buffers (name, dtype, shape; integer buffers, which hold
+// connectivity, also by content), monitors and dt.
+std::vector<std::string> structure_of(DynamicalSystem& system, const RunnerOptions& options) {
+  system.sync_buffers();
+  std::vector<std::string> lines;
+  const auto paths = system.state_paths();
+  const std::set<std::string> states(paths.begin(), paths.end());
+  for (const auto& path : paths) {
+    const at::Tensor t = system.find_state(path);
+    lines.push_back("state " + path + " " + c10::toString(t.scalar_type()) + " " + shape_text(t));
+  }
+  for (const auto& item : system.named_parameters()) {
+    lines.push_back("parameter " + item.key() + " " + c10::toString(item.value().scalar_type()) + " " +
+                    shape_text(item.value()));
+  }
+  for (const auto& item : system.named_buffers()) {
+    if (states.count(item.key())) continue;
+    const at::Tensor& t = item.value();
+    std::string line = "buffer " + item.key() + " " + c10::toString(t.scalar_type()) + " " + shape_text(t);
+    if (!t.is_floating_point() && t.scalar_type() != at::kBool) {
+      const at::Tensor c = t.to(at::kCPU).contiguous();
+      char hex[17];
+      std::snprintf(hex, sizeof hex, "%016llx",
+                    static_cast<unsigned long long>(io::xxh64(c.data_ptr(), c.numel() * c.element_size())));
+      line += std::string(" xxh64=") + hex;
+    }
+    lines.push_back(line);
+  }
+  for (const auto& m : options.monitors) {
+    std::string line = "monitor " + m.key() + " <- " + m.path + " every " + std::to_string(m.every);
+    if (m.dtype) line += std::string(" as ") + c10::toString(*m.dtype);
+    if (m.indices) {
+      const at::Tensor ix = m.indices->to(at::kCPU, at::kLong).contiguous();
+      line += " indices " + std::to_string(ix.numel()) + ":" +
+              std::to_string(io::xxh64(ix.data_ptr(), ix.numel() * sizeof(int64_t)));
+    }
+    lines.push_back(line);
+  }
+  std::ostringstream dt;
+  dt.precision(17);
+  dt << "dt " << options.dt;
+  lines.push_back(dt.str());
+  return lines;
+}
+
+bool keeps_in_checkpoint(const at::Tensor& t) { return t.is_floating_point() || t.scalar_type() == at::kBool; }
+
+}  // namespace
+
+void Runner::write_checkpoint(const std::string& path, const Progress* progress) {
+  io::Checkpoint ck;
+  nlohmann::json header = {{"format", kCheckpointFormat},
+                           {"version", kCheckpointVersion},
+                           {"libbrain", brain::version()},
+                           {"identity", options_.identity},
+                           {"batch_size", system_->batch_size()},
+                           {"structure", structure_of(*system_, options_)}};
+  ck.tensors.emplace_back("clock/step", torch::tensor({ctx_.step}, torch::kLong));
+  ck.tensors.emplace_back("clock/t_dt", torch::tensor({ctx_.t, ctx_.dt}, torch::kDouble));
+  const auto paths = system_->state_paths();
+  const std::set<std::string> states(paths.begin(), paths.end());
+  for (const auto& p : paths) ck.tensors.emplace_back("state/" + p, system_->find_state(p));
+  for (const auto& item : system_->named_parameters()) ck.tensors.emplace_back("parameter/" + item.key(), item.value());
+  for (const auto& item : system_->named_buffers()) {
+    if (states.count(item.key()) || !keeps_in_checkpoint(item.value())) continue;
+    ck.tensors.emplace_back("buffer/" + item.key(), item.value());
+  }
+  ck.tensors.emplace_back("rng/cpu", at::detail::getDefaultCPUGenerator().get_state());
+  if (at::hasCUDA()) {
+    for (c10::DeviceIndex d = 0; d < static_cast<c10::DeviceIndex>(torch::cuda::device_count()); ++d) {
+      ck.tensors.emplace_back("rng/cuda" + std::to_string(d),
+                              at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, d)).get_state());
+    }
+  }
+  if (progress) {
+    nlohmann::json counts = nlohmann::json::object();
+    for (const auto& [pop, n] : progress->spike_counts) counts[pop] = n;
+    header["run"] = {{"total_steps", progress->total},
+                     {"done_steps", progress->done},
+                     {"checkpoint_every", options_.checkpoint_every},
+                     {"t_start_ms", progress->t_start},
+                     {"wall_seconds", progress->wall_seconds},
+                     {"engine", progress->engine},
+                     {"spike_counts", counts}};
+    for (const auto& m : options_.monitors) {
+      const auto v = progress->values.find(m.key());
+      const auto t = progress->times.find(m.key());
+      ck.tensors.emplace_back("monitor/" + m.key(),
+                              v == progress->values.end() ? torch::empty({0}) : Progress::joined(v->second));
+      ck.tensors.emplace_back("monitor_t/" + m.key(), t == progress->times.end() ? torch::empty({0}, torch::kDouble)
+                                                                                 : Progress::joined(t->second));
+    }
+  }
+  ck.header = header.dump();
+  io::write_checkpoint_file(path, ck);
+}
+
+void Runner::read_checkpoint(const std::string& path, Progress* progress) {
+  const io::Checkpoint ck = io::read_checkpoint_file(path);
+  auto refuse = [&](const std::string& why) { throw io::CheckpointError("checkpoint '" + path + "' " + why); };
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(ck.header);
+  } catch (const std::exception&) {
+    refuse("has a header that is not JSON");
+  }
+  if (!header.is_object() || header.value("format", "") != kCheckpointFormat) {
+    refuse("is not a runner checkpoint (format \"" +
+           (header.is_object() ? header.value("format", std::string("?")) : std::string("?")) + "\")");
+  }
+  try {
+    if (header.at("version").get<int>() != kCheckpointVersion) refuse("has runner format version " + header.at("version").dump());
+    const std::string identity = header.at("identity").get<std::string>();
+    if (identity != options_.identity) {
+      refuse("was made for a different configuration (identity '" + identity + "', this run's is '" + options_.identity +
+             "')");
+    }
+    if (header.at("batch_size").get<int64_t>() != system_->batch_size()) {
+      refuse("was made with batch size " + header.at("batch_size").dump() + ", the system has " +
+             std::to_string(system_->batch_size()));
+    }
+    const auto saved = header.at("structure").get<std::vector<std::string>>();
+    const auto now = structure_of(*system_, options_);
+    for (size_t i = 0; i < std::max(saved.size(), now.size()); ++i) {
+      const std::string a = i < saved.size() ? saved[i] : "(nothing)";
+      const std::string b = i < now.size() ? now[i] : "(nothing)";
+      if (a != b) refuse("does not match this system: it has \"" + a + "\" where the system has \"" + b + "\"");
+    }
+    const bool in_progress = header.contains("run");
+    if (progress && !in_progress) refuse("holds no run in progress (written by save_checkpoint; use load_checkpoint)");
+
+    // Everything checked: now the system is changed.
+    torch::NoGradGuard no_grad;
+    const auto paths = system_->state_paths();
+    const std::set<std::string> states(paths.begin(), paths.end());
+    for (const auto& p : paths) {
+      const at::Tensor cur = system_->find_state(p);
+      const auto dot = p.rfind('.');
+      DynamicalSystem& owner = dot == std::string::npos ? *system_ : system_->find_system(p.substr(0, dot));
+      owner.assign_state(dot == std::string::npos ? p : p.substr(dot + 1), ck.tensor("state/" + p).to(cur.device()));
+    }
+    for (auto& item : system_->named_parameters()) item.value().copy_(ck.tensor("parameter/" + item.key()));
+    for (auto& item : system_->named_buffers()) {
+      if (states.count(item.key()) || !keeps_in_checkpoint(item.value())) continue;
+      item.value().copy_(ck.tensor("buffer/" + item.key()));
+    }
+    at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();  // a handle: sets the global one
+    cpu_gen.set_state(ck.tensor("rng/cpu"));
+    if (at::hasCUDA()) {
+      for (c10::DeviceIndex d = 0; d < static_cast<c10::DeviceIndex>(torch::cuda::device_count()); ++d) {
+        const std::string key = "rng/cuda" + std::to_string(d);
+        if (!ck.has(key)) continue;
+        at::Generator gen = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, d));
+        gen.set_state(ck.tensor(key));
+      }
+    }
+    ctx_.step = ck.tensor("clock/step").item<int64_t>();
+    ctx_.t = ck.tensor("clock/t_dt")[0].item<double>();
+    if (progress) {
+      const auto& run = header.at("run");
+      progress->total = run.at("total_steps").get<int64_t>();
+      progress->done = run.at("done_steps").get<int64_t>();
+      progress->t_start = run.at("t_start_ms").get<double>();
+      progress->wall_seconds = run.at("wall_seconds").get<double>();
+      progress->engine = run.at("engine").get<std::string>();
+      progress->checkpoint_every = run.at("checkpoint_every").get<int64_t>();
+      if (progress->total <= 0 || progress->done < 0 || progress->done > progress->total) refuse("has an impossible step count");
+      for (const auto& [pop, n] : run.at("spike_counts").items()) progress->spike_counts[pop] = n.get<int64_t>();
+      for (const auto& m : options_.monitors) {
+        progress->values[m.key()] = {ck.tensor("monitor/" + m.key())};
+        progress->times[m.key()] = {ck.tensor("monitor_t/" + m.key())};
+      }
+    }
+  } catch (const nlohmann::json::exception& e) {
+    refuse(std::string("has a malformed header: ") + e.what());
+  }
+}
+
+RunResult Runner::resume(const std::string& path) {
+  validate();
+  Progress progress;
+  read_checkpoint(path, &progress);
+  // Without checkpoint options of its own, the resumed run goes on checkpointing as before.
+  if (options_.checkpoint_path.empty() && progress.checkpoint_every > 0) {
+    options_.checkpoint_path = path;
+    options_.checkpoint_every = progress.checkpoint_every;
+  }
+  return finish(progress);
+}
+
+void Runner::save_checkpoint(const std::string& path) { write_checkpoint(path, nullptr); }
+
+void Runner::load_checkpoint(const std::string& path) {
+  validate();
+  read_checkpoint(path, nullptr);
+}
+
 std::string RunResult::summary_json() const {
   nlohmann::json monitors = nlohmann::json::object();
   const double duration_s = steps * dt / 1000.0;
@@ -213,7 +561,7 @@ std::string RunResult::summary_json() const {
     if (v.numel() > 0) {
       if (v.scalar_type() == at::kBool) {
         // Spikes: mean firing rate over recorded samples and neurons.
-        const double count = v.sum().item<double>();
+        const double count = static_cast<double>(v.count_nonzero().item<int64_t>());  // sum() would copy to int64
         const double samples = static_cast<double>(v.numel());
         const double every = times.at(path).numel() > 1 ? (times.at(path)[1].item<double>() - times.at(path)[0].item<double>()) : dt;
         m["spike_count"] = count;

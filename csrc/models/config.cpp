@@ -165,6 +165,7 @@ RunConfig parse_run_config(const std::string& text) {
     c.seed = static_cast<uint64_t>(r.integer("seed", static_cast<int64_t>(c.seed), 0, std::numeric_limits<int64_t>::max()));
     c.device = r.choice("device", c.device, {"cpu", "cuda"});
     c.engine = r.choice("engine", c.engine, {"auto", "fast", "modules"});
+    c.check_finite = r.boolean("check_finite", c.check_finite);
     r.finish();
   }
   if (const json* v = root.find("monitors")) {

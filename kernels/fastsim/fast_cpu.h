@@ -14,6 +14,7 @@
 // next g_decayed.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "kernels/jitc/jitc_cpu.h"
@@ -53,20 +54,34 @@ struct LifPop {
   std::int32_t ref_steps = 0;
   bool detach_reset = true;
   std::uint8_t* spiked = nullptr;  // [n] output: 1 where the neuron fired this step
+  // Set to 1 when a stored V or conductance is NaN or Inf; null: not checked. Only written
+  // when something is wrong, so the threads of one population do not contend on it.
+  std::atomic<int>* nonfinite = nullptr;
 };
+
+// x - x is 0 for every finite x and NaN for NaN and +-Inf: a subtraction and a compare, which
+// vectorize with the loops below. Valid because the project never builds with -ffinite-math-only.
+template <typename T>
+inline bool not_finite(T x) {
+  return !(x - x == T(0));
+}
 
 // One receptor over neurons [b, b + m): g = g_decayed + pending..., I = base + current(g, V),
 // next g_decayed. base is the drive (first receptor) or I itself (later ones). The common
 // case, one projection per receptor, is a single pass; copies are avoided because compilers
 // turn them into slow string moves at these sizes.
-template <bool kCoba, bool kEuler, typename T>
-inline void receptor_block(const Receptor<T>& rc, const T* __restrict V, const T* base, T* I, std::int64_t b,
+// Returns whether a stored conductance is not finite (kCheck; false otherwise).
+template <bool kCoba, bool kEuler, bool kCheck, typename T>
+inline bool receptor_block(const Receptor<T>& rc, const T* __restrict V, const T* base, T* I, std::int64_t b,
                            std::int64_t m) {
   T* __restrict gd = rc.g_decayed + b;
   const T E = rc.E, f = rc.factor;
+  int bad = 0;
   auto finish = [&](std::int64_t j, T g) {
     I[j] = base[j] + (kCoba ? g * (E - V[j]) : g);
-    gd[j] = kEuler ? g - g * f : g * f;
+    const T next = kEuler ? g - g * f : g * f;
+    gd[j] = next;
+    if constexpr (kCheck) bad |= not_finite(next);
   };
   if (rc.n_pending == 1) {
     T* __restrict pend = rc.pending[0] + b;
@@ -75,7 +90,7 @@ inline void receptor_block(const Receptor<T>& rc, const T* __restrict V, const T
       pend[j] = T(0);
       finish(j, g);
     }
-    return;
+    return bad != 0;
   }
   T g[kBlock];
   if (rc.n_pending == 0) {
@@ -95,31 +110,38 @@ inline void receptor_block(const Receptor<T>& rc, const T* __restrict V, const T
     }
   }
   for (std::int64_t j = 0; j < m; ++j) finish(j, g[j]);
+  return bad != 0;
 }
 
 // Synaptic input of neurons [b, b + m): drive plus every receptor's current at V(t), in the
 // order the population registered them; folds the pending arrivals in.
-template <typename T>
-inline void block_currents(const LifPop<T>& p, std::int64_t b, std::int64_t m, T* I) {
+// Returns whether a stored conductance is not finite (kCheck; false otherwise).
+template <bool kCheck, typename T>
+inline bool block_currents(const LifPop<T>& p, std::int64_t b, std::int64_t m, T* I) {
   const T* V = p.V + b;
   const T* base = p.drive + b;
   if (p.n_receptors == 0) {
     for (std::int64_t j = 0; j < m; ++j) I[j] = base[j];
-    return;
+    return false;
   }
+  bool bad = false;
   for (int r = 0; r < p.n_receptors; ++r) {
     const Receptor<T>& rc = p.receptors[r];
     if (rc.coba) {
-      rc.euler ? receptor_block<true, true>(rc, V, base, I, b, m) : receptor_block<true, false>(rc, V, base, I, b, m);
+      bad |= rc.euler ? receptor_block<true, true, kCheck>(rc, V, base, I, b, m)
+                      : receptor_block<true, false, kCheck>(rc, V, base, I, b, m);
     } else {
-      rc.euler ? receptor_block<false, true>(rc, V, base, I, b, m) : receptor_block<false, false>(rc, V, base, I, b, m);
+      bad |= rc.euler ? receptor_block<false, true, kCheck>(rc, V, base, I, b, m)
+                      : receptor_block<false, false, kCheck>(rc, V, base, I, b, m);
     }
     base = I;
   }
+  return bad;
 }
 
-template <bool kEuler, bool kRefractory, bool kDetach, typename T>
-inline void block_membrane(const LifPop<T>& p, std::int64_t step, std::int64_t b, std::int64_t m, const T* I) {
+// Returns whether a stored V is not finite (kCheck; false otherwise).
+template <bool kEuler, bool kRefractory, bool kDetach, bool kCheck, typename T>
+inline bool block_membrane(const LifPop<T>& p, std::int64_t step, std::int64_t b, std::int64_t m, const T* I) {
   // Everything read from p is loaded once: the stores below could alias it otherwise, and a
   // reload in the loop keeps the compiler from vectorizing it.
   T* __restrict V = p.V + b;
@@ -128,6 +150,7 @@ inline void block_membrane(const LifPop<T>& p, std::int64_t step, std::int64_t b
   const T V_rest = p.V_rest, R = p.R, f = p.factor, V_th = p.V_th, V_reset = p.V_reset;
   const T scale = p.threshold_scale;
   const std::int32_t ref_steps = p.ref_steps;
+  int bad = 0;
   for (std::int64_t j = 0; j < m; ++j) {
     const T v = V[j];
     T vn;
@@ -142,43 +165,61 @@ inline void block_membrane(const LifPop<T>& p, std::int64_t step, std::int64_t b
       vn = c < ref_steps ? v : vn;  // the module engine's (step - last_spike) < ref_steps
       const bool fire = (vn - V_th) / scale > T(0);
       since[j] = fire ? 1 : (c < ref_steps ? c + 1 : ref_steps);
-      V[j] = kDetach ? (fire ? V_reset : vn) : vn + (V_reset - vn) * (fire ? T(1) : T(0));
+      const T out = kDetach ? (fire ? V_reset : vn) : vn + (V_reset - vn) * (fire ? T(1) : T(0));
+      V[j] = out;
+      if constexpr (kCheck) bad |= not_finite(out);
       spiked[j] = fire;
     } else {
       const bool fire = (vn - V_th) / scale > T(0);
-      V[j] = kDetach ? (fire ? V_reset : vn) : vn + (V_reset - vn) * (fire ? T(1) : T(0));
+      const T out = kDetach ? (fire ? V_reset : vn) : vn + (V_reset - vn) * (fire ? T(1) : T(0));
+      V[j] = out;
+      if constexpr (kCheck) bad |= not_finite(out);
       spiked[j] = fire;
     }
   }
+  return bad != 0;
 }
 
-template <bool kEuler, bool kRefractory, bool kDetach, typename T>
+// The finiteness check costs about 7% on COBA-4000, so without it the loops do not have it.
+template <bool kEuler, bool kRefractory, bool kDetach, bool kCheck, typename T>
 void lif_range(const LifPop<T>& p, std::int64_t step, std::int64_t begin, std::int64_t end) {
   T I[kBlock];
   for (std::int64_t b = begin; b < end; b += kBlock) {
     const std::int64_t m = end - b < kBlock ? end - b : kBlock;
-    block_currents(p, b, m, I);
-    block_membrane<kEuler, kRefractory, kDetach>(p, step, b, m, I);
+    const bool bad_g = block_currents<kCheck>(p, b, m, I);
+    const bool bad_v = block_membrane<kEuler, kRefractory, kDetach, kCheck>(p, step, b, m, I);
+    if constexpr (kCheck) {
+      if (bad_g || bad_v) p.nonfinite->store(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+template <bool kCheck, typename T>
+void lif_step_as(const LifPop<T>& p, std::int64_t step, std::int64_t begin, std::int64_t end) {
+  const bool refractory = p.since_spike != nullptr;
+  if (p.euler) {
+    if (refractory) {
+      p.detach_reset ? lif_range<true, true, true, kCheck>(p, step, begin, end)
+                     : lif_range<true, true, false, kCheck>(p, step, begin, end);
+    } else {
+      p.detach_reset ? lif_range<true, false, true, kCheck>(p, step, begin, end)
+                     : lif_range<true, false, false, kCheck>(p, step, begin, end);
+    }
+  } else {
+    if (refractory) {
+      p.detach_reset ? lif_range<false, true, true, kCheck>(p, step, begin, end)
+                     : lif_range<false, true, false, kCheck>(p, step, begin, end);
+    } else {
+      p.detach_reset ? lif_range<false, false, true, kCheck>(p, step, begin, end)
+                     : lif_range<false, false, false, kCheck>(p, step, begin, end);
+    }
   }
 }
 
 // One step of neurons [begin, end) of p (any split of a population gives the same result).
 template <typename T>
 void lif_step(const LifPop<T>& p, std::int64_t step, std::int64_t begin, std::int64_t end) {
-  const bool refractory = p.since_spike != nullptr;
-  if (p.euler) {
-    if (refractory) {
-      p.detach_reset ? lif_range<true, true, true>(p, step, begin, end) : lif_range<true, true, false>(p, step, begin, end);
-    } else {
-      p.detach_reset ? lif_range<true, false, true>(p, step, begin, end) : lif_range<true, false, false>(p, step, begin, end);
-    }
-  } else {
-    if (refractory) {
-      p.detach_reset ? lif_range<false, true, true>(p, step, begin, end) : lif_range<false, true, false>(p, step, begin, end);
-    } else {
-      p.detach_reset ? lif_range<false, false, true>(p, step, begin, end) : lif_range<false, false, false>(p, step, begin, end);
-    }
-  }
+  p.nonfinite ? lif_step_as<true>(p, step, begin, end) : lif_step_as<false>(p, step, begin, end);
 }
 
 // Indices of the set flags of [0, n) in increasing order into out; returns how many. Skips

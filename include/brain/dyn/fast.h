@@ -33,8 +33,16 @@ namespace brain {
 BRAIN_API std::string fast_engine_unsupported(DynamicalSystem& system, const RunnerOptions& options);
 
 namespace detail {
+class ProgressBar;
+// A run goes in segments, between checkpoints. offset: the index within the run of the
+// segment's first step (per-step inputs read that row); bar: counts the steps of the run.
+struct Segment {
+  int64_t offset = 0;
+  ProgressBar* bar = nullptr;
+};
 // The fast engine's run loop (Runner::run_steps calls it); advances ctx like the runner.
-RunResult run_fast(DynamicalSystem& system, const RunnerOptions& options, Context& ctx, int64_t steps);
+RunResult run_fast(DynamicalSystem& system, const RunnerOptions& options, Context& ctx, int64_t steps,
+                   const Segment& segment);
 }  // namespace detail
 
 }  // namespace brain

@@ -12,12 +12,22 @@
 // synapses (CSR or JIT connectivity, delays) into fused loops over raw memory, with the same
 // results, spike for spike. Engine::Auto takes the fast one when the network and the
 // monitors allow it and no gradient is being recorded.
+//
+// Reliability: with checkpoint_path and checkpoint_every set, the run in progress (every state,
+// parameter and buffer that can change, the generators, the clock, the monitors recorded so
+// far) is written every checkpoint_every steps, atomically (brain/io/checkpoint.h); resume()
+// continues a run killed at any moment and returns monitors bit-identical to those of a run
+// that never stopped. With check_finite, a floating-point state that becomes NaN or Inf stops
+// the run with a NonFiniteError naming the state and the step; the module engine checks
+// device-side sums each step and reads them once per chunk (no per-step host sync), the fast
+// engine checks inside its fused pass.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -59,6 +69,27 @@ struct RunnerOptions {
   int64_t chunk_steps = 1000;
   // Move the system (and inputs) to this device before running; absent: where it is.
   std::optional<c10::Device> device;
+  // Checkpoints of a run in progress, every checkpoint_every steps (0: none) into
+  // checkpoint_path; the last one stays after the run.
+  std::string checkpoint_path;
+  int64_t checkpoint_every = 0;
+  // What the system was built from (e.g. a hash of its configuration): a checkpoint made
+  // with another identity is refused.
+  std::string identity;
+  // Stop with NonFiniteError when a floating-point state becomes NaN or Inf.
+  bool check_finite = true;
+};
+
+// A floating-point state became NaN or Inf during a run (RunnerOptions::check_finite).
+class BRAIN_API NonFiniteError : public std::runtime_error {
+ public:
+  NonFiniteError(const std::string& state, int64_t step, double t_ms);
+  const std::string& state() const { return state_; }  // its path, e.g. "E.V"
+  int64_t step() const { return step_; }                // the step after which it was found
+
+ private:
+  std::string state_;
+  int64_t step_;
 };
 
 struct RunResult {
@@ -86,12 +117,29 @@ class BRAIN_API Runner {
   RunResult run(double duration_ms);
   RunResult run_steps(int64_t steps);
 
+  // Finishes the run saved in a checkpoint that run()/run_steps() wrote (the process may have
+  // been killed at any point since) and returns the result of the whole run, monitors
+  // bit-identical to a run that never stopped (on the CPU). The system must be built as it
+  // was (same identity, same states, parameters and connectivity) and the runner's monitors
+  // must be the same; anything else is refused with io::CheckpointError. Without a
+  // checkpoint_path of its own, the runner goes on writing checkpoints into `path` as often
+  // as the interrupted run did.
+  RunResult resume(const std::string& path);
+
+  // Between runs: saves or restores the state of the system, its generators and the clock.
+  void save_checkpoint(const std::string& path);
+  void load_checkpoint(const std::string& path);
+
   // The clock carried across run() calls; set it to continue a restored simulation.
   Context& context() { return ctx_; }
   DynamicalSystem& system() { return *system_; }
 
  private:
+  struct Progress;
   void validate();
+  RunResult finish(Progress& progress);
+  void write_checkpoint(const std::string& path, const Progress* progress);
+  void read_checkpoint(const std::string& path, Progress* progress);
   std::shared_ptr<DynamicalSystem> system_;
   RunnerOptions options_;
   Context ctx_;

@@ -1,0 +1,298 @@
+"""Reliability of `brain run` (the command-line contract): runs killed with SIGKILL at random
+moments, and half-way through a checkpoint write, resume to monitors bit-identical to a run
+that never stopped; damaged or foreign checkpoints are refused; every field of the reference
+configs, mutated, is rejected with its JSON path and exit code 2; NaN is found and named;
+impossible configs are refused before anything is allocated; seeds and thread counts do not
+change spikes."""
+
+import concurrent.futures
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import brain
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BRAIN_TOOL = os.environ.get("BRAIN_TOOL", os.path.join(os.path.dirname(brain.__file__), "bin", "brain"))
+COBA = os.path.join(REPO, "models", "coba.json")
+CONFIGS = ["coba.json", "coba_jit.json", "cuba.json"]
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def run(*args, env=None, timeout=300):
+    return subprocess.run([BRAIN_TOOL, "run", *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def monitors(out):
+    with np.load(out / "monitors.npz") as d:
+        return {k: d[k] for k in d.files}
+
+
+def assert_same_monitors(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert np.array_equal(a[k], b[k]), k
+
+
+# The module engine makes the run last long enough (about 1.5 s) to be killed at random points.
+KILL_ARGS = ["--duration", "600", "--engine", "modules", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight")
+    proc = run(COBA, *KILL_ARGS, "--out", out)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    return out
+
+
+def test_sigkill_at_random_moments_then_resume_gives_identical_monitors(tmp_path, uninterrupted):
+    rng = random.Random(20261123)
+    ckpt = tmp_path / "run.ckpt"
+    out = tmp_path / "out"
+    base = [COBA, *KILL_ARGS, "--out", out, "--checkpoint", ckpt, "--checkpoint-every", "300"]
+    kills = 0
+    for attempt in range(8):
+        args = base + (["--resume", ckpt] if ckpt.exists() else [])
+        proc = subprocess.Popen([BRAIN_TOOL, "run", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if attempt < 4:
+            time.sleep(rng.uniform(0.3, 1.6))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        _, err = proc.communicate(timeout=300)
+        if proc.returncode == EXIT_OK:
+            break
+        assert proc.returncode == -signal.SIGKILL, err.decode()
+    assert proc.returncode == EXIT_OK
+    assert kills >= 1, "every run finished before it could be killed"
+    assert_same_monitors(monitors(out), monitors(uninterrupted))
+    assert (out / "monitors.npz").read_bytes() == (uninterrupted / "monitors.npz").read_bytes()
+    a = json.loads((out / "summary.json").read_text())
+    b = json.loads((uninterrupted / "summary.json").read_text())
+    assert a["spike_counts"] == b["spike_counts"] and a["rates_hz"] == b["rates_hz"]
+
+
+@pytest.mark.parametrize("engine", ["modules", "fast"])
+def test_kill_half_way_through_a_checkpoint_write_loses_nothing(tmp_path, engine):
+    ckpt = tmp_path / "run.ckpt"
+    args = [COBA, "--duration", "300", "--engine", engine, "--no-progress", "--checkpoint", ckpt,
+            "--checkpoint-every", "500"]
+    straight = run(*args[:-4], "--out", tmp_path / "straight")
+    assert straight.returncode == EXIT_OK, straight.stderr
+    # The third checkpoint write dies half-way: the second checkpoint must still be there, whole.
+    killed = run(*args, "--out", tmp_path / "killed", env={"BRAIN_FAULT_KILL_IN_CHECKPOINT": "3"})
+    assert killed.returncode == -signal.SIGKILL
+    assert ckpt.exists() and (tmp_path / "run.ckpt.tmp").exists()
+    resumed = run(*args, "--out", tmp_path / "resumed", "--resume", ckpt)
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    assert_same_monitors(monitors(tmp_path / "resumed"), monitors(tmp_path / "straight"))
+
+
+@pytest.fixture(scope="module")
+def finished_checkpoint(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    proc = run(COBA, "--duration", "50", "--no-progress", "--out", d / "out", "--checkpoint", d / "run.ckpt",
+               "--checkpoint-every", "250")
+    assert proc.returncode == EXIT_OK, proc.stderr
+    return d / "run.ckpt"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bit_flip", "empty", "garbage"])
+def test_damaged_checkpoints_are_refused(tmp_path, finished_checkpoint, damage):
+    data = bytearray(finished_checkpoint.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) * 2 // 3]
+    elif damage == "bit_flip":
+        data[len(data) // 2] ^= 0x10
+    elif damage == "empty":
+        data = bytearray()
+    else:
+        data = bytearray(b"not a checkpoint at all" * 10)
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(bytes(data))
+    proc = run(COBA, "--duration", "50", "--no-progress", "--out", tmp_path / "out", "--resume", bad)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "cannot resume" in proc.stderr and "bad.ckpt" in proc.stderr
+    expected = {"truncated": "truncated", "bit_flip": "checksum", "empty": "too short", "garbage": "magic"}[damage]
+    assert expected in proc.stderr, proc.stderr
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path, finished_checkpoint):
+    proc = run(COBA, "--duration", "50", "--seed", "7", "--no-progress", "--out", tmp_path / "out", "--resume",
+               finished_checkpoint)
+    assert proc.returncode == EXIT_USAGE
+    assert "different configuration" in proc.stderr, proc.stderr
+    proc = run(os.path.join(REPO, "models", "cuba.json"), "--duration", "50", "--no-progress", "--out",
+               tmp_path / "out", "--resume", finished_checkpoint)
+    assert proc.returncode == EXIT_USAGE and "different configuration" in proc.stderr
+
+
+# ---- every field of every reference config, mutated ----
+
+def leaves(node, path=""):
+    """(JSON pointer, value) of every leaf field (arrays count as leaves)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from leaves(v, f"{path}/{k}")
+    else:
+        yield path, node
+
+
+def objects(node, path=""):
+    if isinstance(node, dict):
+        yield path, node
+        for k, v in node.items():
+            yield from objects(v, f"{path}/{k}")
+
+
+def set_at(config, pointer, value):
+    keys = pointer.strip("/").split("/")
+    node = config
+    for k in keys[:-1]:
+        node = node[k]
+    if value is DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+
+
+DELETE = object()
+
+
+def wrong_type(value):
+    if isinstance(value, bool):
+        return "yes"
+    if isinstance(value, (int, float)):
+        return "12"
+    if isinstance(value, str):
+        return 3
+    if isinstance(value, list):
+        return {"not": "a list"}
+    return [value]
+
+
+# Values outside each field's documented range (include/brain/models/config.h and networks.h).
+OUT_OF_RANGE = {
+    "/network/n_exc": 0, "/network/n_inh": -5, "/network/p": 1.5, "/network/tau_exc": 0, "/network/tau_inh": -1.0,
+    "/network/delay_ms": -0.1, "/network/neuron/tau": 0, "/network/neuron/tau_ref": -1, "/network/neuron/V_th": -70.0,
+    "/network/V_init/std": -1.0, "/network/output": "conductance", "/network/dtype": "float16",
+    "/network/connectivity": "dense", "/run/duration_ms": 0, "/run/dt_ms": -0.1, "/run/seed": -1,
+    "/run/device": "tpu", "/model": "hopfield", "/monitors/voltage_neurons": [0, 10 ** 9],
+    "/monitors/raster_neurons": -1,
+}
+
+
+def mutations():
+    seen = set()
+    for name in CONFIGS:
+        config = json.load(open(os.path.join(REPO, "models", name)))
+        for pointer, value in leaves(config):
+            for kind, new in (("wrong_type", wrong_type(value)), ("out_of_range", OUT_OF_RANGE.get(pointer, DELETE)),
+                              ("missing", DELETE)):
+                if kind == "out_of_range" and new is DELETE:
+                    continue
+                if (pointer, kind) not in seen:
+                    seen.add((pointer, kind))
+                    yield name, pointer, kind, new
+        for pointer, _ in objects(config):
+            if (pointer, "unknown_field") not in seen:
+                seen.add((pointer, "unknown_field"))
+                yield name, pointer + "/bogus_field", "unknown_field", 1
+
+
+def check_mutation(tmp_dir, name, pointer, kind, new):
+    config = json.load(open(os.path.join(REPO, "models", name)))
+    set_at(config, pointer, new)
+    path = os.path.join(tmp_dir, f"{abs(hash((name, pointer, kind)))}.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    proc = run(path, "--validate", timeout=60)
+    if kind == "missing":
+        # Every field has a default: leaving one out is valid.
+        ok = proc.returncode == EXIT_OK
+    else:
+        # The path of the field, or of the element of it that is wrong (".../voltage_neurons/1").
+        ok = proc.returncode == EXIT_USAGE and re.search(f": {re.escape(pointer)}(/[0-9]+)?: ", proc.stderr) is not None
+    return ok, f"{name} {pointer} {kind} -> {new!r}: exit {proc.returncode}: {proc.stderr.strip()[:300]}"
+
+
+def test_every_config_field_mutated_is_rejected_with_its_json_path(tmp_path):
+    cases = list(mutations())
+    assert len(cases) > 80
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda c: check_mutation(str(tmp_path), *c), cases))
+    failures = [msg for ok, msg in results if not ok]
+    assert not failures, "\n".join(failures)
+
+
+def test_malformed_json_and_bad_options_exit_2(tmp_path):
+    bad = tmp_path / "bad.json"
+    for text in ["", "{", "[1, 2]", '{"network": {"p": 0.1}} trailing', "\x00\xff"]:
+        bad.write_text(text)
+        proc = run(bad, "--validate")
+        assert proc.returncode == EXIT_USAGE, (text, proc.stderr)
+    for args in (["--duration", "-5"], ["--duration", "nan"], ["--seed", "x"], ["--checkpoint-every", "0"],
+                 ["--checkpoint-every", "10"], ["--device", "gpu"], ["--bogus"], ["--resume"]):
+        proc = run(COBA, *args)
+        assert proc.returncode == EXIT_USAGE, (args, proc.stderr)
+    assert run(tmp_path / "missing.json").returncode == EXIT_USAGE
+
+
+# ---- numerical guard, resources, determinism ----
+
+def test_nan_in_a_state_stops_the_run_naming_it(tmp_path):
+    config = json.load(open(COBA))
+    config["network"]["w_exc"] = 3e38  # float32: the first arrivals overflow the conductance to Inf
+    path = tmp_path / "overflow.json"
+    path.write_text(json.dumps(config))
+    for engine in ("fast", "modules"):
+        proc = run(path, "--duration", "100", "--engine", engine, "--no-progress", "--out", tmp_path / engine)
+        assert proc.returncode == EXIT_FAILURE, proc.stderr
+        assert "became NaN or Inf at step" in proc.stderr and "population '" in proc.stderr, proc.stderr
+    proc = run(path, "--duration", "20", "--no-check-finite", "--no-progress", "--out", tmp_path / "unchecked")
+    assert proc.returncode == EXIT_OK, proc.stderr
+
+
+def test_an_impossible_config_is_refused_before_allocating(tmp_path):
+    config = json.load(open(COBA))
+    config["network"].update({"n_exc": 4_000_000, "n_inh": 1_000_000, "p": 0.1})
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(config))
+    start = time.time()
+    proc = run(path, "--no-progress", "--out", tmp_path / "out")
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "needs about" in proc.stderr and "JIT connectivity" in proc.stderr
+    assert time.time() - start < 30  # refused up front, not after trying
+    # The same network with JIT connectivity and no spike monitors fits.
+    config["network"]["connectivity"] = "jit"
+    config["monitors"] = {"spikes": False, "voltage_neurons": [0]}
+    path.write_text(json.dumps(config))
+    assert run(path, "--validate").returncode == EXIT_OK
+
+
+def test_same_seed_same_spikes_across_runs_and_thread_counts(tmp_path):
+    config = json.load(open(COBA))
+    config["network"].update({"n_exc": 32000, "n_inh": 8000, "p": 0.002})  # above the fast engine's parallel size
+    path = tmp_path / "40k.json"
+    path.write_text(json.dumps(config))
+    outs = []
+    for threads in ("1", "2", "2"):
+        out = tmp_path / f"t{threads}_{len(outs)}"
+        proc = run(path, "--duration", "100", "--no-progress", "--out", out, env={"OMP_NUM_THREADS": threads})
+        assert proc.returncode == EXIT_OK, proc.stderr
+        outs.append(out)
+    for out in outs[1:]:
+        assert (out / "monitors.npz").read_bytes() == (outs[0] / "monitors.npz").read_bytes()
+    other = run(path, "--duration", "100", "--seed", "43", "--no-progress", "--out", tmp_path / "seed43")
+    assert other.returncode == EXIT_OK
+    assert (tmp_path / "seed43" / "monitors.npz").read_bytes() != (outs[0] / "monitors.npz").read_bytes()
