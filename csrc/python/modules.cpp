@@ -9,6 +9,7 @@
 #include <brain/dyn/fast.h>
 #include <brain/dyn/runner.h>
 #include <brain/dyn/system.h>
+#include <brain/io/checkpoint.h>
 #include <brain/models/networks.h>
 #include <brain/models/neurons.h>
 #include <brain/models/synapses.h>
@@ -168,6 +169,10 @@ void bind_modules(py::module& m) {
       .def_readwrite("inputs", &RunnerOptions::inputs)
       .def_readwrite("progress", &RunnerOptions::progress)
       .def_readwrite("chunk_steps", &RunnerOptions::chunk_steps)
+      .def_readwrite("checkpoint_path", &RunnerOptions::checkpoint_path)
+      .def_readwrite("checkpoint_every", &RunnerOptions::checkpoint_every)
+      .def_readwrite("identity", &RunnerOptions::identity)
+      .def_readwrite("check_finite", &RunnerOptions::check_finite)
       .def_property(
           "engine", [](const RunnerOptions& o) { return std::string(engine_name(o.engine)); },
           [](RunnerOptions& o, const std::string& name) { o.engine = parse_engine(name); })
@@ -188,7 +193,12 @@ void bind_modules(py::module& m) {
       .def(py::init<std::shared_ptr<DS>, RunnerOptions>())
       .def("run", &Runner::run, py::arg("duration_ms"), release())
       .def("run_steps", &Runner::run_steps, py::arg("steps"), release())
+      .def("resume", &Runner::resume, py::arg("path"), release())
+      .def("save_checkpoint", &Runner::save_checkpoint, py::arg("path"), release())
+      .def("load_checkpoint", &Runner::load_checkpoint, py::arg("path"), release())
       .def("time", [](Runner& r) { return r.context().t; });
+  py::register_exception<NonFiniteError>(m, "NonFiniteError", PyExc_FloatingPointError);
+  py::register_exception<io::CheckpointError>(m, "CheckpointError", PyExc_ValueError);
   m.def(
       "fast_engine_unsupported",
       [](const std::shared_ptr<DS>& system, const RunnerOptions& options) { return fast_engine_unsupported(*system, options); },
@@ -251,7 +261,8 @@ void bind_modules(py::module& m) {
       .def_readwrite("truncation", &train::BPTTOptions::truncation)
       .def_readwrite("grad_clip_norm", &train::BPTTOptions::grad_clip_norm)
       .def_readwrite("progress", &train::BPTTOptions::progress)
-      .def_readwrite("checkpoint_dir", &train::BPTTOptions::checkpoint_dir);
+      .def_readwrite("checkpoint_dir", &train::BPTTOptions::checkpoint_dir)
+      .def_readwrite("resume_from", &train::BPTTOptions::resume_from);
   py::class_<train::EpochStats>(m, "EpochStats")
       .def_readonly("epoch", &train::EpochStats::epoch)
       .def_readonly("loss", &train::EpochStats::loss)

@@ -2,11 +2,17 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+
+#include <brain/io/checkpoint.h>
 
 namespace brain::train {
 
@@ -142,7 +148,9 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o_.seed);
   if (!o_.checkpoint_dir.empty()) std::filesystem::create_directories(o_.checkpoint_dir);
   std::vector<EpochStats> history;
-  for (int64_t epoch = 0; epoch < o_.epochs; ++epoch) {
+  int64_t first_epoch = 0;
+  if (!o_.resume_from.empty()) first_epoch = load_training_checkpoint(o_.resume_from, gen, history) + 1;
+  for (int64_t epoch = first_epoch; epoch < o_.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     model_->train();
     const at::Tensor order = o_.shuffle ? torch::randperm(n, gen, torch::kLong) : torch::arange(n, torch::kLong);
@@ -186,15 +194,8 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
       st.eval_accuracy = ev.accuracy;
     }
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!o_.checkpoint_dir.empty()) {
-      const auto base = std::filesystem::path(o_.checkpoint_dir);
-      torch::serialize::OutputArchive model_archive;
-      model_->save(model_archive);
-      model_archive.save_to((base / ("model_" + std::to_string(epoch) + ".pt")).string());
-      torch::serialize::OutputArchive opt_archive;
-      optimizer_->save(opt_archive);
-      opt_archive.save_to((base / ("optimizer_" + std::to_string(epoch) + ".pt")).string());
-    }
+    history.push_back(st);
+    if (!o_.checkpoint_dir.empty()) save_training_checkpoint(epoch, gen, history);
     if (o_.progress) {
       std::printf("epoch %lld/%lld  loss %.4g", static_cast<long long>(epoch + 1), static_cast<long long>(o_.epochs),
                   st.loss);
@@ -205,9 +206,124 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
       std::fflush(stdout);
     }
     if (o_.on_epoch_end) o_.on_epoch_end(epoch);
-    history.push_back(st);
   }
   return history;
+}
+
+namespace {
+
+// One line per parameter: what a training checkpoint must agree on with the model.
+std::vector<std::string> parameter_lines(const torch::nn::Module& model) {
+  std::vector<std::string> lines;
+  for (const auto& item : model.named_parameters()) {
+    std::string shape;
+    for (const int64_t d : item.value().sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+    lines.push_back(item.key() + " " + c10::toString(item.value().scalar_type()) + " [" + shape + "]");
+  }
+  return lines;
+}
+
+std::string archive_bytes(const std::function<void(torch::serialize::OutputArchive&)>& save) {
+  torch::serialize::OutputArchive archive;
+  save(archive);
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+at::Tensor bytes_tensor(const std::string& bytes) {
+  at::Tensor t = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  if (!bytes.empty()) std::memcpy(t.data_ptr(), bytes.data(), bytes.size());
+  return t;
+}
+
+// torch::save's format, written to a temporary and renamed, so a crash leaves no torn file.
+void save_archive_atomically(const std::string& bytes, const std::filesystem::path& path) {
+  const std::string tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    TORCH_CHECK(out.good(), "BPTT: cannot write '", tmp, "'");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+void BPTT::save_training_checkpoint(int64_t epoch, const at::Generator& gen, const std::vector<EpochStats>& history) {
+  const auto base = std::filesystem::path(o_.checkpoint_dir);
+  const std::string model = archive_bytes([&](auto& a) { model_->save(a); });
+  const std::string optimizer = archive_bytes([&](auto& a) { optimizer_->save(a); });
+  save_archive_atomically(model, base / ("model_" + std::to_string(epoch) + ".pt"));
+  save_archive_atomically(optimizer, base / ("optimizer_" + std::to_string(epoch) + ".pt"));
+  io::Checkpoint ck;
+  nlohmann::json h = {{"format", "libbrain-bptt"},
+                      {"version", 1},
+                      {"epoch", epoch},
+                      {"epochs", o_.epochs},
+                      {"parameters", parameter_lines(*model_)}};
+  nlohmann::json stats = nlohmann::json::array();
+  for (const auto& st : history) {
+    stats.push_back({st.epoch, st.loss, st.accuracy, st.eval_loss, st.eval_accuracy, st.seconds});
+  }
+  h["history"] = stats;
+  ck.header = h.dump();
+  ck.tensors.emplace_back("model", bytes_tensor(model));
+  ck.tensors.emplace_back("optimizer", bytes_tensor(optimizer));
+  ck.tensors.emplace_back("rng/shuffle", gen.get_state());
+  ck.tensors.emplace_back("rng/cpu", at::detail::getDefaultCPUGenerator().get_state());
+  io::write_checkpoint_file((base / "training.ckpt").string(), ck);
+}
+
+int64_t BPTT::load_training_checkpoint(const std::string& path, at::Generator& gen, std::vector<EpochStats>& history) {
+  const io::Checkpoint ck = io::read_checkpoint_file(path);
+  nlohmann::json h;
+  try {
+    h = nlohmann::json::parse(ck.header);
+    if (h.value("format", "") != "libbrain-bptt" || h.value("version", 0) != 1) {
+      throw io::CheckpointError("checkpoint '" + path + "' is not a BPTT training checkpoint");
+    }
+    const auto saved = h.at("parameters").get<std::vector<std::string>>();
+    const auto now = parameter_lines(*model_);
+    if (saved != now) {
+      size_t i = 0;
+      while (i < saved.size() && i < now.size() && saved[i] == now[i]) ++i;
+      throw io::CheckpointError("checkpoint '" + path + "' was made for another model: it has \"" +
+                                (i < saved.size() ? saved[i] : "(nothing)") + "\" where the model has \"" +
+                                (i < now.size() ? now[i] : "(nothing)") + "\"");
+    }
+  } catch (const nlohmann::json::exception&) {
+    throw io::CheckpointError("checkpoint '" + path + "' has a malformed header");
+  }
+  auto load = [&](const char* name, const std::function<void(torch::serialize::InputArchive&)>& into) {
+    const at::Tensor& bytes = ck.tensor(name);
+    torch::serialize::InputArchive archive;
+    try {
+      archive.load_from(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
+      into(archive);
+    } catch (const c10::Error& e) {
+      throw io::CheckpointError("checkpoint '" + path + "': its " + name + " does not fit this one: " +
+                                e.what_without_backtrace());
+    }
+  };
+  load("model", [&](auto& a) { model_->load(a); });
+  load("optimizer", [&](auto& a) { optimizer_->load(a); });
+  gen.set_state(ck.tensor("rng/shuffle"));
+  at::Generator cpu = at::detail::getDefaultCPUGenerator();
+  cpu.set_state(ck.tensor("rng/cpu"));
+  history.clear();
+  for (const auto& row : h.at("history")) {
+    EpochStats st;
+    st.epoch = row.at(0).get<int64_t>();
+    st.loss = row.at(1).get<double>();
+    st.accuracy = row.at(2).get<double>();
+    st.eval_loss = row.at(3).get<double>();
+    st.eval_accuracy = row.at(4).get<double>();
+    st.seconds = row.at(5).get<double>();
+    history.push_back(st);
+  }
+  return h.at("epoch").get<int64_t>();
 }
 
 }  // namespace brain::train

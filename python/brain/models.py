@@ -22,8 +22,11 @@ from . import _loader
 
 _C = _loader.load_extension()
 
-__all__ = ["DynamicalSystem", "Network", "ei_network", "Runner", "SpikingNet", "Readout", "RLS", "LMS", "ridge",
-           "bptt_fit", "LIF", "Expon", "COBA", "CUBA",
+NonFiniteError = _C.NonFiniteError
+CheckpointError = _C.CheckpointError
+
+__all__ = ["CheckpointError", "NonFiniteError", "DynamicalSystem", "Network", "ei_network", "Runner", "SpikingNet",
+           "Readout", "RLS", "LMS", "ridge", "bptt_fit", "LIF", "Expon", "COBA", "CUBA",
            "MgBlock", "CsrComm", "JitComm", "AlignPostProj", "AlignPreProj", "fixed_prob", "ExpIF", "AdEx", "QuaIF",
            "Izhikevich", "HH", "ALIF", "MorrisLecar", "WangBuzsaki", "DualExpon", "Alpha", "Kinetic", "NMDA",
            "PoissonGroup", "SpikeTimeGroup", "CondNeuGroup", "NaChannelHH", "KChannelHH", "LeakChannel",
@@ -149,10 +152,18 @@ class Runner:
     recorded, else the module engine), "fast" or "modules"; both give the same results
     (`fast_engine_reason()` says why a network cannot run fast). Each run also returns
     "spike_counts", the spikes of every neuron population, monitored or not.
+
+    Reliability: with `checkpoint` (a path) and `checkpoint_every` (steps), the run in progress
+    is written atomically every so many steps; `resume(path)` finishes a run that was killed,
+    with monitors identical to a run that never stopped. `identity` (e.g. a hash of how the
+    system was built) must match for a checkpoint to load. `save_checkpoint`/`load_checkpoint`
+    save and restore the state between runs. With `check_finite` (default), a state that becomes
+    NaN or Inf raises NonFiniteError naming it and the step; bad checkpoints raise
+    CheckpointError.
     """
 
     def __init__(self, system, dt=0.1, monitors=(), inputs=None, progress=None, chunk_steps=1000, device=None,
-                 engine="auto"):
+                 engine="auto", checkpoint=None, checkpoint_every=0, identity="", check_finite=True):
         self.system = system
         cpp = _cpp(system)
         o = _C.RunnerOptions()
@@ -168,6 +179,14 @@ class Runner:
         o.progress = -1 if progress is None else int(bool(progress))
         o.chunk_steps = int(chunk_steps)
         o.engine = str(engine)
+        if checkpoint_every and not checkpoint:
+            raise ValueError("checkpoint_every needs checkpoint=PATH")
+        o.checkpoint_path = str(checkpoint) if checkpoint else ""
+        o.checkpoint_every = int(checkpoint_every) if checkpoint else 0
+        if checkpoint and o.checkpoint_every <= 0:
+            raise ValueError(f"checkpoint_every must be a positive number of steps, got {checkpoint_every!r}")
+        o.identity = str(identity)
+        o.check_finite = bool(check_finite)
         if device is not None:
             o.set_device(str(torch.device(device)))
         self._options = o
@@ -191,6 +210,18 @@ class Runner:
 
     def run_steps(self, steps):
         return self._result(self._impl.run_steps(int(steps)))
+
+    def resume(self, path):
+        """Finishes the run saved in checkpoint `path`; returns the whole run's recordings."""
+        return self._result(self._impl.resume(str(path)))
+
+    def save_checkpoint(self, path):
+        """Saves the system's state, its generators and the clock (between runs), atomically."""
+        self._impl.save_checkpoint(str(path))
+
+    def load_checkpoint(self, path):
+        """Restores what save_checkpoint saved into this (identically built) system."""
+        self._impl.load_checkpoint(str(path))
 
     def save(self, directory):
         """Writes the last run's monitors.npz (numpy.load reads it) and summary.json."""
@@ -251,14 +282,18 @@ def LMS(readout, lr=1e-3):
 
 def bptt_fit(model, inputs, targets, optimizer="adam", lr=1e-3, loss="ce_mean", epochs=10, batch_size=32,
              shuffle=True, seed=0, truncation=0, grad_clip_norm=0.0, progress=True, checkpoint_dir="",
-             eval_inputs=None, eval_targets=None):
+             eval_inputs=None, eval_targets=None, resume_from=""):
     """The C++ BPTT loop (brain::train::BPTT) on a SpikingNet: inputs [N, T, n_in] (sample
     first), targets [N] class indices (loss "ce_mean" or "ce_last") or [N, T, n_out] ("mse").
-    Returns one dict per epoch (loss, accuracy, eval_loss, eval_accuracy, seconds)."""
+    Returns one dict per epoch (loss, accuracy, eval_loss, eval_accuracy, seconds).
+    checkpoint_dir: after every epoch, model_<epoch>.pt, optimizer_<epoch>.pt and training.ckpt
+    (the whole training state, checksummed) are written atomically; resume_from=<that
+    training.ckpt> continues after its epoch, as if training had never stopped."""
     o = _C.BPTTOptions()
     o.epochs, o.batch_size, o.shuffle, o.seed = int(epochs), int(batch_size), bool(shuffle), int(seed)
     o.truncation, o.grad_clip_norm, o.progress = int(truncation), float(grad_clip_norm), bool(progress)
     o.checkpoint_dir = str(checkpoint_dir)
+    o.resume_from = str(resume_from)
     stats = _C.bptt_fit(_cpp(model), optimizer, float(lr), loss, o, inputs, targets, eval_inputs, eval_targets)
     return [{"epoch": s.epoch, "loss": s.loss, "accuracy": s.accuracy, "eval_loss": s.eval_loss,
              "eval_accuracy": s.eval_accuracy, "seconds": s.seconds} for s in stats]

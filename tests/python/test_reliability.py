@@ -296,3 +296,80 @@ def test_same_seed_same_spikes_across_runs_and_thread_counts(tmp_path):
     other = run(path, "--duration", "100", "--seed", "43", "--no-progress", "--out", tmp_path / "seed43")
     assert other.returncode == EXIT_OK
     assert (tmp_path / "seed43" / "monitors.npz").read_bytes() != (outs[0] / "monitors.npz").read_bytes()
+
+
+# ---- the same from Python ----
+
+DRIVE = [{"path": "E.input", "value": 20.0, "add": False}, {"path": "I.input", "value": 20.0, "add": False}]
+
+
+def small_runner(**kwargs):
+    net = brain.models.ei_network("coba", seed=5, n_exc=400, n_inh=100, p=0.05, delay_ms=0.2)
+    return net, brain.models.Runner(net, monitors=["E.spike", ("E.V", [0, 7])], inputs=DRIVE, progress=False,
+                                    identity="small-coba", **kwargs)
+
+
+@pytest.mark.parametrize("engine", ["modules", "fast"])
+def test_python_runner_resumes_and_saves_between_runs(tmp_path, engine):
+    _, straight = small_runner(engine=engine)
+    expected = straight.run_steps(500)
+    ckpt = tmp_path / "run.ckpt"
+    _, first = small_runner(engine=engine, checkpoint=ckpt, checkpoint_every=120)
+    first.run_steps(500)
+    _, again = small_runner(engine=engine)
+    resumed = again.resume(ckpt)  # from the checkpoint of step 480
+    for key in ("E.spike", "E.V"):
+        assert torch_equal(resumed[key], expected[key]), key
+    assert resumed["spike_counts"] == expected["spike_counts"]
+
+    _, a = small_runner(engine=engine)
+    a.run_steps(200)
+    a.save_checkpoint(tmp_path / "between.ckpt")
+    tail = a.run_steps(100)
+    _, b = small_runner(engine=engine)
+    b.load_checkpoint(tmp_path / "between.ckpt")
+    assert torch_equal(b.run_steps(100)["E.spike"], tail["E.spike"])
+    _, c = small_runner(engine=engine)
+    with pytest.raises(brain.models.CheckpointError, match="no run in progress"):
+        c.resume(tmp_path / "between.ckpt")
+    (tmp_path / "bad.ckpt").write_bytes((tmp_path / "between.ckpt").read_bytes()[:-3])
+    with pytest.raises(brain.models.CheckpointError, match="truncated"):
+        c.load_checkpoint(tmp_path / "bad.ckpt")
+
+
+def test_python_runner_guard_names_the_state(tmp_path):
+    import torch
+    net, _ = small_runner()
+    drive = torch.full((300, 1), 20.0)
+    drive[42] = float("nan")
+    runner = brain.models.Runner(net, monitors=["E.spike"], progress=False,
+                                 inputs=[{"path": "E.input", "value": drive, "per_step": True, "add": False}])
+    with pytest.raises(brain.models.NonFiniteError, match=r"state 'E.V' .* at step 42"):
+        runner.run_steps(300)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        brain.models.Runner(net, checkpoint=tmp_path / "x.ckpt", checkpoint_every=0)
+
+
+def test_python_bptt_resumes_from_its_training_checkpoint(tmp_path):
+    import torch
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(48, 15, 10, generator=gen) < 0.2).float()
+    y = torch.randint(0, 2, (48,), generator=gen)
+
+    def fit(epochs, directory, resume=""):
+        net = brain.models.SpikingNet(10, 12, 2, seed=4)
+        history = brain.models.bptt_fit(net, x, y, lr=1e-2, epochs=epochs, batch_size=16, seed=3, progress=False,
+                                        checkpoint_dir=directory, resume_from=resume)
+        return net, history
+
+    straight, h1 = fit(3, tmp_path / "a")
+    fit(1, tmp_path / "b")
+    resumed, h2 = fit(3, tmp_path / "c", resume=tmp_path / "b" / "training.ckpt")
+    assert [e["loss"] for e in h1] == [e["loss"] for e in h2]
+    for (name, p), (_, q) in zip(straight.named_parameters(), resumed.named_parameters()):
+        assert torch.equal(p, q), name
+
+
+def torch_equal(a, b):
+    import torch
+    return torch.equal(a, b)

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
@@ -80,7 +81,13 @@ struct BPTTOptions {
   int64_t truncation = 0;          // steps per truncated-BPTT window; 0 = whole sequences
   double grad_clip_norm = 0.0;     // 0 = no clipping
   bool progress = true;            // one line per epoch on stdout
-  std::string checkpoint_dir;      // when set: model_<epoch>.pt and optimizer_<epoch>.pt
+  // When set, after every epoch: model_<epoch>.pt and optimizer_<epoch>.pt (torch::load reads
+  // them) and training.ckpt, the whole training state (model, optimizer, shuffling generator,
+  // epoch, history) in one checksummed file, all written atomically.
+  std::string checkpoint_dir;
+  // A training.ckpt to continue from: fit() starts at the epoch after the saved one and its
+  // parameters end up as those of a training that never stopped (CPU).
+  std::string resume_from;
   // Added to the loss each window, e.g. a firing-rate penalty on the model.
   std::function<at::Tensor()> regularizer;
   // Called after each epoch with the epoch index (e.g. to step a learning-rate scheduler).
@@ -105,6 +112,9 @@ class BRAIN_API BPTT {
   EpochStats evaluate(const at::Tensor& inputs, const at::Tensor& targets);
 
  private:
+  void save_training_checkpoint(int64_t epoch, const at::Generator& gen, const std::vector<EpochStats>& history);
+  // Restores model, optimizer, generators and history; returns the saved epoch.
+  int64_t load_training_checkpoint(const std::string& path, at::Generator& gen, std::vector<EpochStats>& history);
   std::shared_ptr<SequenceModel> model_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
   LossFn loss_;

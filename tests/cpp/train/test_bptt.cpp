@@ -1,5 +1,6 @@
 // BPTT: a spiking classifier learns a rate-coded task; truncated BPTT, checkpoints, a readout
 // trained by BPTT on reservoir states (the third arm of the Lorenz task), bad input.
+#include <brain/io/checkpoint.h>
 #include <brain/models/reservoir.h>
 #include <brain/train/bptt.h>
 #include <brain/train/datasets.h>
@@ -7,6 +8,8 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -125,6 +128,53 @@ TEST(BPTT, TruncatedWindowsCheckpointsAndRegularizer) {
   copy->load(archive);
   EXPECT_TRUE(torch::equal(copy->named_parameters()["readout.weight"], net->named_parameters()["readout.weight"]));
   std::filesystem::remove_all(dir);
+}
+
+// Training killed after epoch 2 of 4 and resumed from training.ckpt ends with the parameters
+// and history of a training that never stopped (Adam's moments and the shuffling included).
+TEST(BPTT, ResumedTrainingEqualsUninterruptedTraining) {
+  auto [x, y] = rate_task(64, 20, 5);
+  SpikingNetOptions o;
+  o.n_in = 20;
+  o.n_hidden = 16;
+  o.recurrent = true;
+  o.seed = 3;
+  auto train = [&](int64_t epochs, const std::filesystem::path& dir, const std::string& resume) {
+    auto net = std::make_shared<SpikingNet>(o);
+    auto opt = std::make_shared<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(1e-2));
+    BPTTOptions bo;
+    bo.epochs = epochs;
+    bo.batch_size = 16;
+    bo.seed = 9;
+    bo.progress = false;
+    bo.checkpoint_dir = dir.string();
+    bo.resume_from = resume;
+    BPTT trainer(net, opt, losses::cross_entropy_mean_over_time(), bo);
+    auto history = trainer.fit(x, y);
+    return std::make_pair(net, history);
+  };
+  const auto base = std::filesystem::temp_directory_path() / ("brain_bptt_resume_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(base);
+  const auto [straight, straight_history] = train(4, base / "straight", "");
+  train(2, base / "killed", "");  // stands for a run killed after its second epoch
+  const auto [resumed, resumed_history] = train(4, base / "resumed", (base / "killed" / "training.ckpt").string());
+  ASSERT_EQ(resumed_history.size(), 4u);
+  for (size_t e = 0; e < 4; ++e) EXPECT_EQ(resumed_history[e].loss, straight_history[e].loss) << "epoch " << e;
+  for (const auto& item : straight->named_parameters()) {
+    EXPECT_TRUE(torch::equal(item.value(), resumed->named_parameters()[item.key()])) << item.key();
+  }
+  // A model of another shape does not load it.
+  SpikingNetOptions other = o;
+  other.n_hidden = 17;
+  auto net = std::make_shared<SpikingNet>(other);
+  auto opt = std::make_shared<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(1e-2));
+  BPTTOptions bo;
+  bo.epochs = 3;
+  bo.progress = false;
+  bo.resume_from = (base / "killed" / "training.ckpt").string();
+  BPTT trainer(net, opt, losses::cross_entropy_mean_over_time(), bo);
+  EXPECT_THROW(trainer.fit(x, y), brain::io::CheckpointError);
+  std::filesystem::remove_all(base);
 }
 
 TEST(BPTT, RejectsMismatchedData) {
