@@ -17,6 +17,11 @@ need_cmd ninja ninja-build
 need_cmd ccache ccache
 need_file /usr/include/nlohmann/json.hpp nlohmann-json3-dev
 need_file /usr/include/gtest/gtest.h libgtest-dev
+# clang with its libFuzzer and sanitizer runtimes, for scripts/sanitize.sh.
+need_cmd clang++ clang
+if command -v clang >/dev/null 2>&1; then
+  need_file "$(clang -print-resource-dir)/lib/linux/libclang_rt.fuzzer-x86_64.a" libclang-rt-dev
+fi
 # Brian2 on the system python, for the cross-check tests (tests/python/test_brian2_crosscheck.py).
 need_file /usr/lib/python3/dist-packages/brian2/__init__.py python3-brian
 if command -v cmake >/dev/null 2>&1; then

@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Sets up, builds (ninja + ccache), runs the C++ suite (ctest: GoogleTest, the CLI contract,
-# the installed-package consumer) and the Python suite (pytest, against `pip install .`),
-# and ends with both runners' summary lines. Exit status is non-zero if either failed.
+# the installed-package consumer), the Python suite (pytest, against `pip install .`), then
+# the sanitizer job (scripts/sanitize.sh: the C++ suite under ASan + UBSan + LSan in a clang
+# build, and each libFuzzer harness for 30 s), and ends with the summary lines. Exit status is
+# non-zero if any part failed.
 #   BRAIN_BUILD_DIR=build-cpu BRAIN_WITH_CUDA=OFF ./scripts/test.sh
+#   ./scripts/test.sh --quick     without the sanitizer job
 set -uo pipefail
+quick=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
 BUILD_DIR=${BRAIN_BUILD_DIR:-build}
@@ -34,7 +44,18 @@ else
   echo "pip install . failed" | tee "$BUILD_DIR/pytest.log"
 fi
 
+san_rc=0
+if [ "$quick" -eq 0 ]; then
+  step "sanitizers and fuzzing (scripts/sanitize.sh)"
+  ./scripts/sanitize.sh
+  san_rc=$?
+fi
+
 step "summary"
 grep -E 'tests passed|tests failed' "$BUILD_DIR/ctest.log" | tail -n1
 tail -n1 "$BUILD_DIR/pytest.log"
-[ "$ctest_rc" -eq 0 ] && [ "$pytest_rc" -eq 0 ]
+if [ "$quick" -eq 0 ]; then
+  echo "sanitizers: $(grep -E 'tests passed|tests failed' build-san/ctest.log 2>/dev/null | tail -n1)"
+  cat build-san/fuzz/report.txt 2>/dev/null
+fi
+[ "$ctest_rc" -eq 0 ] && [ "$pytest_rc" -eq 0 ] && [ "$san_rc" -eq 0 ]

@@ -69,7 +69,7 @@ AnalyzeConfig parse(const std::string& text) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     throw ConfigError("", std::string("not valid JSON (") + e.what() + ")");
   }
   if (!j.is_object()) throw ConfigError("", "expected an object");

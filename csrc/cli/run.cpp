@@ -149,38 +149,6 @@ std::string config_identity(const std::string& text, const RunConfig& cfg) {
   return std::string("config xxh64 ") + hex;
 }
 
-// The memory a run will need, estimated before anything is allocated.
-struct MemoryEstimate {
-  double connectivity = 0;  // stored synapses (CSR), bytes
-  double build_peak = 0;    // temporaries while the largest projection is built
-  double states = 0;
-  double monitors = 0;      // recordings, and once more while they are gathered and written
-  double total() const { return connectivity + build_peak + states + monitors; }
-};
-
-MemoryEstimate estimate_memory(const RunConfig& cfg) {
-  const EINetSpec& n = cfg.network;
-  MemoryEstimate e;
-  const double ne = static_cast<double>(n.n_exc), ni = static_cast<double>(n.n_inh);
-  const double value_bytes = n.dtype == "float64" ? 8 : 4;
-  if (n.connectivity == "csr") {
-    const std::pair<double, double> pathways[] = {{ne, ne}, {ne, ni}, {ni, ne}, {ni, ni}};
-    double largest = 0;
-    for (const auto& [pre, post] : pathways) {
-      const double nnz = pre * post * n.p;
-      e.connectivity += nnz * 8 + (pre + 1) * 8;  // int64 indices and indptr; weights are one value
-      largest = std::max(largest, nnz);
-    }
-    e.build_peak = largest * 24;  // row and column lists (int64) and the masks that select them
-  }
-  const double steps = cfg.duration_ms / cfg.dt_ms;
-  const double delay_rows = std::ceil(n.delay_ms / cfg.dt_ms) + 1;
-  e.states = (ne + ni) * (value_bytes * 4 + 8) + 2 * (ne + ni) * value_bytes + 2 * delay_rows * (ne + ni) * value_bytes;
-  double per_step = cfg.voltage_neurons.size() * value_bytes + 8 + (cfg.monitor_spikes ? ne + ni : 0);
-  e.monitors = 2 * steps * per_step;
-  return e;
-}
-
 // Memory the run may use on `device`: available RAM, or the GPU's memory.
 double available_memory(const std::string& device) {
   if (device == "cuda") {
@@ -266,7 +234,7 @@ int run(const std::vector<std::string>& args) {
     return kExitUsage;
   }
   const std::string identity = config_identity(text.str(), cfg);
-  const MemoryEstimate need = estimate_memory(cfg);
+  const MemoryEstimate need = estimate_run_memory(cfg);
   const double have = available_memory(cfg.device);
   const std::string label = cfg.network.output == "coba" ? "COBA" : "CUBA";
   if (a.resource_check && need.total() > have) {

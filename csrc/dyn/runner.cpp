@@ -404,7 +404,7 @@ bool keeps_in_checkpoint(const at::Tensor& t) { return t.is_floating_point() || 
 
 }  // namespace
 
-void Runner::write_checkpoint(const std::string& path, const Progress* progress) {
+void Runner::write_checkpoint(const std::string& path, Progress* progress) {
   io::Checkpoint ck;
   nlohmann::json header = {{"format", kCheckpointFormat},
                            {"version", kCheckpointVersion},
@@ -440,12 +440,13 @@ void Runner::write_checkpoint(const std::string& path, const Progress* progress)
                      {"engine", progress->engine},
                      {"spike_counts", counts}};
     for (const auto& m : options_.monitors) {
-      const auto v = progress->values.find(m.key());
-      const auto t = progress->times.find(m.key());
-      ck.tensors.emplace_back("monitor/" + m.key(),
-                              v == progress->values.end() ? torch::empty({0}) : Progress::joined(v->second));
-      ck.tensors.emplace_back("monitor_t/" + m.key(), t == progress->times.end() ? torch::empty({0}, torch::kDouble)
-                                                                                 : Progress::joined(t->second));
+      // Joined once here and kept joined, so later checkpoints do not concatenate it again.
+      auto& values = progress->values[m.key()];
+      auto& times = progress->times[m.key()];
+      values = {Progress::joined(values)};
+      times = {Progress::joined(times)};
+      ck.tensors.emplace_back("monitor/" + m.key(), values.front());
+      ck.tensors.emplace_back("monitor_t/" + m.key(), times.front());
     }
   }
   ck.header = header.dump();

@@ -155,33 +155,40 @@ const at::Tensor& Checkpoint::tensor(const std::string& name) const {
 }
 
 std::string encode_checkpoint(const Checkpoint& checkpoint) {
-  std::string payload;
-  put_int<std::uint64_t>(payload, checkpoint.header.size());
-  put(payload, checkpoint.header.data(), checkpoint.header.size());
-  put_int<std::uint64_t>(payload, checkpoint.tensors.size());
+  // Written in place (one copy of the data, not a payload and then the file): checkpoints
+  // carry the monitors recorded so far, which can be most of a process's memory.
+  std::size_t bytes = kPrefix + kSuffix + 16 + checkpoint.header.size();
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    bytes += 4 + name.size() + 2 + 8 * static_cast<std::size_t>(tensor.dim()) + 8 + tensor.numel() * tensor.element_size();
+  }
+  std::string out;
+  out.reserve(bytes);
+  put(out, kMagic, 8);
+  put_int<std::uint32_t>(out, kVersion);
+  put_int<std::uint32_t>(out, 0);
+  put_int<std::uint64_t>(out, 0);  // the payload length, filled in below
+  const std::size_t payload_start = out.size();
+  put_int<std::uint64_t>(out, checkpoint.header.size());
+  put(out, checkpoint.header.data(), checkpoint.header.size());
+  put_int<std::uint64_t>(out, checkpoint.tensors.size());
   for (const auto& [name, tensor] : checkpoint.tensors) {
     if (name.empty() || name.size() > kMaxNameBytes) {
       throw std::invalid_argument("checkpoint: tensor names must have 1 to 4096 bytes, got '" + name + "'");
     }
     if (tensor.dim() > kMaxDims) throw std::invalid_argument("checkpoint: tensor '" + name + "' has more than 16 dimensions");
     const at::Tensor t = tensor.detach().to(at::kCPU).contiguous();
-    put_int<std::uint32_t>(payload, static_cast<std::uint32_t>(name.size()));
-    put(payload, name.data(), name.size());
-    put_int<std::uint8_t>(payload, code_of(t.scalar_type()));
-    put_int<std::uint8_t>(payload, static_cast<std::uint8_t>(t.dim()));
-    for (const int64_t s : t.sizes()) put_int<std::uint64_t>(payload, static_cast<std::uint64_t>(s));
-    const std::size_t bytes = t.numel() * t.element_size();
-    put_int<std::uint64_t>(payload, bytes);
-    if (bytes) put(payload, t.data_ptr(), bytes);
+    put_int<std::uint32_t>(out, static_cast<std::uint32_t>(name.size()));
+    put(out, name.data(), name.size());
+    put_int<std::uint8_t>(out, code_of(t.scalar_type()));
+    put_int<std::uint8_t>(out, static_cast<std::uint8_t>(t.dim()));
+    for (const int64_t s : t.sizes()) put_int<std::uint64_t>(out, static_cast<std::uint64_t>(s));
+    const std::size_t data_bytes = t.numel() * t.element_size();
+    put_int<std::uint64_t>(out, data_bytes);
+    if (data_bytes) put(out, t.data_ptr(), data_bytes);
   }
-  std::string out;
-  out.reserve(kPrefix + payload.size() + kSuffix);
-  put(out, kMagic, 8);
-  put_int<std::uint32_t>(out, kVersion);
-  put_int<std::uint32_t>(out, 0);
-  put_int<std::uint64_t>(out, payload.size());
-  out += payload;
-  put_int<std::uint64_t>(out, xxh64(payload.data(), payload.size()));
+  const std::uint64_t payload_bytes = out.size() - payload_start;
+  std::memcpy(&out[payload_start - 8], &payload_bytes, 8);
+  put_int<std::uint64_t>(out, xxh64(out.data() + payload_start, payload_bytes));
   put(out, kEnd, 8);
   return out;
 }

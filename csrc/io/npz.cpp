@@ -139,7 +139,7 @@ at::Tensor from_npy_bytes(const std::string& bytes) {
   at::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(code->type));
   const size_t data = offset + header_len;
   TORCH_CHECK(bytes.size() - data == t.nbytes(), "npy: expected ", t.nbytes(), " bytes of data, found ", bytes.size() - data);
-  std::memcpy(t.data_ptr(), bytes.data() + data, t.nbytes());
+  if (t.nbytes() > 0) std::memcpy(t.data_ptr(), bytes.data() + data, t.nbytes());  // empty: data_ptr() is null
   return t;
 }
 

@@ -1,5 +1,7 @@
 #include <brain/models/config.h>
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -151,7 +153,7 @@ RunConfig parse_run_config(const std::string& text) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999 (found by fuzzing)
     throw ConfigError("", std::string("not valid JSON (") + e.what() + ")");
   }
   RunConfig c;
@@ -191,6 +193,30 @@ RunConfig parse_run_config(const std::string& text) {
   }
   root.finish();
   return c;
+}
+
+MemoryEstimate estimate_run_memory(const RunConfig& cfg) {
+  const EINetSpec& n = cfg.network;
+  MemoryEstimate e;
+  const double ne = static_cast<double>(n.n_exc), ni = static_cast<double>(n.n_inh);
+  const double value_bytes = n.dtype == "float64" ? 8 : 4;
+  if (n.connectivity == "csr") {
+    const std::pair<double, double> pathways[] = {{ne, ne}, {ne, ni}, {ni, ne}, {ni, ni}};
+    double largest = 0;
+    for (const auto& [pre, post] : pathways) {
+      const double nnz = pre * post * n.p;
+      e.connectivity += nnz * 8 + (pre + 1) * 8;  // int64 indices and indptr; weights are one value
+      largest = std::max(largest, nnz + pre);
+    }
+    e.build_peak = largest * 24;  // per-row lists, row and column tensors (int64) while building
+  }
+  const double delay_rows = std::ceil(n.delay_ms / cfg.dt_ms) + 1;
+  e.states = (ne + ni) * (value_bytes * 4 + 8) + 2 * (ne + ni) * value_bytes + 2 * delay_rows * (ne + ni) * value_bytes;
+  const double steps = cfg.duration_ms / cfg.dt_ms;
+  const double per_step =
+      static_cast<double>(cfg.voltage_neurons.size()) * value_bytes + 8 + (cfg.monitor_spikes ? ne + ni : 0);
+  e.monitors = 2 * steps * per_step;
+  return e;
 }
 
 }  // namespace brain

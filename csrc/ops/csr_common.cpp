@@ -83,8 +83,9 @@ c10::SymDimVector csr_output_sizes(const CsrGeometry& g) {
 void report_kernel_status(const char* op, const kernels::csr::Status& status, int64_t n_cols) {
   using kernels::csr::Status;
   TORCH_CHECK(status.kind != Status::kDecreasingIndptr, op,
-              ": indptr must be non-decreasing, but indptr[", status.pos + 1, "] < indptr[",
-              status.pos, "]");
+              ": indptr must be non-decreasing from indptr[0] = 0 to indptr[n_rows] = nnz, but row ",
+              status.pos, " spans [indptr[", status.pos, "], indptr[", status.pos + 1,
+              "]), which is decreasing or leaves [0, nnz)");
   TORCH_CHECK(status.kind != Status::kIndexOutOfRange, op, ": indices[", status.pos,
               "] is out of range [0, ", n_cols, ")");
 }

@@ -38,6 +38,7 @@ struct Params {
   std::int64_t n_rows = 0;
   std::int64_t n_cols = 0;
   std::int64_t batch = 1;
+  std::int64_t nnz = 0;  // indices.size(): every row's [indptr[i], indptr[i + 1]) must lie within it
 };
 
 template <typename x_t>
@@ -74,7 +75,7 @@ Status gather(const Params<scalar_t, index_t, x_t>& p, scalar_t* out, std::int64
     const x_t* xb = p.x + b * p.n_cols;
     const std::int64_t k0 = p.indptr[i];
     const std::int64_t k1 = p.indptr[i + 1];
-    if (k1 < k0) return Status::bad_indptr(i);
+    if (k1 < k0 || k0 < 0 || k1 > p.nnz) return Status::bad_indptr(i);
     acc_t acc = 0;
     for (std::int64_t k = k0; k < k1; ++k) {
       const std::int64_t j = p.indices[k];
@@ -105,7 +106,7 @@ Status scatter(const Params<scalar_t, index_t, x_t>& p, std::int64_t b,
     const scalar_t xs = as_scalar<scalar_t>(xv);
     const std::int64_t k0 = p.indptr[i];
     const std::int64_t k1 = p.indptr[i + 1];
-    if (k1 < k0) return Status::bad_indptr(i);
+    if (k1 < k0 || k0 < 0 || k1 > p.nnz) return Status::bad_indptr(i);
     for (std::int64_t k = k0; k < k1; ++k) {
       const std::int64_t j = p.indices[k];
       if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
@@ -143,14 +144,14 @@ std::int64_t scatter_work(const Params<scalar_t, index_t, x_t>& p, std::int64_t 
 template <bool kTranspose, typename acc_t, typename scalar_t, typename index_t, typename x_t>
 Status weight_grad(const index_t* indptr, const index_t* indices, const x_t* x,
                          const scalar_t* g, std::int64_t n_rows, std::int64_t n_cols,
-                         std::int64_t batch, std::int64_t row_begin, std::int64_t row_end,
+                         std::int64_t batch, std::int64_t nnz, std::int64_t row_begin, std::int64_t row_end,
                          scalar_t* dw, acc_t* dw_row_sum) {
   const std::int64_t n_x = kTranspose ? n_rows : n_cols;
   const std::int64_t n_g = kTranspose ? n_cols : n_rows;
   for (std::int64_t i = row_begin; i < row_end; ++i) {
     const std::int64_t k0 = indptr[i];
     const std::int64_t k1 = indptr[i + 1];
-    if (k1 < k0) return Status::bad_indptr(i);
+    if (k1 < k0 || k0 < 0 || k1 > nnz) return Status::bad_indptr(i);
     acc_t row_sum = 0;
     for (std::int64_t k = k0; k < k1; ++k) {
       const std::int64_t j = indices[k];

@@ -14,7 +14,7 @@ __global__ void __launch_bounds__(kThreads)
     weight_grad_kernel(const index_t* __restrict__ indptr, const index_t* __restrict__ indices,
                        const x_t* __restrict__ x, const scalar_t* __restrict__ g,
                        scalar_t* __restrict__ dw, std::int64_t n_rows, std::int64_t n_cols,
-                       std::int64_t batch, bool transpose) {
+                       std::int64_t batch, std::int64_t nnz, bool transpose) {
   using acc_t = typename AccType<scalar_t>::type;
   const int lane = threadIdx.x % kWarp;
   const std::int64_t first = (std::int64_t{blockIdx.x} * kThreads + threadIdx.x) / kWarp;
@@ -22,8 +22,8 @@ __global__ void __launch_bounds__(kThreads)
   const std::int64_t n_x = transpose ? n_rows : n_cols;
   const std::int64_t n_g = transpose ? n_cols : n_rows;
   for (std::int64_t i = first; i < n_rows; i += n_groups) {
-    const std::int64_t k0 = indptr[i];
-    const std::int64_t k1 = indptr[i + 1];
+    const std::int64_t k0 = indptr[i] < 0 ? 0 : static_cast<std::int64_t>(indptr[i]);  // within [0, nnz)
+    const std::int64_t k1 = indptr[i + 1] > nnz ? nnz : static_cast<std::int64_t>(indptr[i + 1]);
     for (std::int64_t k = k0 + lane; k < k1; k += kWarp) {
       const std::int64_t j = indices[k];
       acc_t acc = 0;
@@ -55,7 +55,10 @@ __global__ void __launch_bounds__(kThreads)
     const s_t s = spikes[o];
     if (!is_active(s)) continue;
     const acc_t factor = static_cast<acc_t>(scale) * to_acc<acc_t>(s);
-    for (std::int64_t e = ptr[o] + lane; e < ptr[o + 1]; e += kWarp) {
+    // Clamped to [0, nnz): source[e] must not be read past the entries either.
+    const std::int64_t e0 = ptr[o] < 0 ? 0 : static_cast<std::int64_t>(ptr[o]);
+    const std::int64_t e1 = ptr[o + 1] > nnz ? nnz : static_cast<std::int64_t>(ptr[o + 1]);
+    for (std::int64_t e = e0 + lane; e < e1; e += kWarp) {
       const std::int64_t src = source[e];
       const std::int64_t t = target ? static_cast<std::int64_t>(target[e]) : e;
       if (src < 0 || src >= n_trace || t < 0 || t >= nnz) continue;
@@ -83,11 +86,11 @@ cudaError_t launch_weight_grad(const WeightGradArgs& a, cudaStream_t stream) {
       if (a.x_is_bool) {
         weight_grad_kernel<scalar_t, index_t, bool><<<grid, kThreads, 0, stream>>>(
             indptr, indices, static_cast<const bool*>(a.x), g, dw, a.n_rows, a.n_cols, a.batch,
-            a.transpose);
+            a.nnz, a.transpose);
       } else {
         weight_grad_kernel<scalar_t, index_t, scalar_t><<<grid, kThreads, 0, stream>>>(
             indptr, indices, static_cast<const scalar_t*>(a.x), g, dw, a.n_rows, a.n_cols,
-            a.batch, a.transpose);
+            a.batch, a.nnz, a.transpose);
       }
       return cudaGetLastError();
     });

@@ -19,7 +19,7 @@ __global__ void __launch_bounds__(kThreads)
     gather_kernel(const index_t* __restrict__ indptr, const index_t* __restrict__ indices,
                   const scalar_t* __restrict__ weights, bool homo, const x_t* __restrict__ x,
                   scalar_t* __restrict__ out, std::int64_t n_rows, std::int64_t n_cols,
-                  std::int64_t batch, bool event) {
+                  std::int64_t batch, std::int64_t nnz, bool event) {
   using acc_t = typename AccType<scalar_t>::type;
   constexpr int kGroupsPerBlock = kThreads / TPR;
   const int lane = threadIdx.x % TPR;
@@ -31,8 +31,10 @@ __global__ void __launch_bounds__(kThreads)
   for (std::int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const x_t* xb = x + b * n_cols;
     for (std::int64_t i = first_group; i < n_rows; i += n_groups) {
-      const std::int64_t k0 = indptr[i];
-      const std::int64_t k1 = indptr[i + 1];
+      // Clamped to [0, nnz): a row of a structure that is not non-decreasing can reach past
+      // the entries; such entries are skipped, like out-of-range indices.
+      const std::int64_t k0 = indptr[i] < 0 ? 0 : static_cast<std::int64_t>(indptr[i]);
+      const std::int64_t k1 = indptr[i + 1] > nnz ? nnz : static_cast<std::int64_t>(indptr[i + 1]);
       acc_t acc = 0;
       for (std::int64_t k = k0 + lane; k < k1; k += TPR) {
         const std::int64_t j = indices[k];
@@ -65,7 +67,7 @@ __global__ void __launch_bounds__(kThreads)
     scatter_kernel(const index_t* __restrict__ indptr, const index_t* __restrict__ indices,
                    const scalar_t* __restrict__ weights, bool homo, const x_t* __restrict__ x,
                    out_t* __restrict__ out, std::int64_t n_rows, std::int64_t n_cols,
-                   std::int64_t batch, bool event) {
+                   std::int64_t batch, std::int64_t nnz, bool event) {
   using acc_t = typename AccType<scalar_t>::type;
   constexpr int TPR = 32;
   constexpr int kGroupsPerBlock = kThreads / TPR;
@@ -77,8 +79,8 @@ __global__ void __launch_bounds__(kThreads)
   const acc_t w_homo = homo ? to_acc<acc_t>(weights[0]) : acc_t(0);
 
   for (std::int64_t i = first_group; i < n_rows; i += n_groups) {
-    const std::int64_t k0 = indptr[i];
-    const std::int64_t k1 = indptr[i + 1];
+    const std::int64_t k0 = indptr[i] < 0 ? 0 : static_cast<std::int64_t>(indptr[i]);  // within [0, nnz)
+    const std::int64_t k1 = indptr[i + 1] > nnz ? nnz : static_cast<std::int64_t>(indptr[i + 1]);
     for (std::int64_t b = 0; b < batch; ++b) {
       const x_t xv = x[b * n_rows + i];
       if (event && !is_active(xv)) continue;
@@ -108,7 +110,7 @@ cudaError_t launch_typed(const MatmulArgs& a, cudaStream_t stream) {
     auto launch = [&](auto kernel, int tpr) {
       const dim3 grid(grid_for(a.n_rows * tpr, kThreads, a.num_sms), grid_y);
       kernel<<<grid, kThreads, 0, stream>>>(indptr, indices, weights, a.homo, x, out, a.n_rows,
-                                            a.n_cols, a.batch, a.event);
+                                            a.n_cols, a.batch, a.nnz, a.event);
     };
     if (avg_row <= 12) {
       launch(gather_kernel<8, scalar_t, index_t, x_t>, 8);
@@ -127,7 +129,7 @@ cudaError_t launch_typed(const MatmulArgs& a, cudaStream_t stream) {
   using out_t = typename AccType<scalar_t>::type;  // float for float and the half types
   scatter_kernel<scalar_t, index_t, x_t, out_t><<<grid, kThreads, 0, stream>>>(
       indptr, indices, weights, a.homo, x, static_cast<out_t*>(a.out), a.n_rows, a.n_cols,
-      a.batch, a.event);
+      a.batch, a.nnz, a.event);
   return cudaGetLastError();
 }
 

@@ -286,6 +286,8 @@ def _args(**overrides):
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(indptr=torch.tensor([0, 1, 3, 2, 4])), r"indptr must be non-decreasing"),
+    # row 0 reaches past nnz before the decreasing step is met (found by fuzzing)
+    (dict(indptr=torch.tensor([0, 9, 3, 3, 4])), r"indptr must be non-decreasing"),
     (dict(indptr=torch.tensor([0, 1, 3, 4])), r"indptr must have n_rows \+ 1 = 5 entries, got 4"),
     (dict(indptr=torch.tensor([1, 1, 3, 3, 4])), r"indptr\[0\] must be 0"),
     (dict(indptr=torch.tensor([0, 1, 3, 3, 3])), r"indptr\[n_rows\] must equal nnz"),

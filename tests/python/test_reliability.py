@@ -237,10 +237,13 @@ def test_every_config_field_mutated_is_rejected_with_its_json_path(tmp_path):
 
 def test_malformed_json_and_bad_options_exit_2(tmp_path):
     bad = tmp_path / "bad.json"
-    for text in ["", "{", "[1, 2]", '{"network": {"p": 0.1}} trailing', "\x00\xff"]:
+    for text in ["", "{", "[1, 2]", '{"network": {"p": 0.1}} trailing', "\x00\xff",
+                 '{"network": {"n_exc": 1e999}}']:  # a number too large for a double (found by fuzzing)
         bad.write_text(text)
         proc = run(bad, "--validate")
         assert proc.returncode == EXIT_USAGE, (text, proc.stderr)
+        analyze = subprocess.run([BRAIN_TOOL, "analyze", str(bad)], capture_output=True, text=True, timeout=60)
+        assert analyze.returncode == EXIT_USAGE, (text, analyze.stderr)
     for args in (["--duration", "-5"], ["--duration", "nan"], ["--seed", "x"], ["--checkpoint-every", "0"],
                  ["--checkpoint-every", "10"], ["--device", "gpu"], ["--bogus"], ["--resume"]):
         proc = run(COBA, *args)

@@ -77,6 +77,7 @@ void run_matmul(const char* op, const Prepared& pr, bool transpose, at::Tensor& 
   p.n_rows = pr.n_rows;
   p.n_cols = pr.n_cols;
   p.batch = pr.batch;
+  p.nnz = pr.nnz;
   scalar_t* o = out.data_ptr<scalar_t>();
 
   if (!transpose) {
@@ -122,6 +123,9 @@ void run_matmul(const char* op, const Prepared& pr, bool transpose, at::Tensor& 
   });
 }
 
+void validate_csr_values_cpu(const at::Tensor& indptr_in, const at::Tensor& indices_in, int64_t n_rows,
+                             int64_t n_cols);
+
 template <bool kEvent>
 at::Tensor csr_matmul_cpu(const at::Tensor& indptr, const at::Tensor& indices,
                           const at::Tensor& weights, const at::Tensor& x,
@@ -143,6 +147,10 @@ at::Tensor csr_matmul_cpu(const at::Tensor& indptr, const at::Tensor& indices,
         }
       });
     });
+  } else {
+    // The kernels check indices as they visit them; with nothing to compute they visit none,
+    // so the structure is checked here (found by fuzzing: an empty output hid bad indices).
+    validate_csr_values_cpu(pr.indptr, pr.indices, pr.n_rows, pr.n_cols);
   }
   return pr.batched ? out : out.view({n_out});
 }
@@ -185,8 +193,8 @@ std::tuple<at::Tensor, at::Tensor> csr_matmul_backward_cpu(
                              const auto* ix = pr.indices.data_ptr<index_t>();
                              const auto status =
                                  transpose
-                                     ? k::weight_grad<true, double>(ip, ix, xp, gp, pr.n_rows, pr.n_cols, pr.batch, begin, end, dw, sums)
-                                     : k::weight_grad<false, double>(ip, ix, xp, gp, pr.n_rows, pr.n_cols, pr.batch, begin, end, dw, sums);
+                                     ? k::weight_grad<true, double>(ip, ix, xp, gp, pr.n_rows, pr.n_cols, pr.batch, pr.nnz, begin, end, dw, sums)
+                                     : k::weight_grad<false, double>(ip, ix, xp, gp, pr.n_rows, pr.n_cols, pr.batch, pr.nnz, begin, end, dw, sums);
                              report_kernel_status(op, status, pr.n_cols);
                            });
         };
@@ -332,7 +340,8 @@ void owner_update_cpu(const char* op, at::Tensor& weights, const at::Tensor& ptr
           for (int64_t o = begin; o < end; ++o) {
             if (!k::is_active(sp[o])) continue;
             const scalar_t factor = static_cast<scalar_t>(scale) * k::as_scalar<scalar_t>(sp[o]);
-            TORCH_CHECK(pp[o + 1] >= pp[o], op, ": the pointer array must be non-decreasing at ", o);
+            TORCH_CHECK(pp[o + 1] >= pp[o] && pp[o] >= 0 && pp[o + 1] <= nnz, op,
+                        ": the pointer array must be non-decreasing from 0 to nnz = ", nnz, "; it is not at ", o);
             for (int64_t e = pp[o]; e < pp[o + 1]; ++e) {
               const int64_t s = src[e];
               TORCH_CHECK(s >= 0 && s < n_trace, op, ": index ", s, " at entry ", e,

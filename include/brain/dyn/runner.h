@@ -138,7 +138,7 @@ class BRAIN_API Runner {
   struct Progress;
   void validate();
   RunResult finish(Progress& progress);
-  void write_checkpoint(const std::string& path, const Progress* progress);
+  void write_checkpoint(const std::string& path, Progress* progress);
   void read_checkpoint(const std::string& path, Progress* progress);
   std::shared_ptr<DynamicalSystem> system_;
   RunnerOptions options_;

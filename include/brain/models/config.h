@@ -40,4 +40,15 @@ struct RunConfig {
 // unknown fields are errors.
 BRAIN_API RunConfig parse_run_config(const std::string& json_text);
 
+// The memory a run of `config` needs, in bytes, estimated before anything is allocated
+// (`brain run` refuses a run that does not fit, before building it). Deliberately generous.
+struct MemoryEstimate {
+  double connectivity = 0;  // stored synapses (CSR indices and row pointers)
+  double build_peak = 0;    // temporaries while the largest projection is built
+  double states = 0;        // neuron and synapse states, delay buffers
+  double monitors = 0;      // recordings, and once more while they are gathered and written
+  double total() const { return connectivity + build_peak + states + monitors; }
+};
+BRAIN_API MemoryEstimate estimate_run_memory(const RunConfig& config);
+
 }  // namespace brain

@@ -29,6 +29,7 @@ struct Fixture {
     p.n_rows = 4;
     p.n_cols = 3;
     p.batch = batch;
+    p.nnz = static_cast<int64_t>(indices.size());
     return p;
   }
 };
@@ -52,6 +53,7 @@ TEST(CsrCpuKernels, EventGatherOnBoolEqualsFloatGather) {
   p.x = spikes;
   p.n_rows = 4;
   p.n_cols = 3;
+  p.nnz = static_cast<int64_t>(f.indices.size());
   std::vector<double> out(4, -1);
   ASSERT_TRUE((k::gather<true, double>(p, out.data(), 0, 4).ok()));
   EXPECT_EQ(out, (std::vector<double>{3, 0, 0, 9}));
@@ -101,12 +103,12 @@ TEST(CsrCpuKernels, WeightGradIsOuterProductOnThePattern) {
   const std::vector<double> g{10, 20, 30};
   std::vector<double> dw(5, -1);
   ASSERT_TRUE((k::weight_grad<true, double>(f.indptr.data(), f.indices.data(), x.data(), g.data(),
-                                            4, 3, 1, 0, 4, dw.data(), static_cast<double*>(nullptr))
+                                            4, 3, 1, 5, 0, 4, dw.data(), static_cast<double*>(nullptr))
                    .ok()));
   EXPECT_EQ(dw, (std::vector<double>{10, 30, 40, 30, 90}));
   std::vector<double> row_sums(4, -1);
   ASSERT_TRUE((k::weight_grad<true, double>(f.indptr.data(), f.indices.data(), x.data(), g.data(),
-                                            4, 3, 1, 0, 4, static_cast<double*>(nullptr),
+                                            4, 3, 1, 5, 0, 4, static_cast<double*>(nullptr),
                                             row_sums.data())
                    .ok()));
   EXPECT_EQ(row_sums, (std::vector<double>{40, 0, 40, 120}));
@@ -125,6 +127,36 @@ TEST(CsrCpuKernels, ReportsOutOfRangeIndexAndDecreasingIndptr) {
   status = k::gather<false, double>(f.params(x), out.data(), 0, 4);
   EXPECT_EQ(status.kind, k::Status::kDecreasingIndptr);
   EXPECT_EQ(status.pos, 1);
+}
+
+// Found by fuzzing: with a decreasing step in a later row, an earlier, increasing row can
+// reach past nnz (here row 0 spans [0, 9) of 3 entries). The row is refused before any of its
+// entries is read; ASan (scripts/sanitize.sh) would report the read otherwise.
+TEST(CsrCpuKernels, RowsReachingPastNnzAreRefusedBeforeReading) {
+  const std::vector<int32_t> indptr{0, 9, 3};
+  const std::vector<int32_t> indices{0, 1, 2};
+  const std::vector<double> weights{1, 2, 3};
+  const std::vector<double> x{1, 1};
+  k::Params<double, int32_t, double> p;
+  p.indptr = indptr.data();
+  p.indices = indices.data();
+  p.weights = weights.data();
+  p.x = x.data();
+  p.n_rows = 2;
+  p.n_cols = 3;
+  p.nnz = 3;
+  std::vector<double> out(3, 0);
+  const k::Status scatter = k::scatter<true>(p, 0, 0, 2, out.data());
+  EXPECT_EQ(scatter.kind, k::Status::kDecreasingIndptr);
+  EXPECT_EQ(scatter.pos, 0);
+  p.n_cols = 2;  // gather: x has n_cols entries
+  std::vector<double> gathered(2, 0);
+  EXPECT_EQ((k::gather<false, double>(p, gathered.data(), 0, 2).kind), k::Status::kDecreasingIndptr);
+  std::vector<double> dw(3, 0);
+  EXPECT_EQ((k::weight_grad<true, double>(indptr.data(), indices.data(), x.data(), x.data(), 2, 3, 1, 3, 0, 2,
+                                          dw.data(), static_cast<double*>(nullptr))
+                 .kind),
+            k::Status::kDecreasingIndptr);
 }
 
 }  // namespace

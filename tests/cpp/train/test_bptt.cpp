@@ -133,7 +133,9 @@ TEST(BPTT, TruncatedWindowsCheckpointsAndRegularizer) {
 // Training killed after epoch 2 of 4 and resumed from training.ckpt ends with the parameters
 // and history of a training that never stopped (Adam's moments and the shuffling included).
 TEST(BPTT, ResumedTrainingEqualsUninterruptedTraining) {
-  auto [x, y] = rate_task(64, 20, 5);
+  const auto data = rate_task(64, 20, 5);  // not a structured binding: the lambda captures it
+  const torch::Tensor& x = data.first;
+  const torch::Tensor& y = data.second;
   SpikingNetOptions o;
   o.n_in = 20;
   o.n_hidden = 16;

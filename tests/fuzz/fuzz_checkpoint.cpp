@@ -1,0 +1,7 @@
+// libFuzzer entry point; the target is in targets.h (scripts/fuzz.sh builds and runs it).
+#include "targets.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  brain::fuzz::checkpoint(data, size);
+  return 0;
+}
