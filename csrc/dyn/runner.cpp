@@ -250,8 +250,8 @@ RunResult run_modules(DynamicalSystem& system, const RunnerOptions& options, Con
   return result;
 }
 
-// Recordings of a monitor that sampled nothing come back as this placeholder.
-bool is_placeholder(const at::Tensor& t) { return t.dim() == 1 && t.numel() == 0; }
+// A monitor that sampled nothing in a segment comes back as an empty 1-D tensor.
+bool is_empty_recording(const at::Tensor& t) { return t.dim() == 1 && t.numel() == 0; }
 
 std::string shape_text(const at::Tensor& t) {
   std::string s = "[";
@@ -302,7 +302,7 @@ struct Runner::Progress {
   static at::Tensor joined(const std::vector<at::Tensor>& pieces) {
     std::vector<at::Tensor> real;
     for (const auto& p : pieces) {
-      if (!is_placeholder(p)) real.push_back(p);
+      if (!is_empty_recording(p)) real.push_back(p);
     }
     if (real.empty()) return pieces.empty() ? torch::empty({0}) : pieces.front();
     return real.size() == 1 ? real.front() : torch::cat(real, 0);
@@ -345,7 +345,7 @@ RunResult Runner::finish(Progress& p) {
     result.order.push_back(key);
     result.values[key] = Progress::joined(p.values[key]);
     result.times[key] = Progress::joined(p.times[key]);
-    if (!result.times[key].defined() || is_placeholder(result.times[key])) {
+    if (!result.times[key].defined() || is_empty_recording(result.times[key])) {
       result.times[key] = torch::empty({0}, torch::kDouble);
     }
   }
@@ -487,10 +487,28 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
     const bool in_progress = header.contains("run");
     if (progress && !in_progress) refuse("holds no run in progress (written by save_checkpoint; use load_checkpoint)");
 
-    // Everything checked: now the system is changed.
-    torch::NoGradGuard no_grad;
     const auto paths = system_->state_paths();
     const std::set<std::string> states(paths.begin(), paths.end());
+    // Every tensor that will be read must be there before anything is assigned, so a refused
+    // checkpoint never leaves the system half loaded.
+    std::vector<std::string> needed{"clock/step", "clock/t_dt", "rng/cpu"};
+    for (const auto& p : paths) needed.push_back("state/" + p);
+    for (const auto& item : system_->named_parameters()) needed.push_back("parameter/" + item.key());
+    for (const auto& item : system_->named_buffers()) {
+      if (!states.count(item.key()) && keeps_in_checkpoint(item.value())) needed.push_back("buffer/" + item.key());
+    }
+    if (progress) {
+      for (const auto& m : options_.monitors) {
+        needed.push_back("monitor/" + m.key());
+        needed.push_back("monitor_t/" + m.key());
+      }
+    }
+    for (const auto& name : needed) {
+      if (!ck.has(name)) refuse("has no tensor '" + name + "'");
+    }
+
+    // Everything checked: now the system is changed.
+    torch::NoGradGuard no_grad;
     for (const auto& p : paths) {
       const at::Tensor cur = system_->find_state(p);
       const auto dot = p.rfind('.');
