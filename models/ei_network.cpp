@@ -6,11 +6,17 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <brain/dist/dist.h>
 #include <brain/models/synapses.h>
 
 namespace brain {
 
 std::shared_ptr<DynSysGroup> build_ei_network(const EINetSpec& spec, uint64_t seed, c10::Device device, double dt_ms) {
+  return build_ei_network_shard(spec, seed, device, dt_ms, 0, 1);
+}
+
+std::shared_ptr<DynSysGroup> build_ei_network_shard(const EINetSpec& spec, uint64_t seed, c10::Device device, double dt_ms,
+                                                    int rank, int world) {
   TORCH_CHECK(spec.output == "coba" || spec.output == "cuba", "ei_network: output must be 'coba' or 'cuba', got '",
               spec.output, "'");
   TORCH_CHECK(spec.dtype == "float32" || spec.dtype == "float64", "ei_network: dtype must be float32 or float64, got '",
@@ -20,42 +26,51 @@ std::shared_ptr<DynSysGroup> build_ei_network(const EINetSpec& spec, uint64_t se
   auto net = std::make_shared<DynSysGroup>("EINet");
   LifParams neuron = spec.neuron;
   neuron.method = spec.method;
-  auto E = net->add("E", std::make_shared<LIF>(spec.n_exc, neuron, options));
-  auto I = net->add("I", std::make_shared<LIF>(spec.n_inh, neuron, options));
+  const dist::Block e_block = dist::block_of(spec.n_exc, rank, world), i_block = dist::block_of(spec.n_inh, rank, world);
+  auto E = net->add("E", std::make_shared<LIF>(e_block.size, neuron, options));
+  auto I = net->add("I", std::make_shared<LIF>(i_block.size, neuron, options));
 
   // Initial potentials from their own generator: reproducible whatever else draws numbers.
   auto v_gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ 0x5eed'0001ull);
   // Runs at every reset_state(), long after this function returned: captures by value.
+  // A share draws the whole population's potentials, as one process does, and keeps its block.
   auto init = [uniform = spec.V_init == "uniform", a = spec.V_init_a, b = spec.V_init_b, options,
-               v_gen](const std::vector<int64_t>& shape) mutable {
-    at::Tensor v = uniform ? at::rand(shape, v_gen, torch::kDouble) * (b - a) + a
-                           : at::normal(a, b, shape, v_gen, torch::kDouble);
-    return v.to(options);
+               v_gen](int64_t n_global, dist::Block block) mutable {
+    return [=](const std::vector<int64_t>& shape) mutable {
+      std::vector<int64_t> whole = shape;
+      whole.back() = n_global;
+      at::Tensor v = uniform ? at::rand(whole, v_gen, torch::kDouble) * (b - a) + a
+                             : at::normal(a, b, whole, v_gen, torch::kDouble);
+      return v.narrow(-1, block.offset, block.size).contiguous().to(options);
+    };
   };
-  E->set_V_initializer(init);
-  I->set_V_initializer(init);
+  E->set_V_initializer(init(spec.n_exc, e_block));
+  I->set_V_initializer(init(spec.n_inh, i_block));
 
   const bool coba = spec.output == "coba";
   const int64_t delay_steps = std::llround(spec.delay_ms / dt_ms);
   struct Pathway {
     const char* name;
     std::shared_ptr<LIF> pre, post;
+    int64_t n_pre, n_post;  // in the whole network
+    dist::Block post_block;
     double w, tau, E_rev;
     uint64_t salt;
   };
-  const Pathway pathways[] = {{"E2E", E, E, spec.w_exc, spec.tau_exc, spec.E_exc, 1},
-                              {"E2I", E, I, spec.w_exc, spec.tau_exc, spec.E_exc, 2},
-                              {"I2E", I, E, spec.w_inh, spec.tau_inh, spec.E_inh, 3},
-                              {"I2I", I, I, spec.w_inh, spec.tau_inh, spec.E_inh, 4}};
+  const Pathway pathways[] = {{"E2E", E, E, spec.n_exc, spec.n_exc, e_block, spec.w_exc, spec.tau_exc, spec.E_exc, 1},
+                              {"E2I", E, I, spec.n_exc, spec.n_inh, i_block, spec.w_exc, spec.tau_exc, spec.E_exc, 2},
+                              {"I2E", I, E, spec.n_inh, spec.n_exc, e_block, spec.w_inh, spec.tau_inh, spec.E_inh, 3},
+                              {"I2I", I, I, spec.n_inh, spec.n_inh, i_block, spec.w_inh, spec.tau_inh, spec.E_inh, 4}};
   for (const auto& pw : pathways) {
     const bool recurrent = pw.pre == pw.post;
+    const int64_t lo = pw.post_block.offset, hi = lo + pw.post_block.size;
     std::shared_ptr<Comm> comm;
     if (spec.connectivity == "jit") {
-      comm = std::make_shared<JitComm>(pw.pre->size(), pw.post->size(), spec.p, static_cast<int64_t>(seed * 4 + pw.salt),
-                                       torch::tensor(pw.w, options), "homo", spec.event);
+      comm = JitComm::columns(pw.n_pre, pw.n_post, lo, hi - lo, spec.p, static_cast<int64_t>(seed * 4 + pw.salt),
+                              torch::tensor(pw.w, options), "homo", spec.event);
     } else {
-      const auto conn = fixed_prob(pw.pre->size(), pw.post->size(), spec.p, /*include_self=*/!recurrent,
-                                   seed * 4 + pw.salt, device);
+      const auto conn = fixed_prob_columns(pw.n_pre, pw.n_post, spec.p, /*include_self=*/!recurrent, seed * 4 + pw.salt,
+                                           lo, hi, device);
       comm = std::make_shared<CsrComm>(conn, torch::tensor(pw.w, options), spec.event);
     }
     auto syn = std::make_shared<Expon>(pw.post->size(), pw.tau, options, spec.method);

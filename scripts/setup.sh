@@ -17,6 +17,8 @@ need_cmd ninja ninja-build
 need_cmd ccache ccache
 need_file /usr/include/nlohmann/json.hpp nlohmann-json3-dev
 need_file /usr/include/gtest/gtest.h libgtest-dev
+# The Gloo headers: the declarations of torch.distributed's Gloo process group include them.
+need_file /usr/include/gloo/rendezvous/store.h libgloo-dev
 # clang with its libFuzzer and sanitizer runtimes, for scripts/sanitize.sh.
 need_cmd clang++ clang
 if command -v clang >/dev/null 2>&1; then

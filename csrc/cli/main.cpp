@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <brain/dist/dist.h>
+
 #include <brain/brain.h>
 
 #include "csrc/cli/commands.h"
@@ -54,6 +56,7 @@ nlohmann::json to_json(const brain::BuildInfo& info) {
           {"with_cuda", info.with_cuda},
           {"cuda_available", info.cuda_available},
           {"cuda_device_count", info.cuda_device_count},
+          {"distributed", brain::dist::available()},
           {"devices", devices},
           {"ops", ops}};
 }

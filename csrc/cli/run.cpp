@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include <brain/brain.h>
+#include <brain/dist/dist.h>
 #include <brain/io/checkpoint.h>
 #include <brain/io/plot.h>
 #include <brain/models/config.h>
@@ -39,6 +40,12 @@ const char* kRunUsage =
     "  --validate          check the config and the memory it needs, then stop (nothing runs)\n"
     "  --no-check-finite   do not stop when a state becomes NaN or Inf\n"
     "  --no-resource-check run even when the memory estimate exceeds what the device has\n"
+    "  --dist-timeout S    distributed runs: seconds a rank waits for the others before it\n"
+    "                      stops with an error naming the ranks that died or hang (default 60)\n"
+    "distributed: torchrun --nproc_per_node=N --no-python brain run CONFIG.json [...] splits\n"
+    "  the network over N processes (Gloo); monitors are identical to one process's and rank 0\n"
+    "  writes the outputs. --dist-encoding indices|masks|auto (default auto) picks how spikes\n"
+    "  travel between ranks.\n"
     "exit codes: 0 done, 2 bad usage, config or checkpoint, 1 failure while running\n";
 
 struct RunArgs {
@@ -56,6 +63,8 @@ struct RunArgs {
   bool validate_only = false;
   bool check_finite = true;
   bool resource_check = true;
+  double dist_timeout_s = 60;
+  dist::Encoding dist_encoding = dist::Encoding::Auto;
 };
 
 // Returns an error message, or "" when the arguments are fine.
@@ -115,6 +124,16 @@ std::string parse_args(const std::vector<std::string>& args, RunArgs& a) {
         a.check_finite = false;
       } else if (k == "--no-resource-check") {
         a.resource_check = false;
+      } else if (k == "--dist-timeout") {
+        if (!value(v)) return "--dist-timeout needs a number of seconds";
+        size_t used = 0;
+        a.dist_timeout_s = std::stod(v, &used);
+        if (used != v.size() || !(a.dist_timeout_s > 0) || !std::isfinite(a.dist_timeout_s)) {
+          return "--dist-timeout must be a positive number of seconds, got '" + v + "'";
+        }
+      } else if (k == "--dist-encoding") {
+        if (!value(v) || (v != "auto" && v != "indices" && v != "masks")) return "--dist-encoding must be auto, indices or masks";
+        a.dist_encoding = v == "indices" ? dist::Encoding::Indices : v == "masks" ? dist::Encoding::Masks : dist::Encoding::Auto;
       } else if (!k.empty() && k[0] == '-') {
         return "unknown option '" + k + "'";
       } else if (a.config.empty()) {
@@ -255,11 +274,33 @@ int run(const std::vector<std::string>& args) {
   const c10::Device device(cfg.device == "cuda" ? c10::kCUDA : c10::kCPU);
   torch::NoGradGuard no_grad;  // simulation: no autograd bookkeeping
 
+  // A distributed run (torchrun): this process simulates its rank's share of the network.
+  std::shared_ptr<dist::Collective> comm;
+  if (dist::launched_distributed()) {
+    std::string refused;
+    if (!a.checkpoint.empty() || !a.resume.empty()) refused = "--checkpoint and --resume are";
+    else if (a.save_network) refused = "--save-network is";
+    else if (cfg.device != "cpu") refused = "--device cuda (NCCL) is";
+    else if (cfg.engine == "modules") refused = "the modules engine is";
+    if (!refused.empty()) {
+      std::cerr << "brain run: " << refused << " not supported in distributed runs yet\n";
+      return kExitUsage;
+    }
+    try {
+      comm = dist::connect_from_env(std::chrono::milliseconds(static_cast<int64_t>(a.dist_timeout_s * 1000)));
+    } catch (const std::exception& e) {
+      std::cerr << "brain run: " << e.what() << "\n";
+      return kExitFailure;
+    }
+  }
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->world_size() : 1;
+  const bool leader = rank == 0;
+
   const auto t_build = std::chrono::steady_clock::now();
-  auto net = build_ei_network(cfg.network, cfg.seed, device, cfg.dt_ms);
+  auto net = build_ei_network_shard(cfg.network, cfg.seed, device, cfg.dt_ms, rank, world);
   net->reset_state();
   const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_build).count();
-  const int64_t synapses = count_synapses(*net);
+  int64_t synapses = count_synapses(*net);
   if (a.save_network) {
     std::filesystem::create_directories(a.out);
     std::vector<std::pair<std::string, at::Tensor>> arrays;
@@ -279,7 +320,7 @@ int run(const std::vector<std::string>& args) {
 
   RunnerOptions opt;
   opt.dt = cfg.dt_ms;
-  opt.progress = a.progress;
+  opt.progress = leader ? a.progress : 0;
   opt.engine = parse_engine(cfg.engine);
   opt.check_finite = cfg.check_finite;
   opt.identity = identity;
@@ -291,16 +332,57 @@ int run(const std::vector<std::string>& args) {
     const auto drive = torch::tensor(cfg.network.input_current);
     opt.inputs = {{"E.input", drive, false, RunInput::Op::Set}, {"I.input", drive, false, RunInput::Op::Set}};
   }
+  // In a distributed run each rank records its own neurons: columns[key][r] are the global
+  // indices rank r records, wanted[key] those of the merged recording, in order.
+  std::map<std::string, std::vector<std::vector<int64_t>>> columns;
+  std::map<std::string, std::vector<int64_t>> wanted;
   if (cfg.monitor_spikes) {
     opt.monitors.push_back({"E.spike", std::nullopt, 1, "", at::kBool});
     opt.monitors.push_back({"I.spike", std::nullopt, 1, "", at::kBool});
+    for (const auto& [key, n] : {std::pair<std::string, int64_t>{"E.spike", cfg.network.n_exc}, {"I.spike", cfg.network.n_inh}}) {
+      for (int r = 0; r < world; ++r) {
+        const dist::Block b = dist::block_of(n, r, world);
+        std::vector<int64_t> idx;
+        for (int64_t i = 0; i < b.size; ++i) idx.push_back(b.offset + i);
+        columns[key].push_back(idx);
+      }
+      for (int64_t i = 0; i < n; ++i) wanted[key].push_back(i);
+    }
   }
   if (!cfg.voltage_neurons.empty()) {
-    opt.monitors.push_back({"E.V", torch::tensor(cfg.voltage_neurons, torch::kLong), 1});
+    for (int r = 0; r < world; ++r) {
+      const dist::Block b = dist::block_of(cfg.network.n_exc, r, world);
+      std::vector<int64_t> owned;
+      for (int64_t i : cfg.voltage_neurons) {
+        if (i >= b.offset && i < b.offset + b.size) owned.push_back(i);
+      }
+      columns["E.V"].push_back(owned);
+    }
+    wanted["E.V"] = cfg.voltage_neurons;
+    std::vector<int64_t> local;  // this rank's recorded neurons, as indices into its block
+    for (int64_t i : columns["E.V"][rank]) local.push_back(i - dist::block_of(cfg.network.n_exc, rank, world).offset);
+    opt.monitors.push_back({"E.V", torch::tensor(local, torch::kLong), 1, "", std::nullopt});
   }
-  std::cerr << label << " E/I network: " << cfg.network.n_exc << " + " << cfg.network.n_inh << " LIF neurons, "
-            << synapses << " synapses, built in " << build_s << " s on " << cfg.device << "\n";
-  if (opt.engine == Engine::Fast) {
+  if (comm) {
+    auto part = std::make_shared<dist::Partition>();
+    part->comm = comm;
+    part->global_sizes = {{"E", cfg.network.n_exc}, {"I", cfg.network.n_inh}};
+    part->encoding = a.dist_encoding;
+    opt.partition = part;
+    try {
+      synapses = comm->all_reduce_sum(torch::tensor({synapses}, torch::kLong))[0].item<int64_t>();
+    } catch (const dist::CommError& e) {
+      std::cerr << "brain run: " << e.what() << "\n";
+      return kExitFailure;
+    }
+  }
+  if (leader) {
+    std::cerr << label << " E/I network: " << cfg.network.n_exc << " + " << cfg.network.n_inh << " LIF neurons, "
+              << synapses << " synapses, built in " << build_s << " s on " << cfg.device;
+    if (comm) std::cerr << ", split over " << comm->describe();
+    std::cerr << "\n";
+  }
+  if (opt.engine == Engine::Fast || comm) {
     if (const std::string why = fast_engine_unsupported(*net, opt); !why.empty()) {
       std::cerr << "brain run: the fast engine cannot run this network: " << why << "\n";
       return kExitUsage;
@@ -308,16 +390,51 @@ int run(const std::vector<std::string>& args) {
   }
   Runner runner(net, opt);
   RunResult r;
-  if (!a.resume.empty()) {
-    try {
-      r = runner.resume(a.resume);
-    } catch (const io::CheckpointError& e) {
-      std::cerr << "brain run: cannot resume: " << e.what() << "\n";
-      return kExitUsage;
+  nlohmann::json distributed = nullptr;
+  try {
+    if (!a.resume.empty()) {
+      try {
+        r = runner.resume(a.resume);
+      } catch (const io::CheckpointError& e) {
+        std::cerr << "brain run: cannot resume: " << e.what() << "\n";
+        return kExitUsage;
+      }
+    } else {
+      r = runner.run(cfg.duration_ms);
     }
-  } else {
-    r = runner.run(cfg.duration_ms);
+    if (comm) {
+      // Rank 0 merges every rank's recordings into those of one process, in the global order.
+      for (const auto& m : opt.monitors) {
+        const auto& key = m.key();
+        at::Tensor merged = dist::gather_columns(*comm, r.values.at(key), columns.at(key), wanted.at(key));
+        if (leader) r.values[key] = merged;
+      }
+      const at::Tensor total = comm->all_reduce_sum(torch::tensor({r.spike_counts.at("E"), r.spike_counts.at("I")}, torch::kLong));
+      r.spike_counts["E"] = total[0].item<int64_t>();
+      r.spike_counts["I"] = total[1].item<int64_t>();
+      const auto& st = opt.partition->stats;
+      double slowest = 0, most_in_exchange = 0;
+      for (const auto& t : comm->all_gather(torch::tensor({r.wall_seconds, st.seconds}, torch::kDouble))) {
+        slowest = std::max(slowest, t[0].item<double>());
+        most_in_exchange = std::max(most_in_exchange, t[1].item<double>());
+      }
+      r.wall_seconds = slowest;
+      distributed = {{"processes", world},
+                     {"backend", comm->describe()},
+                     {"exchange_every_steps", st.exchanges > 0 ? st.steps / st.exchanges : 0},
+                     {"exchanges", st.exchanges},
+                     {"exchanges_in_one_round", st.inline_rounds},
+                     {"bytes_sent_by_rank0", st.bytes_sent},
+                     {"bytes_per_step_by_rank0", st.steps > 0 ? static_cast<double>(st.bytes_sent) / st.steps : 0.0},
+                     {"messages_as_indices", st.index_messages},
+                     {"messages_as_masks", st.mask_messages},
+                     {"exchange_seconds_slowest_rank", most_in_exchange}};
+    }
+  } catch (const dist::CommError& e) {
+    std::cerr << "brain run: " << e.what() << "\n";
+    return kExitFailure;
   }
+  if (!leader) return kExitOk;
 
   std::filesystem::create_directories(a.out);
   r.save(a.out);
@@ -340,6 +457,7 @@ int run(const std::vector<std::string>& args) {
   if (!a.resume.empty()) summary["resumed_from"] = a.resume;
   if (!opt.checkpoint_path.empty()) summary["checkpoint"] = {{"path", opt.checkpoint_path}, {"every_steps", opt.checkpoint_every}};
   summary["rates_hz"] = rates;
+  if (!distributed.is_null()) summary["distributed"] = distributed;
   io::write_text(a.out + "/summary.json", summary.dump(2) + "\n");
 
   if (cfg.monitor_spikes) {
@@ -361,6 +479,12 @@ int run(const std::vector<std::string>& args) {
   std::cout << "  simulated " << r.steps * r.dt << " ms in " << r.wall_seconds << " s ("
             << r.wall_seconds / sim_s << " s per simulated second, " << r.engine << " engine), build " << build_s
             << " s\n";
+  if (comm) {
+    std::cout << "  split over " << world << " processes: " << distributed["exchanges"].get<int64_t>()
+              << " spike exchanges, " << distributed["bytes_per_step_by_rank0"].get<double>()
+              << " bytes per step sent by rank 0, " << distributed["exchange_seconds_slowest_rank"].get<double>()
+              << " s in exchanges (slowest rank)\n";
+  }
   std::cout << "  rates: E " << rates["E"].get<double>() << " Hz, I " << rates["I"].get<double>() << " Hz\n";
   std::cout << "  outputs: " << a.out << "/{monitors.npz, summary.json"
             << (cfg.monitor_spikes ? ", raster.svg" : "") << (cfg.voltage_neurons.empty() ? "" : ", traces.svg") << "}\n";

@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <typeinfo>
 #include <vector>
@@ -18,6 +19,7 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <brain/dist/dist.h>
 #include <brain/models/neurons.h>
 #include <brain/models/synapses.h>
 #include <brain/ops.h>
@@ -284,6 +286,7 @@ struct Projection {
   // JIT
   kernels::jitc::Spec spec;
   double a = 0, b = 0;
+  int64_t col_lo = 0, col_hi = 0;  // the columns this process owns (all but in a distributed run)
   // Delay: ring of spike lists, slot(step) = step mod (D + 1), as brain::Delay
   int64_t delay = 0;
   std::vector<std::vector<int32_t>> ring;
@@ -303,6 +306,10 @@ struct Population {
   std::vector<int32_t> spikes;
   int64_t n_spikes = 0;
   int64_t count = 0;
+  // A distributed run: this rank's neurons are [offset, offset + n) of n_global, and projections
+  // deliver `global`, every rank's spikes of the step (global indices); otherwise `spikes`.
+  int64_t offset = 0, n_global = 0;
+  std::vector<int32_t> global;
   std::vector<fs::Receptor<T>> receptors;
   fs::LifPop<T> k;
   // Inputs into this population, in the runner's order; drives for the first and later steps.
@@ -395,6 +402,32 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     k.detach_reset = lp.detach_reset;
     k.spiked = pop.spiked.data();
   }
+  // A distributed run: each population is this rank's block of a larger one; connectivity
+  // comes from the whole presynaptic population.
+  dist::Partition* part = options.partition.get();
+  std::vector<int64_t> global_sizes;
+  for (auto& pop : pops) {
+    pop.n_global = pop.k.n;
+    if (part) {
+      const auto it = part->global_sizes.find(pop.info->path);
+      TORCH_CHECK(it != part->global_sizes.end(), "fast engine: the partition does not say how large population '",
+                  pop.info->path, "' is in the whole network");
+      TORCH_CHECK(part->comm, "fast engine: the partition has no process group");
+      const dist::Block block = dist::block_of(it->second, part->comm->rank(), part->comm->world_size());
+      TORCH_CHECK(block.size == pop.k.n, "fast engine: population '", pop.info->path, "' has ", pop.k.n,
+                  " neurons, but rank ", part->comm->rank(), " owns ", block.size, " of its ", it->second);
+      TORCH_CHECK(it->second < (int64_t{1} << 31), "fast engine: '", pop.info->path, "' has ", it->second,
+                  " neurons; at most 2^31 - 1");
+      pop.offset = block.offset;
+      pop.n_global = it->second;
+    }
+    global_sizes.push_back(pop.n_global);
+  }
+  for (const auto& info : L.projections) {
+    TORCH_CHECK(info.proj->comm()->n_pre() == pops[info.pre].n_global, "fast engine: '", info.path, "' connects ",
+                info.proj->comm()->n_pre(), " presynaptic neurons, its population has ", pops[info.pre].n_global,
+                part ? " in the whole network" : "");
+  }
   for (size_t j = 0; j < L.projections.size(); ++j) {
     const ProjInfo& info = L.projections[j];
     Projection<T>& pj = projs[j];
@@ -420,7 +453,9 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       pj.jit = true;
       const auto dist = ops::detail::parse_dist("fast engine", jit.dist());
       std::tie(pj.a, pj.b) = ops::detail::read_weight_params_cpu("fast engine", jit.weight().detach(), dist);
-      pj.spec = kernels::jitc::make_spec(jit.prob(), jit.seed(), jit.n_pre(), jit.n_post(), dist);
+      pj.spec = kernels::jitc::make_spec(jit.prob(), jit.seed(), jit.n_pre(), jit.n_post_total(), dist);
+      pj.col_lo = jit.col_offset();
+      pj.col_hi = jit.col_offset() + jit.n_post();
       pj.fanout = jit.prob() * static_cast<double>(jit.n_post());
     }
     pj.delay = info.proj->delay_steps();
@@ -561,13 +596,25 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     if constexpr (std::is_same_v<T, float>) return fastsim::lif_kernels().f32;
     else return fastsim::lif_kernels().f64;
   }();
+  // Ranks exchange spikes once every `window` steps: the smallest delay, so a spike always
+  // arrives before a delivery needs it; every step when a projection has none.
+  int64_t window = std::numeric_limits<int64_t>::max();
+  for (const auto& pj : projs) window = std::min<int64_t>(window, std::max<int64_t>(1, pj.delay));
+  if (projs.empty()) window = 1;
+  dist::SpikeLists window_local, window_global;
+  std::vector<int64_t> window_steps;
   std::atomic<int> nonfinite{0};  // raised by the population pass; read once per population and step
   for (auto& pop : pops) pop.k.nonfinite = options.check_finite ? &nonfinite : nullptr;
   std::string failure;
   const auto start = detail::Clock::now();
-  for (int64_t i = 0; i < steps && failure.empty(); ++i) {
+  const int64_t first_step = ctx.step;
+  for (int64_t i = 0; i < steps; ++i) {
+    // A rank that failed keeps taking part in the exchanges until the next one tells the
+    // others; the clock stays at the failure.
+    if (!failure.empty() && !part) break;
     const int64_t step = ctx.step;
     for (auto& pop : pops) {
+      if (!failure.empty()) break;
       if (pop.per_step) {
         pop.drive_now = fold_inputs(i == 0 ? pop.input0 : at::zeros_like(pop.V), pop.inputs, segment.offset + i);
         pop.k.drive = pop.drive_now.template data_ptr<T>();
@@ -594,17 +641,42 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
         for (int64_t s = 0; s < pop.n_spikes; ++s) last[pop.spikes[static_cast<size_t>(s)]] = step;
       }
     }
-    if (!failure.empty()) break;
+    if (part) {
+      // This step's local spikes join the window; at its end (or the segment's, or a failure
+      // on any rank) all ranks swap them and fill the delay rings with global lists.
+      window_local.emplace_back(pops.size());
+      for (size_t p = 0; p < pops.size(); ++p) {
+        if (failure.empty()) window_local.back()[p].assign(pops[p].spikes.data(), pops[p].spikes.data() + pops[p].n_spikes);
+      }
+      window_steps.push_back(first_step + i);
+      if ((first_step + i + 1) % window == 0 || i + 1 == steps) {
+        const int failed = dist::exchange_spikes(*part->comm, global_sizes, window_local, part->encoding, part->stats,
+                                                 window_global, !failure.empty());
+        if (failed >= 0) {
+          if (failure.empty()) failure = "a state on rank " + std::to_string(failed);
+          break;
+        }
+        for (auto& pj : projs) {
+          if (pj.delay == 0) continue;
+          for (size_t k = 0; k < window_steps.size(); ++k) pj.ring[pj.slot(window_steps[k])] = window_global[k][pj.info->pre];
+        }
+        for (size_t p = 0; p < pops.size(); ++p) pops[p].global = std::move(window_global.back()[p]);
+        window_local.clear();
+        window_steps.clear();
+      }
+    }
+    if (!failure.empty()) continue;
     int64_t deliveries = 0;
     for (auto& pj : projs) {
       const Population<T>& pre = pops[pj.info->pre];
-      if (pj.delay > 0) pj.ring[pj.slot(step)].assign(pre.spikes.data(), pre.spikes.data() + pre.n_spikes);
-      deliveries += static_cast<int64_t>(static_cast<double>(pre.n_spikes) * pj.fanout);
+      const int64_t n_pre_spikes = part ? static_cast<int64_t>(pre.global.size()) : pre.n_spikes;
+      if (pj.delay > 0 && !part) pj.ring[pj.slot(step)].assign(pre.spikes.data(), pre.spikes.data() + pre.n_spikes);
+      deliveries += static_cast<int64_t>(static_cast<double>(n_pre_spikes) * pj.fanout);
     }
     auto deliver = [&](Projection<T>& pj) {
       const Population<T>& pre = pops[pj.info->pre];
-      const int32_t* spikes = pre.spikes.data();
-      int64_t n_spikes = pre.n_spikes;
+      const int32_t* spikes = part ? pre.global.data() : pre.spikes.data();
+      int64_t n_spikes = part ? static_cast<int64_t>(pre.global.size()) : pre.n_spikes;
       if (pj.delay > 0) {
         const auto& list = pj.ring[pj.slot(step - pj.delay)];
         spikes = list.data();
@@ -612,7 +684,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       }
       if (n_spikes == 0) return;
       if (pj.jit) {
-        fs::deliver_jit<T>(pj.spec, pj.a, pj.b, spikes, n_spikes, pj.pending.data());
+        fs::deliver_jit<T>(pj.spec, pj.a, pj.b, spikes, n_spikes, pj.pending.data(), pj.col_lo, pj.col_hi);
       } else if (pj.indptr.scalar_type() == at::kInt) {
         fs::deliver_csr<T, int32_t>(pj.indptr.template data_ptr<int32_t>(), pj.indices.template data_ptr<int32_t>(),
                                     pj.weights, pj.w, spikes, n_spikes, pj.pending.data());
@@ -663,7 +735,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
   }
   for (auto& pj : projs) {
     if (pj.delay == 0) continue;
-    const int64_t n_pre = pops[pj.info->pre].k.n;
+    const int64_t n_pre = pops[pj.info->pre].n_global;
     at::Tensor history = at::zeros({pj.delay + 1, n_pre}, fopt);
     T* h = history.data_ptr<T>();
     for (size_t s = 0; s < pj.ring.size(); ++s) {

@@ -319,8 +319,17 @@ RunResult Runner::run_steps(int64_t steps) {
 }
 
 RunResult Runner::finish(Progress& p) {
-  const bool fast = options_.engine == Engine::Fast ||
-                    (options_.engine == Engine::Auto && fast_engine_unsupported(*system_, options_).empty());
+  bool fast = options_.engine == Engine::Fast ||
+              (options_.engine == Engine::Auto && fast_engine_unsupported(*system_, options_).empty());
+  if (options_.partition) {
+    // One rank's share of a network: only the fast engine exchanges spikes between ranks.
+    TORCH_CHECK(options_.engine != Engine::Modules, "Runner: a distributed run needs the fast engine, not 'modules'");
+    const std::string why = fast_engine_unsupported(*system_, options_);
+    TORCH_CHECK(why.empty(), "Runner: a distributed run needs the fast engine, which cannot run this network: ", why);
+    TORCH_CHECK(options_.checkpoint_path.empty() || options_.checkpoint_every == 0,
+                "Runner: checkpoints of distributed runs are not supported yet");
+    fast = true;
+  }
   const std::string engine = fast ? "fast" : "modules";
   if (p.engine.empty()) p.engine = engine;
   const bool checkpoints = !options_.checkpoint_path.empty() && options_.checkpoint_every > 0;

@@ -172,7 +172,7 @@ at::Tensor CsrComm::forward(const at::Tensor& spikes) {
 
 JitComm::JitComm(int64_t n_pre, int64_t n_post, double prob, int64_t seed, at::Tensor weight,
                  std::string dist, bool event)
-    : n_pre_(n_pre), n_post_(n_post), prob_(prob), seed_(seed), dist_(std::move(dist)), event_(event) {
+    : n_pre_(n_pre), n_post_(n_post), n_post_total_(n_post), prob_(prob), seed_(seed), dist_(std::move(dist)), event_(event) {
   // The CPU op checks everything (prob, sizes, dist, weight shape and values); run it once on
   // an empty batch so a bad configuration fails here, not as NaN at the first step on a GPU.
   TORCH_CHECK(weight.is_floating_point(), "JitComm: weight must be a floating tensor, got ", weight.scalar_type());
@@ -184,15 +184,33 @@ JitComm::JitComm(int64_t n_pre, int64_t n_post, double prob, int64_t seed, at::T
   }
 }
 
+std::shared_ptr<JitComm> JitComm::columns(int64_t n_pre, int64_t n_post_total, int64_t col_offset, int64_t n_post,
+                                          double prob, int64_t seed, at::Tensor weight, std::string dist, bool event) {
+  TORCH_CHECK(col_offset >= 0 && n_post >= 0 && col_offset + n_post <= n_post_total, "JitComm::columns: the window [",
+              col_offset, ", ", col_offset + n_post, ") does not lie in [0, ", n_post_total, ")");
+  auto comm = std::make_shared<JitComm>(n_pre, n_post_total, prob, seed, std::move(weight), std::move(dist), event);
+  comm->n_post_ = n_post;
+  comm->col_offset_ = col_offset;
+  return comm;
+}
+
 at::Tensor JitComm::forward(const at::Tensor& spikes) {
   const at::Tensor x = spikes.scalar_type() == at::kBool ? spikes : spikes.to(weight_.scalar_type());
-  return event_ ? ops::event_jitc_matmul(x, weight_, prob_, seed_, {n_pre_, n_post_}, dist_, true)
-                : ops::jitc_matmul(x, weight_, prob_, seed_, {n_pre_, n_post_}, dist_, true);
+  const at::Tensor all = event_ ? ops::event_jitc_matmul(x, weight_, prob_, seed_, {n_pre_, n_post_total_}, dist_, true)
+                                : ops::jitc_matmul(x, weight_, prob_, seed_, {n_pre_, n_post_total_}, dist_, true);
+  return n_post_ == n_post_total_ ? all : all.narrow(-1, col_offset_, n_post_);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> JitComm::to_csr() const {
   torch::NoGradGuard no_grad;
-  return ops::jitc_to_csr(weight_.detach(), prob_, seed_, {n_pre_, n_post_}, dist_);
+  auto [indptr, indices, values] = ops::jitc_to_csr(weight_.detach(), prob_, seed_, {n_pre_, n_post_total_}, dist_);
+  if (n_post_ == n_post_total_) return {indptr, indices, values};
+  // The window's entries, renumbered from col_offset.
+  const at::Tensor keep = (indices >= col_offset_) & (indices < col_offset_ + n_post_);
+  const at::Tensor rows = torch::repeat_interleave(indptr.diff()).masked_select(keep);
+  at::Tensor new_indptr = torch::zeros_like(indptr);
+  new_indptr.narrow(0, 1, n_pre_).copy_(torch::bincount(rows, {}, n_pre_).cumsum(0).to(indptr.scalar_type()));
+  return {new_indptr, indices.masked_select(keep) - col_offset_, values.masked_select(keep)};
 }
 
 DenseComm::DenseComm(at::Tensor weights) {
@@ -399,7 +417,15 @@ at::Tensor STP::process(const Context& ctx, const at::Tensor& spikes_in) {
 
 CsrMatrix fixed_prob(int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed, c10::Device device,
                      at::ScalarType index_dtype) {
+  return fixed_prob_columns(n_pre, n_post, prob, include_self, seed, 0, n_post, device, index_dtype);
+}
+
+CsrMatrix fixed_prob_columns(int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed, int64_t col_lo,
+                             int64_t col_hi, c10::Device device, at::ScalarType index_dtype) {
   TORCH_CHECK(prob >= 0 && prob <= 1, "fixed_prob: prob must lie in [0, 1], got ", prob);
+  TORCH_CHECK(0 <= col_lo && col_lo <= col_hi && col_hi <= n_post, "fixed_prob: the column window [", col_lo, ", ",
+              col_hi, ") does not lie in [0, ", n_post, "]");
+  const bool window = col_lo != 0 || col_hi != n_post;
   TORCH_CHECK(n_pre >= 0 && n_post >= 0, "fixed_prob: sizes must be >= 0");
   TORCH_CHECK(include_self || n_pre == n_post, "fixed_prob: excluding self-connections needs n_pre == n_post");
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -455,6 +481,11 @@ CsrMatrix fixed_prob(int64_t n_pre, int64_t n_post, double prob, bool include_se
         r = r.masked_select(keep);
         c = c.masked_select(keep);
       }
+      if (window) {  // one block of rows at a time: the whole matrix is never held
+        const at::Tensor keep = (c >= col_lo) & (c < col_hi);
+        r = r.masked_select(keep);
+        c = c.masked_select(keep) - col_lo;
+      }
       rows.push_back(r);
       cols.push_back(c);
     }
@@ -473,7 +504,7 @@ CsrMatrix fixed_prob(int64_t n_pre, int64_t n_post, double prob, bool include_se
   m.indptr = indptr.to(device, index_dtype);
   m.indices = c.to(device, index_dtype);
   m.n_rows = n_pre;
-  m.n_cols = n_post;
+  m.n_cols = col_hi - col_lo;
   return m;
 }
 

@@ -6,6 +6,7 @@
 #include <brain/analysis/models.h>
 #include <brain/info.h>
 #include <brain/csr.h>
+#include <brain/dist/dist.h>
 #include <brain/dyn.h>
 #include <brain/models/channels.h>
 #include <brain/models/config.h>

@@ -260,7 +260,22 @@ void deliver_csr(const index_t* indptr, const index_t* indices, const T* weights
 // The same through JIT connectivity, regenerating each spiking row (jitc_gen.h).
 template <typename T>
 void deliver_jit(const jitc::Spec& spec, double a, double b, const std::int32_t* spikes, std::int64_t n_spikes,
-                 T* pending) {
+                 T* pending, std::int64_t col_lo = 0, std::int64_t col_hi = -1) {
+  if (col_hi < 0) col_hi = spec.n_cols;
+  if (col_lo != 0 || col_hi != spec.n_cols) {
+    // A column window (one rank's postsynaptic neurons): only the blocks that overlap it.
+    if (col_hi <= col_lo) return;
+    const std::int64_t first = col_lo >> spec.block_shift, last = (col_hi - 1) >> spec.block_shift;
+    for (std::int64_t s = 0; s < n_spikes; ++s) {
+      const std::int64_t row = spikes[s];
+      for (std::int64_t blk = first; blk <= last; ++blk) {
+        jitc::for_each_in_block(spec, row, blk, [&](std::int64_t col) {
+          if (col >= col_lo && col < col_hi) pending[col - col_lo] += jitc::entry_scalar<T>(spec, a, b, row, col);
+        });
+      }
+    }
+    return;
+  }
   for (std::int64_t s = 0; s < n_spikes; ++s) {
     const std::int64_t row = spikes[s];
     for (std::int64_t blk = 0; blk < spec.n_blocks; ++blk) {

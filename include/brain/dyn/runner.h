@@ -38,6 +38,10 @@
 
 namespace brain {
 
+namespace dist {
+struct Partition;  // brain/dist/dist.h
+}
+
 struct Monitor {
   std::string path;                  // a state path, e.g. "E.V" or "E.spike"
   std::optional<at::Tensor> indices; // record only these neurons (last dimension)
@@ -78,6 +82,11 @@ struct RunnerOptions {
   std::string identity;
   // Stop with NonFiniteError when a floating-point state becomes NaN or Inf.
   bool check_finite = true;
+  // This process runs one rank's share of a network split over several (brain/dist/dist.h):
+  // its populations hold the neurons the rank owns, its projections every synapse onto them
+  // from the whole presynaptic population. Runs on the fast engine only; monitors and spike
+  // counts cover this rank's neurons (dist::gather_columns merges them).
+  std::shared_ptr<dist::Partition> partition;
 };
 
 // A floating-point state became NaN or Inf during a run (RunnerOptions::check_finite).

@@ -46,4 +46,13 @@ struct EINetSpec {
 BRAIN_API std::shared_ptr<DynSysGroup> build_ei_network(const EINetSpec& spec, uint64_t seed, c10::Device device,
                                                        double dt_ms = 0.1);
 
+// One rank's share of that network, for a run split over `world` processes (brain/dist/dist.h):
+// "E" and "I" hold the neurons dist::block_of gives the rank, the projections every synapse
+// onto them from the whole presynaptic population (columns of the same CSR, or a window of the
+// same JIT matrix). Initial potentials are drawn for the whole population and sliced, so the
+// shares of all ranks make up build_ei_network's network exactly. Run it on the fast engine
+// with RunnerOptions::partition. rank 0 of 1 is build_ei_network.
+BRAIN_API std::shared_ptr<DynSysGroup> build_ei_network_shard(const EINetSpec& spec, uint64_t seed, c10::Device device,
+                                                             double dt_ms, int rank, int world);
+
 }  // namespace brain

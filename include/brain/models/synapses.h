@@ -207,8 +207,19 @@ class BRAIN_API JitComm : public Comm {
   // CsrComm; reads nnz back from the GPU.
   std::tuple<at::Tensor, at::Tensor, at::Tensor> to_csr() const;
 
+  // Columns [col_offset, col_offset + n_post) of the JIT matrix [n_pre, n_post_total] with this
+  // seed: one rank's postsynaptic neurons in a distributed run (brain/dist/dist.h). The fast
+  // engine generates only the column blocks that overlap the window; forward() computes the
+  // whole product and keeps the window (O(n_post_total) memory per step).
+  static std::shared_ptr<JitComm> columns(int64_t n_pre, int64_t n_post_total, int64_t col_offset, int64_t n_post,
+                                          double prob, int64_t seed, at::Tensor weight, std::string dist = "homo",
+                                          bool event = true);
+  int64_t col_offset() const { return col_offset_; }
+  int64_t n_post_total() const { return n_post_total_; }
+
  private:
   int64_t n_pre_, n_post_;
+  int64_t col_offset_ = 0, n_post_total_ = 0;
   double prob_;
   int64_t seed_;
   std::string dist_;
@@ -375,5 +386,12 @@ class BRAIN_API AlignPreProj : public DynamicalSystem {
 // to `device`. Rows are sorted with increasing columns.
 BRAIN_API CsrMatrix fixed_prob(int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed,
                                c10::Device device = c10::kCPU, at::ScalarType index_dtype = at::kInt);
+// Columns [col_lo, col_hi) of fixed_prob's matrix with the same arguments, renumbered from 0
+// (n_pre x (col_hi - col_lo)): one rank's postsynaptic neurons in a distributed run. The same
+// numbers are drawn as for the whole matrix, a block of rows at a time, so memory is that of
+// the window.
+BRAIN_API CsrMatrix fixed_prob_columns(int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed,
+                                       int64_t col_lo, int64_t col_hi, c10::Device device = c10::kCPU,
+                                       at::ScalarType index_dtype = at::kInt);
 
 }  // namespace brain

@@ -1,0 +1,150 @@
+"""Distributed `brain run` (issue 13) with real processes on Gloo: the monitors of a run split
+over 2 and 4 processes are bit-identical to one process's, for stored (CSR) and JIT
+connectivity, exchanging spikes every step or once per minimum-delay window, with spikes sent
+as indices or as bit masks; torchrun starts it (`--no-python brain run` and `-m brain run`);
+a rank killed mid-run makes the others stop with an error that names it."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import brain
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BRAIN_TOOL = os.environ.get("BRAIN_TOOL", os.path.join(os.path.dirname(brain.__file__), "bin", "brain"))
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run([BRAIN_TOOL, "info", "--json"], capture_output=True, text=True).stdout.find('"distributed": true') < 0,
+    reason="this libbrain was built without distributed support (no Gloo headers)")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config(tmp_path, connectivity="csr", delay_ms=0.0, duration=200.0, n_exc=1601, n_inh=399, record=True):
+    cfg = json.load(open(os.path.join(REPO, "models", "coba.json")))
+    cfg["network"].update({"connectivity": connectivity, "delay_ms": delay_ms, "n_exc": n_exc, "n_inh": n_inh, "p": 0.05})
+    cfg["run"]["duration_ms"] = duration
+    cfg["monitors"]["voltage_neurons"] = [0, 1600, 800, 801, 5]  # on different ranks, out of order
+    if not record:
+        cfg["monitors"] = {"spikes": False, "voltage_neurons": []}
+    path = tmp_path / f"net_{connectivity}_{delay_ms}.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def spawn(n, args, port=None, extra_env=None):
+    """Starts n ranks as torchrun would (RANK, WORLD_SIZE, MASTER_ADDR/PORT), without torchrun."""
+    port = port or free_port()
+    procs = []
+    for rank in range(n):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(n), "LOCAL_RANK": str(rank),
+               "LOCAL_WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), **(extra_env or {})}
+        procs.append(subprocess.Popen([BRAIN_TOOL, "run", *map(str, args)], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def wait_all(procs, timeout=240):
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=timeout)
+        outs.append((p.returncode, out, err))
+    return outs
+
+
+def single(cfg, out, *extra):
+    proc = subprocess.run([BRAIN_TOOL, "run", str(cfg), "--out", str(out), "--no-progress", *extra],
+                          capture_output=True, text=True, timeout=240, env={k: v for k, v in os.environ.items() if k != "WORLD_SIZE"})
+    assert proc.returncode == EXIT_OK, proc.stderr
+    return out
+
+
+def monitors(out):
+    with np.load(out / "monitors.npz") as d:
+        return {k: d[k] for k in d.files}
+
+
+def assert_same_monitors(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert np.array_equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("connectivity,delay_ms,n,encoding", [
+    ("csr", 0.0, 2, "auto"), ("csr", 0.0, 4, "auto"), ("jit", 0.0, 2, "auto"), ("jit", 0.0, 4, "auto"),
+    ("csr", 0.5, 2, "auto"), ("jit", 0.5, 4, "auto"), ("csr", 0.0, 2, "masks"), ("csr", 0.5, 4, "indices")])
+def test_monitors_are_bit_identical_to_one_process(tmp_path, connectivity, delay_ms, n, encoding):
+    cfg = config(tmp_path, connectivity, delay_ms)
+    want = monitors(single(cfg, tmp_path / "one"))
+    out = tmp_path / f"split{n}"
+    results = wait_all(spawn(n, [cfg, "--out", out, "--no-progress", "--dist-encoding", encoding]))
+    for rank, (code, _, err) in enumerate(results):
+        assert code == EXIT_OK, f"rank {rank}: {err}"
+    assert_same_monitors(want, monitors(out))
+    assert want["E.spike"].any() and want["I.spike"].any()
+    summary = json.load(open(out / "summary.json"))
+    d = summary["distributed"]
+    assert d["processes"] == n
+    window = max(1, round(delay_ms / 0.1))
+    assert d["exchange_every_steps"] == window  # the minimum-delay window: fewer rounds
+    assert d["exchanges"] == 2000 // window
+    if encoding == "masks":
+        assert d["messages_as_indices"] == 0
+    if encoding == "indices":
+        assert d["messages_as_masks"] == 0
+    one = json.load(open(tmp_path / "one" / "summary.json"))
+    assert summary["rates_hz"] == one["rates_hz"] and summary["synapses"] == one["synapses"]
+    # Only rank 0 writes, and only rank 0 reports.
+    assert results[0][1].count("split over") == 1 and all(not r[1] for r in results[1:])
+
+
+def test_torchrun_launches_the_command_line_and_the_python_module(tmp_path):
+    cfg = config(tmp_path, "jit", 0.0, duration=50.0)
+    want = monitors(single(cfg, tmp_path / "one"))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*torchrun, "--no-python", BRAIN_TOOL, "run", str(cfg), "--out", str(tmp_path / "cli"),
+                           "--no-progress"], capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_monitors(want, monitors(tmp_path / "cli"))
+    proc = subprocess.run([*torchrun, "-m", "brain", "run", str(cfg), "--out", str(tmp_path / "py"), "--no-progress"],
+                          capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert_same_monitors(want, monitors(tmp_path / "py"))
+
+
+def test_a_killed_rank_stops_the_others_with_an_error_naming_it(tmp_path):
+    cfg = config(tmp_path, "csr", 0.0, duration=1e6, record=False)  # far longer than the test
+    procs = spawn(3, [cfg, "--out", tmp_path / "out", "--no-progress", "--dist-timeout", "20"])
+    time.sleep(4)  # built and running
+    assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
+    procs[2].send_signal(signal.SIGKILL)
+    start = time.monotonic()
+    results = wait_all(procs[:2], timeout=60)
+    elapsed = time.monotonic() - start
+    procs[2].wait()
+    assert elapsed < 30, f"the survivors took {elapsed:.0f} s to stop"
+    for rank, (code, _, err) in enumerate(results):
+        assert code == EXIT_FAILURE, f"rank {rank} exited {code}: {err}"
+        assert f"rank {rank}:" in err and "rank 2 has died or hangs" in err, err
+
+
+def test_unsupported_distributed_options_are_refused(tmp_path):
+    cfg = config(tmp_path, duration=10.0)
+    for extra in (["--checkpoint", str(tmp_path / "c.ckpt")], ["--engine", "modules"], ["--save-network"]):
+        results = wait_all(spawn(2, [cfg, "--out", tmp_path / "o", *extra]))
+        for code, _, err in results:
+            assert code == EXIT_USAGE and "not supported in distributed runs" in err, err
