@@ -38,8 +38,9 @@ int env_int(const char* name) {
 class GlooCollective final : public Collective {
  public:
   GlooCollective(c10::intrusive_ptr<c10d::Store> store, int rank, int world, std::chrono::milliseconds timeout,
-                 std::string where)
-      : store_(std::move(store)), rank_(rank), world_(world), timeout_(timeout), where_(std::move(where)) {
+                 std::string where, bool hosts_store)
+      : store_(std::move(store)), rank_(rank), world_(world), timeout_(timeout), where_(std::move(where)),
+        hosts_store_(hosts_store) {
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     const std::string iface = env_or("GLOO_SOCKET_IFNAME", "");
     options->devices.push_back(iface.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
@@ -104,29 +105,37 @@ class GlooCollective final : public Collective {
   // After a failed collective: every rank still alive checks in through the store; those that
   // do not within a few seconds are named.
   std::string diagnose() {
+    std::vector<int> silent;
+    bool checked = false;
     try {
       const std::string round = std::to_string(store_->add("brain/failures/" + std::to_string(rank_), 1));
       store_->set("brain/alive/" + round + "/" + std::to_string(rank_), std::vector<uint8_t>{1});
-      std::vector<int> silent;
       const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
       for (;;) {
-        silent.clear();
+        std::vector<int> now;
         for (int r = 0; r < world_; ++r) {
-          if (!store_->check({"brain/alive/" + round + "/" + std::to_string(r)})) silent.push_back(r);
+          if (!store_->check({"brain/alive/" + round + "/" + std::to_string(r)})) now.push_back(r);
         }
+        silent = now;
+        checked = true;
         if (silent.empty() || std::chrono::steady_clock::now() > until) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
-      if (silent.empty()) return "every rank is still alive: a peer closed its connection (see its own error)";
-      std::ostringstream s;
-      s << (silent.size() == 1 ? "rank " : "ranks ");
-      for (size_t i = 0; i < silent.size(); ++i) s << (i ? ", " : "") << silent[i];
-      s << (silent.size() == 1 ? " has" : " have") << " died or hangs (no answer within 3 s); resume from the last checkpoint";
-      return s.str();
+      // The rank hosting the store lingers, so the others can finish their own check.
+      if (hosts_store_) std::this_thread::sleep_for(std::chrono::seconds(1));
     } catch (const std::exception&) {
-      return "the rendezvous store at " + where_ + " is gone too: the process that hosted it (rank 0, or the torchrun "
-             "agent) has died";
+      // The store went away while checking: what was seen before still stands.
+      if (!checked) {
+        return "the rendezvous store at " + where_ + " is gone too: the process that hosted it (rank 0, or the "
+               "torchrun agent) has died";
+      }
     }
+    if (silent.empty()) return "every rank is still alive: a peer closed its connection (see its own error)";
+    std::ostringstream s;
+    s << (silent.size() == 1 ? "rank " : "ranks ");
+    for (size_t i = 0; i < silent.size(); ++i) s << (i ? ", " : "") << silent[i];
+    s << (silent.size() == 1 ? " has" : " have") << " died or hangs (no answer within 3 s)";
+    return s.str();
   }
 
   c10::intrusive_ptr<c10d::Store> store_;
@@ -134,6 +143,7 @@ class GlooCollective final : public Collective {
   int rank_, world_;
   std::chrono::milliseconds timeout_;
   std::string where_;
+  bool hosts_store_ = false;
 };
 
 }  // namespace
@@ -169,7 +179,7 @@ std::shared_ptr<Collective> connect_from_env(std::chrono::milliseconds timeout) 
   const std::string prefix = "brain/attempt_" + env_or("TORCHELASTIC_RESTART_COUNT", "0");
   auto scoped = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
   try {
-    return std::make_shared<GlooCollective>(scoped, rank, world, timeout, where);
+    return std::make_shared<GlooCollective>(scoped, rank, world, timeout, where, so.isServer);
   } catch (const std::exception& e) {
     throw CommError("distributed run: rank " + std::to_string(rank) + " could not join the process group at " + where +
                     ": " + e.what());
