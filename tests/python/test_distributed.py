@@ -12,14 +12,10 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
-import brain
+from cli_helpers import BRAIN_TOOL, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, REPO, assert_same_monitors, monitors
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BRAIN_TOOL = os.environ.get("BRAIN_TOOL", os.path.join(os.path.dirname(brain.__file__), "bin", "brain"))
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 pytestmark = pytest.mark.skipif(
     subprocess.run([BRAIN_TOOL, "info", "--json"], capture_output=True, text=True).stdout.find('"distributed": true') < 0,
@@ -69,18 +65,6 @@ def single(cfg, out, *extra):
                           capture_output=True, text=True, timeout=240, env={k: v for k, v in os.environ.items() if k != "WORLD_SIZE"})
     assert proc.returncode == EXIT_OK, proc.stderr
     return out
-
-
-def monitors(out):
-    with np.load(out / "monitors.npz") as d:
-        return {k: d[k] for k in d.files}
-
-
-def assert_same_monitors(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-        assert np.array_equal(a[k], b[k]), k
 
 
 @pytest.mark.parametrize("connectivity,delay_ms,n,encoding", [

@@ -14,33 +14,18 @@ import signal
 import subprocess
 import time
 
-import numpy as np
 import pytest
 
 import brain
+from cli_helpers import BRAIN_TOOL, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, REPO, assert_same_monitors, monitors
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BRAIN_TOOL = os.environ.get("BRAIN_TOOL", os.path.join(os.path.dirname(brain.__file__), "bin", "brain"))
 COBA = os.path.join(REPO, "models", "coba.json")
 CONFIGS = ["coba.json", "coba_jit.json", "cuba.json"]
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def run(*args, env=None, timeout=300):
     return subprocess.run([BRAIN_TOOL, "run", *map(str, args)], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
-
-
-def monitors(out):
-    with np.load(out / "monitors.npz") as d:
-        return {k: d[k] for k in d.files}
-
-
-def assert_same_monitors(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-        assert np.array_equal(a[k], b[k]), k
 
 
 # The module engine makes the run last long enough (about 1.5 s) to be killed at random points.
