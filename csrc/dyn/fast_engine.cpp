@@ -642,8 +642,9 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       }
     }
     if (part) {
-      // This step's local spikes join the window; at its end (or the segment's, or a failure
-      // on any rank) all ranks swap them and fill the delay rings with global lists.
+      // This step's local spikes join the window; at its end (or the segment's) all ranks swap
+      // them, with any failure, and fill the delay rings with global lists. The windows are
+      // aligned on absolute steps, so ranks with the same segments always meet.
       window_local.emplace_back(pops.size());
       for (size_t p = 0; p < pops.size(); ++p) {
         if (failure.empty()) window_local.back()[p].assign(pops[p].spikes.data(), pops[p].spikes.data() + pops[p].n_spikes);
