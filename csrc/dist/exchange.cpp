@@ -69,7 +69,9 @@ int exchange_spikes(Collective& comm, const std::vector<int64_t>& global_sizes, 
     for (size_t p = 0; p < P; ++p) {
       const int64_t n = this_rank_failed ? 0 : static_cast<int64_t>(local[k][p].size());
       c[k * P + p] = static_cast<int32_t>(n);
-      if (mine + n <= capacity) std::memcpy(c + header + mine, local[k][p].data(), static_cast<size_t>(n) * sizeof(int32_t));
+      if (n > 0 && mine + n <= capacity) {  // memcpy from an empty vector's null data() is undefined
+        std::memcpy(c + header + mine, local[k][p].data(), static_cast<size_t>(n) * sizeof(int32_t));
+      }
       mine += n;
     }
   }
@@ -145,7 +147,7 @@ int exchange_spikes(Collective& comm, const std::vector<int64_t>& global_sizes, 
       uint32_t* msg = out + start_word[i];
       if (as_mask[i]) {
         for (int32_t s : list) msg[s >> 5] |= uint32_t{1} << (s & 31);
-      } else {
+      } else if (!list.empty()) {
         std::memcpy(msg, list.data(), list.size() * sizeof(int32_t));
       }
     }
