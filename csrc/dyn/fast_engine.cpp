@@ -306,9 +306,9 @@ struct Population {
   std::vector<int32_t> spikes;
   int64_t n_spikes = 0;
   int64_t count = 0;
-  // A distributed run: this rank's neurons are [offset, offset + n) of n_global, and projections
-  // deliver `global`, every rank's spikes of the step (global indices); otherwise `spikes`.
-  int64_t offset = 0, n_global = 0;
+  // A distributed run: this rank owns a block of the n_global neurons, and projections deliver
+  // `global`, every rank's spikes of the step (global indices); otherwise `spikes`.
+  int64_t n_global = 0;
   std::vector<int32_t> global;
   std::vector<fs::Receptor<T>> receptors;
   fs::LifPop<T> k;
@@ -418,7 +418,6 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
                   " neurons, but rank ", part->comm->rank(), " owns ", block.size, " of its ", it->second);
       TORCH_CHECK(it->second < (int64_t{1} << 31), "fast engine: '", pop.info->path, "' has ", it->second,
                   " neurons; at most 2^31 - 1");
-      pop.offset = block.offset;
       pop.n_global = it->second;
     }
     global_sizes.push_back(pop.n_global);

@@ -132,3 +132,11 @@ def test_unsupported_distributed_options_are_refused(tmp_path):
         results = wait_all(spawn(2, [cfg, "--out", tmp_path / "o", *extra]))
         for code, _, err in results:
             assert code == EXIT_USAGE and "not supported in distributed runs" in err, err
+
+
+def test_an_incomplete_torchrun_environment_is_a_clear_error(tmp_path):
+    cfg = config(tmp_path, duration=10.0)
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_PORT", "MASTER_ADDR")}
+    proc = subprocess.run([BRAIN_TOOL, "run", str(cfg), "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                          timeout=60, env={**env, "RANK": "0", "WORLD_SIZE": "2"})
+    assert proc.returncode == EXIT_FAILURE and "MASTER_PORT is not set" in proc.stderr, proc.stderr
