@@ -113,6 +113,7 @@ PoissonGroup::PoissonGroup(int64_t n, double rate_hz, uint64_t seed)
 
 void PoissonGroup::reset_own_state(int64_t) {
   set_state("spike", torch::zeros(state_shape(n_), rates_.options().dtype(torch::kBool)));
+  set_state("rate_input", torch::zeros(state_shape(n_), rates_.options().dtype(torch::kFloat)));
 }
 
 void PoissonGroup::update(const Context& ctx) {
@@ -121,7 +122,9 @@ void PoissonGroup::update(const Context& ctx) {
   // spikes on every device, and no generator state to carry through save/resume.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(mix(seed_, static_cast<uint64_t>(ctx.step)));
   const at::Tensor u = at::rand(spike.sizes(), gen, torch::kFloat).to(spike.device(), /*non_blocking=*/true);
-  set_state("spike", u < rates_ * (ctx.dt / 1000.0));
+  const at::Tensor& extra = state("rate_input");
+  set_state("spike", u < (rates_ + extra) * (ctx.dt / 1000.0));
+  set_state("rate_input", torch::zeros_like(extra));
 }
 
 SpikeTimeGroup::SpikeTimeGroup(int64_t n, const std::vector<int64_t>& indices, const std::vector<double>& times_ms)

@@ -53,6 +53,48 @@ void KChannelHH::advance(const at::Tensor& V, const Context& ctx) {
   set_state("n", relax(state("n"), detail::hh_alpha_n(V), detail::hh_beta_n(V), ctx.dt));
 }
 
+namespace {
+
+// alpha / (alpha + beta) at V_rest, or 0 without one.
+at::Tensor initial_gate(const std::optional<double>& V_rest, const std::vector<int64_t>& shape, at::TensorOptions opts,
+                        at::Tensor (*alpha)(const at::Tensor&, double), at::Tensor (*beta)(const at::Tensor&, double),
+                        double VT) {
+  if (!V_rest) return torch::zeros(shape, opts);
+  const at::Tensor V = torch::full({}, *V_rest, opts.dtype(at::kDouble));
+  const double x = (alpha(V, VT) / (alpha(V, VT) + beta(V, VT))).item<double>();
+  return torch::full(shape, x, opts);
+}
+
+}  // namespace
+
+NaChannelTM::NaChannelTM(int64_t n, double g, double E, double V_T, at::TensorOptions options, std::optional<double> V_rest)
+    : IonChannel("NaTM", n, options), g_(g), E_(E), V_T_(V_T), V_rest_(V_rest) {
+  TORCH_CHECK(g >= 0, "NaChannelTM: g must be >= 0, got ", g);
+}
+void NaChannelTM::reset_own_state(int64_t) {
+  const auto opts = has_state("m") ? state("m").options() : options_;
+  set_state("m", initial_gate(V_rest_, state_shape(n_), opts, detail::tm_alpha_m, detail::tm_beta_m, V_T_));
+  set_state("h", initial_gate(V_rest_, state_shape(n_), opts, detail::tm_alpha_h, detail::tm_beta_h, V_T_));
+}
+at::Tensor NaChannelTM::current(const at::Tensor& V) const { return -g_ * state("m").pow(3) * state("h") * (V - E_); }
+void NaChannelTM::advance(const at::Tensor& V, const Context& ctx) {
+  set_state("m", relax(state("m"), detail::tm_alpha_m(V, V_T_), detail::tm_beta_m(V, V_T_), ctx.dt));
+  set_state("h", relax(state("h"), detail::tm_alpha_h(V, V_T_), detail::tm_beta_h(V, V_T_), ctx.dt));
+}
+
+KChannelTM::KChannelTM(int64_t n, double g, double E, double V_T, at::TensorOptions options, std::optional<double> V_rest)
+    : IonChannel("KTM", n, options), g_(g), E_(E), V_T_(V_T), V_rest_(V_rest) {
+  TORCH_CHECK(g >= 0, "KChannelTM: g must be >= 0, got ", g);
+}
+void KChannelTM::reset_own_state(int64_t) {
+  const auto opts = has_state("n") ? state("n").options() : options_;
+  set_state("n", initial_gate(V_rest_, state_shape(n_), opts, detail::tm_alpha_n, detail::tm_beta_n, V_T_));
+}
+at::Tensor KChannelTM::current(const at::Tensor& V) const { return -g_ * state("n").pow(4) * (V - E_); }
+void KChannelTM::advance(const at::Tensor& V, const Context& ctx) {
+  set_state("n", relax(state("n"), detail::tm_alpha_n(V, V_T_), detail::tm_beta_n(V, V_T_), ctx.dt));
+}
+
 CondNeuGroup::CondNeuGroup(int64_t n, double C, double V_th, double V_init, Surrogate surrogate, at::TensorOptions options)
     : NeuronGroup("CondNeuGroup", n, options), C_(C), V_th_(V_th), V_init_(V_init), surrogate_(surrogate) {
   TORCH_CHECK(C > 0, "CondNeuGroup: C must be positive, got ", C);

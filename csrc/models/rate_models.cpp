@@ -90,4 +90,46 @@ bi::State ThresholdLinear::derivative(const bi::State& y, double) const {
           (-i + torch::relu(p_.w_ie * e - p_.w_ii * i + input(1))) / p_.tau_i};
 }
 
+CANN1D::CANN1D(int64_t n, CANN1DParams p, at::TensorOptions o) : RateModel("CANN1D", n, {"u"}, p.method, o), p_(p) {
+  TORCH_CHECK(n > 0, "CANN1D: n must be positive, got ", n);
+  TORCH_CHECK(p.tau > 0 && p.a > 0, "CANN1D: tau and a must be positive");
+  TORCH_CHECK(p.k >= 0, "CANN1D: k must be >= 0, got ", p.k);
+  TORCH_CHECK(p.z_max > p.z_min, "CANN1D: z_max must exceed z_min");
+  // n features spaced by range / n: the ring closes without a duplicated point.
+  const double range = p.z_max - p.z_min;
+  x_ = register_buffer("features", torch::arange(n, o) * (range / n) + p.z_min);
+  const at::Tensor d = ring_distance(x_.unsqueeze(1) - x_.unsqueeze(0));
+  J_ = register_buffer("coupling", p.J0 * torch::exp(-0.5 * (d / p.a).square()) / (std::sqrt(2 * M_PI) * p.a));
+}
+
+at::Tensor CANN1D::ring_distance(const at::Tensor& d) const {
+  const double range = p_.z_max - p_.z_min;
+  const at::Tensor m = torch::remainder(d, range);
+  return torch::where(m > 0.5 * range, m - range, m);
+}
+
+at::Tensor CANN1D::stimulus(const at::Tensor& positions) const {
+  const at::Tensor z = positions.to(x_.options()).unsqueeze(-1);
+  return p_.A * torch::exp(-0.25 * (ring_distance(x_ - z) / p_.a).square());
+}
+
+at::Tensor CANN1D::rates(const at::Tensor& u) const {
+  const at::Tensor u2 = u.square();
+  return u2 / (1.0 + p_.k * u2.sum(-1, /*keepdim=*/true));
+}
+
+at::Tensor CANN1D::decode(const at::Tensor& u) const {
+  const double range = p_.z_max - p_.z_min;
+  const at::Tensor r = rates(u.to(x_.scalar_type()));
+  const at::Tensor angle = (x_ - p_.z_min) * (2 * M_PI / range);
+  const at::Tensor c = (r * torch::cos(angle)).sum(-1), s = (r * torch::sin(angle)).sum(-1);
+  return torch::remainder(torch::atan2(s, c), 2 * M_PI) * (range / (2 * M_PI)) + p_.z_min;
+}
+
+bi::State CANN1D::derivative(const bi::State& y, double) const {
+  const at::Tensor& u = y[0];
+  const at::Tensor recurrent = rates(u).matmul(J_);  // J symmetric: r J = (J r)^T
+  return {(-u + recurrent + input(0)) / p_.tau};
+}
+
 }  // namespace brain

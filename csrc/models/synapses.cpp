@@ -25,6 +25,13 @@ void Synapse::update(const Context& ctx) {
   }
 }
 
+void Synapse::bind_presynaptic(const DynamicalSystem* pre) {
+  TORCH_CHECK(presynaptic_ == nullptr || presynaptic_ == pre, name(),
+              ": this synapse already takes the spikes of another presynaptic population; projections share a "
+              "presynaptic synapse only when they share the presynaptic population");
+  presynaptic_ = pre;
+}
+
 Expon::Expon(int64_t n, double tau_ms, at::TensorOptions options, std::string method)
     : Synapse("Expon", n, options), tau_(tau_ms), euler_(method == "euler") {
   TORCH_CHECK(tau_ms > 0, "Expon: tau must be positive (ms), got ", tau_ms);
@@ -33,7 +40,10 @@ Expon::Expon(int64_t n, double tau_ms, at::TensorOptions options, std::string me
 
 void Expon::reset_own_state(int64_t) {
   const auto opts = has_state("g") ? state("g").options() : options_;
-  set_state("g", torch::zeros(state_shape(n_), opts));
+  const auto shape = state_shape(n_);
+  at::Tensor g = g_init_ ? g_init_(shape).to(opts) : torch::zeros(shape, opts);
+  TORCH_CHECK(g.sizes().vec() == shape, "Expon: the g initializer returned ", g.sizes(), ", expected ", shape);
+  set_state("g", g);
   restart_clock();
 }
 
@@ -245,6 +255,37 @@ at::Tensor AllToAll::forward(const at::Tensor& spikes) {
   return out * weight_;
 }
 
+GroupComm::GroupComm(at::Tensor pre_groups, at::Tensor post_groups, at::Tensor weights) {
+  TORCH_CHECK(pre_groups.dim() == 1 && post_groups.dim() == 1, "GroupComm: pre_groups and post_groups must be 1-D, got ",
+              pre_groups.sizes(), " and ", post_groups.sizes());
+  TORCH_CHECK(!at::isFloatingType(pre_groups.scalar_type()) && !at::isFloatingType(post_groups.scalar_type()) &&
+                  pre_groups.scalar_type() != at::kBool && post_groups.scalar_type() != at::kBool,
+              "GroupComm: group labels must be integers");
+  TORCH_CHECK(weights.dim() == 2, "GroupComm: weights must be [G_pre, G_post], got ", weights.sizes());
+  TORCH_CHECK(at::isFloatingType(weights.scalar_type()), "GroupComm: weights must be floating point");
+  // Labels are read once here, at construction, never in the simulation loop.
+  const auto check = [](const at::Tensor& labels, int64_t groups, const char* what) {
+    if (labels.numel() == 0) return;
+    const auto lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi < groups, "GroupComm: ", what, " labels must lie in [0, ", groups, "), got [", lo, ", ",
+                hi, "]");
+  };
+  check(pre_groups, weights.size(0), "pre_groups");
+  check(post_groups, weights.size(1), "post_groups");
+  pre_groups_ = register_buffer("pre_groups", pre_groups.to(at::kLong).to(weights.device()));
+  post_groups_ = register_buffer("post_groups", post_groups.to(at::kLong).to(weights.device()));
+  weights_ = register_parameter("weights", weights, weights.requires_grad());
+}
+
+at::Tensor GroupComm::forward(const at::Tensor& spikes) {
+  TORCH_CHECK(spikes.size(-1) == n_pre(), "GroupComm: expected ", n_pre(), " presynaptic neurons, got ", spikes.sizes());
+  const at::Tensor s = spikes.to(weights_.scalar_type());
+  std::vector<int64_t> shape = s.sizes().vec();
+  shape.back() = weights_.size(0);
+  const at::Tensor group_sums = torch::zeros(shape, s.options()).index_add_(-1, pre_groups_, s);
+  return group_sums.matmul(weights_).index_select(-1, post_groups_);
+}
+
 AlignPostProj::AlignPostProj(std::shared_ptr<DynamicalSystem> pre, std::shared_ptr<Comm> comm,
                              std::shared_ptr<Synapse> syn, std::shared_ptr<SynOutput> out,
                              std::shared_ptr<NeuronGroup> post, int64_t delay_steps)
@@ -352,6 +393,7 @@ AlignPreProj::AlignPreProj(std::shared_ptr<DynamicalSystem> pre, std::shared_ptr
   TORCH_CHECK(comm_->n_post() == post_->size(), "AlignPreProj: the connectivity has ", comm_->n_post(),
               " postsynaptic neurons, the population has ", post_->size());
   TORCH_CHECK(delay_steps >= 0, "AlignPreProj: delay_steps must be >= 0, got ", delay_steps);
+  syn_->bind_presynaptic(pre_.get());
   register_module("comm", comm_);
   add_child("syn", syn_);
   if (delay_steps_ > 0) delay_ = add_child("delay", std::make_shared<Delay>(comm_->n_pre(), delay_steps_, post_->options()));
@@ -378,8 +420,7 @@ void AlignPreProj::reset_own_state(int64_t) {
 }
 
 void AlignPreProj::update(const Context& ctx) {
-  const at::Tensor& spikes = pre_->state("spike");
-  syn_->deliver(ctx, spikes.to(syn_->g().scalar_type()));
+  if (!syn_->delivered_at(ctx.step)) syn_->deliver(ctx, pre_->state("spike").to(syn_->g().scalar_type()));
   at::Tensor g = syn_->g();
   if (delay_) {
     delay_->push(g, ctx.step);

@@ -69,7 +69,13 @@ void bind_modules(py::module& m) {
              return std::make_shared<Expon>(n, tau, tensor_options(dtype, device), method);
            }),
            py::arg("n"), py::arg("tau"), py::arg("method") = "exp_euler", py::arg("dtype") = "float32",
-           py::arg("device") = "cpu");
+           py::arg("device") = "cpu")
+      .def(
+          "set_g_init",
+          [](Expon& e, at::Tensor g) {
+            e.set_g_initializer([g](const std::vector<int64_t>& shape) { return g.expand(shape).clone(); });
+          },
+          py::arg("g"));
   py::class_<SynOutput, std::shared_ptr<SynOutput>>(m, "SynOutput")
       .def("current", &SynOutput::current, py::arg("g"), py::arg("V"));
   py::class_<COBA, SynOutput, std::shared_ptr<COBA>>(m, "COBA").def(py::init<double>(), py::arg("E"));
@@ -93,6 +99,16 @@ void bind_modules(py::module& m) {
       .def(py::init<int64_t, int64_t, double, int64_t, at::Tensor, std::string, bool>(), py::arg("n_pre"),
            py::arg("n_post"), py::arg("prob"), py::arg("seed"), py::arg("weight"), py::arg("dist") = "homo",
            py::arg("event") = true);
+  py::class_<DenseComm, Comm, std::shared_ptr<DenseComm>>(m, "DenseComm")
+      .def(py::init<at::Tensor>(), py::arg("weights"));
+  py::class_<OneToOne, Comm, std::shared_ptr<OneToOne>>(m, "OneToOne")
+      .def(py::init<int64_t, at::Tensor>(), py::arg("n"), py::arg("weight"));
+  py::class_<AllToAll, Comm, std::shared_ptr<AllToAll>>(m, "AllToAll")
+      .def(py::init<int64_t, int64_t, at::Tensor, bool>(), py::arg("n_pre"), py::arg("n_post"), py::arg("weight"),
+           py::arg("include_self") = true);
+  py::class_<GroupComm, Comm, std::shared_ptr<GroupComm>>(m, "GroupComm")
+      .def(py::init<at::Tensor, at::Tensor, at::Tensor>(), py::arg("pre_groups"), py::arg("post_groups"),
+           py::arg("weights"));
   m.def(
       "fixed_prob",
       [](int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed, const std::string& device) {
@@ -147,6 +163,69 @@ void bind_modules(py::module& m) {
       "build_ei_network",
       [](const EINetSpec& spec, uint64_t seed, const std::string& device, double dt) {
         return std::static_pointer_cast<DynSysGroup>(build_ei_network(spec, seed, c10::Device(device), dt));
+      },
+      py::arg("spec"), py::arg("seed"), py::arg("device"), py::arg("dt"));
+
+  py::class_<CobaHHSpec>(m, "CobaHHSpec")
+      .def(py::init<>())
+      .def_readwrite("n_exc", &CobaHHSpec::n_exc)
+      .def_readwrite("n_inh", &CobaHHSpec::n_inh)
+      .def_readwrite("p", &CobaHHSpec::p)
+      .def_readwrite("w_exc", &CobaHHSpec::w_exc)
+      .def_readwrite("w_inh", &CobaHHSpec::w_inh)
+      .def_readwrite("tau_exc", &CobaHHSpec::tau_exc)
+      .def_readwrite("tau_inh", &CobaHHSpec::tau_inh)
+      .def_readwrite("E_exc", &CobaHHSpec::E_exc)
+      .def_readwrite("E_inh", &CobaHHSpec::E_inh)
+      .def_readwrite("C", &CobaHHSpec::C)
+      .def_readwrite("g_leak", &CobaHHSpec::g_leak)
+      .def_readwrite("E_leak", &CobaHHSpec::E_leak)
+      .def_readwrite("g_Na", &CobaHHSpec::g_Na)
+      .def_readwrite("E_Na", &CobaHHSpec::E_Na)
+      .def_readwrite("g_K", &CobaHHSpec::g_K)
+      .def_readwrite("E_K", &CobaHHSpec::E_K)
+      .def_readwrite("V_T", &CobaHHSpec::V_T)
+      .def_readwrite("V_th", &CobaHHSpec::V_th)
+      .def_readwrite("V_init_mean", &CobaHHSpec::V_init_mean)
+      .def_readwrite("V_init_std", &CobaHHSpec::V_init_std)
+      .def_readwrite("g_exc_init_mean", &CobaHHSpec::g_exc_init_mean)
+      .def_readwrite("g_exc_init_std", &CobaHHSpec::g_exc_init_std)
+      .def_readwrite("g_inh_init_mean", &CobaHHSpec::g_inh_init_mean)
+      .def_readwrite("g_inh_init_std", &CobaHHSpec::g_inh_init_std)
+      .def_readwrite("connectivity", &CobaHHSpec::connectivity)
+      .def_readwrite("dtype", &CobaHHSpec::dtype);
+  m.def(
+      "build_coba_hh_network",
+      [](const CobaHHSpec& spec, uint64_t seed, const std::string& device, double dt) {
+        return std::static_pointer_cast<DynSysGroup>(build_coba_hh_network(spec, seed, c10::Device(device), dt));
+      },
+      py::arg("spec"), py::arg("seed"), py::arg("device"), py::arg("dt"));
+  py::class_<DecisionNetSpec>(m, "DecisionNetSpec")
+      .def(py::init<>())
+      .def_readwrite("scale", &DecisionNetSpec::scale)
+      .def_readwrite("f", &DecisionNetSpec::f)
+      .def_readwrite("w_plus", &DecisionNetSpec::w_plus)
+      .def_readwrite("coherence", &DecisionNetSpec::coherence)
+      .def_readwrite("mu0", &DecisionNetSpec::mu0)
+      .def_readwrite("stim_sigma", &DecisionNetSpec::stim_sigma)
+      .def_readwrite("stim_interval", &DecisionNetSpec::stim_interval)
+      .def_readwrite("stim_on", &DecisionNetSpec::stim_on)
+      .def_readwrite("stim_off", &DecisionNetSpec::stim_off)
+      .def_readwrite("background_hz", &DecisionNetSpec::background_hz)
+      .def_readwrite("g_ext_E", &DecisionNetSpec::g_ext_E)
+      .def_readwrite("g_ext_I", &DecisionNetSpec::g_ext_I)
+      .def_readwrite("g_EE_AMPA", &DecisionNetSpec::g_EE_AMPA)
+      .def_readwrite("g_EI_AMPA", &DecisionNetSpec::g_EI_AMPA)
+      .def_readwrite("g_EE_NMDA", &DecisionNetSpec::g_EE_NMDA)
+      .def_readwrite("g_EI_NMDA", &DecisionNetSpec::g_EI_NMDA)
+      .def_readwrite("g_IE_GABA", &DecisionNetSpec::g_IE_GABA)
+      .def_readwrite("g_II_GABA", &DecisionNetSpec::g_II_GABA)
+      .def_readwrite("delay_ms", &DecisionNetSpec::delay_ms)
+      .def_readwrite("dtype", &DecisionNetSpec::dtype);
+  m.def(
+      "build_decision_network",
+      [](const DecisionNetSpec& spec, uint64_t seed, const std::string& device, double dt) {
+        return std::static_pointer_cast<DynSysGroup>(build_decision_network(spec, seed, c10::Device(device), dt));
       },
       py::arg("spec"), py::arg("seed"), py::arg("device"), py::arg("dt"));
 

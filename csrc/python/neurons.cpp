@@ -33,8 +33,8 @@ struct Fields {
 };
 
 template <class N, class P, class Base = NeuronGroup>
-void bind_neuron(py::module& m, const char* name, Fields<P> fields) {
-  py::class_<N, Base, std::shared_ptr<N>>(m, name)
+py::class_<N, Base, std::shared_ptr<N>> bind_neuron(py::module& m, const char* name, Fields<P> fields) {
+  return py::class_<N, Base, std::shared_ptr<N>>(m, name)
       .def(py::init([fields, name](int64_t n, const std::string& dtype, const std::string& device,
                                    std::optional<std::string> method, py::kwargs kwargs) {
              P p;
@@ -167,6 +167,17 @@ void bind_neurons(py::module& m) {
         {"w_ii", &TL::w_ii}},
        {}});
 
+  using CA = CANN1DParams;
+  bind_neuron<CANN1D, CA, RateModel>(m, "CANN1D",
+                                     {{{"tau", &CA::tau}, {"k", &CA::k}, {"a", &CA::a}, {"A", &CA::A}, {"J0", &CA::J0},
+                                       {"z_min", &CA::z_min}, {"z_max", &CA::z_max}},
+                                      {}})
+      .def("features", &CANN1D::features)
+      .def("stimulus", &CANN1D::stimulus, py::arg("positions"))
+      .def("rates", &CANN1D::rates, py::arg("u"))
+      .def("decode", &CANN1D::decode, py::arg("u"))
+      .def("ring_distance", &CANN1D::ring_distance, py::arg("d"));
+
   // Echo-state reservoir.
   py::class_<Reservoir, DynamicalSystem, std::shared_ptr<Reservoir>>(m, "Reservoir")
       .def(py::init([](int64_t n_in, int64_t size, double spectral_radius, double leak, double input_scale,
@@ -197,6 +208,18 @@ void bind_neurons(py::module& m) {
   channel(static_cast<LeakChannel*>(nullptr), m, "LeakChannel", 0.3, -54.387);
   channel(static_cast<NaChannelHH*>(nullptr), m, "NaChannelHH", 120.0, 50.0);
   channel(static_cast<KChannelHH*>(nullptr), m, "KChannelHH", 36.0, -77.0);
+  const auto tm_channel = [](auto* tag, py::module& mod, const char* cls, double g, double E) {
+    using C = std::remove_pointer_t<decltype(tag)>;
+    py::class_<C, IonChannel, std::shared_ptr<C>>(mod, cls)
+        .def(py::init([](int64_t n, double g, double E, double V_T, std::optional<double> V_rest, const std::string& dtype,
+                         const std::string& device) {
+               return std::make_shared<C>(n, g, E, V_T, tensor_options(dtype, device), V_rest);
+             }),
+             py::arg("n"), py::arg("g") = g, py::arg("E") = E, py::arg("V_T") = -63.0, py::arg("V_rest") = py::none(),
+             py::arg("dtype") = "float64", py::arg("device") = "cpu");
+  };
+  tm_channel(static_cast<NaChannelTM*>(nullptr), m, "NaChannelTM", 100.0, 50.0);
+  tm_channel(static_cast<KChannelTM*>(nullptr), m, "KChannelTM", 30.0, -90.0);
   py::class_<CondNeuGroup, NeuronGroup, std::shared_ptr<CondNeuGroup>>(m, "CondNeuGroup")
       .def(py::init([](int64_t n, double C, double V_th, double V_init, const std::string& dtype,
                        const std::string& device) {

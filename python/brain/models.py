@@ -30,7 +30,9 @@ __all__ = ["CheckpointError", "NonFiniteError", "DynamicalSystem", "Network", "e
            "MgBlock", "CsrComm", "JitComm", "AlignPostProj", "AlignPreProj", "fixed_prob", "ExpIF", "AdEx", "QuaIF",
            "Izhikevich", "HH", "ALIF", "MorrisLecar", "WangBuzsaki", "DualExpon", "Alpha", "Kinetic", "NMDA",
            "PoissonGroup", "SpikeTimeGroup", "CondNeuGroup", "NaChannelHH", "KChannelHH", "LeakChannel",
-           "FHN", "WilsonCowan", "QIFMeanField", "StuartLandau", "ThresholdLinear", "Reservoir"]
+           "FHN", "WilsonCowan", "QIFMeanField", "StuartLandau", "ThresholdLinear", "Reservoir", "CANN1D",
+           "NaChannelTM", "KChannelTM", "DenseComm", "OneToOne", "AllToAll", "GroupComm", "coba_hh_network",
+           "decision_network"]
 
 # The building blocks are the C++ classes themselves; compose them in a Network.
 #   LIF(n, V_rest=-60, V_reset=-60, V_th=-50, tau=20, R=1, tau_ref=0, method="exp_euler",
@@ -57,13 +59,21 @@ DualExpon, Alpha, Kinetic, NMDA, PoissonGroup, SpikeTimeGroup = (
 #   AlignPostProj(...).add_stp(U, tau_f, tau_d, facilitation), .add_stdp(tau_plus, tau_minus,
 #       A_plus, A_minus, w_min, w_max)  (STDP needs a CsrComm with one weight per synapse)
 CondNeuGroup, NaChannelHH, KChannelHH, LeakChannel = _C.CondNeuGroup, _C.NaChannelHH, _C.KChannelHH, _C.LeakChannel
+#   NaChannelTM(n, g=100, E=50, V_T=-63, V_rest=None), KChannelTM(n, g=30, E=-90, V_T=-63, V_rest=None):
+#       Traub-Miles channels (COBA-HH); gates start at 0, or at their steady state at V_rest
+NaChannelTM, KChannelTM = _C.NaChannelTM, _C.KChannelTM
 #   Rate models FHN, WilsonCowan, QIFMeanField, StuartLandau, ThresholdLinear:
 #       Cls(n, dtype="float64", device="cpu", method=None, **parameters); states are the
 #       variables (e.g. "v", "w"), inputs "input_<variable>"
 #   Reservoir(n_in, size, spectral_radius, leak, input_scale, bias_scale, density,
 #       connectivity="dense"|"jit", seed).run(inputs [T, n_in]) -> states [T, size]
-FHN, WilsonCowan, QIFMeanField, StuartLandau, ThresholdLinear, Reservoir = (
-    _C.FHN, _C.WilsonCowan, _C.QIFMeanField, _C.StuartLandau, _C.ThresholdLinear, _C.Reservoir)
+#   CANN1D(n, tau=1, k=8.1, a=0.5, A=10, J0=4, z_min=-pi, z_max=pi): a ring attractor; variable "u",
+#       input "input_u"; .stimulus(positions) -> [..., n], .decode(u) -> bump position, .features()
+FHN, WilsonCowan, QIFMeanField, StuartLandau, ThresholdLinear, Reservoir, CANN1D = (
+    _C.FHN, _C.WilsonCowan, _C.QIFMeanField, _C.StuartLandau, _C.ThresholdLinear, _C.Reservoir, _C.CANN1D)
+#   DenseComm(weights [n_pre, n_post]), OneToOne(n, weight), AllToAll(n_pre, n_post, weight, include_self=True),
+#   GroupComm(pre_groups, post_groups, weights [G_pre, G_post]): all-to-all between labelled groups
+DenseComm, OneToOne, AllToAll, GroupComm = _C.DenseComm, _C.OneToOne, _C.AllToAll, _C.GroupComm
 CsrComm, JitComm, AlignPostProj, AlignPreProj, fixed_prob = (_C.CsrComm, _C.JitComm, _C.AlignPostProj,
                                                              _C.AlignPreProj, _C.fixed_prob)
 
@@ -122,6 +132,43 @@ def ei_network(output="coba", seed=42, device="cpu", dt=0.1, **spec):
         setattr(s, key, value)
     net = DynamicalSystem(_C.build_ei_network(s, int(seed), str(torch.device(device)), float(dt)))
     net.reset_state()
+    net.spec = s
+    return net
+
+
+def _spec(spec_cls, name, fields):
+    s = spec_cls()
+    for key, value in fields.items():
+        if not hasattr(s, key) or key.startswith("_"):
+            known = ", ".join(k for k in dir(s) if not k.startswith("_"))
+            raise TypeError(f"{name}: unknown field '{key}'; expected one of {known}")
+        setattr(s, key, value)
+    return s
+
+
+def coba_hh_network(seed=42, device="cpu", dt=0.1, **spec):
+    """The COBA-HH network (Brette et al. 2007 benchmark 3): 3200 + 800 Hodgkin-Huxley neurons
+    with Traub-Miles channels, p = 0.02, exponential conductance synapses, self-sustained from
+    random initial potentials and conductances. Keyword arguments set brain::CobaHHSpec's
+    fields (n_exc, n_inh, p, w_exc, w_inh, ..., connectivity "csr" or "jit", dtype).
+    Populations "E" and "I"; no external input."""
+    s = _spec(_C.CobaHHSpec, "coba_hh_network", spec)
+    net = DynamicalSystem(_C.build_coba_hh_network(s, int(seed), str(torch.device(device)), float(dt)))
+    net.reset_state()
+    net.spec = s
+    return net
+
+
+def decision_network(coherence=25.6, seed=42, device="cpu", dt=0.1, **spec):
+    """Wang (2002)'s decision-making network (brain::DecisionNetSpec). `coherence` (percent) is a
+    number or a list: one trial per value, simulated together as a batch. The state
+    "rates.rate" holds the pools' rates [trials, 4] (A, B, non-selective, I) at every step;
+    pool A is favoured for coherence > 0. Keyword arguments set the spec's other fields
+    (scale, f, w_plus, mu0, stim_sigma, stim_interval, stim_on, stim_off, background_hz, ...)."""
+    trials = [float(c) for c in coherence] if isinstance(coherence, (list, tuple)) else [float(coherence)]
+    s = _spec(_C.DecisionNetSpec, "decision_network", dict(spec, coherence=trials))
+    net = DynamicalSystem(_C.build_decision_network(s, int(seed), str(torch.device(device)), float(dt)))
+    net.reset_state(len(trials) if isinstance(coherence, (list, tuple)) else 0)
     net.spec = s
     return net
 

@@ -45,7 +45,9 @@ namespace brain {
 
 // n independent Poisson spike trains. State "spike" (bool, [n] or [batch, n]): in each step a
 // neuron fires with probability rate * dt. The draws are keyed on (seed, step), not on a
-// generator's running state, so a resumed or replayed run draws the same spikes.
+// generator's running state, so a resumed or replayed run draws the same spikes. State
+// "rate_input" (Hz, like a neuron's "input") is added to the rates for one step and then
+// cleared: a time-varying stimulus (Runner inputs, or a system updated before this one).
 class BRAIN_API PoissonGroup : public DynamicalSystem {
  public:
   PoissonGroup(int64_t n, at::Tensor rates_hz, uint64_t seed);

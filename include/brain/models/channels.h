@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,40 @@ class BRAIN_API KChannelHH : public IonChannel {
 
  private:
   double g_, E_;
+};
+
+// Traub-Miles sodium (Traub & Miles 1991, as in Brette et al. 2007's COBA-HH benchmark):
+// -g m^3 h (V - E), the HH kinetics shifted by V_T. Gates start at 0 (Brian2's and BrainPy's
+// COBA-HH benchmarks), or at their steady state at V_rest when given one.
+class BRAIN_API NaChannelTM : public IonChannel {
+ public:
+  NaChannelTM(int64_t n, double g = 100, double E = 50, double V_T = -63, at::TensorOptions options = at::kDouble,
+              std::optional<double> V_rest = std::nullopt);
+  at::Tensor current(const at::Tensor& V) const override;
+  void advance(const at::Tensor& V, const Context& ctx) override;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  double g_, E_, V_T_;
+  std::optional<double> V_rest_;
+};
+
+// Traub-Miles delayed-rectifier potassium: -g n^4 (V - E), shifted by V_T like NaChannelTM.
+class BRAIN_API KChannelTM : public IonChannel {
+ public:
+  KChannelTM(int64_t n, double g = 30, double E = -90, double V_T = -63, at::TensorOptions options = at::kDouble,
+             std::optional<double> V_rest = std::nullopt);
+  at::Tensor current(const at::Tensor& V) const override;
+  void advance(const at::Tensor& V, const Context& ctx) override;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  double g_, E_, V_T_;
+  std::optional<double> V_rest_;
 };
 
 class BRAIN_API CondNeuGroup : public NeuronGroup {

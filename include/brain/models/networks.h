@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <c10/core/Device.h>
 
@@ -54,5 +55,68 @@ BRAIN_API std::shared_ptr<DynSysGroup> build_ei_network(const EINetSpec& spec, u
 // with RunnerOptions::partition. rank 0 of 1 is build_ei_network.
 BRAIN_API std::shared_ptr<DynSysGroup> build_ei_network_shard(const EINetSpec& spec, uint64_t seed, c10::Device device,
                                                              double dt_ms, int rank, int world);
+
+// The COBA-HH network (Brette et al. 2007, benchmark 3; Brian2's COBAHH example): 3200
+// excitatory and 800 inhibitory Hodgkin-Huxley neurons with Traub-Miles channels
+// (CondNeuGroup: NaChannelTM, KChannelTM, LeakChannel), random connections with probability p,
+// exponential conductance synapses. No external drive: the random initial potentials and
+// conductances start self-sustained activity. Units per membrane area: mV, ms, mS/cm^2,
+// uF/cm^2 (the benchmark's 20000 um^2 cell: 6 nS -> 0.03 mS/cm^2, 67 nS -> 0.335 mS/cm^2).
+// Children: "E", "I", then "E2E", "E2I", "I2E", "I2I"; a spike is an upward crossing of V_th.
+struct CobaHHSpec {
+  int64_t n_exc = 3200;
+  int64_t n_inh = 800;
+  double p = 0.02;
+  double w_exc = 0.03, w_inh = 0.335;  // mS/cm^2 per spike
+  double tau_exc = 5.0, tau_inh = 10.0;  // ms
+  double E_exc = 0.0, E_inh = -80.0;     // mV
+  double C = 1.0;                        // uF/cm^2
+  double g_leak = 0.05, E_leak = -60.0;
+  double g_Na = 100.0, E_Na = 50.0;
+  double g_K = 30.0, E_K = -90.0;
+  double V_T = -63.0;   // Traub-Miles shift
+  double V_th = -20.0;  // spike detection
+  // Initial state, each neuron independently (Brian2's example): V = E_leak + N(V_init_mean,
+  // V_init_std), g_exc = N(g_exc_init_mean, ...std), g_inh = N(g_inh_init_mean, ...std).
+  double V_init_mean = -5.0, V_init_std = 5.0;
+  double g_exc_init_mean = 0.2, g_exc_init_std = 0.075;
+  double g_inh_init_mean = 1.0, g_inh_init_std = 0.6;
+  std::string connectivity = "csr";  // or "jit"
+  std::string dtype = "float32";
+};
+BRAIN_API std::shared_ptr<DynSysGroup> build_coba_hh_network(const CobaHHSpec& spec, uint64_t seed, c10::Device device,
+                                                            double dt_ms = 0.1);
+
+// Wang (2002)'s decision-making network, in BrainPy's formulation: 1600 excitatory LIF neurons
+// ("E": two selective pools A = [0, f N_E) and B = [f N_E, 2 f N_E), then the non-selective
+// rest) and 400 inhibitory ones ("I"), all-to-all recurrent AMPA, NMDA (with Mg block) and
+// GABA_A synapses, 2.4 kHz Poisson background through AMPA, and a stimulus to A and B of
+// mean rates mu0 (1 +- c / 100) for coherence c (percent), redrawn with std stim_sigma every
+// stim_interval ms, between stim_on and stim_off. Pool A wins on average for c > 0.
+// Weights: within a selective pool w_plus, between pools and from the non-selective pool
+// w_minus = 1 - f (w_plus - 1) / (1 - f); recurrent conductances scale with 1 / scale.
+// Trials run as a batch: reset_state(B) with `coherence` holding B values (or one for all).
+// Children: "input_E", "input_I" (Poisson, stimulus in input_E's rate), "stimulus", "E", "I",
+// projections, and "rates" (state "rate" [..., 4]: the instantaneous rates of A, B, the
+// non-selective pool and I, in Hz, for monitoring).
+struct DecisionNetSpec {
+  double scale = 1.0;  // 1600 * scale excitatory, 400 * scale inhibitory neurons
+  double f = 0.15;
+  double w_plus = 1.7;
+  std::vector<double> coherence{25.6};  // percent; one per trial (batch), or one for all
+  double mu0 = 40.0;                    // Hz
+  double stim_sigma = 10.0;             // Hz
+  double stim_interval = 50.0;          // ms
+  double stim_on = 100.0, stim_off = 1100.0;  // ms
+  double background_hz = 2400.0;
+  double g_ext_E = 2.1, g_ext_I = 1.62;             // nS, AMPA from outside
+  double g_EE_AMPA = 0.05, g_EI_AMPA = 0.04;        // nS, at scale 1
+  double g_EE_NMDA = 0.165, g_EI_NMDA = 0.13;
+  double g_IE_GABA = 1.3, g_II_GABA = 1.0;
+  double delay_ms = 0.5;
+  std::string dtype = "float32";
+};
+BRAIN_API std::shared_ptr<DynSysGroup> build_decision_network(const DecisionNetSpec& spec, uint64_t seed,
+                                                             c10::Device device, double dt_ms = 0.1);
 
 }  // namespace brain

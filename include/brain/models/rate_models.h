@@ -4,6 +4,7 @@
 // External inputs are states named "input_<variable>" (consumed every step).
 #pragma once
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -116,6 +117,43 @@ class BRAIN_API ThresholdLinear : public RateModel {
 
  private:
   ThresholdLinearParams p_;
+};
+
+// Continuous attractor neural network on a ring (Wu, Hamaguchi & Amari 2008; BrainPy's CANN1D):
+// n neurons with preferred features x_i evenly spaced on [z_min, z_max) (periodic),
+//   tau du/dt = -u + sum_j J(x_i, x_j) r_j + I_ext,   r = u^2 / (1 + k sum_j u_j^2),
+//   J(x, x') = J0 / (sqrt(2 pi) a) exp(-d(x, x')^2 / (2 a^2)),  d the distance on the ring.
+// It holds a stationary bump of activity anywhere on the ring and tracks a moving input
+// stimulus(z) = A exp(-d(x, z)^2 / (4 a^2)). Variable "u", input "input_u"; the recurrent
+// input is a dense [n, n] product (n up to a few thousand).
+struct CANN1DParams {
+  double tau = 1.0;  // ms
+  double k = 8.1;    // global inhibition
+  double a = 0.5;    // width of the excitatory coupling (feature units)
+  double A = 10.0;   // stimulus amplitude
+  double J0 = 4.0;   // coupling strength
+  double z_min = -M_PI, z_max = M_PI;
+  std::string method = "rk4";
+};
+class BRAIN_API CANN1D : public RateModel {
+ public:
+  CANN1D(int64_t n, CANN1DParams p = {}, at::TensorOptions options = at::kDouble);
+  integrators::State derivative(const integrators::State& y, double t) const override;
+  // The preferred features x [n].
+  const at::Tensor& features() const { return x_; }
+  // Periodic distance on the ring, in (-range/2, range/2].
+  at::Tensor ring_distance(const at::Tensor& d) const;
+  // The external input for stimulus positions z (any shape S): [*S, n].
+  at::Tensor stimulus(const at::Tensor& positions) const;
+  // Firing rates r for u ([..., n]).
+  at::Tensor rates(const at::Tensor& u) const;
+  // The bump's position from u ([..., n] -> [...]): the circular mean of the features weighted
+  // by r (population vector), on the ring's range.
+  at::Tensor decode(const at::Tensor& u) const;
+
+ private:
+  CANN1DParams p_;
+  at::Tensor x_, J_;
 };
 
 }  // namespace brain

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -26,6 +27,12 @@ class BRAIN_API Synapse : public DynamicalSystem {
   void update(const Context& ctx) override;
   const at::Tensor& g() const { return state("g"); }
   int64_t size() const { return n_; }
+  // Whether deliver() already ran in this step: AlignPre projections that share one
+  // presynaptic synapse deliver the spikes once.
+  bool delivered_at(int64_t step) const { return last_step_ == step; }
+  // AlignPre sharing: the first projection binds its presynaptic system; another one with a
+  // different presynaptic side is an error (its spikes would be mixed into foreign state).
+  void bind_presynaptic(const DynamicalSystem* pre);
 
  protected:
   virtual void advance(const Context& ctx) = 0;       // relax over one step
@@ -37,6 +44,7 @@ class BRAIN_API Synapse : public DynamicalSystem {
 
  private:
   int64_t last_step_ = std::numeric_limits<int64_t>::min();
+  const DynamicalSystem* presynaptic_ = nullptr;
 };
 
 // Exponential decay: dg/dt = -g / tau, g += input on arrival; integrated exactly
@@ -46,6 +54,10 @@ class BRAIN_API Expon : public Synapse {
   Expon(int64_t n, double tau_ms, at::TensorOptions options = at::kFloat, std::string method = "exp_euler");
   double tau() const { return tau_; }
   bool euler() const { return euler_; }
+  // g at reset_state (default 0), given the state's shape; e.g. random initial conductances
+  // as in the COBA-HH benchmark.
+  void set_g_initializer(std::function<at::Tensor(const std::vector<int64_t>&)> init) { g_init_ = std::move(init); }
+  bool has_g_initializer() const { return static_cast<bool>(g_init_); }
 
  protected:
   void advance(const Context& ctx) override;
@@ -55,6 +67,7 @@ class BRAIN_API Expon : public Synapse {
  private:
   double tau_;
   bool euler_;
+  std::function<at::Tensor(const std::vector<int64_t>&)> g_init_;
 };
 
 // Difference of exponentials, normalised so a unit arrival peaks at exactly 1:
@@ -267,6 +280,23 @@ class BRAIN_API AllToAll : public Comm {
   bool include_self_;
 };
 
+// All-to-all between labelled groups: presynaptic neuron i belongs to group pre_groups[i],
+// postsynaptic neuron j to post_groups[j], and w_ij = weights[pre_groups[i], post_groups[j]]
+// (self-connections included). input[j] = sum_g weights[g, post_groups[j]] * (sum of spikes in
+// group g): O(n_pre + n_post + G_pre G_post) per step however dense the coupling (e.g. the
+// selective and non-selective pools of Wang 2002). weights [G_pre, G_post] is a parameter.
+class BRAIN_API GroupComm : public Comm {
+ public:
+  GroupComm(at::Tensor pre_groups, at::Tensor post_groups, at::Tensor weights);
+  at::Tensor forward(const at::Tensor& spikes) override;
+  int64_t n_pre() const override { return pre_groups_.numel(); }
+  int64_t n_post() const override { return post_groups_.numel(); }
+  const at::Tensor& weights() const { return weights_; }
+
+ private:
+  at::Tensor pre_groups_, post_groups_, weights_;
+};
+
 // ---- Short-term plasticity (Tsodyks-Markram) ---------------------------------------------
 // Per presynaptic neuron: utilisation u (facilitation, decays to 0 with tau_f) and resources
 // x (depression, recover to 1 with tau_d). On a spike, u <- u + U (1 - u), the release
@@ -358,6 +388,8 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
 // takes this step's spikes; its g, delay_steps steps old, goes through comm to the
 // postsynaptic side, state "g_post", which the neurons read as out->current(g_post, V).
 // Create it with std::make_shared (the population's current refers back to it weakly).
+// Merging: projections from one presynaptic population given the same syn object share that
+// state (e.g. one NMDA state of E feeding both E and I); the spikes arrive in it once per step.
 class BRAIN_API AlignPreProj : public DynamicalSystem {
  public:
   AlignPreProj(std::shared_ptr<DynamicalSystem> pre, std::shared_ptr<Synapse> syn, std::shared_ptr<Comm> comm,

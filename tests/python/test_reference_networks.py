@@ -1,0 +1,218 @@
+"""The reference networks beyond COBA/CUBA (COBA-HH, Wang 2002 decision making, the CANN) and
+the blocks they are built from (Traub-Miles channels, GroupComm, shared AlignPre synapses,
+Poisson rate inputs, synaptic initial conditions), each against an independent reference:
+closed forms, dense computations, or the behaviour the papers report."""
+
+import math
+
+import pytest
+import torch
+
+import brain
+
+m = brain.models
+
+
+# ---- building blocks ----------------------------------------------------------------------------
+
+def traub_miles_rates(V, VT=-63.0):
+    """Brian2's COBAHH expressions, written out (exprel(x) = (e^x - 1) / x)."""
+    def exprel(x):
+        return math.expm1(x) / x if x != 0 else 1.0
+    return {
+        "alpha_m": 0.32 * 4 / exprel((13 - V + VT) / 4), "beta_m": 0.28 * 5 / exprel((V - VT - 40) / 5),
+        "alpha_h": 0.128 * math.exp((17 - V + VT) / 18), "beta_h": 4 / (1 + math.exp((40 - V + VT) / 5)),
+        "alpha_n": 0.032 * 5 / exprel((15 - V + VT) / 5), "beta_n": 0.5 * math.exp((10 - V + VT) / 40),
+    }
+
+
+@pytest.mark.parametrize("V", [-80.0, -63.0 + 13.0, -60.0, -23.0, 0.0])  # -50 and -23 hit the removable singularities
+def test_traub_miles_gates_relax_exactly_to_the_published_rates(V):
+    # Held at V for one step from 0, a gate reaches x_inf (1 - e^{-(alpha + beta) dt}).
+    dt = 0.05
+    neuron = m.CondNeuGroup(1, V_init=V, V_th=100.0)
+    neuron.add_channel("Na", m.NaChannelTM(1, g=0.0))
+    neuron.add_channel("K", m.KChannelTM(1, g=0.0))
+    neuron.add_channel("leak", m.LeakChannel(1, g=0.0))
+    net = m.Network()
+    net.add("n", neuron)
+    net.reset_state()
+    m.Runner(net, dt=dt, progress=False).run(dt)
+    r = traub_miles_rates(V)
+    for gate, state in (("m", "n.Na.m"), ("h", "n.Na.h"), ("n", "n.K.n")):
+        a, b = r["alpha_" + gate], r["beta_" + gate]
+        expected = a / (a + b) * (1 - math.exp(-(a + b) * dt))
+        assert net.state(state).item() == pytest.approx(expected, rel=1e-9, abs=1e-12), gate
+
+
+def test_traub_miles_gates_can_start_at_rest():
+    ch = m.NaChannelTM(3, V_rest=-65.0)
+    ch.reset_state()
+    r = traub_miles_rates(-65.0)
+    assert torch.allclose(ch.find_state("m"), torch.full((3,), r["alpha_m"] / (r["alpha_m"] + r["beta_m"]),
+                                                         dtype=torch.float64))
+
+
+@pytest.mark.parametrize("batch", [0, 3])
+def test_group_comm_equals_the_dense_matrix_it_stands_for(batch):
+    gen = torch.Generator().manual_seed(0)
+    pre = torch.randint(0, 3, (50,), generator=gen)
+    post = torch.randint(0, 2, (40,), generator=gen)
+    W = torch.randn(3, 2, dtype=torch.float64, generator=gen)
+    dense = W[pre][:, post]  # [50, 40]
+    x = (torch.rand((batch, 50) if batch else (50,), generator=gen) < 0.3).to(torch.float64)
+    comm = m.GroupComm(pre, post, W)
+    assert torch.allclose(comm.forward(x), x @ dense)
+
+
+def test_group_comm_trains_its_group_weights():
+    pre, post = torch.tensor([0, 0, 1]), torch.tensor([1, 0])
+    W = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
+    x = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
+    comm = m.GroupComm(pre, post, W)
+    torch.autograd.gradcheck(lambda w: m.GroupComm(pre, post, w).forward(x), (W,))
+    assert comm.n_pre() == 3 and comm.n_post() == 2
+
+
+def test_group_comm_rejects_bad_labels():
+    with pytest.raises(RuntimeError, match=r"post_groups labels must lie in \[0, 2\)"):
+        m.GroupComm(torch.tensor([0, 1]), torch.tensor([0, 2]), torch.ones(2, 2))
+    with pytest.raises(RuntimeError, match="weights must be"):
+        m.GroupComm(torch.tensor([0]), torch.tensor([0]), torch.ones(2))
+
+
+def nmda_net(shared):
+    """Poisson -> LIF E (5) and I (3) through NMDA AlignPre projections, one shared NMDA state or two."""
+    net = m.Network()
+    src = net.add("src", m.PoissonGroup(6, 300.0, seed=4))
+    E = net.add("E", m.LIF(5, dtype="float64"))
+    I = net.add("I", m.LIF(3, dtype="float64"))
+    s1 = m.NMDA(6, dtype="float64")
+    s2 = s1 if shared else m.NMDA(6, dtype="float64")
+    W1 = torch.rand(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    W2 = torch.rand(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    net.add("toE", m.AlignPreProj(src, s1, m.DenseComm(W1), m.MgBlock(), E, 2))
+    net.add("toI", m.AlignPreProj(src, s2, m.DenseComm(W2), m.MgBlock(), I, 2))
+    net.reset_state()
+    return net
+
+
+def test_align_pre_projections_sharing_a_synapse_equal_separate_synapses():
+    runs = []
+    for shared in (False, True):
+        out = m.Runner(nmda_net(shared), monitors=["E.V", "I.V", "toE.g_post"], progress=False).run(30.0)
+        runs.append(out)
+    assert runs[0]["toE.g_post"].abs().sum() > 0
+    for key in ("E.V", "I.V", "toE.g_post"):
+        assert torch.equal(runs[0][key], runs[1][key]), key
+
+
+def test_a_shared_presynaptic_synapse_needs_the_same_presynaptic_population():
+    a, b = m.PoissonGroup(4, 10.0, seed=1), m.PoissonGroup(4, 10.0, seed=2)
+    post = m.LIF(2)
+    syn = m.NMDA(4)
+    m.AlignPreProj(a, syn, m.AllToAll(4, 2, torch.tensor(1.0)), m.MgBlock(), post)
+    with pytest.raises(RuntimeError, match="another presynaptic population"):
+        m.AlignPreProj(b, syn, m.AllToAll(4, 2, torch.tensor(1.0)), m.MgBlock(), post)
+
+
+def test_poisson_rate_input_adds_to_the_rates_for_one_step():
+    net = m.Network()
+    net.add("p", m.PoissonGroup(20000, 0.0, seed=3))
+    net.reset_state()
+    steps = torch.zeros(100, 20000)
+    steps[:50] = 500.0  # 500 Hz for 5 ms, then nothing
+    out = m.Runner(net, monitors=["p.spike"], inputs=[{"path": "p.rate_input", "value": steps, "per_step": True,
+                                                       "add": False}], progress=False).run(10.0)
+    s = out["p.spike"].float()
+    assert s[:50].mean().item() == pytest.approx(0.05, rel=0.03)  # rate * dt
+    assert s[50:].sum().item() == 0
+
+
+def test_expon_initial_conductance():
+    e = m.Expon(4, 5.0)
+    e.set_g_init(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    e.reset_state(2)
+    assert torch.equal(e.find_state("g"), torch.tensor([[1.0, 2.0, 3.0, 4.0]] * 2))
+
+
+# ---- the CANN -----------------------------------------------------------------------------------
+
+def test_cann_decodes_a_bump_where_it_is():
+    c = m.CANN1D(256)
+    for z in (-3.0, -1.0, 0.0, 2.5, 3.1):
+        assert abs(c.ring_distance(c.decode(c.stimulus(torch.tensor(z))) - z).item()) < 1e-6
+
+
+def test_cann_tracks_a_moving_stimulus_and_holds_the_bump_after_it():
+    dt = 0.1
+    c = m.CANN1D(256, k=8.1)
+    c.reset_state()
+    pos = torch.cat([torch.zeros(100), torch.linspace(0, 1.5 * math.pi, 200), torch.full((100,), 1.5 * math.pi)])
+    drive = c.stimulus(pos)
+    out = m.Runner(c, dt=dt, monitors=["u"], inputs=[{"path": "input_u", "value": drive, "per_step": True,
+                                                       "add": False}], progress=False).run(40.0)
+    error = c.ring_distance(c.decode(out["u"].double()) - pos.double()).abs()
+    assert error.max() < 0.3  # lag while the stimulus moves at 0.24 rad/ms
+    assert error[-50:].max() < 1e-2 and error[-1] < 1e-4  # and it catches up once the stimulus stops
+    # Without input the bump stays where the stimulus left it (an attractor), and does not decay.
+    free = m.Runner(c, dt=dt, monitors=["u"], progress=False).run(100.0)["u"].double()
+    assert abs(c.ring_distance(c.decode(free[-1]) - 1.5 * math.pi).item()) < 1e-3
+    peak = free.max(-1).values
+    assert peak[-1] > 0.05 and torch.allclose(peak[-1], peak[-200], rtol=1e-3)
+
+
+def test_cann_rejects_bad_parameters():
+    with pytest.raises(RuntimeError, match="tau and a must be positive"):
+        m.CANN1D(10, a=0.0)
+    with pytest.raises(RuntimeError, match="unknown parameter 'width'"):
+        m.CANN1D(10, width=1.0)
+
+
+# ---- COBA-HH ------------------------------------------------------------------------------------
+
+def test_coba_hh_is_self_sustained_at_physiological_rates():
+    net = m.coba_hh_network(seed=1, n_exc=800, n_inh=200, p=0.08)  # the same fan-in as 4000 at p = 0.02
+    out = m.Runner(net, monitors=["E.spike", "I.spike"], progress=False).run(200.0)
+    late = slice(1000, 2000)  # the last 100 ms: the initial transient is over
+    rate_E = out["E.spike"][late].float().sum().item() / 800 / 0.1
+    rate_I = out["I.spike"][late].float().sum().item() / 200 / 0.1
+    assert 10 < rate_E < 100 and 10 < rate_I < 100, (rate_E, rate_I)
+
+
+def test_coba_hh_initial_state_depends_only_on_the_seed():
+    a, b = m.coba_hh_network(seed=5, n_exc=40, n_inh=10), m.coba_hh_network(seed=5, n_exc=40, n_inh=10, dtype="float64")
+    for path in ("E.V", "I2E.syn.g", "E2I.syn.g"):
+        assert torch.allclose(a.state(path).double(), b.state(path), atol=1e-5), path
+    b.reset_state()
+    assert torch.allclose(a.state("E.V").double(), b.state("E.V"), atol=1e-5)  # a reset draws the same again
+    g_inh = m.coba_hh_network(seed=5, n_exc=3000, n_inh=10).state("I2E.syn.g")
+    assert g_inh.mean().item() == pytest.approx(1.0, abs=0.05) and g_inh.std().item() == pytest.approx(0.6, abs=0.05)
+
+
+def test_coba_hh_rejects_unknown_fields():
+    with pytest.raises(TypeError, match="unknown field 'n_excitatory'"):
+        m.coba_hh_network(n_excitatory=10)
+
+
+# ---- Wang 2002 ----------------------------------------------------------------------------------
+
+def test_decision_network_chooses_the_favoured_pool():
+    # Half size (weights scale up), stimulus 100-600 ms, strong coherence both ways.
+    net = m.decision_network(coherence=[100.0, -100.0, 100.0, -100.0], scale=0.5, stim_off=600.0, seed=3)
+    out = m.Runner(net, monitors=["rates.rate"], progress=False).run(700.0)
+    rates = out["rates.rate"]  # [T, trials, 4]
+    late = rates[5000:7000].mean(0)  # 500-700 ms
+    assert (late[[0, 2], 0] > 15).all() and (late[[0, 2], 1] < 5).all(), late
+    assert (late[[1, 3], 1] > 15).all() and (late[[1, 3], 0] < 5).all(), late
+    assert (late[:, 3] > 5).all()  # the interneurons fire throughout
+    spont = rates[:1000].mean((0, 1))  # before the stimulus: low spontaneous rates
+    assert (spont[:3] < 5).all()
+
+
+def test_decision_network_checks_its_trials():
+    net = m.decision_network(coherence=[0.0, 10.0], scale=0.25)
+    with pytest.raises(RuntimeError, match="2 coherence values for 3 trials"):
+        net.reset_state(3)
+    with pytest.raises(RuntimeError, match=r"coherence must lie in \[-100, 100\]"):
+        m.decision_network(coherence=150.0)
