@@ -24,6 +24,10 @@ class BRAIN_API IonChannel : public DynamicalSystem {
   virtual at::Tensor current(const at::Tensor& V) const = 0;
   // Moves the gating variables over one step with V held.
   virtual void advance(const at::Tensor& V, const Context& ctx) {}
+  // For a current linear in V at fixed gates, -d current / dV (the channel's conductance);
+  // undefined otherwise. When every channel of a CondNeuGroup gives one, the group integrates
+  // V with this exact slope instead of differentiating the currents by autograd each step.
+  virtual at::Tensor conductance() const { return {}; }
   void update(const Context&) override {}  // driven by its CondNeuGroup
 
  protected:
@@ -36,6 +40,7 @@ class BRAIN_API LeakChannel : public IonChannel {
  public:
   LeakChannel(int64_t n, double g = 0.3, double E = -54.387, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
+  at::Tensor conductance() const override;
 
  private:
   double g_, E_;
@@ -46,6 +51,7 @@ class BRAIN_API NaChannelHH : public IonChannel {
  public:
   NaChannelHH(int64_t n, double g = 120, double E = 50, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
+  at::Tensor conductance() const override;
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:
@@ -60,6 +66,7 @@ class BRAIN_API KChannelHH : public IonChannel {
  public:
   KChannelHH(int64_t n, double g = 36, double E = -77, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
+  at::Tensor conductance() const override;
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:
@@ -77,6 +84,7 @@ class BRAIN_API NaChannelTM : public IonChannel {
   NaChannelTM(int64_t n, double g = 100, double E = 50, double V_T = -63, at::TensorOptions options = at::kDouble,
               std::optional<double> V_rest = std::nullopt);
   at::Tensor current(const at::Tensor& V) const override;
+  at::Tensor conductance() const override;
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:
@@ -93,6 +101,7 @@ class BRAIN_API KChannelTM : public IonChannel {
   KChannelTM(int64_t n, double g = 30, double E = -90, double V_T = -63, at::TensorOptions options = at::kDouble,
              std::optional<double> V_rest = std::nullopt);
   at::Tensor current(const at::Tensor& V) const override;
+  at::Tensor conductance() const override;
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:
