@@ -191,7 +191,8 @@ std::string gb(double bytes) {
   return s.str();
 }
 
-// Stored synapses of CSR projections plus the expected number of JIT ones (never stored).
+// Stored synapses of CSR projections, the expected number of JIT ones (never stored), and
+// those of all-to-all, pool-to-pool, dense and one-to-one couplings (computed, not stored).
 int64_t count_synapses(torch::nn::Module& net) {
   double total = 0;
   for (const auto& module : net.modules()) {
@@ -199,6 +200,12 @@ int64_t count_synapses(torch::nn::Module& net) {
       total += static_cast<double>(csr->indices().numel());
     } else if (const auto jit = std::dynamic_pointer_cast<brain::JitComm>(module)) {
       total += jit->prob() * static_cast<double>(jit->n_pre()) * static_cast<double>(jit->n_post());
+    } else if (std::dynamic_pointer_cast<brain::AllToAll>(module) || std::dynamic_pointer_cast<brain::GroupComm>(module) ||
+               std::dynamic_pointer_cast<brain::DenseComm>(module)) {
+      const auto& comm = static_cast<const brain::Comm&>(*module);
+      total += static_cast<double>(comm.n_pre()) * static_cast<double>(comm.n_post());
+    } else if (const auto one = std::dynamic_pointer_cast<brain::OneToOne>(module)) {
+      total += static_cast<double>(one->n_pre());
     }
   }
   return static_cast<int64_t>(std::llround(total));
@@ -255,7 +262,11 @@ int run(const std::vector<std::string>& args) {
   const std::string identity = config_identity(text.str(), cfg);
   const MemoryEstimate need = estimate_run_memory(cfg);
   const double have = available_memory(cfg.device);
-  const std::string label = cfg.network.output == "coba" ? "COBA" : "CUBA";
+  const std::string label = cfg.model == "coba_hh"           ? "COBA-HH"
+                            : cfg.model == "decision_making" ? "Wang 2002 decision-making"
+                            : cfg.network.output == "coba"   ? "COBA E/I"
+                                                             : "CUBA E/I";
+  const int64_t n_exc = cfg.exc_size(), n_inh = cfg.inh_size();
   if (a.resource_check && need.total() > have) {
     std::cerr << "brain run: " << a.config << ": this run needs about " << gb(need.total()) << " (connectivity "
               << gb(need.connectivity + need.build_peak) << ", monitors " << gb(need.monitors) << ", states "
@@ -266,8 +277,7 @@ int run(const std::vector<std::string>& args) {
     return kExitUsage;
   }
   if (a.validate_only) {
-    std::cout << a.config << ": valid; " << label << " E/I network of " << cfg.network.n_exc + cfg.network.n_inh
-              << " neurons, " << cfg.duration_ms << " ms on " << cfg.device << "; estimated memory "
+    std::cout << a.config << ": valid; " << label << " network of " << n_exc + n_inh << " neurons, " << cfg.duration_ms << " ms on " << cfg.device << "; estimated memory "
               << gb(need.total()) << " of " << gb(have) << " available; " << identity << "\n";
     return kExitOk;
   }
@@ -282,6 +292,7 @@ int run(const std::vector<std::string>& args) {
     else if (a.save_network) refused = "--save-network is";
     else if (cfg.device != "cpu") refused = "--device cuda (NCCL) is";
     else if (cfg.engine == "modules") refused = "the modules engine is";
+    else if (cfg.model != "ei_network") refused = "models other than ei_network are";
     if (!refused.empty()) {
       std::cerr << "brain run: " << refused << " not supported in distributed runs yet\n";
       return kExitUsage;
@@ -297,7 +308,10 @@ int run(const std::vector<std::string>& args) {
   const bool leader = rank == 0;
 
   const auto t_build = std::chrono::steady_clock::now();
-  auto net = build_ei_network_shard(cfg.network, cfg.seed, device, cfg.dt_ms, rank, world);
+  std::shared_ptr<DynSysGroup> net;
+  if (cfg.model == "coba_hh") net = build_coba_hh_network(cfg.coba_hh, cfg.seed, device, cfg.dt_ms);
+  else if (cfg.model == "decision_making") net = build_decision_network(cfg.decision, cfg.seed, device, cfg.dt_ms);
+  else net = build_ei_network_shard(cfg.network, cfg.seed, device, cfg.dt_ms, rank, world);
   net->reset_state();
   const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_build).count();
   int64_t synapses = count_synapses(*net);
@@ -328,7 +342,7 @@ int run(const std::vector<std::string>& args) {
     opt.checkpoint_path = a.checkpoint;
     opt.checkpoint_every = a.checkpoint_every.value_or(10000);
   }
-  if (cfg.network.input_current != 0) {
+  if (cfg.model == "ei_network" && cfg.network.input_current != 0) {
     const auto drive = torch::tensor(cfg.network.input_current);
     opt.inputs = {{"E.input", drive, false, RunInput::Op::Set}, {"I.input", drive, false, RunInput::Op::Set}};
   }
@@ -339,7 +353,7 @@ int run(const std::vector<std::string>& args) {
   if (cfg.monitor_spikes) {
     opt.monitors.push_back({"E.spike", std::nullopt, 1, "", at::kBool});
     opt.monitors.push_back({"I.spike", std::nullopt, 1, "", at::kBool});
-    for (const auto& [key, n] : {std::pair<std::string, int64_t>{"E.spike", cfg.network.n_exc}, {"I.spike", cfg.network.n_inh}}) {
+    for (const auto& [key, n] : {std::pair<std::string, int64_t>{"E.spike", n_exc}, {"I.spike", n_inh}}) {
       for (int r = 0; r < world; ++r) {
         const dist::Block b = dist::block_of(n, r, world);
         std::vector<int64_t> idx;
@@ -351,7 +365,7 @@ int run(const std::vector<std::string>& args) {
   }
   if (!cfg.voltage_neurons.empty()) {
     for (int r = 0; r < world; ++r) {
-      const dist::Block b = dist::block_of(cfg.network.n_exc, r, world);
+      const dist::Block b = dist::block_of(n_exc, r, world);
       std::vector<int64_t> owned;
       for (int64_t i : cfg.voltage_neurons) {
         if (i >= b.offset && i < b.offset + b.size) owned.push_back(i);
@@ -360,13 +374,15 @@ int run(const std::vector<std::string>& args) {
     }
     wanted["E.V"] = cfg.voltage_neurons;
     std::vector<int64_t> local;  // this rank's recorded neurons, as indices into its block
-    for (int64_t i : columns["E.V"][rank]) local.push_back(i - dist::block_of(cfg.network.n_exc, rank, world).offset);
+    for (int64_t i : columns["E.V"][rank]) local.push_back(i - dist::block_of(n_exc, rank, world).offset);
     opt.monitors.push_back({"E.V", torch::tensor(local, torch::kLong), 1, "", std::nullopt});
   }
+  // The pools' rates (A, B, non-selective, I), four numbers per step.
+  if (cfg.model == "decision_making") opt.monitors.push_back({"rates.rate", std::nullopt, 1, "", std::nullopt});
   if (comm) {
     auto part = std::make_shared<dist::Partition>();
     part->comm = comm;
-    part->global_sizes = {{"E", cfg.network.n_exc}, {"I", cfg.network.n_inh}};
+    part->global_sizes = {{"E", n_exc}, {"I", n_inh}};
     part->encoding = a.dist_encoding;
     opt.partition = part;
     try {
@@ -377,8 +393,10 @@ int run(const std::vector<std::string>& args) {
     }
   }
   if (leader) {
-    std::cerr << label << " E/I network: " << cfg.network.n_exc << " + " << cfg.network.n_inh << " LIF neurons, "
-              << synapses << " synapses, built in " << build_s << " s on " << cfg.device;
+    std::cerr << label << " network: " << n_exc << " + " << n_inh
+              << (cfg.model == "coba_hh" ? " Hodgkin-Huxley" : " LIF") << " neurons, " << synapses
+              << (cfg.model == "decision_making" ? " synapses (all-to-all by pools, none stored)" : " synapses")
+              << ", built in " << build_s << " s on " << cfg.device;
     if (comm) std::cerr << ", split over " << comm->describe();
     std::cerr << "\n";
   }
@@ -441,13 +459,13 @@ int run(const std::vector<std::string>& args) {
   nlohmann::json summary = nlohmann::json::parse(r.summary_json());
   const double sim_s = r.steps * r.dt / 1000.0;
   nlohmann::json rates = nlohmann::json::object();
-  for (const auto& [pop, n] : {std::pair<const char*, int64_t>{"E", cfg.network.n_exc}, {"I", cfg.network.n_inh}}) {
+  for (const auto& [pop, n] : {std::pair<const char*, int64_t>{"E", n_exc}, {"I", n_inh}}) {
     rates[pop] = static_cast<double>(r.spike_counts.at(pop)) / (static_cast<double>(n) * sim_s);
   }
-  summary["model"] = label + " E/I (" + a.config + ")";
+  summary["model"] = label + " (" + a.config + ")";
   summary["device"] = cfg.device;
   summary["seed"] = cfg.seed;
-  summary["neurons"] = cfg.network.n_exc + cfg.network.n_inh;
+  summary["neurons"] = n_exc + n_inh;
   summary["synapses"] = synapses;
   summary["build_seconds"] = build_s;
   summary["seconds_per_simulated_second"] = r.wall_seconds / sim_s;
@@ -458,6 +476,21 @@ int run(const std::vector<std::string>& args) {
   if (!opt.checkpoint_path.empty()) summary["checkpoint"] = {{"path", opt.checkpoint_path}, {"every_steps", opt.checkpoint_every}};
   summary["rates_hz"] = rates;
   if (!distributed.is_null()) summary["distributed"] = distributed;
+  nlohmann::json decision = nullptr;
+  if (cfg.model == "decision_making") {
+    // The choice: the selective pool with the higher rate over the last 200 ms of the run.
+    const at::Tensor pools = r.values.at("rates.rate");
+    const int64_t tail = std::min<int64_t>(pools.size(0), std::llround(200.0 / r.dt));
+    const at::Tensor mean = pools.narrow(0, pools.size(0) - tail, tail).to(torch::kDouble).mean(0);
+    decision = {{"coherence_percent", cfg.decision.coherence.front()},
+                {"rate_A_hz", mean[0].item<double>()},
+                {"rate_B_hz", mean[1].item<double>()},
+                {"rate_nonselective_hz", mean[2].item<double>()},
+                {"rate_I_hz", mean[3].item<double>()},
+                {"choice", mean[0].item<double>() >= mean[1].item<double>() ? "A" : "B"},
+                {"over_last_ms", static_cast<double>(tail) * r.dt}};
+    summary["decision"] = decision;
+  }
   io::write_text(a.out + "/summary.json", summary.dump(2) + "\n");
 
   if (cfg.monitor_spikes) {
@@ -465,17 +498,17 @@ int run(const std::vector<std::string>& args) {
     io::write_text(a.out + "/raster.svg",
                    io::raster_svg({{"E", head(r.values.at("E.spike"), cfg.raster_neurons), "#1f77b4"},
                                    {"I", head(r.values.at("I.spike"), cfg.raster_neurons), "#d62728"}},
-                                  r.t_start, r.dt, label + " E/I network: spike raster"));
+                                  r.t_start, r.dt, label + " network: spike raster"));
   }
   if (!cfg.voltage_neurons.empty()) {
     std::vector<std::string> names;
     for (auto i : cfg.voltage_neurons) names.push_back("E[" + std::to_string(i) + "]");
     io::write_text(a.out + "/traces.svg", io::traces_svg(r.times.at("E.V"), r.values.at("E.V"), names,
-                                                         label + " E/I network: membrane potential", "V (mV)"));
+                                                         label + " network: membrane potential", "V (mV)"));
   }
 
-  std::cout << label << " E/I network, " << cfg.network.n_exc + cfg.network.n_inh << " neurons, " << synapses
-            << " synapses, " << cfg.device << "\n";
+  std::cout << label << " network, " << n_exc + n_inh << " neurons, " << synapses << " synapses, " << cfg.device
+            << "\n";
   std::cout << "  simulated " << r.steps * r.dt << " ms in " << r.wall_seconds << " s ("
             << r.wall_seconds / sim_s << " s per simulated second, " << r.engine << " engine), build " << build_s
             << " s\n";
@@ -486,6 +519,12 @@ int run(const std::vector<std::string>& args) {
               << " s in exchanges (slowest rank)\n";
   }
   std::cout << "  rates: E " << rates["E"].get<double>() << " Hz, I " << rates["I"].get<double>() << " Hz\n";
+  if (!decision.is_null()) {
+    std::cout << "  decision (coherence " << decision["coherence_percent"].get<double>() << "%): pool "
+              << decision["choice"].get<std::string>() << " (A " << decision["rate_A_hz"].get<double>() << " Hz, B "
+              << decision["rate_B_hz"].get<double>() << " Hz over the last " << decision["over_last_ms"].get<double>()
+              << " ms)\n";
+  }
   std::cout << "  outputs: " << a.out << "/{monitors.npz, summary.json"
             << (cfg.monitor_spikes ? ", raster.svg" : "") << (cfg.voltage_neurons.empty() ? "" : ", traces.svg") << "}\n";
   return kExitOk;

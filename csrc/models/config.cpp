@@ -147,7 +147,89 @@ void read_network(const json& j, const std::string& path, EINetSpec& n) {
   r.finish();
 }
 
+void read_coba_hh(const json& j, const std::string& path, CobaHHSpec& n) {
+  Reader r(j, path);
+  n.n_exc = r.integer("n_exc", n.n_exc, 1, int64_t{1} << 40);
+  n.n_inh = r.integer("n_inh", n.n_inh, 1, int64_t{1} << 40);
+  n.p = r.number("p", n.p, 0, 1);
+  n.connectivity = r.choice("connectivity", n.connectivity, {"csr", "jit"});
+  if (n.connectivity == "jit" && n.p <= 0) throw ConfigError(r.at("p"), "JIT connectivity needs p > 0");
+  n.w_exc = r.number("w_exc", n.w_exc);
+  n.w_inh = r.number("w_inh", n.w_inh);
+  n.tau_exc = r.number("tau_exc", n.tau_exc, 0, 1e6, true);
+  n.tau_inh = r.number("tau_inh", n.tau_inh, 0, 1e6, true);
+  n.E_exc = r.number("E_exc", n.E_exc);
+  n.E_inh = r.number("E_inh", n.E_inh);
+  n.C = r.number("C", n.C, 0, 1e6, true);
+  n.g_leak = r.number("g_leak", n.g_leak, 0, 1e6);
+  n.E_leak = r.number("E_leak", n.E_leak);
+  n.g_Na = r.number("g_Na", n.g_Na, 0, 1e6);
+  n.E_Na = r.number("E_Na", n.E_Na);
+  n.g_K = r.number("g_K", n.g_K, 0, 1e6);
+  n.E_K = r.number("E_K", n.E_K);
+  n.V_T = r.number("V_T", n.V_T);
+  n.V_th = r.number("V_th", n.V_th);
+  if (const json* v = r.find("V_init")) {
+    Reader vi(*v, r.at("V_init"));
+    n.V_init_mean = vi.number("mean_above_E_leak", n.V_init_mean);
+    n.V_init_std = vi.number("std", n.V_init_std, 0, 1e6);
+    vi.finish();
+  }
+  if (const json* v = r.find("g_init")) {
+    Reader gi(*v, r.at("g_init"));
+    n.g_exc_init_mean = gi.number("exc_mean", n.g_exc_init_mean);
+    n.g_exc_init_std = gi.number("exc_std", n.g_exc_init_std, 0, 1e6);
+    n.g_inh_init_mean = gi.number("inh_mean", n.g_inh_init_mean);
+    n.g_inh_init_std = gi.number("inh_std", n.g_inh_init_std, 0, 1e6);
+    gi.finish();
+  }
+  n.dtype = r.choice("dtype", n.dtype, {"float32", "float64"});
+  r.finish();
+}
+
+void read_decision(const json& j, const std::string& path, DecisionNetSpec& n) {
+  Reader r(j, path);
+  n.scale = r.number("scale", n.scale, 0, 1e4, true);
+  n.f = r.number("f", n.f, 0, 0.5, true);
+  if (n.f >= 0.5) throw ConfigError(r.at("f"), "must be below 0.5 (two selective pools)");
+  if (std::llround(n.f * std::llround(1600 * n.scale)) < 1 || std::llround(400 * n.scale) < 1) {
+    throw ConfigError(r.at("scale"), "leaves a population or a selective pool empty");
+  }
+  n.w_plus = r.number("w_plus", n.w_plus, 0, 1e3);
+  n.coherence = {r.number("coherence", n.coherence.front(), -100, 100)};
+  n.mu0 = r.number("mu0", n.mu0, 0, 1e5);
+  n.stim_sigma = r.number("stim_sigma", n.stim_sigma, 0, 1e5);
+  n.stim_interval = r.number("stim_interval", n.stim_interval, 0, 1e9, true);
+  n.stim_on = r.number("stim_on", n.stim_on, 0, 1e9);
+  n.stim_off = r.number("stim_off", n.stim_off, 0, 1e9);
+  if (n.stim_off < n.stim_on) throw ConfigError(r.at("stim_off"), "must be >= stim_on");
+  n.background_hz = r.number("background_hz", n.background_hz, 0, 1e6);
+  n.g_ext_E = r.number("g_ext_E", n.g_ext_E, 0, 1e6);
+  n.g_ext_I = r.number("g_ext_I", n.g_ext_I, 0, 1e6);
+  n.g_EE_AMPA = r.number("g_EE_AMPA", n.g_EE_AMPA, 0, 1e6);
+  n.g_EI_AMPA = r.number("g_EI_AMPA", n.g_EI_AMPA, 0, 1e6);
+  n.g_EE_NMDA = r.number("g_EE_NMDA", n.g_EE_NMDA, 0, 1e6);
+  n.g_EI_NMDA = r.number("g_EI_NMDA", n.g_EI_NMDA, 0, 1e6);
+  n.g_IE_GABA = r.number("g_IE_GABA", n.g_IE_GABA, 0, 1e6);
+  n.g_II_GABA = r.number("g_II_GABA", n.g_II_GABA, 0, 1e6);
+  n.delay_ms = r.number("delay_ms", n.delay_ms, 0, 1e4);
+  n.dtype = r.choice("dtype", n.dtype, {"float32", "float64"});
+  r.finish();
+}
+
 }  // namespace
+
+int64_t RunConfig::exc_size() const {
+  if (model == "coba_hh") return coba_hh.n_exc;
+  if (model == "decision_making") return std::llround(1600 * decision.scale);
+  return network.n_exc;
+}
+
+int64_t RunConfig::inh_size() const {
+  if (model == "coba_hh") return coba_hh.n_inh;
+  if (model == "decision_making") return std::llround(400 * decision.scale);
+  return network.n_inh;
+}
 
 RunConfig parse_run_config(const std::string& text) {
   json j;
@@ -158,8 +240,16 @@ RunConfig parse_run_config(const std::string& text) {
   }
   RunConfig c;
   Reader root(j, "");
-  c.model = root.choice("model", c.model, {"ei_network"});
-  if (const json* v = root.find("network")) read_network(*v, "/network", c.network);
+  c.model = root.choice("model", c.model, {"ei_network", "coba_hh", "decision_making"});
+  if (const json* v = root.find("network")) {
+    if (c.model == "coba_hh") read_coba_hh(*v, "/network", c.coba_hh);
+    else if (c.model == "decision_making") read_decision(*v, "/network", c.decision);
+    else read_network(*v, "/network", c.network);
+  }
+  // The default traces (neurons 0-4) of a population smaller than that: those it has.
+  c.voltage_neurons.erase(std::remove_if(c.voltage_neurons.begin(), c.voltage_neurons.end(),
+                                         [&](int64_t i) { return i >= c.exc_size(); }),
+                          c.voltage_neurons.end());
   if (const json* v = root.find("run")) {
     Reader r(*v, "/run");
     c.duration_ms = r.number("duration_ms", c.duration_ms, 0, 1e9, true);
@@ -181,9 +271,9 @@ RunConfig parse_run_config(const std::string& text) {
         const std::string p = m.at("voltage_neurons") + "/" + std::to_string(i);
         if (!e.is_number_integer()) throw ConfigError(p, "expected a neuron index, got " + describe(e));
         const int64_t idx = e.get<int64_t>();
-        if (idx < 0 || idx >= c.network.n_exc) {
+        if (idx < 0 || idx >= c.exc_size()) {
           throw ConfigError(p, "neuron " + std::to_string(idx) + " is outside the excitatory population [0, " +
-                                   std::to_string(c.network.n_exc) + ")");
+                                   std::to_string(c.exc_size()) + ")");
         }
         c.voltage_neurons.push_back(idx);
       }
@@ -196,7 +286,17 @@ RunConfig parse_run_config(const std::string& text) {
 }
 
 MemoryEstimate estimate_run_memory(const RunConfig& cfg) {
-  const EINetSpec& n = cfg.network;
+  EINetSpec n = cfg.network;
+  double state_factor = 1;  // states per neuron relative to the LIF network's
+  if (cfg.model == "coba_hh") {  // the same projections; three gates more per neuron
+    n.n_exc = cfg.coba_hh.n_exc, n.n_inh = cfg.coba_hh.n_inh, n.p = cfg.coba_hh.p;
+    n.connectivity = cfg.coba_hh.connectivity, n.dtype = cfg.coba_hh.dtype, n.delay_ms = 0;
+    state_factor = 2;
+  } else if (cfg.model == "decision_making") {  // all-to-all by pools: no stored synapses
+    n.n_exc = cfg.exc_size(), n.n_inh = cfg.inh_size(), n.p = 0;
+    n.connectivity = "jit", n.dtype = cfg.decision.dtype, n.delay_ms = cfg.decision.delay_ms;
+    state_factor = 4;  // AMPA, NMDA (two states), GABA, Poisson inputs
+  }
   MemoryEstimate e;
   const double ne = static_cast<double>(n.n_exc), ni = static_cast<double>(n.n_inh);
   const double value_bytes = n.dtype == "float64" ? 8 : 4;
@@ -211,7 +311,8 @@ MemoryEstimate estimate_run_memory(const RunConfig& cfg) {
     e.build_peak = largest * 24;  // per-row lists, row and column tensors (int64) while building
   }
   const double delay_rows = std::ceil(n.delay_ms / cfg.dt_ms) + 1;
-  e.states = (ne + ni) * (value_bytes * 4 + 8) + 2 * (ne + ni) * value_bytes + 2 * delay_rows * (ne + ni) * value_bytes;
+  e.states = state_factor * ((ne + ni) * (value_bytes * 4 + 8) + 2 * (ne + ni) * value_bytes) +
+             2 * delay_rows * (ne + ni) * value_bytes;
   const double steps = cfg.duration_ms / cfg.dt_ms;
   const double per_step =
       static_cast<double>(cfg.voltage_neurons.size()) * value_bytes + 8 + (cfg.monitor_spikes ? ne + ni : 0);

@@ -3,12 +3,16 @@ the blocks they are built from (Traub-Miles channels, GroupComm, shared AlignPre
 Poisson rate inputs, synaptic initial conditions), each against an independent reference:
 closed forms, dense computations, or the behaviour the papers report."""
 
+import json
 import math
+import os
+import subprocess
 
 import pytest
 import torch
 
 import brain
+from cli_helpers import BRAIN_TOOL, EXIT_USAGE, REPO, monitors
 
 m = brain.models
 
@@ -216,3 +220,44 @@ def test_decision_network_checks_its_trials():
         net.reset_state(3)
     with pytest.raises(RuntimeError, match=r"coherence must lie in \[-100, 100\]"):
         m.decision_network(coherence=150.0)
+
+
+# ---- `brain run` on their configs ---------------------------------------------------------------
+
+def brain_run(*args):
+    return subprocess.run([BRAIN_TOOL, "run", *map(str, args), "--no-progress"], capture_output=True, text=True)
+
+
+def test_brain_run_coba_hh_config(tmp_path):
+    r = brain_run(os.path.join(REPO, "models", "coba_hh.json"), "--duration", "40", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Hodgkin-Huxley neurons" in r.stderr and "COBA-HH network, 4000 neurons" in r.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["neurons"] == 4000 and summary["synapses"] > 250_000
+    assert 5 < summary["rates_hz"]["E"] < 150
+    m = monitors(tmp_path)
+    assert m["E.spike"].shape == (400, 3200) and m["E.V"].shape == (400, 5)
+    # The same network from Python, spike for spike.
+    net = brain.models.coba_hh_network(seed=42)
+    ours = brain.models.Runner(net, monitors=["E.spike"], progress=False).run(40.0)
+    assert (ours["E.spike"].numpy() == m["E.spike"]).all()
+    assert (tmp_path / "raster.svg").exists() and (tmp_path / "traces.svg").exists()
+
+
+def test_brain_run_decision_making_config(tmp_path):
+    with open(os.path.join(REPO, "models", "decision_making.json"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    cfg["network"].update(scale=0.5, coherence=-100.0, stim_on=100.0, stim_off=600.0)
+    path = tmp_path / "dm.json"
+    path.write_text(json.dumps(cfg))
+    r = brain_run(path, "--duration", "600", "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    d = summary["decision"]
+    assert d["choice"] == "B" and d["rate_B_hz"] > 15 > d["rate_A_hz"], d
+    assert "decision (coherence -100%): pool B" in r.stdout
+    # Configs are validated with the model's own fields.
+    cfg["network"]["coherence"] = 300
+    path.write_text(json.dumps(cfg))
+    r = brain_run(path)
+    assert r.returncode == EXIT_USAGE and "/network/coherence: expected a number in [-100, 100]" in r.stderr

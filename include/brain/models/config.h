@@ -22,9 +22,17 @@ class BRAIN_API ConfigError : public std::runtime_error {
   std::string path_;
 };
 
+// "model" picks the network (models/*.json): "ei_network" (COBA/CUBA, EINetSpec),
+// "coba_hh" (CobaHHSpec) or "decision_making" (Wang 2002, DecisionNetSpec, one trial of
+// coherence network.coherence); "network" then holds that spec's fields.
 struct RunConfig {
   std::string model = "ei_network";
   EINetSpec network;
+  CobaHHSpec coba_hh;
+  DecisionNetSpec decision;
+  // Size of the model's excitatory population "E" (voltage monitors index it).
+  int64_t exc_size() const;
+  int64_t inh_size() const;
   double duration_ms = 1000.0;
   double dt_ms = 0.1;
   uint64_t seed = 42;

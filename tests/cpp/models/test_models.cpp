@@ -437,13 +437,58 @@ TEST(EINetwork, CobaFiresInThePhysiologicalRange) {
 }
 
 TEST(Config, ShippedConfigsParse) {
-  for (const char* file : {"coba.json", "cuba.json"}) {
+  const auto read = [](const char* file) {
     std::ifstream in(std::string(BRAIN_SOURCE_DIR) + "/models/" + file);
     std::stringstream text;
     text << in.rdbuf();
-    const auto cfg = brain::parse_run_config(text.str());
+    return brain::parse_run_config(text.str());
+  };
+  for (const char* file : {"coba.json", "cuba.json"}) {
+    const auto cfg = read(file);
     EXPECT_EQ(cfg.network.n_exc, 3200) << file;
   }
+  const auto hh = read("coba_hh.json");
+  EXPECT_EQ(hh.model, "coba_hh");
+  EXPECT_EQ(hh.exc_size(), 3200);
+  EXPECT_DOUBLE_EQ(hh.coba_hh.w_inh, 0.335);
+  EXPECT_DOUBLE_EQ(hh.coba_hh.g_inh_init_std, 0.6);
+  const auto dm = read("decision_making.json");
+  EXPECT_EQ(dm.model, "decision_making");
+  EXPECT_EQ(dm.exc_size(), 1600);
+  EXPECT_EQ(dm.inh_size(), 400);
+  EXPECT_EQ(dm.decision.coherence, std::vector<double>{25.6});
+  EXPECT_DOUBLE_EQ(dm.decision.stim_on, 300.0);
+}
+
+TEST(Config, OtherModelsAreValidatedWithTheirOwnFields) {
+  auto error_of = [](const std::string& text) {
+    try {
+      brain::parse_run_config(text);
+    } catch (const brain::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_of(R"({"model": "coba_hh", "network": {"g_Na": -1}})"),
+            "/network/g_Na: expected a number in [0, 1e+06], got -1");
+  EXPECT_EQ(error_of(R"({"model": "coba_hh", "network": {"output": "coba"}})").rfind("/network/output: unknown field", 0),
+            0u);
+  EXPECT_EQ(error_of(R"({"model": "coba_hh", "network": {"g_init": {"exc_sd": 1}}})")
+                .rfind("/network/g_init/exc_sd: unknown field", 0),
+            0u);
+  EXPECT_EQ(error_of(R"({"model": "decision_making", "network": {"coherence": 120}})"),
+            "/network/coherence: expected a number in [-100, 100], got 120");
+  EXPECT_EQ(error_of(R"({"model": "decision_making", "network": {"stim_on": 500, "stim_off": 100}})"),
+            "/network/stim_off: must be >= stim_on");
+  EXPECT_EQ(error_of(R"({"model": "decision_making", "network": {"scale": 0.0001}})"),
+            "/network/scale: leaves a population or a selective pool empty");
+  EXPECT_EQ(error_of(R"({"model": "decision_making", "monitors": {"voltage_neurons": [1600]}})"),
+            "/monitors/voltage_neurons/0: neuron 1600 is outside the excitatory population [0, 1600)");
+  EXPECT_EQ(error_of(R"({"model": "hopfield"})"),
+            "/model: expected one of ei_network, coba_hh, decision_making, got \"hopfield\"");
+  // Default traces beyond a small population are dropped, not an error.
+  EXPECT_EQ(brain::parse_run_config(R"({"model": "coba_hh", "network": {"n_exc": 3, "n_inh": 1}})").voltage_neurons,
+            (std::vector<int64_t>{0, 1, 2}));
 }
 
 TEST(Config, ErrorsNameTheJsonPath) {
