@@ -1,5 +1,8 @@
 #include <brain/models/channels.h>
 
+#include <cmath>
+
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <brain/dyn/integrators.h>
@@ -113,10 +116,156 @@ void CondNeuGroup::reset_own_state(int64_t) {
   set_state("input", torch::zeros(shape, opts));
 }
 
+namespace {
+
+// Scalar twins of hh_rates.h, for the fused pass: the same formulas, limits and thresholds.
+template <typename T>
+T x_over_expm1(T x, T s) {
+  return std::abs(x) < T(1e-6) ? s : x / std::expm1(x / s);
+}
+template <typename T>
+T exprel_rate(T x, T scale) {  // scale * x / (1 - exp(-x / 10))
+  return std::abs(x) < T(1e-6) ? T(10) * scale : scale * x / (T(1) - std::exp(-x / T(10)));
+}
+template <typename T>
+T relax_scalar(T x, T alpha, T beta, T dt) {
+  const T rate = alpha + beta, inf = alpha / rate;
+  return inf + (x - inf) * std::exp(-rate * dt);
+}
+
+struct FusedChannel {
+  IonChannel::Kinetics k;
+  std::vector<at::Tensor> gates_in, gates_out;  // m, h (Na) or n (K), contiguous
+};
+
+template <typename T>
+struct GatePointers {
+  IonChannel::Kinetics k;
+  const T* in[2] = {nullptr, nullptr};
+  T* out[2] = {nullptr, nullptr};
+};
+
+template <typename T>
+void fused_cond_step(int64_t n, const T* V, const T* I, T* V_out, T* spike_out, std::vector<FusedChannel>& fused,
+                     double C, double V_th, double dt_d) {
+  const T dt = static_cast<T>(dt_d), c = static_cast<T>(C), th = static_cast<T>(V_th);
+  std::vector<GatePointers<T>> chans;
+  for (auto& f : fused) {
+    GatePointers<T> p{f.k};
+    for (size_t g = 0; g < f.gates_in.size(); ++g) {
+      p.in[g] = f.gates_in[g].data_ptr<T>();
+      p.out[g] = f.gates_out[g].data_ptr<T>();
+    }
+    chans.push_back(p);
+  }
+  // ~10 transcendental functions per neuron: worth a thread from a thousand neurons on.
+  at::parallel_for(0, n, 1024, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const T v = V[i];
+      T G = 0, current = 0;
+      for (const auto& ch : chans) {
+        const T g = static_cast<T>(ch.k.g), E = static_cast<T>(ch.k.E), VT = static_cast<T>(ch.k.V_T);
+        T cond = g;
+        switch (ch.k.kind) {
+          case IonChannel::Kinetics::NaHH: {
+            const T m = relax_scalar(ch.in[0][i], exprel_rate(v + T(40), T(0.1)),
+                                     T(4) * std::exp(-(v + T(65)) / T(18)), dt);
+            const T h = relax_scalar(ch.in[1][i], T(0.07) * std::exp(-(v + T(65)) / T(20)),
+                                     T(1) / (T(1) + std::exp(-(v + T(35)) / T(10))), dt);
+            ch.out[0][i] = m;
+            ch.out[1][i] = h;
+            cond = g * m * m * m * h;
+            break;
+          }
+          case IonChannel::Kinetics::KHH: {
+            const T nn = relax_scalar(ch.in[0][i], exprel_rate(v + T(55), T(0.01)),
+                                      T(0.125) * std::exp(-(v + T(65)) / T(80)), dt);
+            ch.out[0][i] = nn;
+            cond = g * nn * nn * nn * nn;
+            break;
+          }
+          case IonChannel::Kinetics::NaTM: {
+            const T m = relax_scalar(ch.in[0][i], T(0.32) * x_over_expm1(T(13) - v + VT, T(4)),
+                                     T(0.28) * x_over_expm1(v - VT - T(40), T(5)), dt);
+            const T h = relax_scalar(ch.in[1][i], T(0.128) * std::exp((T(17) - v + VT) / T(18)),
+                                     T(4) / (T(1) + std::exp((T(40) - v + VT) / T(5))), dt);
+            ch.out[0][i] = m;
+            ch.out[1][i] = h;
+            cond = g * m * m * m * h;
+            break;
+          }
+          case IonChannel::Kinetics::KTM: {
+            const T nn = relax_scalar(ch.in[0][i], T(0.032) * x_over_expm1(T(15) - v + VT, T(5)),
+                                      T(0.5) * std::exp((T(10) - v + VT) / T(40)), dt);
+            ch.out[0][i] = nn;
+            cond = g * nn * nn * nn * nn;
+            break;
+          }
+          default:  // Leak
+            break;
+        }
+        G += cond;
+        current -= cond * (v - E);
+      }
+      const T a = -G / c, ad = a * dt;
+      const T phi = std::abs(ad) < T(1e-12) ? dt : std::expm1(ad) / a;
+      const T v_new = v + phi * ((I[i] + current) / c);
+      V_out[i] = v_new;
+      spike_out[i] = std::min(v_new - th, th - v) > T(0) ? T(1) : T(0);
+    }
+  });
+}
+
+}  // namespace
+
+// One pass over the neurons for channels it knows, on the CPU, when nothing records gradients.
+bool CondNeuGroup::fused_update(const at::Tensor& V, const at::Tensor& I, const Context& ctx) {
+  if (!V.device().is_cpu() || (V.scalar_type() != at::kFloat && V.scalar_type() != at::kDouble)) return false;
+  if (at::GradMode::is_enabled() && (V.requires_grad() || I.requires_grad())) return false;
+  std::vector<FusedChannel> chans;
+  for (const auto& ch : channels_) {
+    FusedChannel f{ch->kinetics(), {}, {}};
+    if (f.k.kind == IonChannel::Kinetics::None) return false;
+    const bool sodium = f.k.kind == IonChannel::Kinetics::NaHH || f.k.kind == IonChannel::Kinetics::NaTM;
+    std::vector<const char*> names;
+    if (sodium) names = {"m", "h"};
+    else if (f.k.kind != IonChannel::Kinetics::Leak) names = {"n"};
+    for (const char* g : names) {
+      const at::Tensor& x = ch->state(g);
+      if (x.scalar_type() != V.scalar_type() || x.sizes() != V.sizes() || (at::GradMode::is_enabled() && x.requires_grad())) {
+        return false;
+      }
+      f.gates_in.push_back(x.contiguous());
+      f.gates_out.push_back(at::empty_like(f.gates_in.back()));
+    }
+    chans.push_back(std::move(f));
+  }
+  const at::Tensor Vc = V.contiguous(), Ic = I.to(V.scalar_type()).expand(V.sizes()).contiguous();
+  at::Tensor V_new = at::empty_like(Vc), spike = at::empty_like(Vc);
+  AT_DISPATCH_FLOATING_TYPES(V.scalar_type(), "CondNeuGroup fused step", [&] {
+    fused_cond_step<scalar_t>(Vc.numel(), Vc.data_ptr<scalar_t>(), Ic.data_ptr<scalar_t>(), V_new.data_ptr<scalar_t>(),
+                              spike.data_ptr<scalar_t>(), chans, C_, V_th_, ctx.dt);
+  });
+  for (size_t c = 0; c < channels_.size(); ++c) {
+    const auto k = chans[c].k.kind;
+    if (k == IonChannel::Kinetics::NaHH || k == IonChannel::Kinetics::NaTM) {
+      channels_[c]->assign_state("m", chans[c].gates_out[0]);
+      channels_[c]->assign_state("h", chans[c].gates_out[1]);
+    } else if (k != IonChannel::Kinetics::Leak) {
+      channels_[c]->assign_state("n", chans[c].gates_out[0]);
+    }
+  }
+  set_state("spike", spike);
+  set_state("V", V_new);
+  set_state("input", torch::zeros_like(state("input")));
+  return true;
+}
+
 void CondNeuGroup::update(const Context& ctx) {
   TORCH_CHECK(!channels_.empty(), "CondNeuGroup: no ion channels were added");
   const at::Tensor V = state("V");
   const at::Tensor I = total_current(V);  // external and synaptic, held over the step
+  if (fused_ && fused_update(V, I, ctx)) return;
   for (auto& ch : channels_) ch->advance(V, ctx);
   // Channel currents linear in V (all built-in ones): exponential Euler with the exact slope
   // -G / C, the same step exp_euler takes after finding that slope by autograd.

@@ -28,6 +28,14 @@ class BRAIN_API IonChannel : public DynamicalSystem {
   // undefined otherwise. When every channel of a CondNeuGroup gives one, the group integrates
   // V with this exact slope instead of differentiating the currents by autograd each step.
   virtual at::Tensor conductance() const { return {}; }
+  // Built-in channels describe their kinetics, so a CondNeuGroup made of them can update all
+  // gates and V in one pass over the neurons on the CPU when no gradient is recorded (the same
+  // step as the op-by-op path, to rounding). kind: none for channels it does not know.
+  struct Kinetics {
+    enum Kind { None, Leak, NaHH, KHH, NaTM, KTM } kind = None;
+    double g = 0, E = 0, V_T = 0;
+  };
+  virtual Kinetics kinetics() const { return {}; }
   void update(const Context&) override {}  // driven by its CondNeuGroup
 
  protected:
@@ -41,6 +49,7 @@ class BRAIN_API LeakChannel : public IonChannel {
   LeakChannel(int64_t n, double g = 0.3, double E = -54.387, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
+  Kinetics kinetics() const override { return {Kinetics::Leak, g_, E_, 0}; }
 
  private:
   double g_, E_;
@@ -52,6 +61,7 @@ class BRAIN_API NaChannelHH : public IonChannel {
   NaChannelHH(int64_t n, double g = 120, double E = 50, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
+  Kinetics kinetics() const override { return {Kinetics::NaHH, g_, E_, 0}; }
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:
@@ -67,6 +77,7 @@ class BRAIN_API KChannelHH : public IonChannel {
   KChannelHH(int64_t n, double g = 36, double E = -77, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
+  Kinetics kinetics() const override { return {Kinetics::KHH, g_, E_, 0}; }
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:
@@ -85,6 +96,7 @@ class BRAIN_API NaChannelTM : public IonChannel {
               std::optional<double> V_rest = std::nullopt);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
+  Kinetics kinetics() const override { return {Kinetics::NaTM, g_, E_, V_T_}; }
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:
@@ -102,6 +114,7 @@ class BRAIN_API KChannelTM : public IonChannel {
              std::optional<double> V_rest = std::nullopt);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
+  Kinetics kinetics() const override { return {Kinetics::KTM, g_, E_, V_T_}; }
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:
@@ -123,11 +136,15 @@ class BRAIN_API CondNeuGroup : public NeuronGroup {
     return add_child(name, std::move(channel));
   }
   void update(const Context& ctx) override;
+  // The one-pass CPU update (on by default); off: always op by op (to compare the two).
+  void set_fused(bool on) { fused_ = on; }
 
  protected:
   void reset_own_state(int64_t batch_size) override;
 
  private:
+  bool fused_ = true;
+  bool fused_update(const at::Tensor& V, const at::Tensor& I, const Context& ctx);
   double C_, V_th_, V_init_;
   Surrogate surrogate_;
   std::vector<std::shared_ptr<IonChannel>> channels_;
