@@ -39,14 +39,18 @@ def main(argv=None):
     p.add_argument("--trials", type=int, default=None, help="trials per coherence")
     args = p.parse_args(argv)
     exp = Experiment("decision_making", args)
+    # The network starts at rest and its spontaneous state builds up over ~300 ms (NMDA): the
+    # full run lets it settle before the stimulus; the quick one does not wait.
     if args.quick:
-        coherences, trials, scale, stim_off, duration = [0.0, 6.4, 12.8, 25.6, 51.2], args.trials or 6, 0.5, 700.0, 700.0
+        coherences, trials, scale, stim_on, stim_off = [0.0, 6.4, 12.8, 25.6, 51.2], args.trials or 6, 0.5, 100.0, 700.0
     else:
-        coherences, trials, scale, stim_off, duration = [0.0, 3.2, 6.4, 12.8, 25.6, 51.2, 100.0], args.trials or 24, \
-            1.0, 1100.0, 1100.0
+        coherences, trials, scale, stim_on, stim_off = [0.0, 3.2, 6.4, 12.8, 25.6, 51.2, 100.0], args.trials or 24, \
+            1.0, 300.0, 1300.0
+    duration = stim_off
     batch = [c for c in coherences for _ in range(trials)]
-    dt, stim_on = 0.1, 100.0
-    net = brain.models.decision_network(coherence=batch, scale=scale, stim_off=stim_off, seed=7, device=args.device)
+    dt = 0.1
+    net = brain.models.decision_network(coherence=batch, scale=scale, stim_on=stim_on, stim_off=stim_off, seed=7,
+                                        device=args.device)
     t0 = time.time()
     out = brain.models.Runner(net, dt=dt, monitors=["rates.rate"], progress=None).run(duration)
     wall = time.time() - t0

@@ -100,15 +100,17 @@ def main(argv=None):
     claims = {"COBA-HH fires at physiological rates (5-100 Hz) at every size":
                   all(5 < r["rates_hz"][k] < 100 for r in hh for k in ("E", "I"))}
     if use_brian2:
+        # Both networks are chaotic, so runs with different random draws agree only in their
+        # statistics: COBA-LIF rates within a few percent; self-sustained COBA-HH rates vary by
+        # +-40% from seed to seed in Brian2 and in libbrain alike at N = 1000 (measured: 19-42 Hz
+        # and 25-54 Hz over 600 ms), less in larger networks. Compared at each model's largest N.
+        largest = {model: max(ns) for model, ns in sizes.items()}
         pairs = [(a, b) for a in rows for b in rows if a["simulator"] == "brain" and b["simulator"] == "Brian2"
-                 and a["model"] == b["model"] and a["n"] == b["n"]]
-        # Both networks are chaotic: with different random draws COBA-LIF rates agree within a
-        # few percent, while self-sustained COBA-HH rates vary by +-40% from seed to seed in
-        # Brian2 and in libbrain alike (measured: 19-42 Hz and 25-54 Hz at N = 1000).
-        tolerance = {"lif": 0.25, "hh": 0.6}
-        claims["rates agree with Brian2's (COBA-LIF within 25%, chaotic COBA-HH within 60%)"] = all(
-            abs(a["rates_hz"][k] - b["rates_hz"][k]) <= tolerance[a["model"]] * b["rates_hz"][k]
-            for a, b in pairs for k in ("E", "I"))
+                 and a["model"] == b["model"] and a["n"] == b["n"] == largest[a["model"]]]
+        tolerance = {"lif": 0.25, "hh": 0.4}
+        claims["at the largest N, rates agree with Brian2's (COBA-LIF within 25%, chaotic COBA-HH within 40%)"] = \
+            bool(pairs) and all(abs(a["rates_hz"][k] - b["rates_hz"][k]) <= tolerance[a["model"]] * b["rates_hz"][k]
+                                for a, b in pairs for k in ("E", "I"))
     return exp.save(fig, {"rows": rows, "duration_ms": duration, "brian2": use_brian2}, claims,
                     "Simulators: COBA-LIF and COBA-HH against Brian2")
 
