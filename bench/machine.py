@@ -2,6 +2,9 @@
 
 import os
 import platform
+import subprocess
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cpu_model():
@@ -16,3 +19,12 @@ def cpu_model():
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores"
+
+
+def commit():
+    """The repository's short commit hash, or "unknown" outside a git checkout."""
+    try:
+        return subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -14,12 +14,7 @@ namespace brain {
 
 namespace {
 
-uint64_t splitmix(uint64_t seed, uint64_t k) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (k + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+using inputs::mix_seed;
 
 // Adds the stimulus of pools A and B to the excitatory Poisson input's rates. The rates of an
 // interval are drawn from a generator keyed on (seed, interval), so a replayed or resumed run
@@ -39,7 +34,7 @@ class DecisionStimulus : public DynamicalSystem {
     const auto interval = static_cast<int64_t>(std::floor((ctx.t - spec_.stim_on) / spec_.stim_interval));
     if (interval != cached_interval_ || !cached_.defined()) {
       const int64_t trials = std::max<int64_t>(1, batch_size());
-      auto gen = at::make_generator<at::CPUGeneratorImpl>(splitmix(seed_, static_cast<uint64_t>(interval)));
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed_, static_cast<uint64_t>(interval)));
       const at::Tensor z = at::randn({trials, 2}, gen, torch::kDouble);
       const at::Tensor c = coherence_.to(torch::kCPU).expand({trials}) / 100.0;
       const at::Tensor mean = torch::stack({spec_.mu0 * (1 + c), spec_.mu0 * (1 - c)}, 1);
@@ -126,14 +121,14 @@ std::shared_ptr<DynSysGroup> build_decision_network(const DecisionNetSpec& spec,
                                 .to(device);
   const at::Tensor one_group_I = torch::zeros({n_I}, torch::kLong).to(device);
 
-  auto input_E = std::make_shared<PoissonGroup>(n_E, spec.background_hz, splitmix(seed, 1));
-  auto input_I = std::make_shared<PoissonGroup>(n_I, spec.background_hz, splitmix(seed, 2));
+  auto input_E = std::make_shared<PoissonGroup>(n_E, spec.background_hz, mix_seed(seed, 1));
+  auto input_I = std::make_shared<PoissonGroup>(n_I, spec.background_hz, mix_seed(seed, 2));
   input_E->to(device);
   input_I->to(device);
   const auto pool_mask = [&](int64_t label) { return labels.eq(label).to(at::kFloat); };
   auto net = std::make_shared<DynSysGroup>("DecisionMaking");
   // The stimulus first: the Poisson input reads its rates when it updates.
-  net->add("stimulus", std::make_shared<DecisionStimulus>(input_E, pool_mask(0), pool_mask(1), spec, splitmix(seed, 3)));
+  net->add("stimulus", std::make_shared<DecisionStimulus>(input_E, pool_mask(0), pool_mask(1), spec, mix_seed(seed, 3)));
   net->add("input_E", input_E);
   net->add("input_I", input_I);
 

@@ -31,16 +31,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
-from machine import cpu_model  # noqa: E402  (bench/machine.py)
+from machine import commit, cpu_model  # noqa: E402  (bench/machine.py)
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def commit():
-    try:
-        return subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def find_brain(explicit):

@@ -5,7 +5,6 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -14,7 +13,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))  # bench/: machine.py, csr_bench.py, jitc_bench.py
-from machine import cpu_model  # noqa: E402
+from machine import commit, cpu_model  # noqa: E402  (bench/machine.py)
 
 OUT = os.path.join(HERE, "out")
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's python3-brian lives there
@@ -33,14 +32,6 @@ def machine(device):
     if device == "cuda":
         desc = f"{torch.cuda.get_device_name()}; " + desc
     return desc
-
-
-def commit():
-    try:
-        return subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def pyplot():

@@ -90,15 +90,14 @@ at::Tensor wiener_process(double duration, double dt, int64_t n, uint64_t seed) 
 
 namespace brain {
 
-namespace {
-// A well-mixed 64-bit key from (seed, step) (splitmix64 finaliser).
-uint64_t mix(uint64_t seed, uint64_t step) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (step + 1);
+namespace inputs {
+uint64_t mix_seed(uint64_t seed, uint64_t k) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (k + 1);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
-}  // namespace
+}  // namespace inputs
 
 PoissonGroup::PoissonGroup(int64_t n, at::Tensor rates_hz, uint64_t seed)
     : DynamicalSystem("PoissonGroup"), n_(n), seed_(seed) {
@@ -120,7 +119,7 @@ void PoissonGroup::update(const Context& ctx) {
   const auto& spike = state("spike");
   // Drawn on the CPU from a generator seeded with (seed, step) and copied over: the same
   // spikes on every device, and no generator state to carry through save/resume.
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(mix(seed_, static_cast<uint64_t>(ctx.step)));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(inputs::mix_seed(seed_, static_cast<uint64_t>(ctx.step)));
   const at::Tensor u = at::rand(spike.sizes(), gen, torch::kFloat).to(spike.device(), /*non_blocking=*/true);
   const at::Tensor& extra = state("rate_input");
   set_state("spike", u < (rates_ + extra) * (ctx.dt / 1000.0));

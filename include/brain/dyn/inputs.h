@@ -39,6 +39,10 @@ BRAIN_API at::Tensor ou_process(double mean, double sigma, double tau, double du
 // Standard Wiener increments N(0, dt): [T, n].
 BRAIN_API at::Tensor wiener_process(double duration, double dt, int64_t n, uint64_t seed);
 
+// A well-mixed 64-bit key from (seed, k) (the splitmix64 finaliser): the seed of the
+// generator for step or interval k, so draws need no generator state carried through a run.
+BRAIN_API uint64_t mix_seed(uint64_t seed, uint64_t k);
+
 }  // namespace brain::inputs
 
 namespace brain {

@@ -436,6 +436,16 @@ TEST(EINetwork, CobaFiresInThePhysiologicalRange) {
   }
 }
 
+// The message of the ConfigError that parsing `text` raises, or "no error".
+std::string config_error_of(const std::string& text) {
+  try {
+    brain::parse_run_config(text);
+  } catch (const brain::ConfigError& e) {
+    return std::string(e.what());
+  }
+  return std::string("no error");
+}
+
 TEST(Config, ShippedConfigsParse) {
   const auto read = [](const char* file) {
     std::ifstream in(std::string(BRAIN_SOURCE_DIR) + "/models/" + file);
@@ -461,14 +471,7 @@ TEST(Config, ShippedConfigsParse) {
 }
 
 TEST(Config, OtherModelsAreValidatedWithTheirOwnFields) {
-  auto error_of = [](const std::string& text) {
-    try {
-      brain::parse_run_config(text);
-    } catch (const brain::ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  const auto error_of = config_error_of;
   EXPECT_EQ(error_of(R"({"model": "coba_hh", "network": {"g_Na": -1}})"),
             "/network/g_Na: expected a number in [0, 1e+06], got -1");
   EXPECT_EQ(error_of(R"({"model": "coba_hh", "network": {"output": "coba"}})").rfind("/network/output: unknown field", 0),
@@ -492,14 +495,7 @@ TEST(Config, OtherModelsAreValidatedWithTheirOwnFields) {
 }
 
 TEST(Config, ErrorsNameTheJsonPath) {
-  auto error_of = [](const std::string& text) {
-    try {
-      brain::parse_run_config(text);
-    } catch (const brain::ConfigError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  const auto error_of = config_error_of;
   EXPECT_EQ(error_of(R"({"network": {"p": 1.5}})"), "/network/p: expected a number in [0, 1], got 1.5");
   EXPECT_EQ(error_of(R"({"network": {"n_exc": "many"}})"), "/network/n_exc: expected an integer, got \"many\"");
   EXPECT_EQ(error_of(R"({"network": {"neuron": {"tau": 0}}})"), "/network/neuron/tau: expected a number in (0, 1e+06], got 0");
