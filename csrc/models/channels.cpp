@@ -1,6 +1,7 @@
 #include <brain/models/channels.h>
 
 #include <cmath>
+#include <functional>
 
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -101,6 +102,118 @@ at::Tensor KChannelTM::current(const at::Tensor& V) const { return -conductance(
 at::Tensor KChannelTM::conductance() const { return g_ * state("n").pow(4); }
 void KChannelTM::advance(const at::Tensor& V, const Context& ctx) {
   set_state("n", relax(state("n"), detail::tm_alpha_n(V, V_T_), detail::tm_beta_n(V, V_T_), ctx.dt));
+}
+
+// ---- Calcium, h and KCa channels ----
+
+namespace {
+
+// x -> x_inf + (x - x_inf) e^{-dt / tau}: exact for x_inf and tau held over the step.
+at::Tensor relax_tau(const at::Tensor& x, const at::Tensor& x_inf, const at::Tensor& tau, double dt) {
+  return x_inf + (x - x_inf) * torch::exp(-dt / tau);
+}
+
+// A steady-state gate of the state's shape, evaluated at the scalar V (or concentration) v.
+at::Tensor steady_gate(const std::function<at::Tensor(const at::Tensor&)>& x_inf, double v,
+                       const std::vector<int64_t>& shape, at::TensorOptions opts) {
+  const double x = x_inf(torch::full({}, v, at::TensorOptions(at::kDouble))).item<double>();
+  return torch::full(shape, x, opts);
+}
+
+}  // namespace
+
+CaTChannel::CaTChannel(int64_t n, CaTParams p, at::TensorOptions options)
+    : IonChannel("CaT", n, options),
+      p_(p),
+      phi_p_(std::pow(3.55, (p.T - 24) / 10)),
+      phi_q_(std::pow(3.0, (p.T - 24) / 10)) {
+  TORCH_CHECK(p.g >= 0, "CaTChannel: g must be >= 0, got ", p.g);
+}
+at::Tensor CaTChannel::p_inf(const at::Tensor& V) const { return torch::sigmoid((V + 59 - p_.V_sh) / 6.2); }
+at::Tensor CaTChannel::q_inf(const at::Tensor& V) const { return torch::sigmoid(-(V + 83 - p_.V_sh) / 4); }
+at::Tensor CaTChannel::tau_p(const at::Tensor& V) const {
+  return (1 / (torch::exp(-(V + 132 - p_.V_sh) / 16.7) + torch::exp((V + 16.8 - p_.V_sh) / 18.2)) + 0.612) / phi_p_;
+}
+at::Tensor CaTChannel::tau_q(const at::Tensor& V) const {
+  const at::Tensor u = V - p_.V_sh;
+  // Each branch is evaluated only where it is finite-valued and small enough to matter.
+  const at::Tensor below = torch::exp((torch::minimum(u, torch::full_like(u, -80)) + 467) / 66.6);
+  const at::Tensor above = torch::exp(-(torch::maximum(u, torch::full_like(u, -80)) + 22) / 10.5) + 28;
+  return torch::where(u < -80, below, above) / phi_q_;
+}
+void CaTChannel::reset_own_state(int64_t) {
+  const auto opts = has_state("p") ? state("p").options() : options_;
+  set_state("p", steady_gate([this](const at::Tensor& V) { return p_inf(V); }, p_.V_init, state_shape(n_), opts));
+  set_state("q", steady_gate([this](const at::Tensor& V) { return q_inf(V); }, p_.V_init, state_shape(n_), opts));
+}
+at::Tensor CaTChannel::conductance() const { return p_.g * state("p").pow(2) * state("q"); }
+at::Tensor CaTChannel::current(const at::Tensor& V) const { return -conductance() * (V - p_.E); }
+void CaTChannel::advance(const at::Tensor& V, const Context& ctx) {
+  set_state("p", relax_tau(state("p"), p_inf(V), tau_p(V), ctx.dt));
+  set_state("q", relax_tau(state("q"), q_inf(V), tau_q(V), ctx.dt));
+}
+
+HChannel::HChannel(int64_t n, HParams p, at::TensorOptions options) : IonChannel("H", n, options), p_(p) {
+  TORCH_CHECK(p.g >= 0, "HChannel: g must be >= 0, got ", p.g);
+  TORCH_CHECK(p.phi > 0, "HChannel: phi must be positive, got ", p.phi);
+}
+at::Tensor HChannel::p_inf(const at::Tensor& V) const { return torch::sigmoid(-(V + 75) / 5.5); }
+at::Tensor HChannel::tau_p(const at::Tensor& V) const {
+  return 1 / (torch::exp(-0.086 * V - 14.59) + torch::exp(0.0701 * V - 1.87)) / p_.phi;
+}
+void HChannel::reset_own_state(int64_t) {
+  const auto opts = has_state("p") ? state("p").options() : options_;
+  set_state("p", steady_gate([this](const at::Tensor& V) { return p_inf(V); }, p_.V_init, state_shape(n_), opts));
+}
+at::Tensor HChannel::conductance() const { return p_.g * state("p"); }
+at::Tensor HChannel::current(const at::Tensor& V) const { return -conductance() * (V - p_.E); }
+void HChannel::advance(const at::Tensor& V, const Context& ctx) {
+  set_state("p", relax_tau(state("p"), p_inf(V), tau_p(V), ctx.dt));
+}
+
+CalciumPool::CalciumPool(int64_t n, CalciumPoolParams p, at::TensorOptions options)
+    : IonChannel("CalciumPool", n, options), p_(p) {
+  TORCH_CHECK(p.depth > 0 && p.tau > 0, "CalciumPool: depth and tau must be positive");
+  TORCH_CHECK(p.Ca_rest >= 0, "CalciumPool: Ca_rest must be >= 0 (mM), got ", p.Ca_rest);
+}
+void CalciumPool::add_influx(std::shared_ptr<IonChannel> channel) {
+  TORCH_CHECK(channel, "CalciumPool: null channel");
+  TORCH_CHECK(channel.get() != this, "CalciumPool: a pool cannot feed itself");
+  influx_.push_back(std::move(channel));
+}
+void CalciumPool::reset_own_state(int64_t) {
+  const auto opts = has_state("Ca") ? state("Ca").options() : options_;
+  set_state("Ca", torch::full(state_shape(n_), p_.Ca_rest, opts));
+}
+at::Tensor CalciumPool::current(const at::Tensor& V) const { return torch::zeros_like(V); }
+at::Tensor CalciumPool::conductance() const { return at::zeros({}, at::TensorOptions(at::kDouble)); }
+void CalciumPool::advance(const at::Tensor& V, const Context& ctx) {
+  constexpr double kFaraday = 96485.33212;  // C/mol
+  at::Tensor inward = torch::zeros_like(state("Ca"));
+  for (const auto& ch : influx_) inward = inward + ch->current(V);
+  // uA/cm^2 over a shell of `depth` um: 10 I / (2 F depth) mM/ms.
+  const at::Tensor drive = torch::clamp_min(inward * (10.0 / (2 * kFaraday * p_.depth)), 0);
+  const at::Tensor Ca_inf = p_.Ca_rest + p_.tau * drive;
+  set_state("Ca", Ca_inf + (state("Ca") - Ca_inf) * std::exp(-ctx.dt / p_.tau));
+}
+
+KCaChannel::KCaChannel(int64_t n, std::shared_ptr<CalciumPool> pool, KCaParams p, at::TensorOptions options)
+    : IonChannel("KCa", n, options), pool_(std::move(pool)), p_(p) {
+  TORCH_CHECK(pool_, "KCaChannel: needs a CalciumPool");
+  TORCH_CHECK(pool_->size() == n, "KCaChannel: the pool has ", pool_->size(), " neurons, the channel ", n);
+  TORCH_CHECK(p.g >= 0 && p.alpha > 0 && p.beta > 0 && p.phi > 0 && p.n > 0,
+              "KCaChannel: g must be >= 0 and alpha, beta, phi, n positive");
+}
+void KCaChannel::reset_own_state(int64_t) {
+  const auto opts = has_state("p") ? state("p").options() : options_;
+  const double a = p_.alpha * std::pow(pool_->params().Ca_rest, p_.n);
+  set_state("p", torch::full(state_shape(n_), a / (a + p_.beta), opts));
+}
+at::Tensor KCaChannel::conductance() const { return p_.g * state("p").pow(2); }
+at::Tensor KCaChannel::current(const at::Tensor& V) const { return -conductance() * (V - p_.E); }
+void KCaChannel::advance(const at::Tensor&, const Context& ctx) {
+  const at::Tensor a = p_.alpha * pool_->concentration().pow(p_.n);
+  set_state("p", relax(state("p"), p_.phi * a, torch::full_like(a, p_.phi * p_.beta), ctx.dt));
 }
 
 CondNeuGroup::CondNeuGroup(int64_t n, double C, double V_th, double V_init, Surrogate surrogate, at::TensorOptions options)

@@ -190,6 +190,32 @@ bi::State ALIF::initial_state(const std::vector<int64_t>& shape, const at::Tenso
   return {torch::full(shape, p_.V_rest, o), torch::zeros(shape, o)};
 }
 
+// ---- GIF ----
+GIF::GIF(int64_t n, GIFParams p, at::TensorOptions options)
+    : ODENeuron("GIF", n, {"V", "I1", "I2", "V_th"}, p.method, p.tau_ref, p.surrogate, options), p_(p) {
+  TORCH_CHECK(p.tau > 0 && p.k1 > 0 && p.k2 > 0 && p.b >= 0, "GIF: tau, k1 and k2 must be positive and b >= 0");
+  TORCH_CHECK(p.V_th_inf > p.V_reset, "GIF: V_th_inf must be above V_reset");
+}
+bi::State GIF::derivative(const bi::State& y, double, const at::Tensor& I) const {
+  const auto& V = y[0];
+  return {(-(V - p_.V_rest) + p_.R * (y[1] + y[2] + I)) / p_.tau, -p_.k1 * y[1], -p_.k2 * y[2],
+          p_.a * (V - p_.V_rest) - p_.b * (y[3] - p_.V_th_inf)};
+}
+at::Tensor GIF::spike_argument(const bi::State& y, const bi::State&) const {
+  return (y[0] - y[3]) / (p_.V_th_inf - p_.V_reset);
+}
+void GIF::reset(bi::State& y, const at::Tensor& spike) const {
+  const at::Tensor fired = spike.detach() > 0;
+  y[0] = reset_to(y[0], spike, p_.V_reset);
+  y[1] = torch::where(fired, p_.R1 * y[1] + p_.A1, y[1]);
+  y[2] = torch::where(fired, p_.R2 * y[2] + p_.A2, y[2]);
+  y[3] = torch::where(fired, torch::clamp_min(y[3], p_.V_th_reset), y[3]);
+}
+bi::State GIF::initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& o) const {
+  return {torch::full(shape, p_.V_rest, o), torch::zeros(shape, o), torch::zeros(shape, o),
+          torch::full(shape, p_.V_th_inf, o)};
+}
+
 // ---- Morris-Lecar ----
 MorrisLecar::MorrisLecar(int64_t n, MorrisLecarParams p, at::TensorOptions options)
     : ODENeuron("MorrisLecar", n, {"V", "W"}, p.method, 0.0, p.surrogate, options), p_(p) {

@@ -158,6 +158,40 @@ void NMDA::advance(const Context& ctx) {
 
 void NMDA::arrive(const at::Tensor& input) { set_state("x", state("x") + input); }
 
+BioNMDA::BioNMDA(int64_t n, BioNMDAParams p, at::TensorOptions options) : Synapse("BioNMDA", n, options), p_(p) {
+  TORCH_CHECK(p.alpha1 > 0 && p.beta1 > 0 && p.alpha2 > 0 && p.beta2 > 0 && p.T >= 0 && p.T_dur >= 0,
+              "BioNMDA: the rates must be positive, T and T_dur non-negative");
+}
+
+void BioNMDA::reset_own_state(int64_t) {
+  const auto opts = has_state("g") ? state("g").options() : options_;
+  set_state("g", torch::zeros(state_shape(n_), opts));
+  set_state("x", torch::zeros(state_shape(n_), opts));
+  set_state("last_spike_step", torch::full(state_shape(n_), -1'000'000'000, opts.dtype(torch::kLong)));
+  restart_clock();
+}
+
+void BioNMDA::advance(const Context& ctx) {
+  step_ = ctx.step;  // transmitter in the T_dur ms after a spike, as in Kinetic
+  const int64_t release_steps = std::llround(p_.T_dur / ctx.dt);
+  const at::Tensor since = ctx.step - state("last_spike_step");
+  const at::Tensor T = torch::where((since >= 1).logical_and(since <= release_steps),
+                                    torch::full_like(state("g"), p_.T), torch::zeros_like(state("g")));
+  auto f = [&](const integrators::State& y, double) {
+    const auto& g = y[0];
+    const auto& x = y[1];
+    return integrators::State{p_.alpha1 * x * (1 - g) - p_.beta1 * g, p_.alpha2 * T * (1 - x) - p_.beta2 * x};
+  };
+  const auto next = integrators::rk4(f, {state("g"), state("x")}, ctx.t, ctx.dt);
+  set_state("g", next[0]);
+  set_state("x", next[1]);
+}
+
+void BioNMDA::arrive(const at::Tensor& input) {
+  set_state("last_spike_step",
+            torch::where(input > 0, torch::full_like(state("last_spike_step"), step_), state("last_spike_step")));
+}
+
 at::Tensor MgBlock::current(const at::Tensor& g, const at::Tensor& V) const {
   return g * (E - V) / (1 + cc_Mg / beta * torch::exp(-alpha * V));
 }
@@ -330,19 +364,37 @@ void AlignPostProj::update(const Context& ctx) {
   if (!stdp_) return;
 
   TORCH_CHECK(batch_size() == 0, "AlignPostProj: STDP updates one shared weight vector and needs unbatched states");
-  auto csr = std::static_pointer_cast<CsrComm>(comm_);
-  at::Tensor w = csr->weights();
   const at::Tensor& post_spikes = post_->state("spike");
   const at::Tensor a_pre = state("stdp_pre_trace") * std::exp(-ctx.dt / stdp_->tau_plus);
   const at::Tensor a_post = state("stdp_post_trace") * std::exp(-ctx.dt / stdp_->tau_minus);
   {
     torch::NoGradGuard no_grad;  // plasticity is a rule, not a differentiable op here
-    const at::Tensor pre_s = arriving.scalar_type() == at::kBool ? arriving : arriving.to(w.scalar_type());
-    const at::Tensor post_s = post_spikes.scalar_type() == at::kBool ? post_spikes : post_spikes.to(w.scalar_type());
-    ops::csr_update_on_pre_(w, csr->indptr(), csr->indices(), pre_s.detach(), a_post.to(w.scalar_type()),
-                            -stdp_->A_minus, stdp_->w_min, stdp_->w_max);
-    ops::csr_update_on_post_(w, csc_indptr_, csc_rows_, csc_perm_, post_s.detach(), a_pre.to(w.scalar_type()),
-                             stdp_->A_plus, stdp_->w_min, stdp_->w_max);
+    if (auto csr = std::dynamic_pointer_cast<CsrComm>(comm_)) {
+      at::Tensor w = csr->weights();
+      const at::Tensor pre_s = arriving.scalar_type() == at::kBool ? arriving : arriving.to(w.scalar_type());
+      const at::Tensor post_s = post_spikes.scalar_type() == at::kBool ? post_spikes : post_spikes.to(w.scalar_type());
+      ops::csr_update_on_pre_(w, csr->indptr(), csr->indices(), pre_s.detach(), a_post.to(w.scalar_type()),
+                              -stdp_->A_minus, stdp_->w_min, stdp_->w_max);
+      ops::csr_update_on_post_(w, csc_indptr_, csc_rows_, csc_perm_, post_s.detach(), a_pre.to(w.scalar_type()),
+                               stdp_->A_plus, stdp_->w_min, stdp_->w_max);
+    } else {
+      // Dense W [n_pre, n_post]: the same rule on every synapse, rows of spiking presynaptic
+      // neurons first, then columns of spiking postsynaptic ones; only the updated entries
+      // are clipped, as on CSR. Masks instead of nonzero(): no host sync.
+      at::Tensor w = std::static_pointer_cast<DenseComm>(comm_)->weights();
+      const at::Tensor pre_s = arriving.detach().to(w.scalar_type());
+      const at::Tensor post_s = post_spikes.detach().to(w.scalar_type());
+      const at::Tensor rows = (pre_s != 0).unsqueeze(1);
+      const at::Tensor depressed =
+          (w - stdp_->A_minus * pre_s.unsqueeze(1) * a_post.to(w.scalar_type()).unsqueeze(0))
+              .clamp(stdp_->w_min, stdp_->w_max);
+      w.copy_(torch::where(rows, depressed, w));
+      const at::Tensor cols = (post_s != 0).unsqueeze(0);
+      const at::Tensor potentiated =
+          (w + stdp_->A_plus * a_pre.to(w.scalar_type()).unsqueeze(1) * post_s.unsqueeze(0))
+              .clamp(stdp_->w_min, stdp_->w_max);
+      w.copy_(torch::where(cols, potentiated, w));
+    }
   }
   set_state("stdp_pre_trace", a_pre + arriving.to(a_pre.scalar_type()));
   set_state("stdp_post_trace", a_post + post_spikes.to(a_post.scalar_type()));
@@ -355,12 +407,17 @@ std::shared_ptr<STP> AlignPostProj::add_stp(STPParams params) {
 }
 
 void AlignPostProj::add_stdp(STDPParams params) {
-  auto csr = std::dynamic_pointer_cast<CsrComm>(comm_);
-  TORCH_CHECK(csr, "AlignPostProj: STDP needs CSR connectivity (CsrComm)");
-  TORCH_CHECK(csr->weights().dim() == 1 && csr->weights().size(0) == csr->indices().size(0),
-              "AlignPostProj: STDP needs one weight per synapse, not a homogeneous weight");
+  TORCH_CHECK(!stdp_, "AlignPostProj: STDP was already added");
   TORCH_CHECK(params.tau_plus > 0 && params.tau_minus > 0, "AlignPostProj: STDP time constants must be positive");
   TORCH_CHECK(params.w_min <= params.w_max, "AlignPostProj: STDP needs w_min <= w_max");
+  if (std::dynamic_pointer_cast<DenseComm>(comm_)) {
+    stdp_ = params;
+    return;
+  }
+  auto csr = std::dynamic_pointer_cast<CsrComm>(comm_);
+  TORCH_CHECK(csr, "AlignPostProj: STDP needs dense (DenseComm) or CSR (CsrComm) connectivity");
+  TORCH_CHECK(csr->weights().dim() == 1 && csr->weights().size(0) == csr->indices().size(0),
+              "AlignPostProj: STDP needs one weight per synapse, not a homogeneous weight");
   stdp_ = params;
   // The column view, built once, serves every postsynaptic update.
   std::tie(csc_indptr_, csc_rows_, csc_perm_) =
@@ -372,7 +429,8 @@ void AlignPostProj::add_stdp(STDPParams params) {
 
 void AlignPostProj::reset_own_state(int64_t) {
   if (!stdp_) return;
-  const auto opts = std::static_pointer_cast<CsrComm>(comm_)->weights().options();
+  const auto dense = std::dynamic_pointer_cast<DenseComm>(comm_);
+  const auto opts = dense ? dense->weights().options() : std::static_pointer_cast<CsrComm>(comm_)->weights().options();
   set_state("stdp_pre_trace", torch::zeros(state_shape(comm_->n_pre()), opts));
   set_state("stdp_post_trace", torch::zeros(state_shape(comm_->n_post()), opts));
 }

@@ -95,6 +95,11 @@ void bind_neurons(py::module& m) {
   bind_neuron<ALIF, L>(m, "ALIF", {{{"V_rest", &L::V_rest}, {"V_reset", &L::V_reset}, {"V_th", &L::V_th},
                                     {"R", &L::R}, {"tau", &L::tau}, {"tau_a", &L::tau_a}, {"beta", &L::beta},
                                     {"tau_ref", &L::tau_ref}}, {}});
+  using G = GIFParams;
+  bind_neuron<GIF, G>(m, "GIF", {{{"V_rest", &G::V_rest}, {"V_reset", &G::V_reset}, {"V_th_inf", &G::V_th_inf},
+                                  {"V_th_reset", &G::V_th_reset}, {"R", &G::R}, {"tau", &G::tau}, {"a", &G::a},
+                                  {"b", &G::b}, {"k1", &G::k1}, {"k2", &G::k2}, {"R1", &G::R1}, {"R2", &G::R2},
+                                  {"A1", &G::A1}, {"A2", &G::A2}, {"tau_ref", &G::tau_ref}}, {}});
   using M = MorrisLecarParams;
   bind_neuron<MorrisLecar, M>(m, "MorrisLecar",
                               {{{"V_Ca", &M::V_Ca}, {"g_Ca", &M::g_Ca}, {"V_K", &M::V_K}, {"g_K", &M::g_K},
@@ -141,6 +146,16 @@ void bind_neurons(py::module& m) {
            }),
            py::arg("n"), py::arg("tau_decay") = 100.0, py::arg("tau_rise") = 2.0, py::arg("a") = 0.5,
            py::arg("dtype") = "float32", py::arg("device") = "cpu");
+  py::class_<BioNMDA, Synapse, std::shared_ptr<BioNMDA>>(m, "BioNMDA")
+      .def(py::init([](int64_t n, double alpha1, double beta1, double alpha2, double beta2, double T, double T_dur,
+                       const std::string& dtype, const std::string& device) {
+             return std::make_shared<BioNMDA>(n, BioNMDAParams{alpha1, beta1, alpha2, beta2, T, T_dur},
+                                              tensor_options(dtype, device));
+           }),
+           py::arg("n"), py::arg("alpha1") = BioNMDAParams{}.alpha1, py::arg("beta1") = BioNMDAParams{}.beta1,
+           py::arg("alpha2") = BioNMDAParams{}.alpha2, py::arg("beta2") = BioNMDAParams{}.beta2,
+           py::arg("T") = BioNMDAParams{}.T, py::arg("T_dur") = BioNMDAParams{}.T_dur, py::arg("dtype") = "float32",
+           py::arg("device") = "cpu");
 
   // Rate models: states named after their variables, inputs "input_<variable>".
   py::class_<RateModel, DynamicalSystem, std::shared_ptr<RateModel>>(m, "RateModel")
@@ -220,6 +235,44 @@ void bind_neurons(py::module& m) {
   };
   tm_channel(static_cast<NaChannelTM*>(nullptr), m, "NaChannelTM", 100.0, 50.0);
   tm_channel(static_cast<KChannelTM*>(nullptr), m, "KChannelTM", 30.0, -90.0);
+  py::class_<CaTChannel, IonChannel, std::shared_ptr<CaTChannel>>(m, "CaTChannel")
+      .def(py::init([](int64_t n, double g, double E, double V_sh, double T, double V_init, const std::string& dtype,
+                       const std::string& device) {
+             return std::make_shared<CaTChannel>(n, CaTParams{g, E, V_sh, T, V_init}, tensor_options(dtype, device));
+           }),
+           py::arg("n"), py::arg("g") = CaTParams{}.g, py::arg("E") = CaTParams{}.E, py::arg("V_sh") = CaTParams{}.V_sh,
+           py::arg("T") = CaTParams{}.T, py::arg("V_init") = CaTParams{}.V_init, py::arg("dtype") = "float64",
+           py::arg("device") = "cpu")
+      .def("p_inf", &CaTChannel::p_inf, py::arg("V"))
+      .def("q_inf", &CaTChannel::q_inf, py::arg("V"))
+      .def("tau_p", &CaTChannel::tau_p, py::arg("V"))
+      .def("tau_q", &CaTChannel::tau_q, py::arg("V"));
+  py::class_<HChannel, IonChannel, std::shared_ptr<HChannel>>(m, "HChannel")
+      .def(py::init([](int64_t n, double g, double E, double phi, double V_init, const std::string& dtype,
+                       const std::string& device) {
+             return std::make_shared<HChannel>(n, HParams{g, E, phi, V_init}, tensor_options(dtype, device));
+           }),
+           py::arg("n"), py::arg("g") = HParams{}.g, py::arg("E") = HParams{}.E, py::arg("phi") = HParams{}.phi,
+           py::arg("V_init") = HParams{}.V_init, py::arg("dtype") = "float64", py::arg("device") = "cpu")
+      .def("p_inf", &HChannel::p_inf, py::arg("V"))
+      .def("tau_p", &HChannel::tau_p, py::arg("V"));
+  py::class_<CalciumPool, IonChannel, std::shared_ptr<CalciumPool>>(m, "CalciumPool")
+      .def(py::init([](int64_t n, double depth, double tau, double Ca_rest, const std::string& dtype,
+                       const std::string& device) {
+             return std::make_shared<CalciumPool>(n, CalciumPoolParams{depth, tau, Ca_rest}, tensor_options(dtype, device));
+           }),
+           py::arg("n"), py::arg("depth") = CalciumPoolParams{}.depth, py::arg("tau") = CalciumPoolParams{}.tau,
+           py::arg("Ca_rest") = CalciumPoolParams{}.Ca_rest, py::arg("dtype") = "float64", py::arg("device") = "cpu")
+      .def("add_influx", &CalciumPool::add_influx, py::arg("channel"));
+  py::class_<KCaChannel, IonChannel, std::shared_ptr<KCaChannel>>(m, "KCaChannel")
+      .def(py::init([](int64_t n, std::shared_ptr<CalciumPool> pool, double g, double E, double alpha, double beta,
+                       double hill, double phi, const std::string& dtype, const std::string& device) {
+             return std::make_shared<KCaChannel>(n, std::move(pool), KCaParams{g, E, alpha, beta, hill, phi},
+                                                 tensor_options(dtype, device));
+           }),
+           py::arg("n"), py::arg("pool"), py::arg("g") = KCaParams{}.g, py::arg("E") = KCaParams{}.E,
+           py::arg("alpha") = KCaParams{}.alpha, py::arg("beta") = KCaParams{}.beta, py::arg("hill") = KCaParams{}.n,
+           py::arg("phi") = KCaParams{}.phi, py::arg("dtype") = "float64", py::arg("device") = "cpu");
   py::class_<CondNeuGroup, NeuronGroup, std::shared_ptr<CondNeuGroup>>(m, "CondNeuGroup")
       .def(py::init([](int64_t n, double C, double V_th, double V_init, const std::string& dtype,
                        const std::string& device) {

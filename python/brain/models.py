@@ -31,7 +31,8 @@ __all__ = ["CheckpointError", "NonFiniteError", "DynamicalSystem", "Network", "e
            "Izhikevich", "HH", "ALIF", "MorrisLecar", "WangBuzsaki", "DualExpon", "Alpha", "Kinetic", "NMDA",
            "PoissonGroup", "SpikeTimeGroup", "CondNeuGroup", "NaChannelHH", "KChannelHH", "LeakChannel",
            "FHN", "WilsonCowan", "QIFMeanField", "StuartLandau", "ThresholdLinear", "Reservoir", "CANN1D",
-           "NaChannelTM", "KChannelTM", "DenseComm", "OneToOne", "AllToAll", "GroupComm", "coba_hh_network",
+           "NaChannelTM", "KChannelTM", "CaTChannel", "HChannel", "CalciumPool", "KCaChannel", "GIF", "BioNMDA",
+           "DenseComm", "OneToOne", "AllToAll", "GroupComm", "coba_hh_network",
            "decision_network"]
 
 # The building blocks are the C++ classes themselves; compose them in a Network.
@@ -44,24 +45,31 @@ __all__ = ["CheckpointError", "NonFiniteError", "DynamicalSystem", "Network", "e
 #   AlignPostProj(pre, comm, syn, out, post, delay_steps=0)
 #   AlignPreProj(pre, syn, comm, out, post, delay_steps=0)
 #   fixed_prob(n_pre, n_post, prob, include_self, seed, device="cpu") -> (indptr, indices)
-#   ExpIF, AdEx, QuaIF, Izhikevich, HH, ALIF, MorrisLecar, WangBuzsaki:
+#   ExpIF, AdEx, QuaIF, GIF, Izhikevich, HH, ALIF, MorrisLecar, WangBuzsaki:
 #       Cls(n, dtype="float32", device="cpu", method=None, **parameters); Cls.defaults()
 #   DualExpon(n, tau_rise, tau_decay), Alpha(n, tau), Kinetic(n, kind="AMPA"|"GABAa", ...),
-#   NMDA(n, tau_decay=100, tau_rise=2, a=0.5)
+#   NMDA(n, tau_decay=100, tau_rise=2, a=0.5),
+#   BioNMDA(n, alpha1=2, beta1=0.01, alpha2=0.2, beta2=0.5, T=1, T_dur=0.5)  (second-order kinetics)
 #   PoissonGroup(n, rate_hz or rates_hz, seed), SpikeTimeGroup(n, indices, times_ms)
 LIF, Expon, COBA, CUBA, MgBlock = _C.LIF, _C.Expon, _C.COBA, _C.CUBA, _C.MgBlock
-ExpIF, AdEx, QuaIF, Izhikevich, HH, ALIF, MorrisLecar, WangBuzsaki = (
-    _C.ExpIF, _C.AdEx, _C.QuaIF, _C.Izhikevich, _C.HH, _C.ALIF, _C.MorrisLecar, _C.WangBuzsaki)
-DualExpon, Alpha, Kinetic, NMDA, PoissonGroup, SpikeTimeGroup = (
-    _C.DualExpon, _C.Alpha, _C.Kinetic, _C.NMDA, _C.PoissonGroup, _C.SpikeTimeGroup)
+ExpIF, AdEx, QuaIF, GIF, Izhikevich, HH, ALIF, MorrisLecar, WangBuzsaki = (
+    _C.ExpIF, _C.AdEx, _C.QuaIF, _C.GIF, _C.Izhikevich, _C.HH, _C.ALIF, _C.MorrisLecar, _C.WangBuzsaki)
+DualExpon, Alpha, Kinetic, NMDA, BioNMDA, PoissonGroup, SpikeTimeGroup = (
+    _C.DualExpon, _C.Alpha, _C.Kinetic, _C.NMDA, _C.BioNMDA, _C.PoissonGroup, _C.SpikeTimeGroup)
 #   CondNeuGroup(n, C=1, V_th=20, V_init=-65).add_channel(name, NaChannelHH(n) | KChannelHH(n) |
 #       LeakChannel(n))  (g, E keyword arguments; float64 by default)
 #   AlignPostProj(...).add_stp(U, tau_f, tau_d, facilitation), .add_stdp(tau_plus, tau_minus,
-#       A_plus, A_minus, w_min, w_max)  (STDP needs a CsrComm with one weight per synapse)
+#       A_plus, A_minus, w_min, w_max)  (STDP needs a DenseComm, or a CsrComm with one weight per synapse)
 CondNeuGroup, NaChannelHH, KChannelHH, LeakChannel = _C.CondNeuGroup, _C.NaChannelHH, _C.KChannelHH, _C.LeakChannel
 #   NaChannelTM(n, g=100, E=50, V_T=-63, V_rest=None), KChannelTM(n, g=30, E=-90, V_T=-63, V_rest=None):
 #       Traub-Miles channels (COBA-HH); gates start at 0, or at their steady state at V_rest
 NaChannelTM, KChannelTM = _C.NaChannelTM, _C.KChannelTM
+#   CaTChannel(n, g=2, E=120, V_sh=-3, T=36, V_init=-65): T-type calcium (Huguenard & McCormick 1992)
+#   HChannel(n, g=0.04, E=-43, phi=1, V_init=-65): hyperpolarization-activated I_h
+#   CalciumPool(n, depth=1, tau=5, Ca_rest=2.4e-4).add_influx(ca_channel): [Ca] in mM, state "Ca"
+#   KCaChannel(n, pool, g=10, E=-95, alpha=48, beta=0.09, hill=2, phi=1): calcium-activated K (AHP)
+#   Add the pool after its calcium channels and before the KCa channels (see channels.h).
+CaTChannel, HChannel, CalciumPool, KCaChannel = _C.CaTChannel, _C.HChannel, _C.CalciumPool, _C.KCaChannel
 #   Rate models FHN, WilsonCowan, QIFMeanField, StuartLandau, ThresholdLinear:
 #       Cls(n, dtype="float64", device="cpu", method=None, **parameters); states are the
 #       variables (e.g. "v", "w"), inputs "input_<variable>"

@@ -37,6 +37,7 @@ class BRAIN_API IonChannel : public DynamicalSystem {
   };
   virtual Kinetics kinetics() const { return {}; }
   void update(const Context&) override {}  // driven by its CondNeuGroup
+  int64_t size() const { return n_; }
 
  protected:
   int64_t n_;
@@ -123,6 +124,133 @@ class BRAIN_API KChannelTM : public IonChannel {
  private:
   double g_, E_, V_T_;
   std::optional<double> V_rest_;
+};
+
+// ---- Calcium, calcium-activated potassium and h channels -------------------------------
+// Their gates relax as dx/dt = (x_inf(V) - x) / tau_x(V) and are moved exactly over a step
+// with V (and [Ca]) held, like the alpha/beta gates above. They start at their steady state
+// at V_init (and the pool's resting [Ca]). The CPU one-pass update does not know them: a
+// CondNeuGroup that has one updates op by op.
+
+// Low-threshold T-type calcium current (Huguenard & McCormick 1992; BrainPy's ICaT_HM1992):
+//   I = -g p^2 q (V - E),
+//   p_inf = 1 / (1 + exp(-(V + 59 - V_sh) / 6.2)),
+//   tau_p = (1 / (exp(-(V + 132 - V_sh) / 16.7) + exp((V + 16.8 - V_sh) / 18.2)) + 0.612) / phi_p,
+//   q_inf = 1 / (1 + exp((V + 83 - V_sh) / 4)),
+//   tau_q = exp((V + 467 - V_sh) / 66.6) / phi_q          for V < -80 + V_sh,
+//           (exp(-(V + 22 - V_sh) / 10.5) + 28) / phi_q   otherwise,
+// phi_p = 3.55^((T - 24) / 10), phi_q = 3^((T - 24) / 10) at temperature T (Celsius). E is a
+// fixed calcium reversal potential (mV). Feed a CalciumPool with it to drive KCaChannel.
+struct CaTParams {
+  double g = 2.0;     // mS/cm^2
+  double E = 120.0;   // mV
+  double V_sh = -3.0; // mV, shift of the kinetics
+  double T = 36.0;    // Celsius
+  double V_init = -65.0;
+};
+class BRAIN_API CaTChannel : public IonChannel {
+ public:
+  CaTChannel(int64_t n, CaTParams p = {}, at::TensorOptions options = at::kDouble);
+  at::Tensor current(const at::Tensor& V) const override;
+  at::Tensor conductance() const override;
+  void advance(const at::Tensor& V, const Context& ctx) override;
+  // Steady states and time constants (ms) at V, for analysis and tests.
+  at::Tensor p_inf(const at::Tensor& V) const;
+  at::Tensor q_inf(const at::Tensor& V) const;
+  at::Tensor tau_p(const at::Tensor& V) const;
+  at::Tensor tau_q(const at::Tensor& V) const;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  CaTParams p_;
+  double phi_p_, phi_q_;
+};
+
+// Hyperpolarization-activated cation current I_h (Huguenard & McCormick 1992):
+//   I = -g p (V - E),  p_inf = 1 / (1 + exp((V + 75) / 5.5)),
+//   tau_p = 1 / (exp(-0.086 V - 14.59) + exp(0.0701 V - 1.87)) / phi.
+// It opens below rest and depolarizes: the sag and rebound after hyperpolarizing steps.
+struct HParams {
+  double g = 0.04;    // mS/cm^2
+  double E = -43.0;   // mV
+  double phi = 1.0;   // temperature factor on the rates
+  double V_init = -65.0;
+};
+class BRAIN_API HChannel : public IonChannel {
+ public:
+  HChannel(int64_t n, HParams p = {}, at::TensorOptions options = at::kDouble);
+  at::Tensor current(const at::Tensor& V) const override;
+  at::Tensor conductance() const override;
+  void advance(const at::Tensor& V, const Context& ctx) override;
+  at::Tensor p_inf(const at::Tensor& V) const;
+  at::Tensor tau_p(const at::Tensor& V) const;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  HParams p_;
+};
+
+// Intracellular calcium in a shell under the membrane (Destexhe et al. 1993), state "Ca" (mM):
+//   d[Ca]/dt = max(0, 10 I_Ca / (2 F depth)) + (Ca_rest - [Ca]) / tau,
+// I_Ca (uA/cm^2, positive inward) the summed current of the channels added with
+// add_influx, F = 96485.33 C/mol, depth in um (the factor 10 makes it mM/ms); the max is the
+// pump's rectification (calcium is not pumped in). Moved exactly over the step with V and
+// the currents held. It carries no current itself: add it to the CondNeuGroup after its
+// calcium channels and before the channels that read [Ca], so those see this step's value.
+struct CalciumPoolParams {
+  double depth = 1.0;      // um
+  double tau = 5.0;        // ms
+  double Ca_rest = 2.4e-4; // mM
+};
+class BRAIN_API CalciumPool : public IonChannel {
+ public:
+  CalciumPool(int64_t n, CalciumPoolParams p = {}, at::TensorOptions options = at::kDouble);
+  // A channel whose current() is calcium flowing in (a CaTChannel, or any IonChannel).
+  void add_influx(std::shared_ptr<IonChannel> channel);
+  at::Tensor current(const at::Tensor& V) const override;
+  at::Tensor conductance() const override;
+  void advance(const at::Tensor& V, const Context& ctx) override;
+  const at::Tensor& concentration() const { return state("Ca"); }
+  const CalciumPoolParams& params() const { return p_; }
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  CalciumPoolParams p_;
+  std::vector<std::shared_ptr<IonChannel>> influx_;
+};
+
+// Calcium-activated potassium (after-hyperpolarization) current (Destexhe et al. 1994;
+// BrainPy's IAHP_De1994): I = -g p^2 (V - E), with [Ca] from a CalciumPool,
+//   dp/dt = phi (alpha [Ca]^n (1 - p) - beta p):
+//   p_inf = alpha [Ca]^n / (alpha [Ca]^n + beta), tau_p = 1 / (phi (alpha [Ca]^n + beta)).
+// Calcium let in by spikes opens it, which slows firing (spike-frequency adaptation).
+struct KCaParams {
+  double g = 10.0;      // mS/cm^2
+  double E = -95.0;     // mV
+  double alpha = 48.0;  // 1/(ms mM^n)
+  double beta = 0.09;   // 1/ms
+  double n = 2.0;       // Hill exponent
+  double phi = 1.0;
+};
+class BRAIN_API KCaChannel : public IonChannel {
+ public:
+  KCaChannel(int64_t n, std::shared_ptr<CalciumPool> pool, KCaParams p = {}, at::TensorOptions options = at::kDouble);
+  at::Tensor current(const at::Tensor& V) const override;
+  at::Tensor conductance() const override;
+  void advance(const at::Tensor& V, const Context& ctx) override;
+
+ protected:
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  std::shared_ptr<CalciumPool> pool_;
+  KCaParams p_;
 };
 
 class BRAIN_API CondNeuGroup : public NeuronGroup {

@@ -159,6 +159,32 @@ class BRAIN_API ALIF : public ODENeuron {
   ALIFParams p_;
 };
 
+// Generalized integrate-and-fire (Mihalas & Niebur 2009), BrainPy's form: two spike-induced
+// currents and an adaptive threshold,
+//   dI1/dt = -k1 I1,  dI2/dt = -k2 I2,
+//   tau dV/dt = -(V - V_rest) + R (I1 + I2 + I),
+//   dV_th/dt = a (V - V_rest) - b (V_th - V_th_inf);
+// spike when V > V_th, then I1 = R1 I1 + A1, I2 = R2 I2 + A2, V = V_reset and
+// V_th = max(V_th_reset, V_th). V_th starts at V_th_inf. Table 1 of the paper gives the
+// parameters of its twenty firing patterns (tonic, adapting, bursting, rebound, ...).
+struct GIFParams {
+  double V_rest = -70, V_reset = -70, V_th_inf = -50, V_th_reset = -60, R = 20, tau = 20, a = 0, b = 0.01;
+  double k1 = 0.2, k2 = 0.02, R1 = 0, R2 = 1, A1 = 0, A2 = 0, tau_ref = 0;
+  std::string method = "exp_euler";
+  Surrogate surrogate;
+};
+class BRAIN_API GIF : public ODENeuron {
+ public:
+  GIF(int64_t n, GIFParams p = {}, at::TensorOptions options = at::kFloat);
+
+ protected:
+  integrators::State derivative(const integrators::State& y, double t, const at::Tensor& I) const override;
+  at::Tensor spike_argument(const integrators::State& y, const integrators::State&) const override;
+  void reset(integrators::State& y, const at::Tensor& spike) const override;
+  integrators::State initial_state(const std::vector<int64_t>& shape, const at::TensorOptions& opts) const override;
+  GIFParams p_;
+};
+
 // Morris-Lecar (1981), in Rinzel & Ermentrout's parameters (uA/cm^2, mS/cm^2, uF/cm^2):
 //   C dV/dt = -g_Ca M_inf (V - V_Ca) - g_K W (V - V_K) - g_leak (V - V_leak) + I
 //   dW/dt = phi (W_inf - W) / tau_W,  M_inf = (1 + tanh((V - V1) / V2)) / 2,

@@ -148,6 +148,33 @@ class BRAIN_API NMDA : public Synapse {
   NMDAParams p_;
 };
 
+// NMDA with second-order receptor kinetics (BrainPy's BioNMDA, after Destexhe, Mainen &
+// Sejnowski 1994): a spike releases transmitter T (mM) for T_dur ms, as in Kinetic, and
+//   dx/dt = alpha2 T (1 - x) - beta2 x,   dg/dt = alpha1 x (1 - g) - beta1 g,
+// integrated with RK4 over each step (T constant within it). g rises in a few ms and decays
+// with ~1 / beta1 (100 ms). Pair it with MgBlock. Nonlinear: use AlignPre.
+struct BioNMDAParams {
+  double alpha1 = 2.0;   // 1/ms
+  double beta1 = 0.01;   // 1/ms
+  double alpha2 = 0.2;   // 1/(mM ms)
+  double beta2 = 0.5;    // 1/ms
+  double T = 1.0;        // mM
+  double T_dur = 0.5;    // ms
+};
+class BRAIN_API BioNMDA : public Synapse {
+ public:
+  BioNMDA(int64_t n, BioNMDAParams p = {}, at::TensorOptions options = at::kFloat);
+
+ protected:
+  void advance(const Context& ctx) override;
+  void arrive(const at::Tensor& input) override;
+  void reset_own_state(int64_t batch_size) override;
+
+ private:
+  BioNMDAParams p_;
+  int64_t step_ = 0;
+};
+
 // ---- Synaptic outputs: conductance -> current ------------------------------------------
 struct BRAIN_API SynOutput {
   virtual ~SynOutput() = default;
@@ -247,6 +274,7 @@ class BRAIN_API DenseComm : public Comm {
   at::Tensor forward(const at::Tensor& spikes) override;
   int64_t n_pre() const override { return weights_.size(0); }
   int64_t n_post() const override { return weights_.size(1); }
+  const at::Tensor& weights() const { return weights_; }
 
  private:
   at::Tensor weights_;
@@ -345,12 +373,13 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   // Short-term plasticity on the presynaptic spikes (after the delay). Returns it.
   std::shared_ptr<STP> add_stp(STPParams params);
 
-  // Pair-based additive STDP (Song, Miller & Abbott 2000) on the CSR weights: traces
+  // Pair-based additive STDP (Song, Miller & Abbott 2000) on the weights: traces
   // a_pre (tau_plus) and a_post (tau_minus) jump by 1 on spikes. Each step, after delivery:
   // a presynaptic spike depresses its synapses by A_minus * a_post, a postsynaptic spike
   // potentiates its synapses by A_plus * a_pre (both clipped to [w_min, w_max]), then the
   // traces take this step's spikes, so a pre and post spike in the same step change nothing.
-  // Needs a CsrComm with one weight per synapse.
+  // Needs a CsrComm with one weight per synapse (event-driven: O(active synapses)) or a
+  // DenseComm (every synapse of the [n_pre, n_post] matrix; O(n_pre n_post) per step).
   struct STDPParams {
     double tau_plus = 20.0, tau_minus = 20.0;  // ms
     double A_plus = 0.01, A_minus = 0.0105;

@@ -340,6 +340,49 @@ TEST(STDP, WeightChangeIsTheSongMillerAbbottPairSum) {
   EXPECT_THROW(bad.add_stdp(big), c10::Error);
 }
 
+TEST(STDP, DenseWeightsLearnExactlyLikeCsrWeights) {
+  // Every synapse of a 5 x 4 matrix, stored densely and as CSR, under the same spike trains
+  // (pairs in the same step included), with weights that hit both clipping bounds.
+  const std::vector<std::vector<int64_t>> pre_steps{{3, 40, 41, 90}, {10, 60}, {}, {5, 6, 7, 70, 120}, {30, 31}};
+  const std::vector<std::vector<int64_t>> post_steps{{8, 60}, {41, 100}, {5, 30, 31, 32}, {}};
+  brain::AlignPostProj::STDPParams p;
+  p.A_plus = 0.2;
+  p.A_minus = 0.25;
+  p.w_min = 0.1;
+  p.w_max = 0.9;
+  const auto w0 = torch::rand({5, 4}, torch::TensorOptions(torch::kDouble)) * 0.8 + 0.1;
+  auto run = [&](std::shared_ptr<brain::Comm> comm) {
+    auto net = std::make_shared<brain::DynSysGroup>("net");
+    auto pre = net->add("pre", std::make_shared<Scripted>(5, pre_steps));
+    auto post = net->add("post", std::make_shared<Scripted>(4, post_steps));
+    auto proj = net->add("proj", std::make_shared<brain::AlignPostProj>(
+                                     pre, comm, std::make_shared<brain::Expon>(4, 5.0, torch::kDouble),
+                                     std::make_shared<brain::CUBA>(), post));
+    proj->add_stdp(p);
+    net->reset_state();
+    Context ctx;
+    ctx.dt = 0.5;
+    for (ctx.step = 0; ctx.step < 150; ++ctx.step) net->step(ctx);
+  };
+  auto dense = std::make_shared<brain::DenseComm>(w0.clone());
+  run(dense);
+  const auto conn = brain::CsrMatrix::from_dense(torch::ones({5, 4}, torch::kDouble), torch::kLong);
+  auto csr = std::make_shared<brain::CsrComm>(conn, w0.clone().flatten());
+  run(csr);
+  EXPECT_TRUE(torch::allclose(dense->weights(), csr->weights().view({5, 4}), 0, 1e-14));
+  EXPECT_FALSE(torch::allclose(dense->weights(), w0));
+  EXPECT_NEAR(dense->weights().max().item<double>(), p.w_max, 1e-12);
+  EXPECT_NEAR(dense->weights().min().item<double>(), p.w_min, 1e-12);
+  // Presynaptic neuron 2 never spiked: its trace is 0, so its synapses never change.
+  EXPECT_TRUE(torch::equal(dense->weights()[2], w0[2]));
+  // Other connectivity cannot learn.
+  auto one = std::make_shared<brain::OneToOne>(4, torch::tensor(0.5, torch::kDouble));
+  auto a = std::make_shared<Scripted>(4, post_steps);
+  auto b = std::make_shared<Scripted>(4, post_steps);
+  brain::AlignPostProj bad(a, one, std::make_shared<brain::Expon>(4, 5.0, torch::kDouble), std::make_shared<brain::CUBA>(), b);
+  EXPECT_THROW(bad.add_stdp(p), c10::Error);
+}
+
 // Two Poisson inputs onto a silent LIF population through CSR projections, built three ways.
 std::shared_ptr<brain::DynSysGroup> two_input_net(const std::string& how, int64_t delay) {
   auto net = std::make_shared<brain::DynSysGroup>("net");

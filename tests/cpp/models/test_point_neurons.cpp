@@ -124,6 +124,75 @@ TEST(ALIF, ThresholdJumpsByBetaPerSpikeAndRelaxesWithTauA) {
   EXPECT_GT(isi.back(), 1.3 * isi.front());  // the rising threshold slows firing
 }
 
+TEST(GIF, WithoutAdaptationFiresAtTheAnalyticLifPeriod) {
+  // a = 0 and no spike currents: V_th stays at V_th_inf and V(t) = V_rest + R I (1 - e^{-t/tau}),
+  // so every interval is the first step past T = tau ln(R I / (R I - (V_th_inf - V_rest))).
+  brain::GIFParams p;
+  brain::GIF neuron(1, p, torch::kDouble);
+  const double dt = 0.1, I = 1.5;
+  const double T = p.tau * std::log(p.R * I / (p.R * I - (p.V_th_inf - p.V_rest)));
+  const int64_t period = static_cast<int64_t>(std::floor(T / dt)) + 1;
+  const auto s = drive(neuron, {I}, dt, 300);
+  ASSERT_GE(s[0].size(), 10u);
+  EXPECT_EQ(s[0][0], period - 1);
+  for (size_t k = 1; k < s[0].size(); ++k) EXPECT_EQ(s[0][k] - s[0][k - 1], period);
+}
+
+TEST(GIF, SpikeCurrentsAndThresholdFollowTheirClosedForms) {
+  const double dt = 0.1;
+  {
+    // I2 jumps by A2 at each spike and decays with k2: the sum of kernels over the spikes.
+    brain::GIFParams p;
+    p.A2 = -0.3;
+    brain::GIF neuron(1, p, torch::kDouble);
+    torch::NoGradGuard no_grad;
+    neuron.reset_state();
+    Context ctx;
+    ctx.dt = dt;
+    std::vector<int64_t> spikes;
+    double worst = 0;
+    for (ctx.step = 0; ctx.step < 4000; ++ctx.step) {
+      neuron.assign_state("input", torch::full({1}, 3.0, torch::kDouble));
+      neuron.step(ctx);
+      if (neuron.state("spike").item<double>() > 0) spikes.push_back(ctx.step);
+      double want = 0;
+      for (auto k : spikes) want += p.A2 * std::exp(-p.k2 * (ctx.step - k) * dt);
+      worst = std::max(worst, std::abs(neuron.state("I2").item<double>() - want));
+    }
+    EXPECT_LT(worst, 1e-12);
+    const auto isi = isis_ms(spikes, dt);
+    ASSERT_GE(isi.size(), 5u);
+    EXPECT_GT(isi.back(), 1.5 * isi.front());  // the inhibitory spike current adapts the firing
+  }
+  {
+    // Subthreshold, u = V - V_rest = R I (1 - e^{-t/tau}) and w = V_th - V_th_inf obeys
+    // w' = a u - b w:  w(t) = a R I [(1 - e^{-bt}) / b - (e^{-t/tau} - e^{-bt}) / (b - 1/tau)].
+    brain::GIFParams p;
+    p.a = 0.005;
+    p.method = "rk4";
+    brain::GIF neuron(1, p, torch::kDouble);
+    const double I = 0.4;  // R I = 8 mV: V stays 12 mV below threshold
+    const auto s = drive(neuron, {I}, dt, 200);
+    EXPECT_TRUE(s[0].empty());
+    const double t = 200, RI = p.R * I;
+    const double w = p.a * RI * ((1 - std::exp(-p.b * t)) / p.b - (std::exp(-t / p.tau) - std::exp(-p.b * t)) / (p.b - 1 / p.tau));
+    EXPECT_NEAR(neuron.state("V_th").item<double>(), p.V_th_inf + w, 1e-6);
+    EXPECT_NEAR(neuron.state("V").item<double>(), p.V_rest + RI * (1 - std::exp(-t / p.tau)), 1e-6);
+  }
+  {
+    // A threshold driven below V_th_reset is lifted back to it by the spike.
+    brain::GIFParams p;
+    p.a = -0.5;  // V_th reaches V at about -63 mV
+    brain::GIF neuron(1, p, torch::kDouble);
+    const auto s = drive(neuron, {1.5}, dt, 200);
+    ASSERT_GE(s[0].size(), 1u);
+    brain::GIF again(1, p, torch::kDouble);
+    drive(again, {1.5}, dt, (s[0][0] + 1) * dt);
+    EXPECT_EQ(again.state("V_th").item<double>(), p.V_th_reset);
+    EXPECT_EQ(again.state("V").item<double>(), p.V_reset);
+  }
+}
+
 TEST(MorrisLecar, RestsWithoutInputAndOscillatesUnderStrongDrive) {
   brain::MorrisLecar neuron(2, {}, torch::kDouble);
   const auto s = drive(neuron, {0.0, 150.0}, 0.05, 1000);
