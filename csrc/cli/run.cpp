@@ -223,6 +223,183 @@ double peak_rss_mb() {
 
 }  // namespace
 
+// The rate models (cann, esn): no spikes; their own outputs and summaries.
+int run_rate_model(const RunConfig& cfg, const RunArgs& a, const std::string& identity, const MemoryEstimate& need,
+                   double have) {
+  const bool esn = cfg.model == "esn";
+  const std::string label = esn ? "Echo-state network (Lorenz)" : "CANN";
+  std::string refused;
+  if (dist::launched_distributed()) refused = "distributed runs are";
+  else if (a.save_network) refused = "--save-network is";
+  else if (esn && (!a.checkpoint.empty() || !a.resume.empty())) refused = "--checkpoint and --resume are";
+  else if (esn && a.duration) refused = "--duration is (the length is network.washout + train_steps + test_steps)";
+  else if (esn && a.engine) refused = "--engine is";
+  if (!refused.empty()) {
+    std::cerr << "brain run: " << refused << " not supported for the " << cfg.model << " model\n";
+    return kExitUsage;
+  }
+  const int64_t units = cfg.exc_size();
+  if (a.validate_only) {
+    std::cout << a.config << ": valid; " << label << " of " << units << " units";
+    if (esn) std::cout << ", " << cfg.esn.washout + cfg.esn.train_steps + cfg.esn.test_steps << " samples";
+    else std::cout << ", " << cfg.duration_ms << " ms";
+    std::cout << " on " << cfg.device << "; estimated memory " << gb(need.total()) << " of " << gb(have)
+              << " available; " << identity << "\n";
+    return kExitOk;
+  }
+  const c10::Device device(cfg.device == "cuda" ? c10::kCUDA : c10::kCPU);
+  torch::NoGradGuard no_grad;
+  std::filesystem::create_directories(a.out);
+  nlohmann::json summary;
+  summary["model"] = label + " (" + a.config + ")";
+  summary["device"] = cfg.device;
+  summary["seed"] = cfg.seed;
+  summary["units"] = units;
+  summary["config_identity"] = identity;
+  summary["estimated_memory_bytes"] = need.total();
+
+  if (esn) {
+    const auto& s = cfg.esn;
+    std::cerr << label << ": " << s.size << " units (" << s.connectivity << " recurrent weights, density "
+              << s.density << "), predicting " << s.horizon << " samples ahead\n";
+    const EsnResult r = run_esn_lorenz(s, cfg.seed, device, cfg.record_units);
+    io::save_npz(a.out + "/monitors.npz", {{"target", r.target},
+                                            {"prediction", r.prediction},
+                                            {"states", r.states},
+                                            {"t", torch::arange(r.target.size(0), torch::kDouble) * s.lorenz_dt}});
+    summary["samples"] = s.washout + s.train_steps + s.test_steps;
+    summary["train_nrmse"] = r.train_nrmse;
+    summary["test_nrmse"] = r.test_nrmse;
+    summary["persistence_nrmse"] = r.persistence_nrmse;
+    summary["reservoir_seconds"] = r.reservoir_seconds;
+    summary["fit_seconds"] = r.fit_seconds;
+    summary["peak_rss_mb"] = peak_rss_mb();
+    io::write_text(a.out + "/summary.json", summary.dump(2) + "\n");
+    // The test part of x(t): target and prediction against Lorenz time.
+    io::XYSeries target{"target x", {}, {}, "#333333", "line"}, pred{"prediction x", {}, {}, "#d62728", "line"};
+    const auto ta = r.target.accessor<double, 2>();
+    const auto pa = r.prediction.accessor<double, 2>();
+    double lo = 0, hi = 0;
+    for (int64_t i = 0; i < r.target.size(0); ++i) {
+      const double t = i * s.lorenz_dt;
+      target.x.push_back(t), target.y.push_back(ta[i][0]);
+      pred.x.push_back(t), pred.y.push_back(pa[i][0]);
+      lo = std::min({lo, ta[i][0], pa[i][0]}), hi = std::max({hi, ta[i][0], pa[i][0]});
+    }
+    const double pad = 0.05 * (hi - lo + 1e-9);
+    io::write_text(a.out + "/prediction.svg",
+                   io::xy_svg({target, pred}, 0, std::max(1, static_cast<int>(r.target.size(0)) - 1) * s.lorenz_dt,
+                              lo - pad, hi + pad, label + ": test set, " + std::to_string(s.horizon) + " samples ahead",
+                              "Lorenz time", "x (normalised)"));
+    std::cout << label << ", " << s.size << " units, " << cfg.device << "\n";
+    std::cout << "  reservoir " << r.reservoir_seconds << " s, ridge fit " << r.fit_seconds << " s\n";
+    std::cout << "  NRMSE: train " << r.train_nrmse << ", test " << r.test_nrmse << " (predicting no change: "
+              << r.persistence_nrmse << ")\n";
+    std::cout << "  outputs: " << a.out << "/{monitors.npz, summary.json, prediction.svg}\n";
+    return kExitOk;
+  }
+
+  const auto& s = cfg.cann;
+  const auto t_build = std::chrono::steady_clock::now();
+  auto net = build_cann_network(s, cfg.seed, device);
+  net->reset_state();
+  const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_build).count();
+  RunnerOptions opt;
+  opt.dt = cfg.dt_ms;
+  opt.progress = a.progress;
+  opt.engine = parse_engine(cfg.engine);
+  opt.check_finite = cfg.check_finite;
+  opt.identity = identity;
+  if (!a.checkpoint.empty()) {
+    opt.checkpoint_path = a.checkpoint;
+    opt.checkpoint_every = a.checkpoint_every.value_or(10000);
+  }
+  for (const char* key : {"stimulus.position", "stimulus.active", "bump.position", "bump.error", "bump.height"}) {
+    opt.monitors.push_back({key, std::nullopt, 1, "", std::nullopt});
+  }
+  if (cfg.activity_every > 0) opt.monitors.push_back({"cann.u", std::nullopt, cfg.activity_every, "", std::nullopt});
+  std::cerr << label << ": " << s.size << " units on a ring, built in " << build_s << " s on " << cfg.device << "\n";
+  Runner runner(net, opt);
+  RunResult r;
+  if (!a.resume.empty()) {
+    try {
+      r = runner.resume(a.resume);
+    } catch (const io::CheckpointError& e) {
+      std::cerr << "brain run: cannot resume: " << e.what() << "\n";
+      return kExitUsage;
+    }
+  } else {
+    r = runner.run(cfg.duration_ms);
+  }
+  r.save(a.out);
+  const double sim_s = r.steps * r.dt / 1000.0;
+  nlohmann::json run_summary = nlohmann::json::parse(r.summary_json());
+  run_summary.update(summary);
+  summary = run_summary;
+  summary["build_seconds"] = build_s;
+  summary["seconds_per_simulated_second"] = r.wall_seconds / sim_s;
+  summary["peak_rss_mb"] = peak_rss_mb();
+  // Tracking: the error while the stimulus is on, after 20 tau for the bump to form.
+  const at::Tensor t = r.times.at("bump.error").to(torch::kDouble);
+  const at::Tensor err = r.values.at("bump.error").to(torch::kDouble).flatten();
+  const at::Tensor height = r.values.at("bump.height").to(torch::kDouble).flatten();
+  const at::Tensor pos = r.values.at("bump.position").to(torch::kDouble).flatten();
+  const at::Tensor active = r.values.at("stimulus.active").to(torch::kDouble).flatten() > 0;
+  const at::Tensor settled = (t >= s.stim_on + 20 * s.tau) & active;
+  nlohmann::json tracking = nullptr, memory = nullptr;
+  if (settled.any().item<bool>()) {
+    const at::Tensor e = err.masked_select(settled).abs();
+    tracking = {{"mean_abs_error_rad", e.mean().item<double>()},
+                {"max_abs_error_rad", e.max().item<double>()},
+                {"speed_rad_per_ms", s.speed}};
+    summary["tracking"] = tracking;
+  }
+  // Persistence: is the bump still there, and where, after the stimulus went off?
+  const at::Tensor off = (t >= s.stim_off).nonzero().flatten();
+  if (off.numel() > 1) {
+    const int64_t i0 = off[0].item<int64_t>(), i1 = t.size(0) - 1;
+    const double h0 = height[std::max<int64_t>(i0 - 1, 0)].item<double>(), h1 = height[i1].item<double>();
+    const double drift = std::remainder(pos[i1].item<double>() - pos[std::max<int64_t>(i0 - 1, 0)].item<double>(), 2 * M_PI);
+    memory = {{"height_at_stim_off", h0}, {"height_at_end", h1}, {"persists", h1 > 0.5 * h0 && h0 > 0},
+              {"drift_rad", drift}, {"over_ms", (i1 - i0 + 1) * r.dt}};
+    summary["persistence"] = memory;
+  }
+  io::write_text(a.out + "/summary.json", summary.dump(2) + "\n");
+  if (cfg.activity_every > 0) {
+    io::write_text(a.out + "/activity.svg",
+                   io::heatmap_svg(r.values.at("cann.u").reshape({-1, s.size}), r.t_start, r.dt * cfg.activity_every,
+                                   -M_PI, M_PI, label + ": activity u over the ring", "preferred position (rad)"));
+  }
+  io::XYSeries stim{"stimulus", {}, {}, "#333333", "dots"}, bump{"bump (decoded)", {}, {}, "#d62728", "dots"};
+  const auto sp = r.values.at("stimulus.position").to(torch::kDouble).flatten();
+  const int64_t stride = std::max<int64_t>(1, t.size(0) / 3000);
+  const auto act = active.to(torch::kDouble);
+  for (int64_t i = 0; i < t.size(0); i += stride) {
+    const double ti = t[i].item<double>(), zi = sp[i].item<double>();
+    if (act[i].item<double>() > 0) stim.x.push_back(ti), stim.y.push_back(zi);
+    bump.x.push_back(ti), bump.y.push_back(pos[i].item<double>());
+  }
+  io::write_text(a.out + "/positions.svg",
+                 io::xy_svg({stim, bump}, r.t_start, r.t_start + std::max<int64_t>(r.steps, 1) * r.dt, -M_PI, M_PI,
+                            label + ": stimulus and bump positions", "time (ms)", "position (rad)"));
+  std::cout << label << ", " << s.size << " units, " << cfg.device << "\n";
+  std::cout << "  simulated " << r.steps * r.dt << " ms in " << r.wall_seconds << " s (" << r.wall_seconds / sim_s
+            << " s per simulated second, " << r.engine << " engine), build " << build_s << " s\n";
+  if (!tracking.is_null()) {
+    std::cout << "  tracking: mean |error| " << tracking["mean_abs_error_rad"].get<double>() << " rad at speed "
+              << s.speed << " rad/ms\n";
+  }
+  if (!memory.is_null()) {
+    std::cout << "  after the stimulus: the bump " << (memory["persists"].get<bool>() ? "persists" : "decays")
+              << " (height " << memory["height_at_stim_off"].get<double>() << " -> "
+              << memory["height_at_end"].get<double>() << ", drift " << memory["drift_rad"].get<double>() << " rad over "
+              << memory["over_ms"].get<double>() << " ms)\n";
+  }
+  std::cout << "  outputs: " << a.out << "/{monitors.npz, summary.json, positions.svg"
+            << (cfg.activity_every > 0 ? ", activity.svg" : "") << "}\n";
+  return kExitOk;
+}
+
 int run(const std::vector<std::string>& args) {
   for (const auto& arg : args) {
     if (arg == "--help" || arg == "-h") {
@@ -262,6 +439,14 @@ int run(const std::vector<std::string>& args) {
   const std::string identity = config_identity(text.str(), cfg);
   const MemoryEstimate need = estimate_run_memory(cfg);
   const double have = available_memory(cfg.device);
+  if (cfg.rate_model()) {
+    if (a.resource_check && need.total() > have) {
+      std::cerr << "brain run: " << a.config << ": this run needs about " << gb(need.total()) << ", more than the "
+                << gb(have) << " available on " << cfg.device << "; --no-resource-check runs it anyway.\n";
+      return kExitUsage;
+    }
+    return run_rate_model(cfg, a, identity, need, have);
+  }
   const std::string label = cfg.model == "coba_hh"           ? "COBA-HH"
                             : cfg.model == "decision_making" ? "Wang 2002 decision-making"
                             : cfg.network.output == "coba"   ? "COBA E/I"

@@ -180,6 +180,41 @@ std::string xy_svg(const std::vector<XYSeries>& series, double x0, double x1, do
   return svg.str();
 }
 
+std::string heatmap_svg(const at::Tensor& values_in, double t0_ms, double dt_ms, double y0, double y1,
+                        const std::string& title, const std::string& y_label) {
+  TORCH_CHECK(values_in.dim() == 2, "heatmap_svg: expected values [T, n], got ", values_in.sizes());
+  TORCH_CHECK(y1 > y0 && dt_ms > 0, "heatmap_svg: expected y1 > y0 and dt_ms > 0");
+  const int64_t T = values_in.size(0), n = values_in.size(1);
+  Frame f{t0_ms, t0_ms + std::max<int64_t>(T, 1) * dt_ms, y0, y1};
+  std::ostringstream svg;
+  svg << header();
+  if (T > 0 && n > 0) {
+    // Cells: averages over blocks of steps and rows, at most 600 x 200.
+    const int64_t ct = std::min<int64_t>(T, 600), cn = std::min<int64_t>(n, 200);
+    const at::Tensor v = values_in.to(torch::kCPU, torch::kDouble).nan_to_num(0.0);
+    const at::Tensor cells = at::adaptive_avg_pool2d(v.unsqueeze(0).unsqueeze(0), {ct, cn}).squeeze(0).squeeze(0);
+    const double lo = cells.min().item<double>(), hi = cells.max().item<double>();
+    const auto c = cells.accessor<double, 2>();
+    // A perceptual ramp (dark blue -> teal -> yellow), interpolated between five stops.
+    const double stops[5][3] = {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+    const double w = (kWidth - kLeft - kRight) / static_cast<double>(ct), h = (kHeight - kTop - kBottom) / static_cast<double>(cn);
+    for (int64_t i = 0; i < ct; ++i) {
+      for (int64_t j = 0; j < cn; ++j) {
+        const double x = hi > lo ? (c[i][j] - lo) / (hi - lo) * 4 : 0;
+        const int k = std::min(3, static_cast<int>(x));
+        const double fr = x - k;
+        int rgb[3];
+        for (int ch = 0; ch < 3; ++ch) rgb[ch] = static_cast<int>(stops[k][ch] + fr * (stops[k + 1][ch] - stops[k][ch]));
+        svg << "<rect x=\"" << kLeft + i * w << "\" y=\"" << kHeight - kBottom - (j + 1) * h << "\" width=\"" << w + 0.3
+            << "\" height=\"" << h + 0.3 << "\" fill=\"rgb(" << rgb[0] << "," << rgb[1] << "," << rgb[2] << ")\"/>\n";
+      }
+    }
+  }
+  axes(svg, f, title, "time (ms)", y_label);
+  svg << "</svg>\n";
+  return svg.str();
+}
+
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);
   TORCH_CHECK(out, "cannot open '", path, "' for writing");

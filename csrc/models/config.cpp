@@ -217,15 +217,56 @@ void read_decision(const json& j, const std::string& path, DecisionNetSpec& n) {
   r.finish();
 }
 
+void read_cann(const json& j, const std::string& path, CannSpec& n) {
+  Reader r(j, path);
+  n.size = r.integer("size", n.size, 1, int64_t{1} << 20);
+  n.tau = r.number("tau", n.tau, 0, 1e6, true);
+  n.k = r.number("k", n.k, 0, 1e6);
+  n.a = r.number("a", n.a, 0, 1e3, true);
+  n.A = r.number("A", n.A, -1e6, 1e6);
+  n.J0 = r.number("J0", n.J0, -1e6, 1e6);
+  n.z0 = r.number("z0", n.z0, -1e6, 1e6);
+  n.speed = r.number("speed", n.speed, -1e3, 1e3);
+  n.stim_on = r.number("stim_on", n.stim_on, 0, 1e12);
+  n.stim_off = r.number("stim_off", n.stim_off, 0, 1e12);
+  if (n.stim_off < n.stim_on) throw ConfigError(r.at("stim_off"), "must be >= stim_on");
+  n.init_noise = r.number("init_noise", n.init_noise, 0, 1e6);
+  n.method = r.choice("method", n.method, {"euler", "midpoint", "heun", "rk4"});
+  n.dtype = r.choice("dtype", n.dtype, {"float32", "float64"});
+  r.finish();
+}
+
+void read_esn(const json& j, const std::string& path, EsnSpec& n) {
+  Reader r(j, path);
+  n.size = r.integer("size", n.size, 1, int64_t{1} << 20);
+  n.spectral_radius = r.number("spectral_radius", n.spectral_radius, 0, 1e3, true);
+  n.leak = r.number("leak", n.leak, 0, 1, true);
+  n.input_scale = r.number("input_scale", n.input_scale, 0, 1e6);
+  n.bias_scale = r.number("bias_scale", n.bias_scale, 0, 1e6);
+  n.density = r.number("density", n.density, 0, 1, true);
+  n.connectivity = r.choice("connectivity", n.connectivity, {"dense", "jit"});
+  n.washout = r.integer("washout", n.washout, 0, int64_t{1} << 30);
+  n.train_steps = r.integer("train_steps", n.train_steps, 1, int64_t{1} << 30);
+  n.test_steps = r.integer("test_steps", n.test_steps, 2, int64_t{1} << 30);
+  n.horizon = r.integer("horizon", n.horizon, 1, int64_t{1} << 20);
+  n.lorenz_dt = r.number("lorenz_dt", n.lorenz_dt, 0, 1, true);
+  n.ridge_alpha = r.number("ridge_alpha", n.ridge_alpha, 0, 1e12);
+  n.dtype = r.choice("dtype", n.dtype, {"float32", "float64"});
+  r.finish();
+}
+
 }  // namespace
 
 int64_t RunConfig::exc_size() const {
+  if (model == "cann") return cann.size;
+  if (model == "esn") return esn.size;
   if (model == "coba_hh") return coba_hh.n_exc;
   if (model == "decision_making") return std::llround(1600 * decision.scale);
   return network.n_exc;
 }
 
 int64_t RunConfig::inh_size() const {
+  if (rate_model()) return 0;
   if (model == "coba_hh") return coba_hh.n_inh;
   if (model == "decision_making") return std::llround(400 * decision.scale);
   return network.n_inh;
@@ -240,9 +281,11 @@ RunConfig parse_run_config(const std::string& text) {
   }
   RunConfig c;
   Reader root(j, "");
-  c.model = root.choice("model", c.model, {"ei_network", "coba_hh", "decision_making"});
+  c.model = root.choice("model", c.model, {"ei_network", "coba_hh", "decision_making", "cann", "esn"});
   if (const json* v = root.find("network")) {
     if (c.model == "coba_hh") read_coba_hh(*v, "/network", c.coba_hh);
+    else if (c.model == "cann") read_cann(*v, "/network", c.cann);
+    else if (c.model == "esn") read_esn(*v, "/network", c.esn);
     else if (c.model == "decision_making") read_decision(*v, "/network", c.decision);
     else read_network(*v, "/network", c.network);
   }
@@ -250,8 +293,21 @@ RunConfig parse_run_config(const std::string& text) {
   c.voltage_neurons.erase(std::remove_if(c.voltage_neurons.begin(), c.voltage_neurons.end(),
                                          [&](int64_t i) { return i >= c.exc_size(); }),
                           c.voltage_neurons.end());
+  if (c.rate_model()) {  // no spikes, no membrane potentials
+    c.monitor_spikes = false;
+    c.voltage_neurons.clear();
+    c.record_units = std::min(c.record_units, c.esn.size);
+  }
   if (const json* v = root.find("run")) {
     Reader r(*v, "/run");
+    if (c.model == "esn") {
+      for (const char* key : {"duration_ms", "dt_ms", "engine", "check_finite"}) {
+        if (v->contains(key)) {
+          throw ConfigError(r.at(key), "not used by the esn model: it runs network.washout + train_steps + "
+                                       "test_steps samples of the Lorenz system, spaced network.lorenz_dt");
+        }
+      }
+    }
     c.duration_ms = r.number("duration_ms", c.duration_ms, 0, 1e9, true);
     c.dt_ms = r.number("dt_ms", c.dt_ms, 0, 1e3, true);
     c.seed = static_cast<uint64_t>(r.integer("seed", static_cast<int64_t>(c.seed), 0, std::numeric_limits<int64_t>::max()));
@@ -260,7 +316,12 @@ RunConfig parse_run_config(const std::string& text) {
     c.check_finite = r.boolean("check_finite", c.check_finite);
     r.finish();
   }
-  if (const json* v = root.find("monitors")) {
+  if (const json* v = root.find("monitors"); v && c.rate_model()) {
+    Reader m(*v, "/monitors");
+    if (c.model == "cann") c.activity_every = m.integer("activity_every", c.activity_every, 0, int64_t{1} << 30);
+    else c.record_units = m.integer("record_units", c.record_units, 0, c.esn.size);
+    m.finish();
+  } else if (v) {
     Reader m(*v, "/monitors");
     c.monitor_spikes = m.boolean("spikes", c.monitor_spikes);
     if (const json* vn = m.find("voltage_neurons")) {
@@ -286,6 +347,25 @@ RunConfig parse_run_config(const std::string& text) {
 }
 
 MemoryEstimate estimate_run_memory(const RunConfig& cfg) {
+  if (cfg.model == "cann") {  // the dense [n, n] coupling; u and RK4's stages; the recordings
+    const double n = static_cast<double>(cfg.cann.size), bytes = cfg.cann.dtype == "float64" ? 8 : 4;
+    const double steps = cfg.duration_ms / cfg.dt_ms;
+    MemoryEstimate e;
+    e.connectivity = n * n * bytes;
+    e.states = 12 * n * bytes;
+    e.monitors = 2 * (steps * 4 * bytes + (cfg.activity_every > 0 ? steps / cfg.activity_every * n * bytes : 0));
+    return e;
+  }
+  if (cfg.model == "esn") {  // A (dense) or nothing (jit); every state, kept for the fit
+    const double n = static_cast<double>(cfg.esn.size), bytes = cfg.esn.dtype == "float64" ? 8 : 4;
+    const double samples = static_cast<double>(cfg.esn.washout + cfg.esn.train_steps + cfg.esn.test_steps);
+    MemoryEstimate e;
+    e.connectivity = cfg.esn.connectivity == "dense" ? 2 * n * n * bytes : 0;
+    e.build_peak = cfg.esn.connectivity == "dense" ? 3 * n * n * 16 : 0;  // eigenvalues, complex
+    e.states = 2 * samples * n * bytes + 2 * n * n * 8;  // states, and the ridge normal equations
+    e.monitors = samples * static_cast<double>(cfg.record_units) * bytes;
+    return e;
+  }
   EINetSpec n = cfg.network;
   double state_factor = 1;  // states per neuron relative to the LIF network's
   if (cfg.model == "coba_hh") {  // the same projections; three gates more per neuron

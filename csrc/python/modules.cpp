@@ -229,6 +229,64 @@ void bind_modules(py::module& m) {
       },
       py::arg("spec"), py::arg("seed"), py::arg("device"), py::arg("dt"));
 
+  py::class_<CannSpec>(m, "CannSpec")
+      .def(py::init<>())
+      .def_readwrite("size", &CannSpec::size)
+      .def_readwrite("tau", &CannSpec::tau)
+      .def_readwrite("k", &CannSpec::k)
+      .def_readwrite("a", &CannSpec::a)
+      .def_readwrite("A", &CannSpec::A)
+      .def_readwrite("J0", &CannSpec::J0)
+      .def_readwrite("z0", &CannSpec::z0)
+      .def_readwrite("speed", &CannSpec::speed)
+      .def_readwrite("stim_on", &CannSpec::stim_on)
+      .def_readwrite("stim_off", &CannSpec::stim_off)
+      .def_readwrite("init_noise", &CannSpec::init_noise)
+      .def_readwrite("method", &CannSpec::method)
+      .def_readwrite("dtype", &CannSpec::dtype);
+  m.def(
+      "build_cann_network",
+      [](const CannSpec& spec, uint64_t seed, const std::string& device) {
+        return std::static_pointer_cast<DynSysGroup>(build_cann_network(spec, seed, c10::Device(device)));
+      },
+      py::arg("spec"), py::arg("seed"), py::arg("device"));
+  py::class_<EsnSpec>(m, "EsnSpec")
+      .def(py::init<>())
+      .def_readwrite("size", &EsnSpec::size)
+      .def_readwrite("spectral_radius", &EsnSpec::spectral_radius)
+      .def_readwrite("leak", &EsnSpec::leak)
+      .def_readwrite("input_scale", &EsnSpec::input_scale)
+      .def_readwrite("bias_scale", &EsnSpec::bias_scale)
+      .def_readwrite("density", &EsnSpec::density)
+      .def_readwrite("connectivity", &EsnSpec::connectivity)
+      .def_readwrite("washout", &EsnSpec::washout)
+      .def_readwrite("train_steps", &EsnSpec::train_steps)
+      .def_readwrite("test_steps", &EsnSpec::test_steps)
+      .def_readwrite("horizon", &EsnSpec::horizon)
+      .def_readwrite("lorenz_dt", &EsnSpec::lorenz_dt)
+      .def_readwrite("ridge_alpha", &EsnSpec::ridge_alpha)
+      .def_readwrite("dtype", &EsnSpec::dtype);
+  m.def(
+      "run_esn_lorenz",
+      [](const EsnSpec& spec, uint64_t seed, const std::string& device, int64_t record_units) {
+        EsnResult r;
+        {
+          py::gil_scoped_release release;
+          r = run_esn_lorenz(spec, seed, c10::Device(device), record_units);
+        }
+        py::dict d;
+        d["target"] = r.target;
+        d["prediction"] = r.prediction;
+        d["states"] = r.states;
+        d["train_nrmse"] = r.train_nrmse;
+        d["test_nrmse"] = r.test_nrmse;
+        d["persistence_nrmse"] = r.persistence_nrmse;
+        d["reservoir_seconds"] = r.reservoir_seconds;
+        d["fit_seconds"] = r.fit_seconds;
+        return d;
+      },
+      py::arg("spec"), py::arg("seed"), py::arg("device"), py::arg("record_units") = 0);
+
   py::class_<Monitor>(m, "Monitor")
       .def(py::init([](std::string path, std::optional<at::Tensor> indices, int64_t every, std::string name,
                        std::optional<at::ScalarType> dtype) {

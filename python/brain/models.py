@@ -33,7 +33,7 @@ __all__ = ["CheckpointError", "NonFiniteError", "DynamicalSystem", "Network", "e
            "FHN", "WilsonCowan", "QIFMeanField", "StuartLandau", "ThresholdLinear", "Reservoir", "CANN1D",
            "NaChannelTM", "KChannelTM", "CaTChannel", "HChannel", "CalciumPool", "KCaChannel", "GIF", "BioNMDA",
            "DenseComm", "OneToOne", "AllToAll", "GroupComm", "coba_hh_network",
-           "decision_network"]
+           "decision_network", "cann_network", "esn_lorenz"]
 
 # The building blocks are the C++ classes themselves; compose them in a Network.
 #   LIF(n, V_rest=-60, V_reset=-60, V_th=-50, tau=20, R=1, tau_ref=0, method="exp_euler",
@@ -179,6 +179,31 @@ def decision_network(coherence=25.6, seed=42, device="cpu", dt=0.1, **spec):
     net.reset_state(len(trials) if isinstance(coherence, (list, tuple)) else 0)
     net.spec = s
     return net
+
+
+def cann_network(seed=42, device="cpu", **spec):
+    """A ring attractor (CANN1D) under a stimulus protocol (brain::CannSpec): an input bump at
+    z0 + speed (t - stim_on) between stim_on and stim_off ms. Children "stimulus" (states
+    "position" and "active"), "cann" (state "u") and "bump" (states "position", "error", "height": the
+    decoded bump, its distance to the stimulus and its peak rate). Keyword arguments set the
+    spec's fields (size, tau, k, a, A, J0, z0, speed, stim_on, stim_off, init_noise, method,
+    dtype)."""
+    s = _spec(_C.CannSpec, "cann_network", spec)
+    net = DynamicalSystem(_C.build_cann_network(s, int(seed), str(torch.device(device))))
+    net.reset_state()
+    net.spec = s
+    return net
+
+
+def esn_lorenz(seed=7, device="cpu", record_units=0, **spec):
+    """The echo-state network's Lorenz prediction task (brain::EsnSpec, models/esn.json): a
+    reservoir driven by the normalised Lorenz state, a ridge readout predicting it `horizon`
+    samples ahead. Returns a dict with target and prediction [test_steps, 3], states [samples,
+    record_units], train_nrmse, test_nrmse, persistence_nrmse (predicting no change) and
+    timings. Keyword arguments set the spec's fields (size, spectral_radius, leak,
+    input_scale, density, connectivity, washout, train_steps, test_steps, horizon, ...)."""
+    s = _spec(_C.EsnSpec, "esn_lorenz", spec)
+    return _C.run_esn_lorenz(s, int(seed), str(torch.device(device)), int(record_units))
 
 
 def _monitor(m):

@@ -298,3 +298,79 @@ def test_brain_run_decision_making_config(tmp_path):
     path.write_text(json.dumps(cfg))
     r = brain_run(path)
     assert r.returncode == EXIT_USAGE and "/network/coherence: expected a number in [-100, 100]" in r.stderr
+
+
+# ---- The CANN and ESN reference networks ----------------------------------------------------
+
+def stationary_bump_height(n, k, J0, a):
+    """The larger root of k rho sqrt(2 pi) a u0^2 - rho J0 u0 / sqrt(2) + 1 = 0: the height of the
+    bump u0 exp(-x^2 / (4 a^2)) that holds itself with no input (CANN1D's sums over rho = n / 2pi
+    neurons per radian taken as integrals); none above k_c = rho J0^2 / (8 sqrt(2 pi) a)."""
+    rho = n / (2 * math.pi)
+    A, B = k * rho * math.sqrt(2 * math.pi) * a, rho * J0 / math.sqrt(2)
+    disc = B * B - 4 * A
+    return None if disc < 0 else (B + math.sqrt(disc)) / (2 * A)
+
+
+def test_cann_network_holds_the_analytic_bump_and_loses_it_above_k_c():
+    n, J0, a = 256, 4.0, 0.5
+    k_c = n / (2 * math.pi) * J0 ** 2 / (8 * math.sqrt(2 * math.pi) * a)
+    for k, holds in ((8.1, True), (1.2 * k_c, False)):
+        net = m.cann_network(size=n, k=k, z0=1.0, stim_off=30.0)
+        out = m.Runner(net, dt=0.05, monitors=["cann.u", "bump.position", "bump.height", "stimulus.active"],
+                       progress=False).run(200.0)
+        u = out["cann.u"][-1].double()
+        assert out["stimulus.active"][:599].all() and not out["stimulus.active"][601:].any()
+        if holds:
+            u0 = stationary_bump_height(n, k, J0, a)
+            assert abs(u.max().item() / u0 - 1) < 0.01, (u.max().item(), u0)
+            x = -math.pi + torch.arange(n, dtype=torch.float64) * (2 * math.pi / n)
+            d = (x - 1.0 + math.pi) % (2 * math.pi) - math.pi
+            torch.testing.assert_close(u, u0 * torch.exp(-d ** 2 / (4 * a * a)), atol=0.01 * u0, rtol=0)
+            assert abs(out["bump.position"][-1].item() - 1.0) < 1e-3
+        else:
+            assert stationary_bump_height(n, k, J0, a) is None
+            assert u.abs().max() < 1e-3 and out["bump.height"][-1].item() < 1e-6
+
+
+def test_brain_run_cann_config_tracks_and_remembers(tmp_path):
+    r = brain_run(os.path.join(REPO, "models", "cann.json"), "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["units"] == 512 and s["tracking"]["speed_rad_per_ms"] == 0.01
+    assert s["tracking"]["mean_abs_error_rad"] < 0.05
+    assert s["persistence"]["persists"] and abs(s["persistence"]["drift_rad"]) < 0.01
+    mon = monitors(tmp_path)
+    assert mon["cann.u"].shape == (400, 512) and mon["bump.error"].shape == (8000, 1)
+    # The bump trails a stimulus that moves to larger positions.
+    on = (mon["stimulus.active"][:, 0] > 0) & (mon["bump.error.t"] > 50)
+    assert (mon["bump.error"][on, 0] < 0).mean() > 0.95
+    assert "the bump persists" in r.stdout
+    for picture in ("activity.svg", "positions.svg"):
+        assert (tmp_path / picture).read_text().startswith("<svg")
+    # The same network from Python, step for step.
+    net = m.cann_network(seed=42, z0=-2.0, speed=0.01, stim_off=300.0)
+    ours = m.Runner(net, dt=0.05, monitors=["bump.position"], progress=False).run(400.0)
+    assert torch.equal(ours["bump.position"], torch.from_numpy(mon["bump.position"]))
+
+
+def test_esn_lorenz_beats_persistence_by_far_and_brain_run_writes_it(tmp_path):
+    result = m.esn_lorenz(size=200, train_steps=2000, test_steps=500, record_units=5)
+    assert result["prediction"].shape == (500, 3) and result["states"].shape == (2600, 5)
+    assert result["test_nrmse"] < 0.02 < 0.5 < result["persistence_nrmse"]
+    jit = m.esn_lorenz(size=200, train_steps=2000, test_steps=500, connectivity="jit")
+    assert jit["test_nrmse"] < 0.05
+    with pytest.raises(TypeError, match="unknown field 'units'"):
+        m.esn_lorenz(units=10)
+
+    r = brain_run(os.path.join(REPO, "models", "esn.json"), "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["samples"] == 5100 and s["test_nrmse"] < 0.01 and s["persistence_nrmse"] > 0.5
+    mon = monitors(tmp_path)
+    assert mon["prediction"].shape == (1000, 3) and mon["states"].shape == (5100, 20)
+    same = m.esn_lorenz(seed=7)
+    assert abs(same["test_nrmse"] - s["test_nrmse"]) < 1e-12
+    assert (tmp_path / "prediction.svg").exists()
+    r = brain_run(os.path.join(REPO, "models", "esn.json"), "--duration", "10")
+    assert r.returncode == EXIT_USAGE and "--duration is" in r.stderr

@@ -26,6 +26,11 @@ BRAIN_API std::string traces_svg(const at::Tensor& times_ms, const at::Tensor& v
                                  const std::vector<std::string>& labels, const std::string& title,
                                  const std::string& y_label);
 
+// values [T, n] as a colour map (time on x from t0_ms in steps of dt_ms, rows on y labelled
+// from y0 to y1), e.g. a CANN's activity bump over time; subsampled to a few hundred cells a side.
+BRAIN_API std::string heatmap_svg(const at::Tensor& values, double t0_ms, double dt_ms, double y0, double y1,
+                                  const std::string& title, const std::string& y_label);
+
 BRAIN_API void write_text(const std::string& path, const std::string& text);
 
 }  // namespace brain::io

@@ -23,14 +23,20 @@ class BRAIN_API ConfigError : public std::runtime_error {
 };
 
 // "model" picks the network (models/*.json): "ei_network" (COBA/CUBA, EINetSpec),
-// "coba_hh" (CobaHHSpec) or "decision_making" (Wang 2002, DecisionNetSpec, one trial of
-// coherence network.coherence); "network" then holds that spec's fields.
+// "coba_hh" (CobaHHSpec), "decision_making" (Wang 2002, DecisionNetSpec, one trial of
+// coherence network.coherence), "cann" (CannSpec) or "esn" (EsnSpec, the Lorenz task);
+// "network" then holds that spec's fields. The rate models (cann, esn) have their own
+// monitors; the esn's length is network.train_steps + test_steps, not run.duration_ms.
 struct RunConfig {
   std::string model = "ei_network";
   EINetSpec network;
   CobaHHSpec coba_hh;
   DecisionNetSpec decision;
-  // Size of the model's excitatory population "E" (voltage monitors index it).
+  CannSpec cann;
+  EsnSpec esn;
+  bool rate_model() const { return model == "cann" || model == "esn"; }
+  // Size of the model's excitatory population "E" (voltage monitors index it); for the rate
+  // models, their number of units, and 0 inhibitory.
   int64_t exc_size() const;
   int64_t inh_size() const;
   double duration_ms = 1000.0;
@@ -42,6 +48,8 @@ struct RunConfig {
   bool monitor_spikes = true;
   std::vector<int64_t> voltage_neurons{0, 1, 2, 3, 4};  // of the excitatory population
   int64_t raster_neurons = 400;                         // per population, in the picture
+  int64_t activity_every = 10;  // cann: record u every so many steps (0: not at all)
+  int64_t record_units = 20;    // esn: reservoir units whose states are written
 };
 
 // Parses and validates a configuration (JSON text). Fields left out keep their defaults;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
 #include <brain/dyn/system.h>
@@ -118,5 +119,52 @@ struct DecisionNetSpec {
 };
 BRAIN_API std::shared_ptr<DynSysGroup> build_decision_network(const DecisionNetSpec& spec, uint64_t seed,
                                                              c10::Device device, double dt_ms = 0.1);
+
+// A continuous attractor network on a ring (CANN1D: Wu, Hamaguchi & Amari 2008) under a
+// stimulus protocol: an input bump of amplitude A at position z0 + speed (t - stim_on) (rad,
+// wrapped onto [-pi, pi)) between stim_on and stim_off ms, nothing otherwise. A still
+// stimulus switched off shows the bump that persists without input (working memory); a
+// moving one shows smooth tracking with a lag. Children, in update order: "stimulus" (states
+// "position" [..., 1], the last stimulus position, and "active", 1 while it is on; adds the
+// input to the CANN's "input_u"), "cann" (CANN1D, state "u" [..., size]) and "bump" (states
+// "position": the decoded bump position, "error": its ring distance to the stimulus
+// position, and "height": the peak rate).
+struct CannSpec {
+  int64_t size = 512;
+  double tau = 1.0, k = 8.1, a = 0.5, A = 10.0, J0 = 4.0;  // CANN1DParams
+  double z0 = 0.0;        // rad
+  double speed = 0.0;     // rad per ms
+  double stim_on = 0.0;   // ms
+  double stim_off = 1e9;  // ms
+  double init_noise = 0.0;  // initial u ~ U(0, init_noise), drawn from the seed
+  std::string method = "rk4";
+  std::string dtype = "float64";
+};
+BRAIN_API std::shared_ptr<DynSysGroup> build_cann_network(const CannSpec& spec, uint64_t seed, c10::Device device);
+
+// An echo-state network predicting the Lorenz system (the reservoir-computing task of the
+// BrainPy papers): brain::data::lorenz sampled every lorenz_dt, each component normalised by
+// the training part's mean and std, drives a Reservoir (n_in = 3); a linear readout fitted by
+// ridge regression on the states after `washout` predicts the input `horizon` samples ahead.
+// The first washout + train_steps samples train, the next test_steps test (the reservoir runs
+// on through them). NRMSE = RMSE / std of the target, averaged over the three components.
+struct EsnSpec {
+  int64_t size = 500;
+  double spectral_radius = 0.9, leak = 0.5, input_scale = 0.5, bias_scale = 0.0, density = 0.1;
+  std::string connectivity = "dense";  // or "jit" (ReservoirParams)
+  int64_t washout = 100, train_steps = 4000, test_steps = 1000, horizon = 5;
+  double lorenz_dt = 0.02;
+  double ridge_alpha = 1e-6;
+  std::string dtype = "float64";
+};
+struct EsnResult {
+  at::Tensor target, prediction;  // [test_steps, 3], normalised units
+  at::Tensor states;              // [washout + train_steps + test_steps, record_units]
+  double train_nrmse = 0, test_nrmse = 0;
+  double persistence_nrmse = 0;   // predicting "no change" over the horizon, on the test part
+  double reservoir_seconds = 0, fit_seconds = 0;
+};
+// Runs the task; records the first record_units reservoir units' states.
+BRAIN_API EsnResult run_esn_lorenz(const EsnSpec& spec, uint64_t seed, c10::Device device, int64_t record_units = 0);
 
 }  // namespace brain

@@ -511,6 +511,21 @@ TEST(Config, ShippedConfigsParse) {
   EXPECT_EQ(dm.inh_size(), 400);
   EXPECT_EQ(dm.decision.coherence, std::vector<double>{25.6});
   EXPECT_DOUBLE_EQ(dm.decision.stim_on, 300.0);
+  const auto cann = read("cann.json");
+  EXPECT_EQ(cann.model, "cann");
+  EXPECT_TRUE(cann.rate_model());
+  EXPECT_EQ(cann.exc_size(), 512);
+  EXPECT_EQ(cann.inh_size(), 0);
+  EXPECT_DOUBLE_EQ(cann.cann.speed, 0.01);
+  EXPECT_EQ(cann.activity_every, 20);
+  EXPECT_FALSE(cann.monitor_spikes);
+  EXPECT_TRUE(cann.voltage_neurons.empty());
+  const auto esn = read("esn.json");
+  EXPECT_EQ(esn.model, "esn");
+  EXPECT_EQ(esn.esn.size, 500);
+  EXPECT_EQ(esn.esn.horizon, 5);
+  EXPECT_EQ(esn.record_units, 20);
+  EXPECT_GT(brain::estimate_run_memory(esn).total(), 500.0 * 500 * 8);
 }
 
 TEST(Config, OtherModelsAreValidatedWithTheirOwnFields) {
@@ -531,7 +546,20 @@ TEST(Config, OtherModelsAreValidatedWithTheirOwnFields) {
   EXPECT_EQ(error_of(R"({"model": "decision_making", "monitors": {"voltage_neurons": [1600]}})"),
             "/monitors/voltage_neurons/0: neuron 1600 is outside the excitatory population [0, 1600)");
   EXPECT_EQ(error_of(R"({"model": "hopfield"})"),
-            "/model: expected one of ei_network, coba_hh, decision_making, got \"hopfield\"");
+            "/model: expected one of ei_network, coba_hh, decision_making, cann, esn, got \"hopfield\"");
+  EXPECT_EQ(error_of(R"({"model": "cann", "network": {"a": 0}})"), "/network/a: expected a number in (0, 1000], got 0");
+  EXPECT_EQ(error_of(R"({"model": "cann", "network": {"stim_on": 50, "stim_off": 10}})"),
+            "/network/stim_off: must be >= stim_on");
+  EXPECT_EQ(error_of(R"({"model": "cann", "monitors": {"spikes": true}})").rfind("/monitors/spikes: unknown field", 0), 0u);
+  EXPECT_EQ(error_of(R"({"model": "cann", "monitors": {"activity_every": -1}})").rfind("/monitors/activity_every:", 0),
+            0u);
+  EXPECT_EQ(error_of(R"({"model": "esn", "network": {"leak": 1.5}})"), "/network/leak: expected a number in (0, 1], got 1.5");
+  EXPECT_EQ(error_of(R"({"model": "esn", "network": {"connectivity": "csr"}})"),
+            "/network/connectivity: expected one of dense, jit, got \"csr\"");
+  EXPECT_EQ(error_of(R"({"model": "esn", "run": {"duration_ms": 100}})").rfind("/run/duration_ms: not used by the esn", 0),
+            0u);
+  EXPECT_EQ(error_of(R"({"model": "esn", "network": {"size": 10}, "monitors": {"record_units": 11}})"),
+            "/monitors/record_units: expected an integer in [0, 10], got 11");
   // Default traces beyond a small population are dropped, not an error.
   EXPECT_EQ(brain::parse_run_config(R"({"model": "coba_hh", "network": {"n_exc": 3, "n_inh": 1}})").voltage_neurons,
             (std::vector<int64_t>{0, 1, 2}));
