@@ -223,6 +223,21 @@ double peak_rss_mb() {
 
 }  // namespace
 
+// What every model's run shares: step, progress, engine, guards and checkpoints.
+RunnerOptions runner_options(const RunConfig& cfg, const RunArgs& a, const std::string& identity, int progress) {
+  RunnerOptions opt;
+  opt.dt = cfg.dt_ms;
+  opt.progress = progress;
+  opt.engine = parse_engine(cfg.engine);
+  opt.check_finite = cfg.check_finite;
+  opt.identity = identity;
+  if (!a.checkpoint.empty()) {
+    opt.checkpoint_path = a.checkpoint;
+    opt.checkpoint_every = a.checkpoint_every.value_or(10000);
+  }
+  return opt;
+}
+
 // The rate models (cann, esn): no spikes; their own outputs and summaries.
 int run_rate_model(const RunConfig& cfg, const RunArgs& a, const std::string& identity, const MemoryEstimate& need,
                    double have) {
@@ -304,16 +319,7 @@ int run_rate_model(const RunConfig& cfg, const RunArgs& a, const std::string& id
   auto net = build_cann_network(s, cfg.seed, device);
   net->reset_state();
   const double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_build).count();
-  RunnerOptions opt;
-  opt.dt = cfg.dt_ms;
-  opt.progress = a.progress;
-  opt.engine = parse_engine(cfg.engine);
-  opt.check_finite = cfg.check_finite;
-  opt.identity = identity;
-  if (!a.checkpoint.empty()) {
-    opt.checkpoint_path = a.checkpoint;
-    opt.checkpoint_every = a.checkpoint_every.value_or(10000);
-  }
+  RunnerOptions opt = runner_options(cfg, a, identity, a.progress);
   for (const char* key : {"stimulus.position", "stimulus.active", "bump.position", "bump.error", "bump.height"}) {
     opt.monitors.push_back({key, std::nullopt, 1, "", std::nullopt});
   }
@@ -517,16 +523,7 @@ int run(const std::vector<std::string>& args) {
     io::save_npz(a.out + "/network.npz", arrays);
   }
 
-  RunnerOptions opt;
-  opt.dt = cfg.dt_ms;
-  opt.progress = leader ? a.progress : 0;
-  opt.engine = parse_engine(cfg.engine);
-  opt.check_finite = cfg.check_finite;
-  opt.identity = identity;
-  if (!a.checkpoint.empty()) {
-    opt.checkpoint_path = a.checkpoint;
-    opt.checkpoint_every = a.checkpoint_every.value_or(10000);
-  }
+  RunnerOptions opt = runner_options(cfg, a, identity, leader ? a.progress : 0);
   if (cfg.model == "ei_network" && cfg.network.input_current != 0) {
     const auto drive = torch::tensor(cfg.network.input_current);
     opt.inputs = {{"E.input", drive, false, RunInput::Op::Set}, {"I.input", drive, false, RunInput::Op::Set}};

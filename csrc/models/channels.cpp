@@ -136,7 +136,7 @@ at::Tensor CaTChannel::tau_p(const at::Tensor& V) const {
 }
 at::Tensor CaTChannel::tau_q(const at::Tensor& V) const {
   const at::Tensor u = V - p_.V_sh;
-  // Each branch is evaluated only where it is finite-valued and small enough to matter.
+  // Each branch sees V clamped to its own side of -80 + V_sh, so the unused one cannot overflow.
   const at::Tensor below = torch::exp((torch::minimum(u, torch::full_like(u, -80)) + 467) / 66.6);
   const at::Tensor above = torch::exp(-(torch::maximum(u, torch::full_like(u, -80)) + 22) / 10.5) + 28;
   return torch::where(u < -80, below, above) / phi_q_;

@@ -103,6 +103,20 @@ void Alpha::advance(const Context& ctx) {
 
 void Alpha::arrive(const at::Tensor& input) { set_state("h", state("h") + input); }
 
+namespace {
+
+// The transmitter concentration over this step: T during the T_dur ms that follow a spike
+// (the steps after it), 0 otherwise; like `like` in shape and dtype.
+at::Tensor transmitter(const Context& ctx, const at::Tensor& last_spike_step, const at::Tensor& like, double T,
+                       double T_dur) {
+  const int64_t release_steps = std::llround(T_dur / ctx.dt);
+  const at::Tensor since = ctx.step - last_spike_step;
+  return torch::where((since >= 1).logical_and(since <= release_steps), torch::full_like(like, T),
+                      torch::zeros_like(like));
+}
+
+}  // namespace
+
 Kinetic::Kinetic(int64_t n, KineticParams p, at::TensorOptions options, std::string name)
     : Synapse(std::move(name), n, options), p_(p) {
   TORCH_CHECK(p.alpha > 0 && p.beta > 0 && p.T >= 0 && p.T_dur >= 0,
@@ -117,12 +131,8 @@ void Kinetic::reset_own_state(int64_t) {
 }
 
 void Kinetic::advance(const Context& ctx) {
-  // Transmitter is present during the T_dur ms that follow a spike: the steps after it.
   step_ = ctx.step;
-  const int64_t release_steps = std::llround(p_.T_dur / ctx.dt);
-  const at::Tensor since = ctx.step - state("last_spike_step");
-  const at::Tensor T = torch::where((since >= 1).logical_and(since <= release_steps),
-                                    torch::full_like(state("g"), p_.T), torch::zeros_like(state("g")));
+  const at::Tensor T = transmitter(ctx, state("last_spike_step"), state("g"), p_.T, p_.T_dur);
   // Exact for constant T: g -> g_inf + (g - g_inf) e^{-(alpha T + beta) dt}.
   const at::Tensor rate = p_.alpha * T + p_.beta;
   const at::Tensor g_inf = p_.alpha * T / rate;
@@ -172,11 +182,8 @@ void BioNMDA::reset_own_state(int64_t) {
 }
 
 void BioNMDA::advance(const Context& ctx) {
-  step_ = ctx.step;  // transmitter in the T_dur ms after a spike, as in Kinetic
-  const int64_t release_steps = std::llround(p_.T_dur / ctx.dt);
-  const at::Tensor since = ctx.step - state("last_spike_step");
-  const at::Tensor T = torch::where((since >= 1).logical_and(since <= release_steps),
-                                    torch::full_like(state("g"), p_.T), torch::zeros_like(state("g")));
+  step_ = ctx.step;
+  const at::Tensor T = transmitter(ctx, state("last_spike_step"), state("g"), p_.T, p_.T_dur);
   auto f = [&](const integrators::State& y, double) {
     const auto& g = y[0];
     const auto& x = y[1];
