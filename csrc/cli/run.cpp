@@ -238,6 +238,22 @@ RunnerOptions runner_options(const RunConfig& cfg, const RunArgs& a, const std::
   return opt;
 }
 
+// Runs the configured duration, or finishes the run saved in --resume; false (with the reason
+// printed) when that checkpoint cannot be resumed.
+bool run_or_resume(Runner& runner, const RunArgs& a, const RunConfig& cfg, RunResult& r) {
+  if (a.resume.empty()) {
+    r = runner.run(cfg.duration_ms);
+    return true;
+  }
+  try {
+    r = runner.resume(a.resume);
+    return true;
+  } catch (const io::CheckpointError& e) {
+    std::cerr << "brain run: cannot resume: " << e.what() << "\n";
+    return false;
+  }
+}
+
 // The rate models (cann, esn): no spikes; their own outputs and summaries.
 int run_rate_model(const RunConfig& cfg, const RunArgs& a, const std::string& identity, const MemoryEstimate& need,
                    double have) {
@@ -327,16 +343,7 @@ int run_rate_model(const RunConfig& cfg, const RunArgs& a, const std::string& id
   std::cerr << label << ": " << s.size << " units on a ring, built in " << build_s << " s on " << cfg.device << "\n";
   Runner runner(net, opt);
   RunResult r;
-  if (!a.resume.empty()) {
-    try {
-      r = runner.resume(a.resume);
-    } catch (const io::CheckpointError& e) {
-      std::cerr << "brain run: cannot resume: " << e.what() << "\n";
-      return kExitUsage;
-    }
-  } else {
-    r = runner.run(cfg.duration_ms);
-  }
+  if (!run_or_resume(runner, a, cfg, r)) return kExitUsage;
   r.save(a.out);
   const double sim_s = r.steps * r.dt / 1000.0;
   nlohmann::json run_summary = nlohmann::json::parse(r.summary_json());
@@ -592,16 +599,7 @@ int run(const std::vector<std::string>& args) {
   RunResult r;
   nlohmann::json distributed = nullptr;
   try {
-    if (!a.resume.empty()) {
-      try {
-        r = runner.resume(a.resume);
-      } catch (const io::CheckpointError& e) {
-        std::cerr << "brain run: cannot resume: " << e.what() << "\n";
-        return kExitUsage;
-      }
-    } else {
-      r = runner.run(cfg.duration_ms);
-    }
+    if (!run_or_resume(runner, a, cfg, r)) return kExitUsage;
     if (comm) {
       // Rank 0 merges every rank's recordings into those of one process, in the global order.
       for (const auto& m : opt.monitors) {
