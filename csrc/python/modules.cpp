@@ -347,6 +347,10 @@ void bind_modules(py::module& m) {
       .def_readwrite("n_hidden", &train::SpikingNetOptions::n_hidden)
       .def_readwrite("n_out", &train::SpikingNetOptions::n_out)
       .def_readwrite("recurrent", &train::SpikingNetOptions::recurrent)
+      .def_readwrite("recurrence", &train::SpikingNetOptions::recurrence)
+      .def_readwrite("recurrent_prob", &train::SpikingNetOptions::recurrent_prob)
+      .def_readwrite("recurrent_delay", &train::SpikingNetOptions::recurrent_delay)
+      .def_readwrite("fused", &train::SpikingNetOptions::fused)
       .def_readwrite("dt", &train::SpikingNetOptions::dt)
       .def_readwrite("seed", &train::SpikingNetOptions::seed)
       .def_property(
@@ -399,7 +403,24 @@ void bind_modules(py::module& m) {
       .def_readwrite("grad_clip_norm", &train::BPTTOptions::grad_clip_norm)
       .def_readwrite("progress", &train::BPTTOptions::progress)
       .def_readwrite("checkpoint_dir", &train::BPTTOptions::checkpoint_dir)
-      .def_readwrite("resume_from", &train::BPTTOptions::resume_from);
+      .def_readwrite("resume_from", &train::BPTTOptions::resume_from)
+      .def_readwrite("recompute_chunk", &train::BPTTOptions::recompute_chunk);
+  m.def(
+      "backward_recomputing",
+      [](std::shared_ptr<train::SpikingNet> model, const at::Tensor& inputs, py::function loss_fn, int64_t chunk) {
+        // The loss is Python: called back with the GIL, everything else runs without it.
+        const std::function<at::Tensor(const at::Tensor&)> loss_of = [&](const at::Tensor& out) {
+          py::gil_scoped_acquire gil;
+          return loss_fn(out).cast<at::Tensor>();
+        };
+        at::Tensor loss, outputs;
+        {
+          py::gil_scoped_release no_gil;
+          loss = train::backward_recomputing(*model, inputs, loss_of, chunk, &outputs);
+        }
+        return std::make_pair(loss, outputs);
+      },
+      py::arg("model"), py::arg("inputs"), py::arg("loss_fn"), py::arg("chunk"));
   py::class_<train::EpochStats>(m, "EpochStats")
       .def_readonly("epoch", &train::EpochStats::epoch)
       .def_readonly("loss", &train::EpochStats::loss)

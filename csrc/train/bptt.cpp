@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include <brain/io/checkpoint.h>
+#include <brain/ops.h>
 
 namespace brain::train {
 
@@ -40,51 +41,202 @@ LossFn mse() {
 
 }  // namespace losses
 
+std::vector<at::Tensor> SequenceModel::get_state() const {
+  TORCH_CHECK(false, "this SequenceModel does not expose its state (get_state/set_state), so it cannot be ",
+              "trained with recompute_chunk");
+}
+
+void SequenceModel::set_state(const std::vector<at::Tensor>&) {
+  TORCH_CHECK(false, "this SequenceModel does not expose its state (get_state/set_state), so it cannot be ",
+              "trained with recompute_chunk");
+}
+
 SpikingNet::SpikingNet(SpikingNetOptions options) : o_(std::move(options)) {
   TORCH_CHECK(o_.n_in > 0 && o_.n_hidden > 0 && o_.n_out > 0, "SpikingNet: sizes must be positive");
   TORCH_CHECK(o_.dt > 0, "SpikingNet: dt must be > 0");
+  TORCH_CHECK(o_.recurrence == "dense" || o_.recurrence == "csr" || o_.recurrence == "jit",
+              "SpikingNet: recurrence must be 'dense', 'csr' or 'jit', got '", o_.recurrence, "'");
+  TORCH_CHECK(o_.recurrent_delay >= 1, "SpikingNet: recurrent_delay must be >= 1 step, got ", o_.recurrent_delay);
+  TORCH_CHECK(o_.recurrence == "dense" || (o_.recurrent_prob > 0 && o_.recurrent_prob <= 1),
+              "SpikingNet: recurrent_prob must be in (0, 1], got ", o_.recurrent_prob);
   torch::manual_seed(o_.seed);
   input_ = register_module("input", torch::nn::Linear(o_.n_in, o_.n_hidden));
-  if (o_.recurrent) recurrent_ = register_module("recurrent", torch::nn::Linear(torch::nn::LinearOptions(o_.n_hidden, o_.n_hidden).bias(false)));
+  if (o_.recurrent) {
+    const int64_t n = o_.n_hidden;
+    // Sparse weights start with the variance of a dense Linear's default over the same fan-in.
+    const double scale = 1.0 / std::sqrt(3.0 * std::max(1.0, o_.recurrent_prob * static_cast<double>(n)));
+    if (o_.recurrence == "dense") {
+      recurrent_dense_ = register_module("recurrent", torch::nn::Linear(torch::nn::LinearOptions(n, n).bias(false)));
+    } else if (o_.recurrence == "csr") {
+      const CsrMatrix conn = fixed_prob(n, n, o_.recurrent_prob, /*include_self=*/false, o_.seed + 1);
+      at::Tensor w = torch::randn({conn.indices.numel()}) * scale;
+      recurrent_comm_ = register_module("recurrent", std::make_shared<CsrComm>(conn, w.requires_grad_()));
+    } else {
+      at::Tensor w = torch::tensor({0.0, scale}, torch::kFloat);
+      recurrent_comm_ = register_module(
+          "recurrent", std::make_shared<JitComm>(n, n, o_.recurrent_prob, static_cast<int64_t>(o_.seed + 1),
+                                                 w.requires_grad_(), "normal"));
+    }
+  }
   readout_ = register_module("readout", torch::nn::Linear(o_.n_hidden, o_.n_out));
   lif_ = register_module("lif", std::make_shared<LIF>(o_.n_hidden, o_.lif, at::kFloat));
 }
+
+bool SpikingNet::use_fused() const { return o_.fused && o_.lif.tau_ref <= 0; }
 
 void SpikingNet::reset(int64_t batch_size) {
   TORCH_CHECK(batch_size > 0, "SpikingNet::reset: batch_size must be > 0");
   lif_->reset_state(batch_size);
   step_ = 0;
+  history_.assign(static_cast<size_t>(o_.recurrent ? o_.recurrent_delay : 0), lif_->state("spike"));
+}
+
+// One step of the hidden layer from its total input current; returns the spikes.
+at::Tensor SpikingNet::hidden_step(const at::Tensor& current, const Context& ctx) {
+  if (use_fused()) {
+    ops::LifSequenceOptions lo;
+    lo.v_rest = o_.lif.V_rest;
+    lo.v_reset = o_.lif.V_reset;
+    lo.v_th = o_.lif.V_th;
+    lo.R = o_.lif.R;
+    lo.tau = o_.lif.tau;
+    lo.dt = o_.dt;
+    lo.method = o_.lif.method;
+    lo.detach_reset = o_.lif.detach_reset;
+    lo.surrogate = o_.lif.surrogate.name();
+    const Surrogate& sg = o_.lif.surrogate;
+    lo.surrogate_params = {sg.alpha, sg.beta, sg.sigma, sg.h, sg.s, sg.scale, sg.width};
+    auto [spikes, v_last] = ops::lif_sequence(current, lif_->state("V"), lo);
+    lif_->assign_state("V", v_last);
+    lif_->assign_state("spike", spikes[-1]);
+    return spikes;
+  }
+  lif_->assign_state("input", current);
+  lif_->step(ctx);
+  return lif_->state("spike");
 }
 
 at::Tensor SpikingNet::forward(const at::Tensor& inputs) {
   TORCH_CHECK(inputs.dim() == 3 && inputs.size(2) == o_.n_in, "SpikingNet: inputs must be [T, B, ", o_.n_in,
               "], got ", inputs.sizes());
   if (lif_->batch_size() != inputs.size(1)) reset(inputs.size(1));
-  std::vector<at::Tensor> outputs;
-  outputs.reserve(static_cast<size_t>(inputs.size(0)));
-  at::Tensor rate_sum = torch::zeros({}, input_->weight.options());
+  const int64_t steps = inputs.size(0);
+  Context ctx;
+  ctx.dt = o_.dt;
+  ctx.training = is_training();
   // One matmul for the whole window's feed-forward input.
   const at::Tensor drive = input_->forward(inputs.to(input_->weight.scalar_type()));
-  for (int64_t t = 0; t < inputs.size(0); ++t) {
-    at::Tensor current = drive[t];
-    if (o_.recurrent) current = current + recurrent_->forward(lif_->state("spike"));
-    lif_->assign_state("input", current);
-    Context ctx;
-    ctx.dt = o_.dt;
+  if (!o_.recurrent && use_fused()) {
+    // No recurrence: every step's input is known, so the whole window is one fused op.
+    ctx.step = step_;
+    const at::Tensor spikes = hidden_step(drive, ctx);
+    step_ += steps;
+    last_rate_ = steps > 0 ? spikes.mean() : torch::zeros({}, drive.options());
+    return readout_->forward(spikes);
+  }
+  std::vector<at::Tensor> outputs;
+  outputs.reserve(static_cast<size_t>(steps));
+  at::Tensor rate_sum = torch::zeros({}, input_->weight.options());
+  // unbind, not drive[t]: the backward of T separate selects would materialise a zero
+  // [T, B, n] gradient per step, O(T^2) work and traffic.
+  const std::vector<at::Tensor> drive_steps = drive.unbind(0);
+  for (int64_t t = 0; t < steps; ++t) {
+    at::Tensor current = drive_steps[static_cast<size_t>(t)];
+    if (o_.recurrent) {
+      const at::Tensor& delayed = history_.back();  // the spikes of recurrent_delay steps ago
+      current = current + (recurrent_dense_ ? recurrent_dense_->forward(delayed) : recurrent_comm_->forward(delayed));
+    }
     ctx.t = static_cast<double>(step_) * o_.dt;
     ctx.step = step_++;
-    ctx.training = is_training();
-    lif_->step(ctx);
-    const at::Tensor& spikes = lif_->state("spike");
+    at::Tensor spikes = hidden_step(use_fused() ? current.unsqueeze(0) : current, ctx);
+    if (use_fused()) spikes = spikes[0];
+    if (o_.recurrent) {
+      history_.pop_back();
+      history_.insert(history_.begin(), spikes);
+    }
     rate_sum = rate_sum + spikes.mean();
     outputs.push_back(readout_->forward(spikes));
   }
-  last_rate_ = rate_sum / static_cast<double>(std::max<int64_t>(inputs.size(0), 1));
-  return torch::stack(outputs);
+  last_rate_ = rate_sum / static_cast<double>(std::max<int64_t>(steps, 1));
+  return steps > 0 ? torch::stack(outputs) : torch::zeros({0, inputs.size(1), o_.n_out}, drive.options());
 }
 
 void SpikingNet::detach_state() {
   for (const auto& name : {"V", "spike"}) lif_->assign_state(name, lif_->state(name).detach());
+  for (auto& h : history_) h = h.detach();
+}
+
+std::vector<at::Tensor> SpikingNet::get_state() const {
+  TORCH_CHECK(o_.lif.tau_ref <= 0, "SpikingNet::get_state: a refractory LIF layer's state is not exposed");
+  std::vector<at::Tensor> state{lif_->state("V"), torch::tensor(step_, torch::kLong)};
+  state.insert(state.end(), history_.begin(), history_.end());
+  return state;
+}
+
+void SpikingNet::set_state(const std::vector<at::Tensor>& state) {
+  TORCH_CHECK(state.size() == 2 + history_.size(), "SpikingNet::set_state: expected ", 2 + history_.size(),
+              " tensors (V, step, ", history_.size(), " spike tensors), got ", state.size());
+  TORCH_CHECK(state[0].sizes() == lif_->state("V").sizes(), "SpikingNet::set_state: V must be ",
+              lif_->state("V").sizes(), ", got ", state[0].sizes());
+  lif_->assign_state("V", state[0]);
+  step_ = state[1].item<int64_t>();
+  for (size_t i = 0; i < history_.size(); ++i) history_[i] = state[2 + i];
+  lif_->assign_state("spike", history_.empty() ? torch::zeros_like(state[0]) : history_.front());
+}
+
+at::Tensor backward_recomputing(SequenceModel& model, const at::Tensor& inputs,
+                                const std::function<at::Tensor(const at::Tensor&)>& loss_of_outputs, int64_t chunk,
+                                at::Tensor* outputs) {
+  TORCH_CHECK(chunk > 0, "backward_recomputing: chunk must be > 0 steps, got ", chunk);
+  TORCH_CHECK(inputs.dim() >= 2, "backward_recomputing: inputs must be [T, B, ...], got ", inputs.sizes());
+  const int64_t steps = inputs.size(0);
+  std::vector<std::vector<at::Tensor>> starts;
+  std::vector<at::Tensor> chunk_outputs;
+  {
+    torch::NoGradGuard no_grad;
+    for (int64_t s = 0; s < steps; s += chunk) {
+      starts.push_back(model.get_state());
+      chunk_outputs.push_back(model.forward(inputs.narrow(0, s, std::min(chunk, steps - s))));
+    }
+  }
+  const std::vector<at::Tensor> end_state = model.get_state();
+  // d loss / d outputs, from the outputs alone.
+  at::Tensor out = (chunk_outputs.empty() ? model.forward(inputs) : torch::cat(chunk_outputs)).detach().requires_grad_();
+  at::Tensor loss = loss_of_outputs(out);
+  TORCH_CHECK(loss.dim() == 0 || loss.numel() == 1, "backward_recomputing: the loss must be a scalar, got ",
+              loss.sizes());
+  if (loss.requires_grad()) {
+    const at::Tensor grad_out = torch::autograd::grad({loss}, {out}, {}, /*retain_graph=*/false,
+                                                      /*create_graph=*/false, /*allow_unused=*/true)[0];
+    // The state's gradient flows from each chunk into the one before it.
+    std::vector<at::Tensor> grad_state;
+    for (int64_t c = static_cast<int64_t>(starts.size()) - 1; c >= 0; --c) {
+      const int64_t s = c * chunk, w = std::min(chunk, steps - s);
+      std::vector<at::Tensor> start;
+      for (const at::Tensor& t : starts[static_cast<size_t>(c)]) {
+        start.push_back(t.is_floating_point() ? t.detach().requires_grad_() : t);
+      }
+      model.set_state(start);
+      const at::Tensor chunk_out = model.forward(inputs.narrow(0, s, w));
+      std::vector<at::Tensor> roots{chunk_out}, grads{grad_out.defined() ? grad_out.narrow(0, s, w)
+                                                                         : torch::zeros_like(chunk_out)};
+      const std::vector<at::Tensor> chunk_end = model.get_state();
+      for (size_t i = 0; i < grad_state.size(); ++i) {
+        if (grad_state[i].defined() && chunk_end[i].requires_grad()) {
+          roots.push_back(chunk_end[i]);
+          grads.push_back(grad_state[i]);
+        }
+      }
+      torch::autograd::backward(roots, grads);
+      grad_state.assign(start.size(), at::Tensor());
+      for (size_t i = 0; i < start.size(); ++i) {
+        if (start[i].requires_grad()) grad_state[i] = start[i].grad();
+      }
+    }
+  }
+  model.set_state(end_state);
+  if (outputs != nullptr) *outputs = out.detach();
+  return loss.detach();
 }
 
 BPTT::BPTT(std::shared_ptr<SequenceModel> model, std::shared_ptr<torch::optim::Optimizer> optimizer, LossFn loss,
@@ -93,6 +245,10 @@ BPTT::BPTT(std::shared_ptr<SequenceModel> model, std::shared_ptr<torch::optim::O
   TORCH_CHECK(model_ && optimizer_ && loss_, "BPTT: model, optimizer and loss are required");
   TORCH_CHECK(o_.epochs >= 0 && o_.batch_size > 0 && o_.truncation >= 0, "BPTT: epochs >= 0, batch_size > 0 and ",
               "truncation >= 0 expected");
+  TORCH_CHECK(o_.recompute_chunk >= 0, "BPTT: recompute_chunk must be >= 0 steps, got ", o_.recompute_chunk);
+  TORCH_CHECK(o_.recompute_chunk == 0 || !o_.regularizer,
+              "BPTT: a regularizer on the model's activity needs the whole window's graph; it cannot be combined ",
+              "with recompute_chunk (memory-bounded BPTT)");
 }
 
 namespace {
@@ -165,13 +321,21 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
       at::Tensor batch_out_sum;
       for (int64_t s = 0; s < steps; s += window) {
         const int64_t w = std::min(window, steps - s);
-        const at::Tensor out = model_->forward(x.narrow(0, s, w));
         const at::Tensor y = classify ? y_all : y_all.narrow(0, s, w);
-        at::Tensor loss = loss_(out, y);
-        const double loss_value = loss.item<double>();
-        if (o_.regularizer) loss = loss + o_.regularizer();
+        at::Tensor out;
+        double loss_value = 0;
         optimizer_->zero_grad();
-        loss.backward();
+        if (o_.recompute_chunk > 0) {
+          const auto loss_of = [&](const at::Tensor& outputs) { return loss_(outputs, y); };
+          loss_value = backward_recomputing(*model_, x.narrow(0, s, w), loss_of, o_.recompute_chunk, &out)
+                           .item<double>();
+        } else {
+          out = model_->forward(x.narrow(0, s, w));
+          at::Tensor loss = loss_(out, y);
+          loss_value = loss.item<double>();
+          if (o_.regularizer) loss = loss + o_.regularizer();
+          loss.backward();
+        }
         if (o_.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), o_.grad_clip_norm);
         optimizer_->step();
         model_->detach_state();

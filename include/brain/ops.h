@@ -12,8 +12,10 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
@@ -103,5 +105,26 @@ BRAIN_API at::Tensor jitc_materialize(const at::Tensor& weight, double prob, int
 BRAIN_API std::tuple<at::Tensor, at::Tensor, at::Tensor> jitc_to_csr(
     const at::Tensor& weight, double prob, int64_t seed, at::IntArrayRef shape,
     std::string_view dist = "homo");
+
+// ---- Fused LIF (training) ------------------------------------------------------------------
+// T steps of leaky integrate-and-fire neurons in one op, with the surrogate gradient applied
+// inside the backward, which keeps only the membrane before each threshold (one [T, ...]
+// tensor). Semantics, step by step, are those of brain::LIF without refractoriness (its
+// spikes are equal bit for bit on the CPU); the update is written out in
+// kernels/lif/lif_seq.h. input [T, ...] is the current of every step (R * input is in mV),
+// v0 [...] the membrane before the first step; returns spikes [T, ...] (0/1 in input's dtype)
+// and the membrane after the last step (and its reset). Differentiable in input and v0.
+struct LifSequenceOptions {
+  double v_rest = 0.0, v_reset = 0.0, v_th = 1.0, R = 1.0;
+  double tau = 10.0, dt = 1.0;  // ms
+  std::string method = "exp_euler";  // or "euler"
+  bool detach_reset = true;
+  // A brain::Surrogate name; surrogate_params empty for its defaults, else 7 values:
+  // alpha, beta, sigma, h, s, scale, width.
+  std::string surrogate = "sigmoid";
+  std::vector<double> surrogate_params;
+};
+BRAIN_API std::tuple<at::Tensor, at::Tensor> lif_sequence(const at::Tensor& input, const at::Tensor& v0,
+                                                          const LifSequenceOptions& options = {});
 
 }  // namespace brain::ops

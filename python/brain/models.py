@@ -26,7 +26,7 @@ NonFiniteError = _C.NonFiniteError
 CheckpointError = _C.CheckpointError
 
 __all__ = ["CheckpointError", "NonFiniteError", "DynamicalSystem", "Network", "ei_network", "Runner", "SpikingNet",
-           "Readout", "RLS", "LMS", "ridge", "bptt_fit", "LIF", "Expon", "COBA", "CUBA",
+           "Readout", "RLS", "LMS", "ridge", "bptt_fit", "backward_recomputing", "LIF", "Expon", "COBA", "CUBA",
            "MgBlock", "CsrComm", "JitComm", "AlignPostProj", "AlignPreProj", "fixed_prob", "ExpIF", "AdEx", "QuaIF",
            "Izhikevich", "HH", "ALIF", "MorrisLecar", "WangBuzsaki", "DualExpon", "Alpha", "Kinetic", "NMDA",
            "PoissonGroup", "SpikeTimeGroup", "CondNeuGroup", "NaChannelHH", "KChannelHH", "LeakChannel",
@@ -312,12 +312,21 @@ class SpikingNet(ModuleWrapper):
     """Recurrent spiking network for BPTT (brain::train::SpikingNet): inputs [T, B, n_in] ->
     Linear -> LIF layer (surrogate-gradient spikes, optional recurrence) -> Linear readout of
     the spikes at every step, [T, B, n_out]. Every call starts from the rest state (a new
-    sequence)."""
+    sequence).
 
-    def __init__(self, n_in, n_hidden, n_out, recurrent=False, dt=1.0, tau=10.0, V_th=1.0, seed=0):
+    recurrence: "dense" (Linear), "csr" (event CSR over a fixed-probability structure with
+    recurrent_prob, one trainable weight per synapse) or "jit" (event JIT connectivity, never
+    stored; trainable mean and std of the normal weights); recurrent_delay: steps from a spike
+    to its recurrent input. fused: the LIF layer runs as brain::lif_sequence (one saved tensor
+    per step for the backward) instead of op by op; the spikes are the same."""
+
+    def __init__(self, n_in, n_hidden, n_out, recurrent=False, dt=1.0, tau=10.0, V_th=1.0, seed=0,
+                 recurrence="dense", recurrent_prob=0.1, recurrent_delay=1, fused=True):
         o = _C.SpikingNetOptions()
         o.n_in, o.n_hidden, o.n_out = int(n_in), int(n_hidden), int(n_out)
         o.recurrent, o.dt, o.tau, o.V_th, o.seed = bool(recurrent), float(dt), float(tau), float(V_th), int(seed)
+        o.recurrence, o.recurrent_prob, o.recurrent_delay = str(recurrence), float(recurrent_prob), int(recurrent_delay)
+        o.fused = bool(fused)
         super().__init__(_C.SpikingNet(o))
         # ModuleWrapper copies the C++ methods onto the instance; this class's forward must win.
         self.__dict__.pop("forward", None)
@@ -327,6 +336,19 @@ class SpikingNet(ModuleWrapper):
             raise ValueError(f"SpikingNet expects inputs [T, B, n_in], got {tuple(inputs.shape)}")
         self.cpp_module.reset(inputs.shape[1])
         return self.cpp_module.forward(inputs)
+
+
+def backward_recomputing(model, inputs, loss_fn, chunk):
+    """Memory-bounded BPTT for a SpikingNet (brain::train::backward_recomputing): runs inputs
+    [T, B, n_in] from the rest state, then back-propagates loss_fn(outputs) re-running chunks
+    of `chunk` steps, so memory grows with T / chunk instead of T. The parameters' .grad
+    accumulate what loss.backward() would give (up to summation order); use any torch.optim
+    optimizer afterwards. Returns (loss, outputs [T, B, n_out]), both without graph."""
+    if inputs.dim() != 3:
+        raise ValueError(f"backward_recomputing expects inputs [T, B, n_in], got {tuple(inputs.shape)}")
+    cpp = _cpp(model)
+    cpp.reset(inputs.shape[1])
+    return _C.backward_recomputing(cpp, inputs, loss_fn, int(chunk))
 
 
 # ---- trainers -----------------------------------------------------------------------------------
@@ -362,18 +384,20 @@ def LMS(readout, lr=1e-3):
 
 def bptt_fit(model, inputs, targets, optimizer="adam", lr=1e-3, loss="ce_mean", epochs=10, batch_size=32,
              shuffle=True, seed=0, truncation=0, grad_clip_norm=0.0, progress=True, checkpoint_dir="",
-             eval_inputs=None, eval_targets=None, resume_from=""):
+             eval_inputs=None, eval_targets=None, resume_from="", recompute_chunk=0):
     """The C++ BPTT loop (brain::train::BPTT) on a SpikingNet: inputs [N, T, n_in] (sample
     first), targets [N] class indices (loss "ce_mean" or "ce_last") or [N, T, n_out] ("mse").
     Returns one dict per epoch (loss, accuracy, eval_loss, eval_accuracy, seconds).
     checkpoint_dir: after every epoch, model_<epoch>.pt, optimizer_<epoch>.pt and training.ckpt
     (the whole training state, checksummed) are written atomically; resume_from=<that
-    training.ckpt> continues after its epoch, as if training had never stopped."""
+    training.ckpt> continues after its epoch, as if training had never stopped.
+    recompute_chunk > 0: memory-bounded BPTT (see backward_recomputing)."""
     o = _C.BPTTOptions()
     o.epochs, o.batch_size, o.shuffle, o.seed = int(epochs), int(batch_size), bool(shuffle), int(seed)
     o.truncation, o.grad_clip_norm, o.progress = int(truncation), float(grad_clip_norm), bool(progress)
     o.checkpoint_dir = str(checkpoint_dir)
     o.resume_from = str(resume_from)
+    o.recompute_chunk = int(recompute_chunk)
     stats = _C.bptt_fit(_cpp(model), optimizer, float(lr), loss, o, inputs, targets, eval_inputs, eval_targets)
     return [{"epoch": s.epoch, "loss": s.loss, "accuracy": s.accuracy, "eval_loss": s.eval_loss,
              "eval_accuracy": s.eval_accuracy, "seconds": s.seconds} for s in stats]

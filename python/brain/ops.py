@@ -24,6 +24,7 @@ __all__ = [
     "event_jitc_matmul",
     "jitc_materialize",
     "jitc_to_csr",
+    "lif_sequence",
 ]
 
 
@@ -119,6 +120,22 @@ def jitc_to_csr(weight: Tensor, prob: float, seed: int, shape: Sequence[int],
     """The same ``A`` as CSR ``(indptr, indices, values)`` (int64 indices, columns sorted
     within rows), usable with :func:`csr_matmul`. Reads ``nnz`` back from the GPU: build once."""
     return torch.ops.brain.jitc_to_csr(weight, float(prob), int(seed), list(shape), dist)
+
+
+def lif_sequence(input: Tensor, v0: Tensor, *, v_rest: float = 0.0, v_reset: float = 0.0,
+                 v_th: float = 1.0, R: float = 1.0, tau: float = 10.0, dt: float = 1.0,
+                 method: str = "exp_euler", detach_reset: bool = True, surrogate: str = "sigmoid",
+                 surrogate_params: Sequence[float] = ()) -> Tuple[Tensor, Tensor]:
+    """T steps of LIF neurons in one fused op: ``input`` ``[T, ...]`` (current per step),
+    ``v0`` ``[...]`` -> ``(spikes [T, ...], v_last [...])``. Per step (``brain::LIF`` without
+    refractoriness): exp_euler ``v = vinf + (u - vinf) exp(-dt/tau)``, ``vinf = v_rest + R I``
+    (euler: ``v = u + (-(u - v_rest) + R I) dt/tau``); spike where ``v > v_th``; reset to
+    ``v_reset``. The backward applies the surrogate (a ``brain`` surrogate name; 7 parameters
+    ``alpha, beta, sigma, h, s, scale, width`` or none for its defaults) to
+    ``(v - v_th) / (v_th - v_reset)`` and keeps only one ``[T, ...]`` tensor."""
+    return torch.ops.brain.lif_sequence(input, v0, float(v_rest), float(v_reset), float(v_th), float(R),
+                                        float(tau), float(dt), method, bool(detach_reset), surrogate,
+                                        [float(p) for p in surrogate_params])
 
 
 @torch.library.register_fake("brain::jitc_to_csr")

@@ -21,6 +21,7 @@
 
 #include <brain/export.h>
 #include <brain/models/neurons.h>
+#include <brain/models/synapses.h>
 
 namespace brain::train {
 
@@ -32,6 +33,11 @@ class BRAIN_API SequenceModel : public torch::nn::Module {
   virtual at::Tensor forward(const at::Tensor& inputs) = 0;
   // Cuts the gradient history of the carried state (truncated BPTT).
   virtual void detach_state() {}
+  // The carried state as tensors, and its restoration: what memory-bounded BPTT needs to
+  // re-run a chunk of steps from where it started (see backward_recomputing). A model that
+  // does not override them cannot be trained that way.
+  virtual std::vector<at::Tensor> get_state() const;
+  virtual void set_state(const std::vector<at::Tensor>& state);
 };
 
 // Loss of outputs [T, B, n_out] against a batch of targets.
@@ -46,14 +52,24 @@ BRAIN_API LossFn mse();
 }  // namespace losses
 
 // A recurrent spiking network for BPTT: inputs [T, B, n_in] -> Linear -> LIF hidden layer
-// (the library's brain::LIF with its surrogate) with optional Linear recurrence of the spikes
-// -> Linear readout of the spikes at every step, [T, B, n_out].
+// (the library's LIF with its surrogate) with optional recurrence of the spikes -> Linear
+// readout of the spikes at every step, [T, B, n_out].
 struct SpikingNetOptions {
   int64_t n_in = 1, n_hidden = 64, n_out = 2;
   bool recurrent = false;
+  // With recurrent: "dense" (a Linear map), "csr" (brain::event_csr_matmul over a
+  // fixed-probability structure, one trainable weight per synapse) or "jit" (brain::
+  // event_jitc_matmul, normal weights with trainable mean and std, never stored).
+  std::string recurrence = "dense";
+  double recurrent_prob = 0.1;     // csr, jit: connection probability
+  int64_t recurrent_delay = 1;     // steps from a hidden spike to its recurrent input, >= 1
   double dt = 1.0;  // ms
   // Dimensionless LIF by default: rest and reset 0, threshold 1, tau 10 ms.
   LifParams lif{0.0, 0.0, 1.0, 10.0, 1.0, 0.0, {}, true, "exp_euler"};
+  // The hidden layer through brain::ops::lif_sequence (one op over the window without
+  // recurrence, one per step with it), which saves one tensor per step for the backward; off,
+  // or with a refractory period, it steps the brain::LIF module. Same spikes either way.
+  bool fused = true;
   uint64_t seed = 0;
 };
 class BRAIN_API SpikingNet : public SequenceModel {
@@ -62,16 +78,38 @@ class BRAIN_API SpikingNet : public SequenceModel {
   void reset(int64_t batch_size) override;
   at::Tensor forward(const at::Tensor& inputs) override;
   void detach_state() override;
+  // V, the step and the recurrent spike history (most recent first).
+  std::vector<at::Tensor> get_state() const override;
+  void set_state(const std::vector<at::Tensor>& state) override;
   // Mean firing probability per step over the last forward call (for rate regularisers).
   const at::Tensor& last_rate() const { return last_rate_; }
+  const SpikingNetOptions& options() const { return o_; }
+  // The sparse recurrent map of the hidden spikes (null for dense or no recurrence).
+  const std::shared_ptr<Comm>& recurrent_comm() const { return recurrent_comm_; }
 
  private:
+  bool use_fused() const;
+  at::Tensor hidden_step(const at::Tensor& current, const Context& ctx);
   SpikingNetOptions o_;
-  torch::nn::Linear input_{nullptr}, recurrent_{nullptr}, readout_{nullptr};
+  torch::nn::Linear input_{nullptr}, recurrent_dense_{nullptr}, readout_{nullptr};
+  std::shared_ptr<Comm> recurrent_comm_;
   std::shared_ptr<LIF> lif_;
   int64_t step_ = 0;
+  std::vector<at::Tensor> history_;  // recurrent_delay last spike tensors, most recent first
   at::Tensor last_rate_;
 };
+
+// One window's forward and backward with memory bounded by `chunk` steps instead of the
+// window's length: a first pass without a graph keeps the model state at every chunk start
+// and the outputs; the loss's gradient with respect to the outputs is then pushed back one
+// chunk at a time, re-running each chunk from its saved state and carrying the state's
+// gradient into the chunk before. Parameter gradients accumulate (equal to the whole-window
+// backward up to summation order); memory is O(window / chunk) states + O(chunk) steps of
+// activations. Returns the loss (without graph) and, when asked, the outputs [T, B, n_out];
+// the model is left in its state after the window.
+BRAIN_API at::Tensor backward_recomputing(SequenceModel& model, const at::Tensor& inputs,
+                                          const std::function<at::Tensor(const at::Tensor&)>& loss_of_outputs,
+                                          int64_t chunk, at::Tensor* outputs = nullptr);
 
 struct BPTTOptions {
   int64_t epochs = 10;
@@ -79,6 +117,11 @@ struct BPTTOptions {
   bool shuffle = true;
   uint64_t seed = 0;               // shuffling
   int64_t truncation = 0;          // steps per truncated-BPTT window; 0 = whole sequences
+  // Memory-bounded BPTT: > 0 re-runs each window in chunks of this many steps in the backward
+  // (backward_recomputing), so memory grows with window / chunk, not with the window. The
+  // gradients are those of the plain backward; about one extra forward per step. A regularizer
+  // on the model's activity cannot be split that way and is refused.
+  int64_t recompute_chunk = 0;
   double grad_clip_norm = 0.0;     // 0 = no clipping
   bool progress = true;            // one line per epoch on stdout
   // When set, after every epoch: model_<epoch>.pt and optimizer_<epoch>.pt (torch::load reads

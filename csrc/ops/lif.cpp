@@ -1,0 +1,112 @@
+// Schemas, shared checks and C++ API of the fused LIF op family (kernels/lif/lif_seq.h).
+// Kernels: csrc/ops/{cpu,cuda,meta,autograd}/lif_*.cpp.
+#include <brain/ops.h>
+
+#include <cmath>
+#include <string>
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include <brain/models/surrogate.h>
+
+#include "csrc/ops/lif_common.h"
+
+TORCH_LIBRARY_FRAGMENT(brain, m) {
+  m.def("lif_sequence(Tensor input, Tensor v0, float v_rest, float v_reset, float v_th, float R, "
+        "float tau, float dt, str method=\"exp_euler\", bool detach_reset=True, "
+        "str surrogate=\"sigmoid\", float[] surrogate_params=[]) -> (Tensor spikes, Tensor v_last)");
+  // The forward that also returns what the backward needs: v_pre, the membrane before each
+  // threshold, [T, ...].
+  m.def("_lif_sequence_forward(Tensor input, Tensor v0, float v_rest, float v_reset, float v_th, "
+        "float R, float tau, float dt, str method, bool detach_reset, str surrogate, "
+        "float[] surrogate_params) -> (Tensor spikes, Tensor v_last, Tensor v_pre)");
+  m.def("_lif_sequence_backward(Tensor grad_spikes, Tensor grad_v_last, Tensor v_pre, float v_rest, "
+        "float v_reset, float v_th, float R, float tau, float dt, str method, bool detach_reset, "
+        "str surrogate, float[] surrogate_params) -> (Tensor grad_input, Tensor grad_v0)");
+}
+
+namespace brain::ops {
+
+namespace detail {
+
+kernels::lif::LifConstants lif_constants(const char* op, double v_rest, double v_reset, double v_th,
+                                         double R, double tau, double dt, std::string_view method,
+                                         bool detach_reset, std::string_view surrogate,
+                                         c10::ArrayRef<double> surrogate_params) {
+  TORCH_CHECK(std::isfinite(v_rest) && std::isfinite(v_reset) && std::isfinite(v_th) && std::isfinite(R),
+              op, ": v_rest, v_reset, v_th and R must be finite");
+  TORCH_CHECK(std::isfinite(tau) && tau > 0, op, ": tau must be > 0 (ms), got ", tau);
+  TORCH_CHECK(std::isfinite(dt) && dt > 0, op, ": dt must be > 0 (ms), got ", dt);
+  TORCH_CHECK(v_th > v_reset, op, ": v_th (", v_th, ") must be above v_reset (", v_reset, ")");
+  TORCH_CHECK(method == "exp_euler" || method == "euler", op, ": method must be 'exp_euler' or 'euler', got '",
+              method, "'");
+  TORCH_CHECK(surrogate_params.empty() || surrogate_params.size() == 7, op,
+              ": surrogate_params must be empty (the surrogate's defaults) or hold 7 values "
+              "(alpha, beta, sigma, h, s, scale, width), got ", surrogate_params.size());
+  for (double p : surrogate_params) TORCH_CHECK(std::isfinite(p), op, ": surrogate_params must be finite");
+  Surrogate s = Surrogate::named(std::string(surrogate));
+  if (!surrogate_params.empty()) {
+    s.alpha = surrogate_params[0];
+    s.beta = surrogate_params[1];
+    s.sigma = surrogate_params[2];
+    s.h = surrogate_params[3];
+    s.s = surrogate_params[4];
+    s.scale = surrogate_params[5];
+    s.width = surrogate_params[6];
+  }
+  kernels::lif::LifConstants c;
+  c.v_rest = v_rest;
+  c.v_reset = v_reset;
+  c.v_th = v_th;
+  c.R = R;
+  c.exp_euler = method == "exp_euler";
+  c.decay = std::exp(-dt / tau);
+  c.dt_over_tau = dt / tau;
+  c.detach_reset = detach_reset;
+  c.kind = static_cast<kernels::lif::SurrogateKind>(static_cast<int>(s.kind));
+  c.alpha = s.alpha;
+  c.beta = s.beta;
+  c.sigma = s.sigma;
+  c.h = s.h;
+  c.s = s.s;
+  c.scale = s.scale;
+  c.width = s.width;
+  return c;
+}
+
+void check_lif_tensors(const char* op, const at::Tensor& input, const at::Tensor& v0) {
+  TORCH_CHECK(input.defined() && v0.defined(), op, ": input and v0 are required");
+  TORCH_CHECK(input.dim() >= 1, op, ": input must be [T, ...] (time first), got a 0-d tensor");
+  TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble, op,
+              ": input must be float32 or float64, got ", input.scalar_type());
+  TORCH_CHECK(v0.scalar_type() == input.scalar_type(), op, ": v0 must have input's dtype ",
+              input.scalar_type(), ", got ", v0.scalar_type());
+  TORCH_CHECK(v0.device() == input.device(), op, ": v0 is on ", v0.device(), " but input on ", input.device());
+  TORCH_CHECK(v0.sym_sizes() == input.sym_sizes().slice(1), op,
+              ": v0 must have input's shape without the time dimension, ", input.sym_sizes().slice(1),
+              ", got ", v0.sym_sizes());
+}
+
+void check_lif_backward_tensors(const char* op, const at::Tensor& grad_spikes, const at::Tensor& grad_v_last,
+                                const at::Tensor& v_pre) {
+  check_lif_tensors(op, v_pre, grad_v_last);
+  TORCH_CHECK(grad_spikes.scalar_type() == v_pre.scalar_type() && grad_spikes.device() == v_pre.device() &&
+                  grad_spikes.sym_sizes() == v_pre.sym_sizes(),
+              op, ": grad_spikes must match v_pre (", v_pre.sym_sizes(), ", ", v_pre.scalar_type(), ")");
+}
+
+}  // namespace detail
+
+std::tuple<at::Tensor, at::Tensor> lif_sequence(const at::Tensor& input, const at::Tensor& v0,
+                                                const LifSequenceOptions& o) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("brain::lif_sequence", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&, double, double, double, double, double,
+                           double, c10::string_view, bool, c10::string_view, c10::ArrayRef<double>)>();
+  return op.call(input, v0, o.v_rest, o.v_reset, o.v_th, o.R, o.tau, o.dt, o.method, o.detach_reset,
+                 o.surrogate, o.surrogate_params);
+}
+
+}  // namespace brain::ops
