@@ -14,6 +14,7 @@
 #include <brain/models/neurons.h>
 #include <brain/models/synapses.h>
 #include <brain/train/bptt.h>
+#include <brain/train/datasets.h>
 #include <brain/train/readout.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -393,6 +394,24 @@ void bind_modules(py::module& m) {
       .def(py::init<train::Readout&, double>(), py::arg("readout"), py::arg("lr") = 1e-3, py::keep_alive<1, 2>())
       .def("update", &train::LMS::update, py::arg("r"), py::arg("y"));
 
+  py::class_<data::EvidenceOptions>(m, "EvidenceOptions")
+      .def(py::init<>())
+      .def_readwrite("cues", &data::EvidenceOptions::cues)
+      .def_readwrite("cue_steps", &data::EvidenceOptions::cue_steps)
+      .def_readwrite("gap_steps", &data::EvidenceOptions::gap_steps)
+      .def_readwrite("delay_steps", &data::EvidenceOptions::delay_steps)
+      .def_readwrite("recall_steps", &data::EvidenceOptions::recall_steps)
+      .def_readwrite("channels_per_group", &data::EvidenceOptions::channels_per_group)
+      .def_readwrite("cue_rate", &data::EvidenceOptions::cue_rate)
+      .def_readwrite("noise_rate", &data::EvidenceOptions::noise_rate)
+      .def_readwrite("majority_prob", &data::EvidenceOptions::majority_prob);
+  m.def(
+      "evidence_accumulation",
+      [](int64_t n, uint64_t seed, const data::EvidenceOptions& o) {
+        const auto d = data::evidence_accumulation(n, seed, o);
+        return py::make_tuple(d.inputs, d.labels, d.left_cues, d.recall_start);
+      },
+      py::arg("n_samples"), py::arg("seed"), py::arg("options"));
   py::class_<train::BPTTOptions>(m, "BPTTOptions")
       .def(py::init<>())
       .def_readwrite("epochs", &train::BPTTOptions::epochs)
@@ -404,7 +423,16 @@ void bind_modules(py::module& m) {
       .def_readwrite("progress", &train::BPTTOptions::progress)
       .def_readwrite("checkpoint_dir", &train::BPTTOptions::checkpoint_dir)
       .def_readwrite("resume_from", &train::BPTTOptions::resume_from)
-      .def_readwrite("recompute_chunk", &train::BPTTOptions::recompute_chunk);
+      .def_readwrite("recompute_chunk", &train::BPTTOptions::recompute_chunk)
+      .def_property(
+          "decision_last_steps", [](const train::BPTTOptions&) { return py::none(); },
+          [](train::BPTTOptions& o, int64_t k) {
+            TORCH_CHECK(k > 0, "decision_last_steps must be > 0, got ", k);
+            o.decision = [k](const at::Tensor& out) {
+              const int64_t n = std::min(k, out.size(0));
+              return out.narrow(0, out.size(0) - n, n).mean(0);
+            };
+          });
   m.def(
       "backward_recomputing",
       [](std::shared_ptr<train::SpikingNet> model, const at::Tensor& inputs, py::function loss_fn, int64_t chunk) {
@@ -442,7 +470,8 @@ void bind_modules(py::module& m) {
         if (loss == "ce_mean") fn = train::losses::cross_entropy_mean_over_time();
         else if (loss == "ce_last") fn = train::losses::cross_entropy_last_step();
         else if (loss == "mse") fn = train::losses::mse();
-        else TORCH_CHECK(false, "BPTT: loss must be 'ce_mean', 'ce_last' or 'mse', got '", loss, "'");
+        else if (loss.rfind("ce_last_", 0) == 0) fn = train::losses::cross_entropy_mean_over_last(std::stoll(loss.substr(8)));
+        else TORCH_CHECK(false, "BPTT: loss must be 'ce_mean', 'ce_last', 'ce_last_<steps>' or 'mse', got '", loss, "'");
         train::BPTT trainer(model, opt, fn, options);
         return trainer.fit(inputs, targets, eval_inputs.value_or(at::Tensor()), eval_targets.value_or(at::Tensor()));
       },

@@ -31,6 +31,14 @@ LossFn cross_entropy_last_step() {
   };
 }
 
+LossFn cross_entropy_mean_over_last(int64_t steps) {
+  TORCH_CHECK(steps > 0, "cross_entropy_mean_over_last: steps must be > 0, got ", steps);
+  return [steps](const at::Tensor& outputs, const at::Tensor& targets) {
+    const int64_t k = std::min(steps, outputs.size(0));
+    return torch::nn::functional::cross_entropy(outputs.narrow(0, outputs.size(0) - k, k).mean(0), targets);
+  };
+}
+
 LossFn mse() {
   return [](const at::Tensor& outputs, const at::Tensor& targets) {
     TORCH_CHECK(outputs.sizes() == targets.sizes(), "mse loss: outputs ", outputs.sizes(), " and targets ",
@@ -268,6 +276,10 @@ at::Tensor time_first(const at::Tensor& t) { return t.transpose(0, 1).contiguous
 
 }  // namespace
 
+at::Tensor BPTT::class_scores(const at::Tensor& outputs) const {
+  return o_.decision ? o_.decision(outputs) : outputs.mean(0);
+}
+
 EpochStats BPTT::evaluate(const at::Tensor& inputs, const at::Tensor& targets) {
   check_data("BPTT::evaluate", inputs, targets);
   torch::NoGradGuard no_grad;
@@ -284,7 +296,7 @@ EpochStats BPTT::evaluate(const at::Tensor& inputs, const at::Tensor& targets) {
     model_->reset(b);
     const at::Tensor out = model_->forward(x);
     loss_sum += loss_(out, y).item<double>() * static_cast<double>(b);
-    if (classify) correct += out.mean(0).argmax(1).eq(y).sum().item<int64_t>();
+    if (classify) correct += class_scores(out).argmax(1).eq(y).sum().item<int64_t>();
   }
   model_->train(was_training);
   EpochStats s;
@@ -318,7 +330,7 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
       const at::Tensor x = time_first(inputs.index_select(0, idx));
       const at::Tensor y_all = classify ? targets.index_select(0, idx) : time_first(targets.index_select(0, idx));
       model_->reset(b);
-      at::Tensor batch_out_sum;
+      std::vector<at::Tensor> window_outputs;
       for (int64_t s = 0; s < steps; s += window) {
         const int64_t w = std::min(window, steps - s);
         const at::Tensor y = classify ? y_all : y_all.narrow(0, s, w);
@@ -341,12 +353,9 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
         model_->detach_state();
         loss_sum += loss_value * static_cast<double>(b);
         loss_count += b;
-        if (classify) {
-          const at::Tensor summed = out.detach().sum(0);
-          batch_out_sum = batch_out_sum.defined() ? batch_out_sum + summed : summed;
-        }
+        if (classify) window_outputs.push_back(out.detach());
       }
-      if (classify) correct += batch_out_sum.argmax(1).eq(y_all).sum().item<int64_t>();
+      if (classify) correct += class_scores(torch::cat(window_outputs)).argmax(1).eq(y_all).sum().item<int64_t>();
     }
     EpochStats st;
     st.epoch = epoch;

@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 namespace brain::data {
@@ -30,6 +31,46 @@ at::Tensor lorenz(int64_t steps, double dt, int64_t burn_in, LorenzParams p) {
     y = rk4(y);
   }
   return out;
+}
+
+EvidenceData evidence_accumulation(int64_t n_samples, uint64_t seed, const EvidenceOptions& o) {
+  TORCH_CHECK(n_samples >= 0, "evidence_accumulation: n_samples must be >= 0, got ", n_samples);
+  TORCH_CHECK(o.cues > 0 && o.cues % 2 == 1, "evidence_accumulation: cues must be odd and positive (no ties), got ",
+              o.cues);
+  TORCH_CHECK(o.cue_steps > 0 && o.gap_steps >= 0 && o.delay_steps >= 0 && o.recall_steps > 0 &&
+                  o.channels_per_group > 0,
+              "evidence_accumulation: cue_steps, recall_steps and channels_per_group must be > 0, gap_steps and "
+              "delay_steps >= 0");
+  TORCH_CHECK(o.cue_rate >= 0 && o.cue_rate <= 1 && o.noise_rate >= 0 && o.noise_rate <= 1 &&
+                  o.majority_prob >= 0.5 && o.majority_prob <= 1,
+              "evidence_accumulation: cue_rate and noise_rate must be in [0, 1], majority_prob in [0.5, 1]");
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const int64_t period = o.cue_steps + o.gap_steps;
+  const int64_t recall_start = o.cues * period + o.delay_steps;
+  const int64_t steps = recall_start + o.recall_steps;
+  const int64_t g = o.channels_per_group;
+  // Which groups are on at each step: [N, T, 4].
+  at::Tensor on = torch::zeros({n_samples, steps, 4});
+  const at::Tensor majority = torch::randint(0, 2, {n_samples}, gen, torch::kLong);
+  const at::Tensor with_majority = torch::rand({n_samples, o.cues}, gen) < o.majority_prob;
+  // side 1 = right: the majority side, or the other one.
+  const at::Tensor side = torch::where(with_majority, majority.unsqueeze(1), 1 - majority.unsqueeze(1));
+  for (int64_t c = 0; c < o.cues; ++c) {
+    const at::Tensor right = side.select(1, c).to(torch::kFloat).unsqueeze(1);  // [N, 1]
+    at::Tensor window = on.narrow(1, c * period, o.cue_steps);
+    window.select(2, 0).copy_((1 - right).expand({n_samples, o.cue_steps}));
+    window.select(2, 1).copy_(right.expand({n_samples, o.cue_steps}));
+  }
+  on.narrow(1, recall_start, o.recall_steps).select(2, 2).fill_(1);
+  const at::Tensor rate = (on * o.cue_rate).repeat_interleave(g, 2);  // [N, T, 4 g]
+  rate.narrow(2, 3 * g, g).fill_(o.noise_rate);
+  EvidenceData d;
+  d.inputs = (torch::rand({n_samples, steps, 4 * g}, gen) < rate).to(torch::kFloat);
+  const at::Tensor right_cues = side.sum(1);
+  d.left_cues = o.cues - right_cues;
+  d.labels = (right_cues * 2 > o.cues).to(torch::kLong);
+  d.recall_start = recall_start;
+  return d;
 }
 
 }  // namespace brain::data

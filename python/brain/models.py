@@ -26,7 +26,7 @@ NonFiniteError = _C.NonFiniteError
 CheckpointError = _C.CheckpointError
 
 __all__ = ["CheckpointError", "NonFiniteError", "DynamicalSystem", "Network", "ei_network", "Runner", "SpikingNet",
-           "Readout", "RLS", "LMS", "ridge", "bptt_fit", "backward_recomputing", "LIF", "Expon", "COBA", "CUBA",
+           "Readout", "RLS", "LMS", "ridge", "bptt_fit", "backward_recomputing", "evidence_accumulation", "LIF", "Expon", "COBA", "CUBA",
            "MgBlock", "CsrComm", "JitComm", "AlignPostProj", "AlignPreProj", "fixed_prob", "ExpIF", "AdEx", "QuaIF",
            "Izhikevich", "HH", "ALIF", "MorrisLecar", "WangBuzsaki", "DualExpon", "Alpha", "Kinetic", "NMDA",
            "PoissonGroup", "SpikeTimeGroup", "CondNeuGroup", "NaChannelHH", "KChannelHH", "LeakChannel",
@@ -338,6 +338,22 @@ class SpikingNet(ModuleWrapper):
         return self.cpp_module.forward(inputs)
 
 
+def evidence_accumulation(n_samples, seed=0, **options):
+    """The evidence-accumulation task (brain::data::evidence_accumulation): left and right cues,
+    a delay, then a recall period in which the side with more cues must be reported. Options:
+    cues (odd), cue_steps, gap_steps, delay_steps, recall_steps, channels_per_group, cue_rate,
+    noise_rate, majority_prob. Returns a dict: inputs [N, T, 4 * channels_per_group] spikes
+    (groups: left, right, recall, noise), labels [N] (0 left, 1 right), left_cues [N] and
+    recall_start (the first recall step)."""
+    o = _C.EvidenceOptions()
+    for key, value in options.items():
+        if not hasattr(o, key):
+            raise TypeError(f"evidence_accumulation: unknown option {key!r}")
+        setattr(o, key, value)
+    inputs, labels, left_cues, recall_start = _C.evidence_accumulation(int(n_samples), int(seed), o)
+    return {"inputs": inputs, "labels": labels, "left_cues": left_cues, "recall_start": recall_start}
+
+
 def backward_recomputing(model, inputs, loss_fn, chunk):
     """Memory-bounded BPTT for a SpikingNet (brain::train::backward_recomputing): runs inputs
     [T, B, n_in] from the rest state, then back-propagates loss_fn(outputs) re-running chunks
@@ -384,20 +400,24 @@ def LMS(readout, lr=1e-3):
 
 def bptt_fit(model, inputs, targets, optimizer="adam", lr=1e-3, loss="ce_mean", epochs=10, batch_size=32,
              shuffle=True, seed=0, truncation=0, grad_clip_norm=0.0, progress=True, checkpoint_dir="",
-             eval_inputs=None, eval_targets=None, resume_from="", recompute_chunk=0):
+             eval_inputs=None, eval_targets=None, resume_from="", recompute_chunk=0, decision_last_steps=None):
     """The C++ BPTT loop (brain::train::BPTT) on a SpikingNet: inputs [N, T, n_in] (sample
     first), targets [N] class indices (loss "ce_mean" or "ce_last") or [N, T, n_out] ("mse").
     Returns one dict per epoch (loss, accuracy, eval_loss, eval_accuracy, seconds).
     checkpoint_dir: after every epoch, model_<epoch>.pt, optimizer_<epoch>.pt and training.ckpt
     (the whole training state, checksummed) are written atomically; resume_from=<that
     training.ckpt> continues after its epoch, as if training had never stopped.
-    recompute_chunk > 0: memory-bounded BPTT (see backward_recomputing)."""
+    recompute_chunk > 0: memory-bounded BPTT (see backward_recomputing). loss "ce_last_<k>":
+    cross entropy of the outputs averaged over the last k steps; decision_last_steps=k makes
+    the reported accuracy use the same period (default: the mean over all steps)."""
     o = _C.BPTTOptions()
     o.epochs, o.batch_size, o.shuffle, o.seed = int(epochs), int(batch_size), bool(shuffle), int(seed)
     o.truncation, o.grad_clip_norm, o.progress = int(truncation), float(grad_clip_norm), bool(progress)
     o.checkpoint_dir = str(checkpoint_dir)
     o.resume_from = str(resume_from)
     o.recompute_chunk = int(recompute_chunk)
+    if decision_last_steps is not None:
+        o.decision_last_steps = int(decision_last_steps)
     stats = _C.bptt_fit(_cpp(model), optimizer, float(lr), loss, o, inputs, targets, eval_inputs, eval_targets)
     return [{"epoch": s.epoch, "loss": s.loss, "accuracy": s.accuracy, "eval_loss": s.eval_loss,
              "eval_accuracy": s.eval_accuracy, "seconds": s.seconds} for s in stats]

@@ -91,6 +91,11 @@ def test_examples_run_at_tiny_sizes(tmp_path):
     assert history["losses"][-1] < history["losses"][0]
 
 
+def test_evidence_example_learns_with_memory_bounded_bptt():
+    history = load_example("train_evidence").main(["--epochs", "6", "--hidden", "64", "--recompute-chunk", "20"])
+    assert history[-1]["eval_accuracy"] >= 0.85, history[-1]
+
+
 def test_coba_built_from_parts_equals_the_library_network():
     """The same network composed in Python from LIF, fixed_prob, CsrComm, Expon, COBA and
     AlignPostProj (with the library's seeds and initial potentials) spikes identically."""

@@ -47,6 +47,9 @@ namespace losses {
 BRAIN_API LossFn cross_entropy_mean_over_time();
 // Cross entropy of the last step's outputs, targets [B] int64.
 BRAIN_API LossFn cross_entropy_last_step();
+// Cross entropy of the outputs averaged over the last `steps` steps (a recall or decision
+// period), targets [B] int64.
+BRAIN_API LossFn cross_entropy_mean_over_last(int64_t steps);
 // Mean squared error against per-step targets [T, B, n_out].
 BRAIN_API LossFn mse();
 }  // namespace losses
@@ -135,6 +138,9 @@ struct BPTTOptions {
   std::function<at::Tensor()> regularizer;
   // Called after each epoch with the epoch index (e.g. to step a learning-rate scheduler).
   std::function<void(int64_t)> on_epoch_end;
+  // Class scores [B, n_out] from outputs [T, B, n_out] for the accuracy; unset: the mean over
+  // time. E.g. the mean over a recall period, to match cross_entropy_mean_over_last.
+  std::function<at::Tensor(const at::Tensor&)> decision;
 };
 
 struct EpochStats {
@@ -155,6 +161,7 @@ class BRAIN_API BPTT {
   EpochStats evaluate(const at::Tensor& inputs, const at::Tensor& targets);
 
  private:
+  at::Tensor class_scores(const at::Tensor& outputs) const;
   void save_training_checkpoint(int64_t epoch, const at::Generator& gen, const std::vector<EpochStats>& history);
   // Restores model, optimizer, generators and history; returns the saved epoch.
   int64_t load_training_checkpoint(const std::string& path, at::Generator& gen, std::vector<EpochStats>& history);
