@@ -1,8 +1,10 @@
 """Train a spiking classifier on scikit-learn's 8x8 handwritten digits with torch.optim:
-pixels become Poisson spike trains, a recurrent LIF layer (libbrain's C++ SpikingNet, with
-surrogate gradients) reads them, and the time-averaged readout is trained by BPTT with Adam.
+pixels become input currents (or Poisson spike trains), a recurrent LIF layer (libbrain's C++
+SpikingNet, with surrogate gradients) reads them, and the time-averaged readout is trained by
+BPTT with Adam and a cosine learning-rate schedule. The defaults reach about 97% test accuracy
+in about a minute on 2 CPU cores (tests/python/test_models.py asserts >= 95%).
 
-    python3 examples/train_digits.py [--epochs 15] [--steps 25] [--hidden 128] [--limit N]
+    python3 examples/train_digits.py [--epochs 30] [--steps 25] [--hidden 256] [--encoding current|poisson]
 """
 
 import argparse
@@ -20,14 +22,21 @@ def poisson_spikes(images, steps, generator):
     return (torch.rand(p.shape, generator=generator) < p).float()
 
 
+def currents(images, steps, generator):
+    """images [N, 64] in [0, 1] -> the same input current at every step, [T, N, 64]."""
+    return images.unsqueeze(0).expand(steps, -1, -1).contiguous()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--steps", type=int, default=25, help="time steps per sample (1 ms each)")
-    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--limit", type=int, default=0, help="use only this many samples (quick runs)")
+    ap.add_argument("--encoding", choices=["current", "poisson"], default="current",
+                    help="pixels as constant input currents, or as Poisson spike trains")
     args = ap.parse_args(argv)
 
     from sklearn.datasets import load_digits
@@ -42,13 +51,16 @@ def main(argv=None):
     split = int(0.8 * len(order))
     train, test = order[:split], order[split:]
 
+    encode = currents if args.encoding == "current" else poisson_spikes
     net = brain.models.SpikingNet(n_in=64, n_hidden=args.hidden, n_out=10, recurrent=True, dt=1.0, tau=10.0)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    # The learning rate falls to zero over the run, so the last epochs settle.
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
     loss_fn = nn.CrossEntropyLoss()
 
     def evaluate(idx):
         with torch.no_grad():
-            out = net(poisson_spikes(x[idx], args.steps, g)).mean(0)
+            out = net(encode(x[idx], args.steps, g)).mean(0)
             return (out.argmax(1) == y[idx]).float().mean().item()
 
     history = []
@@ -58,12 +70,13 @@ def main(argv=None):
         total = 0.0
         for k in range(0, len(perm), args.batch):
             idx = perm[k: k + args.batch]
-            out = net(poisson_spikes(x[idx], args.steps, g))  # [T, B, 10]
+            out = net(encode(x[idx], args.steps, g))  # [T, B, 10]
             loss = loss_fn(out.mean(0), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
+        schedule.step()
         history.append(total / len(perm))
         print(f"epoch {epoch:2d}: loss {history[-1]:.4f}, train acc {evaluate(train):.3f}, "
               f"test acc {evaluate(test):.3f} ({time.perf_counter() - t0:.1f} s)", flush=True)

@@ -91,6 +91,12 @@ def test_examples_run_at_tiny_sizes(tmp_path):
     assert history["losses"][-1] < history["losses"][0]
 
 
+def test_digits_example_reaches_95_percent():
+    pytest.importorskip("sklearn")
+    result = load_example("train_digits").main([])
+    assert result["test_accuracy"] >= 0.95, result
+
+
 def test_evidence_example_learns_with_memory_bounded_bptt():
     history = load_example("train_evidence").main(["--epochs", "6", "--hidden", "64", "--recompute-chunk", "20"])
     assert history[-1]["eval_accuracy"] >= 0.85, history[-1]
