@@ -7,7 +7,7 @@ same run: time and peak memory.
 
 Every (case, implementation) runs in its own process, so peak memory is its own: on CPU the
 peak resident size above the level before the step (glibc's mmap threshold fixed at 64 kB so
-tensors are returned with their life), on CUDA torch.cuda.max_memory_allocated above the
+tensors are returned with their life; VmHWM reset before the step), on CUDA torch.cuda.max_memory_allocated above the
 level before. Writes bench/results/bptt_<device>.md and .json with the machine description.
 
 Implementations (the loss is the cross entropy of a Linear readout of the spikes averaged
@@ -24,7 +24,6 @@ gradient, sigmoid surrogate with alpha 4):
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -88,6 +87,11 @@ def make_net(n, recurrent, device):
             params["recurrent.weights"].copy_(torch.randn(params["recurrent.weights"].shape, generator=g) * 0.1)
     net.to(torch.device(device))
     return net
+
+
+def proc_status_bytes(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
 
 
 def run_case(case, impl, device, reps):
@@ -156,14 +160,17 @@ def run_case(case, impl, device, reps):
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     else:
-        with open("/proc/self/statm") as f:
-            before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        # Reset the peak resident size (VmHWM) to the current one, so the import's peak does
+        # not hide the step's.
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = proc_status_bytes("VmRSS")
     loss = step()
     sync()
     if device == "cuda":
         peak = torch.cuda.max_memory_allocated() - before
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        peak = proc_status_bytes("VmHWM") - before
     times = []
     for _ in range(reps):
         sync()
