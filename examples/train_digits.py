@@ -5,13 +5,22 @@ BPTT with Adam and a cosine learning-rate schedule. The defaults reach about 97%
 in about a minute on 2 CPU cores (tests/python/test_models.py asserts >= 95%).
 
     python3 examples/train_digits.py [--epochs 30] [--steps 25] [--hidden 256] [--encoding current|poisson]
+
+Data-parallel on several processes (torch's DistributedDataParallel over Gloo): each process
+takes its share of every batch of 64 and the gradients are averaged, so the run takes the same
+steps as on one process and reaches the same accuracy:
+
+    torchrun --standalone --nproc_per_node=2 examples/train_digits.py
 """
 
 import argparse
+import os
 import time
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 import brain
 
@@ -53,6 +62,18 @@ def main(argv=None):
 
     encode = currents if args.encoding == "current" else poisson_spikes
     net = brain.models.SpikingNet(n_in=64, n_hidden=args.hidden, n_out=10, recurrent=True, dt=1.0, tau=10.0)
+    # Under torchrun: one process per share of each batch. DDP copies rank 0's weights to every
+    # rank and averages the gradients during backward(); the state buffers are reset by every
+    # forward, so they need no broadcast.
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = 0
+    model = net
+    if world > 1:
+        dist.init_process_group("gloo")
+        rank = dist.get_rank()
+        model = DistributedDataParallel(net, broadcast_buffers=False)
+        if rank == 0:
+            print(f"data-parallel on {world} processes (gloo)", flush=True)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     # The learning rate falls to zero over the run, so the last epochs settle.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
@@ -70,17 +91,30 @@ def main(argv=None):
         total = 0.0
         for k in range(0, len(perm), args.batch):
             idx = perm[k: k + args.batch]
-            out = net(encode(x[idx], args.steps, g))  # [T, B, 10]
-            loss = loss_fn(out.mean(0), y[idx])
+            # Every process draws the same inputs (same generator), then keeps its block of the
+            # batch; its loss is weighted so that DDP's average of the gradients is the
+            # gradient of the whole batch's mean loss.
+            inputs = encode(x[idx], args.steps, g)  # [T, B, 64]
+            mine = torch.arange(len(idx)).tensor_split(world)[rank]
+            out = model(inputs[:, mine])  # [T, b, 10]
+            loss = loss_fn(out.mean(0), y[idx][mine])
             opt.zero_grad()
-            loss.backward()
+            (loss * (world * len(mine) / len(idx))).backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += loss.item() * len(mine)
         schedule.step()
+        if world > 1:
+            total_t = torch.tensor([total], dtype=torch.float64)
+            dist.all_reduce(total_t)
+            total = total_t.item()
         history.append(total / len(perm))
-        print(f"epoch {epoch:2d}: loss {history[-1]:.4f}, train acc {evaluate(train):.3f}, "
-              f"test acc {evaluate(test):.3f} ({time.perf_counter() - t0:.1f} s)", flush=True)
-    return {"losses": history, "test_accuracy": evaluate(test)}
+        if rank == 0:
+            print(f"epoch {epoch:2d}: loss {history[-1]:.4f}, train acc {evaluate(train):.3f}, "
+                  f"test acc {evaluate(test):.3f} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    result = {"losses": history, "test_accuracy": evaluate(test)}
+    if world > 1:
+        dist.destroy_process_group()
+    return result
 
 
 if __name__ == "__main__":

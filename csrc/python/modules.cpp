@@ -424,6 +424,16 @@ void bind_modules(py::module& m) {
       .def_readwrite("checkpoint_dir", &train::BPTTOptions::checkpoint_dir)
       .def_readwrite("resume_from", &train::BPTTOptions::resume_from)
       .def_readwrite("recompute_chunk", &train::BPTTOptions::recompute_chunk)
+      // Data-parallel training over the processes torchrun started (see BPTTOptions::comm).
+      .def(
+          "connect_from_env",
+          [](train::BPTTOptions& o, double timeout_s) {
+            TORCH_CHECK(timeout_s > 0, "dist_timeout must be > 0 seconds, got ", timeout_s);
+            o.comm = dist::connect_from_env(std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+          },
+          py::arg("timeout_s"), release())
+      .def_property_readonly("world_size", [](const train::BPTTOptions& o) { return o.comm ? o.comm->world_size() : 1; })
+      .def_property_readonly("rank", [](const train::BPTTOptions& o) { return o.comm ? o.comm->rank() : 0; })
       .def_property(
           "decision_last_steps", [](const train::BPTTOptions&) { return py::none(); },
           [](train::BPTTOptions& o, int64_t k) {

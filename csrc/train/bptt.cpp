@@ -1,6 +1,7 @@
 #include <brain/train/bptt.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -287,22 +288,117 @@ EpochStats BPTT::evaluate(const at::Tensor& inputs, const at::Tensor& targets) {
   model_->eval();
   const bool classify = is_classification(targets);
   double loss_sum = 0;
-  int64_t correct = 0;
+  double correct = 0;
   const int64_t n = inputs.size(0);
-  for (int64_t start = 0; start < n; start += o_.batch_size) {
-    const int64_t b = std::min(o_.batch_size, n - start);
+  // With several ranks, each evaluates its contiguous block of the samples.
+  const dist::Block part = o_.comm ? dist::block_of(n, o_.comm->rank(), o_.comm->world_size()) : dist::Block{0, n};
+  for (int64_t start = part.offset; start < part.offset + part.size; start += o_.batch_size) {
+    const int64_t b = std::min(o_.batch_size, part.offset + part.size - start);
     const at::Tensor x = time_first(inputs.narrow(0, start, b));
     const at::Tensor y = classify ? targets.narrow(0, start, b) : time_first(targets.narrow(0, start, b));
     model_->reset(b);
     const at::Tensor out = model_->forward(x);
     loss_sum += loss_(out, y).item<double>() * static_cast<double>(b);
-    if (classify) correct += class_scores(out).argmax(1).eq(y).sum().item<int64_t>();
+    if (classify) correct += static_cast<double>(class_scores(out).argmax(1).eq(y).sum().item<int64_t>());
   }
   model_->train(was_training);
+  if (o_.comm) {
+    const at::Tensor total = o_.comm->all_reduce_sum(torch::tensor({loss_sum, correct}, torch::kFloat64));
+    loss_sum = total[0].item<double>();
+    correct = total[1].item<double>();
+  }
   EpochStats s;
   s.loss = loss_sum / static_cast<double>(std::max<int64_t>(n, 1));
-  s.accuracy = classify ? static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(n, 1)) : -1;
+  s.accuracy = classify ? correct / static_cast<double>(std::max<int64_t>(n, 1)) : -1;
   return s;
+}
+
+namespace {
+
+std::vector<at::Tensor> trainable(const torch::nn::Module& model) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : model.parameters()) {
+    if (p.requires_grad()) out.push_back(p);
+  }
+  return out;
+}
+
+// One flat CPU tensor of the given tensors (the collectives are on the CPU), and back.
+at::Tensor flatten_to_cpu(const std::vector<at::Tensor>& parts) {
+  std::vector<at::Tensor> flat;
+  for (const auto& t : parts) flat.push_back(t.detach().to(torch::kCPU, torch::kFloat64).reshape(-1));
+  return flat.empty() ? torch::zeros({0}, torch::kFloat64) : torch::cat(flat);
+}
+
+void unflatten_into(const at::Tensor& flat, std::vector<at::Tensor>& parts) {
+  int64_t offset = 0;
+  for (auto& t : parts) {
+    t.copy_(flat.narrow(0, offset, t.numel()).view(t.sizes()));
+    offset += t.numel();
+  }
+}
+
+}  // namespace
+
+void BPTT::check_same_on_every_rank(const at::Tensor& inputs, const at::Tensor& targets, int64_t first_epoch) {
+  if (!o_.comm) return;
+  const auto params = trainable(*model_);
+  int64_t numel = 0;
+  for (const auto& p : params) numel += p.numel();
+  // What every rank must agree on, with the names an error shows.
+  const std::vector<std::pair<const char*, double>> fields = {
+      {"samples", static_cast<double>(inputs.size(0))},
+      {"steps per sample", static_cast<double>(inputs.size(1))},
+      {"input elements", static_cast<double>(inputs.numel())},
+      {"target elements", static_cast<double>(targets.numel())},
+      {"the sum of the inputs", inputs.to(torch::kFloat64).sum().item<double>()},
+      {"the sum of the targets", targets.to(torch::kFloat64).sum().item<double>()},
+      {"batch_size", static_cast<double>(o_.batch_size)},
+      {"epochs", static_cast<double>(o_.epochs)},
+      {"truncation", static_cast<double>(o_.truncation)},
+      {"recompute_chunk", static_cast<double>(o_.recompute_chunk)},
+      {"shuffle", static_cast<double>(o_.shuffle)},
+      {"seed", static_cast<double>(o_.seed)},
+      {"the first epoch (resume_from)", static_cast<double>(first_epoch)},
+      {"trainable parameter tensors", static_cast<double>(params.size())},
+      {"trainable parameter elements", static_cast<double>(numel)}};
+  at::Tensor mine = torch::empty({static_cast<int64_t>(fields.size())}, torch::kFloat64);
+  for (size_t i = 0; i < fields.size(); ++i) mine[static_cast<int64_t>(i)] = fields[i].second;
+  const auto all = o_.comm->all_gather(mine);
+  // Every rank sees every rank's values, so all of them refuse together instead of leaving
+  // the others waiting in the next collective.
+  for (size_t r = 1; r < all.size(); ++r) {
+    for (size_t i = 0; i < fields.size(); ++i) {
+      const double want = all[0][static_cast<int64_t>(i)].item<double>();
+      const double got = all[r][static_cast<int64_t>(i)].item<double>();
+      const bool same = got == want || (std::isnan(got) && std::isnan(want));
+      TORCH_CHECK(same, "BPTT::fit (data-parallel): rank ", r, " has ", fields[i].first, " = ", got,
+                  " where rank 0 has ", want, ". Every rank passes the same data, options and model: fit() ",
+                  "splits each batch over the ranks itself");
+    }
+  }
+}
+
+void BPTT::copy_parameters_from_rank0() {
+  if (!o_.comm) return;
+  torch::NoGradGuard no_grad;
+  auto params = trainable(*model_);
+  at::Tensor flat = flatten_to_cpu(params);
+  if (o_.comm->rank() != 0) flat.zero_();
+  unflatten_into(o_.comm->all_reduce_sum(flat), params);
+}
+
+void BPTT::sum_gradients_over_ranks() {
+  if (!o_.comm) return;
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> grads;
+  for (auto& p : trainable(*model_)) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  // One all-reduce for the whole model, summed in float64 so the order of the ranks' terms
+  // hardly matters.
+  unflatten_into(o_.comm->all_reduce_sum(flatten_to_cpu(grads)), grads);
 }
 
 std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& targets, const at::Tensor& eval_inputs,
@@ -314,22 +410,29 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
   const int64_t n = inputs.size(0), steps = inputs.size(1);
   const int64_t window = o_.truncation > 0 ? o_.truncation : steps;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o_.seed);
-  if (!o_.checkpoint_dir.empty()) std::filesystem::create_directories(o_.checkpoint_dir);
+  if (!o_.checkpoint_dir.empty() && rank() == 0) std::filesystem::create_directories(o_.checkpoint_dir);
   std::vector<EpochStats> history;
   int64_t first_epoch = 0;
   if (!o_.resume_from.empty()) first_epoch = load_training_checkpoint(o_.resume_from, gen, history) + 1;
+  check_same_on_every_rank(inputs, targets, first_epoch);
+  copy_parameters_from_rank0();
+  const int world = o_.comm ? o_.comm->world_size() : 1;
   for (int64_t epoch = first_epoch; epoch < o_.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     model_->train();
     const at::Tensor order = o_.shuffle ? torch::randperm(n, gen, torch::kLong) : torch::arange(n, torch::kLong);
-    double loss_sum = 0;
-    int64_t loss_count = 0, correct = 0;
+    double loss_sum = 0, loss_count = 0, correct = 0;
     for (int64_t start = 0; start < n; start += o_.batch_size) {
       const int64_t b = std::min(o_.batch_size, n - start);
-      const at::Tensor idx = order.narrow(0, start, b).to(inputs.device());
+      // This rank's block of the batch; its loss is weighted by the block's share, so the
+      // gradients summed over the ranks are those of the whole batch's mean loss.
+      const dist::Block part = dist::block_of(b, rank(), world);
+      const double share = static_cast<double>(part.size) / static_cast<double>(b);
+      const auto weighted = [share](const at::Tensor& loss) { return share == 1.0 ? loss : loss * share; };
+      const at::Tensor idx = order.narrow(0, start + part.offset, part.size).to(inputs.device());
       const at::Tensor x = time_first(inputs.index_select(0, idx));
       const at::Tensor y_all = classify ? targets.index_select(0, idx) : time_first(targets.index_select(0, idx));
-      model_->reset(b);
+      if (part.size > 0) model_->reset(part.size);
       std::vector<at::Tensor> window_outputs;
       for (int64_t s = 0; s < steps; s += window) {
         const int64_t w = std::min(window, steps - s);
@@ -337,30 +440,42 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
         at::Tensor out;
         double loss_value = 0;
         optimizer_->zero_grad();
-        if (o_.recompute_chunk > 0) {
-          const auto loss_of = [&](const at::Tensor& outputs) { return loss_(outputs, y); };
+        // A rank whose block is empty (a batch smaller than the ranks) contributes zero
+        // gradients but still takes part in the all-reduce and the step.
+        if (part.size > 0 && o_.recompute_chunk > 0) {
+          const auto loss_of = [&](const at::Tensor& outputs) { return weighted(loss_(outputs, y)); };
           loss_value = backward_recomputing(*model_, x.narrow(0, s, w), loss_of, o_.recompute_chunk, &out)
-                           .item<double>();
-        } else {
+                           .item<double>() / share;
+        } else if (part.size > 0) {
           out = model_->forward(x.narrow(0, s, w));
           at::Tensor loss = loss_(out, y);
           loss_value = loss.item<double>();
           if (o_.regularizer) loss = loss + o_.regularizer();
-          loss.backward();
+          weighted(loss).backward();
         }
+        sum_gradients_over_ranks();
         if (o_.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), o_.grad_clip_norm);
         optimizer_->step();
-        model_->detach_state();
-        loss_sum += loss_value * static_cast<double>(b);
-        loss_count += b;
-        if (classify) window_outputs.push_back(out.detach());
+        if (part.size > 0) model_->detach_state();
+        loss_sum += loss_value * static_cast<double>(part.size);
+        loss_count += static_cast<double>(part.size);
+        if (classify && part.size > 0) window_outputs.push_back(out.detach());
       }
-      if (classify) correct += class_scores(torch::cat(window_outputs)).argmax(1).eq(y_all).sum().item<int64_t>();
+      if (classify && part.size > 0) {
+        correct += static_cast<double>(class_scores(torch::cat(window_outputs)).argmax(1).eq(y_all).sum().item<int64_t>());
+      }
+    }
+    if (o_.comm) {
+      const at::Tensor total =
+          o_.comm->all_reduce_sum(torch::tensor({loss_sum, loss_count, correct}, torch::kFloat64));
+      loss_sum = total[0].item<double>();
+      loss_count = total[1].item<double>();
+      correct = total[2].item<double>();
     }
     EpochStats st;
     st.epoch = epoch;
-    st.loss = loss_sum / static_cast<double>(std::max<int64_t>(loss_count, 1));
-    st.accuracy = classify ? static_cast<double>(correct) / static_cast<double>(n) : -1;
+    st.loss = loss_sum / std::max(loss_count, 1.0);
+    st.accuracy = classify ? correct / static_cast<double>(n) : -1;
     if (eval_inputs.defined() && eval_targets.defined()) {
       const auto ev = evaluate(eval_inputs, eval_targets);
       st.eval_loss = ev.loss;
@@ -368,8 +483,8 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
     }
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     history.push_back(st);
-    if (!o_.checkpoint_dir.empty()) save_training_checkpoint(epoch, gen, history);
-    if (o_.progress) {
+    if (!o_.checkpoint_dir.empty() && rank() == 0) save_training_checkpoint(epoch, gen, history);
+    if (o_.progress && rank() == 0) {
       std::printf("epoch %lld/%lld  loss %.4g", static_cast<long long>(epoch + 1), static_cast<long long>(o_.epochs),
                   st.loss);
       if (st.accuracy >= 0) std::printf("  acc %.1f%%", 100 * st.accuracy);

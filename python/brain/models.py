@@ -15,6 +15,8 @@ buffers are the C++ tensors, so torch.optim updates the model the C++ code runs,
 `.to(device)`, `.train()`, `.eval()`, `state_dict()` work as for any module.
 """
 
+import os
+
 import torch
 from torch.nn.cpp import ModuleWrapper
 
@@ -400,7 +402,8 @@ def LMS(readout, lr=1e-3):
 
 def bptt_fit(model, inputs, targets, optimizer="adam", lr=1e-3, loss="ce_mean", epochs=10, batch_size=32,
              shuffle=True, seed=0, truncation=0, grad_clip_norm=0.0, progress=True, checkpoint_dir="",
-             eval_inputs=None, eval_targets=None, resume_from="", recompute_chunk=0, decision_last_steps=None):
+             eval_inputs=None, eval_targets=None, resume_from="", recompute_chunk=0, decision_last_steps=None,
+             distributed=None, dist_timeout=60.0):
     """The C++ BPTT loop (brain::train::BPTT) on a SpikingNet: inputs [N, T, n_in] (sample
     first), targets [N] class indices (loss "ce_mean" or "ce_last") or [N, T, n_out] ("mse").
     Returns one dict per epoch (loss, accuracy, eval_loss, eval_accuracy, seconds).
@@ -409,7 +412,13 @@ def bptt_fit(model, inputs, targets, optimizer="adam", lr=1e-3, loss="ce_mean", 
     training.ckpt> continues after its epoch, as if training had never stopped.
     recompute_chunk > 0: memory-bounded BPTT (see backward_recomputing). loss "ce_last_<k>":
     cross entropy of the outputs averaged over the last k steps; decision_last_steps=k makes
-    the reported accuracy use the same period (default: the mean over all steps)."""
+    the reported accuracy use the same period (default: the mean over all steps).
+    distributed: data-parallel training over the processes torchrun started (the C++
+    counterpart of DistributedDataParallel, on Gloo): every process passes the same data, each
+    batch is split over them and the gradients are summed, so each step is the whole batch's;
+    the returned statistics cover all the data; rank 0 prints and writes checkpoints. None:
+    when torchrun started more than one process (WORLD_SIZE > 1). dist_timeout bounds every
+    collective in seconds: a process that dies makes the others fail with an error naming it."""
     o = _C.BPTTOptions()
     o.epochs, o.batch_size, o.shuffle, o.seed = int(epochs), int(batch_size), bool(shuffle), int(seed)
     o.truncation, o.grad_clip_norm, o.progress = int(truncation), float(grad_clip_norm), bool(progress)
@@ -418,6 +427,10 @@ def bptt_fit(model, inputs, targets, optimizer="adam", lr=1e-3, loss="ce_mean", 
     o.recompute_chunk = int(recompute_chunk)
     if decision_last_steps is not None:
         o.decision_last_steps = int(decision_last_steps)
+    if distributed is None:
+        distributed = int(os.environ.get("WORLD_SIZE", "1") or "1") > 1
+    if distributed:
+        o.connect_from_env(float(dist_timeout))
     stats = _C.bptt_fit(_cpp(model), optimizer, float(lr), loss, o, inputs, targets, eval_inputs, eval_targets)
     return [{"epoch": s.epoch, "loss": s.loss, "accuracy": s.accuracy, "eval_loss": s.eval_loss,
              "eval_accuracy": s.eval_accuracy, "seconds": s.seconds} for s in stats]

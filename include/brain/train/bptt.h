@@ -19,6 +19,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/optim/optimizer.h>
 
+#include <brain/dist/dist.h>
 #include <brain/export.h>
 #include <brain/models/neurons.h>
 #include <brain/models/synapses.h>
@@ -141,6 +142,16 @@ struct BPTTOptions {
   // Class scores [B, n_out] from outputs [T, B, n_out] for the accuracy; unset: the mean over
   // time. E.g. the mean over a recall period, to match cross_entropy_mean_over_last.
   std::function<at::Tensor(const at::Tensor&)> decision;
+  // Data-parallel training (the C++ counterpart of torch's DistributedDataParallel): every
+  // rank of `comm` calls fit() with the same data, options and model architecture. Rank 0's
+  // parameters are copied to every rank first; each batch is cut into contiguous blocks, one
+  // per rank (dist::block_of), each rank back-propagates its block with its loss weighted by
+  // the block's share of the batch, and one all-reduce sums the gradients, so every rank
+  // takes the step of the whole batch and the parameters stay equal. The training and
+  // evaluation statistics are those of all the data, on every rank; rank 0 alone prints and
+  // writes checkpoints (every rank can resume from them). A regularizer is averaged over the
+  // ranks' blocks, weighted by their sizes. Null: one process.
+  std::shared_ptr<dist::Collective> comm;
 };
 
 struct EpochStats {
@@ -157,11 +168,18 @@ class BRAIN_API BPTT {
        BPTTOptions options = {});
   std::vector<EpochStats> fit(const at::Tensor& inputs, const at::Tensor& targets,
                               const at::Tensor& eval_inputs = {}, const at::Tensor& eval_targets = {});
-  // Loss and (for class targets) accuracy, without gradients.
+  // Loss and (for class targets) accuracy, without gradients. With options.comm, every rank
+  // calls it with the same data, evaluates its block of the samples and gets the statistics
+  // of all of them.
   EpochStats evaluate(const at::Tensor& inputs, const at::Tensor& targets);
 
  private:
   at::Tensor class_scores(const at::Tensor& outputs) const;
+  // Data-parallel helpers (no-ops without options.comm).
+  int rank() const { return o_.comm ? o_.comm->rank() : 0; }
+  void check_same_on_every_rank(const at::Tensor& inputs, const at::Tensor& targets, int64_t first_epoch);
+  void copy_parameters_from_rank0();
+  void sum_gradients_over_ranks();
   void save_training_checkpoint(int64_t epoch, const at::Generator& gen, const std::vector<EpochStats>& history);
   // Restores model, optimizer, generators and history; returns the saved epoch.
   int64_t load_training_checkpoint(const std::string& path, at::Generator& gen, std::vector<EpochStats>& history);
