@@ -486,8 +486,7 @@ int run(const std::vector<std::string>& args) {
   std::shared_ptr<dist::Collective> comm;
   if (dist::launched_distributed()) {
     std::string refused;
-    if (!a.checkpoint.empty() || !a.resume.empty()) refused = "--checkpoint and --resume are";
-    else if (a.save_network) refused = "--save-network is";
+    if (a.save_network) refused = "--save-network is";
     else if (cfg.device != "cpu") refused = "--device cuda (NCCL) is";
     else if (cfg.engine == "modules") refused = "the modules engine is";
     else if (cfg.model != "ei_network") refused = "models other than ei_network are";
@@ -573,6 +572,10 @@ int run(const std::vector<std::string>& args) {
     part->comm = comm;
     part->global_sizes = {{"E", n_exc}, {"I", n_inh}};
     part->encoding = a.dist_encoding;
+    // The runner merges the recordings on rank 0 and writes checkpoints any number of
+    // processes can resume.
+    part->merge = true;
+    for (const auto& m : opt.monitors) part->monitor_columns[m.key()] = {columns.at(m.key()), wanted.at(m.key())};
     opt.partition = part;
     try {
       synapses = comm->all_reduce_sum(torch::tensor({synapses}, torch::kLong))[0].item<int64_t>();
@@ -601,15 +604,7 @@ int run(const std::vector<std::string>& args) {
   try {
     if (!run_or_resume(runner, a, cfg, r)) return kExitUsage;
     if (comm) {
-      // Rank 0 merges every rank's recordings into those of one process, in the global order.
-      for (const auto& m : opt.monitors) {
-        const auto& key = m.key();
-        at::Tensor merged = dist::gather_columns(*comm, r.values.at(key), columns.at(key), wanted.at(key));
-        if (leader) r.values[key] = merged;
-      }
-      const at::Tensor total = comm->all_reduce_sum(torch::tensor({r.spike_counts.at("E"), r.spike_counts.at("I")}, torch::kLong));
-      r.spike_counts["E"] = total[0].item<int64_t>();
-      r.spike_counts["I"] = total[1].item<int64_t>();
+      // The runner merged the recordings on rank 0 and summed the spike counts.
       const auto& st = opt.partition->stats;
       double slowest = 0, most_in_exchange = 0;
       for (const auto& t : comm->all_gather(torch::tensor({r.wall_seconds, st.seconds}, torch::kDouble))) {

@@ -774,6 +774,26 @@ RunResult run_fast(DynamicalSystem& system, const RunnerOptions& options, Contex
                                 : run_typed<float>(system, L, options, ctx, steps, segment);
 }
 
+std::map<std::string, std::string> per_neuron_states(DynamicalSystem& system, const RunnerOptions& options) {
+  Layout L;
+  const std::string why = unsupported(system, options, L);
+  TORCH_CHECK(why.empty(), "Runner: the fast engine cannot run this network: ", why);
+  std::map<std::string, std::string> out;
+  const auto under = [](const std::string& path, const std::string& prefix) {
+    return path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 &&
+           path.find('.', prefix.size()) == std::string::npos;
+  };
+  for (const auto& path : system.state_paths()) {
+    for (const auto& pop : L.pops) {
+      if (under(path, pop.path + ".")) out[path] = pop.path;
+    }
+    for (const auto& rec : L.receptors) {
+      if (under(path, rec.owner_path + ".syn.")) out[path] = L.pops[static_cast<size_t>(rec.pop)].path;
+    }
+  }
+  return out;
+}
+
 }  // namespace detail
 
 }  // namespace brain

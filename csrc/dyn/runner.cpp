@@ -14,6 +14,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <brain/dist/dist.h>
 #include <brain/dyn/fast.h>
 #include <brain/info.h>
 #include <brain/io/checkpoint.h>
@@ -288,6 +289,10 @@ struct Runner::Progress {
   std::string engine;
   int64_t checkpoint_every = 0;  // of the run that wrote the checkpoint being resumed
   std::map<std::string, std::vector<at::Tensor>> values, times;  // CPU pieces per monitor key
+  // Distributed runs with Partition::merge: what rank 0 has merged so far (values then hold
+  // this rank's recordings since), and this rank's share of the spike counts (rank 0's
+  // includes those of a resumed checkpoint).
+  std::map<std::string, std::vector<at::Tensor>> merged;
   std::map<std::string, int64_t> spike_counts;
 
   void add(const RunResult& r) {
@@ -326,10 +331,13 @@ RunResult Runner::finish(Progress& p) {
     TORCH_CHECK(options_.engine != Engine::Modules, "Runner: a distributed run needs the fast engine, not 'modules'");
     const std::string why = fast_engine_unsupported(*system_, options_);
     TORCH_CHECK(why.empty(), "Runner: a distributed run needs the fast engine, which cannot run this network: ", why);
-    TORCH_CHECK(options_.checkpoint_path.empty() || options_.checkpoint_every == 0,
-                "Runner: checkpoints of distributed runs are not supported yet");
+    TORCH_CHECK(options_.partition->merge || options_.checkpoint_path.empty() || options_.checkpoint_every == 0,
+                "Runner: checkpoints of a distributed run need Partition::merge (the runner then merges the ",
+                "ranks' recordings and writes checkpoints any number of processes can resume)");
+    TORCH_CHECK(options_.partition->comm, "Runner: the partition has no process group");
     fast = true;
   }
+  const bool merging = options_.partition && options_.partition->merge;
   const std::string engine = fast ? "fast" : "modules";
   if (p.engine.empty()) p.engine = engine;
   const bool checkpoints = !options_.checkpoint_path.empty() && options_.checkpoint_every > 0;
@@ -340,8 +348,21 @@ RunResult Runner::finish(Progress& p) {
     const detail::Segment segment{p.done, &bar};
     p.add(fast ? detail::run_fast(*system_, options_, ctx_, n, segment)
                : run_modules(*system_, options_, ctx_, n, segment));
-    if (checkpoints && p.done % options_.checkpoint_every == 0) write_checkpoint(options_.checkpoint_path, &p);
+    if (checkpoints && p.done % options_.checkpoint_every == 0) {
+      if (merging) merge_recordings(p);
+      write_checkpoint(options_.checkpoint_path, &p);
+    }
   }
+  if (merging) {
+    merge_recordings(p);
+    // The whole network's counts, on every rank.
+    std::vector<double> mine;
+    for (const auto& [pop, n] : p.spike_counts) mine.push_back(static_cast<double>(n));
+    const at::Tensor total = options_.partition->comm->all_reduce_sum(torch::tensor(mine, torch::kFloat64));
+    int64_t i = 0;
+    for (auto& [pop, n] : p.spike_counts) n = std::llround(total[i++].item<double>());
+  }
+  const bool keeps_recordings = !merging || options_.partition->comm->rank() == 0;
   RunResult result;
   result.steps = p.total;
   result.dt = options_.dt;
@@ -352,7 +373,8 @@ RunResult Runner::finish(Progress& p) {
   for (const auto& m : options_.monitors) {
     const auto& key = m.key();
     result.order.push_back(key);
-    result.values[key] = Progress::joined(p.values[key]);
+    result.values[key] = merging ? (keeps_recordings ? Progress::joined(p.merged[key]) : torch::empty({0}))
+                                 : Progress::joined(p.values[key]);
     result.times[key] = Progress::joined(p.times[key]);
     if (!result.times[key].defined() || is_empty_recording(result.times[key])) {
       result.times[key] = torch::empty({0}, torch::kDouble);
@@ -414,6 +436,10 @@ bool keeps_in_checkpoint(const at::Tensor& t) { return t.is_floating_point() || 
 }  // namespace
 
 void Runner::write_checkpoint(const std::string& path, Progress* progress) {
+  if (options_.partition) {
+    write_global_checkpoint(path, progress);
+    return;
+  }
   io::Checkpoint ck;
   nlohmann::json header = {{"format", kCheckpointFormat},
                            {"version", kCheckpointVersion},
@@ -462,6 +488,173 @@ void Runner::write_checkpoint(const std::string& path, Progress* progress) {
   io::write_checkpoint_file(path, ck);
 }
 
+namespace {
+
+// The global indices a monitor records, in order: what a checkpoint's monitor must agree on,
+// whatever the number of processes.
+std::vector<int64_t> monitor_columns(DynamicalSystem& system, const RunnerOptions& options, const Monitor& m) {
+  if (options.partition && options.partition->merge) {
+    const auto it = options.partition->monitor_columns.find(m.key());
+    TORCH_CHECK(it != options.partition->monitor_columns.end(), "Runner: distributed run: Partition::monitor_columns ",
+                "has no entry for monitor '", m.key(), "'");
+    return it->second.wanted;
+  }
+  if (m.indices) {
+    const at::Tensor ix = m.indices->to(at::kCPU, at::kLong).contiguous();
+    return std::vector<int64_t>(ix.data_ptr<int64_t>(), ix.data_ptr<int64_t>() + ix.numel());
+  }
+  const at::Tensor state = system.find_state(m.path);
+  std::vector<int64_t> all(static_cast<size_t>(state.dim() ? state.size(-1) : 1));
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+  return all;
+}
+
+// A distributed run's state in the layout of one process: split states gathered from every
+// rank's block (on rank 0; undefined elsewhere), the others as this rank has them.
+at::Tensor global_state(dist::Collective& comm, const at::Tensor& local, int64_t n_global) {
+  const int world = comm.world_size();
+  std::vector<std::vector<int64_t>> columns(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) {
+    const dist::Block b = dist::block_of(n_global, r, world);
+    for (int64_t i = 0; i < b.size; ++i) columns[static_cast<size_t>(r)].push_back(b.offset + i);
+  }
+  std::vector<int64_t> wanted(static_cast<size_t>(n_global));
+  for (int64_t i = 0; i < n_global; ++i) wanted[static_cast<size_t>(i)] = i;
+  const at::Tensor rows = local.detach().to(at::kCPU).reshape({-1, local.size(-1)});
+  const at::Tensor merged = dist::gather_columns(comm, rows, columns, wanted);
+  if (!merged.defined()) return merged;
+  std::vector<int64_t> shape = local.sizes().vec();
+  shape.back() = n_global;
+  return merged.reshape(shape);
+}
+
+}  // namespace
+
+std::vector<std::string> Runner::global_structure() {
+  std::map<std::string, std::string> split;
+  if (options_.partition) split = detail::per_neuron_states(*system_, options_);
+  std::vector<std::string> lines;
+  for (const auto& path : system_->state_paths()) {
+    const at::Tensor t = system_->find_state(path);
+    std::vector<int64_t> shape = t.sizes().vec();
+    if (const auto it = split.find(path); it != split.end()) shape.back() = options_.partition->global_sizes.at(it->second);
+    std::string text = "[";
+    for (size_t d = 0; d < shape.size(); ++d) text += (d ? ", " : "") + std::to_string(shape[d]);
+    lines.push_back("state " + path + " " + c10::toString(t.scalar_type()) + " " + text + "]");
+  }
+  for (const auto& m : options_.monitors) {
+    const auto cols = monitor_columns(*system_, options_, m);
+    std::string line = "monitor " + m.key() + " <- " + m.path + " every " + std::to_string(m.every);
+    if (m.dtype) line += std::string(" as ") + c10::toString(*m.dtype);
+    line += " columns " + std::to_string(cols.size()) + ":" +
+            std::to_string(io::xxh64(cols.data(), cols.size() * sizeof(int64_t)));
+    lines.push_back(line);
+  }
+  std::ostringstream dt;
+  dt.precision(17);
+  dt << "dt " << options_.dt;
+  lines.push_back(dt.str());
+  return lines;
+}
+
+void Runner::merge_recordings(Progress& p) {
+  dist::Collective& comm = *options_.partition->comm;
+  for (const auto& m : options_.monitors) {
+    const auto& key = m.key();
+    const auto it = options_.partition->monitor_columns.find(key);
+    TORCH_CHECK(it != options_.partition->monitor_columns.end(), "Runner: distributed run: Partition::monitor_columns ",
+                "has no entry for monitor '", key, "'");
+    at::Tensor local = Progress::joined(p.values[key]);
+    p.values[key].clear();
+    // Every rank sampled the same steps: all skip together, or all gather.
+    if (is_empty_recording(local) || local.size(0) == 0) continue;
+    TORCH_CHECK(local.dim() == 2, "Runner: distributed run: monitor '", key, "' records ", local.sizes(),
+                "; only [samples, neurons] recordings merge");
+    at::Tensor merged = dist::gather_columns(comm, local, it->second.columns, it->second.wanted);
+    if (merged.defined()) p.merged[key].push_back(merged);
+  }
+}
+
+void Runner::write_global_checkpoint(const std::string& path, Progress* progress) {
+  TORCH_CHECK(options_.partition->merge, "Runner: checkpoints of a distributed run need Partition::merge");
+  dist::Collective& comm = *options_.partition->comm;
+  const bool root = comm.rank() == 0;
+  const auto split = detail::per_neuron_states(*system_, options_);
+  io::Checkpoint ck;
+  nlohmann::json header = {{"format", kCheckpointFormat},
+                           {"version", kCheckpointVersion},
+                           {"libbrain", brain::version()},
+                           {"identity", options_.identity},
+                           {"batch_size", system_->batch_size()},
+                           {"layout", "global"},
+                           {"written_by_processes", comm.world_size()},
+                           {"structure", global_structure()}};
+  ck.tensors.emplace_back("clock/step", torch::tensor({ctx_.step}, torch::kLong));
+  ck.tensors.emplace_back("clock/t_dt", torch::tensor({ctx_.t, ctx_.dt}, torch::kDouble));
+  uint64_t replicated_hash = 0;
+  std::string first_replicated;
+  for (const auto& p : system_->state_paths()) {
+    const at::Tensor t = system_->find_state(p);
+    if (const auto it = split.find(p); it != split.end()) {
+      const at::Tensor g = global_state(comm, t, options_.partition->global_sizes.at(it->second));
+      if (root) ck.tensors.emplace_back("state/" + p, g);
+    } else {
+      // The same on every rank (delay lines of whole populations): checked, then rank 0's.
+      const at::Tensor c = t.detach().to(at::kCPU).contiguous();
+      replicated_hash = io::xxh64(c.data_ptr(), c.numel() * c.element_size(), replicated_hash);
+      if (first_replicated.empty()) first_replicated = p;
+      if (root) ck.tensors.emplace_back("state/" + p, c);
+    }
+  }
+  const auto hashes = comm.all_gather(torch::tensor({static_cast<int64_t>(replicated_hash)}, torch::kLong));
+  for (size_t r = 1; r < hashes.size(); ++r) {
+    TORCH_CHECK(hashes[r].item<int64_t>() == hashes[0].item<int64_t>(), "Runner: distributed checkpoint: rank ", r,
+                " holds other values than rank 0 in the states every rank shares (", first_replicated,
+                ", ...): the ranks have diverged");
+  }
+  ck.tensors.emplace_back("rng/cpu", at::detail::getDefaultCPUGenerator().get_state());
+  if (progress) {
+    std::vector<double> mine;
+    for (const auto& [pop, n] : progress->spike_counts) mine.push_back(static_cast<double>(n));
+    const at::Tensor total = comm.all_reduce_sum(torch::tensor(mine, torch::kFloat64));
+    nlohmann::json counts = nlohmann::json::object();
+    int64_t i = 0;
+    for (const auto& [pop, n] : progress->spike_counts) counts[pop] = std::llround(total[i++].item<double>());
+    header["run"] = {{"total_steps", progress->total},
+                     {"done_steps", progress->done},
+                     {"checkpoint_every", options_.checkpoint_every},
+                     {"t_start_ms", progress->t_start},
+                     {"wall_seconds", progress->wall_seconds},
+                     {"engine", progress->engine},
+                     {"spike_counts", counts}};
+    if (root) {
+      for (const auto& m : options_.monitors) {
+        // Joined once here and kept joined, so later checkpoints do not concatenate it again.
+        auto& values = progress->merged[m.key()];
+        auto& times = progress->times[m.key()];
+        values = {Progress::joined(values)};
+        times = {Progress::joined(times)};
+        ck.tensors.emplace_back("monitor/" + m.key(), values.front());
+        ck.tensors.emplace_back("monitor_t/" + m.key(), times.front());
+      }
+    }
+  }
+  // Rank 0 writes; every rank learns whether it could, so none runs on past a lost checkpoint.
+  std::string error;
+  if (root) {
+    ck.header = header.dump();
+    try {
+      io::write_checkpoint_file(path, ck);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  const bool failed = comm.all_reduce_sum(torch::tensor({error.empty() ? 0 : 1}, torch::kLong)).item<int64_t>() > 0;
+  if (failed) {
+    throw io::CheckpointError(root ? error : "rank 0 could not write the checkpoint '" + path + "' (see its error)");
+  }
+}
+
 void Runner::read_checkpoint(const std::string& path, Progress* progress) {
   const io::Checkpoint ck = io::read_checkpoint_file(path);
   auto refuse = [&](const std::string& why) { throw io::CheckpointError("checkpoint '" + path + "' " + why); };
@@ -485,6 +678,75 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
     if (header.at("batch_size").get<int64_t>() != system_->batch_size()) {
       refuse("was made with batch size " + header.at("batch_size").dump() + ", the system has " +
              std::to_string(system_->batch_size()));
+    }
+    const bool global = header.value("layout", std::string()) == "global";
+    if (options_.partition && !global) {
+      refuse("was written by one process, in a layout only one process resumes; a distributed run resumes the "
+             "checkpoints of distributed runs (of any number of processes)");
+    }
+    if (global) {
+      // A distributed run's checkpoint: states and recordings as one process holds them. Each
+      // rank takes its block of the split states; the connectivity is rebuilt from the
+      // configuration (the identity says it is the same one).
+      const auto saved = header.at("structure").get<std::vector<std::string>>();
+      const auto now = global_structure();
+      for (size_t i = 0; i < std::max(saved.size(), now.size()); ++i) {
+        const std::string a = i < saved.size() ? saved[i] : "(nothing)";
+        const std::string b = i < now.size() ? now[i] : "(nothing)";
+        if (a != b) refuse("does not match this system: it has \"" + a + "\" where the system has \"" + b + "\"");
+      }
+      if (progress && !header.contains("run")) refuse("holds no run in progress");
+      const auto paths = system_->state_paths();
+      std::vector<std::string> needed{"clock/step", "clock/t_dt", "rng/cpu"};
+      for (const auto& p : paths) needed.push_back("state/" + p);
+      if (progress) {
+        for (const auto& m : options_.monitors) {
+          needed.push_back("monitor/" + m.key());
+          needed.push_back("monitor_t/" + m.key());
+        }
+      }
+      for (const auto& name : needed) {
+        if (!ck.has(name)) refuse("has no tensor '" + name + "'");
+      }
+      std::map<std::string, std::string> split;
+      if (options_.partition) split = detail::per_neuron_states(*system_, options_);
+      const int rank = options_.partition ? options_.partition->comm->rank() : 0;
+      const int world = options_.partition ? options_.partition->comm->world_size() : 1;
+      torch::NoGradGuard no_grad;
+      for (const auto& p : paths) {
+        at::Tensor value = ck.tensor("state/" + p);
+        if (const auto it = split.find(p); it != split.end()) {
+          const dist::Block b = dist::block_of(value.size(-1), rank, world);
+          value = value.narrow(-1, b.offset, b.size).contiguous();
+        }
+        const at::Tensor cur = system_->find_state(p);
+        const auto dot = p.rfind('.');
+        DynamicalSystem& owner = dot == std::string::npos ? *system_ : system_->find_system(p.substr(0, dot));
+        owner.assign_state(dot == std::string::npos ? p : p.substr(dot + 1), value.to(cur.device()));
+      }
+      at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();
+      cpu_gen.set_state(ck.tensor("rng/cpu"));
+      ctx_.step = ck.tensor("clock/step").item<int64_t>();
+      ctx_.t = ck.tensor("clock/t_dt")[0].item<double>();
+      if (progress) {
+        const auto& run = header.at("run");
+        progress->total = run.at("total_steps").get<int64_t>();
+        progress->done = run.at("done_steps").get<int64_t>();
+        progress->t_start = run.at("t_start_ms").get<double>();
+        progress->wall_seconds = run.at("wall_seconds").get<double>();
+        progress->engine = run.at("engine").get<std::string>();
+        progress->checkpoint_every = run.at("checkpoint_every").get<int64_t>();
+        if (progress->total <= 0 || progress->done < 0 || progress->done > progress->total) refuse("has an impossible step count");
+        // The whole network's counts go to rank 0's share; every rank has every population.
+        for (const auto& [pop, n] : run.at("spike_counts").items()) progress->spike_counts[pop] = rank == 0 ? n.get<int64_t>() : 0;
+        const bool merging = options_.partition && options_.partition->merge;
+        for (const auto& m : options_.monitors) {
+          progress->times[m.key()] = {ck.tensor("monitor_t/" + m.key())};
+          if (!merging) progress->values[m.key()] = {ck.tensor("monitor/" + m.key())};
+          else if (rank == 0) progress->merged[m.key()] = {ck.tensor("monitor/" + m.key())};
+        }
+      }
+      return;
     }
     const auto saved = header.at("structure").get<std::vector<std::string>>();
     const auto now = structure_of(*system_, options_);

@@ -2,10 +2,13 @@
 over 2 and 4 processes are bit-identical to one process's, for stored (CSR) and JIT
 connectivity, exchanging spikes every step or once per minimum-delay window, with spikes sent
 as indices or as bit masks; torchrun starts it (`--no-python brain run` and `-m brain run`);
-a rank killed mid-run makes the others stop with an error that names it."""
+a rank killed mid-run makes the others stop with an error that names it; checkpoints are in a
+layout that does not depend on the number of processes: a run checkpointed on 4 processes
+finishes on 2 or on 1 (and one killed on 2 finishes on 4) with the same monitors."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -126,9 +129,64 @@ def test_a_killed_rank_stops_the_others_with_an_error_naming_it(tmp_path):
         assert f"rank {rank}:" in err and "rank 2 has died or hangs" in err, err
 
 
+def ok(results):
+    for rank, (code, _, err) in enumerate(results):
+        assert code == EXIT_OK, f"rank {rank}: {err}"
+
+
+@pytest.mark.parametrize("connectivity,delay_ms", [("csr", 0.5), ("jit", 0.0)])
+def test_checkpoints_resume_on_any_number_of_processes(tmp_path, connectivity, delay_ms):
+    # 2000 steps, checkpoints every 700 (not a multiple of the 5-step exchange window): the
+    # last one, at step 1400, stays after the run.
+    cfg = config(tmp_path, connectivity, delay_ms)
+    want = monitors(single(cfg, tmp_path / "one"))
+    ckpt = tmp_path / "run.ckpt"
+    ok(wait_all(spawn(4, [cfg, "--out", tmp_path / "four", "--no-progress", "--checkpoint", ckpt,
+                          "--checkpoint-every", "700"])))
+    assert_same_monitors(want, monitors(tmp_path / "four"))
+    for n in (2, 3):
+        resumed = tmp_path / f"resumed_on_{n}.ckpt"
+        shutil.copy(ckpt, resumed)
+        ok(wait_all(spawn(n, [cfg, "--out", tmp_path / f"on{n}", "--no-progress", "--resume", resumed])))
+        assert_same_monitors(want, monitors(tmp_path / f"on{n}"))
+        summary = json.load(open(tmp_path / f"on{n}" / "summary.json"))
+        assert summary["resumed_from"] == str(resumed) and summary["distributed"]["processes"] == n
+    # One process (no torchrun) finishes it too.
+    shutil.copy(ckpt, tmp_path / "resumed_on_1.ckpt")
+    single(cfg, tmp_path / "on1", "--resume", str(tmp_path / "resumed_on_1.ckpt"))
+    assert_same_monitors(want, monitors(tmp_path / "on1"))
+
+
+def test_a_run_killed_on_two_processes_finishes_on_four(tmp_path):
+    cfg = config(tmp_path, "csr", 0.5, duration=3000.0)
+    want = monitors(single(cfg, tmp_path / "one"))
+    ckpt = tmp_path / "run.ckpt"
+    procs = spawn(2, [cfg, "--out", tmp_path / "killed", "--no-progress", "--checkpoint", ckpt,
+                      "--checkpoint-every", "2000", "--dist-timeout", "20"])
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.2)
+    assert ckpt.exists() and all(p.poll() is None for p in procs), "no checkpoint before the end of the run"
+    procs[1].send_signal(signal.SIGKILL)
+    code, _, err = wait_all(procs[:1], timeout=60)[0]
+    procs[1].wait()
+    assert code == EXIT_FAILURE and "rank 1 has died or hangs" in err, err
+    assert not (tmp_path / "killed" / "monitors.npz").exists()
+    ok(wait_all(spawn(4, [cfg, "--out", tmp_path / "four", "--no-progress", "--resume", ckpt])))
+    assert_same_monitors(want, monitors(tmp_path / "four"))
+
+
+def test_a_distributed_run_refuses_a_single_process_checkpoint(tmp_path):
+    cfg = config(tmp_path, duration=20.0)
+    ckpt = tmp_path / "one.ckpt"
+    single(cfg, tmp_path / "one", "--checkpoint", str(ckpt), "--checkpoint-every", "100")
+    for code, _, err in wait_all(spawn(2, [cfg, "--out", tmp_path / "o", "--resume", ckpt])):
+        assert code == EXIT_USAGE and "a distributed run resumes the checkpoints of distributed runs" in err, err
+
+
 def test_unsupported_distributed_options_are_refused(tmp_path):
     cfg = config(tmp_path, duration=10.0)
-    for extra in (["--checkpoint", str(tmp_path / "c.ckpt")], ["--engine", "modules"], ["--save-network"]):
+    for extra in (["--engine", "modules"], ["--save-network"]):
         results = wait_all(spawn(2, [cfg, "--out", tmp_path / "o", *extra]))
         for code, _, err in results:
             assert code == EXIT_USAGE and "not supported in distributed runs" in err, err

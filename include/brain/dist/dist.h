@@ -113,6 +113,21 @@ struct Partition {
   std::map<std::string, int64_t> global_sizes;  // by population path, e.g. {"E": 3200}
   Encoding encoding = Encoding::Auto;
   ExchangeStats stats;  // accumulated over the runs that use this partition
+
+  // With `merge`, the Runner returns what one process would: each monitor's recordings merged
+  // on rank 0 (gather_columns; an empty tensor on the other ranks) and the spike counts of the
+  // whole network on every rank. It can then also write checkpoints, in a layout that does
+  // not depend on the number of processes: states and recordings as one process holds them,
+  // written by rank 0; any number of processes (one included) resumes them. Without it,
+  // recordings and counts cover this rank's neurons, and checkpoints are refused.
+  bool merge = false;
+  // Per monitor key: the global indices each rank records (columns[r], in its recording's
+  // order) and the global indices of the merged recording, in order.
+  struct MonitorColumns {
+    std::vector<std::vector<int64_t>> columns;
+    std::vector<int64_t> wanted;
+  };
+  std::map<std::string, MonitorColumns> monitor_columns;
 };
 
 // Monitors recorded on each rank for the neurons it owns, merged on `root` in the global

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include <brain/dyn/runner.h>
@@ -43,6 +44,11 @@ struct Segment {
 // The fast engine's run loop (Runner::run_steps calls it); advances ctx like the runner.
 RunResult run_fast(DynamicalSystem& system, const RunnerOptions& options, Context& ctx, int64_t steps,
                    const Segment& segment);
+// For a network the fast engine runs: the states that hold one value per neuron of a
+// population (its LIF states, the conductances of the synapses onto it), by state path, with
+// that population's path. These are what a distributed run splits into blocks; the others
+// (delay lines over whole presynaptic populations) are the same on every rank.
+std::map<std::string, std::string> per_neuron_states(DynamicalSystem& system, const RunnerOptions& options);
 }  // namespace detail
 
 }  // namespace brain

@@ -85,7 +85,8 @@ struct RunnerOptions {
   // This process runs one rank's share of a network split over several (brain/dist/dist.h):
   // its populations hold the neurons the rank owns, its projections every synapse onto them
   // from the whole presynaptic population. Runs on the fast engine only; monitors and spike
-  // counts cover this rank's neurons (dist::gather_columns merges them).
+  // counts cover this rank's neurons, or the whole network's with Partition::merge, which
+  // also allows checkpoints (in a layout any number of processes resumes).
   std::shared_ptr<dist::Partition> partition;
 };
 
@@ -149,6 +150,11 @@ class BRAIN_API Runner {
   RunResult finish(Progress& progress);
   void write_checkpoint(const std::string& path, Progress* progress);
   void read_checkpoint(const std::string& path, Progress* progress);
+  // Distributed runs with Partition::merge: recordings merged on rank 0 as they go, and
+  // checkpoints in the global layout (the states and recordings of one process).
+  void merge_recordings(Progress& progress);
+  void write_global_checkpoint(const std::string& path, Progress* progress);
+  std::vector<std::string> global_structure();
   std::shared_ptr<DynamicalSystem> system_;
   RunnerOptions options_;
   Context ctx_;

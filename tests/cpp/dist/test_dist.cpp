@@ -3,6 +3,7 @@
 // partitioned loop are checked against one process here; tests/python/test_distributed.py
 // does the same through torchrun and Gloo.
 #include <condition_variable>
+#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <random>
@@ -369,6 +370,77 @@ TEST(Dist, ANonFiniteStateOnOneRankStopsEveryRank) {
   EXPECT_EQ(errors[2], "a state on rank 1");
 }
 
+// With Partition::merge the runner merges the recordings on rank 0 and sums the spike counts;
+// its checkpoints hold the network as one process does, so 3 ranks' checkpoint is finished
+// by 2 ranks, and by one process, with the recordings of a run that never stopped.
+TEST(Dist, MergedRunsCheckpointOnThreeRanksAndResumeOnTwoOrOne) {
+  torch::NoGradGuard no_grad;
+  const EINetSpec spec = small_net("csr", 0.5);
+  const int64_t steps = 300;
+  auto options_for = [&](int world) {
+    RunnerOptions opt;
+    opt.engine = Engine::Fast;
+    opt.progress = 0;
+    opt.inputs = {{"E.input", at::tensor(20.0), false, RunInput::Op::Set}, {"I.input", at::tensor(20.0), false, RunInput::Op::Set}};
+    opt.monitors = {{"E.spike", std::nullopt, 1, "", at::kBool}, {"I.V", std::nullopt, 2, "", std::nullopt}};
+    if (world > 0) {
+      auto part = std::make_shared<dist::Partition>();
+      part->global_sizes = {{"E", spec.n_exc}, {"I", spec.n_inh}};
+      part->merge = true;
+      for (const auto& [key, n] : {std::pair<std::string, int64_t>{"E.spike", spec.n_exc}, {"I.V", spec.n_inh}}) {
+        auto& cols = part->monitor_columns[key];
+        for (int r = 0; r < world; ++r) {
+          const dist::Block b = dist::block_of(n, r, world);
+          cols.columns.emplace_back();
+          for (int64_t i = 0; i < b.size; ++i) cols.columns.back().push_back(b.offset + i);
+        }
+        for (int64_t i = 0; i < n; ++i) cols.wanted.push_back(i);
+      }
+      opt.partition = part;
+    }
+    return opt;
+  };
+  auto single = build_ei_network(spec, 9, c10::kCPU, 0.1);
+  single->reset_state();
+  const RunResult want = Runner(single, options_for(0)).run_steps(steps);
+
+  const std::string ckpt = ::testing::TempDir() + "/merged_run.ckpt";
+  std::filesystem::remove(ckpt);
+  // Splits the network over `world` threads; every rank runs, or resumes from the checkpoint.
+  auto on_threads = [&](int world, bool resume) {
+    std::vector<RunResult> got(world);
+    on_ranks(world, [&](int rank, dist::Collective& comm) {
+      auto net = build_ei_network_shard(spec, 9, c10::kCPU, 0.1, rank, world);
+      net->reset_state();
+      RunnerOptions opt = options_for(world);
+      opt.partition->comm = std::shared_ptr<dist::Collective>(&comm, [](dist::Collective*) {});
+      if (!resume) {
+        opt.checkpoint_path = ckpt;
+        opt.checkpoint_every = 110;  // the last at step 220
+      }
+      Runner runner(net, opt);
+      got[rank] = resume ? runner.resume(ckpt) : runner.run_steps(steps);
+    });
+    return got;
+  };
+  auto expect_as_one_process = [&](const std::vector<RunResult>& got, const char* what) {
+    for (const char* key : {"E.spike", "I.V"}) {
+      EXPECT_TRUE(at::equal(got[0].values.at(key), want.values.at(key))) << what << ": " << key;
+      EXPECT_TRUE(at::equal(got[0].times.at(key), want.times.at(key))) << what << ": " << key;
+      for (size_t r = 1; r < got.size(); ++r) EXPECT_EQ(got[r].values.at(key).numel(), 0) << what << ": rank " << r;
+    }
+    for (const auto& g : got) EXPECT_EQ(g.spike_counts.at("E"), want.spike_counts.at("E")) << what;
+  };
+  expect_as_one_process(on_threads(3, false), "3 ranks with checkpoints");
+  ASSERT_TRUE(std::filesystem::exists(ckpt));
+  expect_as_one_process(on_threads(2, true), "resumed on 2 ranks");
+  auto one = build_ei_network(spec, 9, c10::kCPU, 0.1);
+  one->reset_state();
+  const RunResult resumed = Runner(one, options_for(0)).resume(ckpt);
+  for (const char* key : {"E.spike", "I.V"}) EXPECT_TRUE(at::equal(resumed.values.at(key), want.values.at(key))) << key;
+  EXPECT_GT(want.spike_counts.at("E"), 0);
+}
+
 TEST(Dist, PartitionedRunsRefuseWhatTheyCannotDo) {
   auto net = build_ei_network_shard(small_net("csr", 0.0), 9, c10::kCPU, 0.1, 0, 2);
   net->reset_state();
@@ -402,7 +474,7 @@ ClassTask small_task(int64_t n, uint64_t seed) {
   return {torch::rand({n, 12, 6}, gen) * 4.0, torch::randint(0, 3, {n}, gen, torch::kLong)};
 }
 
-std::shared_ptr<train::SpikingNet> small_net(uint64_t seed) {
+std::shared_ptr<train::SpikingNet> small_spiking_net(uint64_t seed) {
   train::SpikingNetOptions o;
   o.n_in = 6;
   o.n_hidden = 24;
@@ -459,14 +531,14 @@ TEST_P(DataParallelBPTT, EveryRankTakesTheStepOfTheCombinedBatch) {
   bo.progress = false;
   bo.truncation = truncation;
   bo.recompute_chunk = recompute_chunk;
-  const auto reference = small_net(0);
+  const auto reference = small_spiking_net(0);
   const FitResult want = fit_on(reference, data, eval, bo, nullptr);
   ASSERT_GT(reference->last_rate().item<double>(), 0.01);  // the hidden layer spikes: every weight learns
 
   // Every rank starts from other weights: rank 0's are copied to all before training. (Built
   // here: torch's default generator is shared by the rank threads.)
   std::vector<std::shared_ptr<train::SpikingNet>> nets;
-  for (int r = 0; r < world; ++r) nets.push_back(small_net(static_cast<uint64_t>(r)));
+  for (int r = 0; r < world; ++r) nets.push_back(small_spiking_net(static_cast<uint64_t>(r)));
   std::vector<FitResult> got(world);
   on_ranks(world, [&](int rank, dist::Collective& comm) {
     got[rank] = fit_on(nets[rank], data, eval, bo, std::make_shared<SharedThreadCollective>(comm));
@@ -499,7 +571,7 @@ INSTANTIATE_TEST_SUITE_P(RanksAndWindows, DataParallelBPTT,
 
 TEST(DataParallelBPTTErrors, RanksWithDifferentDataAllRefuseNamingTheRank) {
   std::vector<std::string> errors(2);
-  const std::vector<std::shared_ptr<train::SpikingNet>> nets{small_net(0), small_net(1)};
+  const std::vector<std::shared_ptr<train::SpikingNet>> nets{small_spiking_net(0), small_spiking_net(1)};
   on_ranks(2, [&](int rank, dist::Collective& comm) {
     const ClassTask data = small_task(rank == 0 ? 10 : 8, 1);
     train::BPTTOptions bo;
