@@ -374,3 +374,15 @@ def test_esn_lorenz_beats_persistence_by_far_and_brain_run_writes_it(tmp_path):
     assert (tmp_path / "prediction.svg").exists()
     r = brain_run(os.path.join(REPO, "models", "esn.json"), "--duration", "10")
     assert r.returncode == EXIT_USAGE and "--duration is" in r.stderr
+
+
+@pytest.mark.parametrize("model", ["cann", "esn"])
+def test_rate_models_refuse_what_only_spiking_networks_have(tmp_path, model):
+    config = os.path.join(REPO, "models", f"{model}.json")
+    for extra, what in ((["--save-network"], "--save-network is"), (["--checkpoint", str(tmp_path / "c.ckpt")], None)):
+        if what is None and model == "cann":
+            continue  # the CANN checkpoints like any network
+        r = brain_run(config, "--out", tmp_path / "o", *extra)
+        assert r.returncode == EXIT_USAGE, r.stderr
+        assert f"{what or '--checkpoint and --resume are'} not supported for the {model} model" in r.stderr
+        assert not (tmp_path / "o" / "network.npz").exists()
