@@ -174,4 +174,101 @@ Status weight_grad(const index_t* indptr, const index_t* indices, const x_t* x,
   return {};
 }
 
+
+// ---- Batch-minor forms ------------------------------------------------------------------
+// For batch > 1 the glue transposes x (and, for the weight gradient, g) to [n, batch], so the
+// batch items of one column sit side by side: each row's indices are read once for the whole
+// batch instead of once per item, and the batch-strided reads become contiguous. Every output
+// element still sums the same terms in the same order, so the results equal the batch-major
+// forms above bit for bit.
+
+// Gather form for rows [row_begin, row_end) of every batch item. x is [n_cols, batch]; out
+// is [batch, n_rows] as above; acc is scratch for `batch` accumulators.
+template <bool kEvent, typename acc_t, typename scalar_t, typename index_t, typename x_t>
+Status gather_batch_minor(const Params<scalar_t, index_t, x_t>& p, scalar_t* out, std::int64_t row_begin,
+                          std::int64_t row_end, acc_t* acc) {
+  const std::int64_t batch = p.batch;
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    const std::int64_t k0 = p.indptr[i];
+    const std::int64_t k1 = p.indptr[i + 1];
+    if (k1 < k0 || k0 < 0 || k1 > p.nnz) return Status::bad_indptr(i);
+    for (std::int64_t b = 0; b < batch; ++b) acc[b] = 0;
+    for (std::int64_t k = k0; k < k1; ++k) {
+      const std::int64_t j = p.indices[k];
+      if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
+      const acc_t w = static_cast<acc_t>(weight_at(p, k));
+      const x_t* xj = p.x + j * batch;
+      for (std::int64_t b = 0; b < batch; ++b) {
+        const acc_t term = w * static_cast<acc_t>(as_scalar<scalar_t>(xj[b]));
+        if constexpr (kEvent) {
+          // Adding +0 for a skipped entry leaves the sum (which starts at +0) unchanged.
+          acc[b] += is_active(xj[b]) ? term : acc_t(0);
+        } else {
+          acc[b] += term;
+        }
+      }
+    }
+    for (std::int64_t b = 0; b < batch; ++b) out[b * p.n_rows + i] = static_cast<scalar_t>(acc[b]);
+  }
+  return {};
+}
+
+// weight_grad with x as [n_x, batch] and g as [n_g, batch]. In the scatter form a row's
+// active batch items are listed once (lanes: scratch for `batch` of them), so a row whose x
+// is zero for every item costs only its index checks.
+template <bool kTranspose, typename acc_t, typename scalar_t, typename index_t, typename x_t>
+Status weight_grad_batch_minor(const index_t* indptr, const index_t* indices, const x_t* x, const scalar_t* g,
+                               std::int64_t n_rows, std::int64_t n_cols, std::int64_t batch, std::int64_t nnz,
+                               std::int64_t row_begin, std::int64_t row_end, scalar_t* dw, acc_t* dw_row_sum,
+                               std::int64_t* lanes) {
+  (void)n_rows;
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    const std::int64_t k0 = indptr[i];
+    const std::int64_t k1 = indptr[i + 1];
+    if (k1 < k0 || k0 < 0 || k1 > nnz) return Status::bad_indptr(i);
+    acc_t row_sum = 0;
+    if constexpr (kTranspose) {
+      const x_t* xi = x + i * batch;
+      std::int64_t n_active = 0;
+      for (std::int64_t b = 0; b < batch; ++b) {
+        if (is_active(xi[b])) lanes[n_active++] = b;
+      }
+      for (std::int64_t k = k0; k < k1; ++k) {
+        const std::int64_t j = indices[k];
+        if (j < 0 || j >= n_cols) return Status::bad_index(k);
+        const scalar_t* gj = g + j * batch;
+        acc_t acc = 0;
+        for (std::int64_t a = 0; a < n_active; ++a) {
+          const std::int64_t b = lanes[a];
+          acc += static_cast<acc_t>(as_scalar<scalar_t>(xi[b])) * static_cast<acc_t>(gj[b]);
+        }
+        if (dw_row_sum) {
+          row_sum += acc;
+        } else {
+          dw[k] = static_cast<scalar_t>(acc);
+        }
+      }
+    } else {
+      const scalar_t* gi = g + i * batch;
+      for (std::int64_t k = k0; k < k1; ++k) {
+        const std::int64_t j = indices[k];
+        if (j < 0 || j >= n_cols) return Status::bad_index(k);
+        const x_t* xj = x + j * batch;
+        acc_t acc = 0;
+        for (std::int64_t b = 0; b < batch; ++b) {
+          if (!is_active(xj[b])) continue;
+          acc += static_cast<acc_t>(as_scalar<scalar_t>(xj[b])) * static_cast<acc_t>(gi[b]);
+        }
+        if (dw_row_sum) {
+          row_sum += acc;
+        } else {
+          dw[k] = static_cast<scalar_t>(acc);
+        }
+      }
+    }
+    if (dw_row_sum) dw_row_sum[i] = row_sum;
+  }
+  return {};
+}
+
 }  // namespace brain::kernels::csr

@@ -124,6 +124,36 @@ def test_event_op_equals_float_op_exactly(device, transpose, batch):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("homo", [False, True])
+@pytest.mark.parametrize("x_kind", ["float", "bool"])
+@pytest.mark.parametrize("op_name", ["float", "event"])
+def test_cpu_batch_equals_each_item_bit_for_bit(transpose, homo, x_kind, op_name):
+    # Batches run batch-minor kernels (x and the gradient transposed to [n, batch]); single
+    # items the row kernels. Both sum the same terms in the same order.
+    shape = (700, 500)
+    indptr, indices = random_csr(*shape, mean_row_len=40)
+    weights = torch.randn(1 if homo else indices.numel(), dtype=torch.float64)
+    x = make_x(shape[0] if transpose else shape[1], 5, x_kind, torch.float64, "cpu")
+    x[2] = False if x_kind == "bool" else 0.0  # an item without any event
+    g = torch.randn(5, shape[1] if transpose else shape[0], dtype=torch.float64)
+    op = torch.ops.brain._csr_matmul_backward
+    mask = [x_kind == "float", True]
+    batched = op(g, indptr, indices, weights, x, shape, transpose, mask)
+    forward = OPS[op_name](indptr, indices, weights, x, shape, transpose)
+    grad_w = torch.zeros_like(weights)
+    for b in range(5):
+        assert torch.equal(forward[b], OPS[op_name](indptr, indices, weights, x[b], shape, transpose))
+        one = op(g[b], indptr, indices, weights, x[b], shape, transpose, mask)
+        if x_kind == "float":
+            assert torch.equal(batched[0][b], one[0])
+        grad_w += one[1]
+    # The batch sums over items inside each entry's sum; the same terms as item by item.
+    torch.testing.assert_close(batched[1], grad_w, rtol=1e-12, atol=1e-12)
+    want = reference(indptr, indices, weights, x, shape, transpose)
+    torch.testing.assert_close(forward, want, rtol=1e-12, atol=1e-12)
+
+
 def test_cpu_scatter_is_deterministic_across_thread_counts():
     shape = (4000, 3000)  # enough work for the split into partial blocks
     indptr, indices = random_csr(*shape, mean_row_len=80, long_row=False)

@@ -2,6 +2,7 @@
 // the torch-free loops in kernels/csr/csr_cpu.h.
 #include <algorithm>
 #include <array>
+#include <vector>
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -80,6 +81,16 @@ void run_matmul(const char* op, const Prepared& pr, bool transpose, at::Tensor& 
   p.nnz = pr.nnz;
   scalar_t* o = out.data_ptr<scalar_t>();
 
+  if (!transpose && pr.batch > 1) {
+    // x as [n_cols, batch]: one pass over each row's entries for the whole batch.
+    const at::Tensor xt = pr.x.t().contiguous();
+    p.x = xt.data_ptr<x_t>();
+    at::parallel_for(0, pr.n_rows, row_grain(pr.nnz * pr.batch, pr.n_rows), [&](int64_t begin, int64_t end) {
+      std::vector<double> acc(static_cast<size_t>(pr.batch));
+      report_kernel_status(op, k::gather_batch_minor<kEvent>(p, o, begin, end, acc.data()), pr.n_cols);
+    });
+    return;
+  }
   if (!transpose) {
     at::parallel_for(0, pr.batch * pr.n_rows, row_grain(pr.nnz, pr.n_rows),
                      [&](int64_t begin, int64_t end) {
@@ -187,6 +198,26 @@ std::tuple<at::Tensor, at::Tensor> csr_matmul_backward_cpu(
           const scalar_t* gp = g_out.data_ptr<scalar_t>();
           scalar_t* dw = pr.homo ? nullptr : grad_w.data_ptr<scalar_t>();
           double* sums = pr.homo ? row_sums.data_ptr<double>() : nullptr;
+          if (pr.batch > 1) {
+            // x and g as [n, batch]: contiguous batch reads, and in the scatter form rows
+            // whose x is zero for the whole batch are skipped once, not once per item.
+            const at::Tensor xt = pr.x.t().contiguous();
+            const at::Tensor gt = g_out.t().contiguous();
+            const x_t* xtp = xt.data_ptr<x_t>();
+            const scalar_t* gtp = gt.data_ptr<scalar_t>();
+            at::parallel_for(0, pr.n_rows, row_grain(pr.nnz * pr.batch, pr.n_rows), [&](int64_t begin, int64_t end) {
+              std::vector<int64_t> lanes(static_cast<size_t>(pr.batch));
+              const auto* ip = pr.indptr.data_ptr<index_t>();
+              const auto* ix = pr.indices.data_ptr<index_t>();
+              const auto status =
+                  transpose ? k::weight_grad_batch_minor<true, double>(ip, ix, xtp, gtp, pr.n_rows, pr.n_cols, pr.batch,
+                                                                        pr.nnz, begin, end, dw, sums, lanes.data())
+                            : k::weight_grad_batch_minor<false, double>(ip, ix, xtp, gtp, pr.n_rows, pr.n_cols, pr.batch,
+                                                                         pr.nnz, begin, end, dw, sums, lanes.data());
+              report_kernel_status(op, status, pr.n_cols);
+            });
+            return;
+          }
           at::parallel_for(0, pr.n_rows, row_grain(pr.nnz * std::max<int64_t>(pr.batch, 1), pr.n_rows),
                            [&](int64_t begin, int64_t end) {
                              const auto* ip = pr.indptr.data_ptr<index_t>();
