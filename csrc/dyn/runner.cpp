@@ -260,6 +260,90 @@ std::string shape_text(const at::Tensor& t) {
   return s + "]";
 }
 
+// A monitor's recording from its pieces (one per segment or record), empty pieces skipped.
+at::Tensor join_pieces(const std::vector<at::Tensor>& pieces) {
+  std::vector<at::Tensor> real;
+  for (const auto& p : pieces) {
+    if (!is_empty_recording(p)) real.push_back(p);
+  }
+  if (real.empty()) return pieces.empty() ? torch::empty({0}) : pieces.front();
+  return real.size() == 1 ? real.front() : torch::cat(real, 0);
+}
+
+// The recordings of a run in progress live next to its checkpoint, in "<checkpoint>.rec":
+// each checkpoint appends one record with what was recorded since the one before (fsync'ed
+// before the checkpoint that counts it is renamed into place) and stores the file's valid
+// length, so a checkpoint writes what is new instead of everything so far (which made long
+// runs write O(T^2) bytes). On resume the file is read up to that length; a record appended
+// by a run killed before its checkpoint landed is cut off by the next append.
+struct RecordingsFile {
+  std::map<std::string, size_t> values, times;  // pieces already saved, per monitor key
+  uint64_t bytes = 0;
+  int64_t records = 0;
+  std::string source;  // the file a resumed run read (copied when it checkpoints elsewhere)
+};
+
+std::string recordings_path(const std::string& checkpoint_path) { return checkpoint_path + ".rec"; }
+
+// Appends what `values` and `times` hold beyond `saved` to the recordings file of
+// `checkpoint_path`; returns the "recordings" entry of the checkpoint's header.
+nlohmann::json save_new_recordings(const std::string& checkpoint_path, const std::vector<Monitor>& monitors,
+                                   std::map<std::string, std::vector<at::Tensor>>& values,
+                                   std::map<std::string, std::vector<at::Tensor>>& times, RecordingsFile& saved) {
+  const std::string file = recordings_path(checkpoint_path);
+  if (!saved.source.empty() && saved.source != file && saved.bytes > 0) {
+    // A resumed run checkpointing elsewhere: its new file starts with what the old one held.
+    io::copy_record_prefix(saved.source, file, saved.bytes);
+  }
+  saved.source = file;
+  io::Checkpoint record;
+  record.header = "{}";
+  for (const auto& m : monitors) {
+    const auto& key = m.key();
+    auto& v = values[key];
+    auto& t = times[key];
+    const size_t v0 = std::min(saved.values[key], v.size()), t0 = std::min(saved.times[key], t.size());
+    record.tensors.emplace_back("monitor/" + key, join_pieces(std::vector<at::Tensor>(v.begin() + v0, v.end())));
+    record.tensors.emplace_back("monitor_t/" + key, join_pieces(std::vector<at::Tensor>(t.begin() + t0, t.end())));
+    saved.values[key] = v.size();
+    saved.times[key] = t.size();
+  }
+  saved.bytes = io::append_record(file, saved.bytes, record);
+  saved.records += 1;
+  return {{"file", std::filesystem::path(file).filename().string()}, {"bytes", saved.bytes}, {"records", saved.records}};
+}
+
+// Reads the recordings a checkpoint at `checkpoint_path` counts (its header's "recordings")
+// into per-key pieces.
+void load_recordings(const std::string& checkpoint_path, const nlohmann::json& entry, const std::vector<Monitor>& monitors,
+                     std::map<std::string, std::vector<at::Tensor>>& values,
+                     std::map<std::string, std::vector<at::Tensor>>& times, RecordingsFile& saved) {
+  const auto dir = std::filesystem::path(checkpoint_path).parent_path();
+  const std::string file = (dir / entry.at("file").get<std::string>()).string();
+  saved.bytes = entry.at("bytes").get<uint64_t>();
+  saved.records = entry.at("records").get<int64_t>();
+  const auto records = io::read_records(file, saved.bytes);
+  if (static_cast<int64_t>(records.size()) != saved.records) {
+    throw io::CheckpointError("the recordings file '" + file + "' holds " + std::to_string(records.size()) +
+                              " records where the checkpoint counts " + std::to_string(saved.records));
+  }
+  for (const auto& m : monitors) {
+    const auto& key = m.key();
+    values[key].clear();
+    times[key].clear();
+    for (const auto& r : records) {
+      if (!r.has("monitor/" + key) || !r.has("monitor_t/" + key)) {
+        throw io::CheckpointError("the recordings file '" + file + "' has no recording of monitor '" + key + "'");
+      }
+      values[key].push_back(r.tensor("monitor/" + key));
+      times[key].push_back(r.tensor("monitor_t/" + key));
+    }
+    saved.values[key] = values[key].size();
+    saved.times[key] = times[key].size();
+  }
+  saved.source = file;
+}
+
 const char* kCheckpointFormat = "libbrain-runner";
 constexpr int kCheckpointVersion = 1;
 
@@ -304,14 +388,11 @@ struct Runner::Progress {
     wall_seconds += r.wall_seconds;
     done += r.steps;
   }
-  static at::Tensor joined(const std::vector<at::Tensor>& pieces) {
-    std::vector<at::Tensor> real;
-    for (const auto& p : pieces) {
-      if (!is_empty_recording(p)) real.push_back(p);
-    }
-    if (real.empty()) return pieces.empty() ? torch::empty({0}) : pieces.front();
-    return real.size() == 1 ? real.front() : torch::cat(real, 0);
-  }
+  static at::Tensor joined(const std::vector<at::Tensor>& pieces) { return join_pieces(pieces); }
+  // The recordings file next to the checkpoint (RecordingsFile): the pieces of values (or
+  // merged) and times per key already in it, its valid length and record count, and the file
+  // a resumed run read them from.
+  RecordingsFile saved;
 };
 
 RunResult Runner::run_steps(int64_t steps) {
@@ -474,15 +555,8 @@ void Runner::write_checkpoint(const std::string& path, Progress* progress) {
                      {"wall_seconds", progress->wall_seconds},
                      {"engine", progress->engine},
                      {"spike_counts", counts}};
-    for (const auto& m : options_.monitors) {
-      // Joined once here and kept joined, so later checkpoints do not concatenate it again.
-      auto& values = progress->values[m.key()];
-      auto& times = progress->times[m.key()];
-      values = {Progress::joined(values)};
-      times = {Progress::joined(times)};
-      ck.tensors.emplace_back("monitor/" + m.key(), values.front());
-      ck.tensors.emplace_back("monitor_t/" + m.key(), times.front());
-    }
+    header["run"]["recordings"] =
+        save_new_recordings(path, options_.monitors, progress->values, progress->times, progress->saved);
   }
   ck.header = header.dump();
   io::write_checkpoint_file(path, ck);
@@ -627,23 +701,16 @@ void Runner::write_global_checkpoint(const std::string& path, Progress* progress
                      {"wall_seconds", progress->wall_seconds},
                      {"engine", progress->engine},
                      {"spike_counts", counts}};
-    if (root) {
-      for (const auto& m : options_.monitors) {
-        // Joined once here and kept joined, so later checkpoints do not concatenate it again.
-        auto& values = progress->merged[m.key()];
-        auto& times = progress->times[m.key()];
-        values = {Progress::joined(values)};
-        times = {Progress::joined(times)};
-        ck.tensors.emplace_back("monitor/" + m.key(), values.front());
-        ck.tensors.emplace_back("monitor_t/" + m.key(), times.front());
-      }
-    }
   }
   // Rank 0 writes; every rank learns whether it could, so none runs on past a lost checkpoint.
   std::string error;
   if (root) {
-    ck.header = header.dump();
     try {
+      if (progress) {
+        header["run"]["recordings"] =
+            save_new_recordings(path, options_.monitors, progress->merged, progress->times, progress->saved);
+      }
+      ck.header = header.dump();
       io::write_checkpoint_file(path, ck);
     } catch (const std::exception& e) {
       error = e.what();
@@ -699,18 +766,19 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
       const auto paths = system_->state_paths();
       std::vector<std::string> needed{"clock/step", "clock/t_dt", "rng/cpu"};
       for (const auto& p : paths) needed.push_back("state/" + p);
-      if (progress) {
-        for (const auto& m : options_.monitors) {
-          needed.push_back("monitor/" + m.key());
-          needed.push_back("monitor_t/" + m.key());
-        }
-      }
       for (const auto& name : needed) {
         if (!ck.has(name)) refuse("has no tensor '" + name + "'");
       }
+      const int rank = options_.partition ? options_.partition->comm->rank() : 0;
+      // Rank 0 (or the one process) holds the recordings; the others record their own. Read
+      // before anything is assigned.
+      std::map<std::string, std::vector<at::Tensor>> rec_values, rec_times;
+      RecordingsFile rec_saved;
+      if (progress && rank == 0) {
+        load_recordings(path, header.at("run").at("recordings"), options_.monitors, rec_values, rec_times, rec_saved);
+      }
       std::map<std::string, std::string> split;
       if (options_.partition) split = detail::per_neuron_states(*system_, options_);
-      const int rank = options_.partition ? options_.partition->comm->rank() : 0;
       const int world = options_.partition ? options_.partition->comm->world_size() : 1;
       torch::NoGradGuard no_grad;
       for (const auto& p : paths) {
@@ -740,10 +808,10 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
         // The whole network's counts go to rank 0's share; every rank has every population.
         for (const auto& [pop, n] : run.at("spike_counts").items()) progress->spike_counts[pop] = rank == 0 ? n.get<int64_t>() : 0;
         const bool merging = options_.partition && options_.partition->merge;
-        for (const auto& m : options_.monitors) {
-          progress->times[m.key()] = {ck.tensor("monitor_t/" + m.key())};
-          if (!merging) progress->values[m.key()] = {ck.tensor("monitor/" + m.key())};
-          else if (rank == 0) progress->merged[m.key()] = {ck.tensor("monitor/" + m.key())};
+        if (rank == 0) {
+          (merging ? progress->merged : progress->values) = std::move(rec_values);
+          progress->times = std::move(rec_times);
+          progress->saved = std::move(rec_saved);
         }
       }
       return;
@@ -768,7 +836,8 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
     for (const auto& item : system_->named_buffers()) {
       if (!states.count(item.key()) && keeps_in_checkpoint(item.value())) needed.push_back("buffer/" + item.key());
     }
-    if (progress) {
+    const bool embedded = progress && !header.at("run").contains("recordings");  // written before record files
+    if (embedded) {
       for (const auto& m : options_.monitors) {
         needed.push_back("monitor/" + m.key());
         needed.push_back("monitor_t/" + m.key());
@@ -776,6 +845,13 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
     }
     for (const auto& name : needed) {
       if (!ck.has(name)) refuse("has no tensor '" + name + "'");
+    }
+
+    // The recordings too, before anything is assigned.
+    std::map<std::string, std::vector<at::Tensor>> rec_values, rec_times;
+    RecordingsFile rec_saved;
+    if (progress && !embedded) {
+      load_recordings(path, header.at("run").at("recordings"), options_.monitors, rec_values, rec_times, rec_saved);
     }
 
     // Everything checked: now the system is changed.
@@ -813,9 +889,15 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
       progress->checkpoint_every = run.at("checkpoint_every").get<int64_t>();
       if (progress->total <= 0 || progress->done < 0 || progress->done > progress->total) refuse("has an impossible step count");
       for (const auto& [pop, n] : run.at("spike_counts").items()) progress->spike_counts[pop] = n.get<int64_t>();
-      for (const auto& m : options_.monitors) {
-        progress->values[m.key()] = {ck.tensor("monitor/" + m.key())};
-        progress->times[m.key()] = {ck.tensor("monitor_t/" + m.key())};
+      if (embedded) {
+        for (const auto& m : options_.monitors) {
+          progress->values[m.key()] = {ck.tensor("monitor/" + m.key())};
+          progress->times[m.key()] = {ck.tensor("monitor_t/" + m.key())};
+        }
+      } else {
+        progress->values = std::move(rec_values);
+        progress->times = std::move(rec_times);
+        progress->saved = std::move(rec_saved);
       }
     }
   } catch (const nlohmann::json::exception& e) {

@@ -339,4 +339,104 @@ Checkpoint read_checkpoint_file(const std::string& path) {
   return decode_checkpoint(bytes.data(), bytes.size(), path);
 }
 
+
+namespace {
+
+std::string read_prefix(const std::string& path, std::uint64_t bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw CheckpointError("cannot open the recordings file '" + path + "': " + errno_text());
+  std::string data(static_cast<std::size_t>(bytes), '\0');
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::read(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      throw CheckpointError("cannot read the recordings file '" + path + "': " + errno_text());
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  if (done < data.size()) {
+    throw CheckpointError("the recordings file '" + path + "' is truncated: " + std::to_string(done) +
+                          " bytes, the checkpoint counts " + std::to_string(bytes));
+  }
+  return data;
+}
+
+}  // namespace
+
+std::uint64_t append_record(const std::string& path, std::uint64_t valid_bytes, const Checkpoint& record) {
+  const std::string bytes = encode_checkpoint(record);
+  const std::filesystem::path target(path);
+  if (target.has_parent_path()) {
+    std::error_code ec;
+    std::filesystem::create_directories(target.parent_path(), ec);
+  }
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("checkpoint: cannot open '" + path + "': " + errno_text());
+  try {
+    if (::ftruncate(fd, static_cast<off_t>(valid_bytes)) != 0) {
+      throw std::runtime_error("checkpoint: cannot cut '" + path + "' to its valid length: " + errno_text());
+    }
+    if (::lseek(fd, static_cast<off_t>(valid_bytes), SEEK_SET) < 0) {
+      throw std::runtime_error("checkpoint: cannot seek in '" + path + "': " + errno_text());
+    }
+    std::string framed;
+    put_int<std::uint64_t>(framed, bytes.size());
+    framed += bytes;
+    write_all(fd, framed, path);
+    if (::fsync(fd) != 0) throw std::runtime_error("checkpoint: fsync of '" + path + "' failed: " + errno_text());
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  if (::close(fd) != 0) throw std::runtime_error("checkpoint: cannot close '" + path + "': " + errno_text());
+  return valid_bytes + sizeof(std::uint64_t) + bytes.size();
+}
+
+std::vector<Checkpoint> read_records(const std::string& path, std::uint64_t valid_bytes) {
+  const std::string data = read_prefix(path, valid_bytes);
+  std::vector<Checkpoint> records;
+  std::size_t at = 0;
+  while (at < data.size()) {
+    if (data.size() - at < sizeof(std::uint64_t)) {
+      throw CheckpointError("the recordings file '" + path + "' is damaged: a record's length is cut");
+    }
+    const std::uint64_t n = read64(reinterpret_cast<const unsigned char*>(data.data() + at));
+    at += sizeof(std::uint64_t);
+    if (n > data.size() - at) throw CheckpointError("the recordings file '" + path + "' is damaged: a record is cut");
+    records.push_back(decode_checkpoint(data.data() + at, static_cast<std::size_t>(n), path));
+    at += static_cast<std::size_t>(n);
+  }
+  return records;
+}
+
+void copy_record_prefix(const std::string& from, const std::string& to, std::uint64_t bytes) {
+  const std::string data = read_prefix(from, bytes);
+  const std::filesystem::path target(to);
+  if (target.has_parent_path()) {
+    std::error_code ec;
+    std::filesystem::create_directories(target.parent_path(), ec);
+  }
+  const std::string tmp = to + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("checkpoint: cannot create '" + tmp + "': " + errno_text());
+  try {
+    write_all(fd, data, tmp);
+    if (::fsync(fd) != 0) throw std::runtime_error("checkpoint: fsync of '" + tmp + "' failed: " + errno_text());
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), to.c_str()) != 0) {
+    const std::string why = errno_text();
+    ::unlink(tmp.c_str());
+    throw std::runtime_error("checkpoint: cannot rename '" + tmp + "' to '" + to + "': " + why);
+  }
+}
+
 }  // namespace brain::io

@@ -112,6 +112,65 @@ def test_damaged_checkpoints_are_refused(tmp_path, finished_checkpoint, damage):
     assert expected in proc.stderr, proc.stderr
 
 
+def test_checkpoints_write_each_recording_once(tmp_path):
+    # The recordings go to <checkpoint>.rec, one record per checkpoint with what is new; the
+    # checkpoint itself holds the state, so its size does not grow with the run.
+    sizes = {}
+    for duration in (100, 400):
+        d = tmp_path / str(duration)
+        proc = run(COBA, "--duration", duration, "--no-progress", "--out", d / "out", "--checkpoint", d / "run.ckpt",
+                   "--checkpoint-every", "100")
+        assert proc.returncode == EXIT_OK, proc.stderr
+        recorded = sum(a.nbytes for a in monitors(d / "out").values())
+        sizes[duration] = ((d / "run.ckpt").stat().st_size, (d / "run.ckpt.rec").stat().st_size, recorded)
+    (ckpt_short, rec_short, recorded_short), (ckpt_long, rec_long, recorded_long) = sizes[100], sizes[400]
+    assert abs(ckpt_long - ckpt_short) < 1024, sizes
+    assert ckpt_long < recorded_long / 4, sizes
+    # 10 and 40 records: each sample once (spikes and voltages, plus their times), never again.
+    assert 0.9 * recorded_long < rec_long < 1.3 * recorded_long, sizes
+    assert 0.9 * recorded_short < rec_short < 1.3 * recorded_short, sizes
+
+
+def test_a_resumed_run_checkpointing_elsewhere_carries_the_recordings(tmp_path):
+    args = [COBA, "--duration", "100", "--no-progress"]
+    straight = run(*args, "--out", tmp_path / "straight")
+    assert straight.returncode == EXIT_OK, straight.stderr
+    first = tmp_path / "a" / "run.ckpt"
+    proc = run(*args, "--out", tmp_path / "first", "--checkpoint", first, "--checkpoint-every", "300")
+    assert proc.returncode == EXIT_OK, proc.stderr  # its last checkpoint is at step 900 of 1000
+    second = tmp_path / "b" / "run.ckpt"
+    proc = run(*args, "--out", tmp_path / "second", "--resume", first, "--checkpoint", second,
+               "--checkpoint-every", "100")
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert_same_monitors(monitors(tmp_path / "second"), monitors(tmp_path / "straight"))
+    first.unlink()
+    (tmp_path / "a" / "run.ckpt.rec").unlink()  # the second checkpoint stands on its own
+    proc = run(*args, "--out", tmp_path / "third", "--resume", second)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert_same_monitors(monitors(tmp_path / "third"), monitors(tmp_path / "straight"))
+
+
+@pytest.mark.parametrize("damage", ["missing", "bit_flip", "truncated"])
+def test_damaged_recordings_files_are_refused(tmp_path, finished_checkpoint, damage):
+    d = tmp_path / "copy"
+    d.mkdir()
+    ckpt = d / "run.ckpt"
+    ckpt.write_bytes(finished_checkpoint.read_bytes())
+    data = bytearray((finished_checkpoint.parent / "run.ckpt.rec").read_bytes())
+    if damage == "bit_flip":
+        first = int.from_bytes(data[:8], "little")  # the first record's length, then its bytes
+        data[8 + first // 2] ^= 0x10
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    if damage != "missing":
+        (d / "run.ckpt.rec").write_bytes(bytes(data))
+    proc = run(COBA, "--duration", "50", "--no-progress", "--out", tmp_path / "out", "--resume", ckpt)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "cannot resume" in proc.stderr and "run.ckpt.rec" in proc.stderr, proc.stderr
+    expected = {"missing": "cannot open the recordings file", "bit_flip": "checksum", "truncated": "truncated"}[damage]
+    assert expected in proc.stderr, proc.stderr
+
+
 def test_checkpoint_of_another_config_is_refused(tmp_path, finished_checkpoint):
     proc = run(COBA, "--duration", "50", "--seed", "7", "--no-progress", "--out", tmp_path / "out", "--resume",
                finished_checkpoint)

@@ -52,6 +52,21 @@ BRAIN_API Checkpoint decode_checkpoint(const void* data, std::size_t size, const
 BRAIN_API void write_checkpoint_file(const std::string& path, const Checkpoint& checkpoint);
 BRAIN_API Checkpoint read_checkpoint_file(const std::string& path);
 
+// Record files: what a run in progress appends at each checkpoint (its new recordings), so a
+// checkpoint writes what is new instead of everything so far. A record is a u64 length and
+// encode_checkpoint's bytes (with their own checksum). The checkpoint that counts a record
+// stores the file's valid length; whatever follows it (a record of a run killed before its
+// checkpoint was renamed into place) is cut off by the next append.
+//
+// Cuts `path` to `valid_bytes`, appends one record, flushes and fsyncs; returns the new valid
+// length. Throws std::runtime_error on I/O failure.
+BRAIN_API std::uint64_t append_record(const std::string& path, std::uint64_t valid_bytes, const Checkpoint& record);
+// The records in the first `valid_bytes` bytes of `path`; CheckpointError naming the file when
+// it is missing, shorter or damaged.
+BRAIN_API std::vector<Checkpoint> read_records(const std::string& path, std::uint64_t valid_bytes);
+// Copies the first `bytes` bytes of `from` to `to` (atomically, through "<to>.tmp").
+BRAIN_API void copy_record_prefix(const std::string& from, const std::string& to, std::uint64_t bytes);
+
 // XXH64 (Collet's xxHash, 64-bit), the checksum of the format; also used to fingerprint
 // connectivity.
 BRAIN_API std::uint64_t xxh64(const void* data, std::size_t size, std::uint64_t seed = 0);
