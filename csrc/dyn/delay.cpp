@@ -14,7 +14,7 @@ void Delay::reset_own_state(int64_t batch_size) {
   std::vector<int64_t> shape{max_delay_ + 1};
   for (auto s : state_shape(n_)) shape.push_back(s);
   // Keep the device and dtype the module was moved to, if it was.
-  const auto opts = has_state("history") ? state("history").options() : options_;
+  const auto opts = has_state("history") ? state("history").options() : placed(options_);
   set_state("history", torch::zeros(shape, opts));
 }
 

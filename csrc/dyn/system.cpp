@@ -73,19 +73,29 @@ void DynamicalSystem::load(torch::serialize::InputArchive& archive) {
   adopt_buffers();
 }
 
+at::TensorOptions DynamicalSystem::placed(at::TensorOptions options) const {
+  if (moved_device_) options = options.device(*moved_device_);
+  if (moved_dtype_) options = options.dtype(*moved_dtype_);
+  return options;
+}
+
 void DynamicalSystem::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+  moved_device_ = device;
+  moved_dtype_ = dtype;
   sync_buffers();
   torch::nn::Module::to(device, dtype, non_blocking);
   adopt_buffers();
 }
 
 void DynamicalSystem::to(torch::Dtype dtype, bool non_blocking) {
+  moved_dtype_ = dtype;
   sync_buffers();
   torch::nn::Module::to(dtype, non_blocking);
   adopt_buffers();
 }
 
 void DynamicalSystem::to(torch::Device device, bool non_blocking) {
+  moved_device_ = device;
   sync_buffers();
   torch::nn::Module::to(device, non_blocking);
   adopt_buffers();

@@ -35,7 +35,7 @@ NaChannelHH::NaChannelHH(int64_t n, double g, double E, at::TensorOptions option
   TORCH_CHECK(g >= 0, "NaChannelHH: g must be >= 0, got ", g);
 }
 void NaChannelHH::reset_own_state(int64_t) {
-  const auto opts = has_state("m") ? state("m").options() : options_;
+  const auto opts = has_state("m") ? state("m").options() : placed(options_);
   set_state("m", torch::full(state_shape(n_), 0.0529, opts));  // resting values at -65 mV
   set_state("h", torch::full(state_shape(n_), 0.5961, opts));
 }
@@ -51,7 +51,7 @@ KChannelHH::KChannelHH(int64_t n, double g, double E, at::TensorOptions options)
   TORCH_CHECK(g >= 0, "KChannelHH: g must be >= 0, got ", g);
 }
 void KChannelHH::reset_own_state(int64_t) {
-  const auto opts = has_state("n") ? state("n").options() : options_;
+  const auto opts = has_state("n") ? state("n").options() : placed(options_);
   set_state("n", torch::full(state_shape(n_), 0.3177, opts));
 }
 at::Tensor KChannelHH::current(const at::Tensor& V) const { return -conductance() * (V - E_); }
@@ -79,7 +79,7 @@ NaChannelTM::NaChannelTM(int64_t n, double g, double E, double V_T, at::TensorOp
   TORCH_CHECK(g >= 0, "NaChannelTM: g must be >= 0, got ", g);
 }
 void NaChannelTM::reset_own_state(int64_t) {
-  const auto opts = has_state("m") ? state("m").options() : options_;
+  const auto opts = has_state("m") ? state("m").options() : placed(options_);
   set_state("m", initial_gate(V_rest_, state_shape(n_), opts, detail::tm_alpha_m, detail::tm_beta_m, V_T_));
   set_state("h", initial_gate(V_rest_, state_shape(n_), opts, detail::tm_alpha_h, detail::tm_beta_h, V_T_));
 }
@@ -95,7 +95,7 @@ KChannelTM::KChannelTM(int64_t n, double g, double E, double V_T, at::TensorOpti
   TORCH_CHECK(g >= 0, "KChannelTM: g must be >= 0, got ", g);
 }
 void KChannelTM::reset_own_state(int64_t) {
-  const auto opts = has_state("n") ? state("n").options() : options_;
+  const auto opts = has_state("n") ? state("n").options() : placed(options_);
   set_state("n", initial_gate(V_rest_, state_shape(n_), opts, detail::tm_alpha_n, detail::tm_beta_n, V_T_));
 }
 at::Tensor KChannelTM::current(const at::Tensor& V) const { return -conductance() * (V - E_); }
@@ -142,7 +142,7 @@ at::Tensor CaTChannel::tau_q(const at::Tensor& V) const {
   return torch::where(u < -80, below, above) / phi_q_;
 }
 void CaTChannel::reset_own_state(int64_t) {
-  const auto opts = has_state("p") ? state("p").options() : options_;
+  const auto opts = has_state("p") ? state("p").options() : placed(options_);
   set_state("p", steady_gate([this](const at::Tensor& V) { return p_inf(V); }, p_.V_init, state_shape(n_), opts));
   set_state("q", steady_gate([this](const at::Tensor& V) { return q_inf(V); }, p_.V_init, state_shape(n_), opts));
 }
@@ -162,7 +162,7 @@ at::Tensor HChannel::tau_p(const at::Tensor& V) const {
   return 1 / (torch::exp(-0.086 * V - 14.59) + torch::exp(0.0701 * V - 1.87)) / p_.phi;
 }
 void HChannel::reset_own_state(int64_t) {
-  const auto opts = has_state("p") ? state("p").options() : options_;
+  const auto opts = has_state("p") ? state("p").options() : placed(options_);
   set_state("p", steady_gate([this](const at::Tensor& V) { return p_inf(V); }, p_.V_init, state_shape(n_), opts));
 }
 at::Tensor HChannel::conductance() const { return p_.g * state("p"); }
@@ -182,7 +182,7 @@ void CalciumPool::add_influx(std::shared_ptr<IonChannel> channel) {
   influx_.push_back(std::move(channel));
 }
 void CalciumPool::reset_own_state(int64_t) {
-  const auto opts = has_state("Ca") ? state("Ca").options() : options_;
+  const auto opts = has_state("Ca") ? state("Ca").options() : placed(options_);
   set_state("Ca", torch::full(state_shape(n_), p_.Ca_rest, opts));
 }
 at::Tensor CalciumPool::current(const at::Tensor& V) const { return torch::zeros_like(V); }
@@ -205,7 +205,7 @@ KCaChannel::KCaChannel(int64_t n, std::shared_ptr<CalciumPool> pool, KCaParams p
               "KCaChannel: g must be >= 0 and alpha, beta, phi, n positive");
 }
 void KCaChannel::reset_own_state(int64_t) {
-  const auto opts = has_state("p") ? state("p").options() : options_;
+  const auto opts = has_state("p") ? state("p").options() : placed(options_);
   const double a = p_.alpha * std::pow(pool_->params().Ca_rest, p_.n);
   set_state("p", torch::full(state_shape(n_), a / (a + p_.beta), opts));
 }
@@ -222,7 +222,7 @@ CondNeuGroup::CondNeuGroup(int64_t n, double C, double V_th, double V_init, Surr
 }
 
 void CondNeuGroup::reset_own_state(int64_t) {
-  const auto opts = has_state("V") ? state("V").options() : options_;
+  const auto opts = has_state("V") ? state("V").options() : placed(options_);
   const auto shape = state_shape(n_);
   set_state("V", v_init_ ? v_init_(shape).to(opts) : torch::full(shape, V_init_, opts));
   set_state("spike", torch::zeros(shape, opts));

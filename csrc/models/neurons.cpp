@@ -41,7 +41,7 @@ LIF::LIF(int64_t n, LifParams params, at::TensorOptions options)
 
 void LIF::reset_own_state(int64_t) {
   // Keep the device the module was moved to, if any.
-  const auto opts = has_state("V") ? state("V").options() : options_;
+  const auto opts = has_state("V") ? state("V").options() : placed(options_);
   const auto shape = state_shape(n_);
   set_state("V", v_init_ ? v_init_(shape).to(opts) : torch::full(shape, p_.V_rest, opts));
   set_state("spike", torch::zeros(shape, opts));

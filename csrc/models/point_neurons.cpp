@@ -20,7 +20,7 @@ ODENeuron::ODENeuron(std::string name, int64_t n, std::vector<std::string> varia
 }
 
 void ODENeuron::reset_own_state(int64_t) {
-  const auto opts = has_state(variables_[0]) ? state(variables_[0]).options() : options_;
+  const auto opts = has_state(variables_[0]) ? state(variables_[0]).options() : placed(options_);
   const auto shape = state_shape(n_);
   bi::State y0 = initial_state(shape, opts);
   if (v_init_) y0[0] = v_init_(shape).to(opts);

@@ -24,7 +24,7 @@ bi::State RateModel::initial_state(const std::vector<int64_t>& shape, const at::
 }
 
 void RateModel::reset_own_state(int64_t) {
-  const auto opts = has_state(variables_[0]) ? state(variables_[0]).options() : options_;
+  const auto opts = has_state(variables_[0]) ? state(variables_[0]).options() : placed(options_);
   const auto shape = state_shape(n_);
   const bi::State y0 = initial_state(shape, opts);
   for (size_t i = 0; i < variables_.size(); ++i) {

@@ -39,7 +39,7 @@ Expon::Expon(int64_t n, double tau_ms, at::TensorOptions options, std::string me
 }
 
 void Expon::reset_own_state(int64_t) {
-  const auto opts = has_state("g") ? state("g").options() : options_;
+  const auto opts = has_state("g") ? state("g").options() : placed(options_);
   const auto shape = state_shape(n_);
   at::Tensor g = g_init_ ? g_init_(shape).to(opts) : torch::zeros(shape, opts);
   TORCH_CHECK(g.sizes().vec() == shape, "Expon: the g initializer returned ", g.sizes(), ", expected ", shape);
@@ -63,7 +63,7 @@ DualExpon::DualExpon(int64_t n, double tau_rise_ms, double tau_decay_ms, at::Ten
 }
 
 void DualExpon::reset_own_state(int64_t) {
-  const auto opts = has_state("g") ? state("g").options() : options_;
+  const auto opts = has_state("g") ? state("g").options() : placed(options_);
   set_state("g_decay", torch::zeros(state_shape(n_), opts));
   set_state("g_rise", torch::zeros(state_shape(n_), opts));
   set_state("g", torch::zeros(state_shape(n_), opts));
@@ -87,7 +87,7 @@ Alpha::Alpha(int64_t n, double tau_ms, at::TensorOptions options) : Synapse("Alp
 }
 
 void Alpha::reset_own_state(int64_t) {
-  const auto opts = has_state("g") ? state("g").options() : options_;
+  const auto opts = has_state("g") ? state("g").options() : placed(options_);
   set_state("h", torch::zeros(state_shape(n_), opts));
   set_state("g", torch::zeros(state_shape(n_), opts));
   restart_clock();
@@ -124,7 +124,7 @@ Kinetic::Kinetic(int64_t n, KineticParams p, at::TensorOptions options, std::str
 }
 
 void Kinetic::reset_own_state(int64_t) {
-  const auto opts = has_state("g") ? state("g").options() : options_;
+  const auto opts = has_state("g") ? state("g").options() : placed(options_);
   set_state("g", torch::zeros(state_shape(n_), opts));
   set_state("last_spike_step", torch::full(state_shape(n_), -1'000'000'000, opts.dtype(torch::kLong)));
   restart_clock();
@@ -149,7 +149,7 @@ NMDA::NMDA(int64_t n, NMDAParams p, at::TensorOptions options) : Synapse("NMDA",
 }
 
 void NMDA::reset_own_state(int64_t) {
-  const auto opts = has_state("g") ? state("g").options() : options_;
+  const auto opts = has_state("g") ? state("g").options() : placed(options_);
   set_state("g", torch::zeros(state_shape(n_), opts));
   set_state("x", torch::zeros(state_shape(n_), opts));
   restart_clock();
@@ -174,7 +174,7 @@ BioNMDA::BioNMDA(int64_t n, BioNMDAParams p, at::TensorOptions options) : Synaps
 }
 
 void BioNMDA::reset_own_state(int64_t) {
-  const auto opts = has_state("g") ? state("g").options() : options_;
+  const auto opts = has_state("g") ? state("g").options() : placed(options_);
   set_state("g", torch::zeros(state_shape(n_), opts));
   set_state("x", torch::zeros(state_shape(n_), opts));
   set_state("last_spike_step", torch::full(state_shape(n_), -1'000'000'000, opts.dtype(torch::kLong)));
@@ -500,7 +500,7 @@ STP::STP(int64_t n, STPParams p, at::TensorOptions options) : DynamicalSystem("S
 }
 
 void STP::reset_own_state(int64_t) {
-  const auto opts = has_state("x") ? state("x").options() : options_;
+  const auto opts = has_state("x") ? state("x").options() : placed(options_);
   set_state("u", torch::zeros(state_shape(n_), opts));
   set_state("x", torch::ones(state_shape(n_), opts));
 }

@@ -92,7 +92,48 @@ def _cpp(module):
     return module.cpp_module if isinstance(module, ModuleWrapper) else module
 
 
-class DynamicalSystem(ModuleWrapper):
+class CppModule(ModuleWrapper):
+    """A C++ module as a torch.nn.Module whose to()/cuda()/cpu()/float()/double()/half() go
+    through the C++ Module::to (so states allocated later follow the move) and return self,
+    as torch.nn.Module's do: `net = SpikingNet(...).to("cuda")`."""
+
+    _MOVES = ("to", "cuda", "cpu", "float", "double", "half")
+
+    def __init__(self, cpp_module):
+        super().__init__(cpp_module)
+        # ModuleWrapper copies the C++ methods onto the instance; these must be the class's.
+        for name in self._MOVES:
+            self.__dict__.pop(name, None)
+
+    def to(self, *args, **kwargs):
+        device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
+        if device is not None and device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device is not None and dtype is not None:
+            self.cpp_module.to(device, dtype, non_blocking)
+        elif device is not None:
+            self.cpp_module.to(device, non_blocking)
+        elif dtype is not None:
+            self.cpp_module.to(dtype, non_blocking)
+        return self
+
+    def cuda(self, device=None):
+        return self.to(torch.device("cuda", device) if isinstance(device, int) else (device or "cuda"))
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def float(self):
+        return self.to(torch.float32)
+
+    def double(self):
+        return self.to(torch.float64)
+
+    def half(self):
+        return self.to(torch.float16)
+
+
+class DynamicalSystem(CppModule):
     """A libbrain dynamical system (network, population...) as a torch.nn.Module."""
 
     def state(self, path):
@@ -310,7 +351,7 @@ class Runner:
         self.last.save(str(directory))
 
 
-class SpikingNet(ModuleWrapper):
+class SpikingNet(CppModule):
     """Recurrent spiking network for BPTT (brain::train::SpikingNet): inputs [T, B, n_in] ->
     Linear -> LIF layer (surrogate-gradient spikes, optional recurrence) -> Linear readout of
     the spikes at every step, [T, B, n_out]. Every call starts from the rest state (a new
@@ -377,7 +418,7 @@ def ridge(X, Y, alpha=1e-6, fit_bias=True):
     return _C.ridge(X, Y, float(alpha), bool(fit_bias))
 
 
-class Readout(ModuleWrapper):
+class Readout(CppModule):
     """A linear readout y = r W + b (brain::train::Readout), fit offline with fit_ridge(),
     online with RLS (FORCE) or LMS, or by gradient descent (weight and bias are parameters)."""
 

@@ -45,6 +45,23 @@ def test_gradients_equal_those_of_loss_backward(recurrence):
     opt.step()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("recurrence", ["none", "csr", "jit"])
+def test_on_cuda_gradients_equal_those_on_the_cpu(recurrence):
+    # The net moves to the GPU before its first batch: the states it then allocates must follow.
+    kw = {"recurrent": False} if recurrence == "none" else {"recurrence": recurrence}
+    x, y = data(40, 5)
+    loss_fn = lambda out: torch.nn.functional.cross_entropy(out.mean(0), y.to(out.device))  # noqa: E731
+    cpu, gpu = make_net(**kw), make_net(**kw).to("cuda")
+    loss_cpu, out_cpu = brain.models.backward_recomputing(cpu, x, loss_fn, chunk=7)
+    loss_gpu, out_gpu = brain.models.backward_recomputing(gpu, x.cuda(), loss_fn, chunk=7)
+    assert out_gpu.is_cuda
+    torch.testing.assert_close(out_gpu.cpu(), out_cpu, rtol=1e-4, atol=1e-4)
+    for (name, a), (_, b) in zip(cpu.named_parameters(), gpu.named_parameters()):
+        assert b.grad is not None and b.grad.is_cuda, name
+        torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-3, atol=1e-5 * a.grad.abs().max().item())
+
+
 def test_bptt_fit_with_recompute_chunk_trains_like_without():
     g = torch.Generator().manual_seed(1)
     x = torch.rand(64, 30, 8, generator=g) * 5

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -95,6 +96,10 @@ class BRAIN_API DynamicalSystem : public torch::nn::Module {
   // [n] without batch, [batch, n] with.
   std::vector<int64_t> state_shape(int64_t n) const;
 
+  // `options` on the device and with the dtype the module was last moved to with to(), if
+  // any: states allocated for the first time after a move must land there too.
+  at::TensorOptions placed(at::TensorOptions options) const;
+
   template <typename T>
   std::shared_ptr<T> add_child(const std::string& name, std::shared_ptr<T> child) {
     register_module(name, child);
@@ -113,6 +118,8 @@ class BRAIN_API DynamicalSystem : public torch::nn::Module {
   std::vector<std::pair<std::string, std::shared_ptr<DynamicalSystem>>> children_;
   std::vector<Hook> before_, after_;
   int64_t batch_size_ = 0;
+  std::optional<torch::Device> moved_device_;
+  std::optional<torch::Dtype> moved_dtype_;
 };
 
 // A system made of other systems, updated in the order they are added.

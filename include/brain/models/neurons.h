@@ -20,7 +20,7 @@ class BRAIN_API NeuronGroup : public DynamicalSystem {
 
   NeuronGroup(std::string name, int64_t n, at::TensorOptions options);
   int64_t size() const { return n_; }
-  const at::TensorOptions& options() const { return options_; }
+  at::TensorOptions options() const { return placed(options_); }
 
   // Synaptic outputs register how they turn the membrane potential into a current.
   void add_current(CurrentFn fn) { currents_.push_back(std::move(fn)); }

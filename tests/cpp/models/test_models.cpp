@@ -109,6 +109,22 @@ TEST(LIF, SpikesCarrySurrogateGradients) {
   EXPECT_GT(drive.grad().abs().sum().item<double>(), 0.0);  // gradient reached the input
 }
 
+// A model moved with to() before its first reset_state() must allocate its states where it was
+// moved (SpikingNet moves to the GPU before its first batch); dtype stands in for the device.
+TEST(States, FirstAllocatedAfterAMoveFollowTheMove) {
+  brain::LIF lif(3, {}, at::kFloat);
+  brain::Expon syn(3, 5.0, at::kFloat);
+  brain::Delay delay(3, 2, at::kFloat);
+  for (brain::DynamicalSystem* s : std::vector<brain::DynamicalSystem*>{&lif, &syn, &delay}) {
+    s->to(torch::kDouble);
+    s->reset_state(2);
+  }
+  EXPECT_EQ(lif.state("V").scalar_type(), torch::kDouble);
+  EXPECT_EQ(lif.options().dtype(), torch::kDouble);
+  EXPECT_EQ(syn.state("g").scalar_type(), torch::kDouble);
+  EXPECT_EQ(delay.state("history").scalar_type(), torch::kDouble);
+}
+
 TEST(Expon, DecaysExactlyAfterAnArrival) {
   brain::Expon syn(2, 5.0, torch::kDouble);
   syn.reset_state();
