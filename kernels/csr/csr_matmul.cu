@@ -6,7 +6,8 @@
 // Scatter (y = A^T x): a group per row adds w * x[row] into y[col] with atomics. A row is
 // split over gridDim.y "slices" that interleave its entries, so long rows are shared by
 // several groups instead of serialising one. In the event form, a row whose x is zero is
-// left after one load, so the cost is (active rows) x (row length) plus one read per row.
+// left after one load, so the cost is (active rows) x (row length) plus one read per row;
+// the event form scans rows 32 at a time with a ballot (scatter_event_kernel).
 #include "kernels/csr/cuda_common.cuh"
 
 namespace brain::kernels::csr::cuda {
@@ -96,6 +97,52 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The event form of the scatter: a warp takes 32 consecutive rows at a time; each lane loads
+// one row's x (one coalesced load per 32 rows instead of a dependent load per row, which left
+// the launch latency-bound on the scan at low firing), a ballot marks the active rows, and the
+// warp then spreads each active row's entries over its lanes and the gridDim.y slices.
+template <typename scalar_t, typename index_t, typename x_t, typename out_t>
+__global__ void __launch_bounds__(kThreads)
+    scatter_event_kernel(const index_t* __restrict__ indptr, const index_t* __restrict__ indices,
+                         const scalar_t* __restrict__ weights, bool homo, const x_t* __restrict__ x,
+                         out_t* __restrict__ out, std::int64_t n_rows, std::int64_t n_cols,
+                         std::int64_t batch, std::int64_t nnz) {
+  using acc_t = typename AccType<scalar_t>::type;
+  constexpr unsigned kAll = 0xffffffffu;
+  const int lane = threadIdx.x & 31;
+  const std::int64_t first_warp = (std::int64_t{blockIdx.x} * kThreads + threadIdx.x) / 32;
+  const std::int64_t n_warps = std::int64_t{gridDim.x} * (kThreads / 32);
+  const std::int64_t slice = blockIdx.y;
+  const std::int64_t stride = std::int64_t{32} * gridDim.y;
+  const acc_t w_homo = homo ? to_acc<acc_t>(weights[0]) : acc_t(0);
+
+  // base is the same for the whole warp, so every lane reaches each ballot and shuffle.
+  for (std::int64_t base = first_warp * 32; base < n_rows; base += n_warps * 32) {
+    const std::int64_t my_row = base + lane;
+    for (std::int64_t b = 0; b < batch; ++b) {
+      const bool in_range = my_row < n_rows;
+      const x_t xv = in_range ? x[b * n_rows + my_row] : x_t{};
+      unsigned active = __ballot_sync(kAll, in_range && is_active(xv));
+      const acc_t my_x = to_acc<acc_t>(xv);
+      out_t* ob = out + b * n_cols;
+      while (active != 0u) {
+        const int src = __ffs(static_cast<int>(active)) - 1;
+        active &= active - 1u;
+        const acc_t xs = __shfl_sync(kAll, my_x, src);
+        const std::int64_t row = base + src;
+        const std::int64_t k0 = indptr[row] < 0 ? 0 : static_cast<std::int64_t>(indptr[row]);
+        const std::int64_t k1 = indptr[row + 1] > nnz ? nnz : static_cast<std::int64_t>(indptr[row + 1]);
+        for (std::int64_t k = k0 + slice * 32 + lane; k < k1; k += stride) {
+          const std::int64_t j = indices[k];
+          if (j < 0 || j >= n_cols) continue;
+          const acc_t w = homo ? w_homo : to_acc<acc_t>(weights[k]);
+          atomicAdd(ob + j, static_cast<out_t>(w * xs));
+        }
+      }
+    }
+  }
+}
+
 template <typename scalar_t, typename index_t, typename x_t>
 cudaError_t launch_typed(const MatmulArgs& a, cudaStream_t stream) {
   const auto* indptr = static_cast<const index_t*>(a.indptr);
@@ -125,8 +172,18 @@ cudaError_t launch_typed(const MatmulArgs& a, cudaStream_t stream) {
   // Enough slices that a row is spread over groups of about 4 x 32 entries each.
   std::int64_t slices = (avg_row + 127) / 128;
   slices = slices < 1 ? 1 : (slices > 32 ? 32 : slices);
-  const dim3 grid(grid_for(a.n_rows * 32, kThreads, a.num_sms), static_cast<unsigned>(slices));
   using out_t = typename AccType<scalar_t>::type;  // float for float and the half types
+  // A warp per row while every row gets its own warp (the scan is one load per warp); past
+  // that, warps would scan many rows each, one dependent load at a time: tile with a ballot.
+  const std::int64_t warp_slots = std::int64_t{a.num_sms} * 16 * (kThreads / 32);
+  if (a.event && a.n_rows > warp_slots) {
+    const dim3 grid(grid_for(a.n_rows, kThreads, a.num_sms), static_cast<unsigned>(slices));
+    scatter_event_kernel<scalar_t, index_t, x_t, out_t><<<grid, kThreads, 0, stream>>>(
+        indptr, indices, weights, a.homo, x, static_cast<out_t*>(a.out), a.n_rows, a.n_cols,
+        a.batch, a.nnz);
+    return cudaGetLastError();
+  }
+  const dim3 grid(grid_for(a.n_rows * 32, kThreads, a.num_sms), static_cast<unsigned>(slices));
   scatter_kernel<scalar_t, index_t, x_t, out_t><<<grid, kThreads, 0, stream>>>(
       indptr, indices, weights, a.homo, x, static_cast<out_t*>(a.out), a.n_rows, a.n_cols,
       a.batch, a.nnz, a.event);
