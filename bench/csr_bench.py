@@ -60,7 +60,12 @@ def build_connectivity(n, per_row, prob, device, seed=0):
     return indptr.to(device, torch.int32), indices.to(device, torch.int32), weights.to(device)
 
 
-def timer(device):
+GRAPH_CALLS = 20  # calls per captured CUDA graph
+
+
+def eager_timer(device):
+    """Milliseconds per call as Python issues it, one call at a time: on CUDA this includes
+    the host's launch cost, which dominates small calls (events around each call)."""
     if device == "cuda":
         def run(fn, reps):
             fn()
@@ -84,6 +89,46 @@ def timer(device):
                 times.append((time.perf_counter() - t0) * 1e3)
             return statistics.median(times)
     return run
+
+
+def graph_time(fn, reps):
+    """GPU milliseconds per call: GRAPH_CALLS calls captured in one CUDA graph, the median
+    replay divided by GRAPH_CALLS. What a simulation loop run as a graph pays, without the
+    host's launch cost. None if fn cannot be captured."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the default stream, as capture wants
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            for _ in range(GRAPH_CALLS):
+                fn()
+    except RuntimeError:
+        return None
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / GRAPH_CALLS)
+    del graph
+    return statistics.median(times)
+
+
+def timer(device):
+    """The benchmark's main timing: wall time per call on the CPU, graph-replayed GPU time
+    per call on CUDA (eager time where the call cannot be captured)."""
+    if device != "cuda":
+        return eager_timer(device)
+    eager = eager_timer(device)
+    return lambda fn, reps: graph_time(fn, reps) or eager(fn, reps)
 
 
 def bench_case(n, per_row, prob, rates, device, reps):
@@ -115,7 +160,13 @@ def bench_case(n, per_row, prob, rates, device, reps):
         t_float = run(lambda: ops.csr_matmul(indptr, indices, weights, spikes_f, shape, transpose=True), reps)
         t_event = run(lambda: ops.event_csr_matmul(indptr, indices, weights, spikes, shape, transpose=True), reps)
         t_dense = run(lambda: spikes_f @ dense, reps) if dense is not None else None
-        rows.append({
+        eager = {}
+        if device == "cuda":
+            once = eager_timer(device)
+            eager = {"sparse_eager_ms": once(lambda: at_sparse @ spikes_f.unsqueeze(1), reps),
+                     "brain_event_eager_ms": once(lambda: ops.event_csr_matmul(
+                         indptr, indices, weights, spikes, shape, transpose=True), reps)}
+        rows.append({**eager,
             "n": n, "per_row": per_row, "prob": prob, "nnz": nnz, "firing": rate,
             "dense_ms": t_dense, "sparse_ms": t_sparse, "brain_float_ms": t_float,
             "brain_event_ms": t_event,
@@ -138,14 +189,18 @@ def fmt_bytes(b):
 
 
 def table(rows):
-    lines = ["| N | connectivity | nnz | firing | dense ms | torch.sparse ms | brain float ms | brain event ms | event vs sparse | dense mem | CSR mem |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    eager = "sparse_eager_ms" in rows[0] if rows else False
+    lines = ["| N | connectivity | nnz | firing | dense ms | torch.sparse ms | brain float ms | brain event ms | event vs sparse |"
+             + (" eager: torch.sparse / brain event ms |" if eager else "") + " dense mem | CSR mem |",
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if eager else "")]
     for r in rows:
         conn = f"{r['per_row']}/row" if r["per_row"] else f"p={r['prob']}"
         lines.append(
             f"| {r['n']:,} | {conn} | {r['nnz']:,} | {100 * r['firing']:g}% | {fmt_ms(r['dense_ms'])} | "
             f"{fmt_ms(r['sparse_ms'])} | {fmt_ms(r['brain_float_ms'])} | {fmt_ms(r['brain_event_ms'])} | "
-            f"{r['event_speedup_vs_sparse']:.1f}x | {fmt_bytes(r['dense_bytes'])} | {fmt_bytes(r['csr_bytes'])} |")
+            f"{r['event_speedup_vs_sparse']:.1f}x | "
+            + (f"{fmt_ms(r['sparse_eager_ms'])} / {fmt_ms(r['brain_event_eager_ms'])} | " if eager else "")
+            + f"{fmt_bytes(r['dense_bytes'])} | {fmt_bytes(r['csr_bytes'])} |")
     return "\n".join(lines)
 
 
@@ -169,12 +224,15 @@ def main():
     for i, (n, per_row, prob) in enumerate(cases, 1):
         label = f"{per_row}/row" if per_row else f"p={prob}"
         print(f"[{i}/{len(cases)}] N={n:,} {label} ...", file=sys.stderr, flush=True)
-        reps = args.reps or (30 if n <= 4_000 else 10 if n <= 40_000 else 5)
+        reps = args.reps or (50 if args.device == "cuda" else 30 if n <= 4_000 else 10 if n <= 40_000 else 5)
         rows.extend(bench_case(n, per_row, prob, rates, args.device, reps))
 
     machine = machine_description(args.device)
     text = (f"CSR propagation A^T @ spikes on {args.device}: {machine}; libbrain {brain.__version__}.\n"
-            f"Median of repeated runs, milliseconds per call; 'event vs sparse' = torch.sparse time / brain event time.\n\n"
+            f"Median of repeated runs, milliseconds per call; 'event vs sparse' = torch.sparse time / brain event time.\n"
+            + (f"On CUDA the times are GPU time per call, {GRAPH_CALLS} calls captured in a CUDA graph and replayed; "
+               "'eager' is one call at a time from Python, the host's launch cost included.\n" if args.device == "cuda" else "")
+            + "\n"
             + table(rows))
     print(text)
     os.makedirs(args.out, exist_ok=True)

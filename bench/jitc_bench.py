@@ -138,7 +138,9 @@ def main():
     machine = machine_description(args.device)
     text = (f"JIT connectivity vs stored, N x N with 100 connections per row, on {args.device}: {machine}; "
             f"libbrain {brain.__version__}.\nMedian milliseconds per call; 'JIT vs CSR' = CSR time / JIT time "
-            f"(above 1: JIT is faster). torch.sparse on CPU only up to N = 1e5 (its A^T build is slow).\n\n"
+            f"(above 1: JIT is faster). torch.sparse on CPU only up to N = 1e5 (its A^T build is slow).\n"
+            + ("On CUDA: GPU time per call, calls captured in a CUDA graph and replayed (no host launch cost).\n"
+               if args.device == "cuda" else "") + "\n"
             + table(rows, args.device))
     print(text)
     os.makedirs(args.out, exist_ok=True)

@@ -18,7 +18,7 @@ for tool in $TOOLS; do
   printf '\n== compute-sanitizer --tool %s\n' "$tool"
   # torch's caching allocator hides use-after-free from memcheck: turn it off.
   (cd tests && PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" --error-exitcode 99 \
-     --target-processes all "$PYTHON" -m pytest -q -x -k cuda python/test_csr_ops.py python/test_jitc_ops.py) \
+     --target-processes all "$PYTHON" -m pytest -q -x -k "${PYTEST_K:-cuda}" python/test_csr_ops.py python/test_jitc_ops.py) \
     2>&1 | tee "build-gpu-sanitize/$tool.log" | tail -n 5
   status=${PIPESTATUS[0]}
   echo "$tool: exit $status" | tee -a build-gpu-sanitize/report.txt
