@@ -262,6 +262,9 @@ BPTT::BPTT(std::shared_ptr<SequenceModel> model, std::shared_ptr<torch::optim::O
 
 namespace {
 
+// total += value, starting from the first value: running sums kept on the device.
+void accumulate(at::Tensor& total, const at::Tensor& value) { total = total.defined() ? total + value : value; }
+
 void check_data(const char* who, const at::Tensor& inputs, const at::Tensor& targets) {
   TORCH_CHECK(inputs.dim() >= 3, who, ": inputs must be [N, T, ...], got ", inputs.sizes());
   TORCH_CHECK(targets.dim() >= 1 && targets.size(0) == inputs.size(0), who,
@@ -287,8 +290,7 @@ EpochStats BPTT::evaluate(const at::Tensor& inputs, const at::Tensor& targets) {
   const bool was_training = model_->is_training();
   model_->eval();
   const bool classify = is_classification(targets);
-  double loss_sum = 0;
-  double correct = 0;
+  at::Tensor loss_total, correct_total;  // on the device, read once at the end (see fit)
   const int64_t n = inputs.size(0);
   // With several ranks, each evaluates its contiguous block of the samples.
   const dist::Block part = o_.comm ? dist::block_of(n, o_.comm->rank(), o_.comm->world_size()) : dist::Block{0, n};
@@ -298,10 +300,12 @@ EpochStats BPTT::evaluate(const at::Tensor& inputs, const at::Tensor& targets) {
     const at::Tensor y = classify ? targets.narrow(0, start, b) : time_first(targets.narrow(0, start, b));
     model_->reset(b);
     const at::Tensor out = model_->forward(x);
-    loss_sum += loss_(out, y).item<double>() * static_cast<double>(b);
-    if (classify) correct += static_cast<double>(class_scores(out).argmax(1).eq(y).sum().item<int64_t>());
+    accumulate(loss_total, loss_(out, y).to(torch::kFloat64) * static_cast<double>(b));
+    if (classify) accumulate(correct_total, class_scores(out).argmax(1).eq(y).sum().to(torch::kFloat64));
   }
   model_->train(was_training);
+  double loss_sum = loss_total.defined() ? loss_total.item<double>() : 0.0;
+  double correct = correct_total.defined() ? correct_total.item<double>() : 0.0;
   if (o_.comm) {
     const at::Tensor total = o_.comm->all_reduce_sum(torch::tensor({loss_sum, correct}, torch::kFloat64));
     loss_sum = total[0].item<double>();
@@ -421,7 +425,10 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
     const auto t0 = std::chrono::steady_clock::now();
     model_->train();
     const at::Tensor order = o_.shuffle ? torch::randperm(n, gen, torch::kLong) : torch::arange(n, torch::kLong);
-    double loss_sum = 0, loss_count = 0, correct = 0;
+    // Sums kept on the loss's device and read once per epoch: an .item() per window would make
+    // the host wait for the GPU every window.
+    at::Tensor loss_total, correct_total;
+    double loss_count = 0;
     for (int64_t start = 0; start < n; start += o_.batch_size) {
       const int64_t b = std::min(o_.batch_size, n - start);
       // This rank's block of the batch; its loss is weighted by the block's share, so the
@@ -438,18 +445,20 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
         const int64_t w = std::min(window, steps - s);
         const at::Tensor y = classify ? y_all : y_all.narrow(0, s, w);
         at::Tensor out;
-        double loss_value = 0;
+        at::Tensor loss_value;  // float64, this rank's unweighted mean loss over its block
         optimizer_->zero_grad();
         // A rank whose block is empty (a batch smaller than the ranks) contributes zero
         // gradients but still takes part in the all-reduce and the step.
         if (part.size > 0 && o_.recompute_chunk > 0) {
           const auto loss_of = [&](const at::Tensor& outputs) { return weighted(loss_(outputs, y)); };
           loss_value = backward_recomputing(*model_, x.narrow(0, s, w), loss_of, o_.recompute_chunk, &out)
-                           .item<double>() / share;
+                           .detach()
+                           .to(torch::kFloat64) /
+                       share;
         } else if (part.size > 0) {
           out = model_->forward(x.narrow(0, s, w));
           at::Tensor loss = loss_(out, y);
-          loss_value = loss.item<double>();
+          loss_value = loss.detach().to(torch::kFloat64);
           if (o_.regularizer) loss = loss + o_.regularizer();
           weighted(loss).backward();
         }
@@ -457,14 +466,17 @@ std::vector<EpochStats> BPTT::fit(const at::Tensor& inputs, const at::Tensor& ta
         if (o_.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), o_.grad_clip_norm);
         optimizer_->step();
         if (part.size > 0) model_->detach_state();
-        loss_sum += loss_value * static_cast<double>(part.size);
+        if (part.size > 0) accumulate(loss_total, loss_value * static_cast<double>(part.size));
         loss_count += static_cast<double>(part.size);
         if (classify && part.size > 0) window_outputs.push_back(out.detach());
       }
       if (classify && part.size > 0) {
-        correct += static_cast<double>(class_scores(torch::cat(window_outputs)).argmax(1).eq(y_all).sum().item<int64_t>());
+        accumulate(correct_total,
+                   class_scores(torch::cat(window_outputs)).argmax(1).eq(y_all).sum().to(torch::kFloat64));
       }
     }
+    double loss_sum = loss_total.defined() ? loss_total.item<double>() : 0.0;
+    double correct = correct_total.defined() ? correct_total.item<double>() : 0.0;
     if (o_.comm) {
       const at::Tensor total =
           o_.comm->all_reduce_sum(torch::tensor({loss_sum, loss_count, correct}, torch::kFloat64));
