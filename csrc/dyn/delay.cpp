@@ -18,6 +18,37 @@ void Delay::reset_own_state(int64_t batch_size) {
   set_state("history", torch::zeros(shape, opts));
 }
 
+void Delay::reserve(int64_t max_delay_steps) {
+  if (max_delay_steps <= max_delay_) return;
+  if (has_state("history")) {
+    const at::Tensor& history = state("history");
+    // Construction time, not the simulation loop: one host read is fine here.
+    TORCH_CHECK(!history.any().item<bool>(), "Delay: cannot grow a ring buffer of ", max_delay_,
+                " steps to ", max_delay_steps, " once it holds values; add the readers with longer delays "
+                "before the simulation starts");
+    std::vector<int64_t> shape = history.sizes().vec();
+    shape[0] = max_delay_steps + 1;
+    set_state("history", torch::zeros(shape, history.options()));
+  }
+  max_delay_ = max_delay_steps;
+}
+
+SharedDelay shared_spike_delay(DynamicalSystem& source, int64_t n, int64_t delay_steps, at::TensorOptions options) {
+  TORCH_CHECK(delay_steps >= 1, "shared_spike_delay: delay_steps must be >= 1, got ", delay_steps);
+  // One buffer per stored dtype: float and bool spikes of different readers are stored alike,
+  // but a float64 reader cannot share a float32 history.
+  const std::string key = std::string("spike_delay/") + std::string(options.dtype().name());
+  if (auto existing = std::dynamic_pointer_cast<Delay>(source.shared_module(key))) {
+    TORCH_CHECK(existing->size() == n, "shared_spike_delay: the population's spike history holds ", existing->size(),
+                " neurons, this reader expects ", n);
+    existing->reserve(delay_steps);
+    return {existing, false};
+  }
+  auto created = std::make_shared<Delay>(n, delay_steps, options);
+  source.set_shared_module(key, created);
+  return {created, true};
+}
+
 int64_t Delay::slot(int64_t step) const {
   const int64_t len = max_delay_ + 1;
   return ((step % len) + len) % len;

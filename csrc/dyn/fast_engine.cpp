@@ -287,12 +287,13 @@ struct Projection {
   kernels::jitc::Spec spec;
   double a = 0, b = 0;
   int64_t col_lo = 0, col_hi = 0;  // the columns this process owns (all but in a distributed run)
-  // Delay: ring of spike lists, slot(step) = step mod (D + 1), as brain::Delay
+  // Delay: ring of spike lists, slot(step) = step mod (D + 1) as brain::Delay, with D the
+  // longest delay of the population's shared history (>= this projection's delay)
   int64_t delay = 0;
   std::vector<std::vector<int32_t>> ring;
   double fanout = 0;  // mean synapses per presynaptic neuron: the work of one spike
   size_t slot(int64_t step) const {
-    const int64_t len = delay + 1;
+    const auto len = static_cast<int64_t>(ring.size());
     return static_cast<size_t>(((step % len) + len) % len);
   }
 };
@@ -460,8 +461,8 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     pj.delay = info.proj->delay_steps();
     if (pj.delay > 0) {
       const at::Tensor history = info.proj->delay()->state("history").detach();
-      pj.ring.resize(static_cast<size_t>(pj.delay + 1));
-      for (int64_t s = 0; s <= pj.delay; ++s) {
+      pj.ring.resize(static_cast<size_t>(history.size(0)));
+      for (int64_t s = 0; s < history.size(0); ++s) {
         const at::Tensor idx = history[s].nonzero().reshape({-1}).to(at::kInt);
         pj.ring[static_cast<size_t>(s)].assign(idx.data_ptr<int32_t>(), idx.data_ptr<int32_t>() + idx.numel());
       }
@@ -736,7 +737,9 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
   for (auto& pj : projs) {
     if (pj.delay == 0) continue;
     const int64_t n_pre = pops[pj.info->pre].n_global;
-    at::Tensor history = at::zeros({pj.delay + 1, n_pre}, fopt);
+    // Every projection sharing the history wrote the same spikes into its ring: the last
+    // write-back stands for all.
+    at::Tensor history = at::zeros({static_cast<int64_t>(pj.ring.size()), n_pre}, fopt);
     T* h = history.data_ptr<T>();
     for (size_t s = 0; s < pj.ring.size(); ++s) {
       for (int32_t idx : pj.ring[s]) h[static_cast<int64_t>(s) * n_pre + idx] = T(1);

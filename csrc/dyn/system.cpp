@@ -29,6 +29,15 @@ void DynamicalSystem::step(const Context& ctx) {
   for (auto& hook : after_) hook(*this, ctx);
 }
 
+std::shared_ptr<torch::nn::Module> DynamicalSystem::shared_module(const std::string& key) const {
+  const auto it = shared_modules_.find(key);
+  return it == shared_modules_.end() ? nullptr : it->second.lock();
+}
+
+void DynamicalSystem::set_shared_module(const std::string& key, const std::shared_ptr<torch::nn::Module>& module) {
+  shared_modules_[key] = module;
+}
+
 void DynamicalSystem::update_children(const Context& ctx) {
   for (auto& [child_name, child] : children_) child->step(ctx);
 }

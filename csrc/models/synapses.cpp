@@ -349,8 +349,12 @@ AlignPostProj::AlignPostProj(std::shared_ptr<DynamicalSystem> pre, std::shared_p
   TORCH_CHECK(delay_steps >= 0, "AlignPostProj: delay_steps must be >= 0, got ", delay_steps);
   register_module("comm", comm_);
   if (delay_steps_ > 0) {
-    // Spikes are stored in the postsynaptic dtype, so float and bool spikes share one buffer.
-    delay_ = add_child("delay", std::make_shared<Delay>(comm_->n_pre(), delay_steps_, post_->options()));
+    // Spikes are stored in the postsynaptic dtype, so float and bool spikes share one buffer;
+    // so do all delayed projections from this population (one ring, the longest delay).
+    auto shared = shared_spike_delay(*pre_, comm_->n_pre(), delay_steps_, post_->options());
+    delay_ = shared.delay;
+    pushes_delay_ = shared.created;
+    if (pushes_delay_) add_child("delay", delay_);
   }
   // The first projection with this synapse owns its state; merged ones only deliver into it.
   const bool first = post_->add_current_once(syn_.get(), [s = syn_, o = out_](const at::Tensor& V) {
@@ -362,7 +366,7 @@ AlignPostProj::AlignPostProj(std::shared_ptr<DynamicalSystem> pre, std::shared_p
 void AlignPostProj::update(const Context& ctx) {
   at::Tensor spikes = pre_->state("spike");
   if (delay_) {
-    delay_->push(spikes, ctx.step);
+    if (pushes_delay_) delay_->push(spikes, ctx.step);
     spikes = delay_->read(delay_steps_, ctx.step);
   }
   const at::Tensor arriving = spikes;

@@ -24,6 +24,11 @@ class BRAIN_API Delay : public DynamicalSystem {
   int64_t size() const { return n_; }
   int64_t max_delay() const { return max_delay_; }
 
+  // Makes room for delays up to max_delay_steps (never shrinks). Once values have been pushed
+  // the ring cannot be re-laid without losing them, so growing a buffer that holds anything
+  // but zeros is refused.
+  void reserve(int64_t max_delay_steps);
+
  protected:
   void reset_own_state(int64_t batch_size) override;
 
@@ -32,6 +37,21 @@ class BRAIN_API Delay : public DynamicalSystem {
   int64_t n_, max_delay_;
   at::TensorOptions options_;
 };
+
+// The one ring buffer of `source`'s "spike" state (n neurons, stored with `options`' dtype)
+// that every reader with a delay shares, as SPEC's "ring buffers per presynaptic population":
+// projections from one population with delays of 2 and 5 steps hold one [6, n] history, not
+// a [3, n] and a [6, n]. The first reader creates it (created = true): it owns the buffer
+// (registers it as its child, so to(), reset_state() and checkpoints cover it once) and
+// pushes into it each step; later readers only read. A reader with delay d >= 1 reads the
+// slot of step - d, which this step's push never touches, so the order of readers within a
+// step does not matter. The buffer grows to the longest delay asked for (Delay::reserve).
+struct SharedDelay {
+  std::shared_ptr<Delay> delay;
+  bool created = false;
+};
+BRAIN_API SharedDelay shared_spike_delay(DynamicalSystem& source, int64_t n, int64_t delay_steps,
+                                         at::TensorOptions options);
 
 // Postsynaptic input of a CSR projection whose synapses have their own delays:
 //   out[..., post] = sum over entries k of w_k * history(step - delay_k)[..., pre(k)]

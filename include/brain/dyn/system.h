@@ -80,6 +80,12 @@ class BRAIN_API DynamicalSystem : public torch::nn::Module {
   void to(torch::Dtype dtype, bool non_blocking = false) override;
   void to(torch::Device device, bool non_blocking = false) override;
 
+  // Modules that several readers of this system's output share, by key: e.g. the one ring
+  // buffer of this population's spikes that every delayed projection from it reads
+  // (brain/dyn/delay.h). Held weakly; the reader that created one owns it.
+  std::shared_ptr<torch::nn::Module> shared_module(const std::string& key) const;
+  void set_shared_module(const std::string& key, const std::shared_ptr<torch::nn::Module>& module);
+
   // Systems added with add_child, in update order.
   const std::vector<std::pair<std::string, std::shared_ptr<DynamicalSystem>>>& children() const {
     return children_;
@@ -117,6 +123,7 @@ class BRAIN_API DynamicalSystem : public torch::nn::Module {
   std::vector<std::string> state_order_;
   std::vector<std::pair<std::string, std::shared_ptr<DynamicalSystem>>> children_;
   std::vector<Hook> before_, after_;
+  std::unordered_map<std::string, std::weak_ptr<torch::nn::Module>> shared_modules_;
   int64_t batch_size_ = 0;
   std::optional<torch::Device> moved_device_;
   std::optional<torch::Dtype> moved_dtype_;

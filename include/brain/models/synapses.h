@@ -393,6 +393,8 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   const std::shared_ptr<Comm>& comm() const { return comm_; }
   const std::shared_ptr<Synapse>& syn() const { return syn_; }
   const std::shared_ptr<SynOutput>& output() const { return out_; }
+  // The presynaptic spike history, shared with the other delayed projections from pre: it
+  // may hold more than delay_steps() + 1 steps.
   const std::shared_ptr<Delay>& delay() const { return delay_; }
   int64_t delay_steps() const { return delay_steps_; }
   bool has_stp() const { return stp_ != nullptr; }
@@ -404,7 +406,8 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   std::shared_ptr<Comm> comm_;
   std::shared_ptr<Synapse> syn_;
   std::shared_ptr<SynOutput> out_;
-  std::shared_ptr<Delay> delay_;
+  std::shared_ptr<Delay> delay_;  // shared by the delayed projections from pre (shared_spike_delay)
+  bool pushes_delay_ = false;     // this projection created it, owns it and pushes into it
   int64_t delay_steps_;
   void reset_own_state(int64_t batch_size) override;
   std::shared_ptr<STP> stp_;

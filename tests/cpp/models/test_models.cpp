@@ -250,6 +250,70 @@ TEST(AlignPost, DeliversDelayedSpikesThroughTheConnectivity) {
   }
 }
 
+// Delayed projections from one population read one ring buffer (SPEC: ring buffers per
+// presynaptic population), sized by the longest delay, whatever order they update in.
+TEST(AlignPost, DelayedProjectionsFromOnePopulationShareOneHistory) {
+  const auto dense = torch::tensor({{0.5, 0.0}, {0.0, 2.0}, {1.5, 0.0}, {0.0, 0.25}}, torch::kDouble);
+  const auto conn = brain::CsrMatrix::from_dense(dense, torch::kInt);
+  auto net = std::make_shared<brain::DynSysGroup>("net");
+  auto input = net->add("input", std::make_shared<brain::PoissonGroup>(4, 300.0, 5));
+  brain::LifParams p;
+  p.V_th = 1e9;
+  const std::vector<int64_t> delays{2, 5, 1};  // the first one created owns the buffer
+  std::vector<std::shared_ptr<brain::AlignPostProj>> projs;
+  for (size_t i = 0; i < delays.size(); ++i) {
+    auto post = net->add("post" + std::to_string(i), std::make_shared<brain::LIF>(2, p, torch::kDouble));
+    projs.push_back(std::make_shared<brain::AlignPostProj>(input, std::make_shared<brain::CsrComm>(conn, conn.weights),
+                                                           std::make_shared<brain::Expon>(2, 4.0, torch::kDouble),
+                                                           std::make_shared<brain::CUBA>(), post, delays[i]));
+  }
+  // Added in reverse: the readers update before the owner pushes.
+  for (size_t i = delays.size(); i-- > 0;) net->add("proj" + std::to_string(i), projs[i]);
+  ASSERT_EQ(projs[1]->delay(), projs[0]->delay());
+  ASSERT_EQ(projs[2]->delay(), projs[0]->delay());
+  EXPECT_EQ(projs[0]->delay()->max_delay(), 5);
+  net->reset_state();
+  int64_t histories = 0;
+  for (const auto& path : net->state_paths()) histories += path.find("history") != std::string::npos;
+  EXPECT_EQ(histories, 1);
+  EXPECT_EQ(net->find_state("proj0.delay.history").sizes(), (std::vector<int64_t>{6, 4}));
+
+  Context ctx;
+  ctx.dt = 0.5;
+  std::vector<at::Tensor> spikes;
+  std::vector<at::Tensor> g(delays.size(), torch::zeros({2}, torch::kDouble));
+  for (ctx.step = 0; ctx.step < 80; ++ctx.step) {
+    net->step(ctx);
+    spikes.push_back(net->find_state("input.spike").to(torch::kDouble));
+    for (size_t i = 0; i < delays.size(); ++i) {
+      const int64_t d = delays[i];
+      const at::Tensor arriving = ctx.step >= d ? spikes[ctx.step - d] : torch::zeros({4}, torch::kDouble);
+      g[i] = g[i] * std::exp(-0.5 / 4.0) + arriving.matmul(dense);
+      ASSERT_TRUE(torch::allclose(net->find_state("proj" + std::to_string(i) + ".syn.g"), g[i]))
+          << "delay " << d << " step " << ctx.step;
+    }
+  }
+  EXPECT_GT(g[1].sum().item<double>(), 0.0);
+
+  // Growing the ring now would scramble what it holds.
+  try {
+    auto post = std::make_shared<brain::LIF>(2, p, torch::kDouble);
+    post->reset_state();
+    brain::AlignPostProj late(input, std::make_shared<brain::CsrComm>(conn, conn.weights),
+                              std::make_shared<brain::Expon>(2, 4.0, torch::kDouble), std::make_shared<brain::CUBA>(),
+                              post, 9);
+    FAIL() << "a longer delay was accepted after the simulation started";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("before the simulation starts"), std::string::npos) << e.what();
+  }
+  // A float32 reader gets a history of its own.
+  auto post32 = std::make_shared<brain::LIF>(2, p, torch::kFloat);
+  brain::AlignPostProj other(input, std::make_shared<brain::CsrComm>(conn, conn.weights.to(torch::kFloat)),
+                             std::make_shared<brain::Expon>(2, 4.0, torch::kFloat), std::make_shared<brain::CUBA>(),
+                             post32, 3);
+  EXPECT_NE(other.delay(), projs[0]->delay());
+}
+
 TEST(STP, ReleasesFollowTheTsodyksMarkramRecursion) {
   for (bool facilitation : {true, false}) {
     brain::STPParams p{0.2, 100.0, 50.0, facilitation};
