@@ -735,6 +735,41 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
     refuse("is not a runner checkpoint (format \"" +
            (header.is_object() ? header.value("format", std::string("?")) : std::string("?")) + "\")");
   }
+  // What the local and the global layouts read alike.
+  auto check_structure = [&](const std::vector<std::string>& now) {
+    const auto saved = header.at("structure").get<std::vector<std::string>>();
+    for (size_t i = 0; i < std::max(saved.size(), now.size()); ++i) {
+      const std::string a = i < saved.size() ? saved[i] : "(nothing)";
+      const std::string b = i < now.size() ? now[i] : "(nothing)";
+      if (a != b) refuse("does not match this system: it has \"" + a + "\" where the system has \"" + b + "\"");
+    }
+  };
+  auto check_present = [&](const std::vector<std::string>& needed) {
+    for (const auto& name : needed) {
+      if (!ck.has(name)) refuse("has no tensor '" + name + "'");
+    }
+  };
+  auto assign_state_at = [&](const std::string& p, const at::Tensor& value) {
+    const at::Tensor cur = system_->find_state(p);
+    const auto dot = p.rfind('.');
+    DynamicalSystem& owner = dot == std::string::npos ? *system_ : system_->find_system(p.substr(0, dot));
+    owner.assign_state(dot == std::string::npos ? p : p.substr(dot + 1), value.to(cur.device()));
+  };
+  auto restore_clock_and_run = [&]() {
+    at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();  // a handle: sets the global one
+    cpu_gen.set_state(ck.tensor("rng/cpu"));
+    ctx_.step = ck.tensor("clock/step").item<int64_t>();
+    ctx_.t = ck.tensor("clock/t_dt")[0].item<double>();
+    if (!progress) return;
+    const auto& run = header.at("run");
+    progress->total = run.at("total_steps").get<int64_t>();
+    progress->done = run.at("done_steps").get<int64_t>();
+    progress->t_start = run.at("t_start_ms").get<double>();
+    progress->wall_seconds = run.at("wall_seconds").get<double>();
+    progress->engine = run.at("engine").get<std::string>();
+    progress->checkpoint_every = run.at("checkpoint_every").get<int64_t>();
+    if (progress->total <= 0 || progress->done < 0 || progress->done > progress->total) refuse("has an impossible step count");
+  };
   try {
     if (header.at("version").get<int>() != kCheckpointVersion) refuse("has runner format version " + header.at("version").dump());
     const std::string identity = header.at("identity").get<std::string>();
@@ -755,20 +790,12 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
       // A distributed run's checkpoint: states and recordings as one process holds them. Each
       // rank takes its block of the split states; the connectivity is rebuilt from the
       // configuration (the identity says it is the same one).
-      const auto saved = header.at("structure").get<std::vector<std::string>>();
-      const auto now = global_structure();
-      for (size_t i = 0; i < std::max(saved.size(), now.size()); ++i) {
-        const std::string a = i < saved.size() ? saved[i] : "(nothing)";
-        const std::string b = i < now.size() ? now[i] : "(nothing)";
-        if (a != b) refuse("does not match this system: it has \"" + a + "\" where the system has \"" + b + "\"");
-      }
+      check_structure(global_structure());
       if (progress && !header.contains("run")) refuse("holds no run in progress");
       const auto paths = system_->state_paths();
       std::vector<std::string> needed{"clock/step", "clock/t_dt", "rng/cpu"};
       for (const auto& p : paths) needed.push_back("state/" + p);
-      for (const auto& name : needed) {
-        if (!ck.has(name)) refuse("has no tensor '" + name + "'");
-      }
+      check_present(needed);
       const int rank = options_.partition ? options_.partition->comm->rank() : 0;
       // Rank 0 (or the one process) holds the recordings; the others record their own. Read
       // before anything is assigned.
@@ -787,24 +814,11 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
           const dist::Block b = dist::block_of(value.size(-1), rank, world);
           value = value.narrow(-1, b.offset, b.size).contiguous();
         }
-        const at::Tensor cur = system_->find_state(p);
-        const auto dot = p.rfind('.');
-        DynamicalSystem& owner = dot == std::string::npos ? *system_ : system_->find_system(p.substr(0, dot));
-        owner.assign_state(dot == std::string::npos ? p : p.substr(dot + 1), value.to(cur.device()));
+        assign_state_at(p, value);
       }
-      at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();
-      cpu_gen.set_state(ck.tensor("rng/cpu"));
-      ctx_.step = ck.tensor("clock/step").item<int64_t>();
-      ctx_.t = ck.tensor("clock/t_dt")[0].item<double>();
+      restore_clock_and_run();
       if (progress) {
         const auto& run = header.at("run");
-        progress->total = run.at("total_steps").get<int64_t>();
-        progress->done = run.at("done_steps").get<int64_t>();
-        progress->t_start = run.at("t_start_ms").get<double>();
-        progress->wall_seconds = run.at("wall_seconds").get<double>();
-        progress->engine = run.at("engine").get<std::string>();
-        progress->checkpoint_every = run.at("checkpoint_every").get<int64_t>();
-        if (progress->total <= 0 || progress->done < 0 || progress->done > progress->total) refuse("has an impossible step count");
         // The whole network's counts go to rank 0's share; every rank has every population.
         for (const auto& [pop, n] : run.at("spike_counts").items()) progress->spike_counts[pop] = rank == 0 ? n.get<int64_t>() : 0;
         const bool merging = options_.partition && options_.partition->merge;
@@ -816,13 +830,7 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
       }
       return;
     }
-    const auto saved = header.at("structure").get<std::vector<std::string>>();
-    const auto now = structure_of(*system_, options_);
-    for (size_t i = 0; i < std::max(saved.size(), now.size()); ++i) {
-      const std::string a = i < saved.size() ? saved[i] : "(nothing)";
-      const std::string b = i < now.size() ? now[i] : "(nothing)";
-      if (a != b) refuse("does not match this system: it has \"" + a + "\" where the system has \"" + b + "\"");
-    }
+    check_structure(structure_of(*system_, options_));
     const bool in_progress = header.contains("run");
     if (progress && !in_progress) refuse("holds no run in progress (written by save_checkpoint; use load_checkpoint)");
 
@@ -843,9 +851,7 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
         needed.push_back("monitor_t/" + m.key());
       }
     }
-    for (const auto& name : needed) {
-      if (!ck.has(name)) refuse("has no tensor '" + name + "'");
-    }
+    check_present(needed);
 
     // The recordings too, before anything is assigned.
     std::map<std::string, std::vector<at::Tensor>> rec_values, rec_times;
@@ -856,19 +862,12 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
 
     // Everything checked: now the system is changed.
     torch::NoGradGuard no_grad;
-    for (const auto& p : paths) {
-      const at::Tensor cur = system_->find_state(p);
-      const auto dot = p.rfind('.');
-      DynamicalSystem& owner = dot == std::string::npos ? *system_ : system_->find_system(p.substr(0, dot));
-      owner.assign_state(dot == std::string::npos ? p : p.substr(dot + 1), ck.tensor("state/" + p).to(cur.device()));
-    }
+    for (const auto& p : paths) assign_state_at(p, ck.tensor("state/" + p));
     for (auto& item : system_->named_parameters()) item.value().copy_(ck.tensor("parameter/" + item.key()));
     for (auto& item : system_->named_buffers()) {
       if (states.count(item.key()) || !keeps_in_checkpoint(item.value())) continue;
       item.value().copy_(ck.tensor("buffer/" + item.key()));
     }
-    at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();  // a handle: sets the global one
-    cpu_gen.set_state(ck.tensor("rng/cpu"));
     if (at::hasCUDA()) {
       for (c10::DeviceIndex d = 0; d < static_cast<c10::DeviceIndex>(torch::cuda::device_count()); ++d) {
         const std::string key = "rng/cuda" + std::to_string(d);
@@ -877,17 +876,9 @@ void Runner::read_checkpoint(const std::string& path, Progress* progress) {
         gen.set_state(ck.tensor(key));
       }
     }
-    ctx_.step = ck.tensor("clock/step").item<int64_t>();
-    ctx_.t = ck.tensor("clock/t_dt")[0].item<double>();
+    restore_clock_and_run();
     if (progress) {
       const auto& run = header.at("run");
-      progress->total = run.at("total_steps").get<int64_t>();
-      progress->done = run.at("done_steps").get<int64_t>();
-      progress->t_start = run.at("t_start_ms").get<double>();
-      progress->wall_seconds = run.at("wall_seconds").get<double>();
-      progress->engine = run.at("engine").get<std::string>();
-      progress->checkpoint_every = run.at("checkpoint_every").get<int64_t>();
-      if (progress->total <= 0 || progress->done < 0 || progress->done > progress->total) refuse("has an impossible step count");
       for (const auto& [pop, n] : run.at("spike_counts").items()) progress->spike_counts[pop] = n.get<int64_t>();
       if (embedded) {
         for (const auto& m : options_.monitors) {

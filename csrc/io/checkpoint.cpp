@@ -91,6 +91,24 @@ class Cursor {
 
 std::string errno_text() { return std::strerror(errno); }
 
+// Reads up to `size` bytes (fewer at the end of the file) and returns how many; on an error
+// closes fd and throws naming `what`.
+std::size_t read_up_to(int fd, char* data, std::size_t size, const std::string& what) {
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n = ::read(fd, data + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const std::string why = errno_text();
+      ::close(fd);
+      throw CheckpointError("cannot read " + what + ": " + why);
+    }
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
 void write_all(int fd, const std::string& bytes, const std::string& path) {
   std::size_t done = 0;
   while (done < bytes.size()) {
@@ -323,17 +341,7 @@ Checkpoint read_checkpoint_file(const std::string& path) {
     throw CheckpointError("checkpoint '" + path + "' is not a regular file");
   }
   std::string bytes(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      throw CheckpointError("cannot read checkpoint '" + path + "': " + errno_text());
-    }
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
+  const std::size_t done = read_up_to(fd, bytes.data(), bytes.size(), "checkpoint '" + path + "'");
   ::close(fd);
   bytes.resize(done);
   return decode_checkpoint(bytes.data(), bytes.size(), path);
@@ -346,17 +354,7 @@ std::string read_prefix(const std::string& path, std::uint64_t bytes) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw CheckpointError("cannot open the recordings file '" + path + "': " + errno_text());
   std::string data(static_cast<std::size_t>(bytes), '\0');
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::read(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      throw CheckpointError("cannot read the recordings file '" + path + "': " + errno_text());
-    }
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
+  const std::size_t done = read_up_to(fd, data.data(), data.size(), "the recordings file '" + path + "'");
   ::close(fd);
   if (done < data.size()) {
     throw CheckpointError("the recordings file '" + path + "' is truncated: " + std::to_string(done) +

@@ -133,6 +133,19 @@ std::int64_t scatter_work(const Params<scalar_t, index_t, x_t>& p, std::int64_t 
   }
 }
 
+// sum over b < n of x[b * x_stride] * g[b * g_stride], skipping inactive (zero) x entries.
+template <typename acc_t, typename scalar_t, typename x_t>
+inline acc_t active_dot(const x_t* x, std::int64_t x_stride, const scalar_t* g, std::int64_t g_stride,
+                        std::int64_t n) {
+  acc_t acc = 0;
+  for (std::int64_t b = 0; b < n; ++b) {
+    const x_t xv = x[b * x_stride];
+    if (!is_active(xv)) continue;
+    acc += static_cast<acc_t>(as_scalar<scalar_t>(xv)) * static_cast<acc_t>(g[b * g_stride]);
+  }
+  return acc;
+}
+
 // Per-synapse weight gradient for rows [row_begin, row_end):
 //   dW[k] = sum_b x[b, src(k)] * g[b, dst(k)]
 // with (src, dst) = (indices[k], row) for the gather form and (row, indices[k]) for the
@@ -156,13 +169,7 @@ Status weight_grad(const index_t* indptr, const index_t* indices, const x_t* x,
     for (std::int64_t k = k0; k < k1; ++k) {
       const std::int64_t j = indices[k];
       if (j < 0 || j >= n_cols) return Status::bad_index(k);
-      acc_t acc = 0;
-      for (std::int64_t b = 0; b < batch; ++b) {
-        const x_t xv = kTranspose ? x[b * n_x + i] : x[b * n_x + j];
-        if (!is_active(xv)) continue;
-        const scalar_t gv = kTranspose ? g[b * n_g + j] : g[b * n_g + i];
-        acc += static_cast<acc_t>(as_scalar<scalar_t>(xv)) * static_cast<acc_t>(gv);
-      }
+      const acc_t acc = active_dot<acc_t>(x + (kTranspose ? i : j), n_x, g + (kTranspose ? j : i), n_g, batch);
       if (dw_row_sum) {
         row_sum += acc;
       } else {
@@ -253,12 +260,7 @@ Status weight_grad_batch_minor(const index_t* indptr, const index_t* indices, co
       for (std::int64_t k = k0; k < k1; ++k) {
         const std::int64_t j = indices[k];
         if (j < 0 || j >= n_cols) return Status::bad_index(k);
-        const x_t* xj = x + j * batch;
-        acc_t acc = 0;
-        for (std::int64_t b = 0; b < batch; ++b) {
-          if (!is_active(xj[b])) continue;
-          acc += static_cast<acc_t>(as_scalar<scalar_t>(xj[b])) * static_cast<acc_t>(gi[b]);
-        }
+        const acc_t acc = active_dot<acc_t>(x + j * batch, 1, gi, 1, batch);
         if (dw_row_sum) {
           row_sum += acc;
         } else {
