@@ -11,17 +11,19 @@
 namespace brain {
 
 void Synapse::deliver(const Context& ctx, const at::Tensor& input) {
-  if (ctx.step != last_step_) {
+  if (!delivered_at(ctx.step)) {
     advance(ctx);
     last_step_ = ctx.step;
   }
   arrive(input);
+  delivered_g_ = state("g");
 }
 
 void Synapse::update(const Context& ctx) {
-  if (ctx.step != last_step_) {
+  if (!delivered_at(ctx.step)) {
     advance(ctx);
     last_step_ = ctx.step;
+    delivered_g_ = state("g");
   }
 }
 

@@ -28,8 +28,10 @@ class BRAIN_API Synapse : public DynamicalSystem {
   const at::Tensor& g() const { return state("g"); }
   int64_t size() const { return n_; }
   // Whether deliver() already ran in this step: AlignPre projections that share one
-  // presynaptic synapse deliver the spikes once.
-  bool delivered_at(int64_t step) const { return last_step_ == step; }
+  // presynaptic synapse deliver the spikes once. The state must also be the one that delivery
+  // left: after a checkpoint is loaded (or another engine wrote g) the same step number is a
+  // new step, e.g. when a run is rewound to the step it last executed.
+  bool delivered_at(int64_t step) const { return last_step_ == step && delivered_g_.is_same(state("g")); }
   // AlignPre sharing: the first projection binds its presynaptic system; another one with a
   // different presynaptic side is an error (its spikes would be mixed into foreign state).
   void bind_presynaptic(const DynamicalSystem* pre);
@@ -38,12 +40,16 @@ class BRAIN_API Synapse : public DynamicalSystem {
   virtual void advance(const Context& ctx) = 0;       // relax over one step
   virtual void arrive(const at::Tensor& input) = 0;  // add what arrived this step
   // Subclasses call this from reset_own_state: the next delivery relaxes again.
-  void restart_clock() { last_step_ = std::numeric_limits<int64_t>::min(); }
+  void restart_clock() {
+    last_step_ = std::numeric_limits<int64_t>::min();
+    delivered_g_ = at::Tensor();
+  }
   int64_t n_;
   at::TensorOptions options_;
 
  private:
   int64_t last_step_ = std::numeric_limits<int64_t>::min();
+  at::Tensor delivered_g_;  // g as the last deliver() or update() left it (a reference, not a copy)
   const DynamicalSystem* presynaptic_ = nullptr;
 };
 

@@ -245,6 +245,23 @@ TEST(Checkpoint, SaveAndLoadBetweenRunsContinuesTheSimulation) {
   EXPECT_THROW(brain::Runner(network(), options_for(Engine::Modules, drive)).resume(path), io::CheckpointError);
 }
 
+// Loading a checkpoint into the system that wrote it rewinds it, also to the step it last
+// executed: synapses that relax once per step must not take the replayed step as done.
+TEST(Checkpoint, LoadingRewindsTheSameSystemEvenToItsLastStep) {
+  torch::NoGradGuard no_grad;
+  const at::Tensor drive = drive_for(200);
+  const std::string path = temp_path("rewind.ckpt");
+  brain::Runner runner(network(), options_for(Engine::Modules, drive));
+  runner.run_steps(200);
+  runner.save_checkpoint(path);
+  for (int64_t steps : {1, 40}) {
+    const brain::RunResult first = runner.run_steps(steps);
+    runner.load_checkpoint(path);
+    expect_same_result(runner.run_steps(steps), first);
+    runner.load_checkpoint(path);
+  }
+}
+
 std::string refusal(const std::function<void()>& f) {
   try {
     f();
