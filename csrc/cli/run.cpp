@@ -242,6 +242,12 @@ RunnerOptions runner_options(const RunConfig& cfg, const RunArgs& a, const std::
 // printed) when that checkpoint cannot be resumed.
 bool run_or_resume(Runner& runner, const RunArgs& a, const RunConfig& cfg, RunResult& r) {
   if (a.resume.empty()) {
+    std::error_code ec;
+    if (!a.checkpoint.empty() && std::filesystem::exists(a.checkpoint, ec)) {
+      // Often a rerun after a crash that meant to continue: say so before the old one is gone.
+      std::cerr << "brain run: note: " << a.checkpoint << " already exists; this fresh run replaces it at its first "
+                << "checkpoint (--resume " << a.checkpoint << " continues the run it holds)\n";
+    }
     r = runner.run(cfg.duration_ms);
     return true;
   }

@@ -392,7 +392,7 @@ MemoryEstimate estimate_run_memory(const RunConfig& cfg) {
   }
   const double delay_rows = std::ceil(n.delay_ms / cfg.dt_ms) + 1;
   e.states = state_factor * ((ne + ni) * (value_bytes * 4 + 8) + 2 * (ne + ni) * value_bytes) +
-             2 * delay_rows * (ne + ni) * value_bytes;
+             delay_rows * (ne + ni) * value_bytes;  // one spike history per population, shared
   const double steps = cfg.duration_ms / cfg.dt_ms;
   const double per_step =
       static_cast<double>(cfg.voltage_neurons.size()) * value_bytes + 8 + (cfg.monitor_spikes ? ne + ni : 0);

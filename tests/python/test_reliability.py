@@ -92,6 +92,17 @@ def finished_checkpoint(tmp_path_factory):
     return d / "run.ckpt"
 
 
+def test_a_fresh_run_over_an_existing_checkpoint_says_so(tmp_path, finished_checkpoint):
+    ckpt = tmp_path / "run.ckpt"
+    ckpt.write_bytes(finished_checkpoint.read_bytes())
+    proc = run(COBA, "--duration", "5", "--no-progress", "--out", tmp_path / "out", "--checkpoint", ckpt)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert "already exists" in proc.stderr and f"--resume {ckpt}" in proc.stderr, proc.stderr
+    quiet = run(COBA, "--duration", "5", "--no-progress", "--out", tmp_path / "out2", "--checkpoint",
+                tmp_path / "new.ckpt")
+    assert quiet.returncode == EXIT_OK and "already exists" not in quiet.stderr, quiet.stderr
+
+
 @pytest.mark.parametrize("damage", ["truncated", "bit_flip", "empty", "garbage"])
 def test_damaged_checkpoints_are_refused(tmp_path, finished_checkpoint, damage):
     data = bytearray(finished_checkpoint.read_bytes())
