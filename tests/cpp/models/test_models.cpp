@@ -314,6 +314,27 @@ TEST(AlignPost, DelayedProjectionsFromOnePopulationShareOneHistory) {
   EXPECT_NE(other.delay(), projs[0]->delay());
 }
 
+// A shared history allocated but still empty grows in place; a reader of another size is refused.
+TEST(Delay, SharedHistoryGrowsBeforeTheRunAndChecksItsReaders) {
+  auto source = std::make_shared<brain::PoissonGroup>(4, 100.0, 3);
+  const auto first = brain::shared_spike_delay(*source, 4, 2, torch::kDouble);
+  ASSERT_TRUE(first.created);
+  first.delay->reset_state(3);
+  EXPECT_EQ(first.delay->state("history").sizes(), (std::vector<int64_t>{3, 3, 4}));
+  const auto second = brain::shared_spike_delay(*source, 4, 6, torch::kDouble);
+  EXPECT_FALSE(second.created);
+  EXPECT_EQ(second.delay, first.delay);
+  EXPECT_EQ(first.delay->state("history").sizes(), (std::vector<int64_t>{7, 3, 4}));
+  EXPECT_EQ(first.delay->state("history").scalar_type(), torch::kDouble);
+  try {
+    brain::shared_spike_delay(*source, 5, 1, torch::kDouble);
+    FAIL() << "a reader of 5 neurons shared a history of 4";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds 4 neurons"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(brain::shared_spike_delay(*source, 4, 0, torch::kDouble), c10::Error);
+}
+
 TEST(STP, ReleasesFollowTheTsodyksMarkramRecursion) {
   for (bool facilitation : {true, false}) {
     brain::STPParams p{0.2, 100.0, 50.0, facilitation};
