@@ -27,7 +27,7 @@ const char* kRunUsage =
     "usage: brain run CONFIG.json [--duration MS] [--device cpu|cuda] [--seed N] [--out DIR]\n"
     "                 [--checkpoint PATH [--checkpoint-every STEPS]] [--resume PATH]\n"
     "                 [--engine auto|fast|modules] [--progress|--no-progress] [--save-network]\n"
-    "                 [--validate] [--no-check-finite] [--no-resource-check]\n"
+    "                 [--validate] [--no-check-finite] [--no-resource-check] [--deterministic]\n"
     "  --checkpoint        write the run in progress to PATH every STEPS steps (default 10000),\n"
     "                      atomically; the last one stays\n"
     "  --resume PATH       finish the run saved in PATH (same config and options), monitors\n"
@@ -40,6 +40,9 @@ const char* kRunUsage =
     "  --validate          check the config and the memory it needs, then stop (nothing runs)\n"
     "  --no-check-finite   do not stop when a state becomes NaN or Inf\n"
     "  --no-resource-check run even when the memory estimate exceeds what the device has\n"
+    "  --deterministic     CUDA: bitwise reproducible sums (torch's deterministic algorithms;\n"
+    "                      transposed CSR products gather by column, slower); refuses the ops\n"
+    "                      that have no such path (JIT connectivity); CPU sums always are\n"
     "  --dist-timeout S    distributed runs: seconds a rank waits for the others before it\n"
     "                      stops with an error naming the ranks that died or hang (default 60)\n"
     "distributed: torchrun --nproc_per_node=N --no-python brain run CONFIG.json [...] splits\n"
@@ -63,6 +66,7 @@ struct RunArgs {
   bool validate_only = false;
   bool check_finite = true;
   bool resource_check = true;
+  bool deterministic = false;
   double dist_timeout_s = 60;
   dist::Encoding dist_encoding = dist::Encoding::Auto;
 };
@@ -122,6 +126,8 @@ std::string parse_args(const std::vector<std::string>& args, RunArgs& a) {
         a.validate_only = true;
       } else if (k == "--no-check-finite") {
         a.check_finite = false;
+      } else if (k == "--deterministic") {
+        a.deterministic = true;
       } else if (k == "--no-resource-check") {
         a.resource_check = false;
       } else if (k == "--dist-timeout") {
@@ -221,6 +227,14 @@ double peak_rss_mb() {
   return 0.0;
 }
 
+// Whether the model uses what --deterministic cannot make reproducible on CUDA: the JIT ops
+// add with atomics and have no ordered path. Refused before anything is built.
+bool nondeterministic_on_cuda(const RunConfig& cfg) {
+  return (cfg.model == "esn" && cfg.esn.connectivity == "jit") ||
+         (cfg.model == "ei_network" && cfg.network.connectivity == "jit") ||
+         (cfg.model == "coba_hh" && cfg.coba_hh.connectivity == "jit");
+}
+
 }  // namespace
 
 // What every model's run shares: step, progress, engine, guards and checkpoints.
@@ -294,6 +308,7 @@ int run_rate_model(const RunConfig& cfg, const RunArgs& a, const std::string& id
   summary["units"] = units;
   summary["config_identity"] = identity;
   summary["estimated_memory_bytes"] = need.total();
+  summary["deterministic"] = a.deterministic;
 
   if (esn) {
     const auto& s = cfg.esn;
@@ -451,6 +466,16 @@ int run(const std::vector<std::string>& args) {
   if (a.engine) cfg.engine = *a.engine;
   if (!a.check_finite) cfg.check_finite = false;
   if (a.out.empty()) a.out = "out/" + std::filesystem::path(a.config).stem().string();
+  if (a.deterministic) {
+    // cuBLAS reads this when it creates its handle, so it must be set before the first matmul.
+    setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+    at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
+  }
+  if (a.deterministic && cfg.device == "cuda" && nondeterministic_on_cuda(cfg)) {
+    std::cerr << "brain run: " << a.config << ": /network/connectivity: \"jit\" has no reproducible CUDA path "
+              << "(its sums use atomics), so --deterministic refuses it on CUDA; use \"csr\" or the CPU\n";
+    return kExitUsage;
+  }
   if (cfg.device == "cuda" && !torch::cuda::is_available()) {
     std::cerr << "brain run: --device cuda, but no CUDA device is available here\n";
     return kExitUsage;
@@ -653,6 +678,7 @@ int run(const std::vector<std::string>& args) {
   summary["peak_rss_mb"] = peak_rss_mb();
   summary["config_identity"] = identity;
   summary["estimated_memory_bytes"] = need.total();
+  summary["deterministic"] = a.deterministic;
   if (!a.resume.empty()) summary["resumed_from"] = a.resume;
   if (!opt.checkpoint_path.empty()) summary["checkpoint"] = {{"path", opt.checkpoint_path}, {"every_steps", opt.checkpoint_every}};
   summary["rates_hz"] = rates;

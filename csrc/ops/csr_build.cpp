@@ -9,12 +9,15 @@
 #include <ATen/ops/repeat_interleave.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/ones.h>
+#include <ATen/ops/searchsorted.h>
 #include <ATen/ops/sort.h>
+#include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/SymIntArrayRef.h>
 #include <torch/library.h>
 
 #include <brain/csr.h>
+#include <brain/ops.h>
 
 #include "csrc/ops/csr_common.h"
 
@@ -64,6 +67,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> csr_from_coo(const at::Tensor& ro
                            const at::Tensor&, const at::Tensor&, c10::SymIntArrayRef)>();
   return op.call(rows, cols, c10::fromIntArrayRefSlow(shape));
 }
+
+namespace detail {
+
+at::Tensor csr_transposed_matmul_by_gather(const at::Tensor& indptr, const at::Tensor& indices,
+                                           const at::Tensor& weights, bool homo,
+                                           const at::Tensor& x, int64_t n_rows, int64_t n_cols,
+                                           bool event) {
+  const int64_t nnz = indices.size(0);
+  const auto long_opts = indices.options().dtype(at::kLong);
+  at::Tensor cols = indices.to(at::kLong);
+  // The entry k belongs to the last row whose indptr is <= k; searchsorted stays in range on
+  // a malformed indptr, where repeat_interleave would assert on the device.
+  at::Tensor rows = at::searchsorted(indptr.to(at::kLong), at::arange(nnz, long_opts),
+                                     /*out_int32=*/false, /*right=*/true)
+                        .sub_(1);
+  const at::Tensor valid =
+      cols.ge(0).logical_and_(cols.lt(n_cols)).logical_and_(rows.ge(0)).logical_and_(rows.lt(n_rows));
+  cols.clamp_(0, std::max<int64_t>(n_cols - 1, 0));
+  rows.clamp_(0, std::max<int64_t>(n_rows - 1, 0));
+  const at::Tensor perm = std::get<1>(at::sort(cols, /*stable=*/true, 0, false));
+  const at::Tensor sorted_cols = cols.index_select(0, perm);
+  const at::Tensor csc_indptr =
+      at::searchsorted(sorted_cols, at::arange(n_cols + 1, long_opts), false, /*right=*/false);
+  const at::Tensor w = homo ? weights.reshape({}).expand({nnz}) : weights;
+  const at::Tensor csc_weights =
+      at::where(valid, w, at::zeros({}, w.options())).index_select(0, perm);
+  const at::Tensor csc_rows = rows.index_select(0, perm);
+  return event ? event_csr_matmul(csc_indptr, csc_rows, csc_weights, x, {n_cols, n_rows}, false)
+               : csr_matmul(csc_indptr, csc_rows, csc_weights, x, {n_cols, n_rows}, false);
+}
+
+}  // namespace detail
 
 }  // namespace brain::ops
 

@@ -42,4 +42,16 @@ void report_kernel_status(const char* op, const kernels::csr::Status& status, in
 // CPU only: indptr[0] = 0 and indptr[n_rows] = nnz (values, so never called for CUDA ops).
 void check_indptr_ends_cpu(const char* op, const at::Tensor& indptr, int64_t nnz);
 
+// A^T @ x as a gather over A's columns: the entries are sorted by column (stable, so each
+// column keeps its rows in ascending order) and the non-transposed op sums each column in that
+// fixed order. Bitwise reproducible where the scatter's atomics are not; used by the CUDA
+// transposed ops when torch's deterministic algorithms are on. Costs a sort of nnz entries per
+// call and, for events, a visit of every entry instead of the active rows' only. No host sync.
+// Out-of-range entries (a column outside [0, n_cols) or an entry no row owns) contribute
+// nothing, as in the scatter kernels; `homo` means weights holds one value for every entry.
+at::Tensor csr_transposed_matmul_by_gather(const at::Tensor& indptr, const at::Tensor& indices,
+                                           const at::Tensor& weights, bool homo,
+                                           const at::Tensor& x, int64_t n_rows, int64_t n_cols,
+                                           bool event);
+
 }  // namespace brain::ops::detail

@@ -550,3 +550,45 @@ def test_cuda_skips_out_of_range_indices_instead_of_writing_out_of_bounds():
     assert torch.equal(y.cpu(), torch.tensor([2.0, 0.0, 1.0]))
     with pytest.raises(RuntimeError, match=r"indices\[2\] = 9 is out of range"):
         ops.validate_csr(a["indptr"].cuda(), a["indices"].cuda(), a["shape"])
+
+
+@pytest.fixture
+def deterministic_algorithms():
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+@needs_cuda
+@pytest.mark.parametrize("op_name", ["float", "event"])
+@pytest.mark.parametrize("batch", [None, 4])
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+def test_cuda_deterministic_mode_makes_the_scatter_reproducible(deterministic_algorithms, op_name, batch,
+                                                                index_dtype):
+    # 3000 rows into 50 columns: about 1800 float32 terms per output, added in arrival order by
+    # the atomics; deterministic mode sums each column in row order, the same bits every call.
+    shape = (3000, 50)
+    indptr, indices = random_csr(*shape, mean_row_len=30, device="cuda", index_dtype=index_dtype)
+    weights = torch.randn(indices.numel(), device="cuda")
+    x = make_x(shape[0], batch, "bool" if op_name == "event" else "float", torch.float32, "cuda")
+    results = [OPS[op_name](indptr, indices, weights, x, shape, True) for _ in range(5)]
+    for r in results[1:]:
+        assert torch.equal(r, results[0])
+    want = reference(indptr, indices, weights, x, shape, True)
+    torch.testing.assert_close(results[0].double().cpu(), want, rtol=1e-4, atol=1e-4)
+    # The gradient w.r.t. x of a non-transposed product is a transposed one: reproducible too.
+    xs = make_x(shape[1], batch, "float", torch.float32, "cuda").requires_grad_()
+    grads = []
+    for _ in range(3):
+        xs.grad = None
+        ops.csr_matmul(indptr, indices, weights, xs, shape, False).square().sum().backward()
+        grads.append(xs.grad.clone())
+    assert all(torch.equal(g, grads[0]) for g in grads[1:])
+
+
+@needs_cuda
+def test_cuda_deterministic_mode_refuses_the_jit_scatter(deterministic_algorithms):
+    x = torch.rand(4, 500, device="cuda") < 0.1
+    w = torch.tensor(0.5, device="cuda")
+    with pytest.raises(RuntimeError, match="transpose=True"):
+        ops.event_jitc_matmul(x, w, 0.1, 7, (500, 300), "homo", True)

@@ -15,6 +15,7 @@ import subprocess
 import time
 
 import pytest
+import torch
 
 import brain
 from cli_helpers import BRAIN_TOOL, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, REPO, assert_same_monitors, monitors
@@ -354,6 +355,46 @@ def test_same_seed_same_spikes_across_runs_and_thread_counts(tmp_path):
     other = run(path, "--duration", "100", "--seed", "43", "--no-progress", "--out", tmp_path / "seed43")
     assert other.returncode == EXIT_OK
     assert (tmp_path / "seed43" / "monitors.npz").read_bytes() != (outs[0] / "monitors.npz").read_bytes()
+
+
+@pytest.mark.parametrize("engine", ["modules", "fast"])
+def test_deterministic_flag_keeps_cpu_monitors_and_says_so(tmp_path, engine):
+    # CPU sums are reproducible already, so the monitors must not move; under torch's
+    # deterministic mode every uninitialised tensor is also filled with NaN, so a read of
+    # memory never written would show up here (and stop the run through the guard).
+    base = [COBA, "--duration", "100", "--engine", engine, "--no-progress"]
+    plain = run(*base, "--out", tmp_path / "plain")
+    det = run(*base, "--deterministic", "--out", tmp_path / "det")
+    assert plain.returncode == EXIT_OK and det.returncode == EXIT_OK, det.stderr
+    assert (tmp_path / "det" / "monitors.npz").read_bytes() == (tmp_path / "plain" / "monitors.npz").read_bytes()
+    assert json.loads((tmp_path / "det" / "summary.json").read_text())["deterministic"] is True
+    assert json.loads((tmp_path / "plain" / "summary.json").read_text())["deterministic"] is False
+
+
+def test_deterministic_flag_refuses_jit_connectivity_on_cuda(tmp_path):
+    proc = run(os.path.join(REPO, "models", "coba_jit.json"), "--device", "cuda", "--deterministic",
+               "--out", tmp_path)
+    assert proc.returncode == EXIT_USAGE
+    assert "/network/connectivity" in proc.stderr and "--deterministic" in proc.stderr, proc.stderr
+    assert not (tmp_path / "monitors.npz").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_deterministic_cuda_runs_repeat_and_resume_bit_identically(tmp_path):
+    base = [COBA, "--device", "cuda", "--deterministic", "--duration", "200", "--no-progress"]
+    first = run(*base, "--out", tmp_path / "a")
+    second = run(*base, "--out", tmp_path / "b")
+    assert first.returncode == EXIT_OK and second.returncode == EXIT_OK, first.stderr + second.stderr
+    straight = (tmp_path / "a" / "monitors.npz").read_bytes()
+    assert (tmp_path / "b" / "monitors.npz").read_bytes() == straight
+    # Killed while writing its third checkpoint (step 1500), resumed from the second.
+    ckpt = tmp_path / "run.ckpt"
+    killed = run(*base, "--out", tmp_path / "c", "--checkpoint", ckpt, "--checkpoint-every", "500",
+                 env={"BRAIN_FAULT_KILL_IN_CHECKPOINT": "3"})
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run(*base, "--out", tmp_path / "c", "--checkpoint", ckpt, "--checkpoint-every", "500", "--resume", ckpt)
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    assert (tmp_path / "c" / "monitors.npz").read_bytes() == straight
 
 
 # ---- the same from Python ----

@@ -3,6 +3,7 @@
 // back to the host, except validate_csr, whose whole purpose is to do so.
 #include <array>
 
+#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/ops/arange.h>
@@ -47,6 +48,13 @@ at::Tensor csr_matmul_cuda(const at::Tensor& indptr_in, const at::Tensor& indice
   const at::Tensor x = x_in.contiguous();
   const int64_t batch = g.batch.expect_int();
   const int64_t n_out = g.n_out.expect_int();
+  // The scatter adds with atomics in whatever order the threads arrive; under
+  // torch.use_deterministic_algorithms the sum goes column by column in a fixed order instead.
+  if (transpose && at::globalContext().deterministicAlgorithms()) {
+    return detail::csr_transposed_matmul_by_gather(indptr, indices, weights, g.homo, x,
+                                                   g.n_rows.expect_int(), g.n_cols.expect_int(),
+                                                   kEvent);
+  }
   const auto dtype = weights.scalar_type();
   const bool half = dtype == at::kHalf || dtype == at::kBFloat16;
 

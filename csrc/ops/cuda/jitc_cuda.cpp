@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include <ATen/Context.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -70,6 +71,17 @@ at::Tensor matmul_impl(const char* op, bool event, const at::Tensor& x_in,
                              weight.options().dtype(half ? at::kFloat : dtype));
   kc::MatmulArgs a;
   a.spec = spec_for(g, prob, seed);
+  // Atomics add a row's blocks (and, transposed, the rows of a column) in arrival order. One
+  // block per row and no transpose leaves each output with a single writer: reproducible.
+  if (transpose || a.spec.n_blocks > 1) {
+    at::globalContext().alertNotDeterministic(
+        transpose ? "brain::jitc_matmul / event_jitc_matmul on CUDA with transpose=True (for "
+                    "reproducible sums, materialise the matrix with brain::jitc_to_csr and use "
+                    "the CSR ops)"
+                  : "brain::jitc_matmul / event_jitc_matmul on CUDA with more columns than one "
+                    "generator block (for reproducible sums, materialise the matrix with "
+                    "brain::jitc_to_csr and use the CSR ops)");
+  }
   a.weight = weight.const_data_ptr();
   a.dtype = kernel_dtype(dtype);
   a.x = x.const_data_ptr();
@@ -116,6 +128,9 @@ std::tuple<at::Tensor, at::Tensor> jitc_matmul_backward_cuda(
     const at::Tensor x = x_in.contiguous();
     const at::Tensor weight = weight_in.contiguous();
     const at::Tensor gout = grad_out.contiguous();
+    at::globalContext().alertNotDeterministic(
+        "brain::_jitc_matmul_backward on CUDA, the weight parameters' gradient (per-block "
+        "partial sums are added with atomics)");
     at::Tensor grad = at::zeros({2}, weight.options().dtype(at::kDouble));
     kc::ParamGradArgs a;
     a.spec = spec_for(g, prob, seed);

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "csrc/ops/csr_common.h"
+
 namespace {
 
 brain::CsrMatrix example() {
@@ -76,6 +78,56 @@ TEST(CsrOps, CscViewAndPostUpdate) {
                                   torch::tensor({2., 0., 0., 4.}, torch::kFloat64), 0.5,
                                   std::nullopt, 5.0);
   EXPECT_TRUE(torch::equal(w, torch::tensor({1., 3., 3., 4., 5.}, torch::kFloat64)));
+}
+
+// The deterministic-mode path of the CUDA transposed ops is device-generic ATen code over the
+// non-transposed op; here it runs on the CPU against a float64 dense reference.
+TEST(CsrOps, TransposedProductByColumnGatherMatchesDense) {
+  torch::manual_seed(3);
+  for (const auto index_dtype : {torch::kInt32, torch::kInt64}) {
+    for (const int64_t n_rows : {0, 1, 37}) {
+      for (const int64_t n_cols : {0, 1, 23}) {
+        const auto dense = torch::rand({n_rows, n_cols}, torch::kFloat64)
+                               .mul_(torch::rand({n_rows, n_cols}, torch::kFloat64).lt(0.3));
+        const auto a = brain::CsrMatrix::from_dense(dense, index_dtype);
+        const auto x = torch::randn({4, n_rows}, torch::kFloat64);
+        const auto spikes = torch::rand({4, n_rows}).lt(0.4);
+        for (const bool event : {false, true}) {
+          const auto xin = event ? spikes : x;
+          const auto want = xin.to(torch::kFloat64).matmul(dense);
+          const auto got = brain::ops::detail::csr_transposed_matmul_by_gather(
+              a.indptr, a.indices, a.weights, false, xin, n_rows, n_cols, event);
+          ASSERT_EQ(got.sizes(), want.sizes());
+          EXPECT_TRUE(torch::allclose(got, want, 1e-12, 1e-12)) << n_rows << "x" << n_cols;
+          const auto one = brain::ops::detail::csr_transposed_matmul_by_gather(
+              a.indptr, a.indices, a.weights, false, xin[1], n_rows, n_cols, event);
+          EXPECT_TRUE(torch::allclose(one, want[1], 1e-12, 1e-12));
+          // One weight for every entry (homogeneous connectivity).
+          const auto homo = brain::ops::detail::csr_transposed_matmul_by_gather(
+              a.indptr, a.indices, torch::tensor(0.5, torch::kFloat64), true, xin, n_rows,
+              n_cols, event);
+          const auto pattern = dense.ne(0).to(torch::kFloat64);
+          EXPECT_TRUE(torch::allclose(homo, xin.to(torch::kFloat64).matmul(pattern) * 0.5, 1e-12, 1e-12));
+        }
+      }
+    }
+  }
+}
+
+TEST(CsrOps, TransposedProductByColumnGatherSkipsOutOfRangeEntries) {
+  // Rows 0: cols {1, 9}, row 1: cols {-2, 2}; columns 9 and -2 lie outside [0, 3).
+  const auto indptr = torch::tensor({0, 2, 4}, torch::kInt64);
+  const auto indices = torch::tensor({1, 9, -2, 2}, torch::kInt64);
+  const auto weights = torch::tensor({1., 2., 3., 4.}, torch::kFloat64);
+  const auto x = torch::tensor({10., 100.}, torch::kFloat64);
+  const auto got = brain::ops::detail::csr_transposed_matmul_by_gather(indptr, indices, weights,
+                                                                       false, x, 2, 3, false);
+  EXPECT_TRUE(torch::equal(got, torch::tensor({0., 10., 400.}, torch::kFloat64))) << got;
+  // indptr ending short of nnz: the entry past it has no row and adds nothing.
+  const auto short_ptr = torch::tensor({0, 1, 3}, torch::kInt64);
+  const auto got_short = brain::ops::detail::csr_transposed_matmul_by_gather(
+      short_ptr, torch::tensor({0, 1, 2, 2}, torch::kInt64), weights, false, x, 2, 3, false);
+  EXPECT_TRUE(torch::equal(got_short, torch::tensor({10., 200., 300.}, torch::kFloat64))) << got_short;
 }
 
 }  // namespace
