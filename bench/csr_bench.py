@@ -14,6 +14,11 @@ connection probability 0.01 and 0.1; firing probability per step 0.1%, 1%, 10%.
 
     python3 bench/csr_bench.py --device cpu            # full table
     python3 bench/csr_bench.py --device cuda --quick   # smaller sizes
+    python3 bench/csr_bench.py --batched               # A^T @ X for a batch X [B, N]
+
+The batched table (trials or training batches run together) has a float X (rates, gradients:
+every row visited) and bool spike batches, B in {16, 64}, against torch.sparse (At_csr @ X^T)
+and dense (X @ A); written to bench/results/csr_batched_<device>.md and .json.
 
 Prints a markdown table (times in ms and ratios against torch.sparse) and writes it with the
 machine description to bench/results/csr_<device>.md and .json.
@@ -176,6 +181,55 @@ def bench_case(n, per_row, prob, rates, device, reps):
     return rows
 
 
+def bench_batched_case(n, per_row, batches, rates, device, reps):
+    indptr, indices, weights = build_connectivity(n, per_row, None, device)
+    shape = (n, n)
+    csc_indptr, csc_rows, perm = ops.csr_to_csc(indptr, indices, shape)
+    at_sparse = torch.sparse_csr_tensor(csc_indptr.long(), csc_rows.long(), weights[perm.long()], (n, n),
+                                        check_invariants=False)
+    dense = None
+    if 4 * n * n <= DENSE_LIMIT_BYTES:
+        dense = torch.zeros(n, n, device=device)
+        dense.view(-1).index_add_(0, torch.repeat_interleave(torch.arange(n, device=device),
+                                                            (indptr[1:] - indptr[:-1]).long()) * n
+                                  + indices.long(), weights)
+    wt = weights[perm.long()]
+    run = timer(device)
+    g = torch.Generator(device="cpu").manual_seed(2)
+    rows = []
+    for batch in batches:
+        inputs = [("float", None, torch.randn(batch, n, generator=g).to(device))]
+        inputs += [("spikes", rate, (torch.rand(batch, n, generator=g) < rate).to(device)) for rate in rates]
+        for kind, rate, x in inputs:
+            xf = x.float()
+            op = ops.event_csr_matmul if kind == "spikes" else ops.csr_matmul
+            ours = op(indptr, indices, weights, x, shape, transpose=True)
+            sparse_out = (at_sparse @ xf.T).T
+            torch.testing.assert_close(ours, sparse_out, rtol=1e-4, atol=1e-3)
+            t_sparse = run(lambda: at_sparse @ xf.T, reps)
+            t_brain = run(lambda: op(indptr, indices, weights, x, shape, transpose=True), reps)
+            t_dense = run(lambda: xf @ dense, reps) if dense is not None else None
+            # The layout torch.sparse is given: A^T stored (csr_to_csc once), gathered.
+            t_gather = run(lambda: op(csc_indptr, csc_rows, wt, x, shape, transpose=False), reps)
+            rows.append({"n": n, "per_row": per_row, "nnz": indices.numel(), "batch": batch, "x": kind,
+                         "firing": rate, "dense_ms": t_dense, "sparse_ms": t_sparse, "brain_ms": t_brain,
+                         "brain_pretransposed_ms": t_gather, "speedup_vs_sparse": t_sparse / t_brain,
+                         "pretransposed_speedup_vs_sparse": t_sparse / t_gather})
+    return rows
+
+
+def batched_table(rows):
+    lines = ["| N | connectivity | B | X | dense ms | torch.sparse ms (A^T stored) | brain ms (A, transpose=True) | "
+             "brain vs sparse | brain ms (A^T stored, gather) | vs sparse |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        x = "float (every row)" if r["x"] == "float" else f"bool spikes, {100 * r['firing']:g}%"
+        lines.append(f"| {r['n']:,} | {r['per_row']}/row | {r['batch']} | {x} | {fmt_ms(r['dense_ms'])} | "
+                     f"{fmt_ms(r['sparse_ms'])} | {fmt_ms(r['brain_ms'])} | {r['speedup_vs_sparse']:.1f}x | "
+                     f"{fmt_ms(r['brain_pretransposed_ms'])} | {r['pretransposed_speedup_vs_sparse']:.1f}x |")
+    return "\n".join(lines)
+
+
 def fmt_ms(v):
     return "n/a (memory)" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
 
@@ -210,10 +264,13 @@ def main():
     parser.add_argument("--quick", action="store_true", help="drop the largest size (for CI)")
     parser.add_argument("--reps", type=int, default=0, help="repetitions per timing (default: by size)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--batched", action="store_true", help="the batched table (X [B, N]) instead")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("csr_bench: --device cuda but torch sees no GPU")
+    if args.batched:
+        return main_batched(args)
 
     cases = [(4_000, 80, None), (40_000, 80, None), (400_000, 80, None),
              (4_000, None, 0.01), (4_000, None, 0.1), (40_000, None, 0.01), (40_000, None, 0.1)]
@@ -242,6 +299,29 @@ def main():
     with open(base + ".json", "w", encoding="utf-8") as f:
         json.dump({"device": args.device, "machine": machine, "libbrain": brain.__version__,
                    "rows": rows}, f, indent=1)
+
+
+def main_batched(args):
+    rows = []
+    sizes = [4_000] if args.quick else [4_000, 40_000]
+    for i, n in enumerate(sizes, 1):
+        print(f"[{i}/{len(sizes)}] N={n:,} 80/row, batched ...", file=sys.stderr, flush=True)
+        reps = args.reps or (50 if args.device == "cuda" else 20 if n <= 4_000 else 5)
+        rows.extend(bench_batched_case(n, 80, [16, 64], [0.01, 0.1], args.device, reps))
+    machine = machine_description(args.device)
+    text = (f"Batched CSR propagation A^T @ X, X [B, N], on {args.device}: {machine}; libbrain {brain.__version__}.\n"
+            "Median of repeated runs, milliseconds per call; float X uses brain.ops.csr_matmul, bool spikes "
+            "brain.ops.event_csr_matmul; 'brain vs sparse' = torch.sparse time / brain time.\n"
+            + (f"On CUDA the times are GPU time per call, {GRAPH_CALLS} calls captured in a CUDA graph and replayed.\n"
+               if args.device == "cuda" else "")
+            + "\n" + batched_table(rows))
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, f"csr_batched_{args.device}")
+    with open(base + ".md", "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    with open(base + ".json", "w", encoding="utf-8") as f:
+        json.dump({"device": args.device, "machine": machine, "libbrain": brain.__version__, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -205,17 +205,43 @@ Status gather_batch_minor(const Params<scalar_t, index_t, x_t>& p, scalar_t* out
       if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
       const acc_t w = static_cast<acc_t>(weight_at(p, k));
       const x_t* xj = p.x + j * batch;
-      for (std::int64_t b = 0; b < batch; ++b) {
-        const acc_t term = w * static_cast<acc_t>(as_scalar<scalar_t>(xj[b]));
-        if constexpr (kEvent) {
-          // Adding +0 for a skipped entry leaves the sum (which starts at +0) unchanged.
-          acc[b] += is_active(xj[b]) ? term : acc_t(0);
-        } else {
-          acc[b] += term;
+      if constexpr (kEvent) {
+        // A finite w times a zero x adds +-0, which leaves every sum unchanged (a sum starts
+        // at +0 and never becomes -0), so the product loop below, which vectorises, is the
+        // event form's value bit for bit. Only a non-finite w (w * 0 = NaN) must skip.
+        if (!(w - w == acc_t(0))) {
+          for (std::int64_t b = 0; b < batch; ++b) {
+            if (is_active(xj[b])) acc[b] += w * static_cast<acc_t>(as_scalar<scalar_t>(xj[b]));
+          }
+          continue;
         }
       }
+      for (std::int64_t b = 0; b < batch; ++b) acc[b] += w * static_cast<acc_t>(as_scalar<scalar_t>(xj[b]));
     }
     for (std::int64_t b = 0; b < batch; ++b) out[b * p.n_rows + i] = static_cast<scalar_t>(acc[b]);
+  }
+  return {};
+}
+
+// Scatter form (the float op: every row visited) for a tile of kLanes batch items, with x
+// as [n_rows, kLanes] and out as [n_cols, kLanes] (zeroed by the caller): each row's indices
+// are read once for the whole tile and each entry updates the tile's outputs side by side
+// (one cache line for float32). Rows are visited in order, so each output element sums the
+// same terms in the same order as `scatter` does for its item alone.
+template <int kLanes, typename scalar_t, typename index_t, typename x_t>
+Status scatter_tile(const Params<scalar_t, index_t, x_t>& p, const x_t* x_tile, scalar_t* out_tile) {
+  for (std::int64_t i = 0; i < p.n_rows; ++i) {
+    const x_t* xi = x_tile + i * kLanes;
+    const std::int64_t k0 = p.indptr[i];
+    const std::int64_t k1 = p.indptr[i + 1];
+    if (k1 < k0 || k0 < 0 || k1 > p.nnz) return Status::bad_indptr(i);
+    for (std::int64_t k = k0; k < k1; ++k) {
+      const std::int64_t j = p.indices[k];
+      if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
+      const scalar_t w = weight_at(p, k);
+      scalar_t* oj = out_tile + j * kLanes;
+      for (int b = 0; b < kLanes; ++b) oj[b] += w * as_scalar<scalar_t>(xi[b]);
+    }
   }
   return {};
 }

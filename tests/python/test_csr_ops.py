@@ -125,34 +125,65 @@ def test_event_op_equals_float_op_exactly(device, transpose, batch):
         torch.testing.assert_close(a, b)
 
 
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("homo", [False, True])
 @pytest.mark.parametrize("x_kind", ["float", "bool"])
 @pytest.mark.parametrize("op_name", ["float", "event"])
-def test_cpu_batch_equals_each_item_bit_for_bit(transpose, homo, x_kind, op_name):
-    # Batches run batch-minor kernels (x and the gradient transposed to [n, batch]); single
-    # items the row kernels. Both sum the same terms in the same order.
+@pytest.mark.parametrize("batch,dtype", [(5, torch.float64), (12, torch.float32), (20, torch.float64),
+                                         (37, torch.float64), (37, torch.float32)])
+def test_cpu_batch_equals_each_item_bit_for_bit(transpose, homo, x_kind, op_name, batch, dtype, two_threads):
+    # Batches run batch-minor kernels (x and the gradient transposed to [n, batch]; on two
+    # threads the float scatter takes 5 items one by one, 12 in tiles of 4, 20 in tiles of 8
+    # (one padded), 37 in tiles of 16 (one padded)); single items the row kernels. Both sum
+    # the same terms in the same order.
     shape = (700, 500)
     indptr, indices = random_csr(*shape, mean_row_len=40)
-    weights = torch.randn(1 if homo else indices.numel(), dtype=torch.float64)
-    x = make_x(shape[0] if transpose else shape[1], 5, x_kind, torch.float64, "cpu")
+    weights = torch.randn(1 if homo else indices.numel(), dtype=torch.float64).to(dtype)
+    x = make_x(shape[0] if transpose else shape[1], batch, x_kind, dtype, "cpu")
     x[2] = False if x_kind == "bool" else 0.0  # an item without any event
-    g = torch.randn(5, shape[1] if transpose else shape[0], dtype=torch.float64)
+    g = torch.randn(batch, shape[1] if transpose else shape[0], dtype=torch.float64).to(dtype)
     op = torch.ops.brain._csr_matmul_backward
     mask = [x_kind == "float", True]
     batched = op(g, indptr, indices, weights, x, shape, transpose, mask)
     forward = OPS[op_name](indptr, indices, weights, x, shape, transpose)
-    grad_w = torch.zeros_like(weights)
-    for b in range(5):
+    grad_w = torch.zeros_like(weights, dtype=torch.float64)
+    for b in range(batch):
         assert torch.equal(forward[b], OPS[op_name](indptr, indices, weights, x[b], shape, transpose))
         one = op(g[b], indptr, indices, weights, x[b], shape, transpose, mask)
         if x_kind == "float":
             assert torch.equal(batched[0][b], one[0])
         grad_w += one[1]
     # The batch sums over items inside each entry's sum; the same terms as item by item.
-    torch.testing.assert_close(batched[1], grad_w, rtol=1e-12, atol=1e-12)
+    tol = 1e-12 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(batched[1].double(), grad_w, rtol=tol, atol=tol)
     want = reference(indptr, indices, weights, x, shape, transpose)
-    torch.testing.assert_close(forward, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(forward.double(), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("x_kind", ["float", "bool"])
+def test_cpu_batched_event_gather_skips_non_finite_weights_of_silent_inputs(x_kind):
+    # The batched event gather multiplies every lane when a weight is finite (adding +-0
+    # changes no sum) and must skip silent inputs when it is not (inf * 0 = NaN).
+    indptr = torch.tensor([0, 2, 4])
+    indices = torch.tensor([0, 1, 1, 2])
+    weights = torch.tensor([float("inf"), 2.0, float("nan"), -3.0], dtype=torch.float64)
+    x = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 1.0]], dtype=torch.float64)
+    x = x.bool() if x_kind == "bool" else x
+    got = ops.event_csr_matmul(indptr, indices, weights, x, (2, 3), False)
+    for b in range(4):
+        torch.testing.assert_close(got[b], ops.event_csr_matmul(indptr, indices, weights, x[b], (2, 3), False),
+                                   equal_nan=True, rtol=0, atol=0)
+    inf, nan = float("inf"), float("nan")
+    want = torch.tensor([[inf, nan], [2.0, nan], [0.0, 0.0], [inf, -3.0]], dtype=torch.float64)
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
 
 
 def test_cpu_scatter_is_deterministic_across_thread_counts():

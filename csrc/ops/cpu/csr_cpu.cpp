@@ -2,6 +2,7 @@
 // the torch-free loops in kernels/csr/csr_cpu.h.
 #include <algorithm>
 #include <array>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/Dispatch.h>
@@ -9,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/SymIntArrayRef.h>
 #include <torch/library.h>
@@ -99,8 +101,45 @@ void run_matmul(const char* op, const Prepared& pr, bool transpose, at::Tensor& 
                      });
     return;
   }
-  if (pr.batch != 1) {
+  // Dense x (the float op visits every row) and a batch: x and the output are laid out as
+  // tiles of kTile items ([tiles, n, kTile], padded with zeros), so one pass over the entries
+  // serves a whole tile, and each thread's tiles are its own memory. The widest tile (up to a
+  // float32 cache line) that still gives every thread one is used; below 4 items per thread,
+  // items are scattered one by one, a thread each. Rows stay in order, so
+  // each item's sum is its own scatter's, bit for bit. Sparse events stay per item: only an
+  // item's active rows are visited, where a tile would visit any row active in one of them.
+  const auto scatter_tiles = [&](auto tile_width) -> void {
+    constexpr int kTile = decltype(tile_width)::value;
+    const int64_t tiles = (pr.batch + kTile - 1) / kTile;
+    const int64_t padded = tiles * kTile;
+    at::Tensor xp = pr.x;
+    if (padded != pr.batch) xp = at::cat({pr.x, at::zeros({padded - pr.batch, pr.n_rows}, pr.x.options())});
+    const at::Tensor x_tiles = xp.view({tiles, kTile, pr.n_rows}).permute({0, 2, 1}).contiguous();
+    const at::Tensor out_tiles = at::zeros({tiles, pr.n_cols, kTile}, out.options());
+    const x_t* xt = x_tiles.data_ptr<x_t>();
+    scalar_t* ot = out_tiles.data_ptr<scalar_t>();
+    at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        report_kernel_status(op, k::scatter_tile<kTile>(p, xt + t * pr.n_rows * kTile, ot + t * pr.n_cols * kTile),
+                             pr.n_cols);
+      }
+    });
+    out.copy_(out_tiles.permute({0, 2, 1}).reshape({padded, pr.n_cols}).narrow(0, 0, pr.batch));
+  };
+  const int64_t per_thread = pr.batch / std::max<int64_t>(at::get_num_threads(), 1);
+  if (!kEvent && per_thread >= 4) {
+    if (per_thread >= 16) {
+      scatter_tiles(std::integral_constant<int, 16>{});
+    } else if (per_thread >= 8) {
+      scatter_tiles(std::integral_constant<int, 8>{});
+    } else {
+      scatter_tiles(std::integral_constant<int, 4>{});
+    }
+    return;
+  }
+  if (pr.batch > 1) {
     // Each batch item scatters into its own output row, rows in order: deterministic.
+    out.zero_();
     at::parallel_for(0, pr.batch, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         report_kernel_status(op, k::scatter<kEvent>(p, b, 0, pr.n_rows, o + b * pr.n_cols),
@@ -145,13 +184,20 @@ at::Tensor csr_matmul_cpu(const at::Tensor& indptr, const at::Tensor& indices,
   detail::CsrGeometry g;
   const Prepared pr = prepare(op, indptr, indices, weights, x, shape, transpose, &g);
   const int64_t n_out = transpose ? pr.n_cols : pr.n_rows;
-  // The gather writes every element; the scatter accumulates into zeros.
-  at::Tensor out = transpose ? at::zeros({pr.batch, n_out}, pr.weights.options())
-                             : at::empty({pr.batch, n_out}, pr.weights.options());
+  // The gather writes every element; the scatters accumulate into zeros (the batched ones
+  // zero what they use).
+  at::Tensor out = transpose && pr.batch == 1 ? at::zeros({pr.batch, n_out}, pr.weights.options())
+                                              : at::empty({pr.batch, n_out}, pr.weights.options());
   if (pr.batch > 0 && n_out > 0) {
     AT_DISPATCH_FLOATING_TYPES(pr.weights.scalar_type(), "brain_csr", [&] {
       AT_DISPATCH_INDEX_TYPES(pr.indptr.scalar_type(), "brain_csr", [&] {
-        if (pr.x.scalar_type() == at::kBool) {
+        if (pr.x.scalar_type() == at::kBool && !transpose && pr.batch > 1) {
+          // The batched gather multiplies every lane (see gather_batch_minor); events as 0/1
+          // numbers, converted once, keep that loop vectorised (bool lanes do not: 3-4x).
+          Prepared numeric = pr;
+          numeric.x = pr.x.to(pr.weights.scalar_type());
+          run_matmul<kEvent, scalar_t, index_t, scalar_t>(op, numeric, transpose, out);
+        } else if (pr.x.scalar_type() == at::kBool) {
           run_matmul<kEvent, scalar_t, index_t, bool>(op, pr, transpose, out);
         } else {
           run_matmul<kEvent, scalar_t, index_t, scalar_t>(op, pr, transpose, out);
