@@ -346,6 +346,31 @@ TEST_P(Guard, InfInAConductanceIsFoundAndNamed) {
   }
 }
 
+// The module engine sums small CPU states itself and leaves large ones to at::sum: both
+// paths, in both floating types, with the NaN in the last element (past any 8-wide block).
+TEST(Guard, ModuleEngineFindsNaNInSmallAndLargeStates) {
+  torch::NoGradGuard no_grad;
+  for (const int64_t n : {int64_t{13}, int64_t{70'001}}) {
+    for (const auto dtype : {at::kFloat, at::kDouble}) {
+      auto lif = std::make_shared<brain::LIF>(n, brain::LifParams{}, dtype);
+      lif->reset_state();
+      at::Tensor V = lif->state("V").clone();
+      V[n - 1] = std::numeric_limits<double>::quiet_NaN();
+      lif->assign_state("V", V);
+      brain::RunnerOptions opt;
+      opt.engine = Engine::Modules;
+      opt.progress = 0;
+      try {
+        brain::Runner(lif, opt).run_steps(5);
+        ADD_FAILURE() << "no error for n = " << n << ", " << dtype;
+      } catch (const brain::NonFiniteError& e) {
+        EXPECT_EQ(e.state(), "V");
+        EXPECT_EQ(e.step(), 0);
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, Guard, ::testing::Values(Engine::Modules, Engine::Fast),
                          [](const auto& info) { return std::string(brain::engine_name(info.param)); });
 
