@@ -153,6 +153,14 @@ void CaTChannel::advance(const at::Tensor& V, const Context& ctx) {
   set_state("q", relax_tau(state("q"), q_inf(V), tau_q(V), ctx.dt));
 }
 
+IonChannel::Kinetics CaTChannel::kinetics() const {
+  Kinetics k{Kinetics::CaT, p_.g, p_.E, 0};
+  k.V_sh = p_.V_sh;
+  k.phi = phi_p_;
+  k.phi_q = phi_q_;
+  return k;
+}
+
 HChannel::HChannel(int64_t n, HParams p, at::TensorOptions options) : IonChannel("H", n, options), p_(p) {
   TORCH_CHECK(p.g >= 0, "HChannel: g must be >= 0, got ", p.g);
   TORCH_CHECK(p.phi > 0, "HChannel: phi must be positive, got ", p.phi);
@@ -169,6 +177,12 @@ at::Tensor HChannel::conductance() const { return p_.g * state("p"); }
 at::Tensor HChannel::current(const at::Tensor& V) const { return -conductance() * (V - p_.E); }
 void HChannel::advance(const at::Tensor& V, const Context& ctx) {
   set_state("p", relax_tau(state("p"), p_inf(V), tau_p(V), ctx.dt));
+}
+
+IonChannel::Kinetics HChannel::kinetics() const {
+  Kinetics k{Kinetics::H, p_.g, p_.E, 0};
+  k.phi = p_.phi;
+  return k;
 }
 
 CalciumPool::CalciumPool(int64_t n, CalciumPoolParams p, at::TensorOptions options)
@@ -197,6 +211,15 @@ void CalciumPool::advance(const at::Tensor& V, const Context& ctx) {
   set_state("Ca", Ca_inf + (state("Ca") - Ca_inf) * std::exp(-ctx.dt / p_.tau));
 }
 
+IonChannel::Kinetics CalciumPool::kinetics() const {
+  Kinetics k{Kinetics::CaPool, 0, 0, 0};
+  k.depth = p_.depth;
+  k.tau = p_.tau;
+  k.Ca_rest = p_.Ca_rest;
+  for (const auto& ch : influx_) k.influx.push_back(ch.get());
+  return k;
+}
+
 KCaChannel::KCaChannel(int64_t n, std::shared_ptr<CalciumPool> pool, KCaParams p, at::TensorOptions options)
     : IonChannel("KCa", n, options), pool_(std::move(pool)), p_(p) {
   TORCH_CHECK(pool_, "KCaChannel: needs a CalciumPool");
@@ -214,6 +237,16 @@ at::Tensor KCaChannel::current(const at::Tensor& V) const { return -conductance(
 void KCaChannel::advance(const at::Tensor&, const Context& ctx) {
   const at::Tensor a = p_.alpha * pool_->concentration().pow(p_.n);
   set_state("p", relax(state("p"), p_.phi * a, torch::full_like(a, p_.phi * p_.beta), ctx.dt));
+}
+
+IonChannel::Kinetics KCaChannel::kinetics() const {
+  Kinetics k{Kinetics::KCa, p_.g, p_.E, 0};
+  k.phi = p_.phi;
+  k.alpha = p_.alpha;
+  k.beta = p_.beta;
+  k.hill = p_.n;
+  k.pool = pool_.get();
+  return k;
 }
 
 CondNeuGroup::CondNeuGroup(int64_t n, double C, double V_th, double V_init, Surrogate surrogate, at::TensorOptions options)
@@ -248,77 +281,153 @@ T relax_scalar(T x, T alpha, T beta, T dt) {
 
 struct FusedChannel {
   IonChannel::Kinetics k;
-  std::vector<at::Tensor> gates_in, gates_out;  // m, h (Na) or n (K), contiguous
+  std::vector<at::Tensor> gates_in, gates_out;  // contiguous, in gate_names order
+  int pool = -1;            // KCa: its pool's index among the group's channels
+  std::vector<int> influx;  // CaPool: the indices of the channels that feed it
 };
+
+// The state names of a kind's gates, in the order the fused pass keeps them.
+std::vector<const char*> gate_names(IonChannel::Kinetics::Kind kind) {
+  using K = IonChannel::Kinetics;
+  switch (kind) {
+    case K::NaHH: case K::NaTM: return {"m", "h"};
+    case K::KHH: case K::KTM: return {"n"};
+    case K::CaT: return {"p", "q"};
+    case K::H: case K::KCa: return {"p"};
+    case K::CaPool: return {"Ca"};
+    default: return {};
+  }
+}
+
+constexpr int kMaxFusedChannels = 16;
 
 template <typename T>
 struct GatePointers {
-  IonChannel::Kinetics k;
+  const IonChannel::Kinetics* k;
+  const FusedChannel* f;
   const T* in[2] = {nullptr, nullptr};
   T* out[2] = {nullptr, nullptr};
 };
 
 template <typename T>
+T sigmoid_scalar(T x) {
+  return T(1) / (T(1) + std::exp(-x));
+}
+
+// A channel's conductance from its gates (0 for a calcium pool, which carries no current).
+template <typename T>
+T conductance_of(const IonChannel::Kinetics& k, const T* x) {
+  using K = IonChannel::Kinetics;
+  const T g = static_cast<T>(k.g);
+  switch (k.kind) {
+    case K::NaHH: case K::NaTM: return g * (x[0] * x[0] * x[0]) * x[1];
+    case K::KHH: case K::KTM: return g * (x[0] * x[0] * x[0] * x[0]);
+    case K::CaT: return g * (x[0] * x[0]) * x[1];
+    case K::H: return g * x[0];
+    case K::KCa: return g * (x[0] * x[0]);
+    case K::CaPool: return T(0);
+    default: return g;  // Leak
+  }
+}
+
+template <typename T>
 void fused_cond_step(int64_t n, const T* V, const T* I, T* V_out, T* spike_out, std::vector<FusedChannel>& fused,
                      double C, double V_th, double dt_d) {
+  using K = IonChannel::Kinetics;
   const T dt = static_cast<T>(dt_d), c = static_cast<T>(C), th = static_cast<T>(V_th);
   std::vector<GatePointers<T>> chans;
   for (auto& f : fused) {
-    GatePointers<T> p{f.k};
+    GatePointers<T> p{&f.k, &f};
     for (size_t g = 0; g < f.gates_in.size(); ++g) {
       p.in[g] = f.gates_in[g].data_ptr<T>();
       p.out[g] = f.gates_out[g].data_ptr<T>();
     }
     chans.push_back(p);
   }
+  const int n_chans = static_cast<int>(chans.size());
   // ~10 transcendental functions per neuron: worth a thread from a thousand neurons on.
   at::parallel_for(0, n, 1024, [&](int64_t lo, int64_t hi) {
+    // Each channel's gates as the op-by-op path sees them when it reaches that channel: the
+    // old values until the channel has moved, the new ones after (a pool reads the current
+    // of its influx channels, a KCa channel its pool's [Ca], in whichever state they are).
+    T now[kMaxFusedChannels][2];
     for (int64_t i = lo; i < hi; ++i) {
       const T v = V[i];
+      for (int ch = 0; ch < n_chans; ++ch) {
+        for (int g = 0; g < 2; ++g) now[ch][g] = chans[ch].in[g] ? chans[ch].in[g][i] : T(0);
+      }
       T G = 0, current = 0;
-      for (const auto& ch : chans) {
-        const T g = static_cast<T>(ch.k.g), E = static_cast<T>(ch.k.E), VT = static_cast<T>(ch.k.V_T);
-        T cond = g;
-        switch (ch.k.kind) {
-          case IonChannel::Kinetics::NaHH: {
-            const T m = relax_scalar(ch.in[0][i], exprel_rate(v + T(40), T(0.1)),
-                                     T(4) * std::exp(-(v + T(65)) / T(18)), dt);
-            const T h = relax_scalar(ch.in[1][i], T(0.07) * std::exp(-(v + T(65)) / T(20)),
-                                     T(1) / (T(1) + std::exp(-(v + T(35)) / T(10))), dt);
-            ch.out[0][i] = m;
-            ch.out[1][i] = h;
-            cond = g * m * m * m * h;
+      for (int ci = 0; ci < n_chans; ++ci) {
+        const auto& ch = chans[ci];
+        const K& k = *ch.k;
+        const T VT = static_cast<T>(k.V_T);
+        T* x = now[ci];
+        switch (k.kind) {
+          case K::NaHH:
+            x[0] = relax_scalar(x[0], exprel_rate(v + T(40), T(0.1)), T(4) * std::exp(-(v + T(65)) / T(18)), dt);
+            x[1] = relax_scalar(x[1], T(0.07) * std::exp(-(v + T(65)) / T(20)),
+                                T(1) / (T(1) + std::exp(-(v + T(35)) / T(10))), dt);
+            break;
+          case K::KHH:
+            x[0] = relax_scalar(x[0], exprel_rate(v + T(55), T(0.01)), T(0.125) * std::exp(-(v + T(65)) / T(80)), dt);
+            break;
+          case K::NaTM:
+            x[0] = relax_scalar(x[0], T(0.32) * x_over_expm1(T(13) - v + VT, T(4)),
+                                T(0.28) * x_over_expm1(v - VT - T(40), T(5)), dt);
+            x[1] = relax_scalar(x[1], T(0.128) * std::exp((T(17) - v + VT) / T(18)),
+                                T(4) / (T(1) + std::exp((T(40) - v + VT) / T(5))), dt);
+            break;
+          case K::KTM:
+            x[0] = relax_scalar(x[0], T(0.032) * x_over_expm1(T(15) - v + VT, T(5)),
+                                T(0.5) * std::exp((T(10) - v + VT) / T(40)), dt);
+            break;
+          case K::CaT: {
+            const T sh = static_cast<T>(k.V_sh);
+            const T p_inf = sigmoid_scalar((v + T(59) - sh) / T(6.2));
+            const T tau_p = (T(1) / (std::exp(-(v + T(132) - sh) / T(16.7)) + std::exp((v + T(16.8) - sh) / T(18.2))) +
+                             T(0.612)) / static_cast<T>(k.phi);
+            const T q_inf = sigmoid_scalar(-(v + T(83) - sh) / T(4));
+            const T u = v - sh;
+            const T tau_q = (u < T(-80) ? std::exp((u + T(467)) / T(66.6)) : std::exp(-(u + T(22)) / T(10.5)) + T(28)) /
+                            static_cast<T>(k.phi_q);
+            x[0] = p_inf + (x[0] - p_inf) * std::exp(-dt / tau_p);
+            x[1] = q_inf + (x[1] - q_inf) * std::exp(-dt / tau_q);
             break;
           }
-          case IonChannel::Kinetics::KHH: {
-            const T nn = relax_scalar(ch.in[0][i], exprel_rate(v + T(55), T(0.01)),
-                                      T(0.125) * std::exp(-(v + T(65)) / T(80)), dt);
-            ch.out[0][i] = nn;
-            cond = g * nn * nn * nn * nn;
+          case K::H: {
+            const T p_inf = sigmoid_scalar(-(v + T(75)) / T(5.5));
+            const T tau = T(1) / (std::exp(T(-0.086) * v - T(14.59)) + std::exp(T(0.0701) * v - T(1.87))) /
+                          static_cast<T>(k.phi);
+            x[0] = p_inf + (x[0] - p_inf) * std::exp(-dt / tau);
             break;
           }
-          case IonChannel::Kinetics::NaTM: {
-            const T m = relax_scalar(ch.in[0][i], T(0.32) * x_over_expm1(T(13) - v + VT, T(4)),
-                                     T(0.28) * x_over_expm1(v - VT - T(40), T(5)), dt);
-            const T h = relax_scalar(ch.in[1][i], T(0.128) * std::exp((T(17) - v + VT) / T(18)),
-                                     T(4) / (T(1) + std::exp((T(40) - v + VT) / T(5))), dt);
-            ch.out[0][i] = m;
-            ch.out[1][i] = h;
-            cond = g * m * m * m * h;
+          case K::CaPool: {
+            constexpr double kFaraday = 96485.33212;  // C/mol, as CalciumPool::advance
+            T inward = 0;
+            for (const int j : ch.f->influx) {
+              inward = inward + -conductance_of(*chans[j].k, now[j]) * (v - static_cast<T>(chans[j].k->E));
+            }
+            T drive = inward * static_cast<T>(10.0 / (2 * kFaraday * k.depth));
+            drive = drive < T(0) ? T(0) : drive;
+            const T Ca_inf = static_cast<T>(k.Ca_rest) + static_cast<T>(k.tau) * drive;
+            x[0] = Ca_inf + (x[0] - Ca_inf) * static_cast<T>(std::exp(-dt_d / k.tau));
             break;
           }
-          case IonChannel::Kinetics::KTM: {
-            const T nn = relax_scalar(ch.in[0][i], T(0.032) * x_over_expm1(T(15) - v + VT, T(5)),
-                                      T(0.5) * std::exp((T(10) - v + VT) / T(40)), dt);
-            ch.out[0][i] = nn;
-            cond = g * nn * nn * nn * nn;
+          case K::KCa: {
+            const T a = static_cast<T>(k.alpha) * std::pow(now[ch.f->pool][0], static_cast<T>(k.hill));
+            x[0] = relax_scalar(x[0], static_cast<T>(k.phi) * a, static_cast<T>(k.phi * k.beta), dt);
             break;
           }
           default:  // Leak
             break;
         }
+        for (int g = 0; g < 2; ++g) {
+          if (ch.out[g]) ch.out[g][i] = x[g];
+        }
+        if (k.kind == K::CaPool) continue;
+        const T cond = conductance_of(k, x);
         G += cond;
-        current -= cond * (v - E);
+        current -= cond * (v - static_cast<T>(k.E));
       }
       const T a = -G / c, ad = a * dt;
       const T phi = std::abs(ad) < T(1e-12) ? dt : std::expm1(ad) / a;
@@ -331,27 +440,62 @@ void fused_cond_step(int64_t n, const T* V, const T* I, T* V_out, T* spike_out, 
 
 }  // namespace
 
-// One pass over the neurons for channels it knows, on the CPU, when nothing records gradients.
-bool CondNeuGroup::fused_update(const at::Tensor& V, const at::Tensor& I, const Context& ctx) {
+namespace {
+
+// The one-pass update's plan for these channels and states, or false when it does not apply
+// (a channel it does not know, a pool or an influx channel outside the group, a state on a
+// GPU, of another type or recording gradients): then the group updates op by op.
+bool plan_fused(const std::vector<std::shared_ptr<IonChannel>>& channels, const at::Tensor& V, const at::Tensor& I,
+                std::vector<FusedChannel>& plan) {
   if (!V.device().is_cpu() || (V.scalar_type() != at::kFloat && V.scalar_type() != at::kDouble)) return false;
   if (at::GradMode::is_enabled() && (V.requires_grad() || I.requires_grad())) return false;
-  std::vector<FusedChannel> chans;
-  for (const auto& ch : channels_) {
-    FusedChannel f{ch->kinetics(), {}, {}};
+  if (channels.size() > static_cast<size_t>(kMaxFusedChannels)) return false;
+  const auto index_of = [&channels](const IonChannel* ch) {
+    for (size_t c = 0; c < channels.size(); ++c) {
+      if (channels[c].get() == ch) return static_cast<int>(c);
+    }
+    return -1;
+  };
+  plan.clear();
+  for (const auto& ch : channels) {
+    FusedChannel f{ch->kinetics(), {}, {}, -1, {}};
     if (f.k.kind == IonChannel::Kinetics::None) return false;
-    const bool sodium = f.k.kind == IonChannel::Kinetics::NaHH || f.k.kind == IonChannel::Kinetics::NaTM;
-    std::vector<const char*> names;
-    if (sodium) names = {"m", "h"};
-    else if (f.k.kind != IonChannel::Kinetics::Leak) names = {"n"};
-    for (const char* g : names) {
+    if (f.k.kind == IonChannel::Kinetics::KCa) {
+      f.pool = index_of(f.k.pool);
+      if (f.pool < 0) return false;
+    }
+    for (const IonChannel* source : f.k.influx) {
+      const int j = index_of(source);
+      if (j < 0 || channels[j]->kinetics().kind == IonChannel::Kinetics::CaPool) return false;
+      f.influx.push_back(j);
+    }
+    for (const char* g : gate_names(f.k.kind)) {
       const at::Tensor& x = ch->state(g);
-      if (x.scalar_type() != V.scalar_type() || x.sizes() != V.sizes() || (at::GradMode::is_enabled() && x.requires_grad())) {
+      if (x.device() != V.device() || x.scalar_type() != V.scalar_type() || x.sizes() != V.sizes() ||
+          (at::GradMode::is_enabled() && x.requires_grad())) {
         return false;
       }
       f.gates_in.push_back(x.contiguous());
-      f.gates_out.push_back(at::empty_like(f.gates_in.back()));
     }
-    chans.push_back(std::move(f));
+    plan.push_back(std::move(f));
+  }
+  return true;
+}
+
+}  // namespace
+
+bool CondNeuGroup::takes_fused_step() const {
+  if (!fused_ || channels_.empty() || !has_state("V")) return false;
+  std::vector<FusedChannel> plan;
+  return plan_fused(channels_, state("V"), state("input"), plan);
+}
+
+// One pass over the neurons for channels it knows, on the CPU, when nothing records gradients.
+bool CondNeuGroup::fused_update(const at::Tensor& V, const at::Tensor& I, const Context& ctx) {
+  std::vector<FusedChannel> chans;
+  if (!plan_fused(channels_, V, I, chans)) return false;
+  for (auto& f : chans) {
+    for (const auto& x : f.gates_in) f.gates_out.push_back(at::empty_like(x));
   }
   const at::Tensor Vc = V.contiguous(), Ic = I.to(V.scalar_type()).expand(V.sizes()).contiguous();
   at::Tensor V_new = at::empty_like(Vc), spike = at::empty_like(Vc);
@@ -360,13 +504,8 @@ bool CondNeuGroup::fused_update(const at::Tensor& V, const at::Tensor& I, const 
                               spike.data_ptr<scalar_t>(), chans, C_, V_th_, ctx.dt);
   });
   for (size_t c = 0; c < channels_.size(); ++c) {
-    const auto k = chans[c].k.kind;
-    if (k == IonChannel::Kinetics::NaHH || k == IonChannel::Kinetics::NaTM) {
-      channels_[c]->assign_state("m", chans[c].gates_out[0]);
-      channels_[c]->assign_state("h", chans[c].gates_out[1]);
-    } else if (k != IonChannel::Kinetics::Leak) {
-      channels_[c]->assign_state("n", chans[c].gates_out[0]);
-    }
+    const auto names = gate_names(chans[c].k.kind);
+    for (size_t g = 0; g < names.size(); ++g) channels_[c]->assign_state(names[g], chans[c].gates_out[g]);
   }
   set_state("spike", spike);
   set_state("V", V_new);

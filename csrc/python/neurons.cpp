@@ -284,7 +284,8 @@ void bind_neurons(py::module& m) {
           "add_channel",
           [](CondNeuGroup& g, const std::string& name, std::shared_ptr<IonChannel> c) { return g.add_channel(name, c); },
           py::arg("name"), py::arg("channel"))
-      .def("set_fused", &CondNeuGroup::set_fused, py::arg("on"));
+      .def("set_fused", &CondNeuGroup::set_fused, py::arg("on"))
+      .def("takes_fused_step", &CondNeuGroup::takes_fused_step);
 
   py::class_<PoissonGroup, DynamicalSystem, std::shared_ptr<PoissonGroup>>(m, "PoissonGroup")
       .def(py::init<int64_t, double, uint64_t>(), py::arg("n"), py::arg("rate_hz"), py::arg("seed"))

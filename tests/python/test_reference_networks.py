@@ -94,6 +94,64 @@ def test_fused_conductance_step_equals_the_op_by_op_step(kind):
         torch.testing.assert_close(runs[1][key], runs[0][key], rtol=1e-5, atol=1e-4)
 
 
+def thalamic_group(fused, order, n=48):
+    """HH spikes with T-type calcium, a calcium pool, KCa and h channels, in `order`: the pool
+    after its influx channel and before KCa (the usual order), or KCa first and the pool
+    before the channel that feeds it (each then reads the other's value from the step before,
+    as the op-by-op path does)."""
+    pop = m.CondNeuGroup(n, V_init=-65.0)
+    pop.add_channel("Na", m.NaChannelHH(n))
+    pop.add_channel("K", m.KChannelHH(n))
+    pop.add_channel("L", m.LeakChannel(n))
+    cat = m.CaTChannel(n, g=2.0)
+    pool = m.CalciumPool(n, depth=0.1)
+    pool.add_influx(cat)
+    kca = m.KCaChannel(n, pool, g=10.0)
+    parts = {"usual": [("CaT", cat), ("Ca", pool), ("KCa", kca)], "reversed": [("KCa", kca), ("Ca", pool), ("CaT", cat)]}
+    for name, ch in parts[order]:
+        pop.add_channel(name, ch)
+    pop.add_channel("H", m.HChannel(n))
+    pop.set_fused(fused)
+    pop.set_V_init(torch.linspace(-85.0, -50.0, n, dtype=torch.float64))
+    net = m.Network()
+    net.add("n", pop)
+    net.reset_state()
+    return net, pop
+
+
+@pytest.mark.parametrize("order", ["usual", "reversed"])
+def test_fused_step_with_calcium_kca_and_h_channels_equals_the_op_by_op_step(order):
+    drive = torch.linspace(-10.0, 15.0, 48, dtype=torch.float64)  # hyperpolarised (rebound, I_h) to firing
+    keys = ["n.V", "n.Ca.Ca", "n.KCa.p", "n.CaT.p", "n.CaT.q", "n.H.p"]
+    runs = []
+    for fused in (False, True):
+        net, pop = thalamic_group(fused, order)
+        assert pop.takes_fused_step() == fused
+        runs.append(m.Runner(net, dt=0.01, monitors=keys + ["n.spike"], inputs={"n.input": drive},
+                             progress=False).run(100.0))
+    assert runs[1]["n.spike"].sum() > 100
+    assert torch.equal(runs[0]["n.spike"], runs[1]["n.spike"])
+    assert runs[1]["n.Ca.Ca"].max() > 10 * 2.4e-4  # the calcium and KCa paths are exercised
+    for key in keys:
+        scale = runs[0][key].abs().max()
+        torch.testing.assert_close(runs[1][key][:10], runs[0][key][:10], rtol=1e-12, atol=1e-12 * scale)
+        torch.testing.assert_close(runs[1][key], runs[0][key], rtol=1e-6, atol=1e-8 * scale)
+
+
+def test_a_kca_channel_whose_pool_is_elsewhere_is_stepped_op_by_op():
+    n = 4
+    pool = m.CalciumPool(n)  # not a channel of the group
+    pop = m.CondNeuGroup(n)
+    pop.add_channel("L", m.LeakChannel(n))
+    pop.add_channel("KCa", m.KCaChannel(n, pool))
+    pool.reset_state()
+    net = m.Network()
+    net.add("n", pop)
+    net.reset_state()
+    assert not pop.takes_fused_step()
+    m.Runner(net, progress=False).run(1.0)  # still runs, op by op
+
+
 @pytest.mark.parametrize("batch", [0, 3])
 def test_group_comm_equals_the_dense_matrix_it_stands_for(batch):
     gen = torch.Generator().manual_seed(0)

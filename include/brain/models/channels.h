@@ -32,8 +32,15 @@ class BRAIN_API IonChannel : public DynamicalSystem {
   // gates and V in one pass over the neurons on the CPU when no gradient is recorded (the same
   // step as the op-by-op path, to rounding). kind: none for channels it does not know.
   struct Kinetics {
-    enum Kind { None, Leak, NaHH, KHH, NaTM, KTM } kind = None;
+    enum Kind { None, Leak, NaHH, KHH, NaTM, KTM, CaT, H, CaPool, KCa } kind = None;
     double g = 0, E = 0, V_T = 0;
+    // CaT: V_sh, phi (p) and phi_q; H and KCa: phi; KCa: alpha, beta, hill and its pool;
+    // CaPool: depth, tau, Ca_rest and the channels whose current flows in.
+    double V_sh = 0, phi = 1, phi_q = 1;
+    double alpha = 0, beta = 0, hill = 0;
+    double depth = 0, tau = 0, Ca_rest = 0;
+    const IonChannel* pool = nullptr;
+    std::vector<const IonChannel*> influx;
   };
   virtual Kinetics kinetics() const { return {}; }
   void update(const Context&) override {}  // driven by its CondNeuGroup
@@ -129,8 +136,8 @@ class BRAIN_API KChannelTM : public IonChannel {
 // ---- Calcium, calcium-activated potassium and h channels -------------------------------
 // Their gates relax as dx/dt = (x_inf(V) - x) / tau_x(V) and are moved exactly over a step
 // with V (and [Ca]) held, like the alpha/beta gates above. They start at their steady state
-// at V_init (and the pool's resting [Ca]). The CPU one-pass update does not know them: a
-// CondNeuGroup that has one updates op by op.
+// at V_init (and the pool's resting [Ca]). The CPU one-pass update knows them too, as long as
+// a pool's influx channels and a KCa channel's pool belong to the same CondNeuGroup.
 
 // Low-threshold T-type calcium current (Huguenard & McCormick 1992; BrainPy's ICaT_HM1992):
 //   I = -g p^2 q (V - E),
@@ -159,6 +166,7 @@ class BRAIN_API CaTChannel : public IonChannel {
   at::Tensor q_inf(const at::Tensor& V) const;
   at::Tensor tau_p(const at::Tensor& V) const;
   at::Tensor tau_q(const at::Tensor& V) const;
+  Kinetics kinetics() const override;
 
  protected:
   void reset_own_state(int64_t batch_size) override;
@@ -186,6 +194,7 @@ class BRAIN_API HChannel : public IonChannel {
   void advance(const at::Tensor& V, const Context& ctx) override;
   at::Tensor p_inf(const at::Tensor& V) const;
   at::Tensor tau_p(const at::Tensor& V) const;
+  Kinetics kinetics() const override;
 
  protected:
   void reset_own_state(int64_t batch_size) override;
@@ -216,6 +225,7 @@ class BRAIN_API CalciumPool : public IonChannel {
   void advance(const at::Tensor& V, const Context& ctx) override;
   const at::Tensor& concentration() const { return state("Ca"); }
   const CalciumPoolParams& params() const { return p_; }
+  Kinetics kinetics() const override;
 
  protected:
   void reset_own_state(int64_t batch_size) override;
@@ -244,6 +254,7 @@ class BRAIN_API KCaChannel : public IonChannel {
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
   void advance(const at::Tensor& V, const Context& ctx) override;
+  Kinetics kinetics() const override;
 
  protected:
   void reset_own_state(int64_t batch_size) override;
@@ -266,6 +277,10 @@ class BRAIN_API CondNeuGroup : public NeuronGroup {
   void update(const Context& ctx) override;
   // The one-pass CPU update (on by default); off: always op by op (to compare the two).
   void set_fused(bool on) { fused_ = on; }
+  // Whether update() takes the one-pass path with the channels and states it has now (built-in
+  // channels only, a KCa channel's pool and a pool's influx channels in this group, CPU
+  // float32/float64 states, no gradient recorded).
+  bool takes_fused_step() const;
 
  protected:
   void reset_own_state(int64_t batch_size) override;
