@@ -25,7 +25,6 @@ machine description to bench/results/csr_<device>.md and .json.
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -38,6 +37,7 @@ import brain
 from brain import ops
 
 import machine
+from machine import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DENSE_LIMIT_BYTES = 2 << 30  # skip dense A above 2 GiB
@@ -136,11 +136,11 @@ def timer(device):
     return lambda fn, reps: graph_time(fn, reps) or eager(fn, reps)
 
 
-def bench_case(n, per_row, prob, rates, device, reps):
-    indptr, indices, weights = build_connectivity(n, per_row, prob, device)
-    nnz = indices.numel()
-    shape = (n, n)
-    csc_indptr, csc_rows, perm = ops.csr_to_csc(indptr, indices, shape)
+def baselines(indptr, indices, weights, n, device):
+    """A^T as torch.sparse CSR (torch's best layout for A^T @ x, built once), the CSC view
+    (csc_indptr, csc_rows, perm) it comes from, and dense A where it fits (else None)."""
+    csc = ops.csr_to_csc(indptr, indices, (n, n))
+    csc_indptr, csc_rows, perm = csc
     at_sparse = torch.sparse_csr_tensor(csc_indptr.long(), csc_rows.long(), weights[perm.long()], (n, n),
                                         check_invariants=False)
     dense = None
@@ -149,6 +149,14 @@ def bench_case(n, per_row, prob, rates, device, reps):
         dense.view(-1).index_add_(0, torch.repeat_interleave(torch.arange(n, device=device),
                                                             (indptr[1:] - indptr[:-1]).long()) * n
                                   + indices.long(), weights)
+    return at_sparse, csc, dense
+
+
+def bench_case(n, per_row, prob, rates, device, reps):
+    indptr, indices, weights = build_connectivity(n, per_row, prob, device)
+    nnz = indices.numel()
+    shape = (n, n)
+    at_sparse, _, dense = baselines(indptr, indices, weights, n, device)
     csr_bytes = indptr.numel() * 4 + nnz * 4 + nnz * 4
     run = timer(device)
     rows = []
@@ -184,15 +192,7 @@ def bench_case(n, per_row, prob, rates, device, reps):
 def bench_batched_case(n, per_row, batches, rates, device, reps):
     indptr, indices, weights = build_connectivity(n, per_row, None, device)
     shape = (n, n)
-    csc_indptr, csc_rows, perm = ops.csr_to_csc(indptr, indices, shape)
-    at_sparse = torch.sparse_csr_tensor(csc_indptr.long(), csc_rows.long(), weights[perm.long()], (n, n),
-                                        check_invariants=False)
-    dense = None
-    if 4 * n * n <= DENSE_LIMIT_BYTES:
-        dense = torch.zeros(n, n, device=device)
-        dense.view(-1).index_add_(0, torch.repeat_interleave(torch.arange(n, device=device),
-                                                            (indptr[1:] - indptr[:-1]).long()) * n
-                                  + indices.long(), weights)
+    at_sparse, (csc_indptr, csc_rows, perm), dense = baselines(indptr, indices, weights, n, device)
     wt = weights[perm.long()]
     run = timer(device)
     g = torch.Generator(device="cpu").manual_seed(2)
@@ -292,13 +292,8 @@ def main():
             + "\n"
             + table(rows))
     print(text)
-    os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, f"csr_{args.device}")
-    with open(base + ".md", "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-    with open(base + ".json", "w", encoding="utf-8") as f:
-        json.dump({"device": args.device, "machine": machine, "libbrain": brain.__version__,
-                   "rows": rows}, f, indent=1)
+    write_results(os.path.join(args.out, f"csr_{args.device}"), text,
+                  {"device": args.device, "machine": machine, "libbrain": brain.__version__, "rows": rows})
 
 
 def main_batched(args):
@@ -316,12 +311,8 @@ def main_batched(args):
                if args.device == "cuda" else "")
             + "\n" + batched_table(rows))
     print(text)
-    os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, f"csr_batched_{args.device}")
-    with open(base + ".md", "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-    with open(base + ".json", "w", encoding="utf-8") as f:
-        json.dump({"device": args.device, "machine": machine, "libbrain": brain.__version__, "rows": rows}, f, indent=1)
+    write_results(os.path.join(args.out, f"csr_batched_{args.device}"), text,
+                  {"device": args.device, "machine": machine, "libbrain": brain.__version__, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Writes bench/results/jitc_<device>.md and .json with the machine description.
 """
 
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -29,6 +28,7 @@ from brain import ops
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from csr_bench import fmt_bytes, fmt_ms, machine_description, timer  # noqa: E402
+from machine import write_results  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DENSE_LIMIT_BYTES = 2 << 30
@@ -143,13 +143,8 @@ def main():
                if args.device == "cuda" else "") + "\n"
             + table(rows, args.device))
     print(text)
-    os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, f"jitc_{args.device}")
-    with open(base + ".md", "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-    with open(base + ".json", "w", encoding="utf-8") as f:
-        json.dump({"device": args.device, "machine": machine, "libbrain": brain.__version__,
-                   "rows": rows}, f, indent=1)
+    write_results(os.path.join(args.out, f"jitc_{args.device}"), text,
+                  {"device": args.device, "machine": machine, "libbrain": brain.__version__, "rows": rows})
 
 
 if __name__ == "__main__":

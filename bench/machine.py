@@ -1,5 +1,6 @@
 """What the benchmarks record about the machine they ran on."""
 
+import json
 import os
 import platform
 import subprocess
@@ -28,3 +29,12 @@ def commit():
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def write_results(base, text, record):
+    """Writes a benchmark's table to base.md and its record to base.json (the folder made)."""
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    with open(base + ".md", "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    with open(base + ".json", "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)

@@ -64,6 +64,21 @@ inline scalar_t weight_at(const Params<scalar_t, index_t, x_t>& p, std::int64_t 
   return p.homo ? p.weights[0] : p.weights[k];
 }
 
+// Calls f(k, j) for each entry k of row i (column j) in order, after checking the row's
+// bounds and each column: the checked walk the scatter forms share.
+template <typename scalar_t, typename index_t, typename x_t, typename F>
+inline Status for_each_entry(const Params<scalar_t, index_t, x_t>& p, std::int64_t i, F&& f) {
+  const std::int64_t k0 = p.indptr[i];
+  const std::int64_t k1 = p.indptr[i + 1];
+  if (k1 < k0 || k0 < 0 || k1 > p.nnz) return Status::bad_indptr(i);
+  for (std::int64_t k = k0; k < k1; ++k) {
+    const std::int64_t j = p.indices[k];
+    if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
+    f(k, j);
+  }
+  return {};
+}
+
 // Gather form, for flattened output positions [begin, end) of out[batch, n_rows].
 // acc_t is the accumulation type (double for double, float for float).
 template <bool kEvent, typename acc_t, typename scalar_t, typename index_t, typename x_t>
@@ -104,14 +119,8 @@ Status scatter(const Params<scalar_t, index_t, x_t>& p, std::int64_t b,
       if (!is_active(xv)) continue;
     }
     const scalar_t xs = as_scalar<scalar_t>(xv);
-    const std::int64_t k0 = p.indptr[i];
-    const std::int64_t k1 = p.indptr[i + 1];
-    if (k1 < k0 || k0 < 0 || k1 > p.nnz) return Status::bad_indptr(i);
-    for (std::int64_t k = k0; k < k1; ++k) {
-      const std::int64_t j = p.indices[k];
-      if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
-      out_b[j] += weight_at(p, k) * xs;
-    }
+    const Status st = for_each_entry(p, i, [&](std::int64_t k, std::int64_t j) { out_b[j] += weight_at(p, k) * xs; });
+    if (!st.ok()) return st;
   }
   return {};
 }
@@ -232,16 +241,12 @@ template <int kLanes, typename scalar_t, typename index_t, typename x_t>
 Status scatter_tile(const Params<scalar_t, index_t, x_t>& p, const x_t* x_tile, scalar_t* out_tile) {
   for (std::int64_t i = 0; i < p.n_rows; ++i) {
     const x_t* xi = x_tile + i * kLanes;
-    const std::int64_t k0 = p.indptr[i];
-    const std::int64_t k1 = p.indptr[i + 1];
-    if (k1 < k0 || k0 < 0 || k1 > p.nnz) return Status::bad_indptr(i);
-    for (std::int64_t k = k0; k < k1; ++k) {
-      const std::int64_t j = p.indices[k];
-      if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
+    const Status st = for_each_entry(p, i, [&](std::int64_t k, std::int64_t j) {
       const scalar_t w = weight_at(p, k);
       scalar_t* oj = out_tile + j * kLanes;
       for (int b = 0; b < kLanes; ++b) oj[b] += w * as_scalar<scalar_t>(xi[b]);
-    }
+    });
+    if (!st.ok()) return st;
   }
   return {};
 }
