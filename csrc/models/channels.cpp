@@ -345,8 +345,9 @@ void fused_cond_step(int64_t n, const T* V, const T* I, T* V_out, T* spike_out, 
     chans.push_back(p);
   }
   const int n_chans = static_cast<int>(chans.size());
-  // ~10 transcendental functions per neuron: worth a thread from a thousand neurons on.
-  at::parallel_for(0, n, 1024, [&](int64_t lo, int64_t hi) {
+  // ~10 transcendental functions per neuron: a thread per 256 neurons is worth it (COBA-HH at
+  // N = 1000 steps 20% faster than with 1024, measured on 2 cores).
+  at::parallel_for(0, n, 256, [&](int64_t lo, int64_t hi) {
     // Each channel's gates as the op-by-op path sees them when it reaches that channel: the
     // old values until the channel has moved, the new ones after (a pool reads the current
     // of its influx channels, a KCa channel its pool's [Ca], in whichever state they are).
