@@ -248,10 +248,10 @@ RunResult run_modules(DynamicalSystem& system, const RunnerOptions& options, Con
     system.step(ctx);
     for (size_t p = 0; p < populations.size(); ++p) counts[p].add_(populations[p].second->state("spike").detach().sum());
     for (auto& g : guarded) {
-      const at::Tensor state = g.target.system->state(g.target.leaf).detach();
+      const at::Tensor& state = g.target.system->state(g.target.leaf);  // read, never differentiated
       if (!sum_small_cpu_state(state, g.sums.data_ptr<double>() + chunk_rows)) {
         at::Tensor slot = g.sums.select(0, chunk_rows);
-        at::sum_out(slot, state, std::nullopt, false, torch::kDouble);
+        at::sum_out(slot, state.detach(), std::nullopt, false, torch::kDouble);
       }
     }
     for (auto& r : recs) {
