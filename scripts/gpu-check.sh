@@ -3,7 +3,8 @@
 #   build    pip install . with CUDA (no build isolation: the GPU machine has no index), then
 #            pack the installed package into $OUT/brain_pkg.tgz so a later call can carry it
 #   unpack   use a package packed by `build` (.gpu/brain_pkg.tgz) instead of building again
-#   test     the CUDA cases of the op tests (pytest -k cuda), CPU-vs-CUDA agreement included
+#   test     the CUDA cases of the op tests (pytest -k cuda), CPU-vs-CUDA agreement and the
+#            deterministic-mode runs included
 #   suite    the whole pytest suite with a GPU present (devices default to cuda where they can)
 #   bench    the GPU benchmarks (BENCHES="csr jitc bptt"); tables land in $OUT
 #   sanitize scripts/gpu-sanitize.sh (compute-sanitizer memcheck etc.)
@@ -49,7 +50,7 @@ for stage in "$@"; do
     test)
       (cd tests && timeout 300 "$PYTHON" -m pytest -q -n 8 -k "cuda or gpu" --tb=short \
          python/test_csr_ops.py python/test_jitc_ops.py python/test_lif_op.py python/test_package.py \
-         python/test_bptt_memory.py) >"$OUT/test.log" 2>&1
+         python/test_bptt_memory.py python/test_reliability.py) >"$OUT/test.log" 2>&1
       status=$?
       # The failures' short tracebacks, then the summary.
       sed -n '/= FAILURES =/,$p' "$OUT/test.log" | cut -c1-300 | tail -n 120
