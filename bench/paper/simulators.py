@@ -1,6 +1,6 @@
 """libbrain against Brian2 (CPU) and plain PyTorch (GPU) on the papers' two simulation
 benchmarks (Fig. 4C-D): the COBA-LIF network (Vogels-Abbott, the fast engine) and the COBA-HH
-network (Brette et al. 2007 benchmark 3, the module engine), at 80 synapses per neuron as N
+network (Brette et al. 2007 benchmark 3, also the fast engine), at 80 synapses per neuron as N
 grows. Seconds per simulated second of the simulation loop (setup and compilation excluded),
 and the rates, which must agree across simulators.
 

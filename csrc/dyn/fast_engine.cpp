@@ -1,5 +1,6 @@
 // The fast engine (brain/dyn/fast.h): compiles a module tree into flat arrays and runs the
-// fused CPU loops of kernels/fastsim/fast_cpu.h.
+// fused CPU loops of kernels/fastsim/fast_cpu.h: LIF populations, and conductance-based ones
+// (CondNeuGroup of built-in channels) through the group's own one-pass step.
 #include <brain/dyn/fast.h>
 
 #include <unistd.h>
@@ -20,12 +21,14 @@
 #include <torch/torch.h>
 
 #include <brain/dist/dist.h>
+#include <brain/models/channels.h>
 #include <brain/models/neurons.h>
 #include <brain/models/synapses.h>
 #include <brain/ops.h>
 
 #include "csrc/dyn/fast_kernels.h"
 #include "csrc/dyn/progress.h"
+#include "csrc/models/cond_plan.h"
 #include "csrc/ops/jitc_common.h"
 #include "kernels/fastsim/fast_cpu.h"
 
@@ -37,12 +40,17 @@ namespace fs = kernels::fastsim;
 
 // Populations this large are split over threads; below, a fork costs more than it saves.
 constexpr int64_t kParallelNeurons = 32768;
+// Conductance-based neurons cost ~10 transcendental functions each: a thread per 256 of them,
+// as CondNeuGroup's own one-pass update.
+constexpr int64_t kCondGrain = 256;
 // Spike deliveries worth running the projections in parallel (each has its own buffer).
 constexpr int64_t kParallelDeliveries = 16384;
 
 struct PopInfo {
   std::string path;
-  LIF* lif;
+  NeuronGroup* group;
+  LIF* lif = nullptr;           // one of these two
+  CondNeuGroup* cond = nullptr;
   std::vector<int> receptors;  // in the order the population registered their currents
 };
 
@@ -68,7 +76,7 @@ struct Layout {
 
   int pop_of(const DynamicalSystem* s) const {
     for (size_t i = 0; i < pops.size(); ++i) {
-      if (pops[i].lif == s) return static_cast<int>(i);
+      if (pops[i].group == s) return static_cast<int>(i);
     }
     return -1;
   }
@@ -117,7 +125,23 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
     if (!L.projections.empty()) {
       return describe(s, path) + " is updated after a projection; the fast engine needs every population first";
     }
-    L.pops.push_back({path, static_cast<LIF*>(&s), {}});
+    auto* lif = static_cast<LIF*>(&s);
+    L.pops.push_back({path, lif, lif, nullptr, {}});
+    return "";
+  }
+  if (typeid(s) == typeid(CondNeuGroup)) {
+    if (!L.projections.empty()) {
+      return describe(s, path) + " is updated after a projection; the fast engine needs every population first";
+    }
+    auto* cond = static_cast<CondNeuGroup*>(&s);
+    if (!cond->fused()) return describe(s, path) + " has its one-pass update switched off";
+    for (const auto& [name, child] : s.children()) {
+      if (child->has_hooks()) return describe(*child, join_path(path, name)) + " has before/after-update hooks";
+      if (!dynamic_cast<IonChannel*>(child.get())) {
+        return describe(*child, join_path(path, name)) + " is not an ion channel of its group";
+      }
+    }
+    L.pops.push_back({path, cond, nullptr, cond, {}});
     return "";
   }
   if (typeid(s) == typeid(AlignPostProj)) {
@@ -135,7 +159,7 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
     info.pre = L.pop_of(proj->pre().get());
     info.post = L.pop_of(proj->post().get());
     if (info.pre < 0 || info.post < 0) {
-      return describe(s, path) + " connects a population that is not a LIF population of this network";
+      return describe(s, path) + " connects a population that is not a LIF or CondNeuGroup population of this network";
     }
     int r = L.receptor_of(proj->syn().get());
     if (r < 0) {
@@ -152,40 +176,49 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
     L.projections.push_back(std::move(info));
     return "";
   }
-  return describe(s, path) + " is not a model the fast engine compiles (LIF, AlignPostProj, DynSysGroup)";
+  return describe(s, path) + " is not a model the fast engine compiles (LIF, CondNeuGroup, AlignPostProj, DynSysGroup)";
 }
 
 std::string analyse(DynamicalSystem& root, Layout& L) {
   if (auto why = walk(root, "", L); !why.empty()) return why;
-  if (L.pops.empty()) return "the network has no LIF population";
+  if (L.pops.empty()) return "the network has no LIF or CondNeuGroup population";
   for (const auto& pop : L.pops) {
-    if (!pop.lif->has_state("V")) return "'" + pop.path + "' has no state yet (call reset_state())";
+    if (!pop.group->has_state("V")) return "'" + pop.path + "' has no state yet (call reset_state())";
   }
   for (const auto& rc : L.receptors) {
     if (!rc.syn->has_state("g")) return "a synapse of '" + L.pops[rc.pop].path + "' has no state yet (call reset_state())";
   }
-  L.dtype = L.pops[0].lif->state("V").scalar_type();
+  L.dtype = L.pops[0].group->state("V").scalar_type();
   if (L.dtype != at::kFloat && L.dtype != at::kDouble) {
     return "the states are " + std::string(c10::toString(L.dtype)) + "; the fast engine runs float32 and float64";
   }
   for (auto& pop : L.pops) {
-    const LIF& lif = *pop.lif;
-    if (lif.batch_size() != 0) return "'" + pop.path + "' has a batch dimension; the fast engine runs unbatched states";
+    const NeuronGroup& group = *pop.group;
+    if (group.batch_size() != 0) return "'" + pop.path + "' has a batch dimension; the fast engine runs unbatched states";
     for (const char* st : {"V", "spike", "input"}) {
-      if (auto why = check_state(lif.state(st), "'" + pop.path + "." + st + "'", L.dtype); !why.empty()) return why;
+      if (auto why = check_state(group.state(st), "'" + pop.path + "." + st + "'", L.dtype); !why.empty()) return why;
     }
-    if (lif.params().tau_ref > 0) {
+    if (pop.cond) {
+      detail::CondPlan plan;
+      at::NoGradGuard no_grad;  // gradients are refused on their own (wants_gradient)
+      if (!detail::plan_cond_group(*pop.cond, group.state("V"), group.state("input"), plan)) {
+        return "'" + pop.path + "' does not take CondNeuGroup's one-pass update (takes_fused_step(): a channel it " +
+               "does not know, a pool or influx channel outside the group, or gates of another type or shape)";
+      }
+    }
+    if (pop.lif && pop.lif->params().tau_ref > 0) {
+      const LIF& lif = *pop.lif;
       if (auto why = check_state(lif.state("last_spike_step"), "'" + pop.path + ".last_spike_step'", at::kLong);
           !why.empty()) {
         return why;
       }
     }
-    if (lif.n_currents() != lif.current_keys().size()) {
+    if (group.n_currents() != group.current_keys().size()) {
       return "'" + pop.path + "' has currents that do not come from a projection of this network";
     }
-    for (const void* key : lif.current_keys()) {
+    for (const void* key : group.current_keys()) {
       const int r = L.receptor_of(static_cast<const DynamicalSystem*>(static_cast<const Synapse*>(key)));
-      if (r < 0 || L.receptors[r].pop != L.pop_of(&lif)) {
+      if (r < 0 || L.receptors[r].pop != L.pop_of(&group)) {
         return "'" + pop.path + "' has a synaptic current from outside this network";
       }
       pop.receptors.push_back(r);
@@ -213,9 +246,29 @@ std::string analyse(DynamicalSystem& root, Layout& L) {
 
 // Where a monitor or an input points in the compiled network.
 struct Place {
-  enum Kind { kPopV, kPopSpike, kPopInput, kPopLast, kReceptorG } kind;
+  enum Kind { kPopV, kPopSpike, kPopInput, kPopLast, kReceptorG, kGate } kind;
   int index;
+  int channel = -1, gate = -1;  // kGate: which channel of population `index`, which of its gates
 };
+
+// The channel of a CondNeuGroup population that `sys` is, and which of its gates `leaf` names.
+bool gate_place(const Layout& L, const DynamicalSystem* sys, const std::string& leaf, Place& out) {
+  for (size_t p = 0; p < L.pops.size(); ++p) {
+    if (!L.pops[p].cond) continue;
+    const auto& channels = L.pops[p].cond->channels();
+    for (size_t c = 0; c < channels.size(); ++c) {
+      if (channels[c].get() != sys) continue;
+      const auto names = detail::cond_gate_names(*channels[c]);
+      for (size_t g = 0; g < names.size(); ++g) {
+        if (names[g] == leaf) {
+          out = {Place::kGate, static_cast<int>(p), static_cast<int>(c), static_cast<int>(g)};
+          return true;
+        }
+      }
+    }
+  }
+  return false;
+}
 
 std::string place_of(DynamicalSystem& root, const Layout& L, const std::string& path, Place& out) {
   const auto dot = path.rfind('.');
@@ -234,7 +287,7 @@ std::string place_of(DynamicalSystem& root, const Layout& L, const std::string& 
     if (leaf == "V") out.kind = Place::kPopV;
     else if (leaf == "spike") out.kind = Place::kPopSpike;
     else if (leaf == "input") out.kind = Place::kPopInput;
-    else if (leaf == "last_spike_step" && L.pops[p].lif->params().tau_ref > 0) out.kind = Place::kPopLast;
+    else if (leaf == "last_spike_step" && L.pops[p].lif && L.pops[p].lif->params().tau_ref > 0) out.kind = Place::kPopLast;
     else return "'" + path + "' is not a state the fast engine records";
     return "";
   }
@@ -242,6 +295,7 @@ std::string place_of(DynamicalSystem& root, const Layout& L, const std::string& 
     out = {Place::kReceptorG, r};
     return "";
   }
+  if (gate_place(L, sys, leaf, out)) return "";
   return "'" + path + "' is not a state the fast engine records";
 }
 
@@ -313,6 +367,12 @@ struct Population {
   std::vector<int32_t> global;
   std::vector<fs::Receptor<T>> receptors;
   fs::LifPop<T> k;
+  // A CondNeuGroup: its channels' plan and gates (copies updated in place, written back at
+  // the end like V).
+  bool cond = false;
+  detail::CondPlan plan;
+  std::vector<std::vector<at::Tensor>> gates;
+  kernels::cond::Group<T> grp;
   // Inputs into this population, in the runner's order; drives for the first and later steps.
   std::vector<std::pair<const RunInput*, at::Tensor>> inputs;
   bool per_step = false;
@@ -368,19 +428,33 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
 
   for (size_t p = 0; p < L.pops.size(); ++p) {
     const PopInfo& info = L.pops[p];
-    const LIF& lif = *info.lif;
-    const LifParams& lp = lif.params();
+    const NeuronGroup& group = *info.group;
     Population<T>& pop = pops[p];
     pop.info = &info;
-    const int64_t n = lif.size();
+    const int64_t n = group.size();
     TORCH_CHECK(n < (int64_t{1} << 31), "fast engine: '", info.path, "' has ", n, " neurons; at most 2^31 - 1");
-    pop.V = lif.state("V").detach().contiguous().clone();
-    pop.input0 = lif.state("input").detach().contiguous();
+    pop.V = group.state("V").detach().contiguous().clone();
+    pop.input0 = group.state("input").detach().contiguous();
     pop.spiked.assign(static_cast<size_t>(n), 0);
     pop.spikes.assign(static_cast<size_t>(n), 0);
     auto& k = pop.k;
     k.n = n;
     k.V = pop.V.template data_ptr<T>();
+    k.spiked = pop.spiked.data();
+    if (info.cond) {
+      const CondNeuGroup& cond = *info.cond;
+      TORCH_CHECK(detail::plan_cond_group(cond, pop.V, pop.input0, pop.plan), "fast engine: '", info.path,
+                  "' no longer takes the one-pass update");
+      pop.cond = true;
+      for (auto& channel_gates : pop.plan.gates) {
+        for (auto& x : channel_gates) x = x.detach().clone();  // updated in place by the pass
+      }
+      pop.gates = pop.plan.gates;
+      pop.grp = pop.plan.template group<T>(pop.gates, cond.C(), cond.V_th(), dt);
+      continue;
+    }
+    const LIF& lif = *info.lif;
+    const LifParams& lp = lif.params();
     if (lp.tau_ref > 0) {
       pop.last = lif.state("last_spike_step").detach().contiguous().clone();
       const int64_t ref_steps = std::min<int64_t>(std::llround(lp.tau_ref / dt), int64_t{1} << 30);
@@ -401,7 +475,6 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     k.factor = static_cast<T>(k.euler ? dt / lp.tau : std::exp(-dt / lp.tau));
     k.threshold_scale = static_cast<T>(lp.V_th - lp.V_reset);
     k.detach_reset = lp.detach_reset;
-    k.spiked = pop.spiked.data();
   }
   // A distributed run: each population is this rank's block of a larger one; connectivity
   // comes from the whole presynaptic population.
@@ -432,7 +505,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     const ProjInfo& info = L.projections[j];
     Projection<T>& pj = projs[j];
     pj.info = &info;
-    pj.pending.assign(static_cast<size_t>(L.pops[info.post].lif->size()), T(0));
+    pj.pending.assign(static_cast<size_t>(L.pops[info.post].group->size()), T(0));
     const Comm& comm = *info.proj->comm();
     if (typeid(comm) == typeid(CsrComm)) {
       const auto& csr = static_cast<const CsrComm&>(comm);
@@ -523,7 +596,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     int64_t samples = 0;
     for (int64_t i = 0; i < steps; ++i) samples += (ctx.step + i) % m.every == 0;
     const bool is_pop = place.kind != Place::kReceptorG;
-    const int64_t n = is_pop ? pops[place.index].k.n : L.pops[L.receptors[place.index].pop].lif->size();
+    const int64_t n = is_pop ? pops[place.index].k.n : L.pops[L.receptors[place.index].pop].group->size();
     std::vector<int64_t> idx;
     if (m.indices) {
       const at::Tensor ix = m.indices->to(at::kCPU, at::kLong).contiguous();
@@ -577,6 +650,11 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
             for (int64_t c = 0; c < width; ++c) base[row * width + c] = static_cast<scalar_t>(last[idx[c]]);
           });
           break;
+        case Place::kGate:
+          writers.emplace_back([=, x = pop->gates[place.channel][place.gate].template data_ptr<T>()](int64_t row) {
+            for (int64_t c = 0; c < width; ++c) base[row * width + c] = static_cast<scalar_t>(x[idx[c]]);
+          });
+          break;
         case Place::kReceptorG:
           writers.emplace_back([=](int64_t row) {
             const T* gd = rc->g_decayed.template data_ptr<T>();
@@ -622,7 +700,9 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
         pop.k.drive = (i == 0 ? pop.drive_first : pop.drive_rest).template data_ptr<T>();
       }
       const fs::LifPop<T>& k = pop.k;
-      if (k.n >= kParallelNeurons) {
+      if (pop.cond) {
+        at::parallel_for(0, k.n, kCondGrain, [&](int64_t b, int64_t e) { fs::cond_step(k, pop.grp, b, e); });
+      } else if (k.n >= kParallelNeurons) {
         const int64_t blocks = (k.n + fs::kBlock - 1) / fs::kBlock;
         at::parallel_for(0, blocks, 16, [&](int64_t b0, int64_t b1) {
           lif_step(k, step, b0 * fs::kBlock, std::min(k.n, b1 * fs::kBlock));
@@ -716,14 +796,20 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
 
   // Write the state back, so the module engine (or the next run) carries on from here.
   for (auto& pop : pops) {
-    LIF& lif = *pop.info->lif;
-    lif.assign_state("V", pop.V);
+    NeuronGroup& group = *pop.info->group;
+    group.assign_state("V", pop.V);
     at::Tensor spike = at::empty({pop.k.n}, fopt);
     T* s = spike.data_ptr<T>();
     for (int64_t i = 0; i < pop.k.n; ++i) s[i] = static_cast<T>(pop.spiked[static_cast<size_t>(i)]);
-    lif.assign_state("spike", spike);
-    lif.assign_state("input", at::zeros_like(pop.V));
-    if (pop.last.defined()) lif.assign_state("last_spike_step", pop.last);
+    group.assign_state("spike", spike);
+    group.assign_state("input", at::zeros_like(pop.V));
+    if (pop.last.defined()) group.assign_state("last_spike_step", pop.last);
+    if (pop.cond) {
+      const auto& channels = pop.info->cond->channels();
+      for (size_t c = 0; c < channels.size(); ++c) {
+        for (size_t g = 0; g < pop.gates[c].size(); ++g) channels[c]->assign_state(pop.plan.gate_names[c][g], pop.gates[c][g]);
+      }
+    }
     result.spike_counts[pop.info->path] = pop.count;
   }
   for (auto& rc : recs) {
@@ -789,6 +875,11 @@ std::map<std::string, std::string> per_neuron_states(DynamicalSystem& system, co
   for (const auto& path : system.state_paths()) {
     for (const auto& pop : L.pops) {
       if (under(path, pop.path + ".")) out[path] = pop.path;
+      if (pop.cond) {
+        for (const auto& [name, channel] : pop.cond->children()) {
+          if (under(path, pop.path + "." + name + ".")) out[path] = pop.path;
+        }
+      }
     }
     for (const auto& rec : L.receptors) {
       if (under(path, rec.owner_path + ".syn.")) out[path] = L.pops[static_cast<size_t>(rec.pop)].path;

@@ -8,6 +8,7 @@
 
 #include <brain/dyn/integrators.h>
 
+#include "csrc/models/cond_plan.h"
 #include "csrc/models/hh_rates.h"
 
 namespace brain {
@@ -262,32 +263,12 @@ void CondNeuGroup::reset_own_state(int64_t) {
   set_state("input", torch::zeros(shape, opts));
 }
 
+namespace detail {
+
 namespace {
 
-// Scalar twins of hh_rates.h, for the fused pass: the same formulas, limits and thresholds.
-template <typename T>
-T x_over_expm1(T x, T s) {
-  return std::abs(x) < T(1e-6) ? s : x / std::expm1(x / s);
-}
-template <typename T>
-T exprel_rate(T x, T scale) {  // scale * x / (1 - exp(-x / 10))
-  return std::abs(x) < T(1e-6) ? T(10) * scale : scale * x / (T(1) - std::exp(-x / T(10)));
-}
-template <typename T>
-T relax_scalar(T x, T alpha, T beta, T dt) {
-  const T rate = alpha + beta, inf = alpha / rate;
-  return inf + (x - inf) * std::exp(-rate * dt);
-}
-
-struct FusedChannel {
-  IonChannel::Kinetics k;
-  std::vector<at::Tensor> gates_in, gates_out;  // contiguous, in gate_names order
-  int pool = -1;            // KCa: its pool's index among the group's channels
-  std::vector<int> influx;  // CaPool: the indices of the channels that feed it
-};
-
-// The state names of a kind's gates, in the order the fused pass keeps them.
-std::vector<const char*> gate_names(IonChannel::Kinetics::Kind kind) {
+// The state names of a kind's gates, in the order the one-pass kernel keeps them.
+std::vector<std::string> gate_names(IonChannel::Kinetics::Kind kind) {
   using K = IonChannel::Kinetics;
   switch (kind) {
     case K::NaHH: case K::NaTM: return {"m", "h"};
@@ -299,214 +280,133 @@ std::vector<const char*> gate_names(IonChannel::Kinetics::Kind kind) {
   }
 }
 
-constexpr int kMaxFusedChannels = 16;
-
-template <typename T>
-struct GatePointers {
-  const IonChannel::Kinetics* k;
-  const FusedChannel* f;
-  const T* in[2] = {nullptr, nullptr};
-  T* out[2] = {nullptr, nullptr};
-};
-
-template <typename T>
-T sigmoid_scalar(T x) {
-  return T(1) / (T(1) + std::exp(-x));
-}
-
-// A channel's conductance from its gates (0 for a calcium pool, which carries no current).
-template <typename T>
-T conductance_of(const IonChannel::Kinetics& k, const T* x) {
+kernels::cond::Kind kernel_kind(IonChannel::Kinetics::Kind kind) {
   using K = IonChannel::Kinetics;
-  const T g = static_cast<T>(k.g);
-  switch (k.kind) {
-    case K::NaHH: case K::NaTM: return g * (x[0] * x[0] * x[0]) * x[1];
-    case K::KHH: case K::KTM: return g * (x[0] * x[0] * x[0] * x[0]);
-    case K::CaT: return g * (x[0] * x[0]) * x[1];
-    case K::H: return g * x[0];
-    case K::KCa: return g * (x[0] * x[0]);
-    case K::CaPool: return T(0);
-    default: return g;  // Leak
+  using C = kernels::cond::Kind;
+  switch (kind) {
+    case K::NaHH: return C::NaHH;
+    case K::KHH: return C::KHH;
+    case K::NaTM: return C::NaTM;
+    case K::KTM: return C::KTM;
+    case K::CaT: return C::CaT;
+    case K::H: return C::H;
+    case K::CaPool: return C::CaPool;
+    case K::KCa: return C::KCa;
+    default: return C::Leak;
   }
 }
 
 template <typename T>
-void fused_cond_step(int64_t n, const T* V, const T* I, T* V_out, T* spike_out, std::vector<FusedChannel>& fused,
-                     double C, double V_th, double dt_d) {
-  using K = IonChannel::Kinetics;
-  const T dt = static_cast<T>(dt_d), c = static_cast<T>(C), th = static_cast<T>(V_th);
-  std::vector<GatePointers<T>> chans;
-  for (auto& f : fused) {
-    GatePointers<T> p{&f.k, &f};
-    for (size_t g = 0; g < f.gates_in.size(); ++g) {
-      p.in[g] = f.gates_in[g].data_ptr<T>();
-      p.out[g] = f.gates_out[g].data_ptr<T>();
-    }
-    chans.push_back(p);
-  }
-  const int n_chans = static_cast<int>(chans.size());
+void one_pass_step(int64_t n, const T* V, const T* I, T* V_out, T* spike_out, const kernels::cond::Group<T>& grp) {
+  const T th = static_cast<T>(grp.V_th);
   // ~10 transcendental functions per neuron: a thread per 256 neurons is worth it (COBA-HH at
   // N = 1000 steps 20% faster than with 1024, measured on 2 cores).
   at::parallel_for(0, n, 256, [&](int64_t lo, int64_t hi) {
-    // Each channel's gates as the op-by-op path sees them when it reaches that channel: the
-    // old values until the channel has moved, the new ones after (a pool reads the current
-    // of its influx channels, a KCa channel its pool's [Ca], in whichever state they are).
-    T now[kMaxFusedChannels][2];
     for (int64_t i = lo; i < hi; ++i) {
       const T v = V[i];
-      for (int ch = 0; ch < n_chans; ++ch) {
-        for (int g = 0; g < 2; ++g) now[ch][g] = chans[ch].in[g] ? chans[ch].in[g][i] : T(0);
-      }
-      T G = 0, current = 0;
-      for (int ci = 0; ci < n_chans; ++ci) {
-        const auto& ch = chans[ci];
-        const K& k = *ch.k;
-        const T VT = static_cast<T>(k.V_T);
-        T* x = now[ci];
-        switch (k.kind) {
-          case K::NaHH:
-            x[0] = relax_scalar(x[0], exprel_rate(v + T(40), T(0.1)), T(4) * std::exp(-(v + T(65)) / T(18)), dt);
-            x[1] = relax_scalar(x[1], T(0.07) * std::exp(-(v + T(65)) / T(20)),
-                                T(1) / (T(1) + std::exp(-(v + T(35)) / T(10))), dt);
-            break;
-          case K::KHH:
-            x[0] = relax_scalar(x[0], exprel_rate(v + T(55), T(0.01)), T(0.125) * std::exp(-(v + T(65)) / T(80)), dt);
-            break;
-          case K::NaTM:
-            x[0] = relax_scalar(x[0], T(0.32) * x_over_expm1(T(13) - v + VT, T(4)),
-                                T(0.28) * x_over_expm1(v - VT - T(40), T(5)), dt);
-            x[1] = relax_scalar(x[1], T(0.128) * std::exp((T(17) - v + VT) / T(18)),
-                                T(4) / (T(1) + std::exp((T(40) - v + VT) / T(5))), dt);
-            break;
-          case K::KTM:
-            x[0] = relax_scalar(x[0], T(0.032) * x_over_expm1(T(15) - v + VT, T(5)),
-                                T(0.5) * std::exp((T(10) - v + VT) / T(40)), dt);
-            break;
-          case K::CaT: {
-            const T sh = static_cast<T>(k.V_sh);
-            const T p_inf = sigmoid_scalar((v + T(59) - sh) / T(6.2));
-            const T tau_p = (T(1) / (std::exp(-(v + T(132) - sh) / T(16.7)) + std::exp((v + T(16.8) - sh) / T(18.2))) +
-                             T(0.612)) / static_cast<T>(k.phi);
-            const T q_inf = sigmoid_scalar(-(v + T(83) - sh) / T(4));
-            const T u = v - sh;
-            const T tau_q = (u < T(-80) ? std::exp((u + T(467)) / T(66.6)) : std::exp(-(u + T(22)) / T(10.5)) + T(28)) /
-                            static_cast<T>(k.phi_q);
-            x[0] = p_inf + (x[0] - p_inf) * std::exp(-dt / tau_p);
-            x[1] = q_inf + (x[1] - q_inf) * std::exp(-dt / tau_q);
-            break;
-          }
-          case K::H: {
-            const T p_inf = sigmoid_scalar(-(v + T(75)) / T(5.5));
-            const T tau = T(1) / (std::exp(T(-0.086) * v - T(14.59)) + std::exp(T(0.0701) * v - T(1.87))) /
-                          static_cast<T>(k.phi);
-            x[0] = p_inf + (x[0] - p_inf) * std::exp(-dt / tau);
-            break;
-          }
-          case K::CaPool: {
-            constexpr double kFaraday = 96485.33212;  // C/mol, as CalciumPool::advance
-            T inward = 0;
-            for (const int j : ch.f->influx) {
-              inward = inward + -conductance_of(*chans[j].k, now[j]) * (v - static_cast<T>(chans[j].k->E));
-            }
-            T drive = inward * static_cast<T>(10.0 / (2 * kFaraday * k.depth));
-            drive = drive < T(0) ? T(0) : drive;
-            const T Ca_inf = static_cast<T>(k.Ca_rest) + static_cast<T>(k.tau) * drive;
-            x[0] = Ca_inf + (x[0] - Ca_inf) * static_cast<T>(std::exp(-dt_d / k.tau));
-            break;
-          }
-          case K::KCa: {
-            const T a = static_cast<T>(k.alpha) * std::pow(now[ch.f->pool][0], static_cast<T>(k.hill));
-            x[0] = relax_scalar(x[0], static_cast<T>(k.phi) * a, static_cast<T>(k.phi * k.beta), dt);
-            break;
-          }
-          default:  // Leak
-            break;
-        }
-        for (int g = 0; g < 2; ++g) {
-          if (ch.out[g]) ch.out[g][i] = x[g];
-        }
-        if (k.kind == K::CaPool) continue;
-        const T cond = conductance_of(k, x);
-        G += cond;
-        current -= cond * (v - static_cast<T>(k.E));
-      }
-      const T a = -G / c, ad = a * dt;
-      const T phi = std::abs(ad) < T(1e-12) ? dt : std::expm1(ad) / a;
-      const T v_new = v + phi * ((I[i] + current) / c);
+      const T v_new = kernels::cond::step_neuron(grp, i, v, I[i]);
       V_out[i] = v_new;
-      spike_out[i] = std::min(v_new - th, th - v) > T(0) ? T(1) : T(0);
+      spike_out[i] = kernels::cond::crossed(v, v_new, th) ? T(1) : T(0);
     }
   });
 }
 
 }  // namespace
 
-namespace {
+std::vector<std::string> cond_gate_names(const IonChannel& channel) { return gate_names(channel.kinetics().kind); }
 
-// The one-pass update's plan for these channels and states, or false when it does not apply
-// (a channel it does not know, a pool or an influx channel outside the group, a state on a
-// GPU, of another type or recording gradients): then the group updates op by op.
-bool plan_fused(const std::vector<std::shared_ptr<IonChannel>>& channels, const at::Tensor& V, const at::Tensor& I,
-                std::vector<FusedChannel>& plan) {
+bool plan_cond_group(const CondNeuGroup& group, const at::Tensor& V, const at::Tensor& I, CondPlan& plan) {
+  const auto& channels = group.channels();
   if (!V.device().is_cpu() || (V.scalar_type() != at::kFloat && V.scalar_type() != at::kDouble)) return false;
   if (at::GradMode::is_enabled() && (V.requires_grad() || I.requires_grad())) return false;
-  if (channels.size() > static_cast<size_t>(kMaxFusedChannels)) return false;
+  if (channels.empty() || channels.size() > static_cast<size_t>(kernels::cond::kMaxChannels)) return false;
   const auto index_of = [&channels](const IonChannel* ch) {
     for (size_t c = 0; c < channels.size(); ++c) {
       if (channels[c].get() == ch) return static_cast<int>(c);
     }
     return -1;
   };
-  plan.clear();
+  plan = CondPlan{};
   for (const auto& ch : channels) {
-    FusedChannel f{ch->kinetics(), {}, {}, -1, {}};
-    if (f.k.kind == IonChannel::Kinetics::None) return false;
-    if (f.k.kind == IonChannel::Kinetics::KCa) {
-      f.pool = index_of(f.k.pool);
-      if (f.pool < 0) return false;
+    const IonChannel::Kinetics k = ch->kinetics();
+    if (k.kind == IonChannel::Kinetics::None) return false;
+    kernels::cond::Channel c;
+    c.kind = kernel_kind(k.kind);
+    c.g = k.g, c.E = k.E, c.V_T = k.V_T;
+    c.V_sh = k.V_sh, c.phi = k.phi, c.phi_q = k.phi_q;
+    c.alpha = k.alpha, c.beta = k.beta, c.hill = k.hill;
+    c.depth = k.depth, c.tau = k.tau, c.Ca_rest = k.Ca_rest;
+    if (k.kind == IonChannel::Kinetics::KCa) {
+      c.pool = index_of(k.pool);
+      if (c.pool < 0) return false;
     }
-    for (const IonChannel* source : f.k.influx) {
+    for (const IonChannel* source : k.influx) {
       const int j = index_of(source);
       if (j < 0 || channels[j]->kinetics().kind == IonChannel::Kinetics::CaPool) return false;
-      f.influx.push_back(j);
+      c.influx[c.n_influx++] = j;
     }
-    for (const char* g : gate_names(f.k.kind)) {
+    std::vector<at::Tensor> gates;
+    const auto names = gate_names(k.kind);
+    for (const auto& g : names) {
       const at::Tensor& x = ch->state(g);
       if (x.device() != V.device() || x.scalar_type() != V.scalar_type() || x.sizes() != V.sizes() ||
           (at::GradMode::is_enabled() && x.requires_grad())) {
         return false;
       }
-      f.gates_in.push_back(x.contiguous());
+      gates.push_back(x.contiguous());
     }
-    plan.push_back(std::move(f));
+    plan.channels.push_back(c);
+    plan.gate_names.push_back(names);
+    plan.gates.push_back(std::move(gates));
   }
   return true;
 }
 
-}  // namespace
+template <typename T>
+kernels::cond::Group<T> CondPlan::group(const std::vector<std::vector<at::Tensor>>& out, double C, double V_th,
+                                        double dt) const {
+  kernels::cond::Group<T> grp;
+  grp.n_channels = static_cast<int>(channels.size());
+  for (size_t c = 0; c < channels.size(); ++c) {
+    grp.channels[c] = channels[c];
+    for (size_t g = 0; g < gates[c].size(); ++g) {
+      grp.in[c][g] = gates[c][g].data_ptr<T>();
+      grp.out[c][g] = out[c][g].data_ptr<T>();
+    }
+  }
+  grp.C = C, grp.V_th = V_th, grp.dt = dt;
+  return grp;
+}
+template kernels::cond::Group<float> CondPlan::group<float>(const std::vector<std::vector<at::Tensor>>&, double, double,
+                                                            double) const;
+template kernels::cond::Group<double> CondPlan::group<double>(const std::vector<std::vector<at::Tensor>>&, double,
+                                                              double, double) const;
+
+}  // namespace detail
 
 bool CondNeuGroup::takes_fused_step() const {
-  if (!fused_ || channels_.empty() || !has_state("V")) return false;
-  std::vector<FusedChannel> plan;
-  return plan_fused(channels_, state("V"), state("input"), plan);
+  if (!fused_ || !has_state("V")) return false;
+  detail::CondPlan plan;
+  return detail::plan_cond_group(*this, state("V"), state("input"), plan);
 }
 
 // One pass over the neurons for channels it knows, on the CPU, when nothing records gradients.
 bool CondNeuGroup::fused_update(const at::Tensor& V, const at::Tensor& I, const Context& ctx) {
-  std::vector<FusedChannel> chans;
-  if (!plan_fused(channels_, V, I, chans)) return false;
-  for (auto& f : chans) {
-    for (const auto& x : f.gates_in) f.gates_out.push_back(at::empty_like(x));
+  detail::CondPlan plan;
+  if (!detail::plan_cond_group(*this, V, I, plan)) return false;
+  std::vector<std::vector<at::Tensor>> out(plan.gates.size());
+  for (size_t c = 0; c < plan.gates.size(); ++c) {
+    for (const auto& x : plan.gates[c]) out[c].push_back(at::empty_like(x));
   }
   const at::Tensor Vc = V.contiguous(), Ic = I.to(V.scalar_type()).expand(V.sizes()).contiguous();
   at::Tensor V_new = at::empty_like(Vc), spike = at::empty_like(Vc);
   AT_DISPATCH_FLOATING_TYPES(V.scalar_type(), "CondNeuGroup fused step", [&] {
-    fused_cond_step<scalar_t>(Vc.numel(), Vc.data_ptr<scalar_t>(), Ic.data_ptr<scalar_t>(), V_new.data_ptr<scalar_t>(),
-                              spike.data_ptr<scalar_t>(), chans, C_, V_th_, ctx.dt);
+    detail::one_pass_step<scalar_t>(Vc.numel(), Vc.data_ptr<scalar_t>(), Ic.data_ptr<scalar_t>(),
+                                    V_new.data_ptr<scalar_t>(), spike.data_ptr<scalar_t>(),
+                                    plan.group<scalar_t>(out, C_, V_th_, ctx.dt));
   });
   for (size_t c = 0; c < channels_.size(); ++c) {
-    const auto names = gate_names(chans[c].k.kind);
-    for (size_t g = 0; g < names.size(); ++g) channels_[c]->assign_state(names[g], chans[c].gates_out[g]);
+    for (size_t g = 0; g < plan.gate_names[c].size(); ++g) channels_[c]->assign_state(plan.gate_names[c][g], out[c][g]);
   }
   set_state("spike", spike);
   set_state("V", V_new);

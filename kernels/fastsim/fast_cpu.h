@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "kernels/fastsim/cond_cpu.h"
 #include "kernels/jitc/jitc_cpu.h"
 #include "kernels/jitc/jitc_gen.h"
 
@@ -36,6 +37,8 @@ struct Receptor {
   T E = 0;
 };
 
+// A LIF population; a conductance-based one (cond_step) uses the fields n, V, drive,
+// receptors, spiked and nonfinite, and its channels' kernels::cond::Group.
 template <typename T>
 struct LifPop {
   std::int64_t n = 0;
@@ -220,6 +223,35 @@ void lif_step_as(const LifPop<T>& p, std::int64_t step, std::int64_t begin, std:
 template <typename T>
 void lif_step(const LifPop<T>& p, std::int64_t step, std::int64_t begin, std::int64_t end) {
   p.nonfinite ? lif_step_as<true>(p, step, begin, end) : lif_step_as<false>(p, step, begin, end);
+}
+
+// One step of neurons [begin, end) of a conductance-based population: the synaptic input as
+// for LIF, then CondNeuGroup's one-pass update (gates in place, V by exponential Euler) and
+// the spike where V crossed V_th upwards. Any split of a population gives the same result.
+template <bool kCheck, typename T>
+void cond_range(const LifPop<T>& p, const cond::Group<T>& grp, std::int64_t begin, std::int64_t end) {
+  T I[kBlock];
+  const T th = static_cast<T>(grp.V_th);
+  for (std::int64_t b = begin; b < end; b += kBlock) {
+    const std::int64_t m = end - b < kBlock ? end - b : kBlock;
+    const bool bad_g = block_currents<kCheck>(p, b, m, I);
+    int bad_v = 0;
+    for (std::int64_t j = 0; j < m; ++j) {
+      const T v = p.V[b + j];
+      const T v_new = cond::step_neuron(grp, b + j, v, I[j]);
+      p.V[b + j] = v_new;
+      p.spiked[b + j] = cond::crossed(v, v_new, th);
+      if constexpr (kCheck) bad_v |= not_finite(v_new);
+    }
+    if constexpr (kCheck) {
+      if (bad_g || bad_v) p.nonfinite->store(1, std::memory_order_relaxed);
+    }
+  }
+}
+
+template <typename T>
+void cond_step(const LifPop<T>& p, const cond::Group<T>& grp, std::int64_t begin, std::int64_t end) {
+  p.nonfinite ? cond_range<true>(p, grp, begin, end) : cond_range<false>(p, grp, begin, end);
 }
 
 // Indices of the set flags of [0, n) in increasing order into out; returns how many. Skips

@@ -11,14 +11,18 @@
 // What it compiles (anything else runs on the module engine, Engine::Auto says why):
 //   - DynSysGroup trees (no hooks) whose neuron populations are all updated before their
 //     projections, as every reference network is built;
-//   - LIF populations (exp_euler or euler, refractory or not, either reset);
+//   - LIF populations (exp_euler or euler, refractory or not, either reset), and CondNeuGroup
+//     populations that take their one-pass update (built-in channels, the pool and influx
+//     channels of a KCa channel in the group, one-pass update not switched off), stepped by
+//     that same update (kernels/fastsim/cond_cpu.h) with the synaptic input formed as for LIF;
 //   - AlignPostProj projections with an Expon synapse, COBA or CUBA output, CsrComm or JitComm
 //     connectivity (any weights, event or not) and any uniform delay; no STP or STDP;
 //   - unbatched float32 or float64 states on the CPU, no gradient being recorded;
 //   - runner inputs into "<population>.input" (constant or per step) and monitors of
-//     "<population>.{V,spike,input,last_spike_step}" and "<projection>.syn.g".
-// The CPU loop uses every thread torch uses for populations of 32k neurons and more, and its
-// results do not depend on the thread count.
+//     "<population>.{V,spike,input,last_spike_step}", the gates of a CondNeuGroup's channels
+//     ("<population>.<channel>.<gate>") and "<projection>.syn.g".
+// The CPU loop uses every thread torch uses for LIF populations of 32k neurons and more and for
+// conductance-based ones of 512 and more, and its results do not depend on the thread count.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +49,7 @@ struct Segment {
 RunResult run_fast(DynamicalSystem& system, const RunnerOptions& options, Context& ctx, int64_t steps,
                    const Segment& segment);
 // For a network the fast engine runs: the states that hold one value per neuron of a
-// population (its LIF states, the conductances of the synapses onto it), by state path, with
+// population (its neuron and channel states, the conductances of the synapses onto it), by state path, with
 // that population's path. These are what a distributed run splits into blocks; the others
 // (delay lines over whole presynaptic populations) are the same on every rank.
 std::map<std::string, std::string> per_neuron_states(DynamicalSystem& system, const RunnerOptions& options);

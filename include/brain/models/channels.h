@@ -281,6 +281,10 @@ class BRAIN_API CondNeuGroup : public NeuronGroup {
   // channels only, a KCa channel's pool and a pool's influx channels in this group, CPU
   // float32/float64 states, no gradient recorded).
   bool takes_fused_step() const;
+  bool fused() const { return fused_; }
+  const std::vector<std::shared_ptr<IonChannel>>& channels() const { return channels_; }
+  double C() const { return C_; }
+  double V_th() const { return V_th_; }
 
  protected:
   void reset_own_state(int64_t batch_size) override;

@@ -2,6 +2,8 @@
 // the same bits (spikes, potentials, conductances, final states), whatever the options.
 #include <brain/brain.h>
 
+#include <functional>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -341,6 +343,215 @@ TEST(FastEngine, RejectsStdpAndBatches) {
   proj->add_stdp({});
   net->reset_state();
   EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("STDP"), std::string::npos);
+}
+
+// ---- Conductance-based populations (CondNeuGroup) -------------------------------------------
+
+struct NetRun {
+  brain::RunResult result;
+  std::map<std::string, at::Tensor> states;
+};
+
+// Runs a freshly built network on `engine` and keeps its monitors and final states.
+NetRun run_network(const std::function<std::shared_ptr<brain::DynSysGroup>()>& build, brain::RunnerOptions opt,
+                Engine engine, int64_t steps) {
+  torch::NoGradGuard no_grad;
+  auto net = build();
+  net->reset_state();
+  opt.engine = engine;
+  opt.progress = 0;
+  brain::Runner runner(net, opt);
+  NetRun out{runner.run_steps(steps), {}};
+  for (const auto& path : net->state_paths()) out.states[path] = net->find_state(path).clone();
+  return out;
+}
+
+void expect_runs_equal(const NetRun& slow, const NetRun& fast) {
+  EXPECT_EQ(slow.result.engine, "modules");
+  EXPECT_EQ(fast.result.engine, "fast");
+  EXPECT_EQ(slow.result.spike_counts, fast.result.spike_counts);
+  ASSERT_EQ(slow.result.order, fast.result.order);
+  for (const auto& key : slow.result.order) {
+    expect_same_bits(slow.result.values.at(key), fast.result.values.at(key), "monitor " + key);
+  }
+  ASSERT_EQ(slow.states.size(), fast.states.size());
+  for (const auto& [path, value] : slow.states) expect_same_bits(value, fast.states.at(path), "final state " + path);
+}
+
+brain::RunnerOptions coba_hh_monitors() {
+  brain::RunnerOptions opt;
+  opt.monitors.push_back({"E.spike", std::nullopt, 1, "", at::kBool});
+  opt.monitors.push_back({"I.spike", std::nullopt, 1, "", std::nullopt});
+  opt.monitors.push_back({"E.V", torch::tensor({0, 7, 399}), 1, "", std::nullopt});
+  opt.monitors.push_back({"E.Na.m", torch::tensor({0, 7}), 1, "", std::nullopt});
+  opt.monitors.push_back({"I.Na.h", std::nullopt, 4, "", at::kDouble});
+  opt.monitors.push_back({"E.K.n", torch::tensor({3}), 2, "", std::nullopt});
+  opt.monitors.push_back({"I2E.syn.g", torch::tensor({1, 2}), 1, "", std::nullopt});
+  return opt;
+}
+
+// COBA-HH (Traub-Miles Na and K, leak; Expon COBA synapses): the fast engine steps each group
+// with CondNeuGroup's own one-pass update, so monitors, gates and final states are the same bits.
+class FastEngineCobaHH : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FastEngineCobaHH, MatchesModulesBitForBit) {
+  brain::CobaHHSpec spec;
+  spec.n_exc = 400;
+  spec.n_inh = 100;
+  spec.p = 0.16;  // 80 synapses per neuron, as the benchmark
+  spec.dtype = GetParam();
+  auto build = [&] { return brain::build_coba_hh_network(spec, 5, c10::kCPU); };
+  const NetRun slow = run_network(build, coba_hh_monitors(), Engine::Modules, 1500);
+  const NetRun fast = run_network(build, coba_hh_monitors(), Engine::Fast, 1500);
+  EXPECT_GT(slow.result.spike_counts.at("E"), 300) << "the network must be active for the comparison to mean something";
+  EXPECT_GT(slow.result.spike_counts.at("I"), 50);
+  expect_runs_equal(slow, fast);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, FastEngineCobaHH, ::testing::Values("float32", "float64"));
+
+TEST(FastEngine, CobaHHJitConnectivityMatches) {
+  brain::CobaHHSpec spec;
+  spec.n_exc = 400;
+  spec.n_inh = 100;
+  spec.p = 0.16;
+  spec.connectivity = "jit";
+  auto build = [&] { return brain::build_coba_hh_network(spec, 6, c10::kCPU); };
+  const NetRun slow = run_network(build, coba_hh_monitors(), Engine::Modules, 800);
+  const NetRun fast = run_network(build, coba_hh_monitors(), Engine::Fast, 800);
+  EXPECT_GT(slow.result.spike_counts.at("E"), 100);
+  expect_runs_equal(slow, fast);
+}
+
+// A LIF population drives thalamic cells (HH spikes with T-type calcium, a calcium pool, KCa
+// and h channels, the pool before its influx channel in one of the groups) through a delayed
+// CSR projection; the thalamic cells excite each other. float64.
+std::shared_ptr<brain::DynSysGroup> mixed_network() {
+  const auto opts = at::TensorOptions(at::kDouble);
+  auto net = std::make_shared<brain::DynSysGroup>("mixed");
+  brain::LifParams lp;
+  lp.tau_ref = 2.0;
+  auto L = net->add("L", std::make_shared<brain::LIF>(200, lp, opts));
+  L->set_V_initializer([](const std::vector<int64_t>& shape) {
+    return at::rand(shape, at::make_generator<at::CPUGeneratorImpl>(3), at::kDouble) * 12.0 - 60.0;
+  });
+  auto thalamic = [&](const char* name, int64_t n, bool pool_first) {
+    auto pop = std::make_shared<brain::CondNeuGroup>(n, 1.0, -20.0, -65.0, brain::Surrogate{}, opts);
+    pop->add_channel("Na", std::make_shared<brain::NaChannelHH>(n, 120.0, 50.0, opts));
+    pop->add_channel("K", std::make_shared<brain::KChannelHH>(n, 36.0, -77.0, opts));
+    pop->add_channel("leak", std::make_shared<brain::LeakChannel>(n, 0.3, -54.387, opts));
+    brain::CaTParams cat_p;
+    auto cat = std::make_shared<brain::CaTChannel>(n, cat_p, opts);
+    brain::CalciumPoolParams pool_p;
+    pool_p.depth = 0.1;
+    auto pool = std::make_shared<brain::CalciumPool>(n, pool_p, opts);
+    pool->add_influx(cat);
+    auto kca = std::make_shared<brain::KCaChannel>(n, pool, brain::KCaParams{}, opts);
+    if (pool_first) {
+      pop->add_channel("KCa", kca);
+      pop->add_channel("Ca", pool);
+      pop->add_channel("CaT", cat);
+    } else {
+      pop->add_channel("CaT", cat);
+      pop->add_channel("Ca", pool);
+      pop->add_channel("KCa", kca);
+    }
+    pop->add_channel("H", std::make_shared<brain::HChannel>(n, brain::HParams{}, opts));
+    pop->set_V_initializer([n](const std::vector<int64_t>&) { return torch::linspace(-80.0, -55.0, n, at::kDouble); });
+    return net->add(name, pop);
+  };
+  auto T1 = thalamic("T1", 120, false);
+  auto T2 = thalamic("T2", 80, true);
+  auto csr = [](int64_t pre, int64_t post, double p, uint64_t seed, double w) {
+    return std::make_shared<brain::CsrComm>(brain::fixed_prob(pre, post, p, true, seed), torch::tensor(w, at::kDouble));
+  };
+  net->add("LT1", std::make_shared<brain::AlignPostProj>(L, csr(200, 120, 0.1, 41, 0.05),
+                                                         std::make_shared<brain::Expon>(120, 5.0, opts),
+                                                         std::make_shared<brain::COBA>(0.0), T1, 5));
+  net->add("T1T2", std::make_shared<brain::AlignPostProj>(T1, csr(120, 80, 0.1, 42, 0.1),
+                                                          std::make_shared<brain::Expon>(80, 5.0, opts),
+                                                          std::make_shared<brain::COBA>(0.0), T2));
+  net->add("T2T1", std::make_shared<brain::AlignPostProj>(T2, csr(80, 120, 0.1, 43, 2.0),
+                                                          std::make_shared<brain::Expon>(120, 8.0, opts),
+                                                          std::make_shared<brain::CUBA>(), T1));
+  return net;
+}
+
+TEST(FastEngine, LifDrivingThalamicCellsMatches) {
+  brain::RunnerOptions opt;
+  opt.dt = 0.025;
+  opt.inputs = {{"L.input", torch::tensor(13.0), false, brain::RunInput::Op::Set},
+                {"T2.input", torch::linspace(-4.0, 8.0, 80, at::kDouble), false, brain::RunInput::Op::Set}};
+  opt.monitors = {{"T1.V", torch::tensor({0, 60, 119}), 1, "", std::nullopt},
+                  {"T2.spike", std::nullopt, 1, "", std::nullopt},
+                  {"T1.Ca.Ca", torch::tensor({5, 50}), 1, "", std::nullopt},
+                  {"T2.KCa.p", std::nullopt, 10, "", std::nullopt},
+                  {"T2.CaT.q", torch::tensor({0}), 1, "", std::nullopt},
+                  {"T1.H.p", torch::tensor({1}), 1, "", std::nullopt},
+                  {"T1T2.syn.g", torch::tensor({3}), 1, "", std::nullopt}};
+  const NetRun slow = run_network(mixed_network, opt, Engine::Modules, 4000);
+  const NetRun fast = run_network(mixed_network, opt, Engine::Fast, 4000);
+  EXPECT_GT(slow.result.spike_counts.at("L"), 100);
+  EXPECT_GT(slow.result.spike_counts.at("T1"), 20);
+  EXPECT_GT(slow.result.spike_counts.at("T2"), 20);
+  EXPECT_GT(slow.result.values.at("T1.Ca.Ca").max().item<double>(), 10 * 2.4e-4);  // calcium path exercised
+  expect_runs_equal(slow, fast);
+}
+
+// Conductance-based groups split over threads from 512 neurons: any split gives the same bits.
+TEST(FastEngine, CobaHHThreadCountDoesNotChangeResults) {
+  brain::CobaHHSpec spec;
+  spec.n_exc = 1600;
+  spec.n_inh = 400;
+  spec.p = 0.04;
+  auto run = [&](int threads) {
+    const int before = at::get_num_threads();
+    at::set_num_threads(threads);
+    auto build = [&] { return brain::build_coba_hh_network(spec, 8, c10::kCPU); };
+    NetRun r = run_network(build, coba_hh_monitors(), Engine::Fast, 400);
+    at::set_num_threads(before);
+    return r;
+  };
+  const NetRun one = run(1);
+  const NetRun two = run(2);
+  EXPECT_GT(one.result.spike_counts.at("E"), 100);
+  for (const auto& key : one.result.order) {
+    expect_same_bits(one.result.values.at(key), two.result.values.at(key), "monitor " + key);
+  }
+}
+
+TEST(FastEngine, CondGroupsItCannotStepKeepTheModuleEngine) {
+  torch::NoGradGuard no_grad;
+  brain::CobaHHSpec spec;
+  spec.n_exc = 40;
+  spec.n_inh = 10;
+  auto net = brain::build_coba_hh_network(spec, 1, c10::kCPU);
+  net->reset_state();
+  brain::RunnerOptions opt;
+  opt.progress = 0;
+  EXPECT_EQ(brain::fast_engine_unsupported(*net, opt), "");
+  opt.monitors = {{"E.Na.x", std::nullopt, 1, "", std::nullopt}};
+  EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("E.Na.x"), std::string::npos);
+  opt.monitors.clear();
+
+  static_cast<brain::CondNeuGroup&>(net->find_system("I")).set_fused(false);
+  std::string why = brain::fast_engine_unsupported(*net, opt);
+  EXPECT_NE(why.find("'I'"), std::string::npos) << why;
+  EXPECT_NE(why.find("switched off"), std::string::npos) << why;
+
+  // A KCa channel whose pool is not in the group: the group steps op by op, so does the network.
+  auto other = std::make_shared<brain::DynSysGroup>("other");
+  auto pool = std::make_shared<brain::CalciumPool>(4);
+  auto group = other->add("n", std::make_shared<brain::CondNeuGroup>(4));
+  group->add_channel("L", std::make_shared<brain::LeakChannel>(4));
+  group->add_channel("KCa", std::make_shared<brain::KCaChannel>(4, pool));
+  pool->reset_state();
+  other->reset_state();
+  why = brain::fast_engine_unsupported(*other, opt);
+  EXPECT_NE(why.find("'n'"), std::string::npos) << why;
+  EXPECT_NE(why.find("one-pass"), std::string::npos) << why;
+  brain::Runner runner(other, opt);
+  EXPECT_EQ(runner.run_steps(3).engine, "modules");
 }
 
 }  // namespace
