@@ -51,6 +51,15 @@ void expect_close(const std::map<std::string, torch::Tensor>& a, const std::map<
   }
 }
 
+// The readouts of two runs with the same spikes. Not bit for bit: the readout (and input)
+// Linear runs over the whole window in one and step by step or chunk by chunk in the other, and
+// a GEMM's rounding depends on its row count (MKL on Intel Xeons picks other kernels); one
+// spike more or less would move an output by a readout weight, orders above this tolerance.
+void expect_same_spikes(const torch::Tensor& a, const torch::Tensor& b) {
+  ASSERT_EQ(a.sizes(), b.sizes());
+  EXPECT_TRUE(torch::allclose(a, b, 1e-5, 1e-6)) << "max difference " << (a - b).abs().max().item<double>();
+}
+
 torch::Tensor drive(int64_t steps, int64_t batch, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   return torch::rand({steps, batch, 6}, gen) * 6.0;
@@ -68,7 +77,7 @@ TEST(SpikingNetFused, SpikesEqualTheModulePathAndGradientsAgree) {
     const auto g_fused = gradients(fused, x, y, &out_fused);
     const auto g_modules = gradients(modules, x, y, &out_modules);
     SCOPED_TRACE(recurrence + (recurrent ? " recurrent" : " feed-forward"));
-    EXPECT_TRUE(torch::equal(out_fused, out_modules));
+    expect_same_spikes(out_fused, out_modules);
     EXPECT_GT(fused.last_rate().item<double>(), 0.02);
     expect_close(g_fused, g_modules, 1e-5);
   }
@@ -137,7 +146,7 @@ TEST(BackwardRecomputing, GivesTheWholeWindowGradientsAndEndState) {
       const auto g_whole = gradients(whole, x, y, &out_whole);
       chunked.reset(4);
       const auto loss = backward_recomputing(chunked, x, loss_of, chunk, &out_chunked);
-      EXPECT_TRUE(torch::equal(out_whole, out_chunked)) << "chunk " << chunk;
+      expect_same_spikes(out_whole, out_chunked);
       EXPECT_NEAR(loss.item<double>(), loss_of(out_whole).item<double>(), 1e-7);
       std::map<std::string, torch::Tensor> g_chunked;
       for (const auto& item : chunked.named_parameters()) g_chunked[item.key()] = item.value().grad();
@@ -145,7 +154,9 @@ TEST(BackwardRecomputing, GivesTheWholeWindowGradientsAndEndState) {
       // The model goes on from the end of the window, as after a plain forward.
       const auto a = whole.get_state(), b = chunked.get_state();
       ASSERT_EQ(a.size(), b.size());
-      for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "state " << i;
+      for (size_t i = 0; i < a.size(); ++i) {
+        EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-5, 1e-4)) << "state " << i << ", chunk " << chunk;
+      }
     }
   }
 }
