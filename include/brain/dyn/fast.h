@@ -21,8 +21,9 @@
 //   - runner inputs into "<population>.input" (constant or per step) and monitors of
 //     "<population>.{V,spike,input,last_spike_step}", the gates of a CondNeuGroup's channels
 //     ("<population>.<channel>.<gate>") and "<projection>.syn.g".
-// The CPU loop uses every thread torch uses for LIF populations of 32k neurons and more and for
-// conductance-based ones of 512 and more, and its results do not depend on the thread count.
+// The CPU loop uses every thread torch uses for LIF populations of 32k neurons and more and
+// takes a thread per 256 neurons of a conductance-based one; its results do not depend on the
+// thread count.
 #pragma once
 
 #include <cstdint>

@@ -498,7 +498,7 @@ TEST(FastEngine, LifDrivingThalamicCellsMatches) {
   expect_runs_equal(slow, fast);
 }
 
-// Conductance-based groups split over threads from 512 neurons: any split gives the same bits.
+// Conductance-based groups take a thread per 256 neurons: any split gives the same bits.
 TEST(FastEngine, CobaHHThreadCountDoesNotChangeResults) {
   brain::CobaHHSpec spec;
   spec.n_exc = 1600;
