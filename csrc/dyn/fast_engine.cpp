@@ -40,9 +40,6 @@ namespace fs = kernels::fastsim;
 
 // Populations this large are split over threads; below, a fork costs more than it saves.
 constexpr int64_t kParallelNeurons = 32768;
-// Conductance-based neurons cost ~10 transcendental functions each: a thread per 256 of them,
-// as CondNeuGroup's own one-pass update.
-constexpr int64_t kCondGrain = 256;
 // Spike deliveries worth running the projections in parallel (each has its own buffer).
 constexpr int64_t kParallelDeliveries = 16384;
 
@@ -701,7 +698,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       }
       const fs::LifPop<T>& k = pop.k;
       if (pop.cond) {
-        at::parallel_for(0, k.n, kCondGrain, [&](int64_t b, int64_t e) { fs::cond_step(k, pop.grp, b, e); });
+        at::parallel_for(0, k.n, kernels::cond::kNeuronsPerThread, [&](int64_t b, int64_t e) { fs::cond_step(k, pop.grp, b, e); });
       } else if (k.n >= kParallelNeurons) {
         const int64_t blocks = (k.n + fs::kBlock - 1) / fs::kBlock;
         at::parallel_for(0, blocks, 16, [&](int64_t b0, int64_t b1) {

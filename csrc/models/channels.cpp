@@ -299,9 +299,7 @@ kernels::cond::Kind kernel_kind(IonChannel::Kinetics::Kind kind) {
 template <typename T>
 void one_pass_step(int64_t n, const T* V, const T* I, T* V_out, T* spike_out, const kernels::cond::Group<T>& grp) {
   const T th = static_cast<T>(grp.V_th);
-  // ~10 transcendental functions per neuron: a thread per 256 neurons is worth it (COBA-HH at
-  // N = 1000 steps 20% faster than with 1024, measured on 2 cores).
-  at::parallel_for(0, n, 256, [&](int64_t lo, int64_t hi) {
+  at::parallel_for(0, n, kernels::cond::kNeuronsPerThread, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       const T v = V[i];
       const T v_new = kernels::cond::step_neuron(grp, i, v, I[i]);

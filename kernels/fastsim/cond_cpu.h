@@ -14,6 +14,9 @@ namespace brain::kernels::cond {
 enum class Kind : std::uint8_t { Leak, NaHH, KHH, NaTM, KTM, CaT, H, CaPool, KCa };
 
 constexpr int kMaxChannels = 16;
+// About ten transcendental functions per neuron: a thread per 256 neurons is worth it (COBA-HH
+// at N = 1000 steps 20% faster than with 1024, measured on 2 cores).
+constexpr std::int64_t kNeuronsPerThread = 256;
 
 // One channel's parameters (brain::IonChannel::Kinetics, with the pool and the influx channels
 // as indices among the group's channels).
