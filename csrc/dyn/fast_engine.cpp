@@ -364,11 +364,10 @@ struct Population {
   std::vector<int32_t> global;
   std::vector<fs::Receptor<T>> receptors;
   fs::LifPop<T> k;
-  // A CondNeuGroup: its channels' plan and gates (copies updated in place, written back at
-  // the end like V).
+  // A CondNeuGroup: its channels' plan, whose gates are copies updated in place and written
+  // back at the end like V.
   bool cond = false;
   detail::CondPlan plan;
-  std::vector<std::vector<at::Tensor>> gates;
   kernels::cond::Group<T> grp;
   // Inputs into this population, in the runner's order; drives for the first and later steps.
   std::vector<std::pair<const RunInput*, at::Tensor>> inputs;
@@ -446,8 +445,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       for (auto& channel_gates : pop.plan.gates) {
         for (auto& x : channel_gates) x = x.detach().clone();  // updated in place by the pass
       }
-      pop.gates = pop.plan.gates;
-      pop.grp = pop.plan.template group<T>(pop.gates, cond.C(), cond.V_th(), dt);
+      pop.grp = pop.plan.template group<T>(pop.plan.gates, cond.C(), cond.V_th(), dt);
       continue;
     }
     const LIF& lif = *info.lif;
@@ -648,7 +646,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
           });
           break;
         case Place::kGate:
-          writers.emplace_back([=, x = pop->gates[place.channel][place.gate].template data_ptr<T>()](int64_t row) {
+          writers.emplace_back([=, x = pop->plan.gates[place.channel][place.gate].template data_ptr<T>()](int64_t row) {
             for (int64_t c = 0; c < width; ++c) base[row * width + c] = static_cast<scalar_t>(x[idx[c]]);
           });
           break;
@@ -667,10 +665,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
   }
   std::vector<int64_t> rows(options.monitors.size(), 0);
 
-  const fastsim::LifStepFn<T> lif_step = [] {
-    if constexpr (std::is_same_v<T, float>) return fastsim::lif_kernels().f32;
-    else return fastsim::lif_kernels().f64;
-  }();
+  const fastsim::KernelsOf<T>& pass = fastsim::population_kernels().of<T>();
   // Ranks exchange spikes once every `window` steps: the smallest delay, so a spike always
   // arrives before a delivery needs it; every step when a projection has none.
   int64_t window = std::numeric_limits<int64_t>::max();
@@ -698,14 +693,14 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       }
       const fs::LifPop<T>& k = pop.k;
       if (pop.cond) {
-        at::parallel_for(0, k.n, kernels::cond::kNeuronsPerThread, [&](int64_t b, int64_t e) { fs::cond_step(k, pop.grp, b, e); });
+        at::parallel_for(0, k.n, kernels::cond::kNeuronsPerThread, [&](int64_t b, int64_t e) { pass.cond_step(k, pop.grp, b, e); });
       } else if (k.n >= kParallelNeurons) {
         const int64_t blocks = (k.n + fs::kBlock - 1) / fs::kBlock;
         at::parallel_for(0, blocks, 16, [&](int64_t b0, int64_t b1) {
-          lif_step(k, step, b0 * fs::kBlock, std::min(k.n, b1 * fs::kBlock));
+          pass.lif_step(k, step, b0 * fs::kBlock, std::min(k.n, b1 * fs::kBlock));
         });
       } else {
-        lif_step(k, step, 0, k.n);
+        pass.lif_step(k, step, 0, k.n);
       }
       if (nonfinite.load(std::memory_order_relaxed)) {
         failure = nonfinite_state(L, pop);
@@ -804,7 +799,9 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     if (pop.cond) {
       const auto& channels = pop.info->cond->channels();
       for (size_t c = 0; c < channels.size(); ++c) {
-        for (size_t g = 0; g < pop.gates[c].size(); ++g) channels[c]->assign_state(pop.plan.gate_names[c][g], pop.gates[c][g]);
+        for (size_t g = 0; g < pop.plan.gates[c].size(); ++g) {
+          channels[c]->assign_state(pop.plan.gate_names[c][g], pop.plan.gates[c][g]);
+        }
       }
     }
     result.spike_counts[pop.info->path] = pop.count;

@@ -8,7 +8,7 @@
 #include "csrc/dyn/fast_kernels_variant.inc"
 #else
 namespace brain::fastsim::avx2 {
-extern const LifKernels kKernels;
-const LifKernels kKernels{nullptr, nullptr, nullptr};
+extern const PopulationKernels kKernels;
+const PopulationKernels kKernels{{}, {}, nullptr};
 }  // namespace brain::fastsim::avx2
 #endif

@@ -10,8 +10,8 @@
 
 namespace brain::fastsim {
 
-const LifKernels& lif_kernels() {
-  static const LifKernels& chosen = [&]() -> const LifKernels& {
+const PopulationKernels& population_kernels() {
+  static const PopulationKernels& chosen = [&]() -> const PopulationKernels& {
     const char* force = std::getenv("BRAIN_FAST_ISA");
     if (force && std::strcmp(force, "baseline") == 0) return baseline::kKernels;
 #if defined(__x86_64__) || defined(__i386__)

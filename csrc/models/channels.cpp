@@ -8,6 +8,7 @@
 
 #include <brain/dyn/integrators.h>
 
+#include "csrc/dyn/fast_kernels.h"
 #include "csrc/models/cond_plan.h"
 #include "csrc/models/hh_rates.h"
 
@@ -155,7 +156,7 @@ void CaTChannel::advance(const at::Tensor& V, const Context& ctx) {
 }
 
 IonChannel::Kinetics CaTChannel::kinetics() const {
-  Kinetics k{Kinetics::CaT, p_.g, p_.E, 0};
+  Kinetics k = Kinetics::of(Kinetics::CaT, p_.g, p_.E);
   k.V_sh = p_.V_sh;
   k.phi = phi_p_;
   k.phi_q = phi_q_;
@@ -181,7 +182,7 @@ void HChannel::advance(const at::Tensor& V, const Context& ctx) {
 }
 
 IonChannel::Kinetics HChannel::kinetics() const {
-  Kinetics k{Kinetics::H, p_.g, p_.E, 0};
+  Kinetics k = Kinetics::of(Kinetics::H, p_.g, p_.E);
   k.phi = p_.phi;
   return k;
 }
@@ -213,7 +214,7 @@ void CalciumPool::advance(const at::Tensor& V, const Context& ctx) {
 }
 
 IonChannel::Kinetics CalciumPool::kinetics() const {
-  Kinetics k{Kinetics::CaPool, 0, 0, 0};
+  Kinetics k = Kinetics::of(Kinetics::CaPool, 0, 0);
   k.depth = p_.depth;
   k.tau = p_.tau;
   k.Ca_rest = p_.Ca_rest;
@@ -241,7 +242,7 @@ void KCaChannel::advance(const at::Tensor&, const Context& ctx) {
 }
 
 IonChannel::Kinetics KCaChannel::kinetics() const {
-  Kinetics k{Kinetics::KCa, p_.g, p_.E, 0};
+  Kinetics k = Kinetics::of(Kinetics::KCa, p_.g, p_.E);
   k.phi = p_.phi;
   k.alpha = p_.alpha;
   k.beta = p_.beta;
@@ -298,15 +299,9 @@ kernels::cond::Kind kernel_kind(IonChannel::Kinetics::Kind kind) {
 
 template <typename T>
 void one_pass_step(int64_t n, const T* V, const T* I, T* V_out, T* spike_out, const kernels::cond::Group<T>& grp) {
-  const T th = static_cast<T>(grp.V_th);
-  at::parallel_for(0, n, kernels::cond::kNeuronsPerThread, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const T v = V[i];
-      const T v_new = kernels::cond::step_neuron(grp, i, v, I[i]);
-      V_out[i] = v_new;
-      spike_out[i] = kernels::cond::crossed(v, v_new, th) ? T(1) : T(0);
-    }
-  });
+  const auto one_pass = fastsim::population_kernels().of<T>().cond_one_pass;
+  at::parallel_for(0, n, kernels::cond::kNeuronsPerThread,
+                   [&](int64_t lo, int64_t hi) { one_pass(grp, lo, hi, V, I, V_out, spike_out); });
 }
 
 }  // namespace

@@ -230,18 +230,21 @@ void lif_step(const LifPop<T>& p, std::int64_t step, std::int64_t begin, std::in
 // the spike where V crossed V_th upwards. Any split of a population gives the same result.
 template <bool kCheck, typename T>
 void cond_range(const LifPop<T>& p, const cond::Group<T>& grp, std::int64_t begin, std::int64_t end) {
-  T I[kBlock];
+  T I[kBlock], V_new[cond::kLanes];
   const T th = static_cast<T>(grp.V_th);
   for (std::int64_t b = begin; b < end; b += kBlock) {
     const std::int64_t m = end - b < kBlock ? end - b : kBlock;
     const bool bad_g = block_currents<kCheck>(p, b, m, I);
     int bad_v = 0;
-    for (std::int64_t j = 0; j < m; ++j) {
-      const T v = p.V[b + j];
-      const T v_new = cond::step_neuron(grp, b + j, v, I[j]);
-      p.V[b + j] = v_new;
-      p.spiked[b + j] = cond::crossed(v, v_new, th);
-      if constexpr (kCheck) bad_v |= not_finite(v_new);
+    for (std::int64_t l = 0; l < m; l += cond::kLanes) {
+      const int lanes = static_cast<int>(m - l < cond::kLanes ? m - l : cond::kLanes);
+      T* V = p.V + b + l;
+      cond::step_block(grp, b + l, lanes, V, I + l, V_new);
+      for (int j = 0; j < lanes; ++j) {
+        p.spiked[b + l + j] = cond::crossed(V[j], V_new[j], th);
+        V[j] = V_new[j];
+        if constexpr (kCheck) bad_v |= not_finite(V_new[j]);
+      }
     }
     if constexpr (kCheck) {
       if (bad_g || bad_v) p.nonfinite->store(1, std::memory_order_relaxed);

@@ -79,7 +79,8 @@ def cond_group(kind, fused, n=64):
 def test_fused_conductance_step_equals_the_op_by_op_step(kind):
     # Isolated neurons under a constant drive spanning rest to bursting: 300 ms, 3000 steps,
     # through hundreds of spikes; the one-pass CPU update and the op-by-op one take the same
-    # steps (rounding differs between libm and ATen's vectorised exp, and grows through spikes).
+    # steps (rounding differs between the kernel's exp, kernels/fastsim/det_exp.h, and ATen's,
+    # and grows through spikes).
     drive = torch.linspace(0.0, 15.0, 64, dtype=torch.float64)
     runs = []
     for fused in (False, True):
