@@ -41,6 +41,12 @@ class BRAIN_API IonChannel : public DynamicalSystem {
     double depth = 0, tau = 0, Ca_rest = 0;
     const IonChannel* pool = nullptr;
     std::vector<const IonChannel*> influx;
+
+    static Kinetics of(Kind kind, double g, double E, double V_T = 0) {
+      Kinetics k;
+      k.kind = kind, k.g = g, k.E = E, k.V_T = V_T;
+      return k;
+    }
   };
   virtual Kinetics kinetics() const { return {}; }
   void update(const Context&) override {}  // driven by its CondNeuGroup
@@ -57,7 +63,7 @@ class BRAIN_API LeakChannel : public IonChannel {
   LeakChannel(int64_t n, double g = 0.3, double E = -54.387, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
-  Kinetics kinetics() const override { return {Kinetics::Leak, g_, E_, 0}; }
+  Kinetics kinetics() const override { return Kinetics::of(Kinetics::Leak, g_, E_); }
 
  private:
   double g_, E_;
@@ -69,7 +75,7 @@ class BRAIN_API NaChannelHH : public IonChannel {
   NaChannelHH(int64_t n, double g = 120, double E = 50, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
-  Kinetics kinetics() const override { return {Kinetics::NaHH, g_, E_, 0}; }
+  Kinetics kinetics() const override { return Kinetics::of(Kinetics::NaHH, g_, E_); }
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:
@@ -85,7 +91,7 @@ class BRAIN_API KChannelHH : public IonChannel {
   KChannelHH(int64_t n, double g = 36, double E = -77, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
-  Kinetics kinetics() const override { return {Kinetics::KHH, g_, E_, 0}; }
+  Kinetics kinetics() const override { return Kinetics::of(Kinetics::KHH, g_, E_); }
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:
@@ -104,7 +110,7 @@ class BRAIN_API NaChannelTM : public IonChannel {
               std::optional<double> V_rest = std::nullopt);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
-  Kinetics kinetics() const override { return {Kinetics::NaTM, g_, E_, V_T_}; }
+  Kinetics kinetics() const override { return Kinetics::of(Kinetics::NaTM, g_, E_, V_T_); }
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:
@@ -122,7 +128,7 @@ class BRAIN_API KChannelTM : public IonChannel {
              std::optional<double> V_rest = std::nullopt);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
-  Kinetics kinetics() const override { return {Kinetics::KTM, g_, E_, V_T_}; }
+  Kinetics kinetics() const override { return Kinetics::of(Kinetics::KTM, g_, E_, V_T_); }
   void advance(const at::Tensor& V, const Context& ctx) override;
 
  protected:

@@ -534,8 +534,17 @@ TEST(FastEngine, CondGroupsItCannotStepKeepTheModuleEngine) {
   EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("E.Na.x"), std::string::npos);
   opt.monitors.clear();
 
-  static_cast<brain::CondNeuGroup&>(net->find_system("I")).set_fused(false);
+  // A hook on a channel would not run inside the fused pass.
+  auto& sodium = net->find_system("E.Na");
+  sodium.add_before_update([](brain::DynamicalSystem&, const brain::Context&) {});
   std::string why = brain::fast_engine_unsupported(*net, opt);
+  EXPECT_NE(why.find("'E.Na'"), std::string::npos) << why;
+  EXPECT_NE(why.find("hooks"), std::string::npos) << why;
+  net = brain::build_coba_hh_network(spec, 1, c10::kCPU);
+  net->reset_state();
+
+  static_cast<brain::CondNeuGroup&>(net->find_system("I")).set_fused(false);
+  why = brain::fast_engine_unsupported(*net, opt);
   EXPECT_NE(why.find("'I'"), std::string::npos) << why;
   EXPECT_NE(why.find("switched off"), std::string::npos) << why;
 
