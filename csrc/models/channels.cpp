@@ -336,6 +336,7 @@ bool plan_cond_group(const CondNeuGroup& group, const at::Tensor& V, const at::T
     for (const IonChannel* source : k.influx) {
       const int j = index_of(source);
       if (j < 0 || channels[j]->kinetics().kind == IonChannel::Kinetics::CaPool) return false;
+      if (c.n_influx == kernels::cond::kMaxChannels) return false;  // the kernel's fixed list is full
       c.influx[c.n_influx++] = j;
     }
     std::vector<at::Tensor> gates;

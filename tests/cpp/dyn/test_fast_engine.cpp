@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "kernels/fastsim/cond_cpu.h"
+
 namespace {
 
 using brain::Engine;
@@ -561,6 +563,21 @@ TEST(FastEngine, CondGroupsItCannotStepKeepTheModuleEngine) {
   EXPECT_NE(why.find("one-pass"), std::string::npos) << why;
   brain::Runner runner(other, opt);
   EXPECT_EQ(runner.run_steps(3).engine, "modules");
+
+  // A pool fed more often than the kernel's influx list holds (the same channel added again
+  // and again) steps op by op instead of writing past that list.
+  auto crowded = std::make_shared<brain::DynSysGroup>("crowded");
+  auto cells = crowded->add("n", std::make_shared<brain::CondNeuGroup>(4));
+  auto cat = cells->add_channel("CaT", std::make_shared<brain::CaTChannel>(4));
+  auto fed = std::make_shared<brain::CalciumPool>(4);
+  for (int i = 0; i <= brain::kernels::cond::kMaxChannels; ++i) fed->add_influx(cat);
+  cells->add_channel("Ca", fed);
+  crowded->reset_state();
+  EXPECT_FALSE(cells->takes_fused_step());
+  why = brain::fast_engine_unsupported(*crowded, opt);
+  EXPECT_NE(why.find("one-pass"), std::string::npos) << why;
+  brain::Runner crowded_runner(crowded, opt);
+  EXPECT_EQ(crowded_runner.run_steps(3).engine, "modules");
 }
 
 }  // namespace
