@@ -7,6 +7,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <brain/ops.h>
+
 namespace brain::inputs {
 
 int64_t num_steps(double duration, double dt) {
@@ -104,6 +106,12 @@ PoissonGroup::PoissonGroup(int64_t n, at::Tensor rates_hz, uint64_t seed)
   TORCH_CHECK(n >= 0, "PoissonGroup: n must be >= 0, got ", n);
   TORCH_CHECK(rates_hz.dim() == 0 || (rates_hz.dim() == 1 && rates_hz.size(0) == n),
               "PoissonGroup: rates must be a scalar or have n = ", n, " entries, got ", rates_hz.sizes());
+  TORCH_CHECK(at::isFloatingType(rates_hz.scalar_type()) || at::isIntegralType(rates_hz.scalar_type(), false),
+              "PoissonGroup: rates must be real numbers (Hz), got ", rates_hz.scalar_type());
+  // Checked once here, at construction, so the step never has to look at values.
+  TORCH_CHECK(rates_hz.numel() == 0 || torch::isfinite(rates_hz).all().item<bool>(),
+              "PoissonGroup: rates must be finite");
+  TORCH_CHECK(rates_hz.numel() == 0 || (rates_hz >= 0).all().item<bool>(), "PoissonGroup: rates must be >= 0 Hz");
   rates_ = register_buffer("rates", rates_hz.to(torch::kFloat));
 }
 
@@ -116,13 +124,10 @@ void PoissonGroup::reset_own_state(int64_t) {
 }
 
 void PoissonGroup::update(const Context& ctx) {
-  const auto& spike = state("spike");
-  // Drawn on the CPU from a generator seeded with (seed, step) and copied over: the same
-  // spikes on every device, and no generator state to carry through save/resume.
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(inputs::mix_seed(seed_, static_cast<uint64_t>(ctx.step)));
-  const at::Tensor u = at::rand(spike.sizes(), gen, torch::kFloat).to(spike.device(), /*non_blocking=*/true);
+  // Drawn on the state's device by the counter-based op, keyed on (seed, step, neuron): the
+  // same spikes on every device, no host copy per step, and nothing to carry through resume.
   const at::Tensor& extra = state("rate_input");
-  set_state("spike", u < (rates_ + extra) * (ctx.dt / 1000.0));
+  set_state("spike", ops::poisson_spikes(rates_ + extra, ctx.dt, seed_, ctx.step));
   set_state("rate_input", torch::zeros_like(extra));
 }
 

@@ -127,4 +127,15 @@ struct LifSequenceOptions {
 BRAIN_API std::tuple<at::Tensor, at::Tensor> lif_sequence(const at::Tensor& input, const at::Tensor& v0,
                                                           const LifSequenceOptions& options = {});
 
+// ---- Counter-based Poisson draws -----------------------------------------------------------
+// One step of independent Poisson spike trains: spikes[..., j] fires with probability
+// rates[..., j] * dt / 1000 (rates in Hz, dt in ms; a rate <= 0 never fires). Each draw is a
+// pure function of (seed, step, batch item, offset + j), written out in
+// kernels/rng/poisson_draw.h: no generator state is carried, CPU and CUDA draw the same
+// spikes, and neurons offset .. offset + n - 1 of a larger population (a shard) draw exactly
+// their spikes in the whole. rates [..., n] floating (leading dimensions are batch items);
+// returns bool of rates' shape. Not differentiable.
+BRAIN_API at::Tensor poisson_spikes(const at::Tensor& rates_hz, double dt, uint64_t seed, int64_t step,
+                                    int64_t offset = 0);
+
 }  // namespace brain::ops

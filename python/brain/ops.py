@@ -25,6 +25,7 @@ __all__ = [
     "jitc_materialize",
     "jitc_to_csr",
     "lif_sequence",
+    "poisson_spikes",
 ]
 
 
@@ -136,6 +137,20 @@ def lif_sequence(input: Tensor, v0: Tensor, *, v_rest: float = 0.0, v_reset: flo
     return torch.ops.brain.lif_sequence(input, v0, float(v_rest), float(v_reset), float(v_th), float(R),
                                         float(tau), float(dt), method, bool(detach_reset), surrogate,
                                         [float(p) for p in surrogate_params])
+
+
+def poisson_spikes(rates: Tensor, dt: float, seed: int, step: int, offset: int = 0) -> Tensor:
+    """One step of independent Poisson spike trains: ``rates`` ``[..., n]`` in Hz (leading
+    dimensions are batch items), ``dt`` in ms -> bool ``[..., n]``, neuron ``j`` firing with
+    probability ``rates[..., j] * dt / 1000``. Counter-based: each draw is a function of
+    ``(seed, step, batch item, offset + j)`` only (kernels/rng/poisson_draw.h), so CPU and CUDA
+    draw the same spikes, nothing is carried between steps, and a block of neurons starting
+    at global index ``offset`` draws exactly its share of the whole population's spikes.
+    ``seed`` is taken modulo 2^64 (a negative value is its two's complement)."""
+    seed = int(seed) & 0xFFFFFFFFFFFFFFFF
+    if seed >= 1 << 63:
+        seed -= 1 << 64
+    return torch.ops.brain.poisson_spikes(rates, float(dt), seed, int(step), int(offset))
 
 
 @torch.library.register_fake("brain::jitc_to_csr")

@@ -48,8 +48,9 @@ BRAIN_API uint64_t mix_seed(uint64_t seed, uint64_t k);
 namespace brain {
 
 // n independent Poisson spike trains. State "spike" (bool, [n] or [batch, n]): in each step a
-// neuron fires with probability rate * dt. The draws are keyed on (seed, step), not on a
-// generator's running state, so a resumed or replayed run draws the same spikes. State
+// neuron fires with probability rate * dt. Each draw is a function of (seed, step, batch item,
+// neuron) (brain::ops::poisson_spikes), not of a generator's running state: a resumed or
+// replayed run draws the same spikes, on the CPU and CUDA alike, with no host copy. State
 // "rate_input" (Hz, like a neuron's "input") is added to the rates for one step and then
 // cleared: a time-varying stimulus (Runner inputs, or a system updated before this one).
 class BRAIN_API PoissonGroup : public DynamicalSystem {
