@@ -1,6 +1,7 @@
 // Systems, composition, delays, inputs, the runner and .npz output.
 #include <brain/dyn.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 
@@ -182,6 +183,11 @@ TEST(Inputs, PoissonRateAndReplayability) {
   ctx.step = 123;  // the same step draws the same spikes
   p->step(ctx);
   EXPECT_TRUE(torch::equal(p->state("spike"), first[123]));
+  // Rates are checked once, when the group is made, so the step never reads values back.
+  EXPECT_THROW(brain::PoissonGroup(3, torch::tensor({1.0, -2.0, 3.0}), 1), c10::Error);
+  EXPECT_THROW(brain::PoissonGroup(2, torch::tensor({1.0, std::nan("")}), 1), c10::Error);
+  EXPECT_THROW(brain::PoissonGroup(2, torch::tensor({true, false}), 1), c10::Error);
+  EXPECT_NO_THROW(brain::PoissonGroup(2, torch::tensor({0, 5}), 1));
 }
 
 TEST(Inputs, SpikeTimeGroupFiresInTheRightSteps) {
