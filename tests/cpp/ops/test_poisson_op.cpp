@@ -127,6 +127,12 @@ TEST(PoissonOp, MetaTensorsGiveTheShapeWithTheSameChecks) {
   EXPECT_EQ(s.sizes(), meta.sizes());
   EXPECT_EQ(s.scalar_type(), torch::kBool);
   EXPECT_THROW(poisson_spikes(meta, -1.0, 1, 0), c10::Error);
+  // Batch items index a 32-bit counter word; meta tensors make the check testable unallocated.
+  const auto too_many = torch::empty({(int64_t{1} << 32) + 1, 1}, torch::TensorOptions().device(torch::kMeta));
+  EXPECT_NE(error_of([&] { poisson_spikes(too_many, 0.1, 1, 0); }).find("at most 2^32 batch items"),
+            std::string::npos);
+  EXPECT_NO_THROW(poisson_spikes(torch::empty({int64_t{1} << 32, 1}, torch::TensorOptions().device(torch::kMeta)),
+                                 0.1, 1, 0));
 }
 
 TEST(PoissonOp, BadInputNamesTheArgument) {
