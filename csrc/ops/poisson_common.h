@@ -12,4 +12,7 @@ namespace brain::ops::detail {
 // finite; step >= 0; offset >= 0 with offset + n <= 2^32; at most 2^32 rows (batch items).
 void check_poisson_args(const char* op, const at::Tensor& rates, double dt, int64_t step, int64_t offset);
 
+// brain::poisson_spikes_at's step: one int64 value, on rates' device or the CPU.
+void check_poisson_step_tensor(const char* op, const at::Tensor& rates, const at::Tensor& step);
+
 }  // namespace brain::ops::detail

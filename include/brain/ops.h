@@ -137,5 +137,11 @@ BRAIN_API std::tuple<at::Tensor, at::Tensor> lif_sequence(const at::Tensor& inpu
 // returns bool of rates' shape. Not differentiable.
 BRAIN_API at::Tensor poisson_spikes(const at::Tensor& rates_hz, double dt, uint64_t seed, int64_t step,
                                     int64_t offset = 0);
+// The same draw with the step read from `step`, a one-element int64 tensor, when the kernel
+// runs: on rates' device it costs no host sync, and a CUDA graph that captured the draw
+// replays it at whatever step the tensor then holds. A step on the CPU must be >= 0; one on
+// the GPU cannot be checked without a sync, and a negative value there draws as step + 2^64.
+BRAIN_API at::Tensor poisson_spikes_at(const at::Tensor& rates_hz, double dt, uint64_t seed, const at::Tensor& step,
+                                       int64_t offset = 0);
 
 }  // namespace brain::ops

@@ -13,6 +13,7 @@ namespace brain::kernels::rng::cuda {
 struct PoissonArgs {
   PoissonKey key{0, 0};
   std::uint64_t step = 0;
+  const std::int64_t* step_on_device = nullptr;  // when set, the step is read here (as uint64)
   double scale = 0.0;          // dt_ms / 1000
   bool is_double = false;      // rates float64 (else float32)
   const void* rates = nullptr;  // [batch, neurons], contiguous

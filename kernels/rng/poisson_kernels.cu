@@ -8,9 +8,11 @@ namespace {
 constexpr int kThreads = 256;
 
 template <typename T>
-__global__ void poisson_kernel(PoissonKey key, std::uint64_t step, double scale, const T* __restrict__ rates,
-                               bool* __restrict__ spikes, std::int64_t batch, std::int64_t neurons,
-                               std::int64_t offset) {
+__global__ void poisson_kernel(PoissonKey key, std::uint64_t host_step,
+                               const std::int64_t* __restrict__ step_on_device, double scale,
+                               const T* __restrict__ rates, bool* __restrict__ spikes, std::int64_t batch,
+                               std::int64_t neurons, std::int64_t offset) {
+  const std::uint64_t step = step_on_device ? static_cast<std::uint64_t>(*step_on_device) : host_step;
   // Pairs are of global indices: pair q covers 2q and 2q + 1, clipped to [offset, offset + n).
   const std::int64_t first_pair = offset >> 1;
   const std::int64_t pairs = ((offset + neurons - 1) >> 1) - first_pair + 1;
@@ -41,11 +43,13 @@ cudaError_t launch_poisson(const PoissonArgs& a, cudaStream_t stream) {
   const std::int64_t pairs = ((a.offset + a.neurons - 1) >> 1) - (a.offset >> 1) + 1;
   const unsigned blocks = blocks_for(a.batch * pairs);
   if (a.is_double) {
-    poisson_kernel<double><<<blocks, kThreads, 0, stream>>>(a.key, a.step, a.scale, static_cast<const double*>(a.rates),
-                                                            a.spikes, a.batch, a.neurons, a.offset);
+    poisson_kernel<double><<<blocks, kThreads, 0, stream>>>(a.key, a.step, a.step_on_device, a.scale,
+                                                            static_cast<const double*>(a.rates), a.spikes, a.batch,
+                                                            a.neurons, a.offset);
   } else {
-    poisson_kernel<float><<<blocks, kThreads, 0, stream>>>(a.key, a.step, a.scale, static_cast<const float*>(a.rates),
-                                                           a.spikes, a.batch, a.neurons, a.offset);
+    poisson_kernel<float><<<blocks, kThreads, 0, stream>>>(a.key, a.step, a.step_on_device, a.scale,
+                                                           static_cast<const float*>(a.rates), a.spikes, a.batch,
+                                                           a.neurons, a.offset);
   }
   return cudaGetLastError();
 }

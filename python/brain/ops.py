@@ -26,6 +26,7 @@ __all__ = [
     "jitc_to_csr",
     "lif_sequence",
     "poisson_spikes",
+    "poisson_spikes_at",
 ]
 
 
@@ -147,10 +148,22 @@ def poisson_spikes(rates: Tensor, dt: float, seed: int, step: int, offset: int =
     draw the same spikes, nothing is carried between steps, and a block of neurons starting
     at global index ``offset`` draws exactly its share of the whole population's spikes.
     ``seed`` is taken modulo 2^64 (a negative value is its two's complement)."""
+    return torch.ops.brain.poisson_spikes(rates, float(dt), _signed_seed(seed), int(step), int(offset))
+
+
+def poisson_spikes_at(rates: Tensor, dt: float, seed: int, step: Tensor, offset: int = 0) -> Tensor:
+    """:func:`poisson_spikes` with the step read from ``step``, a one-element int64 tensor on
+    ``rates``' device (or the CPU), when the kernel runs: no host sync, and a CUDA graph that
+    captured the draw replays it at whatever step the tensor holds then. A CPU step must be
+    >= 0; a negative one on the GPU (which cannot be checked without a sync) draws as
+    step + 2^64."""
+    return torch.ops.brain.poisson_spikes_at(rates, float(dt), _signed_seed(seed), step, int(offset))
+
+
+def _signed_seed(seed: int) -> int:
+    # The schema's int is signed 64-bit: a seed >= 2^63 travels as its two's complement.
     seed = int(seed) & 0xFFFFFFFFFFFFFFFF
-    if seed >= 1 << 63:
-        seed -= 1 << 64
-    return torch.ops.brain.poisson_spikes(rates, float(dt), seed, int(step), int(offset))
+    return seed - (1 << 64) if seed >= 1 << 63 else seed
 
 
 @torch.library.register_fake("brain::jitc_to_csr")

@@ -20,8 +20,7 @@ namespace kr = brain::kernels::rng;
 // outweigh a task's scheduling.
 constexpr int64_t kBlock = 4096;
 
-at::Tensor poisson_spikes_cpu(const at::Tensor& rates_in, double dt, int64_t seed, int64_t step, int64_t offset) {
-  const char* op = "brain::poisson_spikes";
+at::Tensor draw_cpu(const char* op, const at::Tensor& rates_in, double dt, int64_t seed, int64_t step, int64_t offset) {
   detail::check_poisson_args(op, rates_in, dt, step, offset);
   TORCH_CHECK(rates_in.device().is_cpu(), op, ": expected a CPU tensor, got ", rates_in.device());
   // float16/bfloat16 rates convert exactly to float32, which draws the same spikes.
@@ -51,8 +50,22 @@ at::Tensor poisson_spikes_cpu(const at::Tensor& rates_in, double dt, int64_t see
   return spikes;
 }
 
+at::Tensor poisson_spikes_cpu(const at::Tensor& rates, double dt, int64_t seed, int64_t step, int64_t offset) {
+  return draw_cpu("brain::poisson_spikes", rates, dt, seed, step, offset);
+}
+
+at::Tensor poisson_spikes_at_cpu(const at::Tensor& rates, double dt, int64_t seed, const at::Tensor& step,
+                                 int64_t offset) {
+  const char* op = "brain::poisson_spikes_at";
+  detail::check_poisson_step_tensor(op, rates, step);
+  return draw_cpu(op, rates, dt, seed, step.reshape({}).item<int64_t>(), offset);  // host memory: no sync
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(brain, CPU, m) { m.impl("poisson_spikes", &poisson_spikes_cpu); }
+TORCH_LIBRARY_IMPL(brain, CPU, m) {
+  m.impl("poisson_spikes", &poisson_spikes_cpu);
+  m.impl("poisson_spikes_at", &poisson_spikes_at_cpu);
+}
 
 }  // namespace brain::ops

@@ -15,8 +15,9 @@ namespace {
 
 namespace kr = brain::kernels::rng;
 
-at::Tensor poisson_spikes_cuda(const at::Tensor& rates_in, double dt, int64_t seed, int64_t step, int64_t offset) {
-  const char* op = "brain::poisson_spikes";
+// step_on_device: the step tensor's value, read by the kernel (nullptr: `step`).
+at::Tensor draw_cuda(const char* op, const at::Tensor& rates_in, double dt, int64_t seed, int64_t step,
+                     const int64_t* step_on_device, int64_t offset) {
   detail::check_poisson_args(op, rates_in, dt, step, offset);
   TORCH_CHECK(rates_in.is_cuda(), op, ": expected a CUDA tensor, got ", rates_in.device());
   const c10::cuda::CUDAGuard guard(rates_in.device());
@@ -29,6 +30,7 @@ at::Tensor poisson_spikes_cuda(const at::Tensor& rates_in, double dt, int64_t se
   kr::cuda::PoissonArgs a;
   a.key = kr::poisson_key(static_cast<uint64_t>(seed));
   a.step = static_cast<uint64_t>(step);
+  a.step_on_device = step_on_device;
   a.scale = dt / 1000.0;
   a.is_double = rates.scalar_type() == at::kDouble;
   a.rates = rates.const_data_ptr();
@@ -40,8 +42,26 @@ at::Tensor poisson_spikes_cuda(const at::Tensor& rates_in, double dt, int64_t se
   return spikes;
 }
 
+at::Tensor poisson_spikes_cuda(const at::Tensor& rates, double dt, int64_t seed, int64_t step, int64_t offset) {
+  return draw_cuda("brain::poisson_spikes", rates, dt, seed, step, nullptr, offset);
+}
+
+at::Tensor poisson_spikes_at_cuda(const at::Tensor& rates, double dt, int64_t seed, const at::Tensor& step,
+                                  int64_t offset) {
+  const char* op = "brain::poisson_spikes_at";
+  detail::check_poisson_step_tensor(op, rates, step);
+  if (step.device().is_cpu()) return draw_cuda(op, rates, dt, seed, step.reshape({}).item<int64_t>(), nullptr, offset);
+  // A view of `step` (one element is always contiguous), so a captured graph reads the
+  // caller's tensor at every replay.
+  const at::Tensor step_value = step.reshape({}).contiguous();
+  return draw_cuda(op, rates, dt, seed, 0, step_value.const_data_ptr<int64_t>(), offset);
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(brain, CUDA, m) { m.impl("poisson_spikes", &poisson_spikes_cuda); }
+TORCH_LIBRARY_IMPL(brain, CUDA, m) {
+  m.impl("poisson_spikes", &poisson_spikes_cuda);
+  m.impl("poisson_spikes_at", &poisson_spikes_at_cuda);
+}
 
 }  // namespace brain::ops
