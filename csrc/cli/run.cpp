@@ -163,6 +163,7 @@ std::string config_identity(const std::string& text, const RunConfig& cfg) {
   if (j.contains("run")) {
     j["run"].erase("device");
     j["run"].erase("engine");
+    j["run"].erase("graphs");
     j["run"].erase("check_finite");
   }
   if (j.contains("monitors")) j["monitors"].erase("raster_neurons");
@@ -237,12 +238,20 @@ bool nondeterministic_on_cuda(const RunConfig& cfg) {
 
 }  // namespace
 
+// ", N steps replayed from CUDA graphs" when any were (the summary says why not otherwise).
+std::string graphs_note(const RunResult& r) {
+  if (r.replayed_steps == 0) return "";
+  return ", " + std::to_string(r.replayed_steps) + " steps replayed from " +
+         (r.graphs == "cuda" ? std::string("CUDA graphs") : "emulated graphs");
+}
+
 // What every model's run shares: step, progress, engine, guards and checkpoints.
 RunnerOptions runner_options(const RunConfig& cfg, const RunArgs& a, const std::string& identity, int progress) {
   RunnerOptions opt;
   opt.dt = cfg.dt_ms;
   opt.progress = progress;
   opt.engine = parse_engine(cfg.engine);
+  opt.graphs = parse_graphs(cfg.graphs);
   opt.check_finite = cfg.check_finite;
   opt.identity = identity;
   if (!a.checkpoint.empty()) {
@@ -418,7 +427,7 @@ int run_rate_model(const RunConfig& cfg, const RunArgs& a, const std::string& id
                             label + ": stimulus and bump positions", "time (ms)", "position (rad)"));
   std::cout << label << ", " << s.size << " units, " << cfg.device << "\n";
   std::cout << "  simulated " << r.steps * r.dt << " ms in " << r.wall_seconds << " s (" << r.wall_seconds / sim_s
-            << " s per simulated second, " << r.engine << " engine), build " << build_s << " s\n";
+            << " s per simulated second, " << r.engine << " engine" << graphs_note(r) << "), build " << build_s << " s\n";
   if (!tracking.is_null()) {
     std::cout << "  tracking: mean |error| " << tracking["mean_abs_error_rad"].get<double>() << " rad at speed "
               << s.speed << " rad/ms\n";
@@ -717,7 +726,7 @@ int run(const std::vector<std::string>& args) {
   std::cout << label << " network, " << n_exc + n_inh << " neurons, " << synapses << " synapses, " << cfg.device
             << "\n";
   std::cout << "  simulated " << r.steps * r.dt << " ms in " << r.wall_seconds << " s ("
-            << r.wall_seconds / sim_s << " s per simulated second, " << r.engine << " engine), build " << build_s
+            << r.wall_seconds / sim_s << " s per simulated second, " << r.engine << " engine" << graphs_note(r) << "), build " << build_s
             << " s\n";
   if (comm) {
     std::cout << "  split over " << world << " processes: " << distributed["exchanges"].get<int64_t>()

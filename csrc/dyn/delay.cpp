@@ -54,24 +54,51 @@ int64_t Delay::slot(int64_t step) const {
   return ((step % len) + len) % len;
 }
 
+namespace {
+// The ring slot of `step` ([1], on the clock's device) for a step being recorded for replay.
+at::Tensor slot_on_device(const at::Tensor& clock, int64_t delay_steps, int64_t len) {
+  return torch::remainder(clock - delay_steps, len).reshape({1});
+}
+}  // namespace
+
 void Delay::push(const at::Tensor& value, int64_t step) {
+  Context ctx;
+  ctx.step = step;
+  push(value, ctx);
+}
+
+void Delay::push(const at::Tensor& value, const Context& ctx) {
   const at::Tensor& history = state("history");
   TORCH_CHECK(value.sizes() == history.sizes().slice(1), "Delay.push: expected a value of shape ",
               history.sizes().slice(1), ", got ", value.sizes());
   const at::Tensor v = value.to(history.options());
+  const bool replay = ctx.clock.defined();
   if (at::GradMode::is_enabled() && (v.requires_grad() || history.requires_grad())) {
     // Out of place, so earlier reads keep their autograd history (costs a copy of the buffer).
-    const auto index = torch::full({1}, slot(step), history.options().dtype(torch::kLong));
+    const auto index = replay ? slot_on_device(ctx.clock, 0, max_delay_ + 1)
+                              : torch::full({1}, slot(ctx.step), history.options().dtype(torch::kLong));
     set_state("history", history.index_copy(0, index, v.unsqueeze(0)));
+  } else if (replay) {
+    history.index_copy_(0, slot_on_device(ctx.clock, 0, max_delay_ + 1), v.unsqueeze(0));
   } else {
-    history.select(0, slot(step)).copy_(v);
+    history.select(0, slot(ctx.step)).copy_(v);
   }
 }
 
 at::Tensor Delay::read(int64_t delay_steps, int64_t step) const {
+  Context ctx;
+  ctx.step = step;
+  return read(delay_steps, ctx);
+}
+
+at::Tensor Delay::read(int64_t delay_steps, const Context& ctx) const {
   TORCH_CHECK(delay_steps >= 0 && delay_steps <= max_delay_, "Delay.read: delay ", delay_steps,
               " steps is outside [0, ", max_delay_, "], the longest this buffer holds");
-  return state("history").select(0, slot(step - delay_steps));
+  const at::Tensor& history = state("history");
+  if (ctx.clock.defined()) {
+    return history.index_select(0, slot_on_device(ctx.clock, delay_steps, max_delay_ + 1)).squeeze(0);
+  }
+  return history.select(0, slot(ctx.step - delay_steps));
 }
 
 HeteroDelayCsr::HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indices,
@@ -96,13 +123,19 @@ HeteroDelayCsr::HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indic
 }
 
 at::Tensor HeteroDelayCsr::forward(const Delay& history, const at::Tensor& weights, int64_t step) const {
+  Context ctx;
+  ctx.step = step;
+  return forward(history, weights, ctx);
+}
+
+at::Tensor HeteroDelayCsr::forward(const Delay& history, const at::Tensor& weights, const Context& ctx) const {
   TORCH_CHECK(history.size() == n_pre_, "HeteroDelayCsr: the delay buffer holds ", history.size(),
               " neurons, the projection has ", n_pre_, " presynaptic neurons");
   TORCH_CHECK(history.max_delay() >= max_delay_, "HeteroDelayCsr: the delay buffer holds ",
               history.max_delay(), " steps, the synapses need ", max_delay_);
   const at::Tensor& h = history.state("history");  // [D + 1, (B,) n_pre]
   const int64_t len = h.size(0);
-  const at::Tensor slots = torch::remainder(step - delays_, len);
+  const at::Tensor slots = torch::remainder(ctx.step_value() - delays_, len);
   const at::Tensor flat = slots * n_pre_ + pre_;  // index into [D + 1, n_pre] flattened
   if (h.dim() == 2) {
     const at::Tensor values = h.reshape({-1}).index_select(0, flat);

@@ -296,7 +296,9 @@ std::string place_of(DynamicalSystem& root, const Layout& L, const std::string& 
   return "'" + path + "' is not a state the fast engine records";
 }
 
-bool wants_gradient(DynamicalSystem& root) {
+}  // namespace
+
+bool detail::wants_gradient(DynamicalSystem& root) {
   if (!at::GradMode::is_enabled()) return false;
   for (const auto& p : root.parameters()) {
     if (p.requires_grad()) return true;
@@ -307,9 +309,11 @@ bool wants_gradient(DynamicalSystem& root) {
   return false;
 }
 
+namespace {
+
 std::string unsupported(DynamicalSystem& root, const RunnerOptions& options, Layout& L) {
   if (auto why = analyse(root, L); !why.empty()) return why;
-  if (wants_gradient(root)) return "gradients are being recorded (the fast engine does not differentiate)";
+  if (detail::wants_gradient(root)) return "gradients are being recorded (the fast engine does not differentiate)";
   for (const auto& m : options.monitors) {
     Place place{};
     if (auto why = place_of(root, L, m.path, place); !why.empty()) return "monitor " + why;

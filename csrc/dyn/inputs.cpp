@@ -127,7 +127,8 @@ void PoissonGroup::update(const Context& ctx) {
   // Drawn on the state's device by the counter-based op, keyed on (seed, step, neuron): the
   // same spikes on every device, no host copy per step, and nothing to carry through resume.
   const at::Tensor& extra = state("rate_input");
-  set_state("spike", ops::poisson_spikes(rates_ + extra, ctx.dt, seed_, ctx.step));
+  set_state("spike", ctx.clock.defined() ? ops::poisson_spikes_at(rates_ + extra, ctx.dt, seed_, ctx.clock)
+                                         : ops::poisson_spikes(rates_ + extra, ctx.dt, seed_, ctx.step));
   set_state("rate_input", torch::zeros_like(extra));
 }
 
@@ -149,12 +150,27 @@ void SpikeTimeGroup::reset_own_state(int64_t) {
 }
 
 void SpikeTimeGroup::update(const Context& ctx) {
+  const auto& spike = state("spike");
+  if (ctx.clock.defined()) {
+    if (!device_steps_.defined() || device_dt_ != ctx.dt || device_steps_.device() != spike.device()) {
+      std::vector<int64_t> steps;
+      for (double t : times_) steps.push_back(std::llround(t / ctx.dt));
+      const auto on_device = at::TensorOptions(torch::kLong).device(spike.device());
+      device_steps_ = torch::tensor(steps, torch::kLong).to(on_device);
+      device_indices_ = torch::tensor(indices_, torch::kLong).to(on_device);
+      device_dt_ = ctx.dt;
+    }
+    // A neuron may be scheduled twice in one step: count, then threshold (no racing writes).
+    const at::Tensor due = device_steps_.eq(ctx.clock).to(torch::kLong);
+    const at::Tensor firing = torch::zeros({n_}, due.options()).index_add_(0, device_indices_, due) > 0;
+    set_state("spike", firing.to(spike.scalar_type()).expand(spike.sizes()).clone());
+    return;
+  }
   // The schedule lives on the host, so finding this step's spikes needs no device sync.
   std::vector<int64_t> firing;
   for (size_t k = 0; k < times_.size(); ++k) {
     if (std::llround(times_[k] / ctx.dt) == ctx.step) firing.push_back(indices_[k]);
   }
-  const auto& spike = state("spike");
   at::Tensor next = torch::zeros_like(spike);
   if (!firing.empty()) {
     const auto idx = torch::tensor(firing, torch::kLong).to(spike.device(), /*non_blocking=*/true);
@@ -180,8 +196,13 @@ void InputSequence::reset_own_state(int64_t batch_size) {
 }
 
 void InputSequence::update(const Context& ctx) {
-  const int64_t row = std::min<int64_t>(ctx.step, values_.size(0) - 1);
-  at::Tensor v = values_[row];
+  at::Tensor v;
+  if (ctx.clock.defined()) {
+    const at::Tensor row = ctx.clock.clamp_max(values_.size(0) - 1).reshape({1});
+    v = values_.index_select(0, row).squeeze(0);
+  } else {
+    v = values_[std::min<int64_t>(ctx.step, values_.size(0) - 1)];
+  }
   if (batch_size() > 0) v = v.unsqueeze(0).expand(state("value").sizes());
   set_state("value", v);
 }

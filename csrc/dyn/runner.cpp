@@ -22,6 +22,7 @@
 #include <brain/models/neurons.h>
 
 #include "csrc/dyn/progress.h"
+#include "csrc/dyn/runner_parts.h"
 
 namespace brain {
 
@@ -76,24 +77,9 @@ bool sum_small_cpu_state(const at::Tensor& state, double* out) {
 using detail::Clock;
 using detail::ProgressBar;
 
-// Every neuron population below root with its path, for the spike counts.
-void find_populations(DynamicalSystem& s, const std::string& path,
-                      std::vector<std::pair<std::string, DynamicalSystem*>>& out) {
-  if (dynamic_cast<NeuronGroup*>(&s) && s.has_state("spike")) out.emplace_back(path.empty() ? s.name() : path, &s);
-  for (const auto& [name, child] : s.children()) find_populations(*child, path.empty() ? name : path + "." + name, out);
-}
-
-// A state resolved once per run, so the loop does no path parsing.
-struct Target {
-  DynamicalSystem* system;
-  std::string leaf;
-};
-
-Target resolve(DynamicalSystem& root, const std::string& path) {
-  const auto dot = path.rfind('.');
-  if (dot == std::string::npos) return {&root, path};
-  return {&root.find_system(path.substr(0, dot)), path.substr(dot + 1)};
-}
+using detail::find_populations;
+using detail::resolve;
+using detail::Target;
 
 // A monitor being recorded: device-side samples of the current chunk, CPU chunks so far.
 struct Recording {
@@ -170,6 +156,10 @@ namespace {
 // The module engine over `steps` steps of a run (one segment between checkpoints).
 RunResult run_modules(DynamicalSystem& system, const RunnerOptions& options, Context& ctx, int64_t steps,
                       const detail::Segment& segment) {
+  // Without a gradient to record, no graph either: exponential Euler finds its slopes by
+  // autograd, and under grad mode its states would chain every step's graph to the last.
+  std::optional<at::NoGradGuard> no_grad;
+  if (!detail::wants_gradient(system)) no_grad.emplace();
   std::vector<Recording> recs;
   for (const auto& m : options.monitors) {
     Recording r{&m, resolve(system, m.path), {}, {}, {}, {}};
@@ -404,6 +394,8 @@ struct Runner::Progress {
   double t_start = 0;
   double wall_seconds = 0;
   std::string engine;
+  int64_t replayed_steps = 0;
+  std::string graphs;
   int64_t checkpoint_every = 0;  // of the run that wrote the checkpoint being resumed
   std::map<std::string, std::vector<at::Tensor>> values, times;  // CPU pieces per monitor key
   // Distributed runs with Partition::merge: what rank 0 has merged so far (values then hold
@@ -419,6 +411,9 @@ struct Runner::Progress {
     }
     for (const auto& [pop, n] : r.spike_counts) spike_counts[pop] += n;
     wall_seconds += r.wall_seconds;
+    replayed_steps += r.replayed_steps;
+    // The way steps ran: that of a segment that replayed, if any did.
+    if (graphs.empty() || r.replayed_steps > 0) graphs = r.graphs;
     done += r.steps;
   }
   static at::Tensor joined(const std::vector<at::Tensor>& pieces) { return join_pieces(pieces); }
@@ -460,8 +455,17 @@ RunResult Runner::finish(Progress& p) {
     int64_t n = p.total - p.done;
     if (checkpoints) n = std::min(n, options_.checkpoint_every - p.done % options_.checkpoint_every);
     const detail::Segment segment{p.done, &bar};
-    p.add(fast ? detail::run_fast(*system_, options_, ctx_, n, segment)
-               : run_modules(*system_, options_, ctx_, n, segment));
+    int64_t graph_steps = 0;
+    const std::string no_replay = fast ? "" : detail::replay_unsupported(*system_, options_, n, &graph_steps);
+    if (fast) {
+      p.add(detail::run_fast(*system_, options_, ctx_, n, segment));
+    } else if (no_replay.empty()) {
+      p.add(detail::run_modules_replayed(*system_, options_, ctx_, n, segment, graph_steps));
+    } else {
+      RunResult r = run_modules(*system_, options_, ctx_, n, segment);
+      r.graphs = no_replay;
+      p.add(r);
+    }
     if (checkpoints && p.done % options_.checkpoint_every == 0) {
       if (merging) merge_recordings(p);
       write_checkpoint(options_.checkpoint_path, &p);
@@ -484,6 +488,8 @@ RunResult Runner::finish(Progress& p) {
   result.wall_seconds = p.wall_seconds;
   result.engine = p.engine == engine ? engine : p.engine + "+" + engine;
   result.spike_counts = p.spike_counts;
+  result.replayed_steps = p.replayed_steps;
+  result.graphs = p.graphs;
   for (const auto& m : options_.monitors) {
     const auto& key = m.key();
     result.order.push_back(key);
@@ -979,6 +985,7 @@ std::string RunResult::summary_json() const {
                       {"realtime_factor", wall_seconds > 0 ? duration_s / wall_seconds : 0.0},
                       {"engine", engine},
                       {"monitors", monitors}};
+  if (!graphs.empty()) j["graphs"] = {{"how", graphs}, {"replayed_steps", replayed_steps}};
   if (!spike_counts.empty()) {
     nlohmann::json counts = nlohmann::json::object();
     for (const auto& [pop, count] : spike_counts) counts[pop] = count;

@@ -38,6 +38,33 @@ void DynamicalSystem::set_shared_module(const std::string& key, const std::share
   shared_modules_[key] = module;
 }
 
+at::Tensor Context::step_value() const {
+  if (clock.defined()) return clock;
+  at::Tensor value = at::scalar_tensor(step, at::kLong);
+  value.unsafeGetTensorImpl()->set_wrapped_number(true);
+  return value;
+}
+
+namespace {
+bool replayable_below(const DynamicalSystem& s, const std::string& path, std::string* first_not) {
+  if (!s.replayable() || s.has_hooks()) {
+    if (first_not) {
+      *first_not = (path.empty() ? s.name() : path + " (" + s.name() + ")") +
+                   (s.has_hooks() ? " has hooks" : " does not declare itself replayable");
+    }
+    return false;
+  }
+  for (const auto& [name, child] : s.children()) {
+    if (!replayable_below(*child, path.empty() ? name : path + "." + name, first_not)) return false;
+  }
+  return true;
+}
+}  // namespace
+
+bool DynamicalSystem::replayable_tree(std::string* first_not) const {
+  return replayable_below(*this, "", first_not);
+}
+
 void DynamicalSystem::update_children(const Context& ctx) {
   for (auto& [child_name, child] : children_) child->step(ctx);
 }

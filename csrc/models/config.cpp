@@ -301,7 +301,7 @@ RunConfig parse_run_config(const std::string& text) {
   if (const json* v = root.find("run")) {
     Reader r(*v, "/run");
     if (c.model == "esn") {
-      for (const char* key : {"duration_ms", "dt_ms", "engine", "check_finite"}) {
+      for (const char* key : {"duration_ms", "dt_ms", "engine", "graphs", "check_finite"}) {
         if (v->contains(key)) {
           throw ConfigError(r.at(key), "not used by the esn model: it runs network.washout + train_steps + "
                                        "test_steps samples of the Lorenz system, spaced network.lorenz_dt");
@@ -313,6 +313,7 @@ RunConfig parse_run_config(const std::string& text) {
     c.seed = static_cast<uint64_t>(r.integer("seed", static_cast<int64_t>(c.seed), 0, std::numeric_limits<int64_t>::max()));
     c.device = r.choice("device", c.device, {"cpu", "cuda"});
     c.engine = r.choice("engine", c.engine, {"auto", "fast", "modules"});
+    c.graphs = r.choice("graphs", c.graphs, {"auto", "off", "emulate"});
     c.check_finite = r.boolean("check_finite", c.check_finite);
     r.finish();
   }

@@ -63,7 +63,7 @@ void LIF::update(const Context& ctx) {
   at::Tensor refractory;
   if (p_.tau_ref > 0) {
     const int64_t ref_steps = std::llround(p_.tau_ref / ctx.dt);
-    refractory = (ctx.step - state("last_spike_step")) < ref_steps;
+    refractory = (ctx.step_value() - state("last_spike_step")) < ref_steps;
     v_new = torch::where(refractory, V, v_new);
   }
   const at::Tensor spike = spike_function((v_new - p_.V_th) / (p_.V_th - p_.V_reset), p_.surrogate);
@@ -74,8 +74,7 @@ void LIF::update(const Context& ctx) {
     v_after = v_new + (p_.V_reset - v_new) * spike;
   }
   if (p_.tau_ref > 0) {
-    set_state("last_spike_step", torch::where(spike > 0, torch::full_like(state("last_spike_step"), ctx.step),
-                                              state("last_spike_step")));
+    set_state("last_spike_step", torch::where(spike > 0, ctx.step_value(), state("last_spike_step")));
   }
   set_state("V", v_after);
   set_state("spike", spike);

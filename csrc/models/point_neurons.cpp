@@ -39,14 +39,13 @@ void ODENeuron::update(const Context& ctx) {
   bi::State y_new = bi::step(method_, f, y, ctx.t, ctx.dt);
   at::Tensor refractory;
   if (tau_ref_ > 0) {
-    refractory = (ctx.step - state("last_spike_step")) < std::llround(tau_ref_ / ctx.dt);
+    refractory = (ctx.step_value() - state("last_spike_step")) < std::llround(tau_ref_ / ctx.dt);
     y_new[0] = torch::where(refractory, y[0], y_new[0]);
   }
   const at::Tensor spike = spike_function(spike_argument(y_new, y), surrogate_);
   reset(y_new, spike);
   if (tau_ref_ > 0) {
-    set_state("last_spike_step",
-              torch::where(spike > 0, torch::full_like(state("last_spike_step"), ctx.step), state("last_spike_step")));
+    set_state("last_spike_step", torch::where(spike > 0, ctx.step_value(), state("last_spike_step")));
   }
   for (size_t i = 0; i < variables_.size(); ++i) set_state(variables_[i], y_new[i]);
   set_state("spike", spike);

@@ -112,7 +112,7 @@ namespace {
 at::Tensor transmitter(const Context& ctx, const at::Tensor& last_spike_step, const at::Tensor& like, double T,
                        double T_dur) {
   const int64_t release_steps = std::llround(T_dur / ctx.dt);
-  const at::Tensor since = ctx.step - last_spike_step;
+  const at::Tensor since = ctx.step_value() - last_spike_step;
   return torch::where((since >= 1).logical_and(since <= release_steps), torch::full_like(like, T),
                       torch::zeros_like(like));
 }
@@ -133,7 +133,7 @@ void Kinetic::reset_own_state(int64_t) {
 }
 
 void Kinetic::advance(const Context& ctx) {
-  step_ = ctx.step;
+  step_ = ctx.step_value();
   const at::Tensor T = transmitter(ctx, state("last_spike_step"), state("g"), p_.T, p_.T_dur);
   // Exact for constant T: g -> g_inf + (g - g_inf) e^{-(alpha T + beta) dt}.
   const at::Tensor rate = p_.alpha * T + p_.beta;
@@ -142,8 +142,7 @@ void Kinetic::advance(const Context& ctx) {
 }
 
 void Kinetic::arrive(const at::Tensor& input) {
-  set_state("last_spike_step", torch::where(input > 0, torch::full_like(state("last_spike_step"), step_),
-                                            state("last_spike_step")));
+  set_state("last_spike_step", torch::where(input > 0, step_, state("last_spike_step")));
 }
 
 NMDA::NMDA(int64_t n, NMDAParams p, at::TensorOptions options) : Synapse("NMDA", n, options), p_(p) {
@@ -184,7 +183,7 @@ void BioNMDA::reset_own_state(int64_t) {
 }
 
 void BioNMDA::advance(const Context& ctx) {
-  step_ = ctx.step;
+  step_ = ctx.step_value();
   const at::Tensor T = transmitter(ctx, state("last_spike_step"), state("g"), p_.T, p_.T_dur);
   auto f = [&](const integrators::State& y, double) {
     const auto& g = y[0];
@@ -197,8 +196,7 @@ void BioNMDA::advance(const Context& ctx) {
 }
 
 void BioNMDA::arrive(const at::Tensor& input) {
-  set_state("last_spike_step",
-            torch::where(input > 0, torch::full_like(state("last_spike_step"), step_), state("last_spike_step")));
+  set_state("last_spike_step", torch::where(input > 0, step_, state("last_spike_step")));
 }
 
 at::Tensor MgBlock::current(const at::Tensor& g, const at::Tensor& V) const {
@@ -368,8 +366,8 @@ AlignPostProj::AlignPostProj(std::shared_ptr<DynamicalSystem> pre, std::shared_p
 void AlignPostProj::update(const Context& ctx) {
   at::Tensor spikes = pre_->state("spike");
   if (delay_) {
-    if (pushes_delay_) delay_->push(spikes, ctx.step);
-    spikes = delay_->read(delay_steps_, ctx.step);
+    if (pushes_delay_) delay_->push(spikes, ctx);
+    spikes = delay_->read(delay_steps_, ctx);
   }
   const at::Tensor arriving = spikes;
   if (stp_) spikes = stp_->process(ctx, spikes);
@@ -494,8 +492,8 @@ void AlignPreProj::update(const Context& ctx) {
   if (!syn_->delivered_at(ctx.step)) syn_->deliver(ctx, pre_->state("spike").to(syn_->g().scalar_type()));
   at::Tensor g = syn_->g();
   if (delay_) {
-    delay_->push(g, ctx.step);
-    g = delay_->read(delay_steps_, ctx.step);
+    delay_->push(g, ctx);
+    g = delay_->read(delay_steps_, ctx);
   }
   set_state("g_post", comm_->forward(g));
 }

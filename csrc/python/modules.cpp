@@ -314,12 +314,18 @@ void bind_modules(py::module& m) {
       .def_property(
           "engine", [](const RunnerOptions& o) { return std::string(engine_name(o.engine)); },
           [](RunnerOptions& o, const std::string& name) { o.engine = parse_engine(name); })
+      .def_property(
+          "graphs", [](const RunnerOptions& o) { return std::string(graphs_name(o.graphs)); },
+          [](RunnerOptions& o, const std::string& name) { o.graphs = parse_graphs(name); })
+      .def_readwrite("graph_steps", &RunnerOptions::graph_steps)
       .def("set_device", [](RunnerOptions& o, const std::string& d) { o.device = c10::Device(d); });
   py::class_<RunResult>(m, "RunResult")
       .def_readonly("steps", &RunResult::steps)
       .def_readonly("dt", &RunResult::dt)
       .def_readonly("t_start", &RunResult::t_start)
       .def_readonly("wall_seconds", &RunResult::wall_seconds)
+      .def_readonly("replayed_steps", &RunResult::replayed_steps)
+      .def_readonly("graphs", &RunResult::graphs)
       .def_readonly("values", &RunResult::values)
       .def_readonly("times", &RunResult::times)
       .def_readonly("order", &RunResult::order)

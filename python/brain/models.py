@@ -276,6 +276,13 @@ class Runner:
     (`fast_engine_reason()` says why a network cannot run fast). Each run also returns
     "spike_counts", the spikes of every neuron population, monitored or not.
 
+    graphs: "auto" records the module engine's steps in CUDA graphs and replays them when the
+    system is on a GPU and every system in it is replayable (no gradient recorded); "off" never;
+    "emulate" takes the same replay path on any device, re-running each replay with the host
+    clock shifted (how replayability is tested without a GPU). graph_steps: steps per graph (0:
+    the least multiple of every monitor's period that is >= 16). Each run returns "graphs"
+    ("cuda", "emulated", or why steps were not replayed) and "replayed_steps".
+
     Reliability: with `checkpoint` (a path) and `checkpoint_every` (steps), the run in progress
     is written atomically every so many steps; `resume(path)` finishes a run that was killed,
     with monitors identical to a run that never stopped. `identity` (e.g. a hash of how the
@@ -286,7 +293,8 @@ class Runner:
     """
 
     def __init__(self, system, dt=0.1, monitors=(), inputs=None, progress=None, chunk_steps=1000, device=None,
-                 engine="auto", checkpoint=None, checkpoint_every=0, identity="", check_finite=True):
+                 engine="auto", checkpoint=None, checkpoint_every=0, identity="", check_finite=True,
+                 graphs="auto", graph_steps=0):
         self.system = system
         cpp = _cpp(system)
         o = _C.RunnerOptions()
@@ -302,6 +310,8 @@ class Runner:
         o.progress = -1 if progress is None else int(bool(progress))
         o.chunk_steps = int(chunk_steps)
         o.engine = str(engine)
+        o.graphs = str(graphs)
+        o.graph_steps = int(graph_steps)
         if checkpoint_every and not checkpoint:
             raise ValueError("checkpoint_every needs checkpoint=PATH")
         o.checkpoint_path = str(checkpoint) if checkpoint else ""
@@ -324,6 +334,7 @@ class Runner:
         out["t"] = {key: r.times[key] for key in r.order}
         out["steps"], out["dt"], out["wall_seconds"] = r.steps, r.dt, r.wall_seconds
         out["engine"], out["spike_counts"] = r.engine, dict(r.spike_counts)
+        out["graphs"], out["replayed_steps"] = r.graphs, r.replayed_steps
         self.last = r
         return out
 

@@ -19,6 +19,11 @@ class BRAIN_API Delay : public DynamicalSystem {
 
   void push(const at::Tensor& value, int64_t step);
   at::Tensor read(int64_t delay_steps, int64_t step) const;
+  // The same at ctx's step: the slot is found on the device from ctx.clock when it is set
+  // (a step being recorded for replay), from ctx.step otherwise.
+  void push(const at::Tensor& value, const Context& ctx);
+  at::Tensor read(int64_t delay_steps, const Context& ctx) const;
+  bool replayable() const override { return true; }
   void update(const Context&) override {}
 
   int64_t size() const { return n_; }
@@ -62,6 +67,8 @@ class BRAIN_API HeteroDelayCsr : public torch::nn::Module {
   HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indices, const at::Tensor& delays,
                  int64_t n_pre, int64_t n_post, int64_t max_delay_steps);
   at::Tensor forward(const Delay& history, const at::Tensor& weights, int64_t step) const;
+  // At ctx's step (ctx.step_value(): the device clock when a step is recorded for replay).
+  at::Tensor forward(const Delay& history, const at::Tensor& weights, const Context& ctx) const;
 
  private:
   at::Tensor pre_, post_, delays_;

@@ -58,6 +58,7 @@ class BRAIN_API PoissonGroup : public DynamicalSystem {
   PoissonGroup(int64_t n, at::Tensor rates_hz, uint64_t seed);
   PoissonGroup(int64_t n, double rate_hz, uint64_t seed);
   void update(const Context& ctx) override;
+  bool replayable() const override { return true; }
   int64_t size() const { return n_; }
 
  protected:
@@ -70,11 +71,14 @@ class BRAIN_API PoissonGroup : public DynamicalSystem {
 };
 
 // Neurons firing at given times: neuron indices[k] spikes in the step containing times[k]
-// (step = round(time / dt)). State "spike" (bool).
+// (step = round(time / dt)). State "spike" (bool). A step recorded for replay (ctx.clock set)
+// compares the whole schedule, kept on the device, with the clock: O(spikes scheduled) per
+// step instead of a host lookup.
 class BRAIN_API SpikeTimeGroup : public DynamicalSystem {
  public:
   SpikeTimeGroup(int64_t n, const std::vector<int64_t>& indices, const std::vector<double>& times_ms);
   void update(const Context& ctx) override;
+  bool replayable() const override { return true; }
   int64_t size() const { return n_; }
 
  protected:
@@ -84,6 +88,10 @@ class BRAIN_API SpikeTimeGroup : public DynamicalSystem {
   int64_t n_;
   std::vector<int64_t> indices_;
   std::vector<double> times_;
+  // The schedule on the device, for replayed steps: built on the first such step (the runner
+  // runs one before it captures) for that dt and device, constant after.
+  at::Tensor device_steps_, device_indices_;
+  double device_dt_ = 0;
 };
 
 // Plays back a recorded input, one row per step: state "value" = values[step] (the last row
@@ -92,6 +100,7 @@ class BRAIN_API InputSequence : public DynamicalSystem {
  public:
   explicit InputSequence(at::Tensor values);
   void update(const Context& ctx) override;
+  bool replayable() const override { return true; }
 
  protected:
   void reset_own_state(int64_t batch_size) override;

@@ -13,6 +13,14 @@
 // results, spike for spike. Engine::Auto takes the fast one when the network and the
 // monitors allow it and no gradient is being recorded.
 //
+// CUDA graphs: on a GPU the module engine records its steps once in a CUDA graph and replays
+// it, so the host no longer launches every op of every step (RunnerOptions::graphs). The
+// clock a replayed step needs is then a device tensor (Context::clock) that the graph itself
+// advances; monitors, the finiteness guard and spike counts write into device buffers at
+// indices computed from it, and are read in chunks as before. A graph covers a multiple of
+// every monitor's `every` steps; the steps before the first aligned one, and any left over at
+// the end, run one by one through the same device-clock code.
+//
 // Reliability: with checkpoint_path and checkpoint_every set, the run in progress (every state,
 // parameter and buffer that can change, the generators, the clock, the monitors recorded so
 // far) is written every checkpoint_every steps, atomically (brain/io/checkpoint.h); resume()
@@ -60,6 +68,16 @@ struct RunInput {
 };
 
 enum class Engine { Auto, Modules, Fast };
+
+// Auto: record and replay CUDA graphs when the system is on a CUDA device, every system in it
+// is replayable (DynamicalSystem::replayable), no gradient is recorded and the monitors'
+// periods allow it. Off: never. Emulate: the same replay path on any device without a graph;
+// every "replay" runs its steps again with the host's ctx.step and ctx.t off by 1000000007
+// steps, so a system that computes with them instead of the clock goes visibly wrong. That is
+// how replayability is tested where no GPU is.
+enum class Graphs { Auto, Off, Emulate };
+BRAIN_API Graphs parse_graphs(const std::string& name);  // "auto" | "off" | "emulate"
+BRAIN_API const char* graphs_name(Graphs graphs);
 BRAIN_API Engine parse_engine(const std::string& name);  // "auto" | "modules" | "fast"
 BRAIN_API const char* engine_name(Engine engine);
 
@@ -88,6 +106,10 @@ struct RunnerOptions {
   // counts cover this rank's neurons, or the whole network's with Partition::merge, which
   // also allows checkpoints (in a layout any number of processes resumes).
   std::shared_ptr<dist::Partition> partition;
+  // CUDA graphs for the module engine (see Graphs), and the steps one graph covers: 0 picks
+  // the least multiple of every monitor's `every` that is at least 16.
+  Graphs graphs = Graphs::Auto;
+  int64_t graph_steps = 0;
 };
 
 // A floating-point state became NaN or Inf during a run (RunnerOptions::check_finite).
@@ -112,6 +134,10 @@ struct RunResult {
   std::map<std::string, at::Tensor> times;
   std::vector<std::string> order;  // monitor keys as given
   std::string engine;              // "modules" or "fast": the one that ran
+  // Steps run by replaying a recorded graph (CUDA or emulated), and how the steps ran: "cuda"
+  // or "emulated" when graphs were replayed, else why not (e.g. "off", "not on a CUDA device").
+  int64_t replayed_steps = 0;
+  std::string graphs;
   // Spikes emitted during the run by every neuron population (by path), monitored or not.
   std::map<std::string, int64_t> spike_counts;
 

@@ -34,6 +34,15 @@ struct Context {
   double dt = 0.1;      // step size
   int64_t step = 0;     // index of the current step
   bool training = false;
+  // Set while the step is being recorded for replay (a CUDA graph, see Runner): the index of
+  // the current step as an int64 0-d tensor on the system's device, which the replayed graph
+  // advances. `step` and `t` are then only the values at capture, baked into every replay, so
+  // a replayable system takes the step from step_value() and never computes with `t`.
+  at::Tensor clock;
+
+  // The current step as a tensor operand: the clock when set, else `step` as a wrapped number
+  // (a CPU scalar that ops take beside tensors on any device, like a C++ integer).
+  at::Tensor step_value() const;
 };
 
 class BRAIN_API DynamicalSystem : public torch::nn::Module {
@@ -52,6 +61,15 @@ class BRAIN_API DynamicalSystem : public torch::nn::Module {
 
   // The model's dynamics for one step; override in every concrete system.
   virtual void update(const Context& ctx) = 0;
+
+  // Whether update() can be recorded once and replayed as is (a CUDA graph): it takes the
+  // step from ctx.step_value(), not the host's ctx.step or ctx.t; it launches the same work
+  // every step (no host decision that depends on the step or on data, no host sync, no copy
+  // from the host); and whatever it carries from one step to the next lives in its states,
+  // not in other tensors it holds. False unless a system says so: the built-in models do.
+  // Systems with hooks are never replayed. replayable_tree() asks every system below too.
+  virtual bool replayable() const { return false; }
+  bool replayable_tree(std::string* first_not = nullptr) const;
 
   void add_before_update(Hook hook) { before_.push_back(std::move(hook)); }
   void add_after_update(Hook hook) { after_.push_back(std::move(hook)); }
@@ -140,6 +158,7 @@ class BRAIN_API DynSysGroup : public DynamicalSystem {
   }
 
   void update(const Context& ctx) override { update_children(ctx); }
+  bool replayable() const override { return true; }  // its children decide (replayable_tree)
 };
 
 }  // namespace brain

@@ -60,6 +60,7 @@ class BRAIN_API IonChannel : public DynamicalSystem {
 // Leak: -g (V - E).
 class BRAIN_API LeakChannel : public IonChannel {
  public:
+  bool replayable() const override { return true; }
   LeakChannel(int64_t n, double g = 0.3, double E = -54.387, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
@@ -72,6 +73,7 @@ class BRAIN_API LeakChannel : public IonChannel {
 // Hodgkin-Huxley 1952 sodium: -g m^3 h (V - E), standard rates (modern convention).
 class BRAIN_API NaChannelHH : public IonChannel {
  public:
+  bool replayable() const override { return true; }
   NaChannelHH(int64_t n, double g = 120, double E = 50, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
@@ -88,6 +90,7 @@ class BRAIN_API NaChannelHH : public IonChannel {
 // Hodgkin-Huxley 1952 delayed-rectifier potassium: -g n^4 (V - E).
 class BRAIN_API KChannelHH : public IonChannel {
  public:
+  bool replayable() const override { return true; }
   KChannelHH(int64_t n, double g = 36, double E = -77, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
@@ -106,6 +109,7 @@ class BRAIN_API KChannelHH : public IonChannel {
 // COBA-HH benchmarks), or at their steady state at V_rest when given one.
 class BRAIN_API NaChannelTM : public IonChannel {
  public:
+  bool replayable() const override { return true; }
   NaChannelTM(int64_t n, double g = 100, double E = 50, double V_T = -63, at::TensorOptions options = at::kDouble,
               std::optional<double> V_rest = std::nullopt);
   at::Tensor current(const at::Tensor& V) const override;
@@ -124,6 +128,7 @@ class BRAIN_API NaChannelTM : public IonChannel {
 // Traub-Miles delayed-rectifier potassium: -g n^4 (V - E), shifted by V_T like NaChannelTM.
 class BRAIN_API KChannelTM : public IonChannel {
  public:
+  bool replayable() const override { return true; }
   KChannelTM(int64_t n, double g = 30, double E = -90, double V_T = -63, at::TensorOptions options = at::kDouble,
              std::optional<double> V_rest = std::nullopt);
   at::Tensor current(const at::Tensor& V) const override;
@@ -163,6 +168,7 @@ struct CaTParams {
 };
 class BRAIN_API CaTChannel : public IonChannel {
  public:
+  bool replayable() const override { return true; }
   CaTChannel(int64_t n, CaTParams p = {}, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
@@ -194,6 +200,7 @@ struct HParams {
 };
 class BRAIN_API HChannel : public IonChannel {
  public:
+  bool replayable() const override { return true; }
   HChannel(int64_t n, HParams p = {}, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
@@ -223,6 +230,7 @@ struct CalciumPoolParams {
 };
 class BRAIN_API CalciumPool : public IonChannel {
  public:
+  bool replayable() const override { return true; }
   CalciumPool(int64_t n, CalciumPoolParams p = {}, at::TensorOptions options = at::kDouble);
   // A channel whose current() is calcium flowing in (a CaTChannel, or any IonChannel).
   void add_influx(std::shared_ptr<IonChannel> channel);
@@ -256,6 +264,7 @@ struct KCaParams {
 };
 class BRAIN_API KCaChannel : public IonChannel {
  public:
+  bool replayable() const override { return true; }
   KCaChannel(int64_t n, std::shared_ptr<CalciumPool> pool, KCaParams p = {}, at::TensorOptions options = at::kDouble);
   at::Tensor current(const at::Tensor& V) const override;
   at::Tensor conductance() const override;
@@ -272,6 +281,7 @@ class BRAIN_API KCaChannel : public IonChannel {
 
 class BRAIN_API CondNeuGroup : public NeuronGroup {
  public:
+  bool replayable() const override { return true; }
   CondNeuGroup(int64_t n, double C = 1.0, double V_th = 20.0, double V_init = -65.0, Surrogate surrogate = {},
                at::TensorOptions options = at::kDouble);
   template <typename T>

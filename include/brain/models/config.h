@@ -44,6 +44,7 @@ struct RunConfig {
   uint64_t seed = 42;
   std::string device = "cpu";
   std::string engine = "auto";  // "auto", "fast" or "modules" (brain/dyn/runner.h)
+  std::string graphs = "auto";  // CUDA graphs for the module engine: "auto", "off" or "emulate"
   bool check_finite = true;     // stop when a state becomes NaN or Inf (RunnerOptions)
   bool monitor_spikes = true;
   std::vector<int64_t> voltage_neurons{0, 1, 2, 3, 4};  // of the excitatory population

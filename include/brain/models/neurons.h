@@ -64,6 +64,7 @@ struct LifParams {
 
 class BRAIN_API LIF : public NeuronGroup {
  public:
+  bool replayable() const override { return true; }
   LIF(int64_t n, LifParams params = {}, at::TensorOptions options = at::kFloat);
   void update(const Context& ctx) override;
   const LifParams& params() const { return p_; }

@@ -45,6 +45,7 @@ struct ExpIFParams {
 };
 class BRAIN_API ExpIF : public ODENeuron {
  public:
+  bool replayable() const override { return true; }
   ExpIF(int64_t n, ExpIFParams p = {}, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -66,6 +67,7 @@ struct AdExParams {
 };
 class BRAIN_API AdEx : public ODENeuron {
  public:
+  bool replayable() const override { return true; }
   AdEx(int64_t n, AdExParams p = {}, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -88,6 +90,7 @@ struct QuaIFParams {
 };
 class BRAIN_API QuaIF : public ODENeuron {
  public:
+  bool replayable() const override { return true; }
   QuaIF(int64_t n, QuaIFParams p = {}, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -107,6 +110,7 @@ struct IzhikevichParams {
 };
 class BRAIN_API Izhikevich : public ODENeuron {
  public:
+  bool replayable() const override { return true; }
   Izhikevich(int64_t n, IzhikevichParams p = {}, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -130,6 +134,7 @@ struct HHParams {
 };
 class BRAIN_API HH : public ODENeuron {
  public:
+  bool replayable() const override { return true; }
   HH(int64_t n, HHParams p = {}, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -149,6 +154,7 @@ struct ALIFParams {
 };
 class BRAIN_API ALIF : public ODENeuron {
  public:
+  bool replayable() const override { return true; }
   ALIF(int64_t n, ALIFParams p = {}, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -175,6 +181,7 @@ struct GIFParams {
 };
 class BRAIN_API GIF : public ODENeuron {
  public:
+  bool replayable() const override { return true; }
   GIF(int64_t n, GIFParams p = {}, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -198,6 +205,7 @@ struct MorrisLecarParams {
 };
 class BRAIN_API MorrisLecar : public ODENeuron {
  public:
+  bool replayable() const override { return true; }
   MorrisLecar(int64_t n, MorrisLecarParams p = {}, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -218,6 +226,7 @@ struct WangBuzsakiParams {
 };
 class BRAIN_API WangBuzsaki : public ODENeuron {
  public:
+  bool replayable() const override { return true; }
   WangBuzsaki(int64_t n, WangBuzsakiParams p = {}, at::TensorOptions options = at::kFloat);
 
  protected:

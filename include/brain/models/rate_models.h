@@ -40,6 +40,7 @@ struct FHNParams {
 };
 class BRAIN_API FHN : public RateModel {
  public:
+  bool replayable() const override { return true; }
   FHN(int64_t n, FHNParams p = {}, at::TensorOptions options = at::kDouble);
   integrators::State derivative(const integrators::State& y, double t) const override;
 
@@ -58,6 +59,7 @@ struct WilsonCowanParams {
 };
 class BRAIN_API WilsonCowan : public RateModel {
  public:
+  bool replayable() const override { return true; }
   WilsonCowan(int64_t n, WilsonCowanParams p = {}, at::TensorOptions options = at::kDouble);
   integrators::State derivative(const integrators::State& y, double t) const override;
 
@@ -74,6 +76,7 @@ struct QIFMeanFieldParams {
 };
 class BRAIN_API QIFMeanField : public RateModel {
  public:
+  bool replayable() const override { return true; }
   QIFMeanField(int64_t n, QIFMeanFieldParams p = {}, at::TensorOptions options = at::kDouble);
   integrators::State derivative(const integrators::State& y, double t) const override;
 
@@ -93,6 +96,7 @@ struct StuartLandauParams {
 };
 class BRAIN_API StuartLandau : public RateModel {
  public:
+  bool replayable() const override { return true; }
   StuartLandau(int64_t n, StuartLandauParams p = {}, at::TensorOptions options = at::kDouble);
   integrators::State derivative(const integrators::State& y, double t) const override;
 
@@ -112,6 +116,7 @@ struct ThresholdLinearParams {
 };
 class BRAIN_API ThresholdLinear : public RateModel {
  public:
+  bool replayable() const override { return true; }
   ThresholdLinear(int64_t n, ThresholdLinearParams p = {}, at::TensorOptions options = at::kDouble);
   integrators::State derivative(const integrators::State& y, double t) const override;
 
@@ -137,6 +142,7 @@ struct CANN1DParams {
 };
 class BRAIN_API CANN1D : public RateModel {
  public:
+  bool replayable() const override { return true; }
   CANN1D(int64_t n, CANN1DParams p = {}, at::TensorOptions options = at::kDouble);
   integrators::State derivative(const integrators::State& y, double t) const override;
   // The preferred features x [n].

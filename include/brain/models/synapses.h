@@ -57,6 +57,7 @@ class BRAIN_API Synapse : public DynamicalSystem {
 // ("exp_euler") or by forward Euler ("euler").
 class BRAIN_API Expon : public Synapse {
  public:
+  bool replayable() const override { return true; }
   Expon(int64_t n, double tau_ms, at::TensorOptions options = at::kFloat, std::string method = "exp_euler");
   double tau() const { return tau_; }
   bool euler() const { return euler_; }
@@ -82,6 +83,7 @@ class BRAIN_API Expon : public Synapse {
 // Integrated exactly.
 class BRAIN_API DualExpon : public Synapse {
  public:
+  bool replayable() const override { return true; }
   DualExpon(int64_t n, double tau_rise_ms, double tau_decay_ms, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -97,6 +99,7 @@ class BRAIN_API DualExpon : public Synapse {
 // Two linear variables, dh/dt = -h/tau (h += input), dg/dt = (-g + e h)/tau, integrated exactly.
 class BRAIN_API Alpha : public Synapse {
  public:
+  bool replayable() const override { return true; }
   Alpha(int64_t n, double tau_ms, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -121,6 +124,7 @@ struct KineticParams {
 };
 class BRAIN_API Kinetic : public Synapse {
  public:
+  bool replayable() const override { return true; }
   Kinetic(int64_t n, KineticParams p = {}, at::TensorOptions options = at::kFloat, std::string name = "AMPA");
   static KineticParams ampa() { return {0.98, 0.18, 0.5, 0.5}; }
   static KineticParams gaba_a() { return {0.53, 0.18, 1.0, 1.0}; }
@@ -132,7 +136,7 @@ class BRAIN_API Kinetic : public Synapse {
 
  private:
   KineticParams p_;
-  int64_t step_ = 0;  // the step being delivered (set by advance)
+  at::Tensor step_;  // the step being delivered, ctx.step_value() (set by advance)
 };
 
 // NMDA (Jahr & Stevens; BrainPy's form):
@@ -143,6 +147,7 @@ struct NMDAParams {
 };
 class BRAIN_API NMDA : public Synapse {
  public:
+  bool replayable() const override { return true; }
   NMDA(int64_t n, NMDAParams p = {}, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -169,6 +174,7 @@ struct BioNMDAParams {
 };
 class BRAIN_API BioNMDA : public Synapse {
  public:
+  bool replayable() const override { return true; }
   BioNMDA(int64_t n, BioNMDAParams p = {}, at::TensorOptions options = at::kFloat);
 
  protected:
@@ -178,7 +184,7 @@ class BRAIN_API BioNMDA : public Synapse {
 
  private:
   BioNMDAParams p_;
-  int64_t step_ = 0;
+  at::Tensor step_;  // as Kinetic's
 };
 
 // ---- Synaptic outputs: conductance -> current ------------------------------------------
@@ -345,6 +351,7 @@ struct STPParams {
 };
 class BRAIN_API STP : public DynamicalSystem {
  public:
+  bool replayable() const override { return true; }
   STP(int64_t n, STPParams p = {}, at::TensorOptions options = at::kFloat);
   // Advances one step and returns spikes scaled by their release (u x).
   at::Tensor process(const Context& ctx, const at::Tensor& spikes);
@@ -372,6 +379,7 @@ class BRAIN_API STP : public DynamicalSystem {
 // synapse this equals separate synapses, with one state instead of many.
 class BRAIN_API AlignPostProj : public DynamicalSystem {
  public:
+  bool replayable() const override { return true; }
   AlignPostProj(std::shared_ptr<DynamicalSystem> pre, std::shared_ptr<Comm> comm, std::shared_ptr<Synapse> syn,
                 std::shared_ptr<SynOutput> out, std::shared_ptr<NeuronGroup> post, int64_t delay_steps = 0);
   void update(const Context& ctx) override;
@@ -430,6 +438,7 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
 // state (e.g. one NMDA state of E feeding both E and I); the spikes arrive in it once per step.
 class BRAIN_API AlignPreProj : public DynamicalSystem {
  public:
+  bool replayable() const override { return true; }
   AlignPreProj(std::shared_ptr<DynamicalSystem> pre, std::shared_ptr<Synapse> syn, std::shared_ptr<Comm> comm,
                std::shared_ptr<SynOutput> out, std::shared_ptr<NeuronGroup> post, int64_t delay_steps = 0);
   void update(const Context& ctx) override;
