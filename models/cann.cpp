@@ -30,6 +30,7 @@ class CannStimulus : public DynamicalSystem {
       : DynamicalSystem("CannStimulus"), cann_(std::move(cann)), spec_(std::move(spec)) {}
 
   void update(const Context& ctx) override {
+    if (ctx.clock.defined()) return update_on_clock(ctx);
     const auto z = stimulus_position(spec_, ctx.t);
     set_state("active", torch::full_like(state("active"), z ? 1.0 : 0.0));
     if (!z) return;
@@ -37,6 +38,26 @@ class CannStimulus : public DynamicalSystem {
     const at::Tensor bump = cann_->stimulus(torch::full({}, *z, torch::kDouble));
     cann_->assign_state("input_u", cann_->state("input_u") + bump);
   }
+
+  // Replayed steps compute the time and the position on the device, with the host's IEEE
+  // operations (stimulus_position), and switch by masks instead of returning early.
+  bool replayable() const override { return true; }
+
+ private:
+  void update_on_clock(const Context& ctx) {
+    const at::Tensor t = ctx.clock.to(torch::kDouble) * ctx.dt;
+    const at::Tensor on = (t >= spec_.stim_on).logical_and(t < spec_.stim_off);
+    const at::Tensor z = spec_.z0 + spec_.speed * (t - spec_.stim_on);
+    const at::Tensor wrapped = z - 2 * M_PI * torch::floor((z + M_PI) / (2 * M_PI));
+    const at::Tensor& active = state("active");
+    set_state("active", torch::where(on, torch::ones_like(active), torch::zeros_like(active)));
+    const at::Tensor& position = state("position");
+    set_state("position", torch::where(on, wrapped.to(position.scalar_type()).expand(position.sizes()), position));
+    const at::Tensor& input = cann_->state("input_u");
+    cann_->assign_state("input_u", torch::where(on, input + cann_->stimulus(wrapped), input));
+  }
+
+ public:
 
  protected:
   void reset_own_state(int64_t) override {
@@ -63,6 +84,7 @@ class BumpReadout : public DynamicalSystem {
     set_state("error", cann_->ring_distance(position - stimulus_->state("position")));
     set_state("height", std::get<0>(cann_->rates(u).max(-1, /*keepdim=*/true)));
   }
+  bool replayable() const override { return true; }
 
  protected:
   void reset_own_state(int64_t) override {

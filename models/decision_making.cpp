@@ -30,22 +30,55 @@ class DecisionStimulus : public DynamicalSystem {
   }
 
   void update(const Context& ctx) override {
+    if (ctx.clock.defined()) return update_on_clock(ctx);
     if (ctx.t < spec_.stim_on || ctx.t >= spec_.stim_off) return;
     const auto interval = static_cast<int64_t>(std::floor((ctx.t - spec_.stim_on) / spec_.stim_interval));
     if (interval != cached_interval_ || !cached_.defined()) {
-      const int64_t trials = std::max<int64_t>(1, batch_size());
-      auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed_, static_cast<uint64_t>(interval)));
-      const at::Tensor z = at::randn({trials, 2}, gen, torch::kDouble);
-      const at::Tensor c = coherence_.to(torch::kCPU).expand({trials}) / 100.0;
-      const at::Tensor mean = torch::stack({spec_.mu0 * (1 + c), spec_.mu0 * (1 - c)}, 1);
-      const at::Tensor rates = torch::clamp_min(mean + spec_.stim_sigma * z, 0.0).to(pool_a_.options());
-      // [trials, n_E]: each pool's neurons get their pool's rate.
-      at::Tensor per_neuron = rates.select(1, 0).unsqueeze(1) * pool_a_ + rates.select(1, 1).unsqueeze(1) * pool_b_;
-      cached_ = batch_size() > 0 ? per_neuron : per_neuron.squeeze(0);
+      cached_ = per_neuron(interval_rates(interval));
       cached_interval_ = interval;
     }
     target_->assign_state("rate_input", target_->state("rate_input") + cached_);
   }
+
+  // Replayed steps find the time and the interval from the clock, and the interval's rates in
+  // a table of every interval built on the first such step (the runner's warm-up).
+  bool replayable() const override { return true; }
+
+ private:
+  // The stimulus rates of pools A and B in one interval, [trials, 2], as pool_a_'s dtype.
+  at::Tensor interval_rates(int64_t interval) const {
+    const int64_t trials = std::max<int64_t>(1, batch_size());
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed_, static_cast<uint64_t>(interval)));
+    const at::Tensor z = at::randn({trials, 2}, gen, torch::kDouble);
+    const at::Tensor c = coherence_.to(torch::kCPU).expand({trials}) / 100.0;
+    const at::Tensor mean = torch::stack({spec_.mu0 * (1 + c), spec_.mu0 * (1 - c)}, 1);
+    return torch::clamp_min(mean + spec_.stim_sigma * z, 0.0).to(pool_a_.options());
+  }
+
+  // [trials, n_E] (or [n_E] unbatched): each pool's neurons get their pool's rate.
+  at::Tensor per_neuron(const at::Tensor& rates) const {
+    at::Tensor all = rates.select(1, 0).unsqueeze(1) * pool_a_ + rates.select(1, 1).unsqueeze(1) * pool_b_;
+    return batch_size() > 0 ? all : all.squeeze(0);
+  }
+
+  void update_on_clock(const Context& ctx) {
+    const auto intervals = static_cast<int64_t>(std::floor((spec_.stim_off - spec_.stim_on) / spec_.stim_interval)) + 1;
+    if (!table_.defined() || table_.device() != pool_a_.device()) {
+      std::vector<at::Tensor> rows;
+      for (int64_t k = 0; k < intervals; ++k) rows.push_back(interval_rates(k));
+      table_ = torch::stack(rows);  // [intervals, trials, 2]
+    }
+    // The same IEEE operations as the host's t = step * dt and floor((t - on) / interval).
+    const at::Tensor t = ctx.clock.to(torch::kDouble) * ctx.dt;
+    const at::Tensor on = (t >= spec_.stim_on).logical_and(t < spec_.stim_off);
+    const at::Tensor interval =
+        torch::floor((t - spec_.stim_on) / spec_.stim_interval).clamp(0, intervals - 1).to(torch::kLong).reshape({1});
+    const at::Tensor& rate_input = target_->state("rate_input");
+    const at::Tensor added = rate_input + per_neuron(table_.index_select(0, interval).squeeze(0));
+    target_->assign_state("rate_input", torch::where(on, added, rate_input));
+  }
+
+ public:
 
  protected:
   void reset_own_state(int64_t batch_size) override {
@@ -54,6 +87,7 @@ class DecisionStimulus : public DynamicalSystem {
                 " coherence values for ", trials, " trials (reset_state's batch size); give one per trial or one "
                 "for all");
     cached_ = at::Tensor();
+    table_ = at::Tensor();  // its rows are per trial
   }
 
  private:
@@ -62,6 +96,7 @@ class DecisionStimulus : public DynamicalSystem {
   uint64_t seed_;
   at::Tensor pool_a_, pool_b_, coherence_, cached_;
   int64_t cached_interval_ = -1;
+  at::Tensor table_;  // replayed steps: every interval's rates, [intervals, trials, 2]
 };
 
 // The instantaneous rates (Hz) of the pools A, B, non-selective and of I, each step: state
@@ -82,6 +117,7 @@ class PoolRates : public DynamicalSystem {
     const at::Tensor counts = torch::cat({pools, I_->state("spike").sum(-1, /*keepdim=*/true)}, -1);
     set_state("rate", counts / sizes_ * (1000.0 / ctx.dt));
   }
+  bool replayable() const override { return true; }
 
  protected:
   void reset_own_state(int64_t) override { set_state("rate", torch::zeros(state_shape(4), E_->options())); }

@@ -409,3 +409,57 @@ TEST(Replay, DelayAndInputsReadTheClock) {
     EXPECT_EQ(seq.state("value").item<double>(), static_cast<double>(std::min<int64_t>(s, 3)));
   }
 }
+
+TEST(Replay, TheDecisionAndCannNetworksReplayTheirStimuliFromTheClock) {
+  // Decision making: two trials, the stimulus switching on, redrawn and off within the run.
+  brain::DecisionNetSpec dm;
+  dm.scale = 0.1;
+  dm.coherence = {0.0, 51.2};
+  dm.stim_on = 2.05;  // not on a step boundary
+  dm.stim_interval = 3.0;
+  dm.stim_off = 33.0;
+  dm.background_hz = 0.0;
+  dm.mu0 = 3000.0;
+  RunResult out[2];
+  std::shared_ptr<brain::DynSysGroup> nets[2];
+  for (int k = 0; k < 2; ++k) {
+    nets[k] = brain::build_decision_network(dm, 5, c10::kCPU);
+    nets[k]->reset_state(2);
+    out[k] = run_network(nets[k], k ? Graphs::Emulate : Graphs::Off, 400,
+                         {{"rates.rate"}, {"input_E.spike", std::nullopt, 4}});
+  }
+  EXPECT_EQ(out[1].graphs, "emulated");
+  EXPECT_GT(out[1].replayed_steps, 0);
+  expect_same_results(out[0], out[1], "decision");
+  expect_same_states(*nets[0], *nets[1]);
+  // Without background, the input spikes are the stimulus's alone: none before 2.05 ms (step
+  // 21) and from 33 ms (step 330; samples every 4 steps), many in between.
+  const at::Tensor input = out[0].values.at("input_E.spike").to(torch::kLong);
+  EXPECT_EQ(input.narrow(0, 0, 6).sum().item<int64_t>(), 0);
+  EXPECT_GT(input.narrow(0, 6, 77).sum().item<int64_t>(), 100);
+  EXPECT_EQ(input.narrow(0, 83, 17).sum().item<int64_t>(), 0);
+
+  // CANN: a moving stimulus that wraps around the ring, switched off halfway.
+  brain::CannSpec cs;
+  cs.size = 64;
+  cs.z0 = 3.0;
+  cs.speed = 0.05;
+  cs.stim_on = 1.0;
+  cs.stim_off = 6.3;
+  for (int k = 0; k < 2; ++k) {
+    nets[k] = brain::build_cann_network(cs, 5, c10::kCPU);
+    nets[k]->reset_state();
+    out[k] = run_network(nets[k], k ? Graphs::Emulate : Graphs::Off, 120,
+                         {{"stimulus.position"}, {"stimulus.active"}, {"bump.position"}, {"cann.u", std::nullopt, 3}});
+  }
+  EXPECT_GT(out[1].replayed_steps, 0);
+  expect_same_results(out[0], out[1], "cann");
+  expect_same_states(*nets[0], *nets[1]);
+  const at::Tensor active = out[0].values.at("stimulus.active");
+  EXPECT_GT(active.sum().item<double>(), 0);
+  EXPECT_LT(active.sum().item<double>(), active.numel());
+  // The stimulus crossed +pi: positions on both sides of the ring.
+  const at::Tensor z = out[0].values.at("stimulus.position");
+  EXPECT_GT(z.max().item<double>(), 3.0);
+  EXPECT_LT(z.min().item<double>(), -2.5);
+}
