@@ -298,8 +298,11 @@ std::string place_of(DynamicalSystem& root, const Layout& L, const std::string& 
 
 }  // namespace
 
-bool detail::wants_gradient(DynamicalSystem& root) {
+bool detail::wants_gradient(DynamicalSystem& root, const RunnerOptions& options) {
   if (!at::GradMode::is_enabled()) return false;
+  for (const auto& in : options.inputs) {
+    if (in.value.defined() && in.value.requires_grad()) return true;
+  }
   for (const auto& p : root.parameters()) {
     if (p.requires_grad()) return true;
   }
@@ -313,7 +316,7 @@ namespace {
 
 std::string unsupported(DynamicalSystem& root, const RunnerOptions& options, Layout& L) {
   if (auto why = analyse(root, L); !why.empty()) return why;
-  if (detail::wants_gradient(root)) return "gradients are being recorded (the fast engine does not differentiate)";
+  if (detail::wants_gradient(root, options)) return "gradients are being recorded (the fast engine does not differentiate)";
   for (const auto& m : options.monitors) {
     Place place{};
     if (auto why = place_of(root, L, m.path, place); !why.empty()) return "monitor " + why;

@@ -64,7 +64,7 @@ std::string replay_unsupported(DynamicalSystem& system, const RunnerOptions& opt
 #endif
   std::string not_replayable;
   if (!system.replayable_tree(&not_replayable)) return "not replayable: " + not_replayable;
-  if (wants_gradient(system)) return "gradients are being recorded";
+  if (wants_gradient(system, options)) return "gradients are being recorded";
   TORCH_CHECK(options.graph_steps >= 0, "Runner: graph_steps must be >= 0, got ", options.graph_steps);
   int64_t period = 1;
   for (const auto& m : options.monitors) {

@@ -159,7 +159,7 @@ RunResult run_modules(DynamicalSystem& system, const RunnerOptions& options, Con
   // Without a gradient to record, no graph either: exponential Euler finds its slopes by
   // autograd, and under grad mode its states would chain every step's graph to the last.
   std::optional<at::NoGradGuard> no_grad;
-  if (!detail::wants_gradient(system)) no_grad.emplace();
+  if (!detail::wants_gradient(system, options)) no_grad.emplace();
   std::vector<Recording> recs;
   for (const auto& m : options.monitors) {
     Recording r{&m, resolve(system, m.path), {}, {}, {}, {}};

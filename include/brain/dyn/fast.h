@@ -40,8 +40,9 @@ BRAIN_API std::string fast_engine_unsupported(DynamicalSystem& system, const Run
 
 namespace detail {
 class ProgressBar;
-// Whether a run of `root` records gradients (grad mode on, and a parameter or state wants one).
-bool wants_gradient(DynamicalSystem& root);
+// Whether a run of `root` records gradients: grad mode on, and a parameter, a state or one of
+// the runner's inputs wants one.
+bool wants_gradient(DynamicalSystem& root, const RunnerOptions& options);
 // A run goes in segments, between checkpoints. offset: the index within the run of the
 // segment's first step (per-step inputs read that row); bar: counts the steps of the run.
 struct Segment {

@@ -463,3 +463,34 @@ TEST(Replay, TheDecisionAndCannNetworksReplayTheirStimuliFromTheClock) {
   EXPECT_GT(z.max().item<double>(), 3.0);
   EXPECT_LT(z.min().item<double>(), -2.5);
 }
+
+TEST(Replay, RunsThatWantAGradientKeepItAndOthersBuildNoGraph) {
+  // An input that wants a gradient: the op-by-op loop records it (no replay), and the final
+  // state is differentiable with respect to it.
+  auto net = std::make_shared<brain::DynSysGroup>("net");
+  net->add("A", std::make_shared<brain::AdEx>(4, brain::AdExParams{}, torch::kDouble));
+  net->reset_state();
+  RunnerOptions opt;
+  opt.progress = 0;
+  opt.graphs = Graphs::Emulate;
+  const at::Tensor drive = torch::full({60, 4}, 5.0, torch::kDouble).requires_grad_(true);
+  opt.inputs = {{"A.input", drive, true, brain::RunInput::Op::Add}};
+  const RunResult r = brain::Runner(net, opt).run_steps(60);
+  EXPECT_EQ(r.graphs, "gradients are being recorded");
+  const at::Tensor V = net->find_state("A.V");
+  ASSERT_TRUE(V.requires_grad());
+  V.sum().backward();
+  ASSERT_TRUE(drive.grad().defined());
+  EXPECT_GT(drive.grad().abs().sum().item<double>(), 0.0);
+
+  // Without one, exponential Euler's autograd slopes leave no graph behind in the states (they
+  // used to chain every step's graph to the last, op by op).
+  for (Graphs graphs : {Graphs::Off, Graphs::Emulate}) {
+    net->reset_state();
+    opt.graphs = graphs;
+    opt.inputs = {{"A.input", torch::full({4}, 5.0, torch::kDouble), false, brain::RunInput::Op::Add}};
+    brain::Runner(net, opt).run_steps(60);
+    EXPECT_FALSE(net->find_state("A.V").requires_grad()) << brain::graphs_name(graphs);
+    EXPECT_FALSE(net->find_state("A.w").requires_grad()) << brain::graphs_name(graphs);
+  }
+}
