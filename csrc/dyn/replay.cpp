@@ -287,18 +287,30 @@ RunResult run_modules_replayed(DynamicalSystem& system, const RunnerOptions& opt
     }
     int64_t replay_first_step = ctx.step;  // read by the emulation at every replay
     const int64_t capture_step = ctx.step;
-    graph->capture([&] {
-      const int64_t shown = emulate ? replay_first_step + kEmulatedClockShift : capture_step;
-      for (int64_t i = 0; i < K; ++i) one_step(shown + i, i);
-      for (auto& s : slots) {
-        const at::Tensor& out = s.target.system->state(s.target.leaf);
-        if (!out.is_same(s.in)) {
-          s.in.copy_(out);
-          s.target.system->assign_state(s.target.leaf, s.in);
+    bool captured = true;
+    try {
+      graph->capture([&] {
+        const int64_t shown = emulate ? replay_first_step + kEmulatedClockShift : capture_step;
+        for (int64_t i = 0; i < K; ++i) one_step(shown + i, i);
+        for (auto& s : slots) {
+          const at::Tensor& out = s.target.system->state(s.target.leaf);
+          if (!out.is_same(s.in)) {
+            s.in.copy_(out);
+            s.target.system->assign_state(s.target.leaf, s.in);
+          }
         }
-      }
-    });
-    while (steps - done >= K) {
+      });
+    } catch (const std::exception& e) {
+      if (emulate) throw;
+      // A capture runs nothing: the states before it are intact in the slots, the clock has
+      // not moved, and the run goes on step by step, saying why.
+      for (auto& s : slots) s.target.system->assign_state(s.target.leaf, s.in);
+      const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+      result.graphs = std::string("CUDA graph capture failed, steps ran one by one: ") +
+                      (c10_error ? c10_error->what_without_backtrace() : e.what());
+      captured = false;
+    }
+    while (captured && steps - done >= K) {
       replay_first_step = ctx.step;
       graph->replay();
       for (int64_t i = 0; i < K; ++i) note_step(ctx.step + i);
