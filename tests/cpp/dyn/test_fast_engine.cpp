@@ -134,7 +134,7 @@ TEST(FastEngine, AlternatingEnginesEqualsOneEngine) {
   for (int64_t chunk : {250, 200, 150, 300}) {
     brain::Runner& r = use_fast ? fast : slow;
     use_fast = !use_fast;
-    r.context() = brain::Context{done * 0.1, 0.1, done, false};
+    r.context() = brain::Context{done * 0.1, 0.1, done, false, {}};
     r.run_steps(chunk);
     done += chunk;
   }

@@ -316,7 +316,7 @@ TEST(Runner, SaveLoadRestoresASimulationThatContinuesBitIdentically) {
   auto module = std::static_pointer_cast<torch::nn::Module>(b);
   torch::load(module, path);
   brain::Runner rb(b, opt);
-  rb.context() = Context{10.0, opt.dt, 100, false};
+  rb.context() = Context{10.0, opt.dt, 100, false, {}};
   const auto resumed = rb.run(10.0);
   EXPECT_TRUE(torch::equal(resumed.values.at("E.V"), uninterrupted.values.at("E.V")));
   EXPECT_GT(uninterrupted.values.at("E.V").max().item<double>(), -65.0);  // the input did drive it
