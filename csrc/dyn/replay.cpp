@@ -190,9 +190,11 @@ RunResult run_modules_replayed(DynamicalSystem& system, const RunnerOptions& opt
     }
     system.step(step_ctx);
     for (size_t p = 0; p < populations.size(); ++p) counts[p].add_(populations[p].second->state("spike").sum());
-    for (auto& g : guarded) {
-      const at::Tensor row = torch::remainder(clock, g.sums.size(0)).reshape({1});
-      g.sums.index_copy_(0, row, g.target.system->state(g.target.leaf).sum(torch::kDouble).reshape({1}));
+    if (!guarded.empty()) {
+      const at::Tensor row = torch::remainder(clock, ring_steps).reshape({1});  // every guard ring has ring_steps rows
+      for (auto& g : guarded) {
+        g.sums.index_copy_(0, row, g.target.system->state(g.target.leaf).sum(torch::kDouble).reshape({1}));
+      }
     }
     for (auto& r : monitors) {
       if (phase % r.spec->every != 0) continue;

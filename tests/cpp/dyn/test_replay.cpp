@@ -381,6 +381,9 @@ TEST(Replay, PoissonDrawAtATensorStepEqualsTheIntegerStep) {
   EXPECT_NE(error_of(torch::tensor(1.0)).find("step must be an int64 tensor"), std::string::npos);
   EXPECT_NE(error_of(torch::tensor({1, 2})).find("step must hold one value"), std::string::npos);
   EXPECT_NE(error_of(at::Tensor()).find("step is required"), std::string::npos);
+  EXPECT_NE(error_of(torch::tensor(3).to(c10::kMeta)).find("step must be on rates' device (cpu) or the CPU"),
+            std::string::npos)
+      << error_of(torch::tensor(3).to(c10::kMeta));
   const at::Tensor meta = brain::ops::poisson_spikes_at(rates.to(c10::kMeta), 0.5, 99, torch::tensor(3).to(c10::kMeta));
   EXPECT_EQ(meta.sizes(), rates.sizes());
   EXPECT_EQ(meta.scalar_type(), at::kBool);
