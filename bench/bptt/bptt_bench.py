@@ -17,8 +17,14 @@ gradient, sigmoid surrogate with alpha 4):
   torch batched    plain PyTorch with the input Linear as one matmul over all steps
   brain fused      the input Linear as one matmul, then brain.ops.lif_sequence
   brain recompute  brain.models.SpikingNet + backward_recomputing (chunks of 50 steps)
-  recurrent: torch dense (masked dense recurrent matrix per step) against brain csr
-  (SpikingNet with event-CSR recurrence, the same synapses and weights) and brain csr recompute.
+  recurrent: torch dense (masked dense recurrent matrix per step) against
+  brain csr per step   brain.ops.event_csr_matmul + brain.ops.lif_sequence per step (what
+                       SpikingNet ran before brain.ops.lif_recurrent_sequence)
+  brain csr            SpikingNet with event-CSR recurrence (the same synapses and weights):
+                       the window as one brain.ops.lif_recurrent_sequence
+  brain csr recompute  the same with backward_recomputing.
+
+    --only CASE runs one case and writes results/bptt_<device>_<CASE>.{md,json}.
 """
 
 import argparse
@@ -49,7 +55,7 @@ CASES = {  # name -> (hidden neurons, recurrent)
 }
 IMPLS = {
     False: ["torch loop", "torch batched", "brain fused", "brain recompute"],
-    True: ["torch dense", "brain csr", "brain csr recompute"],
+    True: ["torch dense", "brain csr per step", "brain csr", "brain csr recompute"],
 }
 
 
@@ -142,6 +148,17 @@ def run_case(case, impl, device, reps):
                 v, s = lif_step(v, current + s @ W_rec)
                 outs.append(F.linear(s, W_out, b_out))
             loss = loss_of(torch.stack(outs))
+        elif impl == "brain csr per step":
+            indptr, indices = buffers["recurrent.indptr"], buffers["recurrent.indices"]
+            v = torch.zeros(BATCH, n, device=device)
+            s = torch.zeros(BATCH, n, device=device)
+            spikes = []
+            for current in F.linear(x, W_in, b_in).unbind(0):
+                rec = brain.ops.event_csr_matmul(indptr, indices, p["recurrent.weights"], s, [n, n], True)
+                s, v = brain.ops.lif_sequence((current + rec).unsqueeze(0), v)
+                s = s[0]
+                spikes.append(s)
+            loss = loss_of(F.linear(torch.stack(spikes), W_out, b_out))
         elif impl in ("brain recompute", "brain csr recompute"):
             loss, _ = brain.models.backward_recomputing(net, x, loss_of, CHUNK)
             return loss
@@ -196,6 +213,7 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="the 4k cases only")
+    ap.add_argument("--only", choices=sorted(CASES), help="run this case alone")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(HERE), "results"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--case", help=argparse.SUPPRESS)
@@ -207,7 +225,7 @@ def main():
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     results = []
     for case, (n, recurrent) in CASES.items():
-        if args.quick and n > 4096:
+        if (args.quick and n > 4096) or (args.only and case != args.only):
             continue
         for impl in IMPLS[recurrent]:
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--case", case, "--impl", impl,
@@ -248,9 +266,10 @@ def main():
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"bptt_{args.device}.md"), "w") as f:
+    name = f"bptt_{args.device}" + (f"_{args.only}" if args.only else "")
+    with open(os.path.join(args.out, f"{name}.md"), "w") as f:
         f.write(text)
-    with open(os.path.join(args.out, f"bptt_{args.device}.json"), "w") as f:
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
         json.dump({"device": args.device, "machine": desc, "libbrain": brain.__version__, "commit": machine.commit(),
                    "results": results}, f, indent=1)
 

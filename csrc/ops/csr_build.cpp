@@ -70,10 +70,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> csr_from_coo(const at::Tensor& ro
 
 namespace detail {
 
-at::Tensor csr_transposed_matmul_by_gather(const at::Tensor& indptr, const at::Tensor& indices,
-                                           const at::Tensor& weights, bool homo,
-                                           const at::Tensor& x, int64_t n_rows, int64_t n_cols,
-                                           bool event) {
+CscForGather csc_for_gather(const at::Tensor& indptr, const at::Tensor& indices, const at::Tensor& weights,
+                            bool homo, int64_t n_rows, int64_t n_cols) {
   const int64_t nnz = indices.size(0);
   const auto long_opts = indices.options().dtype(at::kLong);
   at::Tensor cols = indices.to(at::kLong);
@@ -88,14 +86,21 @@ at::Tensor csr_transposed_matmul_by_gather(const at::Tensor& indptr, const at::T
   rows.clamp_(0, std::max<int64_t>(n_rows - 1, 0));
   const at::Tensor perm = std::get<1>(at::sort(cols, /*stable=*/true, 0, false));
   const at::Tensor sorted_cols = cols.index_select(0, perm);
-  const at::Tensor csc_indptr =
-      at::searchsorted(sorted_cols, at::arange(n_cols + 1, long_opts), false, /*right=*/false);
+  CscForGather csc;
+  csc.indptr = at::searchsorted(sorted_cols, at::arange(n_cols + 1, long_opts), false, /*right=*/false);
   const at::Tensor w = homo ? weights.reshape({}).expand({nnz}) : weights;
-  const at::Tensor csc_weights =
-      at::where(valid, w, at::zeros({}, w.options())).index_select(0, perm);
-  const at::Tensor csc_rows = rows.index_select(0, perm);
-  return event ? event_csr_matmul(csc_indptr, csc_rows, csc_weights, x, {n_cols, n_rows}, false)
-               : csr_matmul(csc_indptr, csc_rows, csc_weights, x, {n_cols, n_rows}, false);
+  csc.weights = at::where(valid, w, at::zeros({}, w.options())).index_select(0, perm);
+  csc.rows = rows.index_select(0, perm);
+  return csc;
+}
+
+at::Tensor csr_transposed_matmul_by_gather(const at::Tensor& indptr, const at::Tensor& indices,
+                                           const at::Tensor& weights, bool homo,
+                                           const at::Tensor& x, int64_t n_rows, int64_t n_cols,
+                                           bool event) {
+  const CscForGather csc = csc_for_gather(indptr, indices, weights, homo, n_rows, n_cols);
+  return event ? event_csr_matmul(csc.indptr, csc.rows, csc.weights, x, {n_cols, n_rows}, false)
+               : csr_matmul(csc.indptr, csc.rows, csc.weights, x, {n_cols, n_rows}, false);
 }
 
 }  // namespace detail

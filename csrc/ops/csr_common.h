@@ -42,6 +42,15 @@ void report_kernel_status(const char* op, const kernels::csr::Status& status, in
 // CPU only: indptr[0] = 0 and indptr[n_rows] = nnz (values, so never called for CUDA ops).
 void check_indptr_ends_cpu(const char* op, const at::Tensor& indptr, int64_t nnz);
 
+// A^T as a CSR matrix [n_cols, n_rows] for the gather form: entries sorted by column (stable,
+// so each column keeps its rows in ascending order), int64 indices, weights expanded to one per
+// entry; entries no row owns or with a column outside [0, n_cols) get weight 0. No host sync.
+struct CscForGather {
+  at::Tensor indptr, rows, weights;
+};
+CscForGather csc_for_gather(const at::Tensor& indptr, const at::Tensor& indices, const at::Tensor& weights,
+                            bool homo, int64_t n_rows, int64_t n_cols);
+
 // A^T @ x as a gather over A's columns: the entries are sorted by column (stable, so each
 // column keeps its rows in ascending order) and the non-transposed op sums each column in that
 // fixed order. Bitwise reproducible where the scatter's atomics are not; used by the CUDA

@@ -27,3 +27,23 @@ void check_lif_backward_tensors(const char* op, const at::Tensor& grad_spikes,
                                 const at::Tensor& grad_v_last, const at::Tensor& v_pre);
 
 }  // namespace brain::ops::detail
+
+namespace brain::ops::detail {
+
+// The tensors of a lif_recurrent_sequence call: drive [T, B, n] or [T, n] float32/float64;
+// v0 its shape without T; history [d, ...] (d >= 1, the recurrent delay in steps) with v0's
+// shape after d; a square [n, n] CSR structure (int32 or int64) and weights of drive's dtype,
+// one per entry or a single one. One device. Returns whether the weights are homogeneous.
+bool check_lif_recurrent_tensors(const char* op, const at::Tensor& drive, const at::Tensor& v0,
+                                 const at::Tensor& history, const at::Tensor& indptr,
+                                 const at::Tensor& indices, const at::Tensor& weights);
+
+// The backward's tensors: those of the forward with v_pre in drive's place, grad_spikes and
+// spikes matching v_pre, grad_v_last matching v0. Returns whether the weights are homogeneous.
+bool check_lif_recurrent_backward_tensors(const char* op, const at::Tensor& grad_spikes,
+                                          const at::Tensor& grad_v_last, const at::Tensor& v_pre,
+                                          const at::Tensor& spikes, const at::Tensor& history,
+                                          const at::Tensor& indptr, const at::Tensor& indices,
+                                          const at::Tensor& weights);
+
+}  // namespace brain::ops::detail

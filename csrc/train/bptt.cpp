@@ -101,21 +101,25 @@ void SpikingNet::reset(int64_t batch_size) {
 }
 
 // One step of the hidden layer from its total input current; returns the spikes.
+ops::LifSequenceOptions SpikingNet::fused_options() const {
+  ops::LifSequenceOptions lo;
+  lo.v_rest = o_.lif.V_rest;
+  lo.v_reset = o_.lif.V_reset;
+  lo.v_th = o_.lif.V_th;
+  lo.R = o_.lif.R;
+  lo.tau = o_.lif.tau;
+  lo.dt = o_.dt;
+  lo.method = o_.lif.method;
+  lo.detach_reset = o_.lif.detach_reset;
+  lo.surrogate = o_.lif.surrogate.name();
+  const Surrogate& sg = o_.lif.surrogate;
+  lo.surrogate_params = {sg.alpha, sg.beta, sg.sigma, sg.h, sg.s, sg.scale, sg.width};
+  return lo;
+}
+
 at::Tensor SpikingNet::hidden_step(const at::Tensor& current, const Context& ctx) {
   if (use_fused()) {
-    ops::LifSequenceOptions lo;
-    lo.v_rest = o_.lif.V_rest;
-    lo.v_reset = o_.lif.V_reset;
-    lo.v_th = o_.lif.V_th;
-    lo.R = o_.lif.R;
-    lo.tau = o_.lif.tau;
-    lo.dt = o_.dt;
-    lo.method = o_.lif.method;
-    lo.detach_reset = o_.lif.detach_reset;
-    lo.surrogate = o_.lif.surrogate.name();
-    const Surrogate& sg = o_.lif.surrogate;
-    lo.surrogate_params = {sg.alpha, sg.beta, sg.sigma, sg.h, sg.s, sg.scale, sg.width};
-    auto [spikes, v_last] = ops::lif_sequence(current, lif_->state("V"), lo);
+    auto [spikes, v_last] = ops::lif_sequence(current, lif_->state("V"), fused_options());
     lif_->assign_state("V", v_last);
     lif_->assign_state("spike", spikes[-1]);
     return spikes;
@@ -139,6 +143,29 @@ at::Tensor SpikingNet::forward(const at::Tensor& inputs) {
     // No recurrence: every step's input is known, so the whole window is one fused op.
     ctx.step = step_;
     const at::Tensor spikes = hidden_step(drive, ctx);
+    step_ += steps;
+    last_rate_ = steps > 0 ? spikes.mean() : torch::zeros({}, drive.options());
+    return readout_->forward(spikes);
+  }
+  if (o_.recurrent && use_fused() && o_.recurrence == "csr") {
+    // The whole window with its CSR recurrence as one op: one autograd node instead of a
+    // dozen per step, and on a GPU a few kernels per step instead of a launch-bound graph.
+    const auto& csr = static_cast<const CsrComm&>(*recurrent_comm_);
+    const std::vector<at::Tensor> oldest_first(history_.rbegin(), history_.rend());
+    const at::Tensor history = torch::stack(oldest_first).to(drive.scalar_type());
+    auto [spikes, v_last] = ops::lif_recurrent_sequence(drive, lif_->state("V"), history, csr.indptr(),
+                                                        csr.indices(), csr.weights(), fused_options());
+    lif_->assign_state("V", v_last);
+    // The next window's history, most recent first: the last d steps of (history, spikes).
+    // Copies, not views: a view would keep the whole window's spikes alive with the state,
+    // e.g. once per chunk start in backward_recomputing.
+    std::vector<at::Tensor> next;
+    next.reserve(history_.size());
+    for (int64_t k = 0; k < static_cast<int64_t>(history_.size()); ++k) {
+      next.push_back(k < steps ? spikes[steps - 1 - k].clone() : history_[static_cast<size_t>(k - steps)]);
+    }
+    history_ = std::move(next);
+    if (steps > 0) lif_->assign_state("spike", history_.front());
     step_ += steps;
     last_rate_ = steps > 0 ? spikes.mean() : torch::zeros({}, drive.options());
     return readout_->forward(spikes);

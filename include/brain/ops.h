@@ -127,6 +127,27 @@ struct LifSequenceOptions {
 BRAIN_API std::tuple<at::Tensor, at::Tensor> lif_sequence(const at::Tensor& input, const at::Tensor& v0,
                                                           const LifSequenceOptions& options = {});
 
+// lif_sequence with recurrence: the neurons' own spikes of d steps earlier reach them through
+// a square CSR matrix A [n, n] (rows presynaptic, as CsrComm stores a projection), so the
+// whole window of a recurrent layer is one op (one autograd node, a handful of kernels per
+// step on CUDA instead of a graph of small ops). drive [T, B, n] or [T, n] is the external
+// current, v0 [B, n] the membrane before the first step, history [d, B, n] the spikes of the
+// d >= 1 steps before the window, oldest first (zeros at the start of a sequence). Step t:
+//   I_t = drive[t] + A^T S_t,  S_t = t < d ? history[t] : spikes[t - d]
+// then the LIF update of lif_sequence. Returns (spikes [T, B, n], v_last [B, n]); the next
+// window's history is the last d steps of cat(history, spikes). The sum is the event scatter
+// of event_csr_matmul (active rows only), so on the CPU the spikes equal those of the op-by-op
+// network (event_csr_matmul + add + lif_sequence per step) bit for bit; on CUDA the scatter
+// adds atomically, or, under torch.use_deterministic_algorithms, gathers in a fixed order.
+// Differentiable in drive, v0, history and weights (per synapse or homogeneous); the backward
+// keeps v_pre [T, B, n] and reads the spikes the forward returned.
+BRAIN_API std::tuple<at::Tensor, at::Tensor> lif_recurrent_sequence(const at::Tensor& drive, const at::Tensor& v0,
+                                                                    const at::Tensor& history,
+                                                                    const at::Tensor& indptr,
+                                                                    const at::Tensor& indices,
+                                                                    const at::Tensor& weights,
+                                                                    const LifSequenceOptions& options = {});
+
 // ---- Counter-based Poisson draws -----------------------------------------------------------
 // One step of independent Poisson spike trains: spikes[..., j] fires with probability
 // rates[..., j] * dt / 1000 (rates in Hz, dt in ms; a rate <= 0 never fires). Each draw is a

@@ -45,6 +45,7 @@ struct WeightGradArgs {
   bool x_is_bool = false;
   const void* grad_out = nullptr;  // dtype
   void* grad_weights = nullptr;    // [nnz], dtype
+  bool accumulate = false;         // add into grad_weights instead of overwriting it
   std::int64_t n_rows = 0;
   std::int64_t n_cols = 0;
   std::int64_t batch = 1;

@@ -14,7 +14,7 @@ __global__ void __launch_bounds__(kThreads)
     weight_grad_kernel(const index_t* __restrict__ indptr, const index_t* __restrict__ indices,
                        const x_t* __restrict__ x, const scalar_t* __restrict__ g,
                        scalar_t* __restrict__ dw, std::int64_t n_rows, std::int64_t n_cols,
-                       std::int64_t batch, std::int64_t nnz, bool transpose) {
+                       std::int64_t batch, std::int64_t nnz, bool transpose, bool accumulate) {
   using acc_t = typename AccType<scalar_t>::type;
   const int lane = threadIdx.x % kWarp;
   const std::int64_t first = (std::int64_t{blockIdx.x} * kThreads + threadIdx.x) / kWarp;
@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(kThreads)
           acc += to_acc<acc_t>(xv) * to_acc<acc_t>(gv);
         }
       }
-      dw[k] = from_acc<scalar_t>(acc);
+      dw[k] = accumulate ? from_acc<scalar_t>(to_acc<acc_t>(dw[k]) + acc) : from_acc<scalar_t>(acc);
     }
   }
 }
@@ -86,11 +86,11 @@ cudaError_t launch_weight_grad(const WeightGradArgs& a, cudaStream_t stream) {
       if (a.x_is_bool) {
         weight_grad_kernel<scalar_t, index_t, bool><<<grid, kThreads, 0, stream>>>(
             indptr, indices, static_cast<const bool*>(a.x), g, dw, a.n_rows, a.n_cols, a.batch,
-            a.nnz, a.transpose);
+            a.nnz, a.transpose, a.accumulate);
       } else {
         weight_grad_kernel<scalar_t, index_t, scalar_t><<<grid, kThreads, 0, stream>>>(
             indptr, indices, static_cast<const scalar_t*>(a.x), g, dw, a.n_rows, a.n_cols,
-            a.batch, a.nnz, a.transpose);
+            a.batch, a.nnz, a.transpose, a.accumulate);
       }
       return cudaGetLastError();
     });

@@ -25,6 +25,7 @@ __all__ = [
     "jitc_materialize",
     "jitc_to_csr",
     "lif_sequence",
+    "lif_recurrent_sequence",
     "poisson_spikes",
     "poisson_spikes_at",
 ]
@@ -138,6 +139,26 @@ def lif_sequence(input: Tensor, v0: Tensor, *, v_rest: float = 0.0, v_reset: flo
     return torch.ops.brain.lif_sequence(input, v0, float(v_rest), float(v_reset), float(v_th), float(R),
                                         float(tau), float(dt), method, bool(detach_reset), surrogate,
                                         [float(p) for p in surrogate_params])
+
+
+def lif_recurrent_sequence(drive: Tensor, v0: Tensor, history: Tensor, indptr: Tensor, indices: Tensor,
+                           weights: Tensor, *, v_rest: float = 0.0, v_reset: float = 0.0, v_th: float = 1.0,
+                           R: float = 1.0, tau: float = 10.0, dt: float = 1.0, method: str = "exp_euler",
+                           detach_reset: bool = True, surrogate: str = "sigmoid",
+                           surrogate_params: Sequence[float] = ()) -> Tuple[Tensor, Tensor]:
+    """:func:`lif_sequence` for a recurrent layer in one op: the neurons' spikes of ``d`` steps
+    earlier come back through the square CSR matrix ``A`` ``[n, n]`` (``indptr``, ``indices``,
+    ``weights`` per synapse or one value; rows presynaptic). ``drive`` ``[T, B, n]`` (or
+    ``[T, n]``) is the external current, ``v0`` ``[B, n]`` the membrane before the first step and
+    ``history`` ``[d, B, n]`` the spikes of the ``d >= 1`` steps before the window, oldest first.
+    Step ``t`` integrates ``drive[t] + A.T @ S_t`` with ``S_t = history[t]`` for ``t < d``, else
+    ``spikes[t - d]``. Returns ``(spikes, v_last)``; the next window's history is the last ``d``
+    steps of ``cat(history, spikes)``. Differentiable in ``drive``, ``v0``, ``history`` and
+    ``weights``; on the CPU the spikes equal those of the op-by-op network bit for bit."""
+    return torch.ops.brain.lif_recurrent_sequence(drive, v0, history, indptr, indices, weights, float(v_rest),
+                                                  float(v_reset), float(v_th), float(R), float(tau), float(dt),
+                                                  method, bool(detach_reset), surrogate,
+                                                  [float(p) for p in surrogate_params])
 
 
 def poisson_spikes(rates: Tensor, dt: float, seed: int, step: int, offset: int = 0) -> Tensor:

@@ -23,6 +23,7 @@
 #include <brain/export.h>
 #include <brain/models/neurons.h>
 #include <brain/models/synapses.h>
+#include <brain/ops.h>
 
 namespace brain::train {
 
@@ -71,8 +72,10 @@ struct SpikingNetOptions {
   // Dimensionless LIF by default: rest and reset 0, threshold 1, tau 10 ms.
   LifParams lif{0.0, 0.0, 1.0, 10.0, 1.0, 0.0, {}, true, "exp_euler"};
   // The hidden layer through brain::ops::lif_sequence (one op over the window without
-  // recurrence, one per step with it), which saves one tensor per step for the backward; off,
-  // or with a refractory period, it steps the brain::LIF module. Same spikes either way.
+  // recurrence; with "csr" recurrence brain::ops::lif_recurrent_sequence, one op over the
+  // window as well; one lif_sequence per step with "dense" or "jit"), which saves one tensor
+  // per step for the backward; off, or with a refractory period, it steps the brain::LIF
+  // module. Same spikes either way (on the CPU, bit for bit).
   bool fused = true;
   uint64_t seed = 0;
 };
@@ -93,6 +96,7 @@ class BRAIN_API SpikingNet : public SequenceModel {
 
  private:
   bool use_fused() const;
+  ops::LifSequenceOptions fused_options() const;
   at::Tensor hidden_step(const at::Tensor& current, const Context& ctx);
   SpikingNetOptions o_;
   torch::nn::Linear input_{nullptr}, recurrent_dense_{nullptr}, readout_{nullptr};

@@ -83,6 +83,36 @@ TEST(SpikingNetFused, SpikesEqualTheModulePathAndGradientsAgree) {
   }
 }
 
+// The recurrent layer's op (from C++, int32 indices, float32) against the per-step network it
+// replaces: event_csr_matmul of the delayed spikes, the sum, one lif_sequence step.
+TEST(LifRecurrentSequence, EqualsTheOpByOpNetworkBitForBit) {
+  const int64_t steps = 35, batch = 3, n = 50, delay = 2;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  const auto conn = brain::fixed_prob(n, n, 0.2, /*include_self=*/false, 3);
+  const auto indptr = conn.indptr.to(torch::kInt), indices = conn.indices.to(torch::kInt);
+  const auto weights = torch::randn({indices.numel()}, gen) * 0.6;
+  const auto drive = torch::rand({steps, batch, n}, gen) * 2.5;
+  const auto v0 = torch::rand({batch, n}, gen);
+  const auto history = (torch::rand({delay, batch, n}, gen) < 0.2).to(torch::kFloat);
+  brain::ops::LifSequenceOptions lo;
+  lo.tau = 8.0;
+  const auto [spikes, v_last] = brain::ops::lif_recurrent_sequence(drive, v0, history, indptr, indices, weights, lo);
+  std::vector<torch::Tensor> line(history.unbind(0)), by_op;
+  torch::Tensor u = v0;
+  for (int64_t t = 0; t < steps; ++t) {
+    const auto rec = brain::ops::event_csr_matmul(indptr, indices, weights, line[t], {n, n}, true);
+    auto [s, v] = brain::ops::lif_sequence((drive[t] + rec).unsqueeze(0), u, lo);
+    u = v;
+    line.push_back(s[0]);
+    by_op.push_back(s[0]);
+  }
+  const double rate = spikes.mean().item<double>();
+  EXPECT_GT(rate, 0.02);
+  EXPECT_LT(rate, 0.5);
+  EXPECT_TRUE(torch::equal(spikes, torch::stack(by_op)));
+  EXPECT_TRUE(torch::equal(v_last, u));
+}
+
 // Recurrence through event CSR or JIT connectivity with a delay of 2 steps, against the same
 // network written in plain torch with the dense recurrent matrix and a list as the delay line.
 TEST(SpikingNetFused, GradientsThroughSparseRecurrenceAndDelaysMatchADenseTorchNetwork) {

@@ -1,0 +1,108 @@
+// Autograd kernel of brain::lif_recurrent_sequence: the forward runs
+// brain::_lif_recurrent_sequence_forward and saves v_pre next to the spikes it returns, the
+// history and the CSR matrix; the registered brain::_lif_recurrent_sequence_backward walks the
+// window back in one call. Without a gradient to compute, nothing is saved.
+#include <array>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+namespace brain::ops {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+using SequenceSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                       const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
+                                                       double, double, double, double, double, c10::string_view, bool,
+                                                       c10::string_view, c10::ArrayRef<double>);
+using ForwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    double, double, double, double, double, double, c10::string_view, bool, c10::string_view, c10::ArrayRef<double>);
+using BackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, double, double, double, double, double, double, c10::string_view, bool,
+    c10::string_view, c10::ArrayRef<double>, std::array<bool, 4>);
+
+struct Model {
+  double v_rest, v_reset, v_th, R, tau, dt;
+  std::string method;
+  bool detach_reset;
+  std::string surrogate;
+  std::vector<double> params;
+};
+
+class LifRecurrentFunction : public torch::autograd::Function<LifRecurrentFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& drive, const at::Tensor& v0,
+                               const at::Tensor& history, const at::Tensor& weights, const at::Tensor& indptr,
+                               const at::Tensor& indices, const Model& m) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("brain::_lif_recurrent_sequence_forward", "")
+                         .typed<ForwardSig>();
+    at::Tensor spikes, v_last, v_pre;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      std::tie(spikes, v_last, v_pre) = op.call(drive, v0, history, indptr, indices, weights, m.v_rest, m.v_reset,
+                                                m.v_th, m.R, m.tau, m.dt, m.method, m.detach_reset, m.surrogate,
+                                                m.params);
+    }
+    ctx->save_for_backward({v_pre, spikes, history, indptr, indices, weights});
+    ctx->saved_data["constants"] = std::vector<double>{m.v_rest, m.v_reset, m.v_th, m.R, m.tau, m.dt};
+    ctx->saved_data["method"] = m.method;
+    ctx->saved_data["detach_reset"] = m.detach_reset;
+    ctx->saved_data["surrogate"] = m.surrogate;
+    ctx->saved_data["params"] = m.params;
+    // The spikes are 0/1 values: their gradient is the surrogate's, which the backward applies.
+    return {spikes, v_last};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("brain::_lif_recurrent_sequence_backward", "")
+                         .typed<BackwardSig>();
+    const auto saved = ctx->get_saved_variables();
+    const auto k = ctx->saved_data["constants"].toDoubleVector();
+    const auto params = ctx->saved_data["params"].toDoubleVector();
+    const std::array<bool, 4> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2),
+                                   ctx->needs_input_grad(3)};
+    // Grads are materialised (zeros) for an output the loss did not use.
+    auto [grad_drive, grad_v0, grad_history, grad_weights] =
+        op.call(grads[0], grads[1], saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], k[0], k[1], k[2],
+                k[3], k[4], k[5], ctx->saved_data["method"].toStringRef(), ctx->saved_data["detach_reset"].toBool(),
+                ctx->saved_data["surrogate"].toStringRef(), params, mask);
+    return {grad_drive, grad_v0, grad_history, grad_weights, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> lif_recurrent_sequence_autograd(
+    const at::Tensor& drive, const at::Tensor& v0, const at::Tensor& history, const at::Tensor& indptr,
+    const at::Tensor& indices, const at::Tensor& weights, double v_rest, double v_reset, double v_th, double R,
+    double tau, double dt, c10::string_view method, bool detach_reset, c10::string_view surrogate,
+    c10::ArrayRef<double> params) {
+  const bool needs_grad = at::GradMode::is_enabled() && (drive.requires_grad() || v0.requires_grad() ||
+                                                         history.requires_grad() || weights.requires_grad());
+  if (!needs_grad) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("brain::lif_recurrent_sequence", "")
+                         .typed<SequenceSig>();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op.call(drive, v0, history, indptr, indices, weights, v_rest, v_reset, v_th, R, tau, dt, method,
+                   detach_reset, surrogate, params);
+  }
+  const Model m{v_rest, v_reset, v_th, R, tau, dt, std::string(method), detach_reset, std::string(surrogate),
+                params.vec()};
+  auto out = LifRecurrentFunction::apply(drive, v0, history, weights, indptr, indices, m);
+  return {out[0], out[1]};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(brain, Autograd, m) { m.impl("lif_recurrent_sequence", &lif_recurrent_sequence_autograd); }
+
+}  // namespace brain::ops

@@ -1,0 +1,150 @@
+// CPU loops of brain::lif_recurrent_sequence: LIF neurons whose input current is an external
+// drive plus their own spikes of `delay` steps earlier through a sparse CSR matrix, T steps in
+// one op. Torch-free; the ATen glue is csrc/ops/cpu/lif_recurrent_cpu.cpp.
+//
+// Layouts are row-major: drive, spikes, v_pre [T, B, n]; v0, v_last [B, n]; history [d, B, n]
+// with history[0] the oldest step. A is [n, n] with rows = presynaptic neurons. Step t reads
+//   S_t = t < d ? history[t] : spikes[t - d]        (the spikes of d steps earlier)
+//   I_t = drive[t] + A^T S_t                          (the event scatter of kernels/csr)
+// and then updates the membrane as lif_sequence does (kernels/lif/lif_seq.h). Every batch
+// item is independent in the forward, so an item walks the whole window on one thread; the
+// scatter and the sum round as brain::event_csr_matmul (one item's rows in order) and
+// at::add do, so the spikes equal those of the op-by-op network.
+//
+// The backward walks the steps from the last. With gu = dL/du carried per neuron:
+//   gs_t   = grad_spikes[t] + G_{t+d}                (G: the gradient reaching S through A)
+//   gI_t   = lif backward_step(v_pre[t], gs_t, gu) * dv/dI   (= grad_drive[t])
+//   G_t    = A gI_t      -> grad_history[t] when t < d, else added to step t - d's gs
+//   dW[k] += sum_b S_t[b, i] gI_t[b, j]   for the entries k = (i, j) of rows i active in S_t
+// The second and third lines are one pass over the rows (backward_rows), each row owned by one
+// task and the steps summed in a fixed order, so the result does not depend on threads.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/csr/csr_cpu.h"
+#include "kernels/lif/lif_seq.h"
+
+namespace brain::kernels::lif {
+
+template <typename T, typename index_t>
+struct RecurrentProblem {
+  const T* drive = nullptr;    // [steps, batch, n]
+  const T* v0 = nullptr;       // [batch, n]
+  const T* history = nullptr;  // [delay, batch, n]
+  const index_t* indptr = nullptr;
+  const index_t* indices = nullptr;
+  const T* weights = nullptr;  // [nnz], or [1] when homo
+  bool homo = false;
+  std::int64_t steps = 0, batch = 0, n = 0, delay = 1, nnz = 0;
+
+  const T* source(std::int64_t t, const T* spikes) const {
+    const std::int64_t stride = batch * n;
+    return t < delay ? history + t * stride : spikes + (t - delay) * stride;
+  }
+};
+
+// The whole window for batch item b. u and rec are scratch of n values. v_pre may be null.
+template <typename T, typename index_t>
+csr::Status recurrent_forward_item(const LifConstants& constants, const RecurrentProblem<T, index_t>& p,
+                                   std::int64_t b, T* spikes, T* v_last, T* v_pre, T* u, T* rec) {
+  const Typed<T> c(constants);
+  const std::int64_t n = p.n;
+  const std::int64_t stride = p.batch * n;
+  csr::Params<T, index_t, T> a;
+  a.indptr = p.indptr;
+  a.indices = p.indices;
+  a.weights = p.weights;
+  a.homo = p.homo;
+  a.n_rows = n;
+  a.n_cols = n;
+  a.batch = 1;
+  a.nnz = p.nnz;
+  for (std::int64_t j = 0; j < n; ++j) u[j] = p.v0[b * n + j];
+  for (std::int64_t t = 0; t < p.steps; ++t) {
+    a.x = p.source(t, spikes) + b * n;
+    for (std::int64_t j = 0; j < n; ++j) rec[j] = T(0);
+    const csr::Status st = csr::scatter<true>(a, 0, 0, n, rec);
+    if (!st.ok()) return st;
+    const std::int64_t row = t * stride + b * n;
+    for (std::int64_t j = 0; j < n; ++j) {
+      const T current = p.drive[row + j] + rec[j];
+      const T v = c.integrate(u[j], current);
+      const bool spike = c.scaled(v) > T(0);
+      if (v_pre != nullptr) v_pre[row + j] = v;
+      spikes[row + j] = spike ? T(1) : T(0);
+      u[j] = c.reset(v, spike);
+    }
+  }
+  for (std::int64_t j = 0; j < n; ++j) v_last[b * n + j] = u[j];
+  return {};
+}
+
+// Backward of one step over the flat neurons [begin, end) of [B, n]: gs = grad_spikes_t
+// (+ grad_rec_t, the gradient through A, when not null); writes grad_drive_t, the same values
+// batch-minor into g_bm [n, B] (for backward_rows), and carries gu [B, n].
+template <typename T>
+void recurrent_backward_neurons(const LifConstants& constants, const T* grad_spikes_t, const T* grad_rec_t,
+                                const T* v_pre_t, T* gu, T* grad_drive_t, T* g_bm, std::int64_t batch,
+                                std::int64_t n, std::int64_t begin, std::int64_t end) {
+  const Typed<T> c(constants);
+  for (std::int64_t flat = begin; flat < end; ++flat) {
+    const std::int64_t b = flat / n;
+    const std::int64_t j = flat - b * n;
+    T gs = grad_spikes_t[flat];
+    if (grad_rec_t != nullptr) gs += grad_rec_t[flat];
+    const T gI = backward_step(c, v_pre_t[flat], gs, gu[flat]) * c.dv_dI;
+    grad_drive_t[flat] = gI;
+    g_bm[j * batch + b] = gI;
+  }
+}
+
+// Rows [row_begin, row_end) of one step's pass through A: grad_source [B, n] = A gI_t (every
+// element of those rows written), and, when dw (per synapse, [nnz]) or dw_rows (homogeneous
+// weight, [n]) is given, the weight gradient of the step added to it, from the rows' entries
+// whose presynaptic spike in source_t [B, n] is non-zero. acc and lanes: scratch of B values.
+template <typename acc_t, typename T, typename index_t>
+csr::Status recurrent_backward_rows(const RecurrentProblem<T, index_t>& p, const T* g_bm, const T* source_t,
+                                    std::int64_t row_begin, std::int64_t row_end, T* grad_source, acc_t* dw,
+                                    acc_t* dw_rows, acc_t* acc, std::int64_t* lanes) {
+  const std::int64_t batch = p.batch;
+  const std::int64_t n = p.n;
+  const bool want_dw = dw != nullptr || dw_rows != nullptr;
+  for (std::int64_t i = row_begin; i < row_end; ++i) {
+    const std::int64_t k0 = p.indptr[i];
+    const std::int64_t k1 = p.indptr[i + 1];
+    if (k1 < k0 || k0 < 0 || k1 > p.nnz) return csr::Status::bad_indptr(i);
+    std::int64_t n_active = 0;
+    if (want_dw) {
+      for (std::int64_t b = 0; b < batch; ++b) {
+        if (source_t[b * n + i] != T(0)) lanes[n_active++] = b;
+      }
+    }
+    for (std::int64_t b = 0; b < batch; ++b) acc[b] = 0;
+    acc_t row_sum = 0;
+    for (std::int64_t k = k0; k < k1; ++k) {
+      const std::int64_t j = p.indices[k];
+      if (j < 0 || j >= n) return csr::Status::bad_index(k);
+      const acc_t w = static_cast<acc_t>(p.homo ? p.weights[0] : p.weights[k]);
+      const T* gj = g_bm + j * batch;
+      for (std::int64_t b = 0; b < batch; ++b) acc[b] += w * static_cast<acc_t>(gj[b]);
+      if (n_active > 0) {
+        acc_t d = 0;
+        for (std::int64_t a = 0; a < n_active; ++a) {
+          const std::int64_t b = lanes[a];
+          d += static_cast<acc_t>(source_t[b * n + i]) * static_cast<acc_t>(gj[b]);
+        }
+        if (dw != nullptr) {
+          dw[k] += d;
+        } else {
+          row_sum += d;
+        }
+      }
+    }
+    for (std::int64_t b = 0; b < batch; ++b) grad_source[b * n + i] = static_cast<T>(acc[b]);
+    if (dw_rows != nullptr) dw_rows[i] += row_sum;
+  }
+  return {};
+}
+
+}  // namespace brain::kernels::lif

@@ -1,0 +1,313 @@
+"""brain::lif_recurrent_sequence, a recurrent LIF layer's window in one op, against a plain
+PyTorch loop with the dense recurrent matrix (float64) and against the op-by-op network
+(event_csr_matmul + lif_sequence per step)."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+import brain  # noqa: F401  (registers torch.ops.brain)
+from brain import ops
+from test_lif_op import SURROGATES, Spike, default_params
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+CONSTANTS = (0.0, 0.0, 1.0, 1.0, 10.0, 1.0, "exp_euler", True, "sigmoid", [])
+
+
+def make_problem(T=40, B=3, n=30, d=2, dtype=torch.float64, index_dtype=torch.int64, homo=False, seed=0,
+                 density=0.2, scale=2.5, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    drive = torch.rand(T, B, n, generator=g, dtype=torch.float64) * scale
+    v0 = torch.rand(B, n, generator=g, dtype=torch.float64)
+    history = (torch.rand(d, B, n, generator=g) < 0.2).double()
+    mask = torch.rand(n, n, generator=g) < density
+    values = torch.randn(n, n, generator=g, dtype=torch.float64) * 0.5
+    indptr = torch.zeros(n + 1, dtype=torch.int64)
+    indptr[1:] = torch.cumsum(mask.sum(1), 0)
+    indices = mask.nonzero()[:, 1].contiguous()
+    weights = torch.tensor([0.3], dtype=torch.float64) if homo else values[mask].contiguous()
+
+    def to(t, dt=dtype):
+        return t.to(dt).to(device)
+
+    return (to(drive), to(v0), to(history), to(indptr, index_dtype), to(indices, index_dtype), to(weights))
+
+
+def dense_matrix(indptr, indices, weights, n):
+    rows = torch.repeat_interleave(torch.arange(n, device=indptr.device), indptr.long().diff())
+    w = weights.expand(indices.numel()) if weights.numel() == 1 and indices.numel() != 1 else weights
+    return torch.zeros(n, n, dtype=weights.dtype, device=weights.device).index_put(
+        (rows, indices.long()), w, accumulate=True)
+
+
+def reference(drive, v0, history, indptr, indices, weights, *, v_rest=0.0, v_reset=0.0, v_th=1.0, R=1.0, tau=10.0,
+              dt=1.0, method="exp_euler", detach_reset=True, surrogate="sigmoid", params=None):
+    """The recurrent layer in plain torch: the dense matrix (differentiable in the weights), a
+    list as the delay line and one torch op per expression of brain::LIF's update."""
+    params = params or default_params(surrogate)
+    derivative = SURROGATES[surrogate][1]
+    A = dense_matrix(indptr, indices, weights, drive.shape[-1])
+    line = list(history.unbind(0))
+    u, spikes = v0, []
+    for t in range(drive.shape[0]):
+        current = drive[t] + line[t] @ A
+        if method == "exp_euler":
+            vinf = v_rest + R * current
+            v = vinf + (u - vinf) * math.exp(-dt / tau)
+        else:
+            v = u + (-(u - v_rest) + R * current) * (dt / tau)
+        s = Spike.apply((v - v_th) / (v_th - v_reset), derivative, params)
+        u = torch.where(s > 0, torch.full_like(v, v_reset), v) if detach_reset else v + (v_reset - v) * s
+        spikes.append(s)
+        line.append(s)
+    return (torch.stack(spikes) if spikes else drive.new_zeros(drive.shape)), u
+
+
+def op_by_op(drive, v0, history, indptr, indices, weights, **kw):
+    """The network the op replaces: one event_csr_matmul and one lif_sequence step per step."""
+    n = drive.shape[-1]
+    line = list(history.unbind(0))
+    u, spikes = v0, []
+    for t in range(drive.shape[0]):
+        rec = ops.event_csr_matmul(indptr, indices, weights, line[t], [n, n], True)
+        s, u = ops.lif_sequence((drive[t] + rec).unsqueeze(0), u, **kw)
+        spikes.append(s[0])
+        line.append(s[0])
+    return torch.stack(spikes), u
+
+
+def loss_weights(spikes, v_last, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    ws = torch.randn(spikes.shape, generator=g, dtype=torch.float64).to(spikes)
+    wv = torch.randn(v_last.shape, generator=g, dtype=torch.float64).to(v_last)
+    return ws, wv
+
+
+def grads_of(spikes, v_last, inputs, seed=1):
+    ws, wv = loss_weights(spikes, v_last, seed)
+    return torch.autograd.grad((spikes * ws).sum() + (v_last * wv).sum(), inputs)
+
+
+def differentiable(problem):
+    drive, v0, history, indptr, indices, weights = problem
+    return (drive.requires_grad_(), v0.requires_grad_(), history.requires_grad_(), indptr, indices,
+            weights.requires_grad_())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("delay,index_dtype,homo", [(1, torch.int64, False), (3, torch.int32, False),
+                                                    (2, torch.int64, True)])
+def test_matches_the_dense_loop_and_the_op_by_op_network(device, dtype, delay, index_dtype, homo):
+    problem = differentiable(make_problem(d=delay, dtype=dtype, index_dtype=index_dtype, homo=homo, device=device))
+    drive, v0, history, indptr, indices, weights = problem
+    kw = dict(v_rest=-0.2, v_reset=-0.1, v_th=0.9, R=1.3, tau=7.0, dt=0.5)
+    spikes, v_last = ops.lif_recurrent_sequence(*problem, **kw)
+    ref_spikes, ref_v = reference(*problem, **kw)
+    assert 0.02 < spikes.mean().item() < 0.5  # both branches, and recurrent input that matters
+    if device == "cpu":
+        # The same scatter and sum as event_csr_matmul + lif_sequence: the same bits.
+        by_op_spikes, by_op_v = op_by_op(*problem, **kw)
+        assert torch.equal(spikes, by_op_spikes) and torch.equal(v_last, by_op_v)
+    assert torch.equal(spikes, ref_spikes)
+    torch.testing.assert_close(v_last, ref_v)
+    inputs = (drive, v0, history, weights)
+    got = grads_of(spikes, v_last, inputs)
+    want = grads_of(ref_spikes, ref_v, inputs)
+    tol = 1e-10 if dtype == torch.float64 else 2e-4
+    for name, a, b in zip(("drive", "v0", "history", "weights"), got, want):
+        assert b.abs().max() > 0, name
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * b.abs().max().item(), msg=name)
+
+
+@pytest.mark.parametrize("method,detach_reset", list(itertools.product(["exp_euler", "euler"], [True, False])))
+@pytest.mark.parametrize("surrogate", ["sigmoid", "arctan", "multi_gaussian"])
+def test_methods_resets_and_surrogates(method, detach_reset, surrogate):
+    problem = differentiable(make_problem(T=25, B=2, n=20, d=2, seed=4))
+    params = [p * 1.3 for p in default_params(surrogate)]
+    kw = dict(method=method, detach_reset=detach_reset, surrogate=surrogate, surrogate_params=params, tau=5.0)
+    spikes, v_last = ops.lif_recurrent_sequence(*problem, **kw)
+    ref_spikes, ref_v = reference(*problem, method=method, detach_reset=detach_reset, surrogate=surrogate,
+                                  params=params, tau=5.0)
+    assert torch.equal(spikes, ref_spikes)
+    inputs = tuple(problem[i] for i in (0, 1, 2, 5))
+    for a, b in zip(grads_of(spikes, v_last, inputs), grads_of(ref_spikes, ref_v, inputs)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * (1 + b.abs().max().item()))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck_below_threshold(device):
+    # Without spikes the membrane is smooth in every input, and with the delay as long as the
+    # window only the history (arbitrary values, which the event form weighs by their value)
+    # comes back through A, not the window's own spikes, whose gradient is the surrogate's.
+    drive, v0, _, indptr, indices, weights = make_problem(T=8, B=2, n=6, d=8, scale=0.1, density=0.5,
+                                                          device=device)
+    history = torch.rand(8, 2, 6, dtype=torch.float64, device=device) * 0.3
+    assert ops.lif_recurrent_sequence(drive, v0, history, indptr, indices, weights, tau=4.0)[0].sum() == 0
+    inputs = tuple(t.clone().requires_grad_() for t in (drive, v0, history, weights))
+    for method in ("euler", "exp_euler"):
+        def fn(d, v, h, w):
+            return ops.lif_recurrent_sequence(d, v, h, indptr, indices, w, method=method, tau=4.0, R=0.7)[1]
+        assert torch.autograd.gradcheck(fn, inputs)
+
+
+def test_window_shapes_empty_and_non_contiguous():
+    drive, v0, history, indptr, indices, weights = make_problem(T=12, B=4, n=10, d=3, dtype=torch.float32)
+    s_ref, v_ref = ops.lif_recurrent_sequence(drive, v0, history, indptr, indices, weights)
+    # Non-contiguous: time-first views of batch-first tensors, every other weight of a longer one.
+    s, v = ops.lif_recurrent_sequence(drive.transpose(0, 1).contiguous().transpose(0, 1), v0.t().contiguous().t(),
+                                      history.transpose(0, 1).contiguous().transpose(0, 1), indptr,
+                                      indices, torch.stack([weights, weights], 1)[:, 0])
+    assert torch.equal(s, s_ref) and torch.equal(v, v_ref)
+    # One item without a batch dimension.
+    s1, v1 = ops.lif_recurrent_sequence(drive[:, 1], v0[1], history[:, 1], indptr, indices, weights)
+    assert torch.equal(s1, s_ref[:, 1]) and torch.equal(v1, v_ref[1])
+    # A window shorter than the delay reads only history; two windows equal one.
+    first = ops.lif_recurrent_sequence(drive[:2], v0, history, indptr, indices, weights)
+    assert torch.equal(first[0], s_ref[:2])
+    second_history = torch.cat([history, first[0]])[-3:]
+    second = ops.lif_recurrent_sequence(drive[2:], first[1], second_history, indptr, indices, weights)
+    assert torch.equal(second[0], s_ref[2:]) and torch.equal(second[1], v_ref)
+    # No steps, no items, no neurons, no synapses.
+    s0, v00 = ops.lif_recurrent_sequence(drive[:0], v0, history, indptr, indices, weights)
+    assert s0.shape == (0, 4, 10) and torch.equal(v00, v0)
+    sb, vb = ops.lif_recurrent_sequence(drive[:, :0], v0[:0], history[:, :0], indptr, indices, weights)
+    assert sb.shape == (12, 0, 10) and vb.shape == (0, 10)
+    empty_ptr = torch.zeros(1, dtype=torch.int64)
+    sn, vn = ops.lif_recurrent_sequence(drive[..., :0], v0[:, :0], history[..., :0], empty_ptr,
+                                        indices[:0], weights[:0])
+    assert sn.shape == (12, 4, 0) and vn.shape == (4, 0)
+    no_syn = ops.lif_recurrent_sequence(drive, v0, history, torch.zeros(11, dtype=torch.int64), indices[:0],
+                                        weights[:0])
+    assert torch.equal(no_syn[0], ops.lif_sequence(drive, v0)[0])
+
+
+def test_gradients_of_empty_windows():
+    drive, v0, history, indptr, indices, weights = differentiable(make_problem(T=0, B=2, n=5, d=2))
+    s, v = ops.lif_recurrent_sequence(drive, v0, history, indptr, indices, weights)
+    g = torch.autograd.grad(v.sum(), (v0, history, weights), allow_unused=True)
+    assert torch.equal(g[0], torch.ones_like(v0))
+    assert g[1] is None or torch.count_nonzero(g[1]) == 0
+    assert g[2] is None or torch.count_nonzero(g[2]) == 0
+
+
+def test_no_grad_saves_nothing_and_agrees():
+    problem = differentiable(make_problem(T=20, B=3, n=12, dtype=torch.float32))
+    with torch.no_grad():
+        s, v = ops.lif_recurrent_sequence(*problem)
+    assert s.grad_fn is None
+    s2, v2 = ops.lif_recurrent_sequence(*problem)
+    assert s2.grad_fn is not None and torch.equal(s, s2) and torch.equal(v, v2)
+
+
+def test_gradients_do_not_depend_on_the_thread_count():
+    problem = differentiable(make_problem(T=30, B=5, n=200, d=2, dtype=torch.float32, density=0.1))
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for k in (1, max(threads, 2)):
+            torch.set_num_threads(k)
+            s, v = ops.lif_recurrent_sequence(*problem)
+            results.append((s, v, *grads_of(s, v, tuple(problem[i] for i in (0, 1, 2, 5)))))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    drive, v0, history, indptr, indices, weights = make_problem(T=10, B=2, n=7, dtype=torch.float32, device=device)
+    args = (drive.requires_grad_(), v0, history, indptr, indices, weights.requires_grad_())
+    torch.library.opcheck(torch.ops.brain.lif_recurrent_sequence.default, (*args, *CONSTANTS))
+    torch.library.opcheck(torch.ops.brain.lif_recurrent_sequence.default,
+                          (*args, *CONSTANTS[:7], False, "arctan", [2.0, 1.0, 0.5, 0.15, 6.0, 0.5, 1.0]))
+    plain = tuple(t.detach() for t in args)
+    spikes, v_last, v_pre = torch.ops.brain._lif_recurrent_sequence_forward(*plain, *CONSTANTS)
+    torch.library.opcheck(torch.ops.brain._lif_recurrent_sequence_forward.default, (*plain, *CONSTANTS))
+    for mask in ([True, True, True, True], [True, False, False, True]):
+        torch.library.opcheck(torch.ops.brain._lif_recurrent_sequence_backward.default,
+                              (torch.randn_like(spikes), torch.randn_like(v_last), v_pre, spikes, *plain[2:],
+                               *CONSTANTS, mask))
+
+
+def test_torch_compile_fullgraph():
+    drive, v0, history, indptr, indices, weights = make_problem(T=16, B=2, n=9, dtype=torch.float32)
+    w_out = torch.randn(9, 3)
+    drive.requires_grad_()
+    weights.requires_grad_()
+
+    def f(d, w):
+        s, u = ops.lif_recurrent_sequence(d, v0, history, indptr, indices, w, tau=5.0)
+        return (s.mean(0) @ w_out).square().sum() + u.sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    got = torch.autograd.grad(compiled(drive, weights), (drive, weights))
+    want = torch.autograd.grad(f(drive, weights), (drive, weights))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+def test_bad_input_is_named():
+    drive, v0, history, indptr, indices, weights = make_problem(T=5, B=2, n=6, dtype=torch.float32, density=0.5)
+    call = ops.lif_recurrent_sequence
+    with pytest.raises(RuntimeError, match="tau must be > 0"):
+        call(drive, v0, history, indptr, indices, weights, tau=0.0)
+    with pytest.raises(RuntimeError, match="at least one step"):
+        call(drive, v0, history[:0], indptr, indices, weights)
+    with pytest.raises(RuntimeError, match="history must be"):
+        call(drive, v0, history[:, :1], indptr, indices, weights)
+    with pytest.raises(RuntimeError, match="history must have drive's dtype"):
+        call(drive, v0, history.double(), indptr, indices, weights)
+    with pytest.raises(RuntimeError, match="weights must have drive's dtype"):
+        call(drive, v0, history, indptr, indices, weights.double())
+    with pytest.raises(RuntimeError, match="v0 must have input's shape"):
+        call(drive, v0[:, :3], history, indptr, indices, weights)
+    with pytest.raises(RuntimeError, match="drive must be"):
+        call(drive[0, 0], v0[0, 0], history[0, 0], indptr, indices, weights)
+    with pytest.raises(RuntimeError, match="indptr must have n_rows"):
+        call(drive, v0, history, indptr[:-1], indices, weights)
+    with pytest.raises(RuntimeError, match="one per stored entry"):
+        call(drive, v0, history, indptr, indices, weights[:-1])
+    with pytest.raises(RuntimeError, match="indices must have indptr's dtype"):
+        call(drive, v0, history, indptr, indices.int(), weights)
+    # Values, checked once per call: a bad entry in a row that never fires is caught too.
+    silent = history.clone().zero_()
+    bad = indices.clone()
+    bad[-1] = 6
+    with pytest.raises(RuntimeError, match=r"indices\[.*\] is out of range"):
+        call(drive * 0, v0 * 0, silent, indptr, bad, weights)
+    wrong_order = indptr.clone()
+    wrong_order[2], wrong_order[3] = indptr[3], indptr[2] - 1
+    with pytest.raises(RuntimeError, match="non-decreasing"):
+        call(drive, v0, history, wrong_order, indices, weights)
+    short = indptr.clone()
+    short[-1] -= 1
+    with pytest.raises(RuntimeError, match="must equal nnz"):
+        call(drive, v0, history, short, indices, weights)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_agrees_with_cpu_and_is_deterministic_when_asked():
+    cpu = differentiable(make_problem(T=60, B=8, n=300, d=2, dtype=torch.float64, density=0.05, seed=5))
+    gpu = differentiable(tuple(t.detach().cuda() for t in cpu))
+    s_cpu, v_cpu = ops.lif_recurrent_sequence(*cpu)
+    s_gpu, v_gpu = ops.lif_recurrent_sequence(*gpu)
+    assert torch.equal(s_gpu.cpu(), s_cpu)
+    torch.testing.assert_close(v_gpu.cpu(), v_cpu)
+    pick = (0, 1, 2, 5)
+    for a, b in zip(grads_of(s_gpu, v_gpu, tuple(gpu[i] for i in pick)),
+                    grads_of(s_cpu, v_cpu, tuple(cpu[i] for i in pick))):
+        torch.testing.assert_close(a.cpu(), b, rtol=1e-9, atol=1e-9 * (1 + b.abs().max().item()))
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = [ops.lif_recurrent_sequence(*gpu) for _ in range(2)]
+        grads = [grads_of(s, v, tuple(gpu[i] for i in pick)) for s, v in runs]
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert torch.equal(runs[0][0].cpu(), s_cpu)
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
