@@ -46,4 +46,13 @@ bool check_lif_recurrent_backward_tensors(const char* op, const at::Tensor& grad
                                           const at::Tensor& indptr, const at::Tensor& indices,
                                           const at::Tensor& weights);
 
+// The dense form: weight [n, n] (post x pre, as torch.nn.Linear stores it) of drive's dtype
+// and device instead of the CSR tensors.
+void check_lif_dense_recurrent_tensors(const char* op, const at::Tensor& drive, const at::Tensor& v0,
+                                       const at::Tensor& history, const at::Tensor& weight);
+void check_lif_dense_recurrent_backward_tensors(const char* op, const at::Tensor& grad_spikes,
+                                                const at::Tensor& grad_v_last, const at::Tensor& v_pre,
+                                                const at::Tensor& spikes, const at::Tensor& history,
+                                                const at::Tensor& weight);
+
 }  // namespace brain::ops::detail

@@ -25,18 +25,30 @@ TORCH_LIBRARY_FRAGMENT(brain, m) {
         "float v_reset, float v_th, float R, float tau, float dt, str method, bool detach_reset, "
         "str surrogate, float[] surrogate_params, bool[4] output_mask) -> "
         "(Tensor grad_drive, Tensor grad_v0, Tensor grad_history, Tensor grad_weights)");
+  // The same layer with a dense recurrent matrix, stored as torch.nn.Linear stores its weight:
+  // [n_post, n_pre], I_t = drive[t] + S_t @ weight^T. Kernels: csrc/ops/lif_dense_recurrent.cpp.
+  m.def("lif_dense_recurrent_sequence(Tensor drive, Tensor v0, Tensor history, Tensor weight, float v_rest, "
+        "float v_reset, float v_th, float R, float tau, float dt, str method=\"exp_euler\", "
+        "bool detach_reset=True, str surrogate=\"sigmoid\", float[] surrogate_params=[]) -> "
+        "(Tensor spikes, Tensor v_last)");
+  m.def("_lif_dense_recurrent_sequence_forward(Tensor drive, Tensor v0, Tensor history, Tensor weight, "
+        "float v_rest, float v_reset, float v_th, float R, float tau, float dt, str method, bool detach_reset, "
+        "str surrogate, float[] surrogate_params) -> (Tensor spikes, Tensor v_last, Tensor v_pre)");
+  m.def("_lif_dense_recurrent_sequence_backward(Tensor grad_spikes, Tensor grad_v_last, Tensor v_pre, "
+        "Tensor spikes, Tensor history, Tensor weight, float v_rest, float v_reset, float v_th, float R, "
+        "float tau, float dt, str method, bool detach_reset, str surrogate, float[] surrogate_params, "
+        "bool[4] output_mask) -> (Tensor grad_drive, Tensor grad_v0, Tensor grad_history, Tensor grad_weight)");
 }
 
 namespace brain::ops {
 
 namespace detail {
 
-bool check_lif_recurrent_tensors(const char* op, const at::Tensor& drive, const at::Tensor& v0,
-                                 const at::Tensor& history, const at::Tensor& indptr,
-                                 const at::Tensor& indices, const at::Tensor& weights) {
-  TORCH_CHECK(drive.defined() && v0.defined() && history.defined() && indptr.defined() && indices.defined() &&
-                  weights.defined(),
-              op, ": every tensor argument is required");
+namespace {
+
+// drive, v0 and history, shared by the CSR and dense forms.
+void check_layer_tensors(const char* op, const at::Tensor& drive, const at::Tensor& v0, const at::Tensor& history) {
+  TORCH_CHECK(drive.defined() && v0.defined() && history.defined(), op, ": every tensor argument is required");
   TORCH_CHECK(drive.dim() == 2 || drive.dim() == 3, op, ": drive must be [T, n] or [T, B, n] (time first), got ",
               drive.dim(), "-D");
   check_lif_tensors(op, drive, v0);
@@ -48,6 +60,23 @@ bool check_lif_recurrent_tensors(const char* op, const at::Tensor& drive, const 
   TORCH_CHECK(history.scalar_type() == drive.scalar_type() && history.device() == drive.device(), op,
               ": history must have drive's dtype and device (", drive.scalar_type(), ", ", drive.device(), "), got ",
               history.scalar_type(), ", ", history.device());
+}
+
+void check_backward_extras(const char* op, const at::Tensor& grad_spikes, const at::Tensor& grad_v_last,
+                           const at::Tensor& v_pre, const at::Tensor& spikes) {
+  check_lif_backward_tensors(op, grad_spikes, grad_v_last, v_pre);
+  TORCH_CHECK(spikes.defined() && spikes.scalar_type() == v_pre.scalar_type() && spikes.device() == v_pre.device() &&
+                  spikes.sym_sizes() == v_pre.sym_sizes(),
+              op, ": spikes must match v_pre (", v_pre.sym_sizes(), ", ", v_pre.scalar_type(), ")");
+}
+
+}  // namespace
+
+bool check_lif_recurrent_tensors(const char* op, const at::Tensor& drive, const at::Tensor& v0,
+                                 const at::Tensor& history, const at::Tensor& indptr,
+                                 const at::Tensor& indices, const at::Tensor& weights) {
+  check_layer_tensors(op, drive, v0, history);
+  TORCH_CHECK(indptr.defined() && indices.defined() && weights.defined(), op, ": every tensor argument is required");
   TORCH_CHECK(weights.scalar_type() == drive.scalar_type(), op, ": weights must have drive's dtype ",
               drive.scalar_type(), ", got ", weights.scalar_type());
   const c10::SymInt n = drive.sym_size(-1);
@@ -64,14 +93,45 @@ bool check_lif_recurrent_backward_tensors(const char* op, const at::Tensor& grad
                                           const at::Tensor& indptr, const at::Tensor& indices,
                                           const at::Tensor& weights) {
   const bool homo = check_lif_recurrent_tensors(op, v_pre, grad_v_last, history, indptr, indices, weights);
-  check_lif_backward_tensors(op, grad_spikes, grad_v_last, v_pre);
-  TORCH_CHECK(spikes.defined() && spikes.scalar_type() == v_pre.scalar_type() && spikes.device() == v_pre.device() &&
-                  spikes.sym_sizes() == v_pre.sym_sizes(),
-              op, ": spikes must match v_pre (", v_pre.sym_sizes(), ", ", v_pre.scalar_type(), ")");
+  check_backward_extras(op, grad_spikes, grad_v_last, v_pre, spikes);
   return homo;
 }
 
+void check_lif_dense_recurrent_tensors(const char* op, const at::Tensor& drive, const at::Tensor& v0,
+                                       const at::Tensor& history, const at::Tensor& weight) {
+  check_layer_tensors(op, drive, v0, history);
+  TORCH_CHECK(weight.defined(), op, ": every tensor argument is required");
+  const c10::SymInt n = drive.sym_size(-1);
+  TORCH_CHECK(weight.dim() == 2 && weight.sym_size(0) == n && weight.sym_size(1) == n, op,
+              ": weight must be [n, n] = [", n, ", ", n, "] (post x pre, as torch.nn.Linear stores it), got ",
+              weight.sym_sizes());
+  TORCH_CHECK(weight.scalar_type() == drive.scalar_type() && weight.device() == drive.device(), op,
+              ": weight must have drive's dtype and device (", drive.scalar_type(), ", ", drive.device(), "), got ",
+              weight.scalar_type(), ", ", weight.device());
+}
+
+void check_lif_dense_recurrent_backward_tensors(const char* op, const at::Tensor& grad_spikes,
+                                                const at::Tensor& grad_v_last, const at::Tensor& v_pre,
+                                                const at::Tensor& spikes, const at::Tensor& history,
+                                                const at::Tensor& weight) {
+  check_lif_dense_recurrent_tensors(op, v_pre, grad_v_last, history, weight);
+  check_backward_extras(op, grad_spikes, grad_v_last, v_pre, spikes);
+}
+
 }  // namespace detail
+
+std::tuple<at::Tensor, at::Tensor> lif_dense_recurrent_sequence(const at::Tensor& drive, const at::Tensor& v0,
+                                                                const at::Tensor& history, const at::Tensor& weight,
+                                                                const LifSequenceOptions& o) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("brain::lif_dense_recurrent_sequence", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double, double,
+                           double, double, double, double, c10::string_view, bool, c10::string_view,
+                           c10::ArrayRef<double>)>();
+  return op.call(drive, v0, history, weight, o.v_rest, o.v_reset, o.v_th, o.R, o.tau, o.dt, o.method, o.detach_reset,
+                 o.surrogate, o.surrogate_params);
+}
 
 std::tuple<at::Tensor, at::Tensor> lif_recurrent_sequence(const at::Tensor& drive, const at::Tensor& v0,
                                                           const at::Tensor& history, const at::Tensor& indptr,

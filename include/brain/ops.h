@@ -147,6 +147,17 @@ BRAIN_API std::tuple<at::Tensor, at::Tensor> lif_recurrent_sequence(const at::Te
                                                                     const at::Tensor& indices,
                                                                     const at::Tensor& weights,
                                                                     const LifSequenceOptions& options = {});
+// The same layer with a dense recurrent matrix: weight [n, n] as torch::nn::Linear stores it
+// (post x pre), I_t = drive[t] + S_t weight^T. Written once for every device from matmul and
+// lif_sequence's one-step kernels (one matmul, one add and one LIF step per step forward; the
+// weight gradient is one GEMM over the window), so its spikes equal the op-by-op network's
+// (Linear + add + lif_sequence per step) on every device. Differentiable in drive, v0,
+// history and weight.
+BRAIN_API std::tuple<at::Tensor, at::Tensor> lif_dense_recurrent_sequence(const at::Tensor& drive,
+                                                                          const at::Tensor& v0,
+                                                                          const at::Tensor& history,
+                                                                          const at::Tensor& weight,
+                                                                          const LifSequenceOptions& options = {});
 
 // ---- Counter-based Poisson draws -----------------------------------------------------------
 // One step of independent Poisson spike trains: spikes[..., j] fires with probability

@@ -26,6 +26,7 @@ __all__ = [
     "jitc_to_csr",
     "lif_sequence",
     "lif_recurrent_sequence",
+    "lif_dense_recurrent_sequence",
     "poisson_spikes",
     "poisson_spikes_at",
 ]
@@ -159,6 +160,22 @@ def lif_recurrent_sequence(drive: Tensor, v0: Tensor, history: Tensor, indptr: T
                                                   float(v_reset), float(v_th), float(R), float(tau), float(dt),
                                                   method, bool(detach_reset), surrogate,
                                                   [float(p) for p in surrogate_params])
+
+
+def lif_dense_recurrent_sequence(drive: Tensor, v0: Tensor, history: Tensor, weight: Tensor, *,
+                                 v_rest: float = 0.0, v_reset: float = 0.0, v_th: float = 1.0, R: float = 1.0,
+                                 tau: float = 10.0, dt: float = 1.0, method: str = "exp_euler",
+                                 detach_reset: bool = True, surrogate: str = "sigmoid",
+                                 surrogate_params: Sequence[float] = ()) -> Tuple[Tensor, Tensor]:
+    """:func:`lif_recurrent_sequence` with a dense recurrent matrix ``weight`` ``[n, n]``, stored
+    as :class:`torch.nn.Linear` stores it (post x pre): step ``t`` integrates
+    ``drive[t] + S_t @ weight.T``. One autograd node for the window; the weight gradient is one
+    matrix product over all steps. Differentiable in ``drive``, ``v0``, ``history`` and
+    ``weight``; the spikes equal those of Linear + add + :func:`lif_sequence` per step."""
+    return torch.ops.brain.lif_dense_recurrent_sequence(drive, v0, history, weight, float(v_rest), float(v_reset),
+                                                        float(v_th), float(R), float(tau), float(dt), method,
+                                                        bool(detach_reset), surrogate,
+                                                        [float(p) for p in surrogate_params])
 
 
 def poisson_spikes(rates: Tensor, dt: float, seed: int, step: int, offset: int = 0) -> Tensor:

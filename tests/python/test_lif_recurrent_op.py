@@ -1,12 +1,15 @@
-"""brain::lif_recurrent_sequence, a recurrent LIF layer's window in one op, against a plain
-PyTorch loop with the dense recurrent matrix (float64) and against the op-by-op network
-(event_csr_matmul + lif_sequence per step)."""
+"""brain::lif_recurrent_sequence and brain::lif_dense_recurrent_sequence, a recurrent LIF
+layer's window in one op (CSR or dense recurrence), against a plain PyTorch loop with the dense
+recurrent matrix (float64) and against the op-by-op network (event_csr_matmul or Linear, then
+lif_sequence, per step)."""
 
 import itertools
 import math
 
 import pytest
 import torch
+
+import torch.nn.functional as F
 
 import brain  # noqa: F401  (registers torch.ops.brain)
 from brain import ops
@@ -42,13 +45,17 @@ def dense_matrix(indptr, indices, weights, n):
         (rows, indices.long()), w, accumulate=True)
 
 
-def reference(drive, v0, history, indptr, indices, weights, *, v_rest=0.0, v_reset=0.0, v_th=1.0, R=1.0, tau=10.0,
-              dt=1.0, method="exp_euler", detach_reset=True, surrogate="sigmoid", params=None):
-    """The recurrent layer in plain torch: the dense matrix (differentiable in the weights), a
-    list as the delay line and one torch op per expression of brain::LIF's update."""
+def reference(drive, v0, history, indptr, indices, weights, **kw):
+    """The recurrent layer in plain torch with the dense matrix (differentiable in the weights)."""
+    return reference_dense(drive, v0, history, dense_matrix(indptr, indices, weights, drive.shape[-1]), **kw)
+
+
+def reference_dense(drive, v0, history, A, *, v_rest=0.0, v_reset=0.0, v_th=1.0, R=1.0, tau=10.0, dt=1.0,
+                    method="exp_euler", detach_reset=True, surrogate="sigmoid", params=None):
+    """The recurrent layer in plain torch: A [pre, post], a list as the delay line and one torch
+    op per expression of brain::LIF's update."""
     params = params or default_params(surrogate)
     derivative = SURROGATES[surrogate][1]
-    A = dense_matrix(indptr, indices, weights, drive.shape[-1])
     line = list(history.unbind(0))
     u, spikes = v0, []
     for t in range(drive.shape[0]):
@@ -311,3 +318,122 @@ def test_cuda_agrees_with_cpu_and_is_deterministic_when_asked():
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
     for a, b in zip(*grads):
         assert torch.equal(a, b)
+
+
+# ---- The dense form ------------------------------------------------------------------------
+
+def make_dense_problem(T=40, B=3, n=30, d=2, dtype=torch.float64, seed=0, scale=2.5, device="cpu"):
+    drive, v0, history, indptr, indices, weights = make_problem(T, B, n, d, seed=seed, scale=scale, density=0.3)
+    weight = dense_matrix(indptr, indices, weights, n).t().contiguous()  # post x pre, as nn.Linear
+
+    def to(t):
+        return t.to(dtype).to(device)
+
+    return to(drive), to(v0), to(history), to(weight)
+
+
+def dense_op_by_op(drive, v0, history, weight, **kw):
+    line = list(history.unbind(0))
+    u, spikes = v0, []
+    for t in range(drive.shape[0]):
+        s, u = ops.lif_sequence((drive[t] + F.linear(line[t], weight)).unsqueeze(0), u, **kw)
+        spikes.append(s[0])
+        line.append(s[0])
+    return torch.stack(spikes), u
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("delay", [1, 3])
+def test_dense_matches_the_loop_and_the_op_by_op_network(device, dtype, delay):
+    problem = tuple(t.requires_grad_() for t in make_dense_problem(d=delay, dtype=dtype, device=device))
+    drive, v0, history, weight = problem
+    kw = dict(v_rest=-0.2, v_reset=-0.1, v_th=0.9, R=1.3, tau=7.0, dt=0.5)
+    spikes, v_last = ops.lif_dense_recurrent_sequence(*problem, **kw)
+    ref_spikes, ref_v = reference_dense(drive, v0, history, weight.t(), **kw)
+    assert 0.02 < spikes.mean().item() < 0.5
+    by_op_spikes, by_op_v = dense_op_by_op(*problem, **kw)
+    assert torch.equal(spikes, by_op_spikes) and torch.equal(v_last, by_op_v)
+    assert torch.equal(spikes, ref_spikes)
+    got = grads_of(spikes, v_last, problem)
+    want = grads_of(ref_spikes, ref_v, problem)
+    tol = 1e-10 if dtype == torch.float64 else 2e-4
+    for name, a, b in zip(("drive", "v0", "history", "weight"), got, want):
+        assert b.abs().max() > 0, name
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * b.abs().max().item(), msg=name)
+
+
+def test_dense_equals_the_csr_form_on_the_same_matrix():
+    drive, v0, history, indptr, indices, weights = make_problem(T=30, B=2, n=25, d=2, seed=6)
+    weight = dense_matrix(indptr, indices, weights, 25).t()
+    a = ops.lif_dense_recurrent_sequence(drive, v0, history, weight)
+    b = ops.lif_recurrent_sequence(drive, v0, history, indptr, indices, weights)
+    assert torch.equal(a[0], b[0])
+    torch.testing.assert_close(a[1], b[1])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_dense_gradcheck_below_threshold(device):
+    drive, v0, _, weight = make_dense_problem(T=6, B=2, n=5, d=6, scale=0.1, device=device)
+    history = torch.rand(6, 2, 5, dtype=torch.float64, device=device) * 0.3
+    weight = weight * 0.3
+    assert ops.lif_dense_recurrent_sequence(drive, v0, history, weight, tau=4.0)[0].sum() == 0
+    inputs = tuple(t.clone().requires_grad_() for t in (drive, v0, history, weight))
+    assert torch.autograd.gradcheck(
+        lambda d, v, h, w: ops.lif_dense_recurrent_sequence(d, v, h, w, method="euler", tau=4.0)[1], inputs)
+
+
+def test_dense_shapes_and_empty_windows():
+    drive, v0, history, weight = make_dense_problem(T=12, B=4, n=10, d=3, dtype=torch.float32)
+    s_ref, v_ref = ops.lif_dense_recurrent_sequence(drive, v0, history, weight)
+    s1, v1 = ops.lif_dense_recurrent_sequence(drive[:, 1], v0[1], history[:, 1], weight)
+    assert torch.equal(s1, s_ref[:, 1]) and torch.equal(v1, v_ref[1])
+    s, v = ops.lif_dense_recurrent_sequence(drive.transpose(0, 1).contiguous().transpose(0, 1), v0, history,
+                                            weight.t().contiguous().t())
+    assert torch.equal(s, s_ref) and torch.equal(v, v_ref)
+    first = ops.lif_dense_recurrent_sequence(drive[:2], v0, history, weight)
+    second = ops.lif_dense_recurrent_sequence(drive[2:], first[1], torch.cat([history, first[0]])[-3:], weight)
+    assert torch.equal(torch.cat([first[0], second[0]]), s_ref) and torch.equal(second[1], v_ref)
+    v0g = v0.clone().requires_grad_()
+    s0, v00 = ops.lif_dense_recurrent_sequence(drive[:0], v0g, history, weight)
+    assert s0.shape == (0, 4, 10) and torch.equal(v00, v0)
+    assert torch.equal(torch.autograd.grad(v00.sum(), v0g)[0], torch.ones_like(v0))
+    sb, vb = ops.lif_dense_recurrent_sequence(drive[:, :0], v0[:0], history[:, :0], weight)
+    assert sb.shape == (12, 0, 10) and vb.shape == (0, 10)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_dense_opcheck_and_compile(device):
+    drive, v0, history, weight = make_dense_problem(T=8, B=2, n=6, dtype=torch.float32, device=device)
+    args = (drive.requires_grad_(), v0, history, weight.requires_grad_())
+    torch.library.opcheck(torch.ops.brain.lif_dense_recurrent_sequence.default, (*args, *CONSTANTS))
+    plain = tuple(t.detach() for t in args)
+    spikes, v_last, v_pre = torch.ops.brain._lif_dense_recurrent_sequence_forward(*plain, *CONSTANTS)
+    torch.library.opcheck(torch.ops.brain._lif_dense_recurrent_sequence_forward.default, (*plain, *CONSTANTS))
+    for mask in ([True, True, True, True], [False, True, False, True]):
+        torch.library.opcheck(torch.ops.brain._lif_dense_recurrent_sequence_backward.default,
+                              (torch.randn_like(spikes), torch.randn_like(v_last), v_pre, spikes, plain[2], plain[3],
+                               *CONSTANTS, mask))
+
+    def f(d, w):
+        s, u = ops.lif_dense_recurrent_sequence(d, v0, history, w, tau=5.0)
+        return s.mean(0).square().sum() + u.sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    got = torch.autograd.grad(compiled(*args[::3]), args[::3])
+    want = torch.autograd.grad(f(*args[::3]), args[::3])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+def test_dense_bad_input_is_named():
+    drive, v0, history, weight = make_dense_problem(T=5, B=2, n=6, dtype=torch.float32)
+    call = ops.lif_dense_recurrent_sequence
+    with pytest.raises(RuntimeError, match=r"weight must be \[n, n\]"):
+        call(drive, v0, history, weight[:, :5])
+    with pytest.raises(RuntimeError, match="weight must have drive's dtype"):
+        call(drive, v0, history, weight.double())
+    with pytest.raises(RuntimeError, match="at least one step"):
+        call(drive, v0, history[:0], weight)
+    with pytest.raises(RuntimeError, match="dt must be > 0"):
+        call(drive, v0, history, weight, dt=0.0)

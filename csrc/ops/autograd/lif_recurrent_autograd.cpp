@@ -1,4 +1,5 @@
-// Autograd kernel of brain::lif_recurrent_sequence: the forward runs
+// Autograd kernels of brain::lif_recurrent_sequence and its dense form
+// brain::lif_dense_recurrent_sequence (the same scheme). For the CSR form: the forward runs
 // brain::_lif_recurrent_sequence_forward and saves v_pre next to the spikes it returns, the
 // history and the CSR matrix; the registered brain::_lif_recurrent_sequence_backward walks the
 // window back in one call. Without a gradient to compute, nothing is saved.
@@ -37,6 +38,14 @@ struct Model {
   std::vector<double> params;
 };
 
+void save_model(AutogradContext* ctx, const Model& m) {
+  ctx->saved_data["constants"] = std::vector<double>{m.v_rest, m.v_reset, m.v_th, m.R, m.tau, m.dt};
+  ctx->saved_data["method"] = m.method;
+  ctx->saved_data["detach_reset"] = m.detach_reset;
+  ctx->saved_data["surrogate"] = m.surrogate;
+  ctx->saved_data["params"] = m.params;
+}
+
 class LifRecurrentFunction : public torch::autograd::Function<LifRecurrentFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& drive, const at::Tensor& v0,
@@ -53,11 +62,7 @@ class LifRecurrentFunction : public torch::autograd::Function<LifRecurrentFuncti
                                                 m.params);
     }
     ctx->save_for_backward({v_pre, spikes, history, indptr, indices, weights});
-    ctx->saved_data["constants"] = std::vector<double>{m.v_rest, m.v_reset, m.v_th, m.R, m.tau, m.dt};
-    ctx->saved_data["method"] = m.method;
-    ctx->saved_data["detach_reset"] = m.detach_reset;
-    ctx->saved_data["surrogate"] = m.surrogate;
-    ctx->saved_data["params"] = m.params;
+    save_model(ctx, m);
     // The spikes are 0/1 values: their gradient is the surrogate's, which the backward applies.
     return {spikes, v_last};
   }
@@ -101,8 +106,79 @@ std::tuple<at::Tensor, at::Tensor> lif_recurrent_sequence_autograd(
   return {out[0], out[1]};
 }
 
+// The dense form: weight [n, n] in the CSR tensors' place.
+using DenseSequenceSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                            const at::Tensor&, double, double, double, double, double,
+                                                            double, c10::string_view, bool, c10::string_view,
+                                                            c10::ArrayRef<double>);
+using DenseForwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double, double, double, double, double,
+    double, c10::string_view, bool, c10::string_view, c10::ArrayRef<double>);
+using DenseBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    double, double, double, double, double, double, c10::string_view, bool, c10::string_view, c10::ArrayRef<double>,
+    std::array<bool, 4>);
+
+class LifDenseRecurrentFunction : public torch::autograd::Function<LifDenseRecurrentFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& drive, const at::Tensor& v0,
+                               const at::Tensor& history, const at::Tensor& weight, const Model& m) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("brain::_lif_dense_recurrent_sequence_forward", "")
+                         .typed<DenseForwardSig>();
+    at::Tensor spikes, v_last, v_pre;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      std::tie(spikes, v_last, v_pre) = op.call(drive, v0, history, weight, m.v_rest, m.v_reset, m.v_th, m.R, m.tau,
+                                                m.dt, m.method, m.detach_reset, m.surrogate, m.params);
+    }
+    ctx->save_for_backward({v_pre, spikes, history, weight});
+    save_model(ctx, m);
+    return {spikes, v_last};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("brain::_lif_dense_recurrent_sequence_backward", "")
+                         .typed<DenseBackwardSig>();
+    const auto saved = ctx->get_saved_variables();
+    const auto k = ctx->saved_data["constants"].toDoubleVector();
+    const auto params = ctx->saved_data["params"].toDoubleVector();
+    const std::array<bool, 4> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2),
+                                   ctx->needs_input_grad(3)};
+    auto [grad_drive, grad_v0, grad_history, grad_weight] =
+        op.call(grads[0], grads[1], saved[0], saved[1], saved[2], saved[3], k[0], k[1], k[2], k[3], k[4], k[5],
+                ctx->saved_data["method"].toStringRef(), ctx->saved_data["detach_reset"].toBool(),
+                ctx->saved_data["surrogate"].toStringRef(), params, mask);
+    return {grad_drive, grad_v0, grad_history, grad_weight, at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> lif_dense_recurrent_sequence_autograd(
+    const at::Tensor& drive, const at::Tensor& v0, const at::Tensor& history, const at::Tensor& weight, double v_rest,
+    double v_reset, double v_th, double R, double tau, double dt, c10::string_view method, bool detach_reset,
+    c10::string_view surrogate, c10::ArrayRef<double> params) {
+  const bool needs_grad = at::GradMode::is_enabled() && (drive.requires_grad() || v0.requires_grad() ||
+                                                         history.requires_grad() || weight.requires_grad());
+  if (!needs_grad) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("brain::lif_dense_recurrent_sequence", "")
+                         .typed<DenseSequenceSig>();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op.call(drive, v0, history, weight, v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate,
+                   params);
+  }
+  const Model m{v_rest, v_reset, v_th, R, tau, dt, std::string(method), detach_reset, std::string(surrogate),
+                params.vec()};
+  auto out = LifDenseRecurrentFunction::apply(drive, v0, history, weight, m);
+  return {out[0], out[1]};
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(brain, Autograd, m) { m.impl("lif_recurrent_sequence", &lif_recurrent_sequence_autograd); }
+TORCH_LIBRARY_IMPL(brain, Autograd, m) {
+  m.impl("lif_recurrent_sequence", &lif_recurrent_sequence_autograd);
+  m.impl("lif_dense_recurrent_sequence", &lif_dense_recurrent_sequence_autograd);
+}
 
 }  // namespace brain::ops
