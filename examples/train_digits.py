@@ -2,7 +2,7 @@
 pixels become input currents (or Poisson spike trains), a recurrent LIF layer (libbrain's C++
 SpikingNet, with surrogate gradients) reads them, and the time-averaged readout is trained by
 BPTT with Adam and a cosine learning-rate schedule. The defaults reach about 97% test accuracy
-in about a minute on 2 CPU cores (tests/python/test_models.py asserts >= 95%).
+in about 20 s of training on 2 CPU cores (tests/python/test_models.py asserts >= 95%).
 
     python3 examples/train_digits.py [--epochs 30] [--steps 25] [--hidden 256] [--encoding current|poisson]
 
