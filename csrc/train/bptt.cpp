@@ -100,7 +100,7 @@ void SpikingNet::reset(int64_t batch_size) {
   history_.assign(static_cast<size_t>(o_.recurrent ? o_.recurrent_delay : 0), lif_->state("spike"));
 }
 
-// One step of the hidden layer from its total input current; returns the spikes.
+// The LIF layer's constants for the fused ops.
 ops::LifSequenceOptions SpikingNet::fused_options() const {
   ops::LifSequenceOptions lo;
   lo.v_rest = o_.lif.V_rest;
@@ -117,6 +117,7 @@ ops::LifSequenceOptions SpikingNet::fused_options() const {
   return lo;
 }
 
+// One step of the hidden layer from its total input current; returns the spikes.
 at::Tensor SpikingNet::hidden_step(const at::Tensor& current, const Context& ctx) {
   if (use_fused()) {
     auto [spikes, v_last] = ops::lif_sequence(current, lif_->state("V"), fused_options());
