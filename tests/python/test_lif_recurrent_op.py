@@ -296,6 +296,25 @@ def test_bad_input_is_named():
         call(drive, v0, history, short, indices, weights)
 
 
+def test_backward_op_rejects_bad_input():
+    drive, v0, history, indptr, indices, weights = make_problem(T=6, B=2, n=8, dtype=torch.float32, density=0.5)
+    spikes, v_last, v_pre = torch.ops.brain._lif_recurrent_sequence_forward(drive, v0, history, indptr, indices,
+                                                                           weights, *CONSTANTS)
+    grads = (torch.randn_like(spikes), torch.randn_like(v_last))
+    mask = [True, True, True, True]
+    backward = torch.ops.brain._lif_recurrent_sequence_backward
+    with pytest.raises(RuntimeError, match="spikes must match v_pre"):
+        backward(*grads, v_pre, spikes[:-1], history, indptr, indices, weights, *CONSTANTS, mask)
+    bad = indices.clone()
+    bad[0] = 8
+    with pytest.raises(RuntimeError, match=r"indices\[0\] is out of range"):
+        backward(*grads, v_pre, spikes, history, indptr, bad, weights, *CONSTANTS, mask)
+    short = indptr.clone()
+    short[-1] -= 1
+    with pytest.raises(RuntimeError, match="must equal nnz"):
+        backward(*grads, v_pre, spikes, history, short, indices, weights, *CONSTANTS, mask)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_cuda_agrees_with_cpu_and_is_deterministic_when_asked():
     cpu = differentiable(make_problem(T=60, B=8, n=300, d=2, dtype=torch.float64, density=0.05, seed=5))

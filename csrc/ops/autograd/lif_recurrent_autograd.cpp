@@ -46,6 +46,13 @@ void save_model(AutogradContext* ctx, const Model& m) {
   ctx->saved_data["params"] = m.params;
 }
 
+Model load_model(AutogradContext* ctx) {
+  const auto k = ctx->saved_data["constants"].toDoubleVector();
+  return {k[0], k[1], k[2], k[3], k[4], k[5], ctx->saved_data["method"].toStringRef(),
+          ctx->saved_data["detach_reset"].toBool(), ctx->saved_data["surrogate"].toStringRef(),
+          ctx->saved_data["params"].toDoubleVector()};
+}
+
 class LifRecurrentFunction : public torch::autograd::Function<LifRecurrentFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& drive, const at::Tensor& v0,
@@ -72,15 +79,13 @@ class LifRecurrentFunction : public torch::autograd::Function<LifRecurrentFuncti
                          .findSchemaOrThrow("brain::_lif_recurrent_sequence_backward", "")
                          .typed<BackwardSig>();
     const auto saved = ctx->get_saved_variables();
-    const auto k = ctx->saved_data["constants"].toDoubleVector();
-    const auto params = ctx->saved_data["params"].toDoubleVector();
+    const Model m = load_model(ctx);
     const std::array<bool, 4> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2),
                                    ctx->needs_input_grad(3)};
     // Grads are materialised (zeros) for an output the loss did not use.
     auto [grad_drive, grad_v0, grad_history, grad_weights] =
-        op.call(grads[0], grads[1], saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], k[0], k[1], k[2],
-                k[3], k[4], k[5], ctx->saved_data["method"].toStringRef(), ctx->saved_data["detach_reset"].toBool(),
-                ctx->saved_data["surrogate"].toStringRef(), params, mask);
+        op.call(grads[0], grads[1], saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], m.v_rest, m.v_reset,
+                m.v_th, m.R, m.tau, m.dt, m.method, m.detach_reset, m.surrogate, m.params, mask);
     return {grad_drive, grad_v0, grad_history, grad_weights, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -142,14 +147,12 @@ class LifDenseRecurrentFunction : public torch::autograd::Function<LifDenseRecur
                          .findSchemaOrThrow("brain::_lif_dense_recurrent_sequence_backward", "")
                          .typed<DenseBackwardSig>();
     const auto saved = ctx->get_saved_variables();
-    const auto k = ctx->saved_data["constants"].toDoubleVector();
-    const auto params = ctx->saved_data["params"].toDoubleVector();
+    const Model m = load_model(ctx);
     const std::array<bool, 4> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2),
                                    ctx->needs_input_grad(3)};
     auto [grad_drive, grad_v0, grad_history, grad_weight] =
-        op.call(grads[0], grads[1], saved[0], saved[1], saved[2], saved[3], k[0], k[1], k[2], k[3], k[4], k[5],
-                ctx->saved_data["method"].toStringRef(), ctx->saved_data["detach_reset"].toBool(),
-                ctx->saved_data["surrogate"].toStringRef(), params, mask);
+        op.call(grads[0], grads[1], saved[0], saved[1], saved[2], saved[3], m.v_rest, m.v_reset, m.v_th, m.R, m.tau,
+                m.dt, m.method, m.detach_reset, m.surrogate, m.params, mask);
     return {grad_drive, grad_v0, grad_history, grad_weight, at::Tensor()};
   }
 };

@@ -164,7 +164,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_recurrent_sequenc
 
   AT_DISPATCH_FLOATING_TYPES(v_pre.scalar_type(), "lif_recurrent_sequence_backward_cpu", [&] {
     AT_DISPATCH_INDEX_TYPES(indptr.scalar_type(), "lif_recurrent_sequence_backward_cpu", [&] {
-      check_structure<index_t>(op, indptr, indices, g.n);
+      // Every step's pass over the rows checks every row and index it reads; only the ends of
+      // indptr are left to check here.
+      detail::check_indptr_ends_cpu(op, indptr, g.nnz);
       const auto p = problem<scalar_t, index_t>(g, at::Tensor(), at::Tensor(), history, indptr, indices, weights);
       const scalar_t* gs = grad_spikes.const_data_ptr<scalar_t>();
       const scalar_t* vp = v_pre.const_data_ptr<scalar_t>();
