@@ -1,8 +1,8 @@
 #include <brain/models/synapses.h>
 
 #include <cmath>
+#include <limits>
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <brain/dyn/integrators.h>
@@ -533,86 +533,22 @@ CsrMatrix fixed_prob(int64_t n_pre, int64_t n_post, double prob, bool include_se
 CsrMatrix fixed_prob_columns(int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed, int64_t col_lo,
                              int64_t col_hi, c10::Device device, at::ScalarType index_dtype) {
   TORCH_CHECK(prob >= 0 && prob <= 1, "fixed_prob: prob must lie in [0, 1], got ", prob);
+  TORCH_CHECK(n_pre >= 0 && n_post >= 0, "fixed_prob: sizes must be >= 0");
   TORCH_CHECK(0 <= col_lo && col_lo <= col_hi && col_hi <= n_post, "fixed_prob: the column window [", col_lo, ", ",
               col_hi, ") does not lie in [0, ", n_post, "]");
-  const bool window = col_lo != 0 || col_hi != n_post;
-  TORCH_CHECK(n_pre >= 0 && n_post >= 0, "fixed_prob: sizes must be >= 0");
   TORCH_CHECK(include_self || n_pre == n_post, "fixed_prob: excluding self-connections needs n_pre == n_post");
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  std::vector<at::Tensor> rows, cols;
-  if (prob > 0 && n_post > 0) {
-    // Geometric skipping: the gaps between connected columns of a Bernoulli(prob) row are
-    // i.i.d. Geometric(prob), so drawing gaps until the row is passed gives exactly the
-    // Bernoulli pattern in O(connections) work. Each row draws `draws` gaps at once, enough
-    // to pass the row's end except with probability ~1e-12; rows that do not are redrawn
-    // with twice as many.
-    const double mean = n_post * prob;
-    int64_t draws = static_cast<int64_t>(std::ceil(mean + 7.5 * std::sqrt(mean * (1 - prob)) + 8));
-    draws = std::min<int64_t>(draws, n_post + 1);
-    const double log_q = std::log1p(-prob);
-    auto sample = [&](int64_t r0, int64_t count, int64_t k) {
-      at::Tensor gaps;
-      if (prob >= 1) {
-        gaps = torch::ones({count, k}, torch::kLong);
-      } else {
-        const at::Tensor u = 1 - at::rand({count, k}, gen, torch::kDouble);  // in (0, 1]
-        gaps = (torch::log(u) / log_q).floor().to(torch::kLong) + 1;
-      }
-      return gaps.cumsum(1) - 1;  // column positions, increasing along each row
-    };
-    const int64_t block = std::max<int64_t>(1, (int64_t{1} << 23) / draws);
-    for (int64_t r0 = 0; r0 < n_pre; r0 += block) {
-      const int64_t count = std::min(block, n_pre - r0);
-      at::Tensor pos = sample(r0, count, draws);
-      // Rows whose last draw is still inside the row are redrawn whole, with more gaps.
-      at::Tensor short_rows = (pos.select(1, draws - 1) < n_post).nonzero().flatten();
-      std::vector<std::pair<int64_t, at::Tensor>> redrawn;
-      for (int64_t k = 2 * draws; short_rows.numel() > 0; k *= 2) {
-        at::Tensor again = sample(r0, short_rows.numel(), k);
-        const at::Tensor still = (again.select(1, k - 1) < n_post).nonzero().flatten();
-        const at::Tensor done = (again.select(1, k - 1) >= n_post).nonzero().flatten();
-        for (int64_t i = 0; i < done.numel(); ++i) {
-          redrawn.emplace_back(short_rows[done[i]].item<int64_t>(), again[done[i]]);
-        }
-        short_rows = short_rows.index_select(0, still);
-      }
-      at::Tensor mask = pos < n_post;
-      for (const auto& [row, row_pos] : redrawn) mask[row].fill_(false);
-      at::Tensor row_idx = torch::arange(count, torch::kLong).unsqueeze(1).expand_as(pos);
-      at::Tensor r = row_idx.masked_select(mask) + r0;
-      at::Tensor c = pos.masked_select(mask);
-      for (const auto& [row, row_pos] : redrawn) {
-        const at::Tensor cc = row_pos.masked_select(row_pos < n_post);
-        r = torch::cat({r, torch::full({cc.numel()}, row + r0, torch::kLong)});
-        c = torch::cat({c, cc});
-      }
-      if (!include_self) {
-        const at::Tensor keep = r != c;
-        r = r.masked_select(keep);
-        c = c.masked_select(keep);
-      }
-      if (window) {  // one block of rows at a time: the whole matrix is never held
-        const at::Tensor keep = (c >= col_lo) & (c < col_hi);
-        r = r.masked_select(keep);
-        c = c.masked_select(keep) - col_lo;
-      }
-      rows.push_back(r);
-      cols.push_back(c);
-    }
-  }
-  at::Tensor r = rows.empty() ? torch::zeros({0}, torch::kLong) : torch::cat(rows);
-  at::Tensor c = cols.empty() ? torch::zeros({0}, torch::kLong) : torch::cat(cols);
-  // Redrawn rows were appended out of order: sort by row (columns already increase).
-  if (r.numel() > 0 && !(r.narrow(0, 1, r.numel() - 1) >= r.narrow(0, 0, r.numel() - 1)).all().item<bool>()) {
-    const at::Tensor order = std::get<1>(torch::sort(r * n_post + c, /*stable=*/true));
-    r = r.index_select(0, order);
-    c = c.index_select(0, order);
-  }
-  at::Tensor indptr = torch::zeros({n_pre + 1}, torch::kLong);
-  if (r.numel() > 0) indptr.narrow(0, 1, n_pre).copy_(torch::bincount(r, {}, n_pre).cumsum(0));
+  TORCH_CHECK(index_dtype == at::kInt || index_dtype == at::kLong, "fixed_prob: index_dtype must be int32 or int64, got ",
+              index_dtype);
+  // Built where it will be used, by the JIT generator's walk (jitc_pattern): parallel on
+  // every device, the same bits on every device, and only the window's synapses are stored.
+  const at::Tensor like = at::empty({0}, at::TensorOptions().dtype(at::kFloat).device(device));
+  auto [indptr, indices] = ops::jitc_pattern(like, prob, static_cast<int64_t>(seed), {n_pre, n_post}, col_lo, col_hi,
+                                             /*exclude_diagonal=*/!include_self);
+  TORCH_CHECK(index_dtype == at::kLong || indices.numel() <= std::numeric_limits<int32_t>::max(), "fixed_prob: ",
+              indices.numel(), " synapses do not fit int32 indices; ask for index_dtype int64");
   CsrMatrix m;
-  m.indptr = indptr.to(device, index_dtype);
-  m.indices = c.to(device, index_dtype);
+  m.indptr = indptr.to(index_dtype);
+  m.indices = indices.to(index_dtype);
   m.n_rows = n_pre;
   m.n_cols = col_hi - col_lo;
   return m;

@@ -20,6 +20,10 @@ TORCH_LIBRARY_FRAGMENT(brain, m) {
   // (a construction step, like validate_csr; its fake kernel lives in python/brain).
   m.def("jitc_to_csr(Tensor weight, float prob, int seed, SymInt[2] shape, "
         "str dist=\"homo\") -> (Tensor indptr, Tensor indices, Tensor values)");
+  // The non-zero pattern of a window of columns, on like's device (like's values and dtype
+  // are not read): the device-side connectivity builder behind fixed_prob. Data-dependent nnz.
+  m.def("jitc_pattern(Tensor like, float prob, int seed, SymInt[2] shape, int col_begin=0, "
+        "int? col_end=None, bool exclude_diagonal=False) -> (Tensor indptr, Tensor indices)");
 }
 
 namespace brain::ops {
@@ -70,6 +74,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> jitc_to_csr(const at::Tensor& wei
                            const at::Tensor&, double, int64_t, c10::SymIntArrayRef,
                            c10::string_view)>();
   return op.call(weight, prob, seed, as_sym(shape), c10::string_view(dist.data(), dist.size()));
+}
+
+std::tuple<at::Tensor, at::Tensor> jitc_pattern(const at::Tensor& like, double prob, int64_t seed,
+                                                at::IntArrayRef shape, int64_t col_begin, int64_t col_end,
+                                                bool exclude_diagonal) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("brain::jitc_pattern", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, double, int64_t,
+                                                                 c10::SymIntArrayRef, int64_t,
+                                                                 std::optional<int64_t>, bool)>();
+  const std::optional<int64_t> end = col_end < 0 ? std::nullopt : std::optional<int64_t>(col_end);
+  return op.call(like, prob, seed, as_sym(shape), col_begin, end, exclude_diagonal);
 }
 
 }  // namespace brain::ops

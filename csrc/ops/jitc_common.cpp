@@ -70,6 +70,33 @@ JitcGeometry check_jitc_matmul_args(const char* op, const at::Tensor& x, const a
   return g;
 }
 
+JitcPatternPlan check_jitc_pattern_args(const char* op, double prob, int64_t seed,
+                                        c10::SymIntArrayRef shape, int64_t col_begin,
+                                        std::optional<int64_t> col_end, bool exclude_diagonal) {
+  TORCH_CHECK(std::isfinite(prob) && prob >= 0.0 && prob <= 1.0, op,
+              ": prob must be in [0, 1], got ", prob);
+  TORCH_CHECK(shape.size() == 2, op, ": shape must be [n_rows, n_cols], got ", shape.size(),
+              " values");
+  const int64_t n_rows = shape[0].expect_int(), n_cols = shape[1].expect_int();
+  TORCH_CHECK(n_rows >= 0 && n_cols >= 0, op, ": shape must be non-negative, got [", n_rows, ", ",
+              n_cols, "]");
+  TORCH_CHECK(n_rows < kernels::jitc::kMaxDim && n_cols < kernels::jitc::kMaxDim, op,
+              ": n_rows and n_cols must be below 2^32, got [", n_rows, ", ", n_cols, "]");
+  const int64_t end = col_end.value_or(n_cols);
+  TORCH_CHECK(0 <= col_begin && col_begin <= end && end <= n_cols, op,
+              ": the column window [col_begin, col_end) = [", col_begin, ", ", end,
+              ") must lie in [0, n_cols = ", n_cols, "]");
+  TORCH_CHECK(!exclude_diagonal || n_rows == n_cols, op,
+              ": exclude_diagonal needs a square shape, got [", n_rows, ", ", n_cols, "]");
+  JitcPatternPlan plan;
+  plan.window.col_begin = col_begin;
+  plan.window.col_end = end;
+  plan.window.exclude_diagonal = exclude_diagonal;
+  plan.empty = prob == 0.0 || n_rows == 0 || col_begin == end;
+  if (!plan.empty) plan.spec = kernels::jitc::make_spec(prob, seed, n_rows, n_cols, Dist::kHomo);
+  return plan;
+}
+
 c10::SymDimVector jitc_output_sizes(const JitcGeometry& g) {
   c10::SymDimVector sizes;
   if (g.batched) sizes.push_back(g.batch);

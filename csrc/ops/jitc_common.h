@@ -2,6 +2,7 @@
 // JIT-connectivity op family (CPU, CUDA, Meta), so each key rejects bad input alike.
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 #include <ATen/core/Tensor.h>
@@ -34,6 +35,19 @@ JitcGeometry check_jitc_matrix_args(const char* op, const at::Tensor& weight, do
 JitcGeometry check_jitc_matmul_args(const char* op, const at::Tensor& x, const at::Tensor& weight,
                                     double prob, c10::SymIntArrayRef shape, std::string_view dist,
                                     bool transpose, bool allow_half);
+
+// jitc_pattern's arguments: prob in [0, 1] (0: no entries), the shape as above, the window
+// 0 <= col_begin <= col_end <= n_cols (col_end defaults to n_cols), and exclude_diagonal only
+// for a square shape. Returns the generator's spec (meaningless when empty) and the window;
+// empty is set when the pattern has no entries to walk.
+struct JitcPatternPlan {
+  kernels::jitc::Spec spec;
+  kernels::jitc::Window window;
+  bool empty = false;
+};
+JitcPatternPlan check_jitc_pattern_args(const char* op, double prob, int64_t seed,
+                                        c10::SymIntArrayRef shape, int64_t col_begin,
+                                        std::optional<int64_t> col_end, bool exclude_diagonal);
 
 c10::SymDimVector jitc_output_sizes(const JitcGeometry& g);
 

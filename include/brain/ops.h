@@ -106,6 +106,16 @@ BRAIN_API std::tuple<at::Tensor, at::Tensor, at::Tensor> jitc_to_csr(
     const at::Tensor& weight, double prob, int64_t seed, at::IntArrayRef shape,
     std::string_view dist = "homo");
 
+// A's non-zero pattern alone (any dist gives the same pattern; prob may be 0 here), restricted
+// to columns [col_begin, col_end) (col_end < 0: n_cols) and renumbered from col_begin, without
+// the diagonal when exclude_diagonal (square shapes only), built on like's device (like's
+// values and dtype are not read): (indptr [n_rows + 1] int64, indices [nnz] int64, increasing
+// within rows). The windows of disjoint column ranges make up the whole pattern, and CPU and
+// CUDA build the same bits. On CUDA nnz is read back (a host sync). Not differentiable.
+BRAIN_API std::tuple<at::Tensor, at::Tensor> jitc_pattern(const at::Tensor& like, double prob, int64_t seed,
+                                                          at::IntArrayRef shape, int64_t col_begin = 0,
+                                                          int64_t col_end = -1, bool exclude_diagonal = false);
+
 // ---- Fused LIF (training) ------------------------------------------------------------------
 // T steps of leaky integrate-and-fire neurons in one op, with the surrogate gradient applied
 // inside the backward, which keeps only the membrane before each threshold (one [T, ...]

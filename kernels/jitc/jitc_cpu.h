@@ -124,6 +124,32 @@ inline void row_lengths(const Spec& s, std::int64_t* lengths, std::int64_t row_b
   }
 }
 
+// Number of entries of each row in [row_begin, row_end) that the window keeps.
+inline void window_row_lengths(const Spec& s, const Window& w, std::int64_t* lengths,
+                               std::int64_t row_begin, std::int64_t row_end) {
+  const std::int64_t first = window_first_block(s, w), last = window_end_block(s, w);
+  for (std::int64_t row = row_begin; row < row_end; ++row) {
+    std::int64_t n = 0;
+    for (std::int64_t blk = first; blk < last; ++blk) {
+      for_each_in_window_block(s, w, row, blk, [&](std::int64_t) { ++n; });
+    }
+    lengths[row] = n;
+  }
+}
+
+// Fills the window's CSR column indices (renumbered) for rows [row_begin, row_end), given indptr.
+template <typename index_t>
+void fill_window_indices(const Spec& s, const Window& w, const std::int64_t* indptr, index_t* indices,
+                         std::int64_t row_begin, std::int64_t row_end) {
+  const std::int64_t first = window_first_block(s, w), last = window_end_block(s, w);
+  for (std::int64_t row = row_begin; row < row_end; ++row) {
+    std::int64_t k = indptr[row];
+    for (std::int64_t blk = first; blk < last; ++blk) {
+      for_each_in_window_block(s, w, row, blk, [&](std::int64_t col) { indices[k++] = static_cast<index_t>(col); });
+    }
+  }
+}
+
 // Fills CSR indices and values for rows [row_begin, row_end), given indptr.
 template <typename scalar_t>
 void fill_csr(const Spec& s, double a, double b, const std::int64_t* indptr, std::int64_t* indices,

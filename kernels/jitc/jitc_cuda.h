@@ -72,4 +72,17 @@ struct CsrArgs {
 cudaError_t launch_block_counts(const CsrArgs& a, cudaStream_t stream);
 cudaError_t launch_fill_csr(const CsrArgs& a, cudaStream_t stream);
 
+// The same two passes for a window of the pattern (no values): counts has one entry per
+// (row, window block), row-major; indices are renumbered from window.col_begin.
+struct PatternArgs {
+  Spec spec;
+  Window window;
+  std::int64_t* counts = nullptr;
+  const std::int64_t* ends = nullptr;
+  std::int64_t* indices = nullptr;
+  int num_sms = 1;
+};
+cudaError_t launch_pattern_counts(const PatternArgs& a, cudaStream_t stream);
+cudaError_t launch_fill_pattern(const PatternArgs& a, cudaStream_t stream);
+
 }  // namespace brain::kernels::jitc::cuda

@@ -375,6 +375,37 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
   }
 }
 
+// A window of A's non-zero pattern: columns [col_begin, col_end), renumbered from col_begin,
+// without the diagonal (row == col, in A's numbering) when exclude_diagonal. What
+// jitc_pattern materialises and fixed_prob builds connectivity from; a window of a pattern
+// is the same window of the whole pattern, so ranks that each build their window make up
+// the whole matrix.
+struct Window {
+  std::int64_t col_begin = 0, col_end = 0;
+  bool exclude_diagonal = false;
+};
+
+// The column blocks that intersect the window: [window_first_block, window_end_block).
+BRAIN_HD std::int64_t window_first_block(const Spec& s, const Window& w) {
+  return w.col_begin >> s.block_shift;
+}
+BRAIN_HD std::int64_t window_end_block(const Spec& s, const Window& w) {
+  if (w.col_end <= w.col_begin) return window_first_block(s, w);
+  return ((w.col_end - 1) >> s.block_shift) + 1;
+}
+
+// Calls f(col - col_begin) for each entry of row `row` in block `block` that the window keeps,
+// in increasing order.
+template <typename F>
+BRAIN_HD void for_each_in_window_block(const Spec& s, const Window& w, std::int64_t row,
+                                       std::int64_t block, F&& f) {
+  for_each_in_block(s, row, block, [&](std::int64_t col) {
+    if (col < w.col_begin || col >= w.col_end) return;
+    if (w.exclude_diagonal && col == row) return;
+    f(col - w.col_begin);
+  });
+}
+
 // The value's random part of entry (row, col): u in [0, 1) for uniform, z for normal,
 // 0 for homo (unused).
 BRAIN_HD double entry_variate(const Spec& s, std::int64_t row, std::int64_t col) {

@@ -214,6 +214,34 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// One thread per (row, window block), as block_counts_kernel / fill_csr_kernel.
+__global__ void __launch_bounds__(kThreads)
+    pattern_counts_kernel(Spec s, Window w, std::int64_t* __restrict__ counts) {
+  const std::int64_t first = window_first_block(s, w);
+  const std::int64_t n_blocks = window_end_block(s, w) - first;
+  const std::int64_t total = s.n_rows * n_blocks;
+  for (std::int64_t t = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x; t < total;
+       t += std::int64_t{gridDim.x} * blockDim.x) {
+    std::int64_t n = 0;
+    for_each_in_window_block(s, w, t / n_blocks, first + t % n_blocks, [&](std::int64_t) { ++n; });
+    counts[t] = n;
+  }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    fill_pattern_kernel(Spec s, Window w, const std::int64_t* __restrict__ counts,
+                        const std::int64_t* __restrict__ ends, std::int64_t* __restrict__ indices) {
+  const std::int64_t first = window_first_block(s, w);
+  const std::int64_t n_blocks = window_end_block(s, w) - first;
+  const std::int64_t total = s.n_rows * n_blocks;
+  for (std::int64_t t = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x; t < total;
+       t += std::int64_t{gridDim.x} * blockDim.x) {
+    std::int64_t k = ends[t] - counts[t];
+    for_each_in_window_block(s, w, t / n_blocks, first + t % n_blocks,
+                             [&](std::int64_t col) { indices[k++] = col; });
+  }
+}
+
 }  // namespace
 
 cudaError_t launch_matmul(const MatmulArgs& a, cudaStream_t stream) {
@@ -287,6 +315,24 @@ cudaError_t launch_fill_csr(const CsrArgs& a, cudaStream_t stream) {
         static_cast<scalar_t*>(a.values));
     return cudaGetLastError();
   });
+}
+
+cudaError_t launch_pattern_counts(const PatternArgs& a, cudaStream_t stream) {
+  const std::int64_t work =
+      a.spec.n_rows * (window_end_block(a.spec, a.window) - window_first_block(a.spec, a.window));
+  if (work == 0) return cudaSuccess;
+  pattern_counts_kernel<<<grid_for(work, kThreads, a.num_sms), kThreads, 0, stream>>>(
+      a.spec, a.window, a.counts);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_fill_pattern(const PatternArgs& a, cudaStream_t stream) {
+  const std::int64_t work =
+      a.spec.n_rows * (window_end_block(a.spec, a.window) - window_first_block(a.spec, a.window));
+  if (work == 0) return cudaSuccess;
+  fill_pattern_kernel<<<grid_for(work, kThreads, a.num_sms), kThreads, 0, stream>>>(
+      a.spec, a.window, a.counts, a.ends, a.indices);
+  return cudaGetLastError();
 }
 
 }  // namespace brain::kernels::jitc::cuda

@@ -24,6 +24,7 @@ __all__ = [
     "event_jitc_matmul",
     "jitc_materialize",
     "jitc_to_csr",
+    "jitc_pattern",
     "lif_sequence",
     "lif_recurrent_sequence",
     "lif_dense_recurrent_sequence",
@@ -126,6 +127,17 @@ def jitc_to_csr(weight: Tensor, prob: float, seed: int, shape: Sequence[int],
     return torch.ops.brain.jitc_to_csr(weight, float(prob), int(seed), list(shape), dist)
 
 
+def jitc_pattern(like: Tensor, prob: float, seed: int, shape: Sequence[int], col_begin: int = 0,
+                 col_end: Optional[int] = None, exclude_diagonal: bool = False) -> Tuple[Tensor, Tensor]:
+    """The non-zero pattern of ``A`` (the same for every ``dist``; ``prob`` may be 0) as CSR
+    ``(indptr, indices)`` of int64, restricted to columns ``[col_begin, col_end)`` and renumbered
+    from ``col_begin``, without the diagonal when ``exclude_diagonal`` (square shapes only).
+    Built on ``like``'s device (its values and dtype are not read); CPU and CUDA give the same
+    bits. ``brain.models.fixed_prob`` is this pattern. Reads ``nnz`` back from the GPU."""
+    return torch.ops.brain.jitc_pattern(like, float(prob), int(seed), list(shape), int(col_begin),
+                                        None if col_end is None else int(col_end), bool(exclude_diagonal))
+
+
 def lif_sequence(input: Tensor, v0: Tensor, *, v_rest: float = 0.0, v_reset: float = 0.0,
                  v_th: float = 1.0, R: float = 1.0, tau: float = 10.0, dt: float = 1.0,
                  method: str = "exp_euler", detach_reset: bool = True, surrogate: str = "sigmoid",
@@ -202,6 +214,13 @@ def _signed_seed(seed: int) -> int:
     # The schema's int is signed 64-bit: a seed >= 2^63 travels as its two's complement.
     seed = int(seed) & 0xFFFFFFFFFFFFFFFF
     return seed - (1 << 64) if seed >= 1 << 63 else seed
+
+
+@torch.library.register_fake("brain::jitc_pattern")
+def _jitc_pattern_fake(like, prob, seed, shape, col_begin=0, col_end=None, exclude_diagonal=False):
+    nnz = torch.library.get_ctx().new_dynamic_size()
+    return (like.new_empty((shape[0] + 1,), dtype=torch.int64),
+            like.new_empty((nnz,), dtype=torch.int64))
 
 
 @torch.library.register_fake("brain::jitc_to_csr")

@@ -426,3 +426,125 @@ def test_bad_input_in_materialize_and_to_csr():
         ops.jitc_materialize(torch.tensor(1.0), 0.0, 0, (3, 3))
     with pytest.raises(RuntimeError, match="needs std >= 0"):
         ops.jitc_to_csr(torch.tensor([0.0, -2.0]), 0.5, 0, (3, 3), "normal")
+
+
+# ---- jitc_pattern: windows of the pattern, the connectivity builder of fixed_prob ------------
+
+def reference_pattern(prob, seed, shape, col_begin=0, col_end=None, exclude_diagonal=False):
+    """(indptr, indices) of the window, from the numpy reimplementation of the specification."""
+    n_rows, n_cols = shape
+    col_end = n_cols if col_end is None else col_end
+    if prob == 0:
+        rows, cols = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    else:
+        rows, cols = ref.entries(prob, seed, shape)
+    keep = (cols >= col_begin) & (cols < col_end)
+    if exclude_diagonal:
+        keep &= rows != cols
+    rows, cols = rows[keep], cols[keep] - col_begin
+    indptr = np.zeros(n_rows + 1, np.int64)
+    np.add.at(indptr, rows + 1, 1)
+    return np.cumsum(indptr), cols
+
+
+PATTERN_CASES = [
+    # prob, seed, shape, col_begin, col_end, exclude_diagonal
+    (0.1, 7, (30, 200), 0, None, False),
+    (0.1, 7, (200, 200), 0, None, True),
+    (0.02, -9, (120, 3000), 1000, 2100, False),   # the window starts and ends inside blocks
+    (0.3, 2**40 + 5, (64, 64), 17, 50, True),     # a window of a square pattern crosses the diagonal
+    (1.0, 3, (12, 12), 4, 9, True),
+    (3e-4, 1, (500, 500), 0, 500, True),
+    (0.0, 1, (5, 8), 0, None, False),
+    (0.5, 2, (6, 40), 13, 13, False),             # an empty window
+    (0.5, 2, (0, 40), 0, None, False),
+]
+
+
+@pytest.mark.parametrize("prob,seed,shape,col_begin,col_end,exclude_diagonal", PATTERN_CASES)
+def test_pattern_matches_the_specification(prob, seed, shape, col_begin, col_end, exclude_diagonal):
+    indptr, indices = ops.jitc_pattern(torch.empty(0), prob, seed, shape, col_begin, col_end, exclude_diagonal)
+    assert indptr.dtype == indices.dtype == torch.int64
+    want_indptr, want_indices = reference_pattern(prob, seed, shape, col_begin, col_end, exclude_diagonal)
+    assert np.array_equal(indptr.numpy(), want_indptr)
+    assert np.array_equal(indices.numpy(), want_indices)
+
+
+def test_pattern_is_the_pattern_of_every_dist_and_windows_make_up_the_whole():
+    shape, prob, seed = (300, 1000), 0.04, 31
+    indptr, indices = ops.jitc_pattern(torch.empty(0), prob, seed, shape)
+    for dist in DISTS:
+        ip, ix, _ = ops.jitc_to_csr(weight_for(dist), prob, seed, shape, dist)
+        assert torch.equal(ip, indptr) and torch.equal(ix, indices)
+    # Four ranks' windows, glued side by side, are the whole pattern.
+    bounds = [0, 250, 251, 640, 1000]
+    parts = [ops.jitc_pattern(torch.empty(0), prob, seed, shape, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+    rows = []
+    for r in range(shape[0]):
+        rows.append(torch.cat([ix[ip[r]:ip[r + 1]] + lo for (ip, ix), lo in zip(parts, bounds)]))
+    assert torch.equal(torch.cat(rows), indices)
+    assert torch.equal(sum(ip for ip, _ in parts), indptr)
+
+
+def test_pattern_does_not_depend_on_the_thread_count():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ops.jitc_pattern(torch.empty(0), 0.01, 5, (3000, 3000), 100, 2900, True)
+        torch.set_num_threads(max(2, before))
+        many = ops.jitc_pattern(torch.empty(0), 0.01, 5, (3000, 3000), 100, 2900, True)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one[0], many[0]) and torch.equal(one[1], many[1])
+
+
+def test_fixed_prob_is_the_jit_pattern_so_csr_and_jit_projections_agree():
+    from brain import models as m
+    n, prob, seed = 400, 0.05, 12
+    indptr, indices = m.fixed_prob(n, n, prob, True, seed)
+    ip, ix = ops.jitc_pattern(torch.empty(0), prob, seed, (n, n))
+    assert torch.equal(indptr.long(), ip) and torch.equal(indices.long(), ix)
+    spikes = torch.rand(3, n, generator=torch.Generator().manual_seed(0)) < 0.2
+    w = torch.tensor(0.5, dtype=torch.float64)
+    via_csr = ops.event_csr_matmul(indptr, indices, w, spikes, (n, n), True)
+    via_jit = ops.event_jitc_matmul(spikes, w, prob, seed, (n, n), "homo", True)
+    torch.testing.assert_close(via_csr, via_jit, rtol=0, atol=1e-12)
+    # Without self-connections: the same pattern less its diagonal.
+    indptr, indices = m.fixed_prob(n, n, prob, False, seed)
+    ip, ix = ops.jitc_pattern(torch.empty(0), prob, seed, (n, n), exclude_diagonal=True)
+    assert torch.equal(indptr.long(), ip) and torch.equal(indices.long(), ix)
+
+
+def test_opcheck_pattern_schema_and_fake():
+    torch.library.opcheck(torch.ops.brain.jitc_pattern, (torch.empty(0), 0.3, 2, [5, 7], 1, 6, False),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+@pytest.mark.parametrize("args,message", [
+    ((1.5, 0, (3, 3)), r"prob must be in \[0, 1\]"),
+    ((float("nan"), 0, (3, 3)), r"prob must be in \[0, 1\]"),
+    ((0.5, 0, (3, -1)), "shape must be non-negative"),
+    ((0.5, 0, (2**32, 3)), "below 2\\^32"),
+    ((0.5, 0, (3, 10), 4, 11), r"column window \[col_begin, col_end\) = \[4, 11\)"),
+    ((0.5, 0, (3, 10), 5, 4), r"column window \[col_begin, col_end\) = \[5, 4\)"),
+    ((0.5, 0, (3, 10), -1), "column window"),
+    ((0.5, 0, (3, 10), 0, None, True), r"exclude_diagonal needs a square shape, got \[3, 10\]"),
+])
+def test_bad_input_in_pattern(args, message):
+    with pytest.raises(RuntimeError, match=message):
+        ops.jitc_pattern(torch.empty(0), *args)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_builds_the_cpu_pattern():
+    like = torch.empty(0, device="cuda")
+    for args in [(0.02, 2024, (3000, 40000)), (0.02, 7, (5000, 5000), 1200, 3900, True),
+                 (1.0, 3, (70, 70), 5, 64, True), (0.0, 1, (5, 8))]:
+        cpu = ops.jitc_pattern(torch.empty(0), *args)
+        gpu = ops.jitc_pattern(like, *args)
+        assert gpu[0].device.type == gpu[1].device.type == "cuda"
+        assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu())
+    from brain import models as m
+    cpu = m.fixed_prob(4000, 4000, 0.02, False, 5)
+    gpu = m.fixed_prob(4000, 4000, 0.02, False, 5, "cuda")
+    assert all(torch.equal(c, g.cpu()) for c, g in zip(cpu, gpu))

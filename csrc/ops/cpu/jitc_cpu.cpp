@@ -247,6 +247,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> jitc_to_csr_cpu(const at::Tensor&
   return {indptr, indices, values};
 }
 
+std::tuple<at::Tensor, at::Tensor> jitc_pattern_cpu(const at::Tensor& like, double prob, int64_t seed,
+                                                    c10::SymIntArrayRef shape, int64_t col_begin,
+                                                    std::optional<int64_t> col_end, bool exclude_diagonal) {
+  const auto plan = detail::check_jitc_pattern_args("brain::jitc_pattern", prob, seed, shape, col_begin,
+                                                    col_end, exclude_diagonal);
+  const auto long_opts = at::TensorOptions().dtype(at::kLong);
+  const int64_t n_rows = shape[0].expect_int();
+  at::Tensor indptr = at::zeros({n_rows + 1}, long_opts);
+  if (plan.empty) return {indptr, at::empty({0}, long_opts)};
+  const k::Spec& spec = plan.spec;
+  const k::Window& window = plan.window;
+  int64_t* ip = indptr.data_ptr<int64_t>();
+  // Work per row: the entries walked in the window's blocks, and the blocks.
+  const int64_t blocks = k::window_end_block(spec, window) - k::window_first_block(spec, window);
+  const double walked = prob * static_cast<double>(blocks << spec.block_shift) + double(blocks) + 1.0;
+  const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(kEntriesPerTask / walked));
+  at::parallel_for(0, n_rows, grain, [&](int64_t begin, int64_t end) {
+    k::window_row_lengths(spec, window, ip + 1, begin, end);
+  });
+  for (int64_t r = 0; r < n_rows; ++r) ip[r + 1] += ip[r];
+  at::Tensor indices = at::empty({ip[n_rows]}, long_opts);
+  int64_t* ix = indices.data_ptr<int64_t>();
+  at::parallel_for(0, n_rows, grain, [&](int64_t begin, int64_t end) {
+    k::fill_window_indices<int64_t>(spec, window, ip, ix, begin, end);
+  });
+  return {indptr, indices};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(brain, CPU, m) {
@@ -255,6 +283,7 @@ TORCH_LIBRARY_IMPL(brain, CPU, m) {
   m.impl("_jitc_matmul_backward", &jitc_matmul_backward_cpu);
   m.impl("jitc_materialize", &jitc_materialize_cpu);
   m.impl("jitc_to_csr", &jitc_to_csr_cpu);
+  m.impl("jitc_pattern", &jitc_pattern_cpu);
 }
 
 }  // namespace brain::ops

@@ -210,6 +210,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> jitc_to_csr_cuda(const at::Tensor
   return {indptr, indices, poison_if_invalid(values, weight, g.dist)};
 }
 
+std::tuple<at::Tensor, at::Tensor> jitc_pattern_cuda(const at::Tensor& like, double prob, int64_t seed,
+                                                     c10::SymIntArrayRef shape, int64_t col_begin,
+                                                     std::optional<int64_t> col_end, bool exclude_diagonal) {
+  const char* op = "brain::jitc_pattern";
+  const auto plan = detail::check_jitc_pattern_args(op, prob, seed, shape, col_begin, col_end,
+                                                    exclude_diagonal);
+  const c10::cuda::CUDAGuard guard(like.device());
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(like.device());
+  const int64_t n_rows = shape[0].expect_int();
+  if (plan.empty) return {at::zeros({n_rows + 1}, long_opts), at::empty({0}, long_opts)};
+  kc::PatternArgs a;
+  a.spec = plan.spec;
+  a.window = plan.window;
+  a.num_sms = sm_count();
+  const int64_t n_blocks = k::window_end_block(a.spec, a.window) - k::window_first_block(a.spec, a.window);
+  at::Tensor counts = at::empty({n_rows * n_blocks}, long_opts);
+  a.counts = counts.data_ptr<int64_t>();
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  C10_CUDA_CHECK(kc::launch_pattern_counts(a, stream));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const at::Tensor ends = at::cumsum(counts, 0);
+  const int64_t nnz = ends[-1].item<int64_t>();  // the documented host sync
+  const at::Tensor indptr =
+      at::cat({at::zeros({1}, long_opts), ends.view({n_rows, n_blocks}).select(1, n_blocks - 1)});
+  at::Tensor indices = at::empty({nnz}, long_opts);
+  a.ends = ends.const_data_ptr<int64_t>();
+  a.indices = indices.data_ptr<int64_t>();
+  C10_CUDA_CHECK(kc::launch_fill_pattern(a, stream));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {indptr, indices};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(brain, CUDA, m) {
@@ -218,6 +250,7 @@ TORCH_LIBRARY_IMPL(brain, CUDA, m) {
   m.impl("_jitc_matmul_backward", &jitc_matmul_backward_cuda);
   m.impl("jitc_materialize", &jitc_materialize_cuda);
   m.impl("jitc_to_csr", &jitc_to_csr_cuda);
+  m.impl("jitc_pattern", &jitc_pattern_cuda);
 }
 
 }  // namespace brain::ops

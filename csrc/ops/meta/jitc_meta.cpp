@@ -1,6 +1,7 @@
 // Meta kernels of the JIT-connectivity op family: the real kernels' argument checks and
-// outputs of the right sizes, never reading values. jitc_to_csr has a data-dependent nnz, so
-// its fake kernel is registered from Python (python/brain/_fakes.py) with an unbacked size.
+// outputs of the right sizes, never reading values. jitc_to_csr and jitc_pattern have a
+// data-dependent nnz, so their fake kernels are registered from Python (python/brain/ops.py)
+// with an unbacked size.
 #include <array>
 
 #include <ATen/core/Tensor.h>

@@ -1,7 +1,7 @@
 // Connectivity generators (SPEC section 4). Each returns a CsrMatrix (rows presynaptic,
 // columns increasing within a row, no weights) built on the CPU from `seed` and moved to
-// `device`, so a seed gives the same network on every device. fixed_prob lives in
-// synapses.h.
+// `device`, so a seed gives the same network on every device. fixed_prob, the generator of
+// large random networks, lives in synapses.h and is built on the device itself.
 #pragma once
 
 #include <cstdint>

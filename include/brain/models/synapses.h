@@ -458,17 +458,19 @@ class BRAIN_API AlignPreProj : public DynamicalSystem {
 };
 
 // ---- Connectivity ----------------------------------------------------------------------
-// Each (pre, post) pair connected independently with probability prob (exact Bernoulli, by
-// geometric skipping: O(connections) time and memory, 1e8 synapses in seconds); without
-// self-connections when include_self is false (for a population onto itself). Drawn from a
-// CPU generator seeded with `seed`, so the result does not depend on the device; then moved
-// to `device`. Rows are sorted with increasing columns.
+// Each (pre, post) pair connected independently with probability prob; without
+// self-connections when include_self is false (for a population onto itself). The matrix is
+// the non-zero pattern of the JIT-connectivity matrix with the same (prob, seed, shape)
+// (kernels/jitc/jitc_gen.h, minus the diagonal when include_self is false), so a CsrComm built
+// from it and a JitComm with the same seed hold the same synapses. It is built on `device` by
+// brain::ops::jitc_pattern (exact Bernoulli by geometric skipping, O(connections), in parallel;
+// on CUDA one host sync to learn the synapse count); every device builds the same bits. Rows
+// are sorted with increasing columns. Sizes below 2^32.
 BRAIN_API CsrMatrix fixed_prob(int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed,
                                c10::Device device = c10::kCPU, at::ScalarType index_dtype = at::kInt);
 // Columns [col_lo, col_hi) of fixed_prob's matrix with the same arguments, renumbered from 0
-// (n_pre x (col_hi - col_lo)): one rank's postsynaptic neurons in a distributed run. The same
-// numbers are drawn as for the whole matrix, a block of rows at a time, so memory is that of
-// the window.
+// (n_pre x (col_hi - col_lo)): one rank's postsynaptic neurons in a distributed run. Only the
+// column blocks that meet the window are walked and only the window's synapses are stored.
 BRAIN_API CsrMatrix fixed_prob_columns(int64_t n_pre, int64_t n_post, double prob, bool include_self, uint64_t seed,
                                        int64_t col_lo, int64_t col_hi, c10::Device device = c10::kCPU,
                                        at::ScalarType index_dtype = at::kInt);

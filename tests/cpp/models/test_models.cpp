@@ -562,6 +562,24 @@ TEST(Connectivity, FixedProbIsExactBernoulliWithoutSelfLoops) {
   EXPECT_EQ(brain::fixed_prob(50, 60, 0.0, true, 0).indices.numel(), 0);
 }
 
+TEST(Connectivity, FixedProbIsTheJitPatternLessItsDiagonal) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = 300;
+  const auto dense = brain::ops::jitc_materialize(torch::tensor(1.0), 0.08, 21, {n, n}) != 0;
+  auto as_dense = [&](const brain::CsrMatrix& m) {
+    return brain::CsrMatrix{m.indptr, m.indices, torch::ones({m.indices.numel()}), m.n_rows, m.n_cols}.to_dense() != 0;
+  };
+  EXPECT_TRUE(torch::equal(as_dense(brain::fixed_prob(n, n, 0.08, true, 21)), dense));
+  const auto without = brain::fixed_prob(n, n, 0.08, false, 21, c10::kCPU, at::kLong);
+  EXPECT_EQ(without.indices.scalar_type(), at::kLong);
+  EXPECT_EQ(without.indptr.scalar_type(), at::kLong);
+  EXPECT_TRUE(torch::equal(as_dense(without), dense.logical_and(torch::eye(n) == 0)));
+  // A window is built without the rest: its columns of the whole, renumbered.
+  const auto window = brain::fixed_prob_columns(n, n, 0.08, false, 21, 70, 190);
+  EXPECT_TRUE(torch::equal(as_dense(window), dense.logical_and(torch::eye(n) == 0).narrow(1, 70, 120)));
+  EXPECT_THROW(brain::fixed_prob(10, 10, 0.5, true, 0, c10::kCPU, at::kFloat), c10::Error);
+}
+
 TEST(EINetwork, CobaFiresInThePhysiologicalRange) {
   torch::NoGradGuard no_grad;
   auto net = brain::build_ei_network(brain::EINetSpec{}, 42, c10::kCPU);
