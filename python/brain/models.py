@@ -47,6 +47,7 @@ __all__ = ["CheckpointError", "NonFiniteError", "DynamicalSystem", "Network", "e
 #   AlignPostProj(pre, comm, syn, out, post, delay_steps=0)
 #   AlignPreProj(pre, syn, comm, out, post, delay_steps=0)
 #   fixed_prob(n_pre, n_post, prob, include_self, seed, device="cpu") -> (indptr, indices)
+#       (int32, built on `device`; the pattern of the JIT matrix of the seed: brain.ops.jitc_pattern)
 #   ExpIF, AdEx, QuaIF, GIF, Izhikevich, HH, ALIF, MorrisLecar, WangBuzsaki:
 #       Cls(n, dtype="float32", device="cpu", method=None, **parameters); Cls.defaults()
 #   DualExpon(n, tau_rise, tau_decay), Alpha(n, tau), Kinetic(n, kind="AMPA"|"GABAa", ...),
