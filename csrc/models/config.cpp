@@ -111,11 +111,14 @@ void read_neuron(const json& j, const std::string& path, LifParams& p) {
   if (p.V_th <= p.V_reset) throw ConfigError(path + "/V_th", "must be above V_reset");
 }
 
+// The connectivity generators (fixed_prob and JIT) count rows and columns in 32-bit words.
+constexpr int64_t kMaxPopulation = (int64_t{1} << 32) - 1;
+
 void read_network(const json& j, const std::string& path, EINetSpec& n) {
   Reader r(j, path);
   n.output = r.choice("output", n.output, {"coba", "cuba"});
-  n.n_exc = r.integer("n_exc", n.n_exc, 1, int64_t{1} << 40);
-  n.n_inh = r.integer("n_inh", n.n_inh, 1, int64_t{1} << 40);
+  n.n_exc = r.integer("n_exc", n.n_exc, 1, kMaxPopulation);
+  n.n_inh = r.integer("n_inh", n.n_inh, 1, kMaxPopulation);
   n.p = r.number("p", n.p, 0, 1);
   n.connectivity = r.choice("connectivity", n.connectivity, {"csr", "jit"});
   if (n.connectivity == "jit" && n.p <= 0) throw ConfigError(r.at("p"), "JIT connectivity needs p > 0");
@@ -149,8 +152,8 @@ void read_network(const json& j, const std::string& path, EINetSpec& n) {
 
 void read_coba_hh(const json& j, const std::string& path, CobaHHSpec& n) {
   Reader r(j, path);
-  n.n_exc = r.integer("n_exc", n.n_exc, 1, int64_t{1} << 40);
-  n.n_inh = r.integer("n_inh", n.n_inh, 1, int64_t{1} << 40);
+  n.n_exc = r.integer("n_exc", n.n_exc, 1, kMaxPopulation);
+  n.n_inh = r.integer("n_inh", n.n_inh, 1, kMaxPopulation);
   n.p = r.number("p", n.p, 0, 1);
   n.connectivity = r.choice("connectivity", n.connectivity, {"csr", "jit"});
   if (n.connectivity == "jit" && n.p <= 0) throw ConfigError(r.at("p"), "JIT connectivity needs p > 0");

@@ -689,6 +689,8 @@ TEST(Config, ErrorsNameTheJsonPath) {
   const auto error_of = config_error_of;
   EXPECT_EQ(error_of(R"({"network": {"p": 1.5}})"), "/network/p: expected a number in [0, 1], got 1.5");
   EXPECT_EQ(error_of(R"({"network": {"n_exc": "many"}})"), "/network/n_exc: expected an integer, got \"many\"");
+  EXPECT_EQ(error_of(R"({"network": {"n_inh": 4294967296}})"),
+            "/network/n_inh: expected an integer in [1, 4294967295], got 4294967296");
   EXPECT_EQ(error_of(R"({"network": {"neuron": {"tau": 0}}})"), "/network/neuron/tau: expected a number in (0, 1e+06], got 0");
   EXPECT_EQ(error_of(R"({"network": {"output": "cobra"}})"), "/network/output: expected one of coba, cuba, got \"cobra\"");
   EXPECT_EQ(error_of(R"({"run": {"dt_ms": -1}})").rfind("/run/dt_ms: expected a number in (0", 0), 0u);
