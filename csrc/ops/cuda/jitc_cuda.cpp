@@ -170,6 +170,18 @@ at::Tensor jitc_materialize_cuda(const at::Tensor& weight_in, double prob, int64
   return poison_if_invalid(out, weight, g.dist);
 }
 
+// From the entry counts of each (row, column block), row-major: the inclusive ends of each
+// block's entries, the CSR indptr, and nnz, read back to size the outputs (the documented host
+// sync of the two CSR-building ops).
+std::tuple<at::Tensor, at::Tensor, int64_t> layout_from_counts(const at::Tensor& counts, int64_t n_rows,
+                                                               int64_t n_blocks) {
+  at::Tensor ends = at::cumsum(counts, 0);
+  const int64_t nnz = ends[-1].item<int64_t>();
+  at::Tensor indptr =
+      at::cat({at::zeros({1}, counts.options()), ends.view({n_rows, n_blocks}).select(1, n_blocks - 1)});
+  return {ends, indptr, nnz};
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> jitc_to_csr_cuda(const at::Tensor& weight_in,
                                                                 double prob, int64_t seed,
                                                                 c10::SymIntArrayRef shape,
@@ -196,10 +208,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> jitc_to_csr_cuda(const at::Tensor
   const auto stream = at::cuda::getCurrentCUDAStream();
   C10_CUDA_CHECK(kc::launch_block_counts(a, stream));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const at::Tensor ends = at::cumsum(counts, 0);
-  const int64_t nnz = ends[-1].item<int64_t>();  // the documented host sync
-  const at::Tensor indptr =
-      at::cat({at::zeros({1}, long_opts), ends.view({n_rows, n_blocks}).select(1, n_blocks - 1)});
+  const auto [ends, indptr, nnz] = layout_from_counts(counts, n_rows, n_blocks);
   at::Tensor indices = at::empty({nnz}, long_opts);
   at::Tensor values = at::empty({nnz}, weight.options());
   a.ends = ends.const_data_ptr<int64_t>();
@@ -230,10 +239,7 @@ std::tuple<at::Tensor, at::Tensor> jitc_pattern_cuda(const at::Tensor& like, dou
   const auto stream = at::cuda::getCurrentCUDAStream();
   C10_CUDA_CHECK(kc::launch_pattern_counts(a, stream));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const at::Tensor ends = at::cumsum(counts, 0);
-  const int64_t nnz = ends[-1].item<int64_t>();  // the documented host sync
-  const at::Tensor indptr =
-      at::cat({at::zeros({1}, long_opts), ends.view({n_rows, n_blocks}).select(1, n_blocks - 1)});
+  const auto [ends, indptr, nnz] = layout_from_counts(counts, n_rows, n_blocks);
   at::Tensor indices = at::empty({nnz}, long_opts);
   a.ends = ends.const_data_ptr<int64_t>();
   a.indices = indices.data_ptr<int64_t>();
