@@ -138,14 +138,13 @@ inline void window_row_lengths(const Spec& s, const Window& w, std::int64_t* len
 }
 
 // Fills the window's CSR column indices (renumbered) for rows [row_begin, row_end), given indptr.
-template <typename index_t>
-void fill_window_indices(const Spec& s, const Window& w, const std::int64_t* indptr, index_t* indices,
+inline void fill_window_indices(const Spec& s, const Window& w, const std::int64_t* indptr, std::int64_t* indices,
                          std::int64_t row_begin, std::int64_t row_end) {
   const std::int64_t first = window_first_block(s, w), last = window_end_block(s, w);
   for (std::int64_t row = row_begin; row < row_end; ++row) {
     std::int64_t k = indptr[row];
     for (std::int64_t blk = first; blk < last; ++blk) {
-      for_each_in_window_block(s, w, row, blk, [&](std::int64_t col) { indices[k++] = static_cast<index_t>(col); });
+      for_each_in_window_block(s, w, row, blk, [&](std::int64_t col) { indices[k++] = col; });
     }
   }
 }

@@ -270,7 +270,7 @@ std::tuple<at::Tensor, at::Tensor> jitc_pattern_cpu(const at::Tensor& like, doub
   at::Tensor indices = at::empty({ip[n_rows]}, long_opts);
   int64_t* ix = indices.data_ptr<int64_t>();
   at::parallel_for(0, n_rows, grain, [&](int64_t begin, int64_t end) {
-    k::fill_window_indices<int64_t>(spec, window, ip, ix, begin, end);
+    k::fill_window_indices(spec, window, ip, ix, begin, end);
   });
   return {indptr, indices};
 }
