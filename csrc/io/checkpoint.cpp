@@ -122,19 +122,20 @@ void write_all(int fd, const std::string& bytes, const std::string& path) {
 }  // namespace
 
 std::uint64_t xxh64(const void* data, std::size_t size, std::uint64_t seed) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  const unsigned char* const end = p + size;
+  // Offsets, not pointer comparisons: an empty tensor hands us a null pointer, and null + 8 is
+  // undefined even when it is only compared.
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  std::size_t at = 0;
   std::uint64_t h;
   if (size >= 32) {
     std::uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
-    const unsigned char* const limit = end - 32;
     do {
-      v1 = round64(v1, read64(p));
-      v2 = round64(v2, read64(p + 8));
-      v3 = round64(v3, read64(p + 16));
-      v4 = round64(v4, read64(p + 24));
-      p += 32;
-    } while (p <= limit);
+      v1 = round64(v1, read64(bytes + at));
+      v2 = round64(v2, read64(bytes + at + 8));
+      v3 = round64(v3, read64(bytes + at + 16));
+      v4 = round64(v4, read64(bytes + at + 24));
+      at += 32;
+    } while (size - at >= 32);
     h = rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18);
     h = merge64(h, v1);
     h = merge64(h, v2);
@@ -144,12 +145,12 @@ std::uint64_t xxh64(const void* data, std::size_t size, std::uint64_t seed) {
     h = seed + P5;
   }
   h += static_cast<std::uint64_t>(size);
-  for (; p + 8 <= end; p += 8) h = rotl(h ^ round64(0, read64(p)), 27) * P1 + P4;
-  if (p + 4 <= end) {
-    h = rotl(h ^ (static_cast<std::uint64_t>(read32(p)) * P1), 23) * P2 + P3;
-    p += 4;
+  for (; size - at >= 8; at += 8) h = rotl(h ^ round64(0, read64(bytes + at)), 27) * P1 + P4;
+  if (size - at >= 4) {
+    h = rotl(h ^ (static_cast<std::uint64_t>(read32(bytes + at)) * P1), 23) * P2 + P3;
+    at += 4;
   }
-  for (; p < end; ++p) h = rotl(h ^ (static_cast<std::uint64_t>(*p) * P5), 11) * P1;
+  for (; at < size; ++at) h = rotl(h ^ (static_cast<std::uint64_t>(bytes[at]) * P5), 11) * P1;
   h ^= h >> 33;
   h *= P2;
   h ^= h >> 29;

@@ -70,8 +70,10 @@ TEST(Analysis, QifNormalFormFixedPointsAndSaddleNode) {
     for (const auto& p : r.points) {
       const double I = p.params[0];
       ASSERT_LE(I, 1e-12);
-      if (I < -1e-6) EXPECT_NEAR(std::abs(p.x[0]), std::sqrt(-I), 1e-9);
-      if (I < -1e-6) EXPECT_EQ(p.stability, p.x[0] < 0 ? "stable" : "unstable");
+      if (I < -1e-6) {
+        EXPECT_NEAR(std::abs(p.x[0]), std::sqrt(-I), 1e-9);
+        EXPECT_EQ(p.stability, p.x[0] < 0 ? "stable" : "unstable");
+      }
     }
   }
 }

@@ -29,6 +29,8 @@ std::string temp_path(const std::string& name) {
 TEST(Checkpoint, Xxh64MatchesTheReferenceImplementation) {
   // Reference values from the xxhash package (Python bindings of Collet's C code).
   EXPECT_EQ(io::xxh64("", 0), 0xEF46DB3751D8E999ull);
+  // An empty tensor's data pointer is null; under UBSan any offset from it fails the test.
+  EXPECT_EQ(io::xxh64(nullptr, 0), 0xEF46DB3751D8E999ull);
   EXPECT_EQ(io::xxh64("abc", 3), 0x44BC2CF5AD770999ull);
   std::vector<unsigned char> data(1000);
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>((i * 7 + 3) % 256);
