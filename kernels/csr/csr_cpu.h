@@ -125,6 +125,20 @@ Status scatter(const Params<scalar_t, index_t, x_t>& p, std::int64_t b,
   return {};
 }
 
+// How many row blocks a single-item scatter touching `work` stored entries is split into,
+// each accumulating into its own buffer, the buffers then added to the first in block order.
+// Fixed numbers (not the thread count), so the result is the same on every machine: 8 blocks
+// keep 2..8 cores busy, and below 2^16 entries per block, zeroing and adding n_cols-long
+// buffers costs more than the split saves. brain::event_csr_matmul and the fused recurrent
+// LIF op (kernels/lif/lif_recurrent_cpu.h) both split by this rule, so they round alike.
+constexpr std::int64_t kMaxScatterBlocks = 8;
+constexpr std::int64_t kScatterWorkPerBlock = std::int64_t{1} << 16;
+inline std::int64_t scatter_blocks(std::int64_t work, std::int64_t n_rows) {
+  const std::int64_t most = n_rows < kMaxScatterBlocks ? (n_rows > 1 ? n_rows : 1) : kMaxScatterBlocks;
+  const std::int64_t blocks = work / kScatterWorkPerBlock;
+  return blocks < 1 ? 1 : (blocks > most ? most : blocks);
+}
+
 // Work of a scatter over rows [row_begin, row_end): the number of stored entries it will
 // touch (for the event form, only those of active rows of batch item b). Used to decide how
 // many partial buffers a single-batch scatter is worth splitting into.

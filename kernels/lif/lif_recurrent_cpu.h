@@ -9,7 +9,9 @@
 // and then updates the membrane as lif_sequence does (kernels/lif/lif_seq.h). Every batch
 // item is independent in the forward, so an item walks the whole window on one thread; the
 // scatter and the sum round as brain::event_csr_matmul (one item's rows in order) and
-// at::add do, so the spikes equal those of the op-by-op network.
+// at::add do, so the spikes equal those of the op-by-op network. A lone item (B = 1) splits
+// each step's scatter into row blocks by event_csr_matmul's own rule (csr::scatter_blocks),
+// so that case both uses the threads and keeps the same bits.
 //
 // The backward walks the steps from the last. With gu = dL/du carried per neuron:
 //   gs_t   = grad_spikes[t] + G_{t+d}                (G: the gradient reaching S through A)
@@ -44,37 +46,59 @@ struct RecurrentProblem {
   }
 };
 
-// The whole window for batch item b. u and rec are scratch of n values. v_pre may be null.
+// The scatter A^T S_t of item b as event_csr_matmul computes it for one item alone.
 template <typename T, typename index_t>
-csr::Status recurrent_forward_item(const LifConstants& constants, const RecurrentProblem<T, index_t>& p,
-                                   std::int64_t b, T* spikes, T* v_last, T* v_pre, T* u, T* rec) {
-  const Typed<T> c(constants);
-  const std::int64_t n = p.n;
-  const std::int64_t stride = p.batch * n;
+csr::Params<T, index_t, T> recurrent_scatter_params(const RecurrentProblem<T, index_t>& p, std::int64_t t,
+                                                    std::int64_t b, const T* spikes) {
   csr::Params<T, index_t, T> a;
   a.indptr = p.indptr;
   a.indices = p.indices;
   a.weights = p.weights;
   a.homo = p.homo;
-  a.n_rows = n;
-  a.n_cols = n;
+  a.n_rows = p.n;
+  a.n_cols = p.n;
   a.batch = 1;
   a.nnz = p.nnz;
+  a.x = p.source(t, spikes) + b * p.n;
+  return a;
+}
+
+// Step t's membrane update of item b's neurons [begin, end). The recurrent current is rec[j]
+// plus, in block order, the n_partial other row blocks' sums partial[blk * n + j] (the split
+// scatter of csr::scatter_blocks); then drive + current as at::add, then lif_sequence's step.
+template <typename T, typename index_t>
+void recurrent_update(const LifConstants& constants, const RecurrentProblem<T, index_t>& p, std::int64_t t,
+                      std::int64_t b, const T* rec, const T* partial, std::int64_t n_partial, T* u, T* spikes,
+                      T* v_pre, std::int64_t begin, std::int64_t end) {
+  const Typed<T> c(constants);
+  const std::int64_t n = p.n;
+  const std::int64_t row = t * p.batch * n + b * n;
+  for (std::int64_t j = begin; j < end; ++j) {
+    T r = rec[j];
+    for (std::int64_t blk = 0; blk < n_partial; ++blk) r += partial[blk * n + j];
+    const T current = p.drive[row + j] + r;
+    const T v = c.integrate(u[j], current);
+    const bool spike = c.scaled(v) > T(0);
+    if (v_pre != nullptr) v_pre[row + j] = v;
+    spikes[row + j] = spike ? T(1) : T(0);
+    u[j] = c.reset(v, spike);
+  }
+}
+
+// The whole window for batch item b on one thread. u and rec are scratch of n values. v_pre
+// may be null. For a lone item whose steps are worth splitting, the glue runs the steps
+// itself (recurrent_scatter_params, csr::scatter_blocks, recurrent_update) over threads.
+template <typename T, typename index_t>
+csr::Status recurrent_forward_item(const LifConstants& constants, const RecurrentProblem<T, index_t>& p,
+                                   std::int64_t b, T* spikes, T* v_last, T* v_pre, T* u, T* rec) {
+  const std::int64_t n = p.n;
   for (std::int64_t j = 0; j < n; ++j) u[j] = p.v0[b * n + j];
   for (std::int64_t t = 0; t < p.steps; ++t) {
-    a.x = p.source(t, spikes) + b * n;
+    const auto a = recurrent_scatter_params(p, t, b, spikes);
     for (std::int64_t j = 0; j < n; ++j) rec[j] = T(0);
     const csr::Status st = csr::scatter<true>(a, 0, 0, n, rec);
     if (!st.ok()) return st;
-    const std::int64_t row = t * stride + b * n;
-    for (std::int64_t j = 0; j < n; ++j) {
-      const T current = p.drive[row + j] + rec[j];
-      const T v = c.integrate(u[j], current);
-      const bool spike = c.scaled(v) > T(0);
-      if (v_pre != nullptr) v_pre[row + j] = v;
-      spikes[row + j] = spike ? T(1) : T(0);
-      u[j] = c.reset(v, spike);
-    }
+    recurrent_update(constants, p, t, b, rec, static_cast<const T*>(nullptr), 0, u, spikes, v_pre, 0, n);
   }
   for (std::int64_t j = 0; j < n; ++j) v_last[b * n + j] = u[j];
   return {};

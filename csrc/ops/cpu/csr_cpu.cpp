@@ -26,13 +26,6 @@ namespace {
 namespace k = brain::kernels::csr;
 using detail::report_kernel_status;
 
-// A single-batch scatter splits into at most this many row blocks, each accumulating into its
-// own buffer, summed afterwards in block order. Fixed (not the thread count) so the result is
-// the same on every machine; 8 blocks keep 2..8 cores busy.
-constexpr int64_t kMaxScatterBlocks = 8;
-// Below this many touched entries per block, splitting costs more (zeroing and summing
-// n_cols-long buffers) than it saves.
-constexpr int64_t kScatterWorkPerBlock = int64_t{1} << 16;
 // Aim for this many stored entries per parallel task in the gather and row loops.
 constexpr int64_t kEntriesPerTask = int64_t{1} << 14;
 
@@ -149,8 +142,7 @@ void run_matmul(const char* op, const Prepared& pr, bool transpose, at::Tensor& 
     return;
   }
   const int64_t work = k::scatter_work<kEvent>(p, 0);
-  const int64_t blocks =
-      std::clamp<int64_t>(work / kScatterWorkPerBlock, 1, std::min(kMaxScatterBlocks, std::max<int64_t>(pr.n_rows, 1)));
+  const int64_t blocks = k::scatter_blocks(work, pr.n_rows);
   if (blocks == 1) {
     report_kernel_status(op, k::scatter<kEvent>(p, 0, 0, pr.n_rows, o), pr.n_cols);
     return;
