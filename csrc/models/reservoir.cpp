@@ -39,12 +39,17 @@ Reservoir::Reservoir(ReservoirParams p, at::TensorOptions options)
 
 void Reservoir::reset_own_state(int64_t batch_size) {
   set_state("x", torch::zeros(state_shape(p_.size), options_.device(w_in_.device())));
-  input_ = at::Tensor();
+  set_state("input", torch::zeros(state_shape(p_.n_in), options_.device(w_in_.device())));
 }
 
 void Reservoir::set_input(const at::Tensor& u) {
-  TORCH_CHECK(u.size(-1) == p_.n_in, "Reservoir: input must be [..., ", p_.n_in, "], got ", u.sizes());
-  input_ = u;
+  TORCH_CHECK(has_state("input"), "Reservoir: set_input before reset_state (the input is a state)");
+  const at::Tensor& current = state("input");
+  TORCH_CHECK(u.dim() <= current.dim() && u.size(-1) == p_.n_in &&
+                  (u.dim() < 2 || u.size(0) == 1 || u.size(0) == current.size(0)),
+              "Reservoir: input must be [", p_.n_in, "] or broadcast to the state input ", current.sizes(), ", got ",
+              u.sizes());
+  assign_state("input", u.to(current.options()).expand(current.sizes()).contiguous());
 }
 
 at::Tensor Reservoir::recurrent(const at::Tensor& x) const {
@@ -64,7 +69,8 @@ at::Tensor Reservoir::step_state(const at::Tensor& x, const at::Tensor& u) const
   return p_.leak == 1.0 ? next : (1 - p_.leak) * x + p_.leak * next;
 }
 
-void Reservoir::update(const Context&) { assign_state("x", step_state(state("x"), input_)); }
+// Reads only states and parameters (never ctx.t or the host step): a recorded step replays.
+void Reservoir::update(const Context&) { assign_state("x", step_state(state("x"), state("input"))); }
 
 at::Tensor Reservoir::run(const at::Tensor& inputs) {
   TORCH_CHECK(inputs.dim() == 2 || inputs.dim() == 3, "Reservoir::run: inputs must be [T, n_in] or [T, B, n_in], got ",

@@ -77,7 +77,8 @@ CaTChannel, HChannel, CalciumPool, KCaChannel = _C.CaTChannel, _C.HChannel, _C.C
 #       Cls(n, dtype="float64", device="cpu", method=None, **parameters); states are the
 #       variables (e.g. "v", "w"), inputs "input_<variable>"
 #   Reservoir(n_in, size, spectral_radius, leak, input_scale, bias_scale, density,
-#       connectivity="dense"|"jit", seed).run(inputs [T, n_in]) -> states [T, size]
+#       connectivity="dense"|"jit", seed).run(inputs [T, n_in]) -> states [T, size]; states
+#       "x" and "input" (set_input(u), or a Runner input on "<name>.input")
 #   CANN1D(n, tau=1, k=8.1, a=0.5, A=10, J0=4, z_min=-pi, z_max=pi): a ring attractor; variable "u",
 #       input "input_u"; .stimulus(positions) -> [..., n], .decode(u) -> bump position, .features()
 FHN, WilsonCowan, QIFMeanField, StuartLandau, ThresholdLinear, Reservoir, CANN1D = (

@@ -9,6 +9,9 @@
 //            sqrt(N * density), which gives that spectral radius for large N (circular law).
 // Train a readout on its states with brain::train (ridge, RLS/FORCE, LMS) or by BPTT (the
 // step is differentiable in the input and in W_in; A is fixed).
+// States: "x", and "input" ([n_in] or [B, n_in], zero after reset_state), which set_input or
+// a Runner input on "<name>.input" sets; being a state, the input is also what a recorded
+// (CUDA-graph) step reads, so the reservoir replays (RunnerOptions::graphs).
 #pragma once
 
 #include <cstdint>
@@ -33,8 +36,10 @@ struct ReservoirParams {
 class BRAIN_API Reservoir : public DynamicalSystem {
  public:
   explicit Reservoir(ReservoirParams p, at::TensorOptions options = at::kDouble);
-  // One step with the input set by set_input (zero if none); state "x".
+  // One step with the input held in state "input"; state "x".
   void update(const Context& ctx) override;
+  bool replayable() const override { return true; }
+  // Sets state "input" to u, broadcast to its shape (call reset_state first).
   void set_input(const at::Tensor& u);
   // Runs a whole input sequence u [T, n_in] or [T, B, n_in] from the current state (call
   // reset_state first) and returns the states [T, N] or [T, B, N].
@@ -56,7 +61,6 @@ class BRAIN_API Reservoir : public DynamicalSystem {
   at::TensorOptions options_;
   at::Tensor w_in_, bias_, w_rec_;  // w_rec_: dense A, or undefined for "jit"
   at::Tensor jit_weight_;           // [mean 0, std] for "jit"
-  at::Tensor input_;
 };
 
 }  // namespace brain

@@ -471,6 +471,60 @@ TEST(Replay, TheDecisionAndCannNetworksReplayTheirStimuliFromTheClock) {
   EXPECT_LT(z.min().item<double>(), -2.5);
 }
 
+TEST(Replay, AReservoirDrivenStepByStepReplaysItsInputFromTheClock) {
+  // The input is a state ("res.input") that a per-step Runner input sets, so recorded steps
+  // read it through the clock; with a batch, dense and JIT recurrence alike.
+  for (const std::string connectivity : {"dense", "jit"}) {
+    SCOPED_TRACE(connectivity);
+    brain::ReservoirParams p;
+    p.n_in = 3;
+    p.size = 80;
+    p.density = 0.3;
+    p.leak = 0.7;
+    p.bias_scale = 0.1;
+    p.connectivity = connectivity;
+    p.seed = 4;
+    const int64_t steps = 120, batch = 2;
+    const at::Tensor u = torch::randn({steps, batch, p.n_in}, torch::kDouble);
+    RunResult out[2];
+    std::shared_ptr<brain::Reservoir> res[2];
+    for (int k = 0; k < 2; ++k) {
+      auto net = std::make_shared<brain::DynSysGroup>("net");
+      res[k] = net->add("res", std::make_shared<brain::Reservoir>(p));
+      net->reset_state(batch);
+      brain::RunInput in;
+      in.path = "res.input";
+      in.value = u;
+      in.per_step = true;
+      in.op = brain::RunInput::Op::Set;
+      out[k] = run_network(net, k ? Graphs::Emulate : Graphs::Off, steps, {{"res.x"}}, {in});
+    }
+    EXPECT_GT(out[1].replayed_steps, 0) << out[1].graphs;
+    expect_same_results(out[0], out[1], connectivity);
+    // And both are the reservoir's own sequence run.
+    brain::Reservoir alone(p);
+    alone.reset_state(batch);
+    EXPECT_TRUE(torch::equal(out[0].values.at("res.x"), alone.run(u)));
+    EXPECT_GT(out[0].values.at("res.x").abs().max().item<double>(), 0.1) << "a silent reservoir proves little";
+  }
+  // set_input broadcasts to the state and names the shape it wanted.
+  brain::ReservoirParams p;
+  p.n_in = 2;
+  p.size = 10;
+  brain::Reservoir r(p);
+  EXPECT_THROW(r.set_input(torch::ones({2})), c10::Error);  // before reset_state
+  r.reset_state(3);
+  r.set_input(torch::ones({2}));
+  EXPECT_TRUE(torch::equal(r.state("input"), torch::ones({3, 2}, torch::kDouble)));
+  try {
+    r.set_input(torch::ones({4, 2}));
+    FAIL() << "a batch of 4 inputs for 3 items was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("broadcast to the state input [3, 2], got [4, 2]"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Replay, RunsThatWantAGradientKeepItAndOthersBuildNoGraph) {
   // An input that wants a gradient: the op-by-op loop records it (no replay), and the final
   // state is differentiable with respect to it.
