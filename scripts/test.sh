@@ -26,7 +26,7 @@ JOBS=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 # Each step says how long the job has run so far: CI stops at 90 minutes.
 step() { printf '\n== %s  [%dm%02ds]\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
 step "configure + build ($BUILD_DIR)"
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBRAIN_BUILD_TESTS=ON \
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBRAIN_BUILD_TESTS=ON -DBRAIN_VERSIONED_SONAME=ON \
       -DBRAIN_WITH_CUDA="${BRAIN_WITH_CUDA:-AUTO}" -DPython3_EXECUTABLE="$(command -v "$PYTHON")" >"$BUILD_DIR.configure.log" 2>&1 \
   || { cat "$BUILD_DIR.configure.log"; exit 1; }
 grep -E '^-- libbrain' "$BUILD_DIR.configure.log"
@@ -38,7 +38,11 @@ ctest_rc=${PIPESTATUS[0]}
 
 step "pip install . + pytest"
 pytest_rc=1
-if BRAIN_WITH_CUDA="${BRAIN_WITH_CUDA:-AUTO}" "$PYTHON" -m pip install -q --disable-pip-version-check \
+# The package is built from the objects ctest just tested: setup.py reconfigures this build
+# directory (tests off, an unversioned libbrain.so for the wheel), which changes no compile
+# flag, so only the links run again (a build directory of its own would recompile every
+# source that uses the precompiled header, whose path ccache hashes).
+if BRAIN_BUILD_DIR="$(cd "$BUILD_DIR" && pwd)" BRAIN_WITH_CUDA="${BRAIN_WITH_CUDA:-AUTO}" "$PYTHON" -m pip install -q --disable-pip-version-check \
      --root-user-action=ignore . ; then
   # Run from tests/ so that `import brain` finds the installed package, not the source tree.
   (cd tests && "$PYTHON" -m pytest -q python 2>&1) | tee "$BUILD_DIR/pytest.log"
