@@ -7,6 +7,8 @@
 // steps sampled which monitor) and reads the buffers once per chunk.
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <numeric>
 
 #include <torch/torch.h>
@@ -46,6 +48,15 @@ constexpr int64_t kEmulatedClockShift = 1'000'000'007;
 
 // Longest monitor period a graph may cover.
 constexpr int64_t kMaxGraphSteps = 1024;
+
+// For tests of the fallback: BRAIN_TEST_CAPTURE_FAULT=1 makes the capture fail. On CUDA it
+// reads the clock back to the host after the first recorded step, a host sync, which CUDA
+// refuses inside a capture: the failure a system that syncs would cause. In emulation the
+// capture itself fails (it runs nothing either: replays run the recorded function).
+bool capture_fault_requested() {
+  const char* value = std::getenv("BRAIN_TEST_CAPTURE_FAULT");
+  return value != nullptr && std::strcmp(value, "1") == 0;
+}
 
 c10::Device device_of(DynamicalSystem& system) {
   for (const auto& path : system.state_paths()) return system.find_state(path).device();
@@ -290,10 +301,16 @@ RunResult run_modules_replayed(DynamicalSystem& system, const RunnerOptions& opt
     int64_t replay_first_step = ctx.step;  // read by the emulation at every replay
     const int64_t capture_step = ctx.step;
     bool captured = true;
+    const bool inject_fault = capture_fault_requested();
     try {
+      // The emulation's capture only keeps the function, so its fault comes before it.
+      TORCH_CHECK(!(inject_fault && emulate), "capture fault injected by BRAIN_TEST_CAPTURE_FAULT");
       graph->capture([&] {
         const int64_t shown = emulate ? replay_first_step + kEmulatedClockShift : capture_step;
-        for (int64_t i = 0; i < K; ++i) one_step(shown + i, i);
+        for (int64_t i = 0; i < K; ++i) {
+          one_step(shown + i, i);
+          if (inject_fault && i == 0) (void)clock.item<int64_t>();
+        }
         for (auto& s : slots) {
           const at::Tensor& out = s.target.system->state(s.target.leaf);
           if (!out.is_same(s.in)) {
@@ -303,12 +320,11 @@ RunResult run_modules_replayed(DynamicalSystem& system, const RunnerOptions& opt
         }
       });
     } catch (const std::exception& e) {
-      if (emulate) throw;
       // A capture runs nothing: the states before it are intact in the slots, the clock has
       // not moved, and the run goes on step by step, saying why.
       for (auto& s : slots) s.target.system->assign_state(s.target.leaf, s.in);
       const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
-      result.graphs = std::string("CUDA graph capture failed, steps ran one by one: ") +
+      result.graphs = std::string(emulate ? "emulated" : "CUDA") + " graph capture failed, steps ran one by one: " +
                       (c10_error ? c10_error->what_without_backtrace() : e.what());
       captured = false;
     }

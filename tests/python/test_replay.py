@@ -114,6 +114,44 @@ def test_cuda_graphs_replay_the_module_engine(build):
         assert sum(outs["off"]["spike_counts"].values()) > 0
 
 
+def test_a_failed_capture_runs_the_steps_one_by_one(monkeypatch):
+    # BRAIN_TEST_CAPTURE_FAULT=1 makes the capture fail (in emulation before it records).
+    off = run(small_coba(), "off")
+    monkeypatch.setenv("BRAIN_TEST_CAPTURE_FAULT", "1")
+    failed = run(small_coba(), "emulate")
+    assert failed["graphs"] == ("emulated graph capture failed, steps ran one by one: "
+                                "capture fault injected by BRAIN_TEST_CAPTURE_FAULT")
+    assert failed["replayed_steps"] == 0
+    for key in ("E.V", "I.spike", "E.spike"):
+        assert torch.equal(off[key], failed[key]), key
+    assert off["spike_counts"] == failed["spike_counts"]
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
+def test_cuda_a_failed_capture_puts_the_states_back_and_runs_step_by_step(monkeypatch):
+    # On CUDA the fault is a real host sync (the clock read back) after the first recorded
+    # step: CUDA refuses it and the capture is lost with the step's kernels recorded, not run.
+    # The run must continue from the states before the capture (a missing restore would leave
+    # the never-computed tensors of the recording), and the device must capture again after.
+    def go(graphs):
+        runner = m.Runner(small_coba("cuda"), monitors=["E.V", "I.spike"], inputs={"E.input": 20.0, "I.input": 20.0},
+                          progress=False, engine="modules", graphs=graphs, chunk_steps=50)
+        return runner.run_steps(400)
+
+    off = go("off")
+    monkeypatch.setenv("BRAIN_TEST_CAPTURE_FAULT", "1")
+    failed = go("auto")
+    monkeypatch.delenv("BRAIN_TEST_CAPTURE_FAULT")
+    assert failed["graphs"].startswith("CUDA graph capture failed, steps ran one by one: "), failed["graphs"]
+    assert failed["replayed_steps"] == 0
+    torch.testing.assert_close(failed["E.V"][:50], off["E.V"][:50], rtol=0, atol=1e-3)
+    assert torch.isfinite(failed["E.V"]).all()
+    for pop, count in off["spike_counts"].items():
+        assert abs(failed["spike_counts"][pop] - count) <= 0.1 * count + 5, pop
+    again = go("auto")
+    assert again["graphs"] == "cuda" and again["replayed_steps"] >= 352, again["graphs"]
+
+
 def test_brain_run_takes_run_graphs(tmp_path):
     import json
     import os

@@ -5,6 +5,7 @@
 #include <brain/brain.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -469,6 +470,38 @@ TEST(Replay, TheDecisionAndCannNetworksReplayTheirStimuliFromTheClock) {
   const at::Tensor z = out[0].values.at("stimulus.position");
   EXPECT_GT(z.max().item<double>(), 3.0);
   EXPECT_LT(z.min().item<double>(), -2.5);
+}
+
+TEST(Replay, AFailedCapturePutsTheStatesBackAndRunsStepByStep) {
+  // BRAIN_TEST_CAPTURE_FAULT=1 fails the capture (csrc/dyn/replay.cpp); in emulation, before
+  // any recorded step has run, as a failed CUDA capture has run none. The run must go on one
+  // step at a time from the states the capture started with: the op-by-op results, with STDP
+  // moving weights in place, and the reason in `graphs`.
+  auto eager_net = mixed_network(true);
+  auto failed_net = mixed_network(true);
+  eager_net->reset_state();
+  failed_net->reset_state();
+  const RunResult eager = brain::Runner(eager_net, mixed_options(Graphs::Off, 100)).run_steps(100);
+  ASSERT_EQ(setenv("BRAIN_TEST_CAPTURE_FAULT", "1", 1), 0);
+  RunResult failed;
+  try {
+    failed = brain::Runner(failed_net, mixed_options(Graphs::Emulate, 100)).run_steps(100);
+  } catch (...) {
+    unsetenv("BRAIN_TEST_CAPTURE_FAULT");
+    throw;
+  }
+  unsetenv("BRAIN_TEST_CAPTURE_FAULT");
+  EXPECT_EQ(failed.graphs,
+            "emulated graph capture failed, steps ran one by one: capture fault injected by BRAIN_TEST_CAPTURE_FAULT");
+  EXPECT_EQ(failed.replayed_steps, 0);
+  expect_same_results(eager, failed, "after a failed capture");
+  expect_same_states(*eager_net, *failed_net);
+  expect_same_parameters_and_buffers(*eager_net, *failed_net);
+  EXPECT_GT(eager.spike_counts.at("E"), 0);
+  // Without the variable the same runner replays again.
+  const RunResult again = brain::Runner(failed_net, mixed_options(Graphs::Emulate, 100)).run_steps(100);
+  EXPECT_EQ(again.graphs, "emulated");
+  EXPECT_GT(again.replayed_steps, 0);
 }
 
 TEST(Replay, AReservoirDrivenStepByStepReplaysItsInputFromTheClock) {
