@@ -1,5 +1,5 @@
 """BPTT benchmark: forward + backward of Linear + LIF (batch 16, 500 steps, 4k and 16k
-neurons) and of a recurrent LIF network with event-CSR recurrence, libbrain against plain
+neurons) and of a recurrent LIF network with event-CSR or JIT recurrence, libbrain against plain
 PyTorch surrogate-gradient implementations of the same networks with the same weights, in the
 same run: time and peak memory.
 
@@ -23,6 +23,13 @@ gradient, sigmoid surrogate with alpha 4):
   brain csr            SpikingNet with event-CSR recurrence (the same synapses and weights):
                        the window as one brain.ops.lif_recurrent_sequence
   brain csr recompute  the same with backward_recomputing.
+  recurrent_jit: the same network with JIT connectivity (normal weights, trainable mean and
+  std, never stored); torch dense materialises the matrix from the same generator:
+  brain jit per step   brain.ops.event_jitc_matmul + brain.ops.lif_sequence per step (what
+                       SpikingNet ran before brain.ops.lif_jit_recurrent_sequence)
+  brain jit            SpikingNet with JIT recurrence: the window as one
+                       brain.ops.lif_jit_recurrent_sequence
+  brain jit recompute  the same with backward_recomputing.
 
     --only CASE runs one case and writes results/bptt_<device>_<CASE>.{md,json}.
 """
@@ -48,15 +55,18 @@ ALPHA = 4.0
 CHUNK = 50
 RECURRENT_FAN_IN = 100
 
-CASES = {  # name -> (hidden neurons, recurrent)
-    "linear_lif_4k": (4096, False),
-    "linear_lif_16k": (16384, False),
-    "recurrent_csr_4k": (4096, True),
+CASES = {  # name -> (hidden neurons, recurrence or None)
+    "linear_lif_4k": (4096, None),
+    "linear_lif_16k": (16384, None),
+    "recurrent_csr_4k": (4096, "csr"),
+    "recurrent_jit_4k": (4096, "jit"),
 }
 IMPLS = {
-    False: ["torch loop", "torch batched", "brain fused", "brain recompute"],
-    True: ["torch dense", "brain csr per step", "brain csr", "brain csr recompute"],
+    None: ["torch loop", "torch batched", "brain fused", "brain recompute"],
+    "csr": ["torch dense", "brain csr per step", "brain csr", "brain csr recompute"],
+    "jit": ["torch dense", "brain jit per step", "brain jit", "brain jit recompute"],
 }
+JIT_STD = 0.1  # the normal weights' std, as the CSR case's weights
 
 
 class SigmoidSpike(torch.autograd.Function):
@@ -78,19 +88,21 @@ def lif_step(v, current):
     return torch.where(s > 0, torch.zeros_like(v), v), s
 
 
-def make_net(n, recurrent, device):
+def make_net(n, recurrence, device):
     import brain
 
-    net = brain.models.SpikingNet(n_in=N_IN, n_hidden=n, n_out=N_OUT, recurrent=recurrent, recurrence="csr",
-                                  recurrent_prob=RECURRENT_FAN_IN / n, seed=0)
+    net = brain.models.SpikingNet(n_in=N_IN, n_hidden=n, n_out=N_OUT, recurrent=recurrence is not None,
+                                  recurrence=recurrence or "csr", recurrent_prob=RECURRENT_FAN_IN / n, seed=0)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         params = dict(net.named_parameters())
         # Input weights that make the hidden layer fire at a few percent per step.
         params["input.weight"].copy_(torch.randn(n, N_IN, generator=g) * (3.0 / N_IN) ** 0.5)
         params["input.bias"].fill_(0.3)
-        if recurrent:
+        if recurrence == "csr":
             params["recurrent.weights"].copy_(torch.randn(params["recurrent.weights"].shape, generator=g) * 0.1)
+        elif recurrence == "jit":
+            params["recurrent.weight"].copy_(torch.tensor([0.0, JIT_STD]))
     net.to(torch.device(device))
     return net
 
@@ -101,20 +113,29 @@ def proc_status_bytes(field):
 
 
 def run_case(case, impl, device, reps):
-    n, recurrent = CASES[case]
+    n, recurrence = CASES[case]
     torch.manual_seed(0)
     x = torch.rand(T_STEPS, BATCH, N_IN, device=device)
     y = torch.randint(0, N_OUT, (BATCH,), device=device)
-    net = make_net(n, recurrent, device)
+    net = make_net(n, recurrence, device)
     p = dict(net.named_parameters())
     W_in, b_in = p["input.weight"], p["input.bias"]
     W_out, b_out = p["readout.weight"], p["readout.bias"]
     import brain
 
-    if recurrent:
+    if recurrence == "csr":
         buffers = dict(net.named_buffers())
         rows = torch.repeat_interleave(buffers["recurrent.indptr"].diff().long())
         dense_index = (rows, buffers["recurrent.indices"].long())
+    if recurrence == "jit":
+        jit = (RECURRENT_FAN_IN / n, 1, "normal")  # SpikingNet's prob, seed (its seed + 1), dist
+        unit = [brain.ops.jitc_materialize(torch.tensor(w, device=device), *jit[:2], [n, n], "normal")
+                for w in ([1.0, 0.0], [0.0, 1.0])]
+
+    def recurrent_matrix():
+        if recurrence == "jit":
+            return p["recurrent.weight"][0] * unit[0] + p["recurrent.weight"][1] * unit[1]
+        return torch.zeros(n, n, device=device).index_put(dense_index, p["recurrent.weights"], accumulate=True)
 
     def loss_of(out):
         return F.cross_entropy(out.mean(0), y)
@@ -140,7 +161,7 @@ def run_case(case, impl, device, reps):
             spikes, _ = brain.ops.lif_sequence(F.linear(x, W_in, b_in), torch.zeros(BATCH, n, device=device))
             loss = loss_of(F.linear(spikes, W_out, b_out))
         elif impl == "torch dense":
-            W_rec = torch.zeros(n, n, device=device).index_put(dense_index, p["recurrent.weights"], accumulate=True)
+            W_rec = recurrent_matrix()
             v = torch.zeros(BATCH, n, device=device)
             s = torch.zeros(BATCH, n, device=device)
             outs = []
@@ -159,10 +180,20 @@ def run_case(case, impl, device, reps):
                 s = s[0]
                 spikes.append(s)
             loss = loss_of(F.linear(torch.stack(spikes), W_out, b_out))
-        elif impl in ("brain recompute", "brain csr recompute"):
+        elif impl == "brain jit per step":
+            v = torch.zeros(BATCH, n, device=device)
+            s = torch.zeros(BATCH, n, device=device)
+            spikes = []
+            for current in F.linear(x, W_in, b_in).unbind(0):
+                rec = brain.ops.event_jitc_matmul(s, p["recurrent.weight"], jit[0], jit[1], [n, n], jit[2], True)
+                s, v = brain.ops.lif_sequence((current + rec).unsqueeze(0), v)
+                s = s[0]
+                spikes.append(s)
+            loss = loss_of(F.linear(torch.stack(spikes), W_out, b_out))
+        elif impl in ("brain recompute", "brain csr recompute", "brain jit recompute"):
             loss, _ = brain.models.backward_recomputing(net, x, loss_of, CHUNK)
             return loss
-        else:  # brain csr
+        else:  # brain csr, brain jit
             loss = loss_of(net(x))
         loss.backward()
         return loss
@@ -224,10 +255,10 @@ def main():
 
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     results = []
-    for case, (n, recurrent) in CASES.items():
+    for case, (n, recurrence) in CASES.items():
         if (args.quick and n > 4096) or (args.only and case != args.only):
             continue
-        for impl in IMPLS[recurrent]:
+        for impl in IMPLS[recurrence]:
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--case", case, "--impl", impl,
                    "--device", args.device, "--reps", str(args.reps)]
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)

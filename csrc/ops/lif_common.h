@@ -55,4 +55,15 @@ void check_lif_dense_recurrent_backward_tensors(const char* op, const at::Tensor
                                                 const at::Tensor& spikes, const at::Tensor& history,
                                                 const at::Tensor& weight);
 
+
+// The JIT form: weight holds the parameters of a dist ("homo" w, "uniform" [low, high],
+// "normal" [mean, std]) of drive's dtype and device, prob in (0, 1], A square [n, n].
+void check_lif_jit_recurrent_tensors(const char* op, const at::Tensor& drive, const at::Tensor& v0,
+                                     const at::Tensor& history, const at::Tensor& weight, double prob,
+                                     std::string_view dist);
+void check_lif_jit_recurrent_backward_tensors(const char* op, const at::Tensor& grad_spikes,
+                                              const at::Tensor& grad_v_last, const at::Tensor& v_pre,
+                                              const at::Tensor& spikes, const at::Tensor& history,
+                                              const at::Tensor& weight, double prob, std::string_view dist);
+
 }  // namespace brain::ops::detail

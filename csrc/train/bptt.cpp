@@ -148,7 +148,7 @@ at::Tensor SpikingNet::forward(const at::Tensor& inputs) {
     last_rate_ = steps > 0 ? spikes.mean() : torch::zeros({}, drive.options());
     return readout_->forward(spikes);
   }
-  if (o_.recurrent && use_fused() && o_.recurrence != "jit") {
+  if (o_.recurrent && use_fused()) {
     // The whole window with its recurrence as one op: one autograd node instead of a dozen
     // per step, and on a GPU a few kernels per step instead of a launch-bound graph.
     const std::vector<at::Tensor> oldest_first(history_.rbegin(), history_.rend());
@@ -157,10 +157,14 @@ at::Tensor SpikingNet::forward(const at::Tensor& inputs) {
     if (recurrent_dense_) {
       std::tie(spikes, v_last) = ops::lif_dense_recurrent_sequence(drive, lif_->state("V"), history,
                                                                    recurrent_dense_->weight, fused_options());
-    } else {
+    } else if (o_.recurrence == "csr") {
       const auto& csr = static_cast<const CsrComm&>(*recurrent_comm_);
       std::tie(spikes, v_last) = ops::lif_recurrent_sequence(drive, lif_->state("V"), history, csr.indptr(),
                                                              csr.indices(), csr.weights(), fused_options());
+    } else {
+      const auto& jit = static_cast<const JitComm&>(*recurrent_comm_);
+      std::tie(spikes, v_last) = ops::lif_jit_recurrent_sequence(drive, lif_->state("V"), history, jit.weight(),
+                                                                 jit.prob(), jit.seed(), jit.dist(), fused_options());
     }
     lif_->assign_state("V", v_last);
     // The next window's history, most recent first: the last d steps of (history, spikes).

@@ -168,6 +168,21 @@ BRAIN_API std::tuple<at::Tensor, at::Tensor> lif_dense_recurrent_sequence(const 
                                                                           const at::Tensor& history,
                                                                           const at::Tensor& weight,
                                                                           const LifSequenceOptions& options = {});
+// The same layer with JIT connectivity (SPEC section 2; never stored): A [n, n], rows
+// presynaptic, each synapse present with probability prob and regenerated from seed exactly as
+// event_jitc_matmul generates it (JitComm's matrix); weight holds dist's parameters (w for
+// "homo", [low, high] for "uniform", [mean, std] for "normal"). I_t = drive[t] + A^T S_t.
+// Written once for every device from event_jitc_matmul, jitc_matmul and lif_sequence's
+// one-step kernels, so its spikes equal the op-by-op network's (JitComm + add + lif_sequence
+// per step) on every device. The weight parameters' gradient is one pass over the matrix per
+// call (the window's steps as one batch), not one per step. Differentiable in drive, v0,
+// history and weight.
+BRAIN_API std::tuple<at::Tensor, at::Tensor> lif_jit_recurrent_sequence(const at::Tensor& drive,
+                                                                        const at::Tensor& v0,
+                                                                        const at::Tensor& history,
+                                                                        const at::Tensor& weight, double prob,
+                                                                        int64_t seed, std::string_view dist,
+                                                                        const LifSequenceOptions& options = {});
 
 // ---- Counter-based Poisson draws -----------------------------------------------------------
 // One step of independent Poisson spike trains: spikes[..., j] fires with probability

@@ -374,9 +374,9 @@ class SpikingNet(CppModule):
     recurrent_prob, one trainable weight per synapse) or "jit" (event JIT connectivity, never
     stored; trainable mean and std of the normal weights); recurrent_delay: steps from a spike
     to its recurrent input. fused: the LIF layer runs as brain::lif_sequence (one saved tensor
-    per step for the backward), and with "dense" or "csr" recurrence the whole window as one op
-    and one autograd node (brain::lif_dense_recurrent_sequence, brain::lif_recurrent_sequence),
-    instead of op by op; the spikes are the same."""
+    per step for the backward), and with recurrence the whole window as one op and one autograd
+    node (brain::lif_dense_recurrent_sequence, brain::lif_recurrent_sequence,
+    brain::lif_jit_recurrent_sequence), instead of op by op; the spikes are the same."""
 
     def __init__(self, n_in, n_hidden, n_out, recurrent=False, dt=1.0, tau=10.0, V_th=1.0, seed=0,
                  recurrence="dense", recurrent_prob=0.1, recurrent_delay=1, fused=True):

@@ -28,6 +28,7 @@ __all__ = [
     "lif_sequence",
     "lif_recurrent_sequence",
     "lif_dense_recurrent_sequence",
+    "lif_jit_recurrent_sequence",
     "poisson_spikes",
     "poisson_spikes_at",
 ]
@@ -188,6 +189,25 @@ def lif_dense_recurrent_sequence(drive: Tensor, v0: Tensor, history: Tensor, wei
                                                         float(v_th), float(R), float(tau), float(dt), method,
                                                         bool(detach_reset), surrogate,
                                                         [float(p) for p in surrogate_params])
+
+
+def lif_jit_recurrent_sequence(drive: Tensor, v0: Tensor, history: Tensor, weight: Tensor, prob: float, seed: int,
+                               dist: str = "homo", *, v_rest: float = 0.0, v_reset: float = 0.0, v_th: float = 1.0,
+                               R: float = 1.0, tau: float = 10.0, dt: float = 1.0, method: str = "exp_euler",
+                               detach_reset: bool = True, surrogate: str = "sigmoid",
+                               surrogate_params: Sequence[float] = ()) -> Tuple[Tensor, Tensor]:
+    """:func:`lif_recurrent_sequence` with JIT connectivity (never stored): ``A`` ``[n, n]``,
+    rows presynaptic, each synapse present with probability ``prob`` and generated from
+    ``seed`` exactly as :func:`event_jitc_matmul` generates it; ``weight`` holds the parameters
+    of ``dist`` (``w``, ``[low, high]`` or ``[mean, std]`` for ``"homo"``, ``"uniform"``,
+    ``"normal"``). Step ``t`` integrates ``drive[t] + A^T S_t``. One autograd node for the
+    window; the weight parameters' gradient is one pass over the matrix. Differentiable in
+    ``drive``, ``v0``, ``history`` and ``weight``; the spikes equal those of event_jitc_matmul
+    + add + :func:`lif_sequence` per step."""
+    return torch.ops.brain.lif_jit_recurrent_sequence(drive, v0, history, weight, float(prob), int(seed), dist,
+                                                      float(v_rest), float(v_reset), float(v_th), float(R),
+                                                      float(tau), float(dt), method, bool(detach_reset), surrogate,
+                                                      [float(p) for p in surrogate_params])
 
 
 def poisson_spikes(rates: Tensor, dt: float, seed: int, step: int, offset: int = 0) -> Tensor:

@@ -3,6 +3,7 @@ layer's window in one op (CSR or dense recurrence), against a plain PyTorch loop
 recurrent matrix (float64) and against the op-by-op network (event_csr_matmul or Linear, then
 lif_sequence, per step)."""
 
+import functools
 import itertools
 import math
 
@@ -482,3 +483,157 @@ def test_dense_bad_input_is_named():
         call(drive, v0, history[:0], weight)
     with pytest.raises(RuntimeError, match="dt must be > 0"):
         call(drive, v0, history, weight, dt=0.0)
+
+
+# ---- The JIT form --------------------------------------------------------------------------
+
+JIT_PARAMS = {"homo": [0.4], "uniform": [-0.5, 0.9], "normal": [0.1, 0.5]}
+
+
+def jit_matrix(weight, prob, seed, n, dist):
+    """The JIT matrix [pre, post] in plain torch, differentiable in the weight parameters: the
+    generator's pattern and variates (jitc_materialize at unit parameters) times them."""
+    def unit(*p):
+        return ops.jitc_materialize(torch.tensor(p, dtype=weight.dtype, device=weight.device), prob, seed, [n, n],
+                                    dist)
+    if dist == "homo":
+        return weight.reshape(()) * unit(1.0)
+    if dist == "uniform":  # low + (high - low) u
+        mask, u = unit(1.0, 1.0), unit(0.0, 1.0)
+        return weight[0] * (mask - u) + weight[1] * u
+    return weight[0] * unit(1.0, 0.0) + weight[1] * unit(0.0, 1.0)
+
+
+def make_jit_problem(T=40, B=3, n=30, d=2, dtype=torch.float64, dist="normal", seed=0, scale=2.5, device="cpu"):
+    drive, v0, history, _, _, _ = make_problem(T, B, n, d, seed=seed, scale=scale)
+
+    def to(t):
+        return t.to(dtype).to(device)
+
+    return to(drive), to(v0), to(history), torch.tensor(JIT_PARAMS[dist], dtype=dtype, device=device)
+
+
+def jit_op_by_op(drive, v0, history, weight, prob, seed, dist, **kw):
+    """The network the op replaces: JitComm's event_jitc_matmul, the sum, one lif_sequence step."""
+    n = drive.shape[-1]
+    line = list(history.unbind(0))
+    u, spikes = v0, []
+    for t in range(drive.shape[0]):
+        rec = ops.event_jitc_matmul(line[t], weight, prob, seed, [n, n], dist, True)
+        s, u = ops.lif_sequence((drive[t] + rec).unsqueeze(0), u, **kw)
+        spikes.append(s[0])
+        line.append(s[0])
+    return torch.stack(spikes), u
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dist,delay", [("homo", 1), ("uniform", 3), ("normal", 2)])
+def test_jit_matches_the_loop_and_the_op_by_op_network(device, dtype, dist, delay):
+    prob, seed = 0.2, 17
+    problem = tuple(t.requires_grad_() for t in make_jit_problem(d=delay, dtype=dtype, dist=dist, device=device))
+    drive, v0, history, weight = problem
+    kw = dict(v_rest=-0.2, v_reset=-0.1, v_th=0.9, R=1.3, tau=7.0, dt=0.5)
+    spikes, v_last = ops.lif_jit_recurrent_sequence(*problem, prob, seed, dist, **kw)
+    assert 0.02 < spikes.mean().item() < 0.5
+    by_op_spikes, by_op_v = jit_op_by_op(*problem, prob, seed, dist, **kw)
+    if device == "cpu":
+        assert torch.equal(spikes, by_op_spikes) and torch.equal(v_last, by_op_v)
+    else:  # atomics add in arrival order
+        torch.testing.assert_close(v_last, by_op_v, rtol=0, atol=1e-4 if dtype == torch.float32 else 1e-10)
+    ref_spikes, ref_v = reference_dense(drive, v0, history, jit_matrix(weight, prob, seed, drive.shape[-1], dist),
+                                        **kw)
+    assert torch.equal(spikes, ref_spikes)
+    got = grads_of(spikes, v_last, problem)
+    want = grads_of(ref_spikes, ref_v, problem)
+    tol = 1e-10 if dtype == torch.float64 else 2e-4
+    for name, a, b in zip(("drive", "v0", "history", "weight"), got, want):
+        assert b.abs().max() > 0, name
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * b.abs().max().item(), msg=name)
+
+
+def test_jit_equals_the_csr_form_on_the_materialised_matrix():
+    drive, v0, history, weight = make_jit_problem(T=30, B=2, n=25, seed=6)
+    indptr, indices, values = ops.jitc_to_csr(weight, 0.3, 4, [25, 25], "normal")
+    a = ops.lif_jit_recurrent_sequence(drive, v0, history, weight, 0.3, 4, "normal")
+    b = ops.lif_recurrent_sequence(drive, v0, history, indptr, indices, values)
+    assert a[0].sum() > 0 and torch.equal(a[0], b[0])
+    torch.testing.assert_close(a[1], b[1])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dist", ["homo", "normal"])
+def test_jit_gradcheck_below_threshold(device, dist):
+    drive, v0, _, weight = make_jit_problem(T=6, B=2, n=8, d=6, dist=dist, scale=0.1, device=device)
+    history = torch.rand(6, 2, 8, dtype=torch.float64, device=device) * 0.3
+    weight = weight * 0.3
+    call = functools.partial(ops.lif_jit_recurrent_sequence, prob=0.5, seed=3, dist=dist, method="euler", tau=4.0)
+    assert call(drive, v0, history, weight)[0].sum() == 0
+    inputs = tuple(t.clone().requires_grad_() for t in (drive, v0, history, weight))
+    assert torch.autograd.gradcheck(lambda d, v, h, w: call(d, v, h, w)[1], inputs)
+
+
+def test_jit_shapes_and_empty_windows():
+    drive, v0, history, weight = make_jit_problem(T=12, B=4, n=10, d=3, dtype=torch.float32)
+    call = functools.partial(ops.lif_jit_recurrent_sequence, prob=0.4, seed=2, dist="normal")
+    s_ref, v_ref = call(drive, v0, history, weight)
+    s1, v1 = call(drive[:, 1], v0[1], history[:, 1], weight)
+    assert torch.equal(s1, s_ref[:, 1]) and torch.equal(v1, v_ref[1])
+    s, v = call(drive.transpose(0, 1).contiguous().transpose(0, 1), v0, history, weight.repeat_interleave(2)[::2])
+    assert torch.equal(s, s_ref) and torch.equal(v, v_ref)
+    first = call(drive[:2], v0, history, weight)
+    second = call(drive[2:], first[1], torch.cat([history, first[0]])[-3:], weight)
+    assert torch.equal(torch.cat([first[0], second[0]]), s_ref) and torch.equal(second[1], v_ref)
+    v0g, wg = v0.clone().requires_grad_(), weight.clone().requires_grad_()
+    s0, v00 = call(drive[:0], v0g, history, wg)
+    assert s0.shape == (0, 4, 10) and torch.equal(v00, v0)
+    g_v0, g_w = torch.autograd.grad(v00.sum(), (v0g, wg), allow_unused=True)
+    assert torch.equal(g_v0, torch.ones_like(v0)) and (g_w is None or torch.equal(g_w, torch.zeros_like(weight)))
+    sb, vb = call(drive[:, :0], v0[:0], history[:, :0], weight)
+    assert sb.shape == (12, 0, 10) and vb.shape == (0, 10)
+    sn, vn = call(drive[:, :, :0], v0[:, :0], history[:, :, :0], weight)
+    assert sn.shape == (12, 4, 0) and vn.shape == (4, 0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_jit_opcheck_and_compile(device):
+    drive, v0, history, weight = make_jit_problem(T=8, B=2, n=6, dtype=torch.float32, device=device)
+    jit = (0.5, 3, "normal")
+    args = (drive.requires_grad_(), v0, history, weight.requires_grad_())
+    torch.library.opcheck(torch.ops.brain.lif_jit_recurrent_sequence.default, (*args, *jit, *CONSTANTS))
+    plain = tuple(t.detach() for t in args)
+    spikes, v_last, v_pre = torch.ops.brain._lif_jit_recurrent_sequence_forward(*plain, *jit, *CONSTANTS)
+    torch.library.opcheck(torch.ops.brain._lif_jit_recurrent_sequence_forward.default, (*plain, *jit, *CONSTANTS))
+    for mask in ([True, True, True, True], [False, True, False, True]):
+        torch.library.opcheck(torch.ops.brain._lif_jit_recurrent_sequence_backward.default,
+                              (torch.randn_like(spikes), torch.randn_like(v_last), v_pre, spikes, plain[2], plain[3],
+                               *jit, *CONSTANTS, mask))
+
+    def f(d, w):
+        s, u = ops.lif_jit_recurrent_sequence(d, v0, history, w, *jit, tau=5.0)
+        return s.mean(0).square().sum() + u.sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    got = torch.autograd.grad(compiled(*args[::3]), args[::3])
+    want = torch.autograd.grad(f(*args[::3]), args[::3])
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+def test_jit_bad_input_is_named():
+    drive, v0, history, weight = make_jit_problem(T=5, B=2, n=6, dtype=torch.float32)
+    call = ops.lif_jit_recurrent_sequence
+    with pytest.raises(RuntimeError, match=r"weight for dist=\"normal\" must be \[2\]"):
+        call(drive, v0, history, weight[:1], 0.3, 1, "normal")
+    with pytest.raises(RuntimeError, match="dist must be"):
+        call(drive, v0, history, weight, 0.3, 1, "gamma")
+    with pytest.raises(RuntimeError, match=r"prob must be in \(0, 1\]"):
+        call(drive, v0, history, weight, 0.0, 1, "normal")
+    with pytest.raises(RuntimeError, match="weight must have drive's dtype"):
+        call(drive, v0, history, weight.double(), 0.3, 1, "normal")
+    with pytest.raises(RuntimeError, match="at least one step"):
+        call(drive, v0, history[:0], weight, 0.3, 1, "normal")
+    with pytest.raises(RuntimeError, match="std"):
+        call(drive, v0, history, torch.tensor([0.0, -1.0]), 0.3, 1, "normal")
+    with pytest.raises(RuntimeError, match="tau must be > 0"):
+        call(drive, v0, history, weight, 0.3, 1, "normal", tau=0.0)

@@ -1,5 +1,6 @@
-// Autograd kernels of brain::lif_recurrent_sequence and its dense form
-// brain::lif_dense_recurrent_sequence (the same scheme). For the CSR form: the forward runs
+// Autograd kernels of brain::lif_recurrent_sequence and its dense and JIT forms
+// brain::lif_dense_recurrent_sequence, brain::lif_jit_recurrent_sequence (the same scheme).
+// For the CSR form: the forward runs
 // brain::_lif_recurrent_sequence_forward and saves v_pre next to the spikes it returns, the
 // history and the CSR matrix; the registered brain::_lif_recurrent_sequence_backward walks the
 // window back in one call. Without a gradient to compute, nothing is saved.
@@ -177,9 +178,90 @@ std::tuple<at::Tensor, at::Tensor> lif_dense_recurrent_sequence_autograd(
   return {out[0], out[1]};
 }
 
+// The JIT form: weight holds the connectivity's parameters; prob, seed and dist travel with
+// the model constants.
+using JitSequenceSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                                          const at::Tensor&, double, int64_t, c10::string_view, double,
+                                                          double, double, double, double, double, c10::string_view,
+                                                          bool, c10::string_view, c10::ArrayRef<double>);
+using JitForwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double, int64_t, c10::string_view,
+    double, double, double, double, double, double, c10::string_view, bool, c10::string_view, c10::ArrayRef<double>);
+using JitBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    double, int64_t, c10::string_view, double, double, double, double, double, double, c10::string_view, bool,
+    c10::string_view, c10::ArrayRef<double>, std::array<bool, 4>);
+
+struct Connectivity {
+  double prob;
+  int64_t seed;
+  std::string dist;
+};
+
+class LifJitRecurrentFunction : public torch::autograd::Function<LifJitRecurrentFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& drive, const at::Tensor& v0,
+                               const at::Tensor& history, const at::Tensor& weight, const Connectivity& c,
+                               const Model& m) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("brain::_lif_jit_recurrent_sequence_forward", "")
+                         .typed<JitForwardSig>();
+    at::Tensor spikes, v_last, v_pre;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      std::tie(spikes, v_last, v_pre) = op.call(drive, v0, history, weight, c.prob, c.seed, c.dist, m.v_rest,
+                                                m.v_reset, m.v_th, m.R, m.tau, m.dt, m.method, m.detach_reset,
+                                                m.surrogate, m.params);
+    }
+    ctx->save_for_backward({v_pre, spikes, history, weight});
+    save_model(ctx, m);
+    ctx->saved_data["prob"] = c.prob;
+    ctx->saved_data["seed"] = c.seed;
+    ctx->saved_data["dist"] = c.dist;
+    return {spikes, v_last};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("brain::_lif_jit_recurrent_sequence_backward", "")
+                         .typed<JitBackwardSig>();
+    const auto saved = ctx->get_saved_variables();
+    const Model m = load_model(ctx);
+    const std::array<bool, 4> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1), ctx->needs_input_grad(2),
+                                   ctx->needs_input_grad(3)};
+    auto [grad_drive, grad_v0, grad_history, grad_weight] =
+        op.call(grads[0], grads[1], saved[0], saved[1], saved[2], saved[3], ctx->saved_data["prob"].toDouble(),
+                ctx->saved_data["seed"].toInt(), ctx->saved_data["dist"].toStringRef(), m.v_rest, m.v_reset, m.v_th,
+                m.R, m.tau, m.dt, m.method, m.detach_reset, m.surrogate, m.params, mask);
+    return {grad_drive, grad_v0, grad_history, grad_weight, at::Tensor(), at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> lif_jit_recurrent_sequence_autograd(
+    const at::Tensor& drive, const at::Tensor& v0, const at::Tensor& history, const at::Tensor& weight, double prob,
+    int64_t seed, c10::string_view dist, double v_rest, double v_reset, double v_th, double R, double tau, double dt,
+    c10::string_view method, bool detach_reset, c10::string_view surrogate, c10::ArrayRef<double> params) {
+  const bool needs_grad = at::GradMode::is_enabled() && (drive.requires_grad() || v0.requires_grad() ||
+                                                         history.requires_grad() || weight.requires_grad());
+  if (!needs_grad) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("brain::lif_jit_recurrent_sequence", "")
+                         .typed<JitSequenceSig>();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op.call(drive, v0, history, weight, prob, seed, dist, v_rest, v_reset, v_th, R, tau, dt, method,
+                   detach_reset, surrogate, params);
+  }
+  const Model m{v_rest, v_reset, v_th, R, tau, dt, std::string(method), detach_reset, std::string(surrogate),
+                params.vec()};
+  auto out = LifJitRecurrentFunction::apply(drive, v0, history, weight, Connectivity{prob, seed, std::string(dist)},
+                                            m);
+  return {out[0], out[1]};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(brain, Autograd, m) {
+  m.impl("lif_jit_recurrent_sequence", &lif_jit_recurrent_sequence_autograd);
   m.impl("lif_recurrent_sequence", &lif_recurrent_sequence_autograd);
   m.impl("lif_dense_recurrent_sequence", &lif_dense_recurrent_sequence_autograd);
 }

@@ -72,10 +72,10 @@ struct SpikingNetOptions {
   // Dimensionless LIF by default: rest and reset 0, threshold 1, tau 10 ms.
   LifParams lif{0.0, 0.0, 1.0, 10.0, 1.0, 0.0, {}, true, "exp_euler"};
   // The hidden layer through brain::ops::lif_sequence (one op over the window without
-  // recurrence; with "dense" or "csr" recurrence lif_dense_recurrent_sequence or
-  // lif_recurrent_sequence, one op over the window as well; one lif_sequence per step with
-  // "jit"), which saves one tensor per step for the backward; off, or with a refractory period,
-  // it steps the brain::LIF module. Same spikes either way (on the CPU, bit for bit).
+  // recurrence; with recurrence lif_dense_recurrent_sequence, lif_recurrent_sequence or
+  // lif_jit_recurrent_sequence, one op over the window as well), which saves one tensor per
+  // step for the backward; off, or with a refractory period, it steps the brain::LIF module.
+  // Same spikes either way (on the CPU, bit for bit).
   bool fused = true;
   uint64_t seed = 0;
 };

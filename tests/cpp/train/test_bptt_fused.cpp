@@ -113,6 +113,52 @@ TEST(LifRecurrentSequence, EqualsTheOpByOpNetworkBitForBit) {
   EXPECT_TRUE(torch::equal(v_last, u));
 }
 
+// The JIT form against the per-step network it replaces (JitComm's event_jitc_matmul of the
+// delayed spikes, the sum, one lif_sequence step), for each weight distribution; and its
+// weight parameters' gradient (one walk over A per window) against the per-step graph's.
+TEST(LifJitRecurrentSequence, EqualsTheOpByOpNetworkBitForBitAndGradientsAgree) {
+  const int64_t steps = 30, batch = 3, n = 60, delay = 2, seed = 5;
+  const double prob = 0.15;
+  for (const auto& [dist, params] : std::vector<std::pair<std::string, std::vector<float>>>{
+           {"homo", {0.4f}}, {"uniform", {-0.5f, 0.9f}}, {"normal", {0.1f, 0.5f}}}) {
+    SCOPED_TRACE(dist);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
+    const auto weight = torch::tensor(params).requires_grad_();
+    const auto drive = (torch::rand({steps, batch, n}, gen) * 2.5).requires_grad_();
+    const auto v0 = torch::rand({batch, n}, gen);
+    const auto history = (torch::rand({delay, batch, n}, gen) < 0.2).to(torch::kFloat);
+    brain::ops::LifSequenceOptions lo;
+    lo.tau = 8.0;
+    const auto [spikes, v_last] =
+        brain::ops::lif_jit_recurrent_sequence(drive, v0, history, weight, prob, seed, dist, lo);
+    std::vector<torch::Tensor> line(history.unbind(0)), by_op;
+    torch::Tensor u = v0;
+    for (int64_t t = 0; t < steps; ++t) {
+      const auto rec = brain::ops::event_jitc_matmul(line[t], weight, prob, seed, {n, n}, dist, true);
+      auto [s, v] = brain::ops::lif_sequence((drive[t] + rec).unsqueeze(0), u, lo);
+      u = v;
+      line.push_back(s[0]);
+      by_op.push_back(s[0]);
+    }
+    const auto by_op_spikes = torch::stack(by_op);
+    const double rate = spikes.mean().item<double>();
+    EXPECT_GT(rate, 0.02);
+    EXPECT_LT(rate, 0.5);
+    EXPECT_TRUE(torch::equal(spikes, by_op_spikes));
+    EXPECT_TRUE(torch::equal(v_last, u));
+    auto gen_loss = at::make_generator<at::CPUGeneratorImpl>(4);
+    const auto ws = torch::randn(spikes.sizes(), gen_loss), wv = torch::randn(v_last.sizes(), gen_loss);
+    const auto fused_grads =
+        torch::autograd::grad({(spikes * ws).sum() + (v_last * wv).sum()}, {drive, weight});
+    const auto by_op_grads = torch::autograd::grad({(by_op_spikes * ws).sum() + (u * wv).sum()}, {drive, weight});
+    for (size_t i = 0; i < 2; ++i) {
+      const double scale = by_op_grads[i].abs().max().item<double>();
+      EXPECT_GT(scale, 0.0) << i;
+      EXPECT_LE((fused_grads[i] - by_op_grads[i]).abs().max().item<double>(), 1e-4 * scale) << i;
+    }
+  }
+}
+
 // Recurrence through event CSR or JIT connectivity with a delay of 2 steps, against the same
 // network written in plain torch with the dense recurrent matrix and a list as the delay line.
 TEST(SpikingNetFused, GradientsThroughSparseRecurrenceAndDelaysMatchADenseTorchNetwork) {
