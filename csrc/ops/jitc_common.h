@@ -56,4 +56,13 @@ c10::SymDimVector jitc_output_sizes(const JitcGeometry& g);
 std::pair<double, double> read_weight_params_cpu(const char* op, const at::Tensor& weight,
                                                  kernels::jitc::Dist dist);
 
+// CPU: jitc_matmul (event: event_jitc_matmul) with its checks and its result bit for bit,
+// reading A from indptr, indices and values, jitc_to_csr's output for the same weight, prob,
+// seed, shape and dist, instead of generating it: for a caller that multiplies by the same A
+// many times (the recurrent LIF op's steps). Defined in csrc/ops/cpu/jitc_cpu.cpp.
+at::Tensor jitc_matmul_with_csr_cpu(const char* op, bool event, const at::Tensor& x, const at::Tensor& weight,
+                                    double prob, int64_t seed, int64_t n_rows, int64_t n_cols, std::string_view dist,
+                                    bool transpose, const at::Tensor& indptr, const at::Tensor& indices,
+                                    const at::Tensor& values);
+
 }  // namespace brain::ops::detail

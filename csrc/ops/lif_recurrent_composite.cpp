@@ -7,6 +7,7 @@
 // window at the end (a GEMM, or one generation of the JIT matrix) instead of one per step.
 // Meta kernels at the end, so fake tensors never walk the steps.
 #include <algorithm>
+#include <cstdlib>
 #include <array>
 #include <functional>
 #include <string>
@@ -59,6 +60,9 @@ using JitcBackwardSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, co
                                                            double, int64_t, c10::SymIntArrayRef, c10::string_view,
                                                            bool, std::array<bool, 2>);
 
+using JitcToCsrSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, double, int64_t,
+                                                                    c10::SymIntArrayRef, c10::string_view);
+
 std::string_view view(c10::string_view s) { return {s.data(), s.size()}; }
 
 using StepSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, double, double, double,
@@ -88,11 +92,25 @@ Recurrence dense_recurrence(const at::Tensor& weight) {
       }};
 }
 
+// On the CPU, generating A's entries (a Philox draw and a logarithm each) dominates the cost of
+// a product; a window multiplies by the same A twice per step. So while A's expected size is
+// within this budget, a call generates it once as CSR (jitc_to_csr) and every step reads that
+// copy: the same entries, values and order, so the same bits, for the call's duration only.
+// Above it, and on a GPU (where generating is cheap and jitc_to_csr would read nnz back to the
+// host), every product generates A as it goes. BRAIN_JIT_COPY_BUDGET_MB sets the budget (0:
+// never copy), e.g. to bound a run's memory more tightly or to test both paths.
+double jit_copy_budget_bytes() {
+  const char* value = std::getenv("BRAIN_JIT_COPY_BUDGET_MB");
+  if (value == nullptr || *value == '\0') return 256.0 * (1 << 20);
+  char* end = nullptr;
+  const double mb = std::strtod(value, &end);
+  TORCH_CHECK(end != nullptr && *end == '\0' && mb >= 0, "BRAIN_JIT_COPY_BUDGET_MB must be a number of MiB >= 0, got '",
+              value, "'");
+  return mb * (1 << 20);
+}
+
 Recurrence jit_recurrence(const char* op, const at::Tensor& weight, double prob, int64_t seed, c10::string_view dist,
                           int64_t n) {
-  // Parameters the generator cannot use (std < 0, high < low, not finite) are named here, as
-  // the op's; on a GPU they turn the products into NaN instead (reading them would sync).
-  if (weight.device().is_cpu()) detail::read_weight_params_cpu(op, weight, detail::parse_dist(op, view(dist)));
   static auto event_op =
       c10::Dispatcher::singleton().findSchemaOrThrow("brain::event_jitc_matmul", "").typed<JitcMatmulSig>();
   static auto float_op =
@@ -100,8 +118,37 @@ Recurrence jit_recurrence(const char* op, const at::Tensor& weight, double prob,
   static auto backward_op = c10::Dispatcher::singleton()
                                 .findSchemaOrThrow("brain::_jitc_matmul_backward", "")
                                 .typed<JitcBackwardSig>();
+  static auto to_csr_op = c10::Dispatcher::singleton()
+                              .findSchemaOrThrow("brain::jitc_to_csr", "")
+                              .typed<JitcToCsrSig>();
   const std::array<c10::SymInt, 2> shape{n, n};
   const std::string dist_name(dist);
+  // The parameters' gradient of all the rows' products at once: one walk over A per part.
+  auto weight_grad = [=](at::Tensor grad, const at::Tensor& g_rows, const at::Tensor& source_rows) {
+    const at::Tensor part = std::get<1>(backward_op.call(g_rows, source_rows, weight, prob, seed, shape, dist_name,
+                                                         /*transpose=*/true, {false, true}));
+    return grad.defined() ? grad.add_(part) : part;
+  };
+  if (weight.device().is_cpu()) {
+    // Parameters the generator cannot use (std < 0, high < low, not finite) are named here, as
+    // the op's; on a GPU they turn the products into NaN instead (reading them would sync).
+    detail::read_weight_params_cpu(op, weight, detail::parse_dist(op, view(dist)));
+    const double expected_bytes = prob * static_cast<double>(n) * static_cast<double>(n) *
+                                  static_cast<double>(sizeof(int64_t) + weight.element_size());
+    if (n > 0 && expected_bytes <= jit_copy_budget_bytes()) {
+      at::Tensor indptr, indices, values;  // not structured bindings: C++17 lambdas cannot capture those
+      std::tie(indptr, indices, values) = to_csr_op.call(weight, prob, seed, shape, dist_name);
+      return {[=](const at::Tensor& source) {
+                return detail::jitc_matmul_with_csr_cpu(op, /*event=*/true, source, weight, prob, seed, n, n,
+                                                        dist_name, /*transpose=*/true, indptr, indices, values);
+              },
+              [=](const at::Tensor& g) {
+                return detail::jitc_matmul_with_csr_cpu(op, /*event=*/false, g, weight, prob, seed, n, n, dist_name,
+                                                        /*transpose=*/false, indptr, indices, values);
+              },
+              weight_grad};
+    }
+  }
   return {
       // JitComm's product: A^T S, the event form.
       [=](const at::Tensor& source) {
@@ -109,12 +156,7 @@ Recurrence jit_recurrence(const char* op, const at::Tensor& weight, double prob,
       },
       // current = drive + A^T S: the source's gradient is A g_current.
       [=](const at::Tensor& g) { return float_op.call(g, weight, prob, seed, shape, dist_name, /*transpose=*/false); },
-      // The parameters' gradient of all the rows' products at once: one walk over A per part.
-      [=](at::Tensor grad, const at::Tensor& g_rows, const at::Tensor& source_rows) {
-        const at::Tensor part = std::get<1>(backward_op.call(g_rows, source_rows, weight, prob, seed, shape,
-                                                             dist_name, /*transpose=*/true, {false, true}));
-        return grad.defined() ? grad.add_(part) : part;
-      }};
+      weight_grad};
 }
 
 // v_pre is returned (and computed) only when save.

@@ -19,6 +19,14 @@ struct MatmulParams {
   double a = 0, b = 0;  // the weight parameters
   const x_t* x = nullptr;
   std::int64_t batch = 1;
+  // Optional: A already generated as CSR (jitc_to_csr's indptr, indices and values, in its
+  // order and rounding), for a caller that multiplies by the same A many times. The loops
+  // then read the entries instead of generating them: the same entries, values and order.
+  const std::int64_t* csr_indptr = nullptr;
+  const std::int64_t* csr_indices = nullptr;
+  const scalar_t* csr_values = nullptr;
+  // gather only: x stored batch-minor, [n_in, batch] (the item values of one column together).
+  bool x_batch_minor = false;
 };
 
 template <typename x_t>
@@ -31,6 +39,19 @@ inline scalar_t entry_scalar(const Spec& s, double a, double b, std::int64_t row
   return static_cast<scalar_t>(entry_value(s.dist, entry_variate(s, row, col), a, b));
 }
 
+// f(col, value) for the entries of a row in column order, generated or read from the CSR copy.
+template <typename scalar_t, typename x_t, typename F>
+void for_each_entry_of_row(const MatmulParams<scalar_t, x_t>& p, std::int64_t row, F&& f) {
+  if (p.csr_indptr != nullptr) {
+    for (std::int64_t k = p.csr_indptr[row]; k < p.csr_indptr[row + 1]; ++k) f(p.csr_indices[k], p.csr_values[k]);
+    return;
+  }
+  const Spec& s = p.spec;
+  for (std::int64_t blk = 0; blk < s.n_blocks; ++blk) {
+    for_each_in_block(s, row, blk, [&](std::int64_t col) { f(col, entry_scalar<scalar_t>(s, p.a, p.b, row, col)); });
+  }
+}
+
 // out[b, row] = sum_j A[row, j] * x[b, j] for rows [row_begin, row_end); accumulates in acc_t.
 // kEvent skips zero x entries (the sum is the same).
 template <bool kEvent, typename acc_t, typename scalar_t, typename x_t>
@@ -40,16 +61,15 @@ void gather(const MatmulParams<scalar_t, x_t>& p, scalar_t* out, std::int64_t ro
   std::vector<acc_t> acc(static_cast<size_t>(p.batch));
   for (std::int64_t row = row_begin; row < row_end; ++row) {
     for (auto& v : acc) v = acc_t(0);
-    for (std::int64_t blk = 0; blk < s.n_blocks; ++blk) {
-      for_each_in_block(s, row, blk, [&](std::int64_t col) {
-        const scalar_t v = entry_scalar<scalar_t>(s, p.a, p.b, row, col);
-        for (std::int64_t bi = 0; bi < p.batch; ++bi) {
-          const x_t xv = p.x[bi * s.n_cols + col];
-          if (kEvent && !nonzero(xv)) continue;
-          acc[bi] += static_cast<acc_t>(v) * static_cast<acc_t>(xv);
-        }
-      });
-    }
+    for_each_entry_of_row(p, row, [&](std::int64_t col, scalar_t v) {
+      const x_t* xc = p.x_batch_minor ? p.x + col * p.batch : p.x + col;
+      const std::int64_t stride = p.x_batch_minor ? 1 : s.n_cols;
+      for (std::int64_t bi = 0; bi < p.batch; ++bi) {
+        const x_t xv = xc[bi * stride];
+        if (kEvent && !nonzero(xv)) continue;
+        acc[bi] += static_cast<acc_t>(v) * static_cast<acc_t>(xv);
+      }
+    });
     for (std::int64_t bi = 0; bi < p.batch; ++bi) {
       out[bi * s.n_rows + row] = static_cast<scalar_t>(acc[bi]);
     }
@@ -67,16 +87,13 @@ void scatter(const MatmulParams<scalar_t, x_t>& p, scalar_t* out, std::int64_t r
     bool any = false;
     for (std::int64_t bi = 0; bi < p.batch && !any; ++bi) any = nonzero(p.x[bi * s.n_rows + row]);
     if (!any) continue;
-    for (std::int64_t blk = 0; blk < s.n_blocks; ++blk) {
-      for_each_in_block(s, row, blk, [&](std::int64_t col) {
-        const scalar_t v = entry_scalar<scalar_t>(s, p.a, p.b, row, col);
-        for (std::int64_t bi = 0; bi < p.batch; ++bi) {
-          const x_t xv = p.x[bi * s.n_rows + row];
-          if (kEvent && !nonzero(xv)) continue;
-          out[bi * s.n_cols + col] += v * static_cast<scalar_t>(xv);
-        }
-      });
-    }
+    for_each_entry_of_row(p, row, [&](std::int64_t col, scalar_t v) {
+      for (std::int64_t bi = 0; bi < p.batch; ++bi) {
+        const x_t xv = p.x[bi * s.n_rows + row];
+        if (kEvent && !nonzero(xv)) continue;
+        out[bi * s.n_cols + col] += v * static_cast<scalar_t>(xv);
+      }
+    });
   }
 }
 
@@ -165,30 +182,55 @@ void fill_csr(const Spec& s, double a, double b, const std::int64_t* indptr, std
   }
 }
 
+// The batch items where x[b, i] != 0, grouped by i (x is [batch, n] row-major): items
+// lanes[offsets[i] .. offsets[i + 1]) in ascending order. One pass over x in memory order, so
+// a transposed weight gradient visits only the products that are not zero, however large the
+// batch (a BPTT window's steps times its items) and however sparse the spikes.
+template <typename x_t>
+void nonzero_lanes_by_column(const x_t* x, std::int64_t batch, std::int64_t n, std::vector<std::int64_t>& offsets,
+                             std::vector<std::int64_t>& lanes) {
+  offsets.assign(static_cast<size_t>(n + 1), 0);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    for (std::int64_t i = 0; i < n; ++i) offsets[static_cast<size_t>(i + 1)] += nonzero(x[b * n + i]) ? 1 : 0;
+  }
+  for (std::int64_t i = 0; i < n; ++i) offsets[static_cast<size_t>(i + 1)] += offsets[static_cast<size_t>(i)];
+  lanes.resize(static_cast<size_t>(offsets[static_cast<size_t>(n)]));
+  std::vector<std::int64_t> next(offsets.begin(), offsets.end() - 1);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (nonzero(x[b * n + i])) lanes[static_cast<size_t>(next[static_cast<size_t>(i)]++)] = b;
+    }
+  }
+}
+
 // Gradient of sum(g * (A @ x)) (or A^T @ x) with respect to the two weight parameters,
 // restricted to rows [row_begin, row_end), in double: partial[0] += sum of d A / d a * ...,
-// partial[1] likewise for b. g is [batch, n_out] like out.
+// partial[1] likewise for b. g is [batch, n_out] like out. Transposed, lane_offsets and lanes
+// (nonzero_lanes_by_column of x) list the items whose x is non-zero in each row: only those
+// products are summed, in ascending item order (the zero ones add nothing).
 template <typename scalar_t, typename x_t>
 void param_grad(const MatmulParams<scalar_t, x_t>& p, const scalar_t* g, bool transpose,
-                double* partial, std::int64_t row_begin, std::int64_t row_end) {
+                const std::int64_t* lane_offsets, const std::int64_t* lanes, double* partial,
+                std::int64_t row_begin, std::int64_t row_end) {
   const Spec& s = p.spec;
   const std::int64_t n_in = transpose ? s.n_rows : s.n_cols;
   const std::int64_t n_out = transpose ? s.n_cols : s.n_rows;
   double ga = 0, gb = 0;
   for (std::int64_t row = row_begin; row < row_end; ++row) {
-    if (transpose) {
-      bool any = false;
-      for (std::int64_t bi = 0; bi < p.batch && !any; ++bi) any = nonzero(p.x[bi * n_in + row]);
-      if (!any) continue;
-    }
+    const std::int64_t* first = transpose ? lanes + lane_offsets[row] : nullptr;
+    const std::int64_t* last = transpose ? lanes + lane_offsets[row + 1] : nullptr;
+    if (transpose && first == last) continue;
     for (std::int64_t blk = 0; blk < s.n_blocks; ++blk) {
       for_each_in_block(s, row, blk, [&](std::int64_t col) {
         double c = 0;
-        for (std::int64_t bi = 0; bi < p.batch; ++bi) {
-          c += transpose ? static_cast<double>(p.x[bi * n_in + row]) *
-                               static_cast<double>(g[bi * n_out + col])
-                         : static_cast<double>(g[bi * n_out + row]) *
-                               static_cast<double>(p.x[bi * n_in + col]);
+        if (transpose) {
+          for (const std::int64_t* lane = first; lane != last; ++lane) {
+            c += static_cast<double>(p.x[*lane * n_in + row]) * static_cast<double>(g[*lane * n_out + col]);
+          }
+        } else {
+          for (std::int64_t bi = 0; bi < p.batch; ++bi) {
+            c += static_cast<double>(g[bi * n_out + row]) * static_cast<double>(p.x[bi * n_in + col]);
+          }
         }
         if (c == 0) return;
         double da, db;

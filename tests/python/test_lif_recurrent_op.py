@@ -529,7 +529,12 @@ def jit_op_by_op(drive, v0, history, weight, prob, seed, dist, **kw):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("dist,delay", [("homo", 1), ("uniform", 3), ("normal", 2)])
-def test_jit_matches_the_loop_and_the_op_by_op_network(device, dtype, dist, delay):
+@pytest.mark.parametrize("copy_budget_mb", [None, "0"])
+def test_jit_matches_the_loop_and_the_op_by_op_network(device, dtype, dist, delay, copy_budget_mb, monkeypatch):
+    # On the CPU the op generates A once per call and reads that copy at every step, unless A
+    # exceeds BRAIN_JIT_COPY_BUDGET_MB (0: it generates A at every product, as on a GPU).
+    if copy_budget_mb is not None:
+        monkeypatch.setenv("BRAIN_JIT_COPY_BUDGET_MB", copy_budget_mb)
     prob, seed = 0.2, 17
     problem = tuple(t.requires_grad_() for t in make_jit_problem(d=delay, dtype=dtype, dist=dist, device=device))
     drive, v0, history, weight = problem
@@ -618,6 +623,13 @@ def test_jit_opcheck_and_compile(device):
     want = torch.autograd.grad(f(*args[::3]), args[::3])
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
+
+
+def test_jit_copy_budget_is_checked(monkeypatch):
+    drive, v0, history, weight = make_jit_problem(T=5, B=2, n=6, dtype=torch.float32)
+    monkeypatch.setenv("BRAIN_JIT_COPY_BUDGET_MB", "lots")
+    with pytest.raises(RuntimeError, match="BRAIN_JIT_COPY_BUDGET_MB must be a number"):
+        ops.lif_jit_recurrent_sequence(drive, v0, history, weight, 0.3, 1, "normal")
 
 
 def test_jit_bad_input_is_named():

@@ -64,17 +64,34 @@ Prepared prepare(const char* op, const at::Tensor& x, const at::Tensor& weight, 
   return p;
 }
 
+// A generated once (jitc_to_csr's tensors), or undefined tensors to generate it as it goes.
+struct Materialized {
+  at::Tensor indptr, indices, values;
+};
+
 template <bool kEvent, typename scalar_t, typename x_t>
-void run_matmul(const Prepared& pr, double prob, bool transpose, at::Tensor& out) {
+void run_matmul(const Prepared& pr, double prob, bool transpose, const Materialized& m, at::Tensor& out) {
   k::MatmulParams<scalar_t, x_t> p;
   p.spec = pr.spec;
   p.a = pr.a;
   p.b = pr.b;
   p.x = pr.x.data_ptr<x_t>();
   p.batch = pr.batch;
+  if (m.indptr.defined()) {
+    p.csr_indptr = m.indptr.const_data_ptr<int64_t>();
+    p.csr_indices = m.indices.const_data_ptr<int64_t>();
+    p.csr_values = m.values.const_data_ptr<scalar_t>();
+  }
   scalar_t* o = out.data_ptr<scalar_t>();
   const int64_t n_rows = pr.spec.n_rows, n_cols = pr.spec.n_cols;
   if (!transpose) {
+    // Each entry reads its column of every batch item: batch-minor, those are adjacent.
+    at::Tensor x_batch_minor;
+    if (pr.batch > 1) {
+      x_batch_minor = pr.x.t().contiguous();
+      p.x = x_batch_minor.const_data_ptr<x_t>();
+      p.x_batch_minor = true;
+    }
     at::parallel_for(0, n_rows, row_grain(pr.spec, prob), [&](int64_t begin, int64_t end) {
       k::gather<kEvent, double>(p, o, begin, end);
     });
@@ -109,17 +126,17 @@ void run_matmul(const Prepared& pr, double prob, bool transpose, at::Tensor& out
 
 at::Tensor matmul_impl(const char* op, bool event, const at::Tensor& x, const at::Tensor& weight,
                        double prob, int64_t seed, c10::SymIntArrayRef shape,
-                       c10::string_view dist, bool transpose) {
+                       c10::string_view dist, bool transpose, const Materialized& m = {}) {
   const Prepared pr = prepare(op, x, weight, prob, seed, shape, dist, transpose);
   at::Tensor out = at::zeros_symint(detail::jitc_output_sizes(pr.g), weight.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "jitc_matmul_cpu", [&] {
     if (pr.x.scalar_type() == at::kBool) {
-      if (event) run_matmul<true, scalar_t, bool>(pr, prob, transpose, out);
-      else run_matmul<false, scalar_t, bool>(pr, prob, transpose, out);
+      if (event) run_matmul<true, scalar_t, bool>(pr, prob, transpose, m, out);
+      else run_matmul<false, scalar_t, bool>(pr, prob, transpose, m, out);
     } else {
-      if (event) run_matmul<true, scalar_t, scalar_t>(pr, prob, transpose, out);
-      else run_matmul<false, scalar_t, scalar_t>(pr, prob, transpose, out);
+      if (event) run_matmul<true, scalar_t, scalar_t>(pr, prob, transpose, m, out);
+      else run_matmul<false, scalar_t, scalar_t>(pr, prob, transpose, m, out);
     }
   });
   return out;
@@ -164,9 +181,11 @@ std::tuple<at::Tensor, at::Tensor> jitc_matmul_backward_cpu(
         p.x = pr.x.data_ptr<x_t>();
         p.batch = pr.batch;
         const scalar_t* gp = g.data_ptr<scalar_t>();
+        std::vector<int64_t> lane_offsets, lanes;
+        if (transpose) k::nonzero_lanes_by_column(p.x, p.batch, n_rows, lane_offsets, lanes);
         at::parallel_for(0, pieces, 1, [&](int64_t begin, int64_t end) {
           for (int64_t piece = begin; piece < end; ++piece) {
-            k::param_grad(p, gp, transpose, partial[size_t(piece)].data(),
+            k::param_grad(p, gp, transpose, lane_offsets.data(), lanes.data(), partial[size_t(piece)].data(),
                           piece * kGradRowsPerPiece,
                           std::min(n_rows, (piece + 1) * kGradRowsPerPiece));
           }
@@ -276,6 +295,23 @@ std::tuple<at::Tensor, at::Tensor> jitc_pattern_cpu(const at::Tensor& like, doub
 }
 
 }  // namespace
+
+namespace detail {
+
+at::Tensor jitc_matmul_with_csr_cpu(const char* op, bool event, const at::Tensor& x, const at::Tensor& weight,
+                                    double prob, int64_t seed, int64_t n_rows, int64_t n_cols, std::string_view dist,
+                                    bool transpose, const at::Tensor& indptr, const at::Tensor& indices,
+                                    const at::Tensor& values) {
+  TORCH_CHECK(indptr.scalar_type() == at::kLong && indices.scalar_type() == at::kLong &&
+                  values.scalar_type() == weight.scalar_type() && indptr.is_contiguous() && indices.is_contiguous() &&
+                  values.is_contiguous() && indptr.numel() == n_rows + 1 && indices.numel() == values.numel(),
+              op, ": the generated copy of A must be jitc_to_csr's output for this weight and shape");
+  const std::array<c10::SymInt, 2> shape{n_rows, n_cols};
+  return matmul_impl(op, event, x, weight, prob, seed, shape, c10::string_view(dist.data(), dist.size()), transpose,
+                     Materialized{indptr, indices, values});
+}
+
+}  // namespace detail
 
 TORCH_LIBRARY_IMPL(brain, CPU, m) {
   m.impl("jitc_matmul", &jitc_matmul_cpu<false>);
