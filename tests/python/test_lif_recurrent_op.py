@@ -649,3 +649,24 @@ def test_jit_bad_input_is_named():
         call(drive, v0, history, torch.tensor([0.0, -1.0]), 0.3, 1, "normal")
     with pytest.raises(RuntimeError, match="tau must be > 0"):
         call(drive, v0, history, weight, 0.3, 1, "normal", tau=0.0)
+
+
+def test_jit_form_in_torchscript():
+    class Layer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.tensor(JIT_PARAMS["normal"], dtype=torch.float64))
+
+        def forward(self, drive: torch.Tensor, v0: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+            s, v = torch.ops.brain.lif_jit_recurrent_sequence(drive, v0, history, self.weight, 0.3, 4, "normal",
+                                                              0.0, 0.0, 1.0, 1.0, 10.0, 1.0)
+            return s.mean(0).square().sum() + v.sum()
+
+    drive, v0, history, _ = make_jit_problem(T=20, B=2, n=12)
+    layer = Layer()
+    scripted = torch.jit.script(layer)
+    eager_loss, scripted_loss = layer(drive, v0, history), scripted(drive, v0, history)
+    assert torch.equal(eager_loss, scripted_loss)
+    g_eager = torch.autograd.grad(eager_loss, layer.weight)[0]
+    g_scripted = torch.autograd.grad(scripted_loss, scripted.weight)[0]
+    assert g_eager.abs().max() > 0 and torch.equal(g_eager, g_scripted)
