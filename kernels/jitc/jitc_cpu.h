@@ -78,20 +78,30 @@ void gather(const MatmulParams<scalar_t, x_t>& p, scalar_t* out, std::int64_t ro
 
 // out[b, j] += A[row, j] * x[b, row] for rows [row_begin, row_end), in row order, into an
 // out of [batch, n_cols] that the caller zeroed. Rows whose x is zero in every batch item are
-// skipped (kEvent: without walking them; the float op walks them but adds nothing).
+// skipped (kEvent: without walking them; the float op walks them but adds nothing). kEvent
+// adds only the items whose x is non-zero in the row, listed once per row: with sparse
+// spikes, about one per entry instead of a test per batch item.
 template <bool kEvent, typename scalar_t, typename x_t>
 void scatter(const MatmulParams<scalar_t, x_t>& p, scalar_t* out, std::int64_t row_begin,
              std::int64_t row_end) {
   const Spec& s = p.spec;
+  std::vector<std::int64_t> lanes(static_cast<size_t>(p.batch));
   for (std::int64_t row = row_begin; row < row_end; ++row) {
-    bool any = false;
-    for (std::int64_t bi = 0; bi < p.batch && !any; ++bi) any = nonzero(p.x[bi * s.n_rows + row]);
-    if (!any) continue;
+    std::int64_t n_active = 0;
+    for (std::int64_t bi = 0; bi < p.batch; ++bi) {
+      if (nonzero(p.x[bi * s.n_rows + row])) lanes[static_cast<size_t>(n_active++)] = bi;
+    }
+    if (n_active == 0) continue;
     for_each_entry_of_row(p, row, [&](std::int64_t col, scalar_t v) {
-      for (std::int64_t bi = 0; bi < p.batch; ++bi) {
-        const x_t xv = p.x[bi * s.n_rows + row];
-        if (kEvent && !nonzero(xv)) continue;
-        out[bi * s.n_cols + col] += v * static_cast<scalar_t>(xv);
+      if (kEvent) {
+        for (std::int64_t a = 0; a < n_active; ++a) {
+          const std::int64_t bi = lanes[static_cast<size_t>(a)];
+          out[bi * s.n_cols + col] += v * static_cast<scalar_t>(p.x[bi * s.n_rows + row]);
+        }
+      } else {
+        for (std::int64_t bi = 0; bi < p.batch; ++bi) {
+          out[bi * s.n_cols + col] += v * static_cast<scalar_t>(p.x[bi * s.n_rows + row]);
+        }
       }
     });
   }
