@@ -85,4 +85,18 @@ struct PatternArgs {
 cudaError_t launch_pattern_counts(const PatternArgs& a, cudaStream_t stream);
 cudaError_t launch_fill_pattern(const PatternArgs& a, cudaStream_t stream);
 
+// Sets out[0, numel) to NaN when the weight parameters are invalid (not finite; uniform with
+// high < low; normal with std < 0) and leaves it untouched otherwise, deciding on the device:
+// one launch, no host sync, nothing written in the usual valid case. Nothing to do for kHomo
+// (a non-finite homogeneous weight already propagates). out has the weight's dtype.
+struct PoisonArgs {
+  const void* weight = nullptr;
+  Dtype dtype = Dtype::kFloat32;
+  Dist dist = Dist::kHomo;
+  void* out = nullptr;
+  std::int64_t numel = 0;
+  int num_sms = 1;
+};
+cudaError_t launch_poison_if_invalid(const PoisonArgs& a, cudaStream_t stream);
+
 }  // namespace brain::kernels::jitc::cuda

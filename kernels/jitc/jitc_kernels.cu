@@ -214,6 +214,23 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Invalid parameters cannot raise on the device without a host sync, so they turn the output
+// into NaN here. Every thread decides from the same two parameters: when they are valid (the
+// usual case) the whole launch returns without touching out.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    poison_kernel(const scalar_t* __restrict__ weight, Dist dist, scalar_t* __restrict__ out, std::int64_t numel) {
+  const Params2 prm = load_params(weight, dist);
+  const bool finite = isfinite(prm.a) && isfinite(prm.b);
+  const bool ordered = dist == Dist::kUniform ? prm.b >= prm.a : prm.b >= 0.0;
+  if (finite && ordered) return;
+  const scalar_t nan = from_double<scalar_t>(__longlong_as_double(0x7ff8000000000000LL));
+  for (std::int64_t i = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < numel;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    out[i] = nan;
+  }
+}
+
 // One thread per (row, window block), as block_counts_kernel / fill_csr_kernel.
 __global__ void __launch_bounds__(kThreads)
     pattern_counts_kernel(Spec s, Window w, std::int64_t* __restrict__ counts) {
@@ -333,6 +350,17 @@ cudaError_t launch_fill_pattern(const PatternArgs& a, cudaStream_t stream) {
   fill_pattern_kernel<<<grid_for(work, kThreads, a.num_sms), kThreads, 0, stream>>>(
       a.spec, a.window, a.counts, a.ends, a.indices);
   return cudaGetLastError();
+}
+
+cudaError_t launch_poison_if_invalid(const PoisonArgs& a, cudaStream_t stream) {
+  if (a.dist == Dist::kHomo || a.numel == 0) return cudaSuccess;
+  const unsigned grid = grid_for(a.numel, kThreads, a.num_sms);
+  return dispatch_dtype(a.dtype, [&](auto tag) -> cudaError_t {
+    using scalar_t = decltype(tag);
+    poison_kernel<scalar_t><<<grid, kThreads, 0, stream>>>(static_cast<const scalar_t*>(a.weight), a.dist,
+                                                           static_cast<scalar_t*>(a.out), a.numel);
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace brain::kernels::jitc::cuda

@@ -220,10 +220,34 @@ def test_cuda_half_types(dtype):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_invalid_parameters_give_nan_not_a_sync():
-    w = torch.tensor([0.0, -1.0], device="cuda")
-    out = ops.jitc_matmul(torch.ones(10, device="cuda"), w, 0.5, 0, (10, 10), "normal")
-    assert torch.isnan(out).all()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("dist,params,valid", [
+    ("normal", [0.0, -1.0], False), ("normal", [float("nan"), 1.0], False),
+    ("normal", [0.0, float("inf")], False), ("normal", [0.5, 0.0], True),
+    ("uniform", [1.0, 0.5], False), ("uniform", [float("-inf"), 0.5], False),
+    ("uniform", [0.5, 0.5], True), ("uniform", [-1.0, 1.0], True)])
+def test_cuda_invalid_parameters_give_nan_not_a_sync(dtype, dist, params, valid):
+    # Every output element is NaN (even those no entry reaches) when the parameters are
+    # invalid, and none is when they are valid; deciding that never syncs with the host.
+    # 1000 x 1000 materialised is more elements than one grid-stride pass covers.
+    w = torch.tensor(params, device="cuda", dtype=dtype)
+    shape = (1000, 1000)
+    x = torch.ones(3, shape[0], device="cuda", dtype=dtype)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        outs = [ops.jitc_matmul(x, w, 0.01, 0, shape, dist, True),
+                ops.jitc_matmul(x, w, 0.01, 0, shape, dist, False),
+                ops.event_jitc_matmul(x > 0, w, 0.01, 0, shape, dist, True),
+                ops.jitc_materialize(w, 0.01, 0, shape, dist)]
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    outs.append(ops.jitc_to_csr(w, 0.01, 0, shape, dist)[2])
+    for out in outs:
+        assert out.dtype == dtype
+        assert bool(torch.isnan(out).all()) == (not valid) and bool(torch.isnan(out).any()) == (not valid)
+    if valid:  # the poison pass left the values alone
+        assert (outs[3] != 0).sum() == (outs[4] != 0).sum() > 0
 
 
 # ---- Statistics of the generated matrices -------------------------------------------------

@@ -4,8 +4,6 @@
 // (std < 0, high < low, non-finite) turn the output into NaN instead of raising, because
 // raising would need a host sync.
 #include <array>
-#include <cmath>
-#include <limits>
 
 #include <ATen/Context.h>
 #include <ATen/TensorOperators.h>
@@ -14,8 +12,6 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cumsum.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/full.h>
-#include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/SymIntArrayRef.h>
 #include <c10/cuda/CUDAException.h>
@@ -38,17 +34,19 @@ using cuda_glue::sm_count;
 
 std::string_view view(c10::string_view s) { return {s.data(), s.size()}; }
 
-// out where the weight parameters are valid, NaN everywhere otherwise; decided on the device.
-// A 0-dim term (0 or NaN) is added in place: one pass over out and no output-sized temporary.
+// out where the weight parameters are valid, NaN everywhere otherwise; decided on the device
+// in one launch that writes nothing when they are valid. out must be contiguous, of the
+// weight's dtype.
 at::Tensor poison_if_invalid(at::Tensor out, const at::Tensor& weight, k::Dist dist) {
-  if (dist == k::Dist::kHomo || out.numel() == 0) return out;  // a non-finite w already propagates
-  const at::Tensor w = weight.to(at::kFloat);
-  at::Tensor valid = w.isfinite().all();
-  valid = dist == k::Dist::kUniform ? valid.logical_and(w[1] >= w[0])
-                                    : valid.logical_and(w[1] >= 0);
-  const at::Tensor term = at::where(valid, at::zeros({}, w.options()),
-                                    at::full({}, std::numeric_limits<double>::quiet_NaN(), w.options()));
-  return out.add_(term.to(out.scalar_type()));
+  kc::PoisonArgs a;
+  a.weight = weight.const_data_ptr();
+  a.dtype = kernel_dtype(weight.scalar_type());
+  a.dist = dist;
+  a.out = out.data_ptr();
+  a.numel = out.numel();
+  a.num_sms = sm_count();
+  C10_CUDA_CHECK(kc::launch_poison_if_invalid(a, at::cuda::getCurrentCUDAStream()));
+  return out;
 }
 
 k::Spec spec_for(const detail::JitcGeometry& g, double prob, int64_t seed) {
