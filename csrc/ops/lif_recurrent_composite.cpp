@@ -334,6 +334,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> jit_sequence_backward
 
 at::Tensor like(const at::Tensor& t) { return at::empty_symint(t.sym_sizes(), t.options()); }
 
+// The backward's gradients (drive, v0, history, weight) that output_mask asks for, as empty
+// tensors shaped like what they differentiate (drive's gradient is shaped like v_pre).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_meta_result(const at::Tensor& v_pre,
+                                                                                const at::Tensor& grad_v_last,
+                                                                                const at::Tensor& history,
+                                                                                const at::Tensor& weight,
+                                                                                std::array<bool, 4> output_mask) {
+  return {output_mask[0] ? like(v_pre) : at::Tensor(), output_mask[1] ? like(grad_v_last) : at::Tensor(),
+          output_mask[2] ? like(history) : at::Tensor(), output_mask[3] ? like(weight) : at::Tensor()};
+}
+
 std::tuple<at::Tensor, at::Tensor> sequence_meta(const at::Tensor& drive, const at::Tensor& v0,
                                                  const at::Tensor& history, const at::Tensor& weight, double v_rest,
                                                  double v_reset, double v_th, double R, double tau, double dt,
@@ -363,8 +374,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sequence_backward_met
   const char* op = "brain::_lif_dense_recurrent_sequence_backward";
   detail::lif_constants(op, v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
   detail::check_lif_dense_recurrent_backward_tensors(op, grad_spikes, grad_v_last, v_pre, spikes, history, weight);
-  return {output_mask[0] ? like(v_pre) : at::Tensor(), output_mask[1] ? like(grad_v_last) : at::Tensor(),
-          output_mask[2] ? like(history) : at::Tensor(), output_mask[3] ? like(weight) : at::Tensor()};
+  return backward_meta_result(v_pre, grad_v_last, history, weight, output_mask);
 }
 
 std::tuple<at::Tensor, at::Tensor> jit_sequence_meta(const at::Tensor& drive, const at::Tensor& v0,
@@ -398,8 +408,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> jit_sequence_backward
   detail::lif_constants(op, v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
   detail::check_lif_jit_recurrent_backward_tensors(op, grad_spikes, grad_v_last, v_pre, spikes, history, weight, prob,
                                                    view(dist));
-  return {output_mask[0] ? like(v_pre) : at::Tensor(), output_mask[1] ? like(grad_v_last) : at::Tensor(),
-          output_mask[2] ? like(history) : at::Tensor(), output_mask[3] ? like(weight) : at::Tensor()};
+  return backward_meta_result(v_pre, grad_v_last, history, weight, output_mask);
 }
 
 }  // namespace
