@@ -212,8 +212,39 @@ Status weight_grad(const index_t* indptr, const index_t* indices, const x_t* x,
 // element still sums the same terms in the same order, so the results equal the batch-major
 // forms above bit for bit.
 
+// One row's sums for the kLanes batch items [b0, b0 + kLanes), in registers, over entries
+// [k0, k1) whose indices the caller checked. Each item adds its terms in entry order from +0:
+// the same sum as any other lane width. For the event form, a finite w times a zero x adds
+// +-0, which leaves every sum unchanged (a sum starts at +0 and never becomes -0), so the
+// product loop, which vectorises, is the event form's value bit for bit; only a non-finite w
+// (w * 0 = NaN) must skip the inactive items.
+template <int kLanes, bool kEvent, typename acc_t, typename scalar_t, typename index_t, typename x_t>
+inline void gather_row_lanes(const Params<scalar_t, index_t, x_t>& p, std::int64_t k0, std::int64_t k1,
+                             std::int64_t b0, acc_t* acc) {
+  acc_t lane[kLanes];
+  for (int l = 0; l < kLanes; ++l) lane[l] = 0;
+  for (std::int64_t k = k0; k < k1; ++k) {
+    const acc_t w = static_cast<acc_t>(weight_at(p, k));
+    const x_t* xj = p.x + static_cast<std::int64_t>(p.indices[k]) * p.batch + b0;
+    if constexpr (kEvent) {
+      if (!(w - w == acc_t(0))) {
+        for (int l = 0; l < kLanes; ++l) {
+          if (is_active(xj[l])) lane[l] += w * static_cast<acc_t>(as_scalar<scalar_t>(xj[l]));
+        }
+        continue;
+      }
+    }
+    for (int l = 0; l < kLanes; ++l) lane[l] += w * static_cast<acc_t>(as_scalar<scalar_t>(xj[l]));
+  }
+  for (int l = 0; l < kLanes; ++l) acc[l] = lane[l];
+}
+
 // Gather form for rows [row_begin, row_end) of every batch item. x is [n_cols, batch]; out
-// is [batch, n_rows] as above; acc is scratch for `batch` accumulators.
+// is [batch, n_rows] as above; acc is scratch for `batch` sums. A row's indices are checked
+// once; then its sums run 16, 8 or 4 items at a time in registers, and a tail of 1-3 items
+// reruns the last 4 (the same sums, written again). A sum kept in memory instead is stored
+// and reloaded at every entry: 1.2-4.4x slower for 2-64 items (4000 rows of 80 entries,
+// float32, one thread).
 template <bool kEvent, typename acc_t, typename scalar_t, typename index_t, typename x_t>
 Status gather_batch_minor(const Params<scalar_t, index_t, x_t>& p, scalar_t* out, std::int64_t row_begin,
                           std::int64_t row_end, acc_t* acc) {
@@ -222,26 +253,24 @@ Status gather_batch_minor(const Params<scalar_t, index_t, x_t>& p, scalar_t* out
     const std::int64_t k0 = p.indptr[i];
     const std::int64_t k1 = p.indptr[i + 1];
     if (k1 < k0 || k0 < 0 || k1 > p.nnz) return Status::bad_indptr(i);
-    for (std::int64_t b = 0; b < batch; ++b) acc[b] = 0;
     for (std::int64_t k = k0; k < k1; ++k) {
       const std::int64_t j = p.indices[k];
       if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
-      const acc_t w = static_cast<acc_t>(weight_at(p, k));
-      const x_t* xj = p.x + j * batch;
-      if constexpr (kEvent) {
-        // A finite w times a zero x adds +-0, which leaves every sum unchanged (a sum starts
-        // at +0 and never becomes -0), so the product loop below, which vectorises, is the
-        // event form's value bit for bit. Only a non-finite w (w * 0 = NaN) must skip.
-        if (!(w - w == acc_t(0))) {
-          for (std::int64_t b = 0; b < batch; ++b) {
-            if (is_active(xj[b])) acc[b] += w * static_cast<acc_t>(as_scalar<scalar_t>(xj[b]));
-          }
-          continue;
-        }
-      }
-      for (std::int64_t b = 0; b < batch; ++b) acc[b] += w * static_cast<acc_t>(as_scalar<scalar_t>(xj[b]));
     }
-    for (std::int64_t b = 0; b < batch; ++b) out[b * p.n_rows + i] = static_cast<scalar_t>(acc[b]);
+    std::int64_t b = 0;
+    for (; b + 16 <= batch; b += 16) gather_row_lanes<16, kEvent>(p, k0, k1, b, acc + b);
+    for (; b + 8 <= batch; b += 8) gather_row_lanes<8, kEvent>(p, k0, k1, b, acc + b);
+    for (; b + 4 <= batch; b += 4) gather_row_lanes<4, kEvent>(p, k0, k1, b, acc + b);
+    if (b < batch && batch >= 4) {
+      gather_row_lanes<4, kEvent>(p, k0, k1, batch - 4, acc + batch - 4);
+    } else if (batch == 3) {
+      gather_row_lanes<3, kEvent>(p, k0, k1, 0, acc);
+    } else if (batch == 2) {
+      gather_row_lanes<2, kEvent>(p, k0, k1, 0, acc);
+    } else if (batch == 1) {
+      gather_row_lanes<1, kEvent>(p, k0, k1, 0, acc);
+    }
+    for (b = 0; b < batch; ++b) out[b * p.n_rows + i] = static_cast<scalar_t>(acc[b]);
   }
   return {};
 }

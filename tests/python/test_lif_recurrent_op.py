@@ -557,6 +557,24 @@ def test_jit_matches_the_loop_and_the_op_by_op_network(device, dtype, dist, dela
         torch.testing.assert_close(a, b, rtol=tol, atol=tol * b.abs().max().item(), msg=name)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dist", ["homo", "uniform", "normal"])
+def test_jit_copy_and_generation_give_the_same_bits(dtype, dist, monkeypatch):
+    # The copy of A (read by the CSR gather, 8 then 4 items at a time, the last 4 again: 13 items) and A
+    # generated at every product add the same terms in the same order: forward and gradients
+    # equal bit for bit.
+    problem = tuple(t.requires_grad_() for t in make_jit_problem(B=13, n=40, dtype=dtype, dist=dist, seed=3))
+    kw = dict(v_rest=-0.2, v_reset=-0.1, v_th=0.9, R=1.3, tau=7.0, dt=0.5)
+    results = []
+    for budget in ("256", "0"):
+        monkeypatch.setenv("BRAIN_JIT_COPY_BUDGET_MB", budget)
+        spikes, v_last = ops.lif_jit_recurrent_sequence(*problem, 0.2, 11, dist, **kw)
+        results.append((spikes, v_last) + tuple(grads_of(spikes, v_last, problem)))
+    assert 0.02 < results[0][0].mean().item() < 0.5
+    for name, a, b in zip(("spikes", "v_last", "drive", "v0", "history", "weight"), *results):
+        assert torch.equal(a, b), name
+
+
 def test_jit_equals_the_csr_form_on_the_materialised_matrix():
     drive, v0, history, weight = make_jit_problem(T=30, B=2, n=25, seed=6)
     indptr, indices, values = ops.jitc_to_csr(weight, 0.3, 4, [25, 25], "normal")

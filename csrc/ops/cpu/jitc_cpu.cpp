@@ -17,6 +17,7 @@
 #include <torch/library.h>
 
 #include "csrc/ops/jitc_common.h"
+#include "kernels/csr/csr_cpu.h"
 #include "kernels/jitc/jitc_cpu.h"
 
 namespace brain::ops {
@@ -91,6 +92,26 @@ void run_matmul(const Prepared& pr, double prob, bool transpose, const Materiali
       x_batch_minor = pr.x.t().contiguous();
       p.x = x_batch_minor.const_data_ptr<x_t>();
       p.x_batch_minor = true;
+    }
+    if (m.indptr.defined() && pr.batch > 1) {
+      // A stored: the CSR op's batched gather, whose sums stay in registers for 16 items at a
+      // time. Each item still adds its entries in order from +0 in double, so the bits are the
+      // generating gather's (a zero x adds +-0, which changes no sum; see gather_row_lanes).
+      brain::kernels::csr::Params<scalar_t, int64_t, x_t> c;
+      c.indptr = p.csr_indptr;
+      c.indices = p.csr_indices;
+      c.weights = p.csr_values;
+      c.x = p.x;
+      c.n_rows = n_rows;
+      c.n_cols = n_cols;
+      c.batch = pr.batch;
+      c.nnz = m.indices.numel();
+      at::parallel_for(0, n_rows, row_grain(pr.spec, prob), [&](int64_t begin, int64_t end) {
+        std::vector<double> acc(static_cast<size_t>(pr.batch));
+        const auto status = brain::kernels::csr::gather_batch_minor<kEvent>(c, o, begin, end, acc.data());
+        TORCH_INTERNAL_ASSERT(status.ok(), "jitc_to_csr produced an invalid CSR matrix");
+      });
+      return;
     }
     at::parallel_for(0, n_rows, row_grain(pr.spec, prob), [&](int64_t begin, int64_t end) {
       k::gather<kEvent, double>(p, o, begin, end);
