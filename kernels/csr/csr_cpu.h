@@ -53,7 +53,9 @@ inline bool is_active(x_t v) {
 template <typename scalar_t, typename x_t>
 inline scalar_t as_scalar(x_t v) {
   if constexpr (std::is_same_v<x_t, bool>) {
-    return v ? scalar_t(1) : scalar_t(0);
+    // A load instead of a branch on spike data or an int-to-float conversion.
+    static constexpr scalar_t kZeroOne[2] = {scalar_t(0), scalar_t(1)};
+    return kZeroOne[v];
   } else {
     return static_cast<scalar_t>(v);
   }
@@ -96,10 +98,13 @@ Status gather(const Params<scalar_t, index_t, x_t>& p, scalar_t* out, std::int64
       const std::int64_t j = p.indices[k];
       if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
       const x_t xv = xb[j];
+      const acc_t w = static_cast<acc_t>(weight_at(p, k));
       if constexpr (kEvent) {
-        if (!is_active(xv)) continue;
+        // As in gather_row_lanes: with a finite w an inactive x adds +-0, which changes no
+        // sum, so only a non-finite w needs the (unpredictable) test of x.
+        if (!(w - w == acc_t(0)) && !is_active(xv)) continue;
       }
-      acc += static_cast<acc_t>(weight_at(p, k)) * static_cast<acc_t>(as_scalar<scalar_t>(xv));
+      acc += w * static_cast<acc_t>(as_scalar<scalar_t>(xv));
     }
     out[flat] = static_cast<scalar_t>(acc);
   }
@@ -239,16 +244,35 @@ inline void gather_row_lanes(const Params<scalar_t, index_t, x_t>& p, std::int64
   for (int l = 0; l < kLanes; ++l) acc[l] = lane[l];
 }
 
+// One row's sums for every batch item into acc[0, batch), over entries [k0, k1) whose
+// indices the caller checked: 16, 8 or 4 items at a time in registers, and a tail of 1-3
+// items reruns the last 4 (the same sums, written again). A sum kept in memory instead is
+// stored and reloaded at every entry: 1.2-4.4x slower for 2-64 items (4000 rows of 80
+// entries, float32, one thread).
+template <bool kEvent, typename acc_t, typename scalar_t, typename index_t, typename x_t>
+inline void gather_row_batch(const Params<scalar_t, index_t, x_t>& p, std::int64_t k0, std::int64_t k1, acc_t* acc) {
+  const std::int64_t batch = p.batch;
+  std::int64_t b = 0;
+  for (; b + 16 <= batch; b += 16) gather_row_lanes<16, kEvent>(p, k0, k1, b, acc + b);
+  for (; b + 8 <= batch; b += 8) gather_row_lanes<8, kEvent>(p, k0, k1, b, acc + b);
+  for (; b + 4 <= batch; b += 4) gather_row_lanes<4, kEvent>(p, k0, k1, b, acc + b);
+  if (b < batch && batch >= 4) {
+    gather_row_lanes<4, kEvent>(p, k0, k1, batch - 4, acc + batch - 4);
+  } else if (batch == 3) {
+    gather_row_lanes<3, kEvent>(p, k0, k1, 0, acc);
+  } else if (batch == 2) {
+    gather_row_lanes<2, kEvent>(p, k0, k1, 0, acc);
+  } else if (batch == 1) {
+    gather_row_lanes<1, kEvent>(p, k0, k1, 0, acc);
+  }
+}
+
 // Gather form for rows [row_begin, row_end) of every batch item. x is [n_cols, batch]; out
 // is [batch, n_rows] as above; acc is scratch for `batch` sums. A row's indices are checked
-// once; then its sums run 16, 8 or 4 items at a time in registers, and a tail of 1-3 items
-// reruns the last 4 (the same sums, written again). A sum kept in memory instead is stored
-// and reloaded at every entry: 1.2-4.4x slower for 2-64 items (4000 rows of 80 entries,
-// float32, one thread).
+// once, then its sums run in registers (gather_row_batch).
 template <bool kEvent, typename acc_t, typename scalar_t, typename index_t, typename x_t>
 Status gather_batch_minor(const Params<scalar_t, index_t, x_t>& p, scalar_t* out, std::int64_t row_begin,
                           std::int64_t row_end, acc_t* acc) {
-  const std::int64_t batch = p.batch;
   for (std::int64_t i = row_begin; i < row_end; ++i) {
     const std::int64_t k0 = p.indptr[i];
     const std::int64_t k1 = p.indptr[i + 1];
@@ -257,20 +281,8 @@ Status gather_batch_minor(const Params<scalar_t, index_t, x_t>& p, scalar_t* out
       const std::int64_t j = p.indices[k];
       if (j < 0 || j >= p.n_cols) return Status::bad_index(k);
     }
-    std::int64_t b = 0;
-    for (; b + 16 <= batch; b += 16) gather_row_lanes<16, kEvent>(p, k0, k1, b, acc + b);
-    for (; b + 8 <= batch; b += 8) gather_row_lanes<8, kEvent>(p, k0, k1, b, acc + b);
-    for (; b + 4 <= batch; b += 4) gather_row_lanes<4, kEvent>(p, k0, k1, b, acc + b);
-    if (b < batch && batch >= 4) {
-      gather_row_lanes<4, kEvent>(p, k0, k1, batch - 4, acc + batch - 4);
-    } else if (batch == 3) {
-      gather_row_lanes<3, kEvent>(p, k0, k1, 0, acc);
-    } else if (batch == 2) {
-      gather_row_lanes<2, kEvent>(p, k0, k1, 0, acc);
-    } else if (batch == 1) {
-      gather_row_lanes<1, kEvent>(p, k0, k1, 0, acc);
-    }
-    for (b = 0; b < batch; ++b) out[b * p.n_rows + i] = static_cast<scalar_t>(acc[b]);
+    gather_row_batch<kEvent>(p, k0, k1, acc);
+    for (std::int64_t b = 0; b < p.batch; ++b) out[b * p.n_rows + i] = static_cast<scalar_t>(acc[b]);
   }
   return {};
 }
@@ -294,9 +306,57 @@ Status scatter_tile(const Params<scalar_t, index_t, x_t>& p, const x_t* x_tile, 
   return {};
 }
 
+// Sums for kWays entries of one row side by side, each in batch order from +0 as active_dot
+// adds it: kWays independent chains of adds overlap instead of each waiting on the last.
+// The gather form: every entry reads its own x row (x[w]) against the row's g. With a finite
+// g, an inactive (zero) x adds +-0, which leaves every sum's bits unchanged (a sum that starts
+// at +0 is never -0), so the plain product loop, without a branch on spike data, is
+// active_dot's value; only a g with a non-finite item (kGFinite false: 0 * inf = NaN) must
+// skip the inactive items.
+template <int kWays, bool kGFinite, typename acc_t, typename scalar_t, typename x_t>
+inline void active_dots_gather(const x_t* const* x, const scalar_t* g, std::int64_t batch, acc_t* out) {
+  acc_t acc[kWays];
+  for (int w = 0; w < kWays; ++w) acc[w] = 0;
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const acc_t gb = static_cast<acc_t>(g[b]);
+    for (int w = 0; w < kWays; ++w) {
+      const x_t xv = x[w][b];
+      if (kGFinite || is_active(xv)) acc[w] += static_cast<acc_t>(as_scalar<scalar_t>(xv)) * gb;
+    }
+  }
+  for (int w = 0; w < kWays; ++w) out[w] = acc[w];
+}
+
+// The scatter form: the row's x (item b at x[b * x_stride]) is shared and only its active
+// items (lanes) are visited; every entry reads its own g row (g[w]).
+template <int kWays, typename acc_t, typename scalar_t, typename x_t>
+inline void active_dots_scatter(const x_t* x, std::int64_t x_stride, const std::int64_t* lanes,
+                                std::int64_t n_active, const scalar_t* const* g, acc_t* out) {
+  acc_t acc[kWays];
+  for (int w = 0; w < kWays; ++w) acc[w] = 0;
+  for (std::int64_t a = 0; a < n_active; ++a) {
+    const std::int64_t b = lanes[a];
+    const acc_t xb = static_cast<acc_t>(as_scalar<scalar_t>(x[b * x_stride]));
+    for (int w = 0; w < kWays; ++w) acc[w] += xb * static_cast<acc_t>(g[w][b]);
+  }
+  for (int w = 0; w < kWays; ++w) out[w] = acc[w];
+}
+
+// Calls f(std::integral_constant<int, 4>{}, k) for each group [k, k + 4) of [k0, k1) while
+// four entries remain, then f(std::integral_constant<int, 1>{}, k) for each of the rest: how
+// the weight-gradient sums (active_dots_*) go side by side.
+template <typename F>
+inline void for_entry_groups(std::int64_t k0, std::int64_t k1, F&& f) {
+  std::int64_t k = k0;
+  for (; k + 4 <= k1; k += 4) f(std::integral_constant<int, 4>{}, k);
+  for (; k < k1; ++k) f(std::integral_constant<int, 1>{}, k);
+}
+
 // weight_grad with x as [n_x, batch] and g as [n_g, batch]. In the scatter form a row's
 // active batch items are listed once (lanes: scratch for `batch` of them), so a row whose x
-// is zero for every item costs only its index checks.
+// is zero for every item costs only its index checks. Entries go four at a time (see
+// active_dots_gather); every dW[k] and row sum is the same sum in the same order as
+// weight_grad's, so the same bits.
 template <bool kTranspose, typename acc_t, typename scalar_t, typename index_t, typename x_t>
 Status weight_grad_batch_minor(const index_t* indptr, const index_t* indices, const x_t* x, const scalar_t* g,
                                std::int64_t n_rows, std::int64_t n_cols, std::int64_t batch, std::int64_t nnz,
@@ -307,40 +367,50 @@ Status weight_grad_batch_minor(const index_t* indptr, const index_t* indices, co
     const std::int64_t k0 = indptr[i];
     const std::int64_t k1 = indptr[i + 1];
     if (k1 < k0 || k0 < 0 || k1 > nnz) return Status::bad_indptr(i);
-    acc_t row_sum = 0;
+    for (std::int64_t k = k0; k < k1; ++k) {
+      const std::int64_t j = indices[k];
+      if (j < 0 || j >= n_cols) return Status::bad_index(k);
+    }
+    std::int64_t n_active = 0;
+    bool g_finite = true;
     if constexpr (kTranspose) {
       const x_t* xi = x + i * batch;
-      std::int64_t n_active = 0;
       for (std::int64_t b = 0; b < batch; ++b) {
         if (is_active(xi[b])) lanes[n_active++] = b;
       }
-      for (std::int64_t k = k0; k < k1; ++k) {
-        const std::int64_t j = indices[k];
-        if (j < 0 || j >= n_cols) return Status::bad_index(k);
-        const scalar_t* gj = g + j * batch;
-        acc_t acc = 0;
-        for (std::int64_t a = 0; a < n_active; ++a) {
-          const std::int64_t b = lanes[a];
-          acc += static_cast<acc_t>(as_scalar<scalar_t>(xi[b])) * static_cast<acc_t>(gj[b]);
-        }
-        if (dw_row_sum) {
-          row_sum += acc;
-        } else {
-          dw[k] = static_cast<scalar_t>(acc);
-        }
-      }
     } else {
       const scalar_t* gi = g + i * batch;
-      for (std::int64_t k = k0; k < k1; ++k) {
-        const std::int64_t j = indices[k];
-        if (j < 0 || j >= n_cols) return Status::bad_index(k);
-        const acc_t acc = active_dot<acc_t>(x + j * batch, 1, gi, 1, batch);
-        if (dw_row_sum) {
-          row_sum += acc;
-        } else {
-          dw[k] = static_cast<scalar_t>(acc);
-        }
+      for (std::int64_t b = 0; b < batch; ++b) g_finite = g_finite && gi[b] - gi[b] == scalar_t(0);
+    }
+    acc_t row_sum = 0;
+    auto emit = [&](std::int64_t k, acc_t value) {
+      if (dw_row_sum) {
+        row_sum += value;
+      } else {
+        dw[k] = static_cast<scalar_t>(value);
       }
+    };
+    if (kTranspose && n_active == 0) {
+      for (std::int64_t k = k0; k < k1; ++k) emit(k, acc_t(0));
+    } else {
+      for_entry_groups(k0, k1, [&](auto ways_tag, std::int64_t k) {
+        constexpr int ways = decltype(ways_tag)::value;
+        acc_t sums[ways];
+        if constexpr (kTranspose) {
+          const scalar_t* gs[ways];
+          for (int w = 0; w < ways; ++w) gs[w] = g + static_cast<std::int64_t>(indices[k + w]) * batch;
+          active_dots_scatter<ways>(x + i * batch, 1, lanes, n_active, gs, sums);
+        } else {
+          const x_t* xs[ways];
+          for (int w = 0; w < ways; ++w) xs[w] = x + static_cast<std::int64_t>(indices[k + w]) * batch;
+          if (g_finite) {
+            active_dots_gather<ways, true>(xs, g + i * batch, batch, sums);
+          } else {
+            active_dots_gather<ways, false>(xs, g + i * batch, batch, sums);
+          }
+        }
+        for (int w = 0; w < ways; ++w) emit(k + w, sums[w]);
+      });
     }
     if (dw_row_sum) dw_row_sum[i] = row_sum;
   }

@@ -127,6 +127,9 @@ void recurrent_backward_neurons(const LifConstants& constants, const T* grad_spi
 // element of those rows written), and, when dw (per synapse, [nnz]) or dw_rows (homogeneous
 // weight, [n]) is given, the weight gradient of the step added to it, from the rows' entries
 // whose presynaptic spike in source_t [B, n] is non-zero. acc and lanes: scratch of B values.
+// A row's B sums of A gI run in registers (csr::gather_row_batch) and its entries' dW four
+// at a time (csr::active_dots_scatter): each sum in the order of the plain loops, so the
+// same bits.
 template <typename acc_t, typename T, typename index_t>
 csr::Status recurrent_backward_rows(const RecurrentProblem<T, index_t>& p, const T* g_bm, const T* source_t,
                                     std::int64_t row_begin, std::int64_t row_end, T* grad_source, acc_t* dw,
@@ -134,38 +137,43 @@ csr::Status recurrent_backward_rows(const RecurrentProblem<T, index_t>& p, const
   const std::int64_t batch = p.batch;
   const std::int64_t n = p.n;
   const bool want_dw = dw != nullptr || dw_rows != nullptr;
+  csr::Params<T, index_t, T> through_a;  // gI_t batch-minor through A's rows
+  through_a.indices = p.indices;
+  through_a.weights = p.weights;
+  through_a.homo = p.homo;
+  through_a.x = g_bm;
+  through_a.batch = batch;
   for (std::int64_t i = row_begin; i < row_end; ++i) {
     const std::int64_t k0 = p.indptr[i];
     const std::int64_t k1 = p.indptr[i + 1];
     if (k1 < k0 || k0 < 0 || k1 > p.nnz) return csr::Status::bad_indptr(i);
-    std::int64_t n_active = 0;
-    if (want_dw) {
-      for (std::int64_t b = 0; b < batch; ++b) {
-        if (source_t[b * n + i] != T(0)) lanes[n_active++] = b;
-      }
-    }
-    for (std::int64_t b = 0; b < batch; ++b) acc[b] = 0;
-    acc_t row_sum = 0;
     for (std::int64_t k = k0; k < k1; ++k) {
       const std::int64_t j = p.indices[k];
       if (j < 0 || j >= n) return csr::Status::bad_index(k);
-      const acc_t w = static_cast<acc_t>(p.homo ? p.weights[0] : p.weights[k]);
-      const T* gj = g_bm + j * batch;
-      for (std::int64_t b = 0; b < batch; ++b) acc[b] += w * static_cast<acc_t>(gj[b]);
-      if (n_active > 0) {
-        acc_t d = 0;
-        for (std::int64_t a = 0; a < n_active; ++a) {
-          const std::int64_t b = lanes[a];
-          d += static_cast<acc_t>(source_t[b * n + i]) * static_cast<acc_t>(gj[b]);
-        }
+    }
+    csr::gather_row_batch<false>(through_a, k0, k1, acc);
+    for (std::int64_t b = 0; b < batch; ++b) grad_source[b * n + i] = static_cast<T>(acc[b]);
+    if (!want_dw) continue;
+    std::int64_t n_active = 0;
+    for (std::int64_t b = 0; b < batch; ++b) {
+      if (source_t[b * n + i] != T(0)) lanes[n_active++] = b;
+    }
+    if (n_active == 0) continue;
+    acc_t row_sum = 0;
+    csr::for_entry_groups(k0, k1, [&](auto ways_tag, std::int64_t k) {
+      constexpr int ways = decltype(ways_tag)::value;
+      const T* gs[ways];
+      for (int w = 0; w < ways; ++w) gs[w] = g_bm + static_cast<std::int64_t>(p.indices[k + w]) * batch;
+      acc_t d[ways];
+      csr::active_dots_scatter<ways>(source_t + i, n, lanes, n_active, gs, d);
+      for (int w = 0; w < ways; ++w) {
         if (dw != nullptr) {
-          dw[k] += d;
+          dw[k + w] += d[w];
         } else {
-          row_sum += d;
+          row_sum += d[w];
         }
       }
-    }
-    for (std::int64_t b = 0; b < batch; ++b) grad_source[b * n + i] = static_cast<T>(acc[b]);
+    });
     if (dw_rows != nullptr) dw_rows[i] += row_sum;
   }
   return {};

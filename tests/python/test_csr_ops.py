@@ -186,6 +186,35 @@ def test_cpu_batched_event_gather_skips_non_finite_weights_of_silent_inputs(x_ki
     torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("x_kind", ["float", "bool"])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_cpu_batched_weight_gradient_skips_silent_inputs_under_non_finite_gradients(x_kind, transpose):
+    # dW[k] sums x * g over the items whose x is non-zero. The batched kernel adds every
+    # item's product, four entries at a time, while the output gradient is finite, and must
+    # skip silent items when it is not (0 * inf = NaN). Row 0 has 6 entries (one group of four
+    # and a tail), row 1 has 2.
+    indptr = torch.tensor([0, 6, 8])
+    indices = torch.tensor([0, 1, 2, 3, 4, 0, 1, 3])
+    shape = (2, 5)
+    inf, nan = float("inf"), float("nan")
+    n_x, n_g = (shape[0], shape[1]) if transpose else (shape[1], shape[0])
+    x = torch.tensor([[1.0, 0.0, 2.0, 0.0, 1.0], [0.0, 3.0, 0.0, 1.0, 1.0], [2.0, 1.0, 1.0, 0.0, 0.0]],
+                     dtype=torch.float64)[:, :n_x]
+    x = x.bool() if x_kind == "bool" else x
+    g = torch.tensor([[inf, 1.0, 2.0, -1.0, nan], [1.0, nan, -2.0, 3.0, 1.0], [-1.0, 2.0, inf, 1.0, 2.0]],
+                     dtype=torch.float64)[:, :n_g]
+    weights = torch.ones(indices.numel(), dtype=torch.float64)
+    got = torch.ops.brain._csr_matmul_backward(g, indptr, indices, weights, x, shape, transpose,
+                                              [False, True])[1]
+    rows = torch.repeat_interleave(torch.arange(2), indptr.diff())
+    src, dst = (rows, indices) if transpose else (indices, rows)
+    xd = x.double()
+    want = torch.tensor([sum((xd[b, s] * g[b, d]).item() for b in range(3) if xd[b, s] != 0)
+                         for s, d in zip(src.tolist(), dst.tolist())], dtype=torch.float64)
+    assert want.isfinite().sum() > 0 and (~want.isfinite()).sum() > 0  # both kinds are checked
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
+
+
 def test_cpu_scatter_is_deterministic_across_thread_counts():
     shape = (4000, 3000)  # enough work for the split into partial blocks
     indptr, indices = random_csr(*shape, mean_row_len=80, long_row=False)
