@@ -189,10 +189,11 @@ def test_cpu_batched_event_gather_skips_non_finite_weights_of_silent_inputs(x_ki
 @pytest.mark.parametrize("x_kind", ["float", "bool"])
 @pytest.mark.parametrize("transpose", [False, True])
 def test_cpu_batched_weight_gradient_skips_silent_inputs_under_non_finite_gradients(x_kind, transpose):
-    # dW[k] sums x * g over the items whose x is non-zero. The batched kernel adds every
-    # item's product, four entries at a time, while the output gradient is finite, and must
-    # skip silent items when it is not (0 * inf = NaN). Row 0 has 6 entries (one group of four
-    # and a tail), row 1 has 2.
+    # dW[k] sums x * g over the items whose x is non-zero, four entries at a time. The gather
+    # form (transpose=False) adds every item's product while the row's output gradient is
+    # finite and must skip silent items when it is not (0 * inf = NaN); the scatter form
+    # visits only the active items. Row 0 has 6 entries (one group of four and a tail), row 1
+    # has 2.
     indptr = torch.tensor([0, 6, 8])
     indices = torch.tensor([0, 1, 2, 3, 4, 0, 1, 3])
     shape = (2, 5)
