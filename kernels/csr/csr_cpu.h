@@ -100,7 +100,7 @@ Status gather(const Params<scalar_t, index_t, x_t>& p, scalar_t* out, std::int64
       const x_t xv = xb[j];
       const acc_t w = static_cast<acc_t>(weight_at(p, k));
       if constexpr (kEvent) {
-        // As in gather_row_lanes: with a finite w an inactive x adds +-0, which changes no
+        // As in gather_row_batch: with a finite w an inactive x adds +-0, which changes no
         // sum, so only a non-finite w needs the (unpredictable) test of x.
         if (!(w - w == acc_t(0)) && !is_active(xv)) continue;
       }
@@ -219,11 +219,9 @@ Status weight_grad(const index_t* indptr, const index_t* indices, const x_t* x,
 
 // One row's sums for the kLanes batch items [b0, b0 + kLanes), in registers, over entries
 // [k0, k1) whose indices the caller checked. Each item adds its terms in entry order from +0:
-// the same sum as any other lane width. For the event form, a finite w times a zero x adds
-// +-0, which leaves every sum unchanged (a sum starts at +0 and never becomes -0), so the
-// product loop, which vectorises, is the event form's value bit for bit; only a non-finite w
-// (w * 0 = NaN) must skip the inactive items.
-template <int kLanes, bool kEvent, typename acc_t, typename scalar_t, typename index_t, typename x_t>
+// the same sum as any other lane width. kSkipInactive adds only the non-zero x (the event
+// form's definition); without it every product is added, a loop that vectorises.
+template <int kLanes, bool kSkipInactive, typename acc_t, typename scalar_t, typename index_t, typename x_t>
 inline void gather_row_lanes(const Params<scalar_t, index_t, x_t>& p, std::int64_t k0, std::int64_t k1,
                              std::int64_t b0, acc_t* acc) {
   acc_t lane[kLanes];
@@ -231,39 +229,56 @@ inline void gather_row_lanes(const Params<scalar_t, index_t, x_t>& p, std::int64
   for (std::int64_t k = k0; k < k1; ++k) {
     const acc_t w = static_cast<acc_t>(weight_at(p, k));
     const x_t* xj = p.x + static_cast<std::int64_t>(p.indices[k]) * p.batch + b0;
-    if constexpr (kEvent) {
-      if (!(w - w == acc_t(0))) {
-        for (int l = 0; l < kLanes; ++l) {
-          if (is_active(xj[l])) lane[l] += w * static_cast<acc_t>(as_scalar<scalar_t>(xj[l]));
-        }
-        continue;
-      }
+    for (int l = 0; l < kLanes; ++l) {
+      if (!kSkipInactive || is_active(xj[l])) lane[l] += w * static_cast<acc_t>(as_scalar<scalar_t>(xj[l]));
     }
-    for (int l = 0; l < kLanes; ++l) lane[l] += w * static_cast<acc_t>(as_scalar<scalar_t>(xj[l]));
   }
   for (int l = 0; l < kLanes; ++l) acc[l] = lane[l];
+}
+
+template <bool kSkipInactive, typename acc_t, typename scalar_t, typename index_t, typename x_t>
+inline void gather_row_all_lanes(const Params<scalar_t, index_t, x_t>& p, std::int64_t k0, std::int64_t k1,
+                                 acc_t* acc) {
+  const std::int64_t batch = p.batch;
+  std::int64_t b = 0;
+  for (; b + 16 <= batch; b += 16) gather_row_lanes<16, kSkipInactive>(p, k0, k1, b, acc + b);
+  for (; b + 8 <= batch; b += 8) gather_row_lanes<8, kSkipInactive>(p, k0, k1, b, acc + b);
+  for (; b + 4 <= batch; b += 4) gather_row_lanes<4, kSkipInactive>(p, k0, k1, b, acc + b);
+  if (b < batch && batch >= 4) {
+    gather_row_lanes<4, kSkipInactive>(p, k0, k1, batch - 4, acc + batch - 4);
+  } else if (batch == 3) {
+    gather_row_lanes<3, kSkipInactive>(p, k0, k1, 0, acc);
+  } else if (batch == 2) {
+    gather_row_lanes<2, kSkipInactive>(p, k0, k1, 0, acc);
+  } else if (batch == 1) {
+    gather_row_lanes<1, kSkipInactive>(p, k0, k1, 0, acc);
+  }
+}
+
+// Whether every weight of entries [k0, k1) is finite (no branch per entry: it vectorises).
+template <typename scalar_t, typename index_t, typename x_t>
+inline bool row_weights_finite(const Params<scalar_t, index_t, x_t>& p, std::int64_t k0, std::int64_t k1) {
+  if (p.homo) return p.weights[0] - p.weights[0] == scalar_t(0);
+  unsigned non_finite = 0;
+  for (std::int64_t k = k0; k < k1; ++k) non_finite |= static_cast<unsigned>(!(p.weights[k] - p.weights[k] == scalar_t(0)));
+  return non_finite == 0;
 }
 
 // One row's sums for every batch item into acc[0, batch), over entries [k0, k1) whose
 // indices the caller checked: 16, 8 or 4 items at a time in registers, and a tail of 1-3
 // items reruns the last 4 (the same sums, written again). A sum kept in memory instead is
 // stored and reloaded at every entry: 1.2-4.4x slower for 2-64 items (4000 rows of 80
-// entries, float32, one thread).
+// entries, float32, one thread). In the event form, a finite w times a zero x adds +-0, which
+// leaves every sum unchanged (a sum starts at +0 and never becomes -0), so a row whose
+// weights are all finite takes the plain product loop, its value bit for bit; only a row with
+// a non-finite w (w * 0 = NaN) skips the inactive items, entry by entry (2-4x slower when
+// every row did: the branch keeps the loop from vectorising).
 template <bool kEvent, typename acc_t, typename scalar_t, typename index_t, typename x_t>
 inline void gather_row_batch(const Params<scalar_t, index_t, x_t>& p, std::int64_t k0, std::int64_t k1, acc_t* acc) {
-  const std::int64_t batch = p.batch;
-  std::int64_t b = 0;
-  for (; b + 16 <= batch; b += 16) gather_row_lanes<16, kEvent>(p, k0, k1, b, acc + b);
-  for (; b + 8 <= batch; b += 8) gather_row_lanes<8, kEvent>(p, k0, k1, b, acc + b);
-  for (; b + 4 <= batch; b += 4) gather_row_lanes<4, kEvent>(p, k0, k1, b, acc + b);
-  if (b < batch && batch >= 4) {
-    gather_row_lanes<4, kEvent>(p, k0, k1, batch - 4, acc + batch - 4);
-  } else if (batch == 3) {
-    gather_row_lanes<3, kEvent>(p, k0, k1, 0, acc);
-  } else if (batch == 2) {
-    gather_row_lanes<2, kEvent>(p, k0, k1, 0, acc);
-  } else if (batch == 1) {
-    gather_row_lanes<1, kEvent>(p, k0, k1, 0, acc);
+  if (kEvent && !row_weights_finite(p, k0, k1)) {
+    gather_row_all_lanes<true>(p, k0, k1, acc);
+  } else {
+    gather_row_all_lanes<false>(p, k0, k1, acc);
   }
 }
 

@@ -170,20 +170,25 @@ def test_cpu_batch_equals_each_item_bit_for_bit(transpose, homo, x_kind, op_name
 
 @pytest.mark.parametrize("x_kind", ["float", "bool"])
 def test_cpu_batched_event_gather_skips_non_finite_weights_of_silent_inputs(x_kind):
-    # The batched event gather multiplies every lane when a weight is finite (adding +-0
-    # changes no sum) and must skip silent inputs when it is not (inf * 0 = NaN).
-    indptr = torch.tensor([0, 2, 4])
-    indices = torch.tensor([0, 1, 1, 2])
-    weights = torch.tensor([float("inf"), 2.0, float("nan"), -3.0], dtype=torch.float64)
+    # The batched event gather multiplies every lane when a row's weights are all finite
+    # (adding +-0 changes no sum) and must skip silent inputs when one is not (inf * 0 = NaN):
+    # rows 0 and 1 hold a non-finite weight, row 2 does not.
+    indptr = torch.tensor([0, 2, 4, 6])
+    indices = torch.tensor([0, 1, 1, 2, 0, 2])
+    weights = torch.tensor([float("inf"), 2.0, float("nan"), -3.0, 1.5, 4.0], dtype=torch.float64)
     x = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 1.0]], dtype=torch.float64)
     x = x.bool() if x_kind == "bool" else x
-    got = ops.event_csr_matmul(indptr, indices, weights, x, (2, 3), False)
+    got = ops.event_csr_matmul(indptr, indices, weights, x, (3, 3), False)
     for b in range(4):
-        torch.testing.assert_close(got[b], ops.event_csr_matmul(indptr, indices, weights, x[b], (2, 3), False),
+        torch.testing.assert_close(got[b], ops.event_csr_matmul(indptr, indices, weights, x[b], (3, 3), False),
                                    equal_nan=True, rtol=0, atol=0)
     inf, nan = float("inf"), float("nan")
-    want = torch.tensor([[inf, nan], [2.0, nan], [0.0, 0.0], [inf, -3.0]], dtype=torch.float64)
+    want = torch.tensor([[inf, nan, 1.5], [2.0, nan, 4.0], [0.0, 0.0, 0.0], [inf, -3.0, 5.5]], dtype=torch.float64)
     torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
+    # One homogeneous infinite weight: silent items stay 0, not inf * 0.
+    homo = ops.event_csr_matmul(indptr[:3], indices[:4], torch.tensor([inf], dtype=torch.float64), x, (2, 3), False)
+    want = torch.tensor([[inf, inf], [inf, inf], [0.0, 0.0], [inf, inf]], dtype=torch.float64)
+    torch.testing.assert_close(homo, want, equal_nan=True, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("x_kind", ["float", "bool"])

@@ -96,7 +96,7 @@ void run_matmul(const Prepared& pr, double prob, bool transpose, const Materiali
     if (m.indptr.defined() && pr.batch > 1) {
       // A stored: the CSR op's batched gather, whose sums stay in registers for 16 items at a
       // time. Each item still adds its entries in order from +0 in double, so the bits are the
-      // generating gather's (a zero x adds +-0, which changes no sum; see gather_row_lanes).
+      // generating gather's (a zero x adds +-0, which changes no sum; see gather_row_batch).
       brain::kernels::csr::Params<scalar_t, int64_t, x_t> c;
       c.indptr = p.csr_indptr;
       c.indices = p.csr_indices;
