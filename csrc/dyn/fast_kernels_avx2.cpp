@@ -1,5 +1,8 @@
 // The AVX2 variant of the fast engine's population pass (CMake adds -mavx2 to this file on
 // x86-64; elsewhere it defines an empty table and the baseline runs).
+// Before any include: the kernel headers' functions compile into their own namespace here
+// (kernels/isa.h), so the portable copies stay portable.
+#define BRAIN_KERNEL_ISA avx2
 #include "csrc/dyn/fast_kernels.h"
 
 #if defined(__AVX2__)

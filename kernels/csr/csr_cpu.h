@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/isa.h"
+
 namespace brain::kernels::csr {
 
 struct Status {
@@ -40,6 +42,8 @@ struct Params {
   std::int64_t batch = 1;
   std::int64_t nnz = 0;  // indices.size(): every row's [indptr[i], indptr[i + 1]) must lie within it
 };
+
+inline namespace BRAIN_KERNEL_ISA {
 
 template <typename x_t>
 inline bool is_active(x_t v) {
@@ -431,5 +435,7 @@ Status weight_grad_batch_minor(const index_t* indptr, const index_t* indices, co
   }
   return {};
 }
+
+}  // namespace BRAIN_KERNEL_ISA
 
 }  // namespace brain::kernels::csr

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/fastsim/det_exp.h"
+#include "kernels/isa.h"
 
 namespace brain::kernels::cond {
 
@@ -33,16 +34,6 @@ struct Channel {
   int influx[kMaxChannels] = {};
 };
 
-// How many gates a kind keeps (their states, in this order: NaHH/NaTM m, h; KHH/KTM n; CaT p, q;
-// H and KCa p; CaPool Ca).
-inline int gate_count(Kind kind) {
-  switch (kind) {
-    case Kind::NaHH: case Kind::NaTM: case Kind::CaT: return 2;
-    case Kind::KHH: case Kind::KTM: case Kind::H: case Kind::KCa: case Kind::CaPool: return 1;
-    default: return 0;
-  }
-}
-
 // A group's channels and where their gates live. in and out may be the same arrays (each
 // neuron reads its gates before it writes them).
 template <typename T>
@@ -53,6 +44,18 @@ struct Group {
   T* out[kMaxChannels][2] = {};
   double C = 1, V_th = 0, dt = 0;
 };
+
+inline namespace BRAIN_KERNEL_ISA {
+
+// How many gates a kind keeps (their states, in this order: NaHH/NaTM m, h; KHH/KTM n; CaT p, q;
+// H and KCa p; CaPool Ca).
+inline int gate_count(Kind kind) {
+  switch (kind) {
+    case Kind::NaHH: case Kind::NaTM: case Kind::CaT: return 2;
+    case Kind::KHH: case Kind::KTM: case Kind::H: case Kind::KCa: case Kind::CaPool: return 1;
+    default: return 0;
+  }
+}
 
 // Scalar twins of csrc/models/hh_rates.h: the same formulas, limits and thresholds. exp and
 // expm1 are detmath's (kernels/fastsim/det_exp.h), which vectorize and give the same bits in
@@ -234,5 +237,7 @@ template <typename T>
 inline bool crossed(T v, T v_new, T th) {
   return std::min(v_new - th, th - v) > T(0);
 }
+
+}  // namespace BRAIN_KERNEL_ISA
 
 }  // namespace brain::kernels::cond

@@ -17,6 +17,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "kernels/isa.h"
+
 // The loops that call these vectorize only once the calls are inlined, and GCC's heuristics
 // decline that inside the large channel kernels ("call is cold").
 #if defined(__GNUC__) || defined(__clang__)
@@ -26,6 +28,8 @@
 #endif
 
 namespace brain::kernels::detmath {
+
+inline namespace BRAIN_KERNEL_ISA {
 
 namespace detail {
 
@@ -154,5 +158,7 @@ BRAIN_VECTOR_INLINE T expm1(T x) {
   const T y = n <= C::kExpm1Split ? small : detail::scale(q, n) - T(1);
   return x != x || x == T(0) ? x : y;  // NaN, and the sign of a zero, pass through
 }
+
+}  // namespace BRAIN_KERNEL_ISA
 
 }  // namespace brain::kernels::detmath

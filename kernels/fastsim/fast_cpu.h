@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "kernels/fastsim/cond_cpu.h"
+#include "kernels/isa.h"
 #include "kernels/jitc/jitc_cpu.h"
 #include "kernels/jitc/jitc_gen.h"
 
@@ -61,6 +62,8 @@ struct LifPop {
   // when something is wrong, so the threads of one population do not contend on it.
   std::atomic<int>* nonfinite = nullptr;
 };
+
+inline namespace BRAIN_KERNEL_ISA {
 
 // x - x is 0 for every finite x and NaN for NaN and +-Inf: a subtraction and a compare, which
 // vectorize with the loops below. Valid because the project never builds with -ffinite-math-only.
@@ -320,5 +323,7 @@ void deliver_jit(const jitc::Spec& spec, double a, double b, const std::int32_t*
     }
   }
 }
+
+}  // namespace BRAIN_KERNEL_ISA
 
 }  // namespace brain::kernels::fastsim

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/isa.h"
 #include "kernels/jitc/jitc_gen.h"
 
 namespace brain::kernels::jitc {
@@ -28,6 +29,8 @@ struct MatmulParams {
   // gather only: x stored batch-minor, [n_in, batch] (the item values of one column together).
   bool x_batch_minor = false;
 };
+
+inline namespace BRAIN_KERNEL_ISA {
 
 template <typename x_t>
 inline bool nonzero(x_t v) {
@@ -253,5 +256,7 @@ void param_grad(const MatmulParams<scalar_t, x_t>& p, const scalar_t* g, bool tr
   partial[0] += ga;
   partial[1] += gb;
 }
+
+}  // namespace BRAIN_KERNEL_ISA
 
 }  // namespace brain::kernels::jitc

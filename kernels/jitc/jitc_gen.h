@@ -62,6 +62,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/isa.h"
+
 #if defined(__CUDACC__)
 #define BRAIN_HD __host__ __device__ __forceinline__
 #else
@@ -76,6 +78,35 @@ enum class Dist : std::int8_t { kHomo = 0, kUniform = 1, kNormal = 2 };
 constexpr std::int64_t kMaxDim = std::int64_t{1} << 32;
 constexpr int kMinBlockShift = 5;
 constexpr int kMaxBlockShift = 24;
+
+// The generator's types, shared by every instruction-set variant of its functions (kernels/isa.h).
+// Philox4x32-10's output block.
+struct Words {
+  std::uint32_t w[4];
+};
+
+// Everything a kernel needs to regenerate A; built on the host by make_spec.
+struct Spec {
+  std::uint32_t key0 = 0, key1 = 0;
+  std::int64_t n_rows = 0, n_cols = 0;
+  int block_shift = kMinBlockShift;
+  std::int64_t n_blocks = 0;  // column blocks per row
+  double inv_log1m_p = 0;     // 1 / det_log1m(prob); unused when dense
+  bool dense = false;         // prob == 1
+  Dist dist = Dist::kHomo;
+};
+
+// A window of A's non-zero pattern: columns [col_begin, col_end), renumbered from col_begin,
+// without the diagonal (row == col, in A's numbering) when exclude_diagonal. What
+// jitc_pattern materialises and fixed_prob builds connectivity from; a window of a pattern
+// is the same window of the whole pattern, so ranks that each build their window make up
+// the whole matrix.
+struct Window {
+  std::int64_t col_begin = 0, col_end = 0;
+  bool exclude_diagonal = false;
+};
+
+inline namespace BRAIN_KERNEL_ISA {
 
 // ---- IEEE arithmetic that is never contracted into FMAs ------------------------------------
 // Device code uses the _rn intrinsics, which nvcc never fuses; host code is compiled with
@@ -137,10 +168,6 @@ BRAIN_HD double double_of(std::uint64_t b) {
 }
 
 // ---- Philox4x32-10 -------------------------------------------------------------------------
-struct Words {
-  std::uint32_t w[4];
-};
-
 BRAIN_HD Words philox4x32_10(std::uint32_t c0, std::uint32_t c1, std::uint32_t c2,
                              std::uint32_t c3, std::uint32_t k0, std::uint32_t k1) {
   constexpr std::uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
@@ -305,17 +332,6 @@ BRAIN_HD double det_ndtri(double v) {
 }
 
 // ---- The matrix ----------------------------------------------------------------------------
-// Everything a kernel needs to regenerate A; built on the host by make_spec.
-struct Spec {
-  std::uint32_t key0 = 0, key1 = 0;
-  std::int64_t n_rows = 0, n_cols = 0;
-  int block_shift = kMinBlockShift;
-  std::int64_t n_blocks = 0;  // column blocks per row
-  double inv_log1m_p = 0;     // 1 / det_log1m(prob); unused when dense
-  bool dense = false;         // prob == 1
-  Dist dist = Dist::kHomo;
-};
-
 inline int block_shift_for(double prob) {
   int b = kMinBlockShift;
   while (b < kMaxBlockShift && std::ldexp(prob, b) < 32.0) ++b;
@@ -374,16 +390,6 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
     if (++c >= end) return;
   }
 }
-
-// A window of A's non-zero pattern: columns [col_begin, col_end), renumbered from col_begin,
-// without the diagonal (row == col, in A's numbering) when exclude_diagonal. What
-// jitc_pattern materialises and fixed_prob builds connectivity from; a window of a pattern
-// is the same window of the whole pattern, so ranks that each build their window make up
-// the whole matrix.
-struct Window {
-  std::int64_t col_begin = 0, col_end = 0;
-  bool exclude_diagonal = false;
-};
 
 // The column blocks that intersect the window: [window_first_block, window_end_block).
 BRAIN_HD std::int64_t window_first_block(const Spec& s, const Window& w) {
@@ -450,5 +456,7 @@ BRAIN_HD void entry_basis(Dist dist, double variate, double* d_a, double* d_b) {
 
 // Number of parameters in the weight tensor for a distribution.
 constexpr int num_params(Dist d) { return d == Dist::kHomo ? 1 : 2; }
+
+}  // namespace BRAIN_KERNEL_ISA
 
 }  // namespace brain::kernels::jitc
