@@ -1,8 +1,7 @@
 // The portable variant of the fast engine's population pass, and the choice between variants.
 #include "csrc/dyn/fast_kernels.h"
 
-#include <cstdlib>
-#include <cstring>
+#include "csrc/core/cpu_isa.h"
 
 #define BRAIN_FAST_VARIANT baseline
 #define BRAIN_FAST_VARIANT_NAME "baseline"
@@ -11,14 +10,8 @@
 namespace brain::fastsim {
 
 const PopulationKernels& population_kernels() {
-  static const PopulationKernels& chosen = [&]() -> const PopulationKernels& {
-    const char* force = std::getenv("BRAIN_FAST_ISA");
-    if (force && std::strcmp(force, "baseline") == 0) return baseline::kKernels;
-#if defined(__x86_64__) || defined(__i386__)
-    if (avx2::kKernels.isa != nullptr && __builtin_cpu_supports("avx2")) return avx2::kKernels;
-#endif
-    return baseline::kKernels;
-  }();
+  static const PopulationKernels& chosen =
+      avx2::kKernels.isa != nullptr && brain::detail::run_avx2_variants() ? avx2::kKernels : baseline::kKernels;
   return chosen;
 }
 

@@ -658,3 +658,57 @@ def test_cuda_deterministic_mode_refuses_the_jit_scatter(deterministic_algorithm
     w = torch.tensor(0.5, device="cuda")
     with pytest.raises(RuntimeError, match="transpose=True"):
         ops.event_jitc_matmul(x, w, 0.1, 7, (500, 300), "homo", True)
+
+
+# The batched CPU gather (csr_matmul / event_csr_matmul with a batch) is compiled portable and with AVX2 and
+# picked at run time (csrc/ops/cpu/csr_batch_kernels.h); BRAIN_FAST_ISA=baseline forces the
+# portable copy. Both must give the same bits: each lane sums the same IEEE operations in order.
+_ISA_PARITY_SCRIPT = r"""
+import sys, torch, brain
+from brain import ops
+results = {}
+for dtype in (torch.float32, torch.float64):
+    for index_dtype in (torch.int32, torch.int64):
+        g = torch.Generator().manual_seed(3)
+        n_rows, n_cols, nnz = 300, 200, 6000
+        rows = torch.randint(0, n_rows, (nnz,), generator=g).sort().values
+        indptr = torch.zeros(n_rows + 1, dtype=torch.long)
+        indptr[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+        indices = torch.randint(0, n_cols, (nnz,), generator=g)
+        indptr, indices = indptr.to(index_dtype), indices.to(index_dtype)
+        weights = torch.randn(nnz, generator=g).to(dtype)
+        weights[::97] = float("inf")  # rows with a non-finite weight take the event form's other loop
+        for batch in (2, 3, 7, 16, 21):
+            spikes = torch.rand(batch, n_cols, generator=g) < 0.3
+            x = torch.randn(batch, n_cols, generator=g).to(dtype)
+            key = f"{dtype}-{index_dtype}-{batch}"
+            results[key + "-gather"] = ops.csr_matmul(indptr, indices, weights, x, (n_rows, n_cols), False)
+            results[key + "-event"] = ops.event_csr_matmul(indptr, indices, weights, spikes, (n_rows, n_cols), False)
+torch.save(results, sys.argv[1])
+"""
+
+
+def _cpu_has_avx2():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx2" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _cpu_has_avx2(), reason="no AVX2 here: only the portable copy runs")
+def test_cpu_batched_loops_give_the_same_bits_portable_and_avx2(tmp_path):
+    import subprocess
+    import sys
+    files = {}
+    for isa, env in (("default", {}), ("portable", {"BRAIN_FAST_ISA": "baseline"})):
+        files[isa] = tmp_path / f"{isa}.pt"
+        proc = subprocess.run([sys.executable, "-c", _ISA_PARITY_SCRIPT, str(files[isa])], capture_output=True,
+                              text=True, env={**os.environ, **env}, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    default, portable = torch.load(files["default"]), torch.load(files["portable"])
+    assert default.keys() == portable.keys() and len(default) == 2 * 2 * 5 * 2
+    for key in default:
+        assert torch.equal(default[key], portable[key]) or (
+            torch.equal(default[key].isnan(), portable[key].isnan())
+            and torch.equal(default[key].nan_to_num(), portable[key].nan_to_num())), key

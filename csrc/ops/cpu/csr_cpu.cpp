@@ -17,6 +17,7 @@
 
 #include <brain/ops.h>
 
+#include "csrc/ops/cpu/csr_batch_kernels.h"
 #include "csrc/ops/csr_common.h"
 #include "kernels/csr/csr_cpu.h"
 
@@ -82,7 +83,12 @@ void run_matmul(const char* op, const Prepared& pr, bool transpose, at::Tensor& 
     p.x = xt.data_ptr<x_t>();
     at::parallel_for(0, pr.n_rows, row_grain(pr.nnz * pr.batch, pr.n_rows), [&](int64_t begin, int64_t end) {
       std::vector<double> acc(static_cast<size_t>(pr.batch));
-      report_kernel_status(op, k::gather_batch_minor<kEvent>(p, o, begin, end, acc.data()), pr.n_cols);
+      if constexpr (std::is_same_v<x_t, scalar_t>) {  // the only x it gets (bool is converted first)
+        const auto gather = csr_batch::batch_kernels().of<scalar_t, index_t>().gather[kEvent];
+        report_kernel_status(op, gather(p, o, begin, end, acc.data()), pr.n_cols);
+      } else {
+        report_kernel_status(op, k::gather_batch_minor<kEvent>(p, o, begin, end, acc.data()), pr.n_cols);
+      }
     });
     return;
   }

@@ -16,6 +16,7 @@
 #include <c10/core/SymIntArrayRef.h>
 #include <torch/library.h>
 
+#include "csrc/ops/cpu/csr_batch_kernels.h"
 #include "csrc/ops/jitc_common.h"
 #include "kernels/csr/csr_cpu.h"
 #include "kernels/jitc/jitc_cpu.h"
@@ -97,18 +98,22 @@ void run_matmul(const Prepared& pr, double prob, bool transpose, const Materiali
       // A stored: the CSR op's batched gather, whose sums stay in registers for 16 items at a
       // time. Each item still adds its entries in order from +0 in double, so the bits are the
       // generating gather's (a zero x adds +-0, which changes no sum; see gather_row_batch).
-      brain::kernels::csr::Params<scalar_t, int64_t, x_t> c;
+      // Bool events go in as 0/1 numbers, converted once: bool lanes do not vectorise.
+      const at::Tensor x_numbers =
+          std::is_same_v<x_t, bool> ? x_batch_minor.to(out.scalar_type()) : x_batch_minor;
+      brain::kernels::csr::Params<scalar_t, int64_t, scalar_t> c;
       c.indptr = p.csr_indptr;
       c.indices = p.csr_indices;
       c.weights = p.csr_values;
-      c.x = p.x;
+      c.x = x_numbers.const_data_ptr<scalar_t>();
       c.n_rows = n_rows;
       c.n_cols = n_cols;
       c.batch = pr.batch;
       c.nnz = m.indices.numel();
       at::parallel_for(0, n_rows, row_grain(pr.spec, prob), [&](int64_t begin, int64_t end) {
         std::vector<double> acc(static_cast<size_t>(pr.batch));
-        const auto status = brain::kernels::csr::gather_batch_minor<kEvent>(c, o, begin, end, acc.data());
+        const auto gather = csr_batch::batch_kernels().of<scalar_t, int64_t>().gather[kEvent];
+        const auto status = gather(c, o, begin, end, acc.data());
         TORCH_INTERNAL_ASSERT(status.ok(), "jitc_to_csr produced an invalid CSR matrix");
       });
       return;
