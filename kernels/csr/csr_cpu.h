@@ -279,11 +279,13 @@ inline bool row_weights_finite(const Params<scalar_t, index_t, x_t>& p, std::int
 // every row did: the branch keeps the loop from vectorising).
 template <bool kEvent, typename acc_t, typename scalar_t, typename index_t, typename x_t>
 inline void gather_row_batch(const Params<scalar_t, index_t, x_t>& p, std::int64_t k0, std::int64_t k1, acc_t* acc) {
-  if (kEvent && !row_weights_finite(p, k0, k1)) {
-    gather_row_all_lanes<true>(p, k0, k1, acc);
-  } else {
-    gather_row_all_lanes<false>(p, k0, k1, acc);
+  if constexpr (kEvent) {
+    if (!row_weights_finite(p, k0, k1)) {
+      gather_row_all_lanes<true>(p, k0, k1, acc);
+      return;
+    }
   }
+  gather_row_all_lanes<false>(p, k0, k1, acc);
 }
 
 // Gather form for rows [row_begin, row_end) of every batch item. x is [n_cols, batch]; out
