@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "kernels/isa.h"
+#include "kernels/spike_byte.h"
 
 namespace brain::kernels::csr {
 
@@ -45,21 +46,34 @@ struct Params {
 
 inline namespace BRAIN_KERNEL_ISA {
 
+// x is the input's numbers (x_t = scalar_t) or bool events (x_t = SpikeByte).
 template <typename x_t>
 inline bool is_active(x_t v) {
-  if constexpr (std::is_same_v<x_t, bool>) {
-    return v;
+  static_assert(!std::is_same_v<x_t, bool>, "bool events are read as SpikeByte");
+  if constexpr (std::is_same_v<x_t, SpikeByte>) {
+    return v.byte != 0;
   } else {
     return v != x_t(0);
   }
 }
 
+// A spike byte's value, 0 for byte 0 and 1 for any other, by the byte itself.
+template <typename scalar_t>
+struct SpikeValues {
+  scalar_t of[256];
+  constexpr SpikeValues() : of{} {
+    for (int b = 1; b < 256; ++b) of[b] = scalar_t(1);
+  }
+};
+
 template <typename scalar_t, typename x_t>
 inline scalar_t as_scalar(x_t v) {
-  if constexpr (std::is_same_v<x_t, bool>) {
-    // A load instead of a branch on spike data or an int-to-float conversion.
-    static constexpr scalar_t kZeroOne[2] = {scalar_t(0), scalar_t(1)};
-    return kZeroOne[v];
+  static_assert(!std::is_same_v<x_t, bool>, "bool events are read as SpikeByte");
+  if constexpr (std::is_same_v<x_t, SpikeByte>) {
+    // One load (the table stays in L1) instead of a branch on spike data or a compare and an
+    // int-to-float conversion: 7% of the single-item event gather's time.
+    static constexpr SpikeValues<scalar_t> kValue{};
+    return kValue.of[v.byte];
   } else {
     return static_cast<scalar_t>(v);
   }

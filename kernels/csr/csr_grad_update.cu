@@ -84,8 +84,8 @@ cudaError_t launch_weight_grad(const WeightGradArgs& a, cudaStream_t stream) {
       const auto* g = static_cast<const scalar_t*>(a.grad_out);
       auto* dw = static_cast<scalar_t*>(a.grad_weights);
       if (a.x_is_bool) {
-        weight_grad_kernel<scalar_t, index_t, bool><<<grid, kThreads, 0, stream>>>(
-            indptr, indices, static_cast<const bool*>(a.x), g, dw, a.n_rows, a.n_cols, a.batch,
+        weight_grad_kernel<scalar_t, index_t, SpikeByte><<<grid, kThreads, 0, stream>>>(
+            indptr, indices, static_cast<const SpikeByte*>(a.x), g, dw, a.n_rows, a.n_cols, a.batch,
             a.nnz, a.transpose, a.accumulate);
       } else {
         weight_grad_kernel<scalar_t, index_t, scalar_t><<<grid, kThreads, 0, stream>>>(
@@ -110,8 +110,8 @@ cudaError_t launch_owner_update(const OwnerUpdateArgs& a, cudaStream_t stream) {
       auto* w = static_cast<scalar_t*>(a.weights);
       const auto* trace = static_cast<const scalar_t*>(a.trace);
       if (a.spikes_is_bool) {
-        owner_update_kernel<scalar_t, index_t, bool><<<grid, kThreads, 0, stream>>>(
-            ptr, source, target, w, static_cast<const bool*>(a.spikes), trace, a.n_owners,
+        owner_update_kernel<scalar_t, index_t, SpikeByte><<<grid, kThreads, 0, stream>>>(
+            ptr, source, target, w, static_cast<const SpikeByte*>(a.spikes), trace, a.n_owners,
             a.n_trace, a.nnz, a.scale, a.has_min, a.has_max, a.w_min, a.w_max);
       } else {
         owner_update_kernel<scalar_t, index_t, scalar_t><<<grid, kThreads, 0, stream>>>(

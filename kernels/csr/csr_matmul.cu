@@ -198,7 +198,7 @@ cudaError_t launch_matmul(const MatmulArgs& a, cudaStream_t stream) {
     using scalar_t = decltype(scalar_tag);
     return dispatch_index(a.index64, [&](auto index_tag) {
       using index_t = decltype(index_tag);
-      return a.x_is_bool ? launch_typed<scalar_t, index_t, bool>(a, stream)
+      return a.x_is_bool ? launch_typed<scalar_t, index_t, SpikeByte>(a, stream)
                          : launch_typed<scalar_t, index_t, scalar_t>(a, stream);
     });
   });

@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 
 #include "kernels/csr/csr_cuda.h"
+#include "kernels/spike_byte.h"
 
 namespace brain::kernels::csr::cuda {
 
@@ -20,10 +21,12 @@ struct AccType<double> {
   using type = double;
 };
 
+// T is a number type or, for bool events, SpikeByte (never bool: see kernels/spike_byte.h).
 template <typename acc_t, typename T>
 __device__ __forceinline__ acc_t to_acc(T v) {
-  if constexpr (std::is_same_v<T, bool>) {
-    return v ? acc_t(1) : acc_t(0);
+  static_assert(!std::is_same_v<T, bool>, "bool events are read as SpikeByte");
+  if constexpr (std::is_same_v<T, SpikeByte>) {
+    return v.byte != 0 ? acc_t(1) : acc_t(0);
   } else if constexpr (std::is_same_v<T, __half>) {
     return static_cast<acc_t>(__half2float(v));
   } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
@@ -46,8 +49,8 @@ __device__ __forceinline__ T from_acc(acc_t v) {
 
 template <typename T>
 __device__ __forceinline__ bool is_active(T v) {
-  if constexpr (std::is_same_v<T, bool>) {
-    return v;
+  if constexpr (std::is_same_v<T, SpikeByte>) {
+    return v.byte != 0;
   } else {
     return to_acc<float>(v) != 0.0f;
   }

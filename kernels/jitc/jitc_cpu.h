@@ -7,10 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/isa.h"
 #include "kernels/jitc/jitc_gen.h"
+#include "kernels/spike_byte.h"
 
 namespace brain::kernels::jitc {
 
@@ -32,9 +34,25 @@ struct MatmulParams {
 
 inline namespace BRAIN_KERNEL_ISA {
 
+// x is the input's numbers (x_t = scalar_t) or bool events (x_t = SpikeByte).
 template <typename x_t>
 inline bool nonzero(x_t v) {
-  return v != x_t(0);
+  static_assert(!std::is_same_v<x_t, bool>, "bool events are read as SpikeByte");
+  if constexpr (std::is_same_v<x_t, SpikeByte>) {
+    return v.byte != 0;
+  } else {
+    return v != x_t(0);
+  }
+}
+
+template <typename T, typename x_t>
+inline T number(x_t v) {
+  static_assert(!std::is_same_v<x_t, bool>, "bool events are read as SpikeByte");
+  if constexpr (std::is_same_v<x_t, SpikeByte>) {
+    return v.byte != 0 ? T(1) : T(0);
+  } else {
+    return static_cast<T>(v);
+  }
 }
 
 template <typename scalar_t>
@@ -70,7 +88,7 @@ void gather(const MatmulParams<scalar_t, x_t>& p, scalar_t* out, std::int64_t ro
       for (std::int64_t bi = 0; bi < p.batch; ++bi) {
         const x_t xv = xc[bi * stride];
         if (kEvent && !nonzero(xv)) continue;
-        acc[bi] += static_cast<acc_t>(v) * static_cast<acc_t>(xv);
+        acc[bi] += static_cast<acc_t>(v) * number<acc_t>(xv);
       }
     });
     for (std::int64_t bi = 0; bi < p.batch; ++bi) {
@@ -99,11 +117,11 @@ void scatter(const MatmulParams<scalar_t, x_t>& p, scalar_t* out, std::int64_t r
       if (kEvent) {
         for (std::int64_t a = 0; a < n_active; ++a) {
           const std::int64_t bi = lanes[static_cast<size_t>(a)];
-          out[bi * s.n_cols + col] += v * static_cast<scalar_t>(p.x[bi * s.n_rows + row]);
+          out[bi * s.n_cols + col] += v * number<scalar_t>(p.x[bi * s.n_rows + row]);
         }
       } else {
         for (std::int64_t bi = 0; bi < p.batch; ++bi) {
-          out[bi * s.n_cols + col] += v * static_cast<scalar_t>(p.x[bi * s.n_rows + row]);
+          out[bi * s.n_cols + col] += v * number<scalar_t>(p.x[bi * s.n_rows + row]);
         }
       }
     });
@@ -238,11 +256,11 @@ void param_grad(const MatmulParams<scalar_t, x_t>& p, const scalar_t* g, bool tr
         double c = 0;
         if (transpose) {
           for (const std::int64_t* lane = first; lane != last; ++lane) {
-            c += static_cast<double>(p.x[*lane * n_in + row]) * static_cast<double>(g[*lane * n_out + col]);
+            c += number<double>(p.x[*lane * n_in + row]) * static_cast<double>(g[*lane * n_out + col]);
           }
         } else {
           for (std::int64_t bi = 0; bi < p.batch; ++bi) {
-            c += static_cast<double>(g[bi * n_out + row]) * static_cast<double>(p.x[bi * n_in + col]);
+            c += static_cast<double>(g[bi * n_out + row]) * number<double>(p.x[bi * n_in + col]);
           }
         }
         if (c == 0) return;

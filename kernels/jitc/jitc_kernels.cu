@@ -272,8 +272,8 @@ cudaError_t launch_matmul(const MatmulArgs& a, cudaStream_t stream) {
     const auto* w = static_cast<const scalar_t*>(a.weight);
     auto* out = static_cast<out_t*>(a.out);
     if (a.x_is_bool) {
-      matmul_kernel<scalar_t, bool, out_t><<<grid, kThreads, 0, stream>>>(
-          a.spec, w, static_cast<const bool*>(a.x), out, a.batch, a.transpose, a.event);
+      matmul_kernel<scalar_t, SpikeByte, out_t><<<grid, kThreads, 0, stream>>>(
+          a.spec, w, static_cast<const SpikeByte*>(a.x), out, a.batch, a.transpose, a.event);
     } else {
       matmul_kernel<scalar_t, scalar_t, out_t><<<grid, kThreads, 0, stream>>>(
           a.spec, w, static_cast<const scalar_t*>(a.x), out, a.batch, a.transpose, a.event);
@@ -291,8 +291,8 @@ cudaError_t launch_param_grad(const ParamGradArgs& a, cudaStream_t stream) {
     const auto* w = static_cast<const scalar_t*>(a.weight);
     const auto* g = static_cast<const scalar_t*>(a.grad_out);
     if (a.x_is_bool) {
-      param_grad_kernel<scalar_t, bool><<<grid, kThreads, 0, stream>>>(
-          a.spec, w, static_cast<const bool*>(a.x), g, a.grad, a.batch, a.transpose);
+      param_grad_kernel<scalar_t, SpikeByte><<<grid, kThreads, 0, stream>>>(
+          a.spec, w, static_cast<const SpikeByte*>(a.x), g, a.grad, a.batch, a.transpose);
     } else {
       param_grad_kernel<scalar_t, scalar_t><<<grid, kThreads, 0, stream>>>(
           a.spec, w, static_cast<const scalar_t*>(a.x), g, a.grad, a.batch, a.transpose);

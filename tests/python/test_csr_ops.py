@@ -275,6 +275,62 @@ def test_weight_gradient_with_bool_events(device):
     torch.testing.assert_close(weights.grad.cpu(), want)
 
 
+def bool_view_of_bytes(shape, device, seed=3):
+    """A bool tensor whose true bytes are 1, 2, 85 or 255 (a uint8 tensor viewed as bool, as
+    numpy or a byte buffer can give), with the bool tensor torch reads it as: every non-zero byte
+    true. Row 0 has every byte value, so each case meets each one."""
+    g = torch.Generator().manual_seed(seed)
+    values = torch.tensor([0, 1, 2, 85, 255], dtype=torch.uint8)
+    raw = values[torch.randint(0, 5, shape, generator=g)]
+    raw.view(-1, shape[-1])[0, : min(5, shape[-1])] = values[: shape[-1]]
+    raw = raw.to(device)
+    return raw.view(torch.bool), raw != 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op_name", ["float", "event"])
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("batch", [None, 1, 3, 16])
+@pytest.mark.parametrize("homo", [False, True])
+def test_bool_bytes_other_than_one_are_spikes_of_one(device, op_name, transpose, batch, homo):
+    # Every kernel once read such a byte as a C++ bool: a sum took 85 for a byte of 85, or a
+    # value from past the end of a two-entry table.
+    shape = (30, 40)
+    indptr, indices = random_csr(*shape, mean_row_len=6, device=device)
+    weights = (torch.tensor(0.5, dtype=torch.float64) if homo
+               else torch.randn(indices.numel(), dtype=torch.float64)).to(device)
+    n_in = shape[0] if transpose else shape[1]
+    raw, spikes = bool_view_of_bytes((n_in,) if batch is None else (batch, n_in), device)
+    op = OPS[op_name]
+    w = weights.clone().requires_grad_()
+    out = op(indptr, indices, w, raw, shape, transpose)
+    out.backward(torch.ones_like(out))
+    w_ref = weights.clone().requires_grad_()
+    want = op(indptr, indices, w_ref, spikes, shape, transpose)
+    want.backward(torch.ones_like(want))
+    torch.testing.assert_close(out, want, rtol=0, atol=0)
+    torch.testing.assert_close(out.cpu(), reference(indptr, indices, weights, spikes, shape, transpose))
+    torch.testing.assert_close(w.grad, w_ref.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_plasticity_reads_bool_bytes_other_than_one_as_spikes_of_one(device):
+    shape = (30, 40)
+    indptr, indices = random_csr(*shape, mean_row_len=6, duplicates=False, device=device)
+    weights = torch.rand(indices.numel(), dtype=torch.float64, device=device)
+    csc_indptr, csc_rows, perm = ops.csr_to_csc(indptr, indices, shape)
+    post_trace = torch.rand(shape[1], dtype=torch.float64, device=device)
+    pre_trace = torch.rand(shape[0], dtype=torch.float64, device=device)
+    pre_raw, pre = bool_view_of_bytes((shape[0],), device, seed=4)
+    post_raw, post = bool_view_of_bytes((shape[1],), device, seed=5)
+    got, want = weights.clone(), weights.clone()
+    ops.csr_update_on_pre_(got, indptr, indices, pre_raw, post_trace, 0.1)
+    ops.csr_update_on_pre_(want, indptr, indices, pre, post_trace, 0.1)
+    ops.csr_update_on_post_(got, csc_indptr, csc_rows, perm, post_raw, pre_trace, -0.2)
+    ops.csr_update_on_post_(want, csc_indptr, csc_rows, perm, post, pre_trace, -0.2)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("op_name", ["float", "event"])
 @pytest.mark.parametrize("transpose", [False, True])

@@ -353,6 +353,37 @@ def test_bool_events_have_no_gradient_but_weights_do():
                                               "uniform", True, [True, False])
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["jitc_matmul", "event_jitc_matmul"])
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("batch", [None, 1, 3, 16])
+@pytest.mark.parametrize("dist", ["homo", "normal"])
+def test_bool_bytes_other_than_one_are_spikes_of_one(device, name, transpose, batch, dist):
+    # A uint8 tensor viewed as bool holds bytes such as 2 or 255; torch reads each non-zero
+    # byte as true, and so must the kernels (they once multiplied by the byte's value).
+    shape = (30, 40)
+    n_in = shape[0] if transpose else shape[1]
+    size = (n_in,) if batch is None else (batch, n_in)
+    g = torch.Generator().manual_seed(2)
+    values = torch.tensor([0, 1, 2, 85, 255], dtype=torch.uint8)
+    raw_bytes = values[torch.randint(0, 5, size, generator=g)]
+    raw_bytes.view(-1, n_in)[0, :5] = values
+    raw_bytes = raw_bytes.to(device)
+    raw, spikes = raw_bytes.view(torch.bool), raw_bytes != 0
+    op = getattr(ops, name)
+    w = weight_for(dist, device=device, requires_grad=True)
+    w_ref = weight_for(dist, device=device, requires_grad=True)
+    out = op(raw, w, 0.3, 7, shape, dist, transpose)
+    want = op(spikes, w_ref, 0.3, 7, shape, dist, transpose)
+    out.sum().backward()
+    want.sum().backward()
+    torch.testing.assert_close(out, want, rtol=0, atol=0)
+    torch.testing.assert_close(w.grad, w_ref.grad, rtol=0, atol=0)
+    a = ops.jitc_materialize(w_ref.detach(), 0.3, 7, shape, dist).cpu()
+    dense = (spikes.double().cpu() @ (a if transpose else a.T))
+    torch.testing.assert_close(out.cpu(), dense)
+
+
 def opcheck_samples():
     for dist in DISTS:
         for transpose in [False, True]:

@@ -19,12 +19,15 @@
 
 #include "csrc/ops/cpu/csr_batch_kernels.h"
 #include "csrc/ops/csr_common.h"
+#include "csrc/ops/event_input.h"
 #include "kernels/csr/csr_cpu.h"
 
 namespace brain::ops {
 namespace {
 
 namespace k = brain::kernels::csr;
+using brain::kernels::SpikeByte;
+using detail::input_data;
 using detail::report_kernel_status;
 
 // Aim for this many stored entries per parallel task in the gather and row loops.
@@ -70,7 +73,7 @@ void run_matmul(const char* op, const Prepared& pr, bool transpose, at::Tensor& 
   p.indices = pr.indices.data_ptr<index_t>();
   p.weights = pr.weights.data_ptr<scalar_t>();
   p.homo = pr.homo;
-  p.x = pr.x.data_ptr<x_t>();
+  p.x = input_data<x_t>(pr.x);
   p.n_rows = pr.n_rows;
   p.n_cols = pr.n_cols;
   p.batch = pr.batch;
@@ -80,7 +83,7 @@ void run_matmul(const char* op, const Prepared& pr, bool transpose, at::Tensor& 
   if (!transpose && pr.batch > 1) {
     // x as [n_cols, batch]: one pass over each row's entries for the whole batch.
     const at::Tensor xt = pr.x.t().contiguous();
-    p.x = xt.data_ptr<x_t>();
+    p.x = input_data<x_t>(xt);
     at::parallel_for(0, pr.n_rows, row_grain(pr.nnz * pr.batch, pr.n_rows), [&](int64_t begin, int64_t end) {
       std::vector<double> acc(static_cast<size_t>(pr.batch));
       if constexpr (std::is_same_v<x_t, scalar_t>) {  // the only x it gets (bool is converted first)
@@ -115,7 +118,7 @@ void run_matmul(const char* op, const Prepared& pr, bool transpose, at::Tensor& 
     if (padded != pr.batch) xp = at::cat({pr.x, at::zeros({padded - pr.batch, pr.n_rows}, pr.x.options())});
     const at::Tensor x_tiles = xp.view({tiles, kTile, pr.n_rows}).permute({0, 2, 1}).contiguous();
     const at::Tensor out_tiles = at::zeros({tiles, pr.n_cols, kTile}, out.options());
-    const x_t* xt = x_tiles.data_ptr<x_t>();
+    const x_t* xt = input_data<x_t>(x_tiles);
     scalar_t* ot = out_tiles.data_ptr<scalar_t>();
     at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
@@ -196,7 +199,7 @@ at::Tensor csr_matmul_cpu(const at::Tensor& indptr, const at::Tensor& indices,
           numeric.x = pr.x.to(pr.weights.scalar_type());
           run_matmul<kEvent, scalar_t, index_t, scalar_t>(op, numeric, transpose, out);
         } else if (pr.x.scalar_type() == at::kBool) {
-          run_matmul<kEvent, scalar_t, index_t, bool>(op, pr, transpose, out);
+          run_matmul<kEvent, scalar_t, index_t, SpikeByte>(op, pr, transpose, out);
         } else {
           run_matmul<kEvent, scalar_t, index_t, scalar_t>(op, pr, transpose, out);
         }
@@ -238,7 +241,7 @@ std::tuple<at::Tensor, at::Tensor> csr_matmul_backward_cpu(
       AT_DISPATCH_INDEX_TYPES(pr.indptr.scalar_type(), "brain_csr", [&] {
         auto run = [&](auto x_tag) {
           using x_t = decltype(x_tag);
-          const x_t* xp = pr.x.data_ptr<x_t>();
+          const x_t* xp = input_data<x_t>(pr.x);
           const scalar_t* gp = g_out.data_ptr<scalar_t>();
           scalar_t* dw = pr.homo ? nullptr : grad_w.data_ptr<scalar_t>();
           double* sums = pr.homo ? row_sums.data_ptr<double>() : nullptr;
@@ -247,7 +250,7 @@ std::tuple<at::Tensor, at::Tensor> csr_matmul_backward_cpu(
             // whose x is zero for the whole batch are skipped once, not once per item.
             const at::Tensor xt = pr.x.t().contiguous();
             const at::Tensor gt = g_out.t().contiguous();
-            const x_t* xtp = xt.data_ptr<x_t>();
+            const x_t* xtp = input_data<x_t>(xt);
             const scalar_t* gtp = gt.data_ptr<scalar_t>();
             at::parallel_for(0, pr.n_rows, row_grain(pr.nnz * pr.batch, pr.n_rows), [&](int64_t begin, int64_t end) {
               std::vector<int64_t> lanes(static_cast<size_t>(pr.batch));
@@ -274,7 +277,7 @@ std::tuple<at::Tensor, at::Tensor> csr_matmul_backward_cpu(
                            });
         };
         if (pr.x.scalar_type() == at::kBool) {
-          run(bool{});
+          run(SpikeByte{});
         } else {
           run(scalar_t{});
         }
@@ -410,7 +413,7 @@ void owner_update_cpu(const char* op, at::Tensor& weights, const at::Tensor& ptr
       scalar_t* w = weights.data_ptr<scalar_t>();
       auto run = [&](auto spike_tag) {
         using s_t = decltype(spike_tag);
-        const s_t* sp = spikes.data_ptr<s_t>();
+        const s_t* sp = input_data<s_t>(spikes);
         at::parallel_for(0, n_owners, row_grain(nnz, n_owners), [&](int64_t begin, int64_t end) {
           for (int64_t o = begin; o < end; ++o) {
             if (!k::is_active(sp[o])) continue;
@@ -429,7 +432,7 @@ void owner_update_cpu(const char* op, at::Tensor& weights, const at::Tensor& ptr
         });
       };
       if (spikes.scalar_type() == at::kBool) {
-        run(bool{});
+        run(SpikeByte{});
       } else {
         run(scalar_t{});
       }

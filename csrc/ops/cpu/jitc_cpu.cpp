@@ -17,6 +17,7 @@
 #include <torch/library.h>
 
 #include "csrc/ops/cpu/csr_batch_kernels.h"
+#include "csrc/ops/event_input.h"
 #include "csrc/ops/jitc_common.h"
 #include "kernels/csr/csr_cpu.h"
 #include "kernels/jitc/jitc_cpu.h"
@@ -25,6 +26,8 @@ namespace brain::ops {
 namespace {
 
 namespace k = brain::kernels::jitc;
+using brain::kernels::SpikeByte;
+using detail::input_data;
 
 // The scatter splits into at most 8 row blocks (fixed, not the thread count, so results are
 // the same on every machine), each into its own [batch, n_cols] buffer summed in order.
@@ -77,7 +80,7 @@ void run_matmul(const Prepared& pr, double prob, bool transpose, const Materiali
   p.spec = pr.spec;
   p.a = pr.a;
   p.b = pr.b;
-  p.x = pr.x.data_ptr<x_t>();
+  p.x = input_data<x_t>(pr.x);
   p.batch = pr.batch;
   if (m.indptr.defined()) {
     p.csr_indptr = m.indptr.const_data_ptr<int64_t>();
@@ -91,7 +94,7 @@ void run_matmul(const Prepared& pr, double prob, bool transpose, const Materiali
     at::Tensor x_batch_minor;
     if (pr.batch > 1) {
       x_batch_minor = pr.x.t().contiguous();
-      p.x = x_batch_minor.const_data_ptr<x_t>();
+      p.x = input_data<x_t>(x_batch_minor);
       p.x_batch_minor = true;
     }
     if (m.indptr.defined() && pr.batch > 1) {
@@ -100,7 +103,7 @@ void run_matmul(const Prepared& pr, double prob, bool transpose, const Materiali
       // generating gather's (a zero x adds +-0, which changes no sum; see gather_row_batch).
       // Bool events go in as 0/1 numbers, converted once: bool lanes do not vectorise.
       const at::Tensor x_numbers =
-          std::is_same_v<x_t, bool> ? x_batch_minor.to(out.scalar_type()) : x_batch_minor;
+          std::is_same_v<x_t, SpikeByte> ? x_batch_minor.to(out.scalar_type()) : x_batch_minor;
       brain::kernels::csr::Params<scalar_t, int64_t, scalar_t> c;
       c.indptr = p.csr_indptr;
       c.indices = p.csr_indices;
@@ -158,8 +161,8 @@ at::Tensor matmul_impl(const char* op, bool event, const at::Tensor& x, const at
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(weight.scalar_type(), "jitc_matmul_cpu", [&] {
     if (pr.x.scalar_type() == at::kBool) {
-      if (event) run_matmul<true, scalar_t, bool>(pr, prob, transpose, m, out);
-      else run_matmul<false, scalar_t, bool>(pr, prob, transpose, m, out);
+      if (event) run_matmul<true, scalar_t, SpikeByte>(pr, prob, transpose, m, out);
+      else run_matmul<false, scalar_t, SpikeByte>(pr, prob, transpose, m, out);
     } else {
       if (event) run_matmul<true, scalar_t, scalar_t>(pr, prob, transpose, m, out);
       else run_matmul<false, scalar_t, scalar_t>(pr, prob, transpose, m, out);
@@ -204,7 +207,7 @@ std::tuple<at::Tensor, at::Tensor> jitc_matmul_backward_cpu(
         p.spec = pr.spec;
         p.a = pr.a;
         p.b = pr.b;
-        p.x = pr.x.data_ptr<x_t>();
+        p.x = input_data<x_t>(pr.x);
         p.batch = pr.batch;
         const scalar_t* gp = g.data_ptr<scalar_t>();
         std::vector<int64_t> lane_offsets, lanes;
@@ -217,7 +220,7 @@ std::tuple<at::Tensor, at::Tensor> jitc_matmul_backward_cpu(
           }
         });
       };
-      if (pr.x.scalar_type() == at::kBool) run(bool{});
+      if (pr.x.scalar_type() == at::kBool) run(SpikeByte{});
       else run(scalar_t{});
     });
     double ga = 0, gb = 0;

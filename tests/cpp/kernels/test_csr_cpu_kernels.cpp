@@ -42,11 +42,12 @@ TEST(CsrCpuKernels, GatherComputesAx) {
   EXPECT_EQ(out, (std::vector<double>{201, 0, 30, 504}));
 }
 
-TEST(CsrCpuKernels, EventGatherOnBoolEqualsFloatGather) {
+TEST(CsrCpuKernels, EventGatherOnSpikeBytesEqualsFloatGather) {
   Fixture f;
-  const std::vector<uint8_t> spikes_storage{1, 0, 1};
-  const bool spikes[3] = {true, false, true};
-  k::Params<double, int32_t, bool> p;
+  // Any non-zero byte is a spike, as torch reads a bool tensor's bytes (a uint8 tensor viewed
+  // as bool can hold 2 or 255): each must count as 1, not as its byte value.
+  const brain::kernels::SpikeByte spikes[3] = {{255}, {0}, {2}};
+  k::Params<double, int32_t, brain::kernels::SpikeByte> p;
   p.indptr = f.indptr.data();
   p.indices = f.indices.data();
   p.weights = f.weights.data();
