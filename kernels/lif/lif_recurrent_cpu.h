@@ -18,8 +18,10 @@
 //   gI_t   = lif backward_step(v_pre[t], gs_t, gu) * dv/dI   (= grad_drive[t])
 //   G_t    = A gI_t      -> grad_history[t] when t < d, else added to step t - d's gs
 //   dW[k] += sum_b S_t[b, i] gI_t[b, j]   for the entries k = (i, j) of rows i active in S_t
-// The second and third lines are one pass over the rows (backward_rows), each row owned by one
-// task and the steps summed in a fixed order, so the result does not depend on threads.
+// The last two lines go over A's rows, a block of rows per task: the block's gather through A
+// (recurrent_through_a_params), then its weight gradient (recurrent_weight_grad_rows). Each
+// row is owned by one task and the steps are summed in a fixed order, so the result does not
+// depend on threads.
 #pragma once
 
 #include <cstdint>
@@ -123,42 +125,44 @@ void recurrent_backward_neurons(const LifConstants& constants, const T* grad_spi
   }
 }
 
-// Rows [row_begin, row_end) of one step's pass through A: grad_source [B, n] = A gI_t (every
-// element of those rows written), and, when dw (per synapse, [nnz]) or dw_rows (homogeneous
-// weight, [n]) is given, the weight gradient of the step added to it, from the rows' entries
-// whose presynaptic spike in source_t [B, n] is non-zero. acc and lanes: scratch of B values.
-// A row's B sums of A gI run in registers (csr::gather_row_batch) and its entries' dW four
-// at a time (csr::active_dots_scatter): each sum in the order of the plain loops, so the
-// same bits.
+// One step's pass through A, gI_t batch-minor ([n, B], g_bm) through A's rows: with
+// csr::gather_batch_minor (or its AVX2 copy, csrc/ops/cpu/csr_batch_kernels.h) it writes
+// grad_source [B, n] = A gI_t, checking every row and index it reads; a row's B sums run in
+// registers, each in the order of the plain loop, so the same bits.
+template <typename T, typename index_t>
+csr::Params<T, index_t, T> recurrent_through_a_params(const RecurrentProblem<T, index_t>& p, const T* g_bm) {
+  csr::Params<T, index_t, T> a;
+  a.indptr = p.indptr;
+  a.indices = p.indices;
+  a.weights = p.weights;
+  a.homo = p.homo;
+  a.n_rows = p.n;
+  a.n_cols = p.n;
+  a.batch = p.batch;
+  a.nnz = p.nnz;
+  a.x = g_bm;
+  return a;
+}
+
+// The weight gradient of one step for rows [row_begin, row_end), added to dw (per synapse,
+// [nnz]) or dw_rows (homogeneous weight, [n]), from the rows' entries whose presynaptic spike
+// in source_t [B, n] is non-zero: dW[k] += sum_b S_t[b, i] gI_t[b, j], four entries at a time
+// (csr::active_dots_scatter), each in batch order. The rows' indices must have been checked
+// (the step's pass through A does). lanes: scratch of B values.
 template <typename acc_t, typename T, typename index_t>
-csr::Status recurrent_backward_rows(const RecurrentProblem<T, index_t>& p, const T* g_bm, const T* source_t,
-                                    std::int64_t row_begin, std::int64_t row_end, T* grad_source, acc_t* dw,
-                                    acc_t* dw_rows, acc_t* acc, std::int64_t* lanes) {
+void recurrent_weight_grad_rows(const RecurrentProblem<T, index_t>& p, const T* g_bm, const T* source_t,
+                                std::int64_t row_begin, std::int64_t row_end, acc_t* dw, acc_t* dw_rows,
+                                std::int64_t* lanes) {
   const std::int64_t batch = p.batch;
   const std::int64_t n = p.n;
-  const bool want_dw = dw != nullptr || dw_rows != nullptr;
-  csr::Params<T, index_t, T> through_a;  // gI_t batch-minor through A's rows
-  through_a.indices = p.indices;
-  through_a.weights = p.weights;
-  through_a.homo = p.homo;
-  through_a.x = g_bm;
-  through_a.batch = batch;
   for (std::int64_t i = row_begin; i < row_end; ++i) {
-    const std::int64_t k0 = p.indptr[i];
-    const std::int64_t k1 = p.indptr[i + 1];
-    if (k1 < k0 || k0 < 0 || k1 > p.nnz) return csr::Status::bad_indptr(i);
-    for (std::int64_t k = k0; k < k1; ++k) {
-      const std::int64_t j = p.indices[k];
-      if (j < 0 || j >= n) return csr::Status::bad_index(k);
-    }
-    csr::gather_row_batch<false>(through_a, k0, k1, acc);
-    for (std::int64_t b = 0; b < batch; ++b) grad_source[b * n + i] = static_cast<T>(acc[b]);
-    if (!want_dw) continue;
     std::int64_t n_active = 0;
     for (std::int64_t b = 0; b < batch; ++b) {
       if (source_t[b * n + i] != T(0)) lanes[n_active++] = b;
     }
     if (n_active == 0) continue;
+    const std::int64_t k0 = p.indptr[i];
+    const std::int64_t k1 = p.indptr[i + 1];
     acc_t row_sum = 0;
     csr::for_entry_groups(k0, k1, [&](auto ways_tag, std::int64_t k) {
       constexpr int ways = decltype(ways_tag)::value;
@@ -176,7 +180,6 @@ csr::Status recurrent_backward_rows(const RecurrentProblem<T, index_t>& p, const
     });
     if (dw_rows != nullptr) dw_rows[i] += row_sum;
   }
-  return {};
 }
 
 }  // namespace brain::kernels::lif

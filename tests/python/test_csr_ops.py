@@ -740,6 +740,20 @@ for dtype in (torch.float32, torch.float64):
             key = f"{dtype}-{index_dtype}-{batch}"
             results[key + "-gather"] = ops.csr_matmul(indptr, indices, weights, x, (n_rows, n_cols), False)
             results[key + "-event"] = ops.event_csr_matmul(indptr, indices, weights, spikes, (n_rows, n_cols), False)
+        # lif_recurrent_sequence's backward passes each step's gradient through A by this gather
+        n = n_rows
+        square = indices.long() % n
+        rec_weights = (torch.randn(nnz, generator=g) * 0.3).to(dtype)
+        for batch in (3, 16):
+            drive = (torch.randn(12, batch, n, generator=g) * 0.5 + 2.0).to(dtype).requires_grad_()
+            history = (torch.rand(2, batch, n, generator=g) < 0.2).to(dtype).requires_grad_()
+            w = rec_weights.clone().requires_grad_()
+            out, v_last = ops.lif_recurrent_sequence(drive, torch.zeros(batch, n, dtype=dtype), history, indptr,
+                                                     square.to(index_dtype), w)
+            (out * torch.rand(out.shape, generator=g).to(dtype)).sum().add(v_last.sum()).backward()
+            key = f"{dtype}-{index_dtype}-{batch}-recurrent"
+            results[key + "-spikes"], results[key + "-grad_drive"] = out.detach(), drive.grad
+            results[key + "-grad_history"], results[key + "-grad_weights"] = history.grad, w.grad
 torch.save(results, sys.argv[1])
 """
 
@@ -763,7 +777,7 @@ def test_cpu_batched_loops_give_the_same_bits_portable_and_avx2(tmp_path):
                               text=True, env={**os.environ, **env}, timeout=300)
         assert proc.returncode == 0, proc.stderr
     default, portable = torch.load(files["default"]), torch.load(files["portable"])
-    assert default.keys() == portable.keys() and len(default) == 2 * 2 * 5 * 2
+    assert default.keys() == portable.keys() and len(default) == 2 * 2 * (5 * 2 + 2 * 4)
     for key in default:
         assert torch.equal(default[key], portable[key]) or (
             torch.equal(default[key].isnan(), portable[key].isnan())

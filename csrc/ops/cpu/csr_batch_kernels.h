@@ -1,5 +1,6 @@
 // Internal: the batched CSR gather of the CPU ops (kernels/csr/csr_cpu.h's gather_batch_minor:
-// csr_matmul and event_csr_matmul with a batch, transpose=False), compiled twice
+// csr_matmul and event_csr_matmul with a batch, transpose=False; the stored copy of
+// lif_jit_recurrent_sequence's matrix; lif_recurrent_sequence's backward step through A), compiled twice
 // (csr_batch_base.cpp for any CPU, csr_batch_avx2.cpp with AVX2) and picked at run time, as the
 // fast engine's population pass is (csrc/dyn/fast_kernels.h). With AVX2 a batch's float64 sums
 // go four items per instruction instead of two: 1.15-1.4x for 4-64 items (4,000 rows of 80

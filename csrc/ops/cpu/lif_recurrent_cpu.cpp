@@ -13,6 +13,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "csrc/ops/cpu/csr_batch_kernels.h"
 #include "csrc/ops/csr_common.h"
 #include "csrc/ops/lif_common.h"
 #include "kernels/lif/lif_recurrent_cpu.h"
@@ -217,6 +218,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_recurrent_sequenc
       scalar_t* gbm = g_bm.mutable_data_ptr<scalar_t>();
       double* dwp = dw.defined() ? dw.mutable_data_ptr<double>() : nullptr;
       double* dwr = dw_rows.defined() ? dw_rows.mutable_data_ptr<double>() : nullptr;
+      // The batched CSR gather, AVX2 where the CPU has it.
+      const auto through_a = csr_batch::batch_kernels().of<scalar_t, index_t>().gather[false];
       const int64_t avg_row = g.n > 0 ? g.nnz / g.n + 1 : 1;
       const int64_t row_grain = std::max<int64_t>(1, (int64_t{1} << 14) / (avg_row * std::max<int64_t>(g.batch, 1)));
       for (int64_t t = g.steps - 1; t >= 0; --t) {
@@ -230,11 +233,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_recurrent_sequenc
         const scalar_t* source_t = p.source(t, sp);
         at::parallel_for(0, g.n, row_grain, [&](int64_t begin, int64_t end) {
           std::vector<double> acc(static_cast<size_t>(g.batch));
+          detail::report_kernel_status(op, through_a(k::recurrent_through_a_params(p, gbm), grad_source, begin, end,
+                                                     acc.data()),
+                                       g.n);
+          if (!want_dw) return;
           std::vector<int64_t> lanes(static_cast<size_t>(g.batch));
-          detail::report_kernel_status(
-              op, k::recurrent_backward_rows<double>(p, gbm, source_t, begin, end, grad_source, dwp, dwr, acc.data(),
-                                                     lanes.data()),
-              g.n);
+          k::recurrent_weight_grad_rows<double>(p, gbm, source_t, begin, end, dwp, dwr, lanes.data());
         });
       }
     });
