@@ -33,6 +33,10 @@ def main():
     write("ops", "seed_csr_transpose_event", bytes([2, 0b0100011, 4, 4, 1, 2, 2, 1, 2, 0, 3, 1, 2, 3, 0, 1, 1, 2, 9, 9]))
     write("ops", "seed_jit_homo", bytes([1, 0b0000000, 2, 12, 9, 0, 0, 0, 7, 1, 3, 4]))
     write("ops", "seed_jit_normal", bytes([3, 0b0100110, 1, 20, 30, 1, 2, 3, 4, 2, 7, 6, 1, 0]))
+    # bool events whose true bytes are not 1 (flag 128), scattered and gathered with a batch
+    write("ops", "seed_csr_bool_bytes_scatter", bytes([2, 0b10100011, 4, 4, 1, 2, 2, 1, 2, 0, 3, 1, 2, 3, 0, 1, 1, 2, 9, 9]))
+    write("ops", "seed_csr_bool_bytes_batch", bytes([0, 0b10110001, 3, 4, 1, 1, 1, 2, 1, 1, 0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7]))
+    write("ops", "seed_jit_bool_bytes", bytes([3, 0b11100111, 1, 20, 30, 1, 2, 3, 4, 2, 7, 6, 1, 0]))
 
     # checkpoints of the network fuzz target 'checkpoint' builds (targets.h): mode byte 0 is
     # the raw file, 2 the payload (framed with a valid checksum by the target) loaded into it.

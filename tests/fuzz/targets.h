@@ -110,6 +110,9 @@ inline void csr_ops(Bytes& in) {
   const int64_t batch = in.u8() % 3 + 1;
   at::Tensor x = batched ? torch::randn({batch, n_in}, ftype) : torch::randn({n_in}, ftype);
   if (bool_x) x = x > 0;
+  // Bool events whose true bytes are not 1 (a uint8 tensor viewed as bool): torch, and so the
+  // dense reference below, reads any non-zero byte as true; so must the op.
+  if (bool_x && (flags & 128)) x = x.to(torch::kByte).mul(1 + (rows * 37 + cols * 11) % 255).view(torch::kBool);
   // What SPEC section 1 calls valid, decided independently of the op. The ops check the
   // ends of indptr and the operands on every call, and the rows they visit as they visit them
   // (validate_csr checks everything, once): the event scatter (event, transpose) visits only
@@ -172,7 +175,9 @@ inline void jitc_ops(Bytes& in) {
   }
   const at::Tensor weight = torch::tensor(params, torch::kDouble).to(ftype);
   const int64_t n_in = std::max<int64_t>(0, (transpose ? rows : cols) + (in.u8() % 8 == 0 ? 1 : 0));
-  const at::Tensor x = batched ? torch::randn({in.u8() % 3 + 1, n_in}, ftype) : torch::randn({n_in}, ftype);
+  at::Tensor x = batched ? torch::randn({in.u8() % 3 + 1, n_in}, ftype) : torch::randn({n_in}, ftype);
+  if (flags & 64) x = x > 0;
+  if (flags & 128) x = (x > 0).to(torch::kByte).mul(1 + (rows * 37 + cols * 11 + 255) % 255).view(torch::kBool);
   at::Tensor y;
   try {
     y = event ? ops::event_jitc_matmul(x, weight, prob, seed, {rows, cols}, dist, transpose)
