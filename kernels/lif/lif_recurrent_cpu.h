@@ -48,10 +48,10 @@ struct RecurrentProblem {
   }
 };
 
-// The scatter A^T S_t of item b as event_csr_matmul computes it for one item alone.
+// A as the CSR kernels take it, with x [batch, n] (or batch-minor, for the gathers).
 template <typename T, typename index_t>
-csr::Params<T, index_t, T> recurrent_scatter_params(const RecurrentProblem<T, index_t>& p, std::int64_t t,
-                                                    std::int64_t b, const T* spikes) {
+csr::Params<T, index_t, T> recurrent_matrix_params(const RecurrentProblem<T, index_t>& p, const T* x,
+                                                   std::int64_t batch) {
   csr::Params<T, index_t, T> a;
   a.indptr = p.indptr;
   a.indices = p.indices;
@@ -59,10 +59,17 @@ csr::Params<T, index_t, T> recurrent_scatter_params(const RecurrentProblem<T, in
   a.homo = p.homo;
   a.n_rows = p.n;
   a.n_cols = p.n;
-  a.batch = 1;
+  a.batch = batch;
   a.nnz = p.nnz;
-  a.x = p.source(t, spikes) + b * p.n;
+  a.x = x;
   return a;
+}
+
+// The scatter A^T S_t of item b as event_csr_matmul computes it for one item alone.
+template <typename T, typename index_t>
+csr::Params<T, index_t, T> recurrent_scatter_params(const RecurrentProblem<T, index_t>& p, std::int64_t t,
+                                                    std::int64_t b, const T* spikes) {
+  return recurrent_matrix_params(p, p.source(t, spikes) + b * p.n, 1);
 }
 
 // Step t's membrane update of item b's neurons [begin, end). The recurrent current is rec[j]
@@ -131,17 +138,7 @@ void recurrent_backward_neurons(const LifConstants& constants, const T* grad_spi
 // registers, each in the order of the plain loop, so the same bits.
 template <typename T, typename index_t>
 csr::Params<T, index_t, T> recurrent_through_a_params(const RecurrentProblem<T, index_t>& p, const T* g_bm) {
-  csr::Params<T, index_t, T> a;
-  a.indptr = p.indptr;
-  a.indices = p.indices;
-  a.weights = p.weights;
-  a.homo = p.homo;
-  a.n_rows = p.n;
-  a.n_cols = p.n;
-  a.batch = p.batch;
-  a.nnz = p.nnz;
-  a.x = g_bm;
-  return a;
+  return recurrent_matrix_params(p, g_bm, p.batch);
 }
 
 // The weight gradient of one step for rows [row_begin, row_end), added to dw (per synapse,
