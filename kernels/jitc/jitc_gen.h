@@ -255,6 +255,36 @@ BRAIN_HD double det_log(double u) {
   return dadd(dmul(static_cast<double>(e), 0x1.62e42fefa39efp-1), dmul(dadd(s, s), p));
 }
 
+#if !defined(__CUDA_ARCH__)
+// det_log of n values in place, n <= kMaxLogLanes, computed side by side: for each value the
+// operations of det_log in its order (so the same bits; DetLog tests it), but the n Horner
+// chains advance together, so a CPU overlaps them (and vectorises them where it can) instead
+// of waiting on one chain's latency at a time. CPU only: a GPU thread walks one block.
+constexpr int kMaxLogLanes = 8;
+inline void det_log_lanes(double* v, int n) {
+  static constexpr double kInvOdd10[10] = {
+      0x1.af286bca1af28p-5, 0x1.e1e1e1e1e1e1ep-5, 0x1.1111111111111p-4, 0x1.3b13b13b13b14p-4,
+      0x1.745d1745d1746p-4, 0x1.c71c71c71c71cp-4, 0x1.2492492492492p-3, 0x1.999999999999ap-3,
+      0x1.5555555555555p-2, 1.0};  // inv_odd_series10's coefficients, 1/19 .. 1
+  double e[kMaxLogLanes], s[kMaxLogLanes], z[kMaxLogLanes], p[kMaxLogLanes];
+  for (int q = 0; q < n; ++q) {
+    const std::uint64_t b = bits_of(v[q]);
+    const int exponent = static_cast<int>((b >> 52) & 0x7ff) - 1023;
+    const double m = double_of((b & ((std::uint64_t{1} << 52) - 1)) | (std::uint64_t{1023} << 52));
+    const bool halve = m > 0x1.6a09e667f3bcdp+0;
+    const double mh = halve ? dmul(m, 0.5) : m;
+    e[q] = static_cast<double>(halve ? exponent + 1 : exponent);
+    s[q] = ddiv(dsub(mh, 1.0), dadd(mh, 1.0));
+    z[q] = dmul(s[q], s[q]);
+    p[q] = kInvOdd10[0];
+  }
+  for (int k = 1; k < 10; ++k) {
+    for (int q = 0; q < n; ++q) p[q] = dfma_free(p[q], z[q], kInvOdd10[k]);
+  }
+  for (int q = 0; q < n; ++q) v[q] = dadd(dmul(e[q], 0x1.62e42fefa39efp-1), dmul(dadd(s[q], s[q]), p[q]));
+}
+#endif
+
 // log(1 - p) for p in (0, 1).
 BRAIN_HD double det_log1m(double p) {
   if (p >= 0.5) return det_log(dsub(1.0, p));
@@ -371,10 +401,37 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
   if (c >= end) return;
   const auto r32 = static_cast<std::uint32_t>(row);
   const auto b32 = static_cast<std::uint32_t>(block);
+  std::uint32_t call = 0;
+#if !defined(__CUDA_ARCH__)
+  // On a CPU, while many entries remain, the skips of kCalls Philox calls are computed
+  // together before the walk uses them: a skip is a 10-term Horner chain, and 2 * kCalls
+  // independent chains keep the core's units busy where two left it waiting on each chain's
+  // latency. The same uniforms and skips, used in the same order, so the same entries; the
+  // skips past the block's last entry (at most 2 * kCalls - 1) are computed and not used.
+  constexpr int kCalls = kMaxLogLanes / 2;
+  const double many_columns = kCalls * -s.inv_log1m_p;  // about kCalls entries' worth
+  while (static_cast<double>(end - c) >= many_columns) {
+    double r[2 * kCalls];
+    for (int q = 0; q < kCalls; ++q) {
+      const Words w = philox4x32_10(r32, b32, call + static_cast<std::uint32_t>(q), 0u, s.key0, s.key1);
+      r[2 * q] = dmul(static_cast<double>(m53(w.w[0], w.w[1]) + 1), kTwoPowMinus53);
+      r[2 * q + 1] = dmul(static_cast<double>(m53(w.w[2], w.w[3]) + 1), kTwoPowMinus53);
+    }
+    det_log_lanes(r, 2 * kCalls);
+    for (int q = 0; q < 2 * kCalls; ++q) r[q] = dmul(r[q], s.inv_log1m_p);
+    for (int q = 0; q < 2 * kCalls; ++q) {
+      if (r[q] >= static_cast<double>(end - c)) return;
+      c += static_cast<std::int64_t>(r[q]);
+      f(c);
+      if (++c >= end) return;
+    }
+    call += kCalls;
+  }
+#endif
   // Both uniforms of a Philox call are turned into skips together: two independent log
   // chains give the CPU (and GPU) instruction-level parallelism. The values and their order
   // are those of the specification; at most one skip per block is computed and not used.
-  for (std::uint32_t call = 0;; ++call) {
+  for (;; ++call) {
     const Words w = philox4x32_10(r32, b32, call, 0u, s.key0, s.key1);
     const double u0 = dmul(static_cast<double>(m53(w.w[0], w.w[1]) + 1), kTwoPowMinus53);
     const double u1 = dmul(static_cast<double>(m53(w.w[2], w.w[3]) + 1), kTwoPowMinus53);

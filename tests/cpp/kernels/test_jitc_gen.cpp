@@ -1,6 +1,8 @@
 // The torch-free JIT-connectivity generator (kernels/jitc/jitc_gen.h) on its own.
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -37,6 +39,62 @@ TEST(JitcGenerator, DeterministicLogIsAccurate) {
   EXPECT_EQ(jg::det_log(1.0), 0.0);
   for (double p : {1e-9, 1e-4, 0.02, 0.3, 0.5, 0.75, 0.999999}) {
     EXPECT_NEAR(jg::det_log1m(p), std::log1p(-p), 1e-15 * std::abs(std::log1p(-p))) << p;
+  }
+}
+
+TEST(JitcGenerator, LogsInLanesEqualDetLogBitForBit) {
+  std::mt19937_64 rng(2);
+  std::uniform_real_distribution<double> unif(0.0, 1.0);
+  std::vector<double> values{1.0, 0x1p-54, 0x1p-53, 0.5, 0x1.6a09e667f3bcdp-1, 0x1.6a09e667f3bcep-1,
+                             0x1.6a09e667f3bccp-1, 0x1.6a09e667f3bcdp-30, std::nextafter(1.0, 0.0)};
+  for (int i = 0; i < 100000; ++i) values.push_back((static_cast<double>(rng() >> 11) + 1) * 0x1p-53);
+  for (int i = 0; i < 1000; ++i) values.push_back(std::ldexp(unif(rng) + 0.5, -static_cast<int>(rng() % 54)));
+  for (int n = 1; n <= jg::kMaxLogLanes; ++n) {
+    for (size_t i = 0; i + n <= values.size(); i += n) {
+      double lanes[jg::kMaxLogLanes];
+      for (int q = 0; q < n; ++q) lanes[q] = values[i + q];
+      jg::det_log_lanes(lanes, n);
+      for (int q = 0; q < n; ++q) {
+        const double want = jg::det_log(values[i + q]);
+        ASSERT_EQ(std::memcmp(&lanes[q], &want, sizeof want), 0) << values[i + q] << " in " << n << " lanes";
+      }
+    }
+  }
+}
+
+// The walk of SPEC's section 3 written out one uniform at a time, as the CUDA kernels walk it.
+std::vector<int64_t> specified_walk(const jg::Spec& s, int64_t row, int64_t block) {
+  std::vector<int64_t> cols;
+  int64_t c = block << s.block_shift;
+  const int64_t end = std::min<int64_t>(c + (int64_t{1} << s.block_shift), s.n_cols);
+  for (uint32_t call = 0; c < end; ++call) {
+    const jg::Words w = jg::philox4x32_10(uint32_t(row), uint32_t(block), call, 0u, s.key0, s.key1);
+    for (int half = 0; half < 2; ++half) {
+      const double u = double(jg::m53(w.w[2 * half], w.w[2 * half + 1]) + 1) * 0x1p-53;
+      const double r = jg::det_log(u) * s.inv_log1m_p;
+      if (r >= double(end - c)) return cols;
+      c += int64_t(r);
+      cols.push_back(c);
+      if (++c >= end) return cols;
+    }
+  }
+  return cols;
+}
+
+TEST(JitcGenerator, CpuWalkGivesTheSpecifiedEntries) {
+  // for_each_in_block computes the skips of several calls at once on a CPU while many columns
+  // remain; the entries must be those of the one-at-a-time walk, to the last column.
+  for (double prob : {0.9, 0.5, 0.1, 0.03, 0.002, 1e-5}) {
+    for (int64_t n_cols : {int64_t{37}, int64_t{1000}, int64_t{5000}, int64_t{70000}}) {
+      const auto spec = jg::make_spec(prob, 77, 40, n_cols, jg::Dist::kHomo);
+      for (int64_t row = 0; row < spec.n_rows; ++row) {
+        for (int64_t blk = 0; blk < spec.n_blocks; ++blk) {
+          std::vector<int64_t> cols;
+          jg::for_each_in_block(spec, row, blk, [&](int64_t c) { cols.push_back(c); });
+          ASSERT_EQ(cols, specified_walk(spec, row, blk)) << prob << " " << n_cols << " row " << row << " block " << blk;
+        }
+      }
+    }
   }
 }
 
