@@ -257,9 +257,10 @@ BRAIN_HD double det_log(double u) {
 
 #if !defined(__CUDA_ARCH__)
 // det_log of n values in place, n <= kMaxLogLanes, computed side by side: for each value the
-// operations of det_log in its order (so the same bits; DetLog tests it), but the n Horner
-// chains advance together, so a CPU overlaps them (and vectorises them where it can) instead
-// of waiting on one chain's latency at a time. CPU only: a GPU thread walks one block.
+// operations of det_log in its order (so the same bits; the test
+// LogsInLanesEqualDetLogBitForBit), but the n Horner chains advance together, so a CPU
+// overlaps them (and vectorises them where it can) instead of waiting on one chain's latency
+// at a time. CPU only: a GPU thread walks one block.
 constexpr int kMaxLogLanes = 8;
 inline void det_log_lanes(double* v, int n) {
   static constexpr double kInvOdd10[10] = {
