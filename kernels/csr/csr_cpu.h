@@ -148,35 +148,19 @@ Status scatter(const Params<scalar_t, index_t, x_t>& p, std::int64_t b,
   return {};
 }
 
-// How many row blocks a single-item scatter touching `work` stored entries is split into,
-// each accumulating into its own buffer, the buffers then added to the first in block order.
-// Fixed numbers (not the thread count), so the result is the same on every machine: 8 blocks
-// keep 2..8 cores busy, and below 2^16 entries per block, zeroing and adding n_cols-long
-// buffers costs more than the split saves. brain::event_csr_matmul and the fused recurrent
-// LIF op (kernels/lif/lif_recurrent_cpu.h) both split by this rule, so they round alike.
-constexpr std::int64_t kMaxScatterBlocks = 8;
-constexpr std::int64_t kScatterWorkPerBlock = std::int64_t{1} << 16;
-inline std::int64_t scatter_blocks(std::int64_t work, std::int64_t n_rows) {
-  const std::int64_t most = n_rows < kMaxScatterBlocks ? (n_rows > 1 ? n_rows : 1) : kMaxScatterBlocks;
-  const std::int64_t blocks = work / kScatterWorkPerBlock;
-  return blocks < 1 ? 1 : (blocks > most ? most : blocks);
-}
-
-// Work of a scatter over rows [row_begin, row_end): the number of stored entries it will
-// touch (for the event form, only those of active rows of batch item b). Used to decide how
-// many partial buffers a single-batch scatter is worth splitting into.
-template <bool kEvent, typename scalar_t, typename index_t, typename x_t>
-std::int64_t scatter_work(const Params<scalar_t, index_t, x_t>& p, std::int64_t b) {
-  if constexpr (!kEvent) {
-    return static_cast<std::int64_t>(p.indptr[p.n_rows]) - static_cast<std::int64_t>(p.indptr[0]);
-  } else {
-    const x_t* xb = p.x + b * p.n_rows;
-    std::int64_t work = 0;
-    for (std::int64_t i = 0; i < p.n_rows; ++i) {
-      if (is_active(xb[i])) work += static_cast<std::int64_t>(p.indptr[i + 1]) - p.indptr[i];
-    }
-    return work;
+// The first of the sorted [first, last) that is >= lo (last if none), by a bisection without
+// branches (the range halves whichever way each test goes), which would be mispredicted about
+// half the time.
+template <typename index_t>
+inline const index_t* first_at_least(const index_t* first, const index_t* last, std::int64_t lo) {
+  if (first == last || *first >= lo) return first;
+  std::int64_t count = last - first;  // the answer lies in (first, first + count]
+  while (count > 1) {
+    const std::int64_t half = count / 2;
+    first = first[half - 1] < lo ? first + half : first;
+    count -= half;
   }
+  return first + (*first < lo);
 }
 
 // sum over b < n of x[b * x_stride] * g[b * g_stride], skipping inactive (zero) x entries.

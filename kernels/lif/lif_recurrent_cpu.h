@@ -9,9 +9,9 @@
 // and then updates the membrane as lif_sequence does (kernels/lif/lif_seq.h). Every batch
 // item is independent in the forward, so an item walks the whole window on one thread; the
 // scatter and the sum round as brain::event_csr_matmul (one item's rows in order) and
-// at::add do, so the spikes equal those of the op-by-op network. A lone item (B = 1) splits
-// each step's scatter into row blocks by event_csr_matmul's own rule (csr::scatter_blocks),
-// so that case both uses the threads and keeps the same bits.
+// at::add do, so the spikes equal those of the op-by-op network. A lone item (B = 1) keeps
+// each step's scatter on one thread (as event_csr_matmul does) and splits the membrane update
+// over threads.
 //
 // The backward walks the steps from the last. With gu = dL/du carried per neuron:
 //   gs_t   = grad_spikes[t] + G_{t+d}                (G: the gradient reaching S through A)
@@ -72,20 +72,17 @@ csr::Params<T, index_t, T> recurrent_scatter_params(const RecurrentProblem<T, in
   return recurrent_matrix_params(p, p.source(t, spikes) + b * p.n, 1);
 }
 
-// Step t's membrane update of item b's neurons [begin, end). The recurrent current is rec[j]
-// plus, in block order, the n_partial other row blocks' sums partial[blk * n + j] (the split
-// scatter of csr::scatter_blocks); then drive + current as at::add, then lif_sequence's step.
+// Step t's membrane update of item b's neurons [begin, end), given the recurrent current rec:
+// drive + current as at::add, then lif_sequence's step.
 template <typename T, typename index_t>
 void recurrent_update(const LifConstants& constants, const RecurrentProblem<T, index_t>& p, std::int64_t t,
-                      std::int64_t b, const T* rec, const T* partial, std::int64_t n_partial, T* u, T* spikes,
-                      T* v_pre, std::int64_t begin, std::int64_t end) {
+                      std::int64_t b, const T* rec, T* u, T* spikes, T* v_pre, std::int64_t begin,
+                      std::int64_t end) {
   const Typed<T> c(constants);
   const std::int64_t n = p.n;
   const std::int64_t row = t * p.batch * n + b * n;
   for (std::int64_t j = begin; j < end; ++j) {
-    T r = rec[j];
-    for (std::int64_t blk = 0; blk < n_partial; ++blk) r += partial[blk * n + j];
-    const T current = p.drive[row + j] + r;
+    const T current = p.drive[row + j] + rec[j];
     const T v = c.integrate(u[j], current);
     const bool spike = c.scaled(v) > T(0);
     if (v_pre != nullptr) v_pre[row + j] = v;
@@ -95,8 +92,8 @@ void recurrent_update(const LifConstants& constants, const RecurrentProblem<T, i
 }
 
 // The whole window for batch item b on one thread. u and rec are scratch of n values. v_pre
-// may be null. For a lone item whose steps are worth splitting, the glue runs the steps
-// itself (recurrent_scatter_params, csr::scatter_blocks, recurrent_update) over threads.
+// may be null. For a lone item, the glue runs the steps itself (recurrent_scatter_params,
+// csr::scatter, then recurrent_update over threads).
 template <typename T, typename index_t>
 csr::Status recurrent_forward_item(const LifConstants& constants, const RecurrentProblem<T, index_t>& p,
                                    std::int64_t b, T* spikes, T* v_last, T* v_pre, T* u, T* rec) {
@@ -107,7 +104,7 @@ csr::Status recurrent_forward_item(const LifConstants& constants, const Recurren
     for (std::int64_t j = 0; j < n; ++j) rec[j] = T(0);
     const csr::Status st = csr::scatter<true>(a, 0, 0, n, rec);
     if (!st.ok()) return st;
-    recurrent_update(constants, p, t, b, rec, static_cast<const T*>(nullptr), 0, u, spikes, v_pre, 0, n);
+    recurrent_update(constants, p, t, b, rec, u, spikes, v_pre, 0, n);
   }
   for (std::int64_t j = 0; j < n; ++j) v_last[b * n + j] = u[j];
   return {};

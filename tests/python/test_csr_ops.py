@@ -221,22 +221,43 @@ def test_cpu_batched_weight_gradient_skips_silent_inputs_under_non_finite_gradie
     torch.testing.assert_close(got, want, equal_nan=True, rtol=0, atol=0)
 
 
-def test_cpu_scatter_is_deterministic_across_thread_counts():
-    shape = (4000, 3000)  # enough work for the split into partial blocks
+def row_order_scatter(indptr, indices, weights, x, n_cols, event):
+    """A^T x as the specification sums it for one item: each output element adds its terms
+    w * x[row] from +0, rows ascending (within a row, in storage order), in float32."""
+    import numpy as np
+    rows = np.repeat(np.arange(indptr.numel() - 1), indptr.diff().numpy())
+    xv = x.numpy()[rows]
+    keep = xv != 0 if event else np.ones_like(xv, dtype=bool)
+    terms = (weights.numpy() * xv.astype(np.float32))[keep]
+    out = np.zeros(n_cols, dtype=np.float32)
+    np.add.at(out, indices.numpy().astype(np.int64)[keep], terms)  # unbuffered: in order
+    return torch.from_numpy(out)
+
+
+@pytest.mark.parametrize("index_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("sorted_rows", [True, False])
+@pytest.mark.parametrize("op_name", ["csr_matmul", "event_csr_matmul"])
+def test_cpu_one_item_scatter_sums_in_row_order_on_any_thread_count(index_dtype, sorted_rows, op_name):
+    # Enough work that the scatter is split over threads by output columns; every output must
+    # still be the row-order sum, bit for bit (the fast engine and the recurrent op rely on it).
+    shape = (4000, 3000)
     indptr, indices = random_csr(*shape, mean_row_len=80, long_row=False)
+    if sorted_rows:
+        rows = torch.repeat_interleave(torch.arange(shape[0]), indptr.diff())
+        indices = indices[torch.argsort(rows * shape[1] + indices, stable=True)]
     weights = torch.randn(indices.numel())
-    x = torch.randn(shape[0])
+    x = torch.randn(shape[0]) * (torch.rand(shape[0]) < 0.5)
+    want = row_order_scatter(indptr, indices, weights, x, shape[1], op_name == "event_csr_matmul")
+    indptr, indices = indptr.to(index_dtype), indices.to(index_dtype)
+    op = getattr(ops, op_name)
     old = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        one = ops.csr_matmul(indptr, indices, weights, x, shape, transpose=True)
-        torch.set_num_threads(max(2, old))
-        many = ops.csr_matmul(indptr, indices, weights, x, shape, transpose=True)
+        for threads in (1, max(2, old)):
+            torch.set_num_threads(threads)
+            got = op(indptr, indices, weights, x, shape, transpose=True)
+            assert torch.equal(got, want), (threads, (got - want).abs().max())
     finally:
         torch.set_num_threads(old)
-    assert torch.equal(one, many)
-    torch.testing.assert_close(one.double(), reference(indptr, indices, weights, x, shape, True),
-                               rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("device", DEVICES)

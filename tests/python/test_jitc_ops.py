@@ -147,13 +147,37 @@ def test_identity_columns_recover_the_matrix_exactly(device, dist):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_float32_and_large_scatter_split(device):
-    # Enough active rows that the CPU scatter splits into row blocks summed in order.
+    # Enough active rows that the CPU scatter is split over threads by column blocks.
     shape, prob = (3000, 4000), 0.05
     w = torch.tensor([0.5], device=device)
     x = (torch.rand(shape[0], generator=torch.Generator().manual_seed(0)) < 0.5).to(device)
     got = ops.event_jitc_matmul(x, w, prob, 1, shape, "homo", True)
     a = ops.jitc_materialize(w.double(), prob, 1, shape).cpu()
     torch.testing.assert_close(got.double().cpu(), x.double().cpu() @ a, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("op_name", ["jitc_matmul", "event_jitc_matmul"])
+def test_cpu_scatter_sums_in_row_order_on_any_thread_count(op_name):
+    # Each output adds its terms from +0, rows ascending, in float32, however the scatter is
+    # split over threads (the fast engine's JIT delivery relies on it). A dense row adds +0
+    # where A has no entry, which changes no sum, so the reference is a running row sum.
+    shape, prob = (3000, 4000), 0.05
+    w = torch.tensor([0.3, 1.0])
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(shape[0], 2, generator=g) * (torch.rand(shape[0], 2, generator=g) < 0.4)
+    a = ops.jitc_materialize(w, prob, 9, shape, "normal")
+    want = torch.zeros(2, shape[1])
+    for r in torch.nonzero(x.abs().sum(1)).flatten().tolist():
+        want = want + x[r, :, None] * a[r]
+    op = getattr(ops, op_name)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, max(2, before)):
+            torch.set_num_threads(threads)
+            got = op(x.t().contiguous(), w, prob, 9, shape, "normal", True)
+            assert torch.equal(got, want), (threads, (got - want).abs().max())
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_cpu_results_do_not_depend_on_the_thread_count():

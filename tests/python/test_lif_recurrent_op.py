@@ -130,22 +130,22 @@ def test_matches_the_dense_loop_and_the_op_by_op_network(device, dtype, delay, i
         torch.testing.assert_close(a, b, rtol=tol, atol=tol * b.abs().max().item(), msg=name)
 
 
-def test_one_long_sequence_is_split_as_event_csr_matmul_splits_it():
-    """B = 1 (one long sequence) with enough recurrent work per step that event_csr_matmul
-    splits its scatter into row blocks summed in block order: the op splits its steps the same
-    way (and runs the blocks in parallel), so its spikes are still the op-by-op network's, on
-    any number of threads."""
+def test_one_long_sequence_gives_the_op_by_op_spikes_on_any_thread_count():
+    """B = 1 (one long sequence) takes its own path: each step's scatter as event_csr_matmul
+    scatters one item (every neuron's sum in row order), the membrane update split over
+    threads. Busy steps (~135k entries) and quiet ones: the op-by-op network's spikes, on any
+    number of threads."""
     n, density = 1500, 0.3
     problem = make_problem(T=12, B=1, n=n, d=1, dtype=torch.float32, density=density, scale=1.2, seed=3)
     drive, v0, history, indptr, indices, weights = problem
     history.fill_(0.0)
     history[0, 0, : n // 5] = 1.0  # a first step whose scatter touches ~135k entries
-    fan_out = indptr.diff()
+    drive[8:] -= 20.0  # then silence: the last steps' scatters are small
     kw = dict(v_rest=0.0, v_reset=0.0, v_th=1.0, R=1.0, tau=5.0, dt=1.0)
     by_op_spikes, by_op_v = op_by_op(*problem, **kw)
     line = torch.cat([history, by_op_spikes])[: drive.shape[0]]
-    work = (line[:, 0] * fan_out).sum(1)
-    assert (work >= 2 * 65536).sum() >= 2 and (work < 2 * 65536).sum() >= 2, work  # both paths
+    work = (line[:, 0] * indptr.diff()).sum(1)
+    assert (work > 100000).sum() >= 2 and (work < 1000).sum() >= 2, work
     threads = torch.get_num_threads()
     try:
         for k in (1, max(threads, 2)):

@@ -29,15 +29,11 @@ namespace k = brain::kernels::jitc;
 using brain::kernels::SpikeByte;
 using detail::input_data;
 
-// The scatter splits into at most 8 row blocks (fixed, not the thread count, so results are
-// the same on every machine), each into its own [batch, n_cols] buffer summed in order.
-// Generating an entry costs ~40 ns, so a block pays for itself from ~4k entries, and as long
-// as its entries outnumber the buffer it zeroes and sums by ~1/32.
-constexpr int64_t kMaxScatterBlocks = 8;
-constexpr double kScatterWorkPerBlock = 4096.0;
-constexpr double kBufferElementsPerEntry = 32.0;
 // Aim for this many generated entries per parallel task.
 constexpr double kEntriesPerTask = double(int64_t{1} << 13);
+// A scatter generating this many entries is split over threads by column blocks (generating
+// an entry costs ~40 ns, a parallel region a few microseconds).
+constexpr double kParallelScatterEntries = 4096.0;
 // Rows per piece of the weight gradient: pieces are summed in order, so the result does not
 // depend on how the pieces were spread over threads.
 constexpr int64_t kGradRowsPerPiece = 256;
@@ -126,30 +122,14 @@ void run_matmul(const Prepared& pr, double prob, bool transpose, const Materiali
     });
     return;
   }
-  const double work = k::scatter_work(p, prob);
-  const double buffer = double(std::max<int64_t>(pr.batch * n_cols, 1));
-  const int64_t blocks = std::clamp<int64_t>(
-      int64_t(std::min(work / kScatterWorkPerBlock, work * kBufferElementsPerEntry / buffer)), 1,
-      std::min<int64_t>(kMaxScatterBlocks, std::max<int64_t>(n_rows, 1)));
-  if (blocks == 1) {
+  // Every output element sums its terms in row order from +0, on one thread or split by
+  // column blocks over several (the same bits either way, so the choice is only speed).
+  if (k::scatter_work(p, prob) < kParallelScatterEntries || at::get_num_threads() < 2 || pr.spec.n_blocks < 2) {
     k::scatter<kEvent>(p, o, 0, n_rows);
     return;
   }
-  // Row blocks scatter into their own buffers, summed in block order: deterministic.
-  const int64_t per_block = pr.batch * n_cols;
-  at::Tensor partial = at::zeros({blocks - 1, per_block}, out.options());
-  scalar_t* part = partial.data_ptr<scalar_t>();
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t blk = begin; blk < end; ++blk) {
-      scalar_t* dst = blk == 0 ? o : part + (blk - 1) * per_block;
-      k::scatter<kEvent>(p, dst, n_rows * blk / blocks, n_rows * (blk + 1) / blocks);
-    }
-  });
-  at::parallel_for(0, per_block, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t blk = 0; blk < blocks - 1; ++blk) {
-      const scalar_t* src = part + blk * per_block;
-      for (int64_t c = begin; c < end; ++c) o[c] += src[c];
-    }
+  at::parallel_for(0, pr.spec.n_blocks, 1, [&](int64_t begin, int64_t end) {
+    k::scatter_columns<kEvent>(p, o, begin, end);
   });
 }
 

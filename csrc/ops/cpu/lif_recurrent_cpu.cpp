@@ -70,36 +70,23 @@ k::RecurrentProblem<T, index_t> problem(const Geometry& g, const at::Tensor& dri
   return p;
 }
 
-// B = 1: the steps one after the other, each split over threads as event_csr_matmul splits a
-// single item's scatter (the same blocks, added in the same order, so the same bits), then the
-// membrane update in neuron chunks. Small steps stay on one thread, as that op's do.
+// B = 1: the steps one after the other, each step's scatter on one thread as event_csr_matmul
+// scatters a single item (each neuron's sum in row order, so the same bits), then the membrane
+// update in neuron chunks over threads.
 template <typename T, typename index_t>
 void forward_lone_item(const char* op, const k::LifConstants& c, const k::RecurrentProblem<T, index_t>& p,
                        T* spikes, T* v_last, T* v_pre) {
   namespace csr = brain::kernels::csr;
   const int64_t n = p.n;
   std::vector<T> u(p.v0, p.v0 + n), rec(static_cast<size_t>(n));
-  std::vector<T> partial;
   // Neurons per update task: enough to outweigh a parallel region's start.
   const int64_t update_grain = 16384;
   for (int64_t t = 0; t < p.steps; ++t) {
     const auto a = k::recurrent_scatter_params(p, t, 0, spikes);
-    const int64_t blocks = csr::scatter_blocks(csr::scatter_work<true>(a, 0), n);
-    if (blocks == 1) {
-      std::fill(rec.begin(), rec.end(), T(0));
-      detail::report_kernel_status(op, csr::scatter<true>(a, 0, 0, n, rec.data()), n);
-    } else {
-      partial.resize(static_cast<size_t>((blocks - 1) * n));
-      at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t blk = begin; blk < end; ++blk) {
-          T* dst = blk == 0 ? rec.data() : partial.data() + (blk - 1) * n;
-          std::fill(dst, dst + n, T(0));
-          detail::report_kernel_status(op, csr::scatter<true>(a, 0, n * blk / blocks, n * (blk + 1) / blocks, dst), n);
-        }
-      });
-    }
+    std::fill(rec.begin(), rec.end(), T(0));
+    detail::report_kernel_status(op, csr::scatter<true>(a, 0, 0, n, rec.data()), n);
     at::parallel_for(0, n, update_grain, [&](int64_t begin, int64_t end) {
-      k::recurrent_update(c, p, t, 0, rec.data(), partial.data(), blocks - 1, u.data(), spikes, v_pre, begin, end);
+      k::recurrent_update(c, p, t, 0, rec.data(), u.data(), spikes, v_pre, begin, end);
     });
   }
   std::copy(u.begin(), u.end(), v_last);
