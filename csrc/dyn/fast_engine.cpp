@@ -39,9 +39,13 @@ namespace {
 namespace fs = kernels::fastsim;
 
 // Populations this large are split over threads; below, a fork costs more than it saves.
-constexpr int64_t kParallelNeurons = 32768;
-// Spike deliveries worth running the projections in parallel (each has its own buffer).
-constexpr int64_t kParallelDeliveries = 16384;
+constexpr int64_t kParallelNeurons = 4096;
+// A step's deliveries are split over threads from this much work (in CSR synapses; one
+// JIT synapse, regenerated, costs kJitSynapseWork), into about kDeliveryTasksPerThread
+// column ranges per thread, so a few busy projections still load every thread.
+constexpr double kParallelDeliveryWork = 4096;
+constexpr double kJitSynapseWork = 16;
+constexpr int kDeliveryTasksPerThread = 2;
 
 struct PopInfo {
   std::string path;
@@ -350,11 +354,81 @@ struct Projection {
   int64_t delay = 0;
   std::vector<std::vector<int32_t>> ring;
   double fanout = 0;  // mean synapses per presynaptic neuron: the work of one spike
+  bool sorted = false;  // CSR: every row's columns non-decreasing (fs::rows_sorted)
+  // The spikes this step delivers
+  const int32_t* now = nullptr;
+  int64_t n_now = 0;
   size_t slot(int64_t step) const {
     const auto len = static_cast<int64_t>(ring.size());
     return static_cast<size_t>(((step % len) + len) % len);
   }
+  double work() const { return static_cast<double>(n_now) * fanout * (jit ? kJitSynapseWork : 1.0); }
+  // The columns a delivery may split: the targets' indices (CSR) or the rank's columns (JIT).
+  int64_t first_column() const { return jit ? col_lo : 0; }
+  int64_t end_column() const { return jit ? col_hi : static_cast<int64_t>(pending.size()); }
 };
+
+// Delivers this step's spikes of pj to the targets in columns [lo, hi) (whole: all of them,
+// without the per-row search of a column range). Tasks with disjoint ranges run in parallel,
+// and every target sums its arrivals in spike order, as the module engine's ops do, so the
+// bits are theirs whatever the split.
+template <typename T>
+void deliver(Projection<T>& pj, bool whole, int64_t lo, int64_t hi) {
+  if (pj.n_now == 0) return;
+  T* pending = pj.pending.data();
+  if (pj.jit) {
+    if (whole) {
+      fs::deliver_jit<T>(pj.spec, pj.a, pj.b, pj.now, pj.n_now, pending, pj.col_lo, pj.col_hi);
+    } else {
+      fs::deliver_jit_columns<T>(pj.spec, pj.a, pj.b, pj.now, pj.n_now, pending, pj.col_lo, lo, hi);
+    }
+    return;
+  }
+  auto csr = [&](auto index_type) {
+    using index_t = decltype(index_type);
+    const index_t* indptr = pj.indptr.template data_ptr<index_t>();
+    const index_t* indices = pj.indices.template data_ptr<index_t>();
+    if (whole) {
+      fs::deliver_csr<T, index_t>(indptr, indices, pj.weights, pj.w, pj.now, pj.n_now, pending);
+    } else {
+      fs::deliver_csr_columns<T, index_t>(indptr, indices, pj.weights, pj.w, pj.now, pj.n_now, pending, lo, hi,
+                                          pj.sorted);
+    }
+  };
+  pj.indptr.scalar_type() == at::kInt ? csr(int32_t{}) : csr(int64_t{});
+}
+
+struct DeliveryTask {
+  int proj;
+  int64_t lo, hi;  // columns
+  double work;
+};
+
+// Splits the step's deliveries into about n_tasks tasks of similar work: each projection's
+// columns into a share of the tasks proportional to its work, JIT ranges on whole blocks.
+template <typename T>
+void split_deliveries(const std::vector<Projection<T>>& projs, double work, int n_tasks,
+                      std::vector<DeliveryTask>& tasks) {
+  tasks.clear();
+  for (size_t j = 0; j < projs.size(); ++j) {
+    const Projection<T>& pj = projs[j];
+    if (pj.n_now == 0) continue;
+    const int64_t lo = pj.first_column(), hi = pj.end_column();
+    if (hi <= lo) continue;
+    // Units of the split: columns, or JIT blocks (a block is walked as a whole).
+    const int shift = pj.jit ? pj.spec.block_shift : 0;
+    const int64_t unit_lo = lo >> shift, unit_hi = ((hi - 1) >> shift) + 1;
+    const int64_t share = static_cast<int64_t>(std::lround(pj.work() / work * n_tasks));
+    const int64_t parts = std::clamp<int64_t>(share, 1, unit_hi - unit_lo);
+    for (int64_t i = 0; i < parts; ++i) {
+      const int64_t u0 = unit_lo + (unit_hi - unit_lo) * i / parts;
+      const int64_t u1 = unit_lo + (unit_hi - unit_lo) * (i + 1) / parts;
+      const int64_t c0 = std::max(lo, u0 << shift), c1 = std::min(hi, u1 << shift);
+      tasks.push_back({static_cast<int>(j), c0, c1, pj.work() * static_cast<double>(c1 - c0) / static_cast<double>(hi - lo)});
+    }
+  }
+  std::stable_sort(tasks.begin(), tasks.end(), [](const DeliveryTask& x, const DeliveryTask& y) { return x.work > y.work; });
+}
 
 template <typename T>
 struct Population {
@@ -516,6 +590,11 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       pj.indptr = csr.indptr().contiguous();  // validate_csr: int32 or int64, both alike
       pj.indices = csr.indices().contiguous();
       pj.fanout = static_cast<double>(csr.indices().numel()) / static_cast<double>(std::max<int64_t>(1, csr.n_pre()));
+      pj.sorted = pj.indptr.scalar_type() == at::kInt
+                      ? fs::rows_sorted(pj.indptr.template data_ptr<int32_t>(), pj.indices.template data_ptr<int32_t>(),
+                                        csr.n_pre())
+                      : fs::rows_sorted(pj.indptr.template data_ptr<int64_t>(), pj.indices.template data_ptr<int64_t>(),
+                                        csr.n_pre());
       const at::Tensor w = csr.weights().detach();
       if (w.numel() == 1) {
         pj.w = w.reshape({-1})[0].template item<T>();
@@ -683,6 +762,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
   std::atomic<int> nonfinite{0};  // raised by the population pass; read once per population and step
   for (auto& pop : pops) pop.k.nonfinite = options.check_finite ? &nonfinite : nullptr;
   std::string failure;
+  std::vector<DeliveryTask> tasks;
   const auto start = detail::Clock::now();
   const int64_t first_step = ctx.step;
   for (int64_t i = 0; i < steps; ++i) {
@@ -746,39 +826,35 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       }
     }
     if (!failure.empty()) continue;
-    int64_t deliveries = 0;
+    // Each projection's spikes of this step: its presynaptic population's (every rank's in a
+    // distributed run) or, delayed, those its ring kept.
+    double work = 0;
     for (auto& pj : projs) {
       const Population<T>& pre = pops[pj.info->pre];
-      const int64_t n_pre_spikes = part ? static_cast<int64_t>(pre.global.size()) : pre.n_spikes;
       if (pj.delay > 0 && !part) pj.ring[pj.slot(step)].assign(pre.spikes.data(), pre.spikes.data() + pre.n_spikes);
-      deliveries += static_cast<int64_t>(static_cast<double>(n_pre_spikes) * pj.fanout);
-    }
-    auto deliver = [&](Projection<T>& pj) {
-      const Population<T>& pre = pops[pj.info->pre];
-      const int32_t* spikes = part ? pre.global.data() : pre.spikes.data();
-      int64_t n_spikes = part ? static_cast<int64_t>(pre.global.size()) : pre.n_spikes;
+      pj.now = part ? pre.global.data() : pre.spikes.data();
+      pj.n_now = part ? static_cast<int64_t>(pre.global.size()) : pre.n_spikes;
       if (pj.delay > 0) {
         const auto& list = pj.ring[pj.slot(step - pj.delay)];
-        spikes = list.data();
-        n_spikes = static_cast<int64_t>(list.size());
+        pj.now = list.data();
+        pj.n_now = static_cast<int64_t>(list.size());
       }
-      if (n_spikes == 0) return;
-      if (pj.jit) {
-        fs::deliver_jit<T>(pj.spec, pj.a, pj.b, spikes, n_spikes, pj.pending.data(), pj.col_lo, pj.col_hi);
-      } else if (pj.indptr.scalar_type() == at::kInt) {
-        fs::deliver_csr<T, int32_t>(pj.indptr.template data_ptr<int32_t>(), pj.indices.template data_ptr<int32_t>(),
-                                    pj.weights, pj.w, spikes, n_spikes, pj.pending.data());
-      } else {
-        fs::deliver_csr<T, int64_t>(pj.indptr.template data_ptr<int64_t>(), pj.indices.template data_ptr<int64_t>(),
-                                    pj.weights, pj.w, spikes, n_spikes, pj.pending.data());
-      }
-    };
-    if (projs.size() > 1 && deliveries >= kParallelDeliveries) {
-      at::parallel_for(0, static_cast<int64_t>(projs.size()), 1, [&](int64_t b, int64_t e) {
-        for (int64_t j = b; j < e; ++j) deliver(projs[static_cast<size_t>(j)]);
+      work += pj.work();
+    }
+    const int threads = at::get_num_threads();
+    if (threads > 1 && work >= kParallelDeliveryWork) {
+      split_deliveries(projs, work, threads * kDeliveryTasksPerThread, tasks);
+      // Each thread takes the next task, the largest first, until none is left: a static split
+      // of unequal tasks (a small network's JIT blocks) would leave threads waiting.
+      std::atomic<size_t> next{0};
+      at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+        for (size_t t = next.fetch_add(1, std::memory_order_relaxed); t < tasks.size();
+             t = next.fetch_add(1, std::memory_order_relaxed)) {
+          deliver(projs[static_cast<size_t>(tasks[t].proj)], false, tasks[t].lo, tasks[t].hi);
+        }
       });
     } else {
-      for (auto& pj : projs) deliver(pj);
+      for (auto& pj : projs) deliver(pj, true, pj.first_column(), pj.end_column());
     }
     for (size_t m = 0; m < writers.size(); ++m) {
       if (step % every[m] != 0) continue;

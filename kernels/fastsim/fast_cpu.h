@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "kernels/csr/csr_cpu.h"
 #include "kernels/fastsim/cond_cpu.h"
 #include "kernels/isa.h"
 #include "kernels/jitc/jitc_cpu.h"
@@ -279,18 +280,96 @@ inline std::int64_t compact_spikes(const std::uint8_t* flags, std::int64_t n, st
   return count;
 }
 
+// Spiking rows are scattered over the connectivity, so each costs two cache misses in a
+// chain (indptr, then the row's indices) that the loop would otherwise wait on in turn: the
+// row kRowsAhead spikes ahead is fetched, its indptr entry twice as far ahead.
+constexpr std::int64_t kRowsAhead = 4;
+constexpr std::int64_t kRowLinesFetched = 8;
+
+// always_inline: GCC 12 judges a function whose only effect is a prefetch free of side
+// effects and deletes the call before it would inline it.
+template <typename index_t>
+__attribute__((always_inline)) inline void prefetch_row(const index_t* indptr, const index_t* indices,
+                                                        const std::int32_t* spikes, std::int64_t s,
+                                                        std::int64_t n_spikes) {
+  if (s + 2 * kRowsAhead < n_spikes) __builtin_prefetch(indptr + spikes[s + 2 * kRowsAhead]);
+  if (s + kRowsAhead < n_spikes) {
+    const std::int64_t row = spikes[s + kRowsAhead];
+    const char* first = reinterpret_cast<const char*>(indices + indptr[row]);
+    const char* last = reinterpret_cast<const char*>(indices + indptr[row + 1]);
+    for (std::int64_t line = 0; line < kRowLinesFetched && first + 64 * line < last; ++line) {
+      __builtin_prefetch(first + 64 * line);
+    }
+  }
+}
+
 // pending[post] += w for every synapse of the spiking rows, rows in spike order (which is
 // increasing index, the order of the module engine's scatter). weights null: homogeneous w.
 template <typename T, typename index_t>
 void deliver_csr(const index_t* indptr, const index_t* indices, const T* weights, T w, const std::int32_t* spikes,
                  std::int64_t n_spikes, T* pending) {
   for (std::int64_t s = 0; s < n_spikes; ++s) {
+    prefetch_row(indptr, indices, spikes, s, n_spikes);
     const std::int64_t row = spikes[s];
     const std::int64_t k0 = indptr[row], k1 = indptr[row + 1];
     if (weights) {
       for (std::int64_t k = k0; k < k1; ++k) pending[indices[k]] += weights[k];
     } else {
       for (std::int64_t k = k0; k < k1; ++k) pending[indices[k]] += w;
+    }
+  }
+}
+
+// Whether every row's column indices are non-decreasing (deliver_csr_columns can then find a
+// row's part by bisection).
+template <typename index_t>
+bool rows_sorted(const index_t* indptr, const index_t* indices, std::int64_t n_rows) {
+  for (std::int64_t r = 0; r < n_rows; ++r) {
+    for (index_t k = indptr[r] + 1; k < indptr[r + 1]; ++k) {
+      if (indices[k] < indices[k - 1]) return false;
+    }
+  }
+  return true;
+}
+
+// deliver_csr for the postsynaptic columns [lo, hi) only: each of those targets receives the
+// same additions in the same order, so splitting the columns between threads gives
+// deliver_csr's bits whatever the split. sorted (rows_sorted): a row's part of the window is
+// found by bisection; otherwise every entry is tested.
+template <typename T, typename index_t>
+void deliver_csr_columns(const index_t* indptr, const index_t* indices, const T* weights, T w,
+                         const std::int32_t* spikes, std::int64_t n_spikes, T* pending, std::int64_t lo,
+                         std::int64_t hi, bool sorted) {
+  for (std::int64_t s = 0; s < n_spikes; ++s) {
+    prefetch_row(indptr, indices, spikes, s, n_spikes);
+    const std::int64_t row = spikes[s];
+    const index_t* first = indices + indptr[row];
+    const index_t* last = indices + indptr[row + 1];
+    if (sorted) {
+      first = csr::first_at_least(first, last, lo);
+      for (; first < last && *first < hi; ++first) pending[*first] += weights ? weights[first - indices] : w;
+    } else {
+      for (; first < last; ++first) {
+        if (*first >= lo && *first < hi) pending[*first] += weights ? weights[first - indices] : w;
+      }
+    }
+  }
+}
+
+// deliver_jit for the columns [lo, hi) only (whole blocks, except at a window's edges, keep a
+// block's walk in one thread), into pending[col - origin]. Any split of the columns gives the
+// same bits, as for CSR.
+template <typename T>
+void deliver_jit_columns(const jitc::Spec& spec, double a, double b, const std::int32_t* spikes,
+                         std::int64_t n_spikes, T* pending, std::int64_t origin, std::int64_t lo, std::int64_t hi) {
+  if (hi <= lo) return;
+  const std::int64_t first = lo >> spec.block_shift, last = (hi - 1) >> spec.block_shift;
+  for (std::int64_t s = 0; s < n_spikes; ++s) {
+    const std::int64_t row = spikes[s];
+    for (std::int64_t blk = first; blk <= last; ++blk) {
+      jitc::for_each_in_block(spec, row, blk, [&](std::int64_t col) {
+        if (col >= lo && col < hi) pending[col - origin] += jitc::entry_scalar<T>(spec, a, b, row, col);
+      });
     }
   }
 }
@@ -302,16 +381,7 @@ void deliver_jit(const jitc::Spec& spec, double a, double b, const std::int32_t*
   if (col_hi < 0) col_hi = spec.n_cols;
   if (col_lo != 0 || col_hi != spec.n_cols) {
     // A column window (one rank's postsynaptic neurons): only the blocks that overlap it.
-    if (col_hi <= col_lo) return;
-    const std::int64_t first = col_lo >> spec.block_shift, last = (col_hi - 1) >> spec.block_shift;
-    for (std::int64_t s = 0; s < n_spikes; ++s) {
-      const std::int64_t row = spikes[s];
-      for (std::int64_t blk = first; blk <= last; ++blk) {
-        jitc::for_each_in_block(spec, row, blk, [&](std::int64_t col) {
-          if (col >= col_lo && col < col_hi) pending[col - col_lo] += jitc::entry_scalar<T>(spec, a, b, row, col);
-        });
-      }
-    }
+    deliver_jit_columns(spec, a, b, spikes, n_spikes, pending, col_lo, col_lo, col_hi);
     return;
   }
   for (std::int64_t s = 0; s < n_spikes; ++s) {

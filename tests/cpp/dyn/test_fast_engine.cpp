@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "kernels/fastsim/cond_cpu.h"
+#include "kernels/fastsim/fast_cpu.h"
 
 namespace {
 
@@ -108,6 +109,88 @@ TEST(FastEngine, JitConnectivityMatches) {
   expect_engines_agree(s);
 }
 
+// A busy step: the fast delivery, whole or split by columns as over threads, gives the bits of
+// the ops the module engine calls, which sum every target's arrivals in row order (the JIT op
+// itself split over threads by column blocks).
+TEST(FastEngine, DeliveryEqualsTheOpsOnABusyStep) {
+  namespace fs = brain::kernels::fastsim;
+  torch::manual_seed(5);
+  const int64_t n_pre = 30000, n_post = 5000;
+  const auto lengths = torch::randint(0, 41, {n_pre}, torch::kLong);
+  const auto indptr = torch::cat({torch::zeros({1}, torch::kLong), lengths.cumsum(0)});
+  const int64_t nnz = indptr[-1].item<int64_t>();
+  const auto indices = torch::randint(0, n_post, {nnz}, torch::kLong);
+  const auto weights = torch::rand({nnz});
+  const auto x = torch::rand({n_pre}) < 0.6;
+  const auto spikes_t = x.nonzero().reshape({-1}).to(torch::kInt);
+  const int32_t* spikes = spikes_t.data_ptr<int32_t>();
+  const int64_t n_spikes = spikes_t.numel();
+  const int64_t* ip = indptr.data_ptr<int64_t>();
+  const int64_t* ix = indices.data_ptr<int64_t>();
+  const float* w = weights.data_ptr<float>();
+  const int before = at::get_num_threads();
+  at::set_num_threads(std::max(2, before));
+  const at::Tensor op = brain::ops::event_csr_matmul(indptr, indices, weights, x, {n_pre, n_post}, true);
+  at::set_num_threads(before);
+  const bool sorted = fs::rows_sorted(ip, ix, n_pre);
+  EXPECT_FALSE(sorted) << "random rows: the filtering split";
+  for (int64_t parts : {1, 2, 7}) {
+    std::vector<float> pending(n_post, 0.0f);
+    for (int64_t i = 0; i < parts; ++i) {
+      const int64_t lo = n_post * i / parts, hi = n_post * (i + 1) / parts;
+      if (parts == 1) {
+        fs::deliver_csr<float, int64_t>(ip, ix, w, 0.0f, spikes, n_spikes, pending.data());
+      } else {
+        fs::deliver_csr_columns<float, int64_t>(ip, ix, w, 0.0f, spikes, n_spikes, pending.data(), lo, hi, sorted);
+      }
+    }
+    expect_same_bits(op, torch::from_blob(pending.data(), {n_post}, torch::kFloat), "CSR, " + std::to_string(parts) + " parts");
+  }
+
+  // JIT connectivity, the whole matrix and a window of columns (one rank's, in a distributed run).
+  const int64_t n_cols = 3000;
+  const double prob = 0.02;
+  const auto wj = torch::tensor({0.5f, 0.2f});
+  const auto xj = torch::rand({n_pre}) < 0.3;
+  const auto spikes_j = xj.nonzero().reshape({-1}).to(torch::kInt);
+  at::set_num_threads(std::max(2, before));
+  const at::Tensor op_j = brain::ops::event_jitc_matmul(xj, wj, prob, 77, {n_pre, n_cols}, "normal", true);
+  at::set_num_threads(before);
+  namespace jitc = brain::kernels::jitc;
+  const jitc::Spec spec = jitc::make_spec(prob, 77, n_pre, n_cols, jitc::Dist::kNormal);
+  auto run_jit = [&](int64_t col_lo, int64_t col_hi, int64_t parts) {
+    std::vector<float> pending(col_hi - col_lo, 0.0f);
+    for (int64_t i = 0; i < parts; ++i) {
+      const int64_t lo = col_lo + (col_hi - col_lo) * i / parts, hi = col_lo + (col_hi - col_lo) * (i + 1) / parts;
+      fs::deliver_jit_columns<float>(spec, double(0.5f), double(0.2f), spikes_j.data_ptr<int32_t>(), spikes_j.numel(),
+                                     pending.data(), col_lo, lo, hi);
+    }
+    return torch::from_blob(pending.data(), {col_hi - col_lo}, torch::kFloat).clone();
+  };
+  for (int64_t parts : {1, 3}) {
+    expect_same_bits(op_j, run_jit(0, n_cols, parts), "JIT, " + std::to_string(parts) + " parts");
+    expect_same_bits(op_j.narrow(0, 1000, 1500), run_jit(1000, 2500, parts), "JIT window");
+  }
+}
+
+// Busy steps with the float op (which walks every stored entry) against the fast engine's
+// deliveries split over threads: dense connections and a strong drive give targets many
+// arrivals per step, whose sums (of one weight) round differently if grouped otherwise.
+TEST(FastEngine, NonEventCsrBusyStepsMatch) {
+  auto s = small_spec();
+  s.n_exc = 3200;
+  s.n_inh = 800;
+  s.p = 0.1;
+  s.event = false;
+  s.w_exc = 0.37;
+  s.w_inh = 3.3;
+  s.input_current = 60;
+  const int before = at::get_num_threads();
+  at::set_num_threads(std::max(2, before));
+  expect_engines_agree(s, 300);
+  at::set_num_threads(before);
+}
+
 TEST(FastEngine, NonEventCsrMatches) {
   auto s = small_spec();
   s.event = false;
@@ -142,20 +225,29 @@ TEST(FastEngine, AlternatingEnginesEqualsOneEngine) {
   for (const auto& [path, value] : whole.states) expect_same_bits(value, net->find_state(path), "state " + path);
 }
 
+// At this size the population pass and the spike deliveries (split by target columns from
+// about 50 spikes a step) go to threads: one thread or several, the module engine's bits.
 TEST(FastEngine, ThreadCountDoesNotChangeResults) {
-  auto s = small_spec();
-  s.n_exc = 32000;  // above the size the population pass splits over threads
-  s.n_inh = 8000;
-  s.p = 0.002;
-  const int before = at::get_num_threads();
-  at::set_num_threads(1);
-  const Outcome one = simulate(s, Engine::Fast, 300);
-  at::set_num_threads(std::max(2, before));
-  const Outcome many = simulate(s, Engine::Fast, 300);
-  at::set_num_threads(before);
-  EXPECT_GT(one.result.spike_counts.at("E"), 100);
-  for (const auto& key : one.result.order) {
-    expect_same_bits(one.result.values.at(key), many.result.values.at(key), "monitor " + key);
+  for (const char* connectivity : {"csr", "jit"}) {
+    SCOPED_TRACE(connectivity);
+    auto s = small_spec();
+    s.n_exc = 32000;
+    s.n_inh = 8000;
+    s.p = 0.002;
+    s.connectivity = connectivity;
+    const int before = at::get_num_threads();
+    at::set_num_threads(1);
+    const Outcome one = simulate(s, Engine::Fast, 300);
+    at::set_num_threads(std::max(2, before));
+    const Outcome many = simulate(s, Engine::Fast, 300);
+    at::set_num_threads(1);
+    const Outcome modules = simulate(s, Engine::Modules, 300);
+    at::set_num_threads(before);
+    EXPECT_GT(one.result.spike_counts.at("E"), 15000) << "the split needs busy steps";
+    for (const auto& key : one.result.order) {
+      expect_same_bits(one.result.values.at(key), many.result.values.at(key), "monitor " + key);
+      expect_same_bits(modules.result.values.at(key), many.result.values.at(key), "monitor " + key + ", modules");
+    }
   }
 }
 
