@@ -38,8 +38,10 @@ namespace {
 
 namespace fs = kernels::fastsim;
 
-// Populations this large are split over threads; below, a fork costs more than it saves.
-constexpr int64_t kParallelNeurons = 4096;
+// Populations this large are split over threads, 16 blocks of fs::kBlock neurons at least
+// per task; below, a fork costs more than it saves.
+constexpr int64_t kParallelBlocks = 16;
+constexpr int64_t kParallelNeurons = kParallelBlocks * fs::kBlock;
 // A step's deliveries are split over threads from this much work (in CSR synapses; one
 // JIT synapse, regenerated, costs kJitSynapseWork), into about kDeliveryTasksPerThread
 // column ranges per thread, so a few busy projections still load every thread.
@@ -783,7 +785,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
         at::parallel_for(0, k.n, kernels::cond::kNeuronsPerThread, [&](int64_t b, int64_t e) { pass.cond_step(k, pop.grp, b, e); });
       } else if (k.n >= kParallelNeurons) {
         const int64_t blocks = (k.n + fs::kBlock - 1) / fs::kBlock;
-        at::parallel_for(0, blocks, 16, [&](int64_t b0, int64_t b1) {
+        at::parallel_for(0, blocks, kParallelBlocks, [&](int64_t b0, int64_t b1) {
           pass.lif_step(k, step, b0 * fs::kBlock, std::min(k.n, b1 * fs::kBlock));
         });
       } else {
