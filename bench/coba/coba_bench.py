@@ -16,7 +16,8 @@ the anchors of ../shared/ANCHORS.md. Measured side by side, each in its own proc
     python3 bench/coba/coba_bench.py --quick               # 4k and 40k, 200 ms
 
 Reports seconds per simulated second (wall time of the simulation loop; setup and Brian2's
-compilation excluded; brain fast's variants and Brian2 the median of --repeats runs), the
+compilation excluded; brain fast's variants and Brian2 the median of --repeats runs, taken in
+rounds), the
 ratio of each baseline's time to brain fast, rates and peak memory; writes
 bench/results/coba_<device>.md and .json with the machine and the commit.
 """
@@ -74,17 +75,23 @@ def run_brain(brain, n, duration, engine, connectivity, device, threads=None):
             "synapses": s["synapses"]}
 
 
-def median_run(run, repeats):
-    """The run whose time is the median of `repeats` runs (an error, if any run fails). On a
-    small shared machine a threaded run is now and then twice as slow as the next one; the
-    median is robust to that, and every simulator here gets the same number of runs."""
-    results = [run() for _ in range(repeats)]
-    if any("error" in r for r in results):
-        return next(r for r in results if "error" in r)
-    results.sort(key=lambda r: r["seconds_per_simulated_second"])
-    median = dict(results[len(results) // 2])
-    median["all_seconds_per_simulated_second"] = [r["seconds_per_simulated_second"] for r in results]
-    return median
+def median_runs(runs, repeats):
+    """Runs every function of `runs` (a dict) `repeats` times, in rounds (each round runs each
+    once, so a slow spell of a shared machine does not fall on one variant's runs only), and
+    returns, per key, the run whose time is the median (or an error, if any run failed)."""
+    results = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            results[key].append(run())
+    chosen = {}
+    for key, rs in results.items():
+        if any("error" in r for r in rs):
+            chosen[key] = next(r for r in rs if "error" in r)
+            continue
+        rs.sort(key=lambda r: r["seconds_per_simulated_second"])
+        chosen[key] = dict(rs[len(rs) // 2])
+        chosen[key]["all_seconds_per_simulated_second"] = [r["seconds_per_simulated_second"] for r in rs]
+    return chosen
 
 
 def run_json(cmd, timeout):
@@ -118,8 +125,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="4k and 40k, 200 ms")
     ap.add_argument("--brain", default=None, help="the brain executable")
     ap.add_argument("--no-brian2", action="store_true")
-    ap.add_argument("--repeats", type=int, default=3,
-                    help="runs of brain fast (each variant) and Brian2 per size; the median is reported")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="runs of brain fast (each variant) and Brian2 per size, in rounds; the median is reported")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")] if a.sizes else ([4000, 40000] if a.quick else
@@ -135,20 +142,20 @@ def main():
         row = {"n": n}
         engine = "fast" if a.device == "cpu" else "auto"  # the fast engine is CPU-only so far
         reps = max(1, a.repeats)
-        row["fast"] = median_run(lambda: run_brain(brain, n, duration, engine, "csr", a.device), reps)
+        runs = {"fast": lambda: run_brain(brain, n, duration, engine, "csr", a.device)}
         if a.device == "cpu":
-            row["fast_1thread"] = median_run(
-                lambda: run_brain(brain, n, duration, "fast", "csr", a.device, threads=1), reps)
-        row["fast_jit"] = median_run(lambda: run_brain(brain, n, duration, engine, "jit", a.device), reps)
-        if n <= 40000 or a.device == "cuda":
-            # The op-by-op engine is slow on the CPU: a shorter run, reported per simulated second.
-            row["modules"] = run_brain(brain, n, min(duration, 200.0 if n <= 4000 else 50.0), "modules", "csr", a.device)
+            runs["fast_1thread"] = lambda: run_brain(brain, n, duration, "fast", "csr", a.device, threads=1)
+        runs["fast_jit"] = lambda: run_brain(brain, n, duration, engine, "jit", a.device)
         if have_brian2 and n <= 100000:
             def brian2_run():
                 with tempfile.TemporaryDirectory() as tmp:
                     return run_json([SYSTEM_PYTHON, os.path.join(HERE, "brian2_coba.py"), str(n), str(duration), tmp],
                                     timeout=1800)
-            row["brian2"] = median_run(brian2_run, reps)
+            runs["brian2"] = brian2_run
+        row.update(median_runs(runs, reps))
+        if n <= 40000 or a.device == "cuda":
+            # The op-by-op engine is slow on the CPU: a shorter run, reported per simulated second.
+            row["modules"] = run_brain(brain, n, min(duration, 200.0 if n <= 4000 else 50.0), "modules", "csr", a.device)
         torch_ms = duration if a.device == "cuda" or n <= 4000 else min(duration, 200.0 if n <= 40000 else 20.0)
         row["torch_sparse"] = run_json([sys.executable, os.path.join(HERE, "torch_coba.py"), str(n), str(torch_ms),
                                         "--layout", "csr", "--device", a.device], timeout=1800)
@@ -162,7 +169,8 @@ def main():
     machine = cpu_model()
     head = (f"COBA E/I, 80 synapses/neuron, forward Euler, dt 0.1 ms, {duration:g} ms simulated; {a.device} on {machine};"
             f" commit {commit()}.\nSeconds of wall time per simulated second (lower is better), the median of "
-            f"{max(1, a.repeats)} runs for brain fast, fast 1 thread, fast JIT and Brian2; 'x' = baseline time / "
+            f"{max(1, a.repeats)} runs (in rounds over the four) for brain fast, fast 1 thread, fast JIT and Brian2; "
+            f"'x' = baseline time / "
             f"brain fast time. Rates E/I in Hz. Memory: peak resident set of the brain process (about 350 MB of it is "
             f"the torch libraries). Slow baselines ran shorter: brain modules 200 ms (4k) or 50 ms, torch.sparse "
             f"200 ms at 40k and 20 ms above, torch dense 50 ms; their rates cover those spans only.\n")
