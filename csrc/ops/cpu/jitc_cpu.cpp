@@ -129,7 +129,7 @@ void run_matmul(const Prepared& pr, double prob, bool transpose, const Materiali
     return;
   }
   at::parallel_for(0, pr.spec.n_blocks, 1, [&](int64_t begin, int64_t end) {
-    k::scatter_columns<kEvent>(p, o, begin, end);
+    k::scatter<kEvent>(p, o, 0, n_rows, begin, end);
   });
 }
 
