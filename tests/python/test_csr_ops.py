@@ -3,6 +3,7 @@
 import itertools
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -224,7 +225,6 @@ def test_cpu_batched_weight_gradient_skips_silent_inputs_under_non_finite_gradie
 def row_order_scatter(indptr, indices, weights, x, n_cols, event):
     """A^T x as the specification sums it for one item: each output element adds its terms
     w * x[row] from +0, rows ascending (within a row, in storage order), in float32."""
-    import numpy as np
     rows = np.repeat(np.arange(indptr.numel() - 1), indptr.diff().numpy())
     xv = x.numpy()[rows]
     keep = xv != 0 if event else np.ones_like(xv, dtype=bool)
