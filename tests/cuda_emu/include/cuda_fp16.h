@@ -1,0 +1,3 @@
+// The CUDA emulator's stand-in for <cuda_fp16.h> (see tests/cuda_emu/README.md).
+#pragma once
+#include "emu/cuda_emu.h"
