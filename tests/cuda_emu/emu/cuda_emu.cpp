@@ -39,13 +39,51 @@ void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, 
 void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, std::size_t* size_old);
 }
 #endif
+// Under ThreadSanitizer each CUDA thread is a TSan fiber, and switching between fibers orders
+// nothing (__tsan_switch_to_fiber_no_sync). What orders the threads of a block is what orders
+// them on a GPU: a barrier or warp intrinsic releases each arriving thread's accesses and the
+// threads leaving it acquire them. So an access pair from two threads of a block that no
+// barrier separates, and that is not two atomics, is reported as a data race: a race check
+// within each block, as compute-sanitizer's racecheck does for shared memory, here for global
+// memory too. Blocks are ordered one after the other (a block's exits are acquired before the
+// next block starts), so races between blocks are not reported. The emulator's own
+// bookkeeping, which fibers and scheduler share, is hidden from TSan (IgnoreAccesses).
 #if defined(CUDA_EMU_TSAN)
 extern "C" {
 void* __tsan_get_current_fiber();
 void* __tsan_create_fiber(unsigned flags);
 void __tsan_destroy_fiber(void* fiber);
 void __tsan_switch_to_fiber(void* fiber, unsigned flags);
+void __tsan_acquire(void* addr);
+void __tsan_release(void* addr);
+void AnnotateIgnoreReadsBegin(const char* file, int line);
+void AnnotateIgnoreReadsEnd(const char* file, int line);
+void AnnotateIgnoreWritesBegin(const char* file, int line);
+void AnnotateIgnoreWritesEnd(const char* file, int line);
 }
+namespace {
+constexpr unsigned kTsanNoSync = 1;  // __tsan_switch_to_fiber_no_sync
+struct IgnoreAccesses {
+  IgnoreAccesses() {
+    AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
+    AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+  }
+  ~IgnoreAccesses() {
+    AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+    AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+  }
+};
+void tsan_release(void* sync) { __tsan_release(sync); }
+void tsan_acquire(void* sync) { __tsan_acquire(sync); }
+}  // namespace
+#else
+namespace {
+struct IgnoreAccesses {
+  IgnoreAccesses() {}  // (user-provided: an unused guard is not a warning)
+};
+void tsan_release(void*) {}
+void tsan_acquire(void*) {}
+}  // namespace
 #endif
 
 uint3 threadIdx{0, 0, 0};
@@ -112,6 +150,7 @@ struct Fiber {
   uint3 tid{0, 0, 0};
   unsigned linear = 0;
   bool done = false;
+  bool started = false;
   // While waiting: the counter that must move past wait_generation, and what it waits at.
   const std::uint64_t* wait_counter = nullptr;
   std::uint64_t wait_generation = 0;
@@ -131,6 +170,7 @@ struct WarpSync {
   int arrived = 0;
   std::uint64_t generation = 0;
   std::uint64_t slots[2][32] = {};  // by generation parity: see warp_exchange
+  char tsan_sync[2] = {};            // the addresses that order the lanes, by generation parity
 };
 
 struct Block {
@@ -138,6 +178,8 @@ struct Block {
   unsigned n_threads = 0;
   std::uint64_t barrier_generation = 0;
   unsigned barrier_arrived = 0;
+  char barrier_tsan_sync[2] = {};
+  char exit_tsan_sync = 0;
   std::vector<std::deque<WarpSync>> warps;  // deque: waiters hold pointers into it
   Fiber* current = nullptr;
   ucontext_t scheduler;
@@ -184,16 +226,27 @@ std::string describe_thread(const Fiber& f) {
 
 // Back to the scheduler from a fiber; returns when the scheduler resumes it (never when exiting).
 void yield_to_scheduler(Fiber& f, bool exiting) {
-  Block& b = *g_block;
+  Block* b;
+  {
+    // Scoped, and ended before the switch: TSan's ignores belong to the fiber that is current.
+    IgnoreAccesses ignore;
+    b = g_block;
+  }
 #if defined(CUDA_EMU_ASAN)
-  __sanitizer_start_switch_fiber(exiting ? nullptr : &f.fake_stack, b.scheduler_stack_bottom, b.scheduler_stack_size);
+  __sanitizer_start_switch_fiber(exiting ? nullptr : &f.fake_stack, b->scheduler_stack_bottom, b->scheduler_stack_size);
 #endif
 #if defined(CUDA_EMU_TSAN)
-  __tsan_switch_to_fiber(b.scheduler_tsan_fiber, 0);
+  void* scheduler_fiber;
+  {
+    IgnoreAccesses ignore;
+    scheduler_fiber = b->scheduler_tsan_fiber;
+  }
+  if (exiting) tsan_release(&b->exit_tsan_sync);
+  __tsan_switch_to_fiber(scheduler_fiber, kTsanNoSync);
 #endif
-  swapcontext(&f.context, &b.scheduler);
+  swapcontext(&f.context, &b->scheduler);
 #if defined(CUDA_EMU_ASAN)
-  __sanitizer_finish_switch_fiber(f.fake_stack, &b.scheduler_stack_bottom, &b.scheduler_stack_size);
+  __sanitizer_finish_switch_fiber(f.fake_stack, &b->scheduler_stack_bottom, &b->scheduler_stack_size);
 #endif
   (void)exiting;
 }
@@ -212,6 +265,7 @@ struct Abandon {};
 
 // Ends the launch as a failure; every fiber of the block then unwinds (run_block).
 [[noreturn]] void fail(const std::string& message) {
+  IgnoreAccesses ignore;
   Fiber& f = current_fiber("a failing check");
   if (!g_block->failed) {
     g_block->failed = true;
@@ -241,9 +295,13 @@ void fiber_main() {
     } catch (const Abandon&) {
     }
   }
-  Fiber& f = *b.current;
-  f.done = true;
-  yield_to_scheduler(f, true);
+  Fiber* f;
+  {
+    IgnoreAccesses ignore;  // ended before the switch: TSan checks a fiber's ignores when it ends
+    f = b.current;
+    f->done = true;
+  }
+  yield_to_scheduler(*f, true);
 }
 
 void resume(Block& b, Fiber& f) {
@@ -253,8 +311,10 @@ void resume(Block& b, Fiber& f) {
   __sanitizer_start_switch_fiber(&b.scheduler_fake_stack, f.stack->bottom(), Stack::kBytes);
 #endif
 #if defined(CUDA_EMU_TSAN)
-  __tsan_switch_to_fiber(f.tsan_fiber, 0);
+  // A thread's first start is ordered after the launch (its arguments, the host's writes).
+  __tsan_switch_to_fiber(f.tsan_fiber, f.started ? kTsanNoSync : 0);
 #endif
+  f.started = true;
   swapcontext(&b.scheduler, &f.context);
 #if defined(CUDA_EMU_ASAN)
   __sanitizer_finish_switch_fiber(b.scheduler_fake_stack, nullptr, nullptr);
@@ -351,6 +411,7 @@ void run_block(Block& b) {
 #if defined(CUDA_EMU_TSAN)
   for (Fiber& f : b.fibers) __tsan_destroy_fiber(f.tsan_fiber);
 #endif
+  tsan_acquire(&b.exit_tsan_sync);  // the next block (and the host) comes after this one
 }
 
 std::string check_config(dim3 grid, dim3 block, std::size_t shared_bytes) {
@@ -382,26 +443,35 @@ const std::string& last_failure() { return g_last_failure; }
 
 namespace detail {
 
-unsigned lane_id() { return current_fiber("a warp intrinsic").linear % 32; }
+unsigned lane_id() {
+  IgnoreAccesses ignore;
+  return current_fiber("a warp intrinsic").linear % 32;
+}
 
 void check_width(int width, const char* intrinsic) {
+  IgnoreAccesses ignore;
   if (width < 1 || width > 32 || (width & (width - 1)) != 0) {
     fail(std::string(intrinsic) + " with width " + std::to_string(width) + ", not a power of two <= 32");
   }
 }
 
 void block_barrier() {
-  Block& b = *g_block;
+  IgnoreAccesses ignore;
   current_fiber("__syncthreads");
+  Block& b = *g_block;
+  char* sync = &b.barrier_tsan_sync[b.barrier_generation & 1u];
+  tsan_release(sync);
   if (++b.barrier_arrived == b.n_threads) {
     b.barrier_arrived = 0;
     ++b.barrier_generation;
-    return;
+  } else {
+    wait_for(&b.barrier_generation, -1, 0);
   }
-  wait_for(&b.barrier_generation, -1, 0);
+  tsan_acquire(sync);
 }
 
 std::uint64_t warp_exchange(WarpOp op, unsigned mask, std::uint64_t bits, int src_lane) {
+  IgnoreAccesses ignore;
   Fiber& f = current_fiber(op_name(static_cast<int>(op)));
   Block& b = *g_block;
   const unsigned lane = f.linear % 32, warp = f.linear / 32;
@@ -440,12 +510,14 @@ std::uint64_t warp_exchange(WarpOp op, unsigned mask, std::uint64_t bits, int sr
   // needs every lane. So two slot sets, by parity, suffice.
   const int parity = static_cast<int>(s.generation & 1u);
   s.slots[parity][lane] = bits;
+  tsan_release(&s.tsan_sync[parity]);
   if (++s.arrived == __builtin_popcount(mask)) {
     s.arrived = 0;
     ++s.generation;
   } else {
     wait_for(&s.generation, static_cast<int>(op), mask);
   }
+  tsan_acquire(&s.tsan_sync[parity]);
   if (op == WarpOp::kBallot) {
     std::uint64_t ballot = 0;
     for (unsigned l = 0; l < 32; ++l) {
@@ -458,6 +530,7 @@ std::uint64_t warp_exchange(WarpOp op, unsigned mask, std::uint64_t bits, int sr
 
 void run_grid(const char* kernel, dim3 grid, dim3 block, std::size_t shared_bytes, void (*body)(void*),
               void* context) {
+  IgnoreAccesses ignore;  // the scheduler's side of the bookkeeping (kernels run on the fibers)
   g_launches.push_back(LaunchRecord{kernel, grid, block});
   g_last_failure.clear();
   const std::string bad_config = check_config(grid, block, shared_bytes);

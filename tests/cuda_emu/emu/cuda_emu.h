@@ -163,33 +163,33 @@ using std::isfinite;
 using std::isinf;
 using std::isnan;
 
-// ---- Atomics: one thread runs at a time, so a read-modify-write is atomic ---------------------
-// The overloads CUDA has (a template would also accept types a GPU has no atomicAdd for).
-inline int atomicAdd(int* p, int v) {
-  const int old = *p;
-  *p = old + v;
-  return old;
+// ---- Atomics ---------------------------------------------------------------------------------
+// The overloads CUDA has (a template would also accept types a GPU has no atomicAdd for). They
+// are relaxed atomic read-modify-writes, as on a GPU; under ThreadSanitizer they are the only
+// accesses that two threads of a block may make to one address without a barrier between them.
+namespace cuda_emu::detail {
+template <typename T>
+T atomic_fetch_add(T* p, T v) {
+  if constexpr (std::is_integral_v<T>) {
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+  } else {
+    T old;
+    __atomic_load(p, &old, __ATOMIC_RELAXED);
+    T desired = old + v;
+    while (!__atomic_compare_exchange(p, &old, &desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+      desired = old + v;
+    }
+    return old;
+  }
 }
-inline unsigned atomicAdd(unsigned* p, unsigned v) {
-  const unsigned old = *p;
-  *p = old + v;
-  return old;
-}
+}  // namespace cuda_emu::detail
+inline int atomicAdd(int* p, int v) { return cuda_emu::detail::atomic_fetch_add(p, v); }
+inline unsigned atomicAdd(unsigned* p, unsigned v) { return cuda_emu::detail::atomic_fetch_add(p, v); }
 inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
-  const unsigned long long old = *p;
-  *p = old + v;
-  return old;
+  return cuda_emu::detail::atomic_fetch_add(p, v);
 }
-inline float atomicAdd(float* p, float v) {
-  const float old = *p;
-  *p = old + v;
-  return old;
-}
-inline double atomicAdd(double* p, double v) {
-  const double old = *p;
-  *p = old + v;
-  return old;
-}
+inline float atomicAdd(float* p, float v) { return cuda_emu::detail::atomic_fetch_add(p, v); }
+inline double atomicAdd(double* p, double v) { return cuda_emu::detail::atomic_fetch_add(p, v); }
 
 // ---- Synchronisation and warp intrinsics ------------------------------------------------------
 namespace cuda_emu::detail {
