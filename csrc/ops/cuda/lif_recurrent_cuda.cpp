@@ -1,11 +1,8 @@
-// CUDA host glue of brain::lif_recurrent_sequence. It composes the CSR and LIF kernels that
-// the other ops use (kernels/csr, kernels/lif): per forward step, the drive is copied into a
-// current buffer, the delayed spikes are scattered into it (event form, atomics) and one LIF
-// step runs; per backward step, one LIF backward step and one gather A gI. The weight gradient
-// is one pass over the whole window at the end. Everything is on the current stream, nothing
-// reads back to the host, and the host only loops over steps: no autograd graph per step.
+// CUDA host glue of brain::lif_recurrent_sequence: checks, buffers, then the torch-free driver
+// (kernels/lif/lif_recurrent_cuda.h), which loops over the steps launching the CSR and LIF
+// kernels on the current stream and never reads back to the host (no autograd graph per step).
 // Under torch.use_deterministic_algorithms the forward gathers over A's columns instead of
-// scattering (kernels/csr's gather over a column-sorted copy built once per call).
+// scattering (a column-sorted copy built once per call).
 #include <algorithm>
 #include <array>
 #include <tuple>
@@ -14,7 +11,6 @@
 #include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/ops/add.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
@@ -24,51 +20,26 @@
 #include "csrc/ops/csr_common.h"
 #include "csrc/ops/cuda/cuda_glue.h"
 #include "csrc/ops/lif_common.h"
-#include "kernels/csr/csr_cuda.h"
-#include "kernels/lif/lif_cuda.h"
+#include "kernels/lif/lif_recurrent_cuda.h"
 
 namespace brain::ops {
 namespace {
 
-namespace kc = brain::kernels::csr::cuda;
 namespace kl = brain::kernels::lif::cuda;
 
 using cuda_glue::check_cuda;
-using cuda_glue::kernel_dtype;
 using cuda_glue::sm_count;
 
-// Element t * stride of a contiguous tensor.
-const void* at_step(const at::Tensor& t, int64_t step, int64_t stride) {
-  return static_cast<const char*>(t.const_data_ptr()) + step * stride * t.element_size();
-}
-void* at_step_mut(at::Tensor& t, int64_t step, int64_t stride) {
-  return static_cast<char*>(t.mutable_data_ptr()) + step * stride * t.element_size();
-}
-
-struct Matrix {
-  at::Tensor indptr, indices, weights;
-  bool homo;
-};
-
-void launch_csr(const Matrix& m, const void* x, void* out, int64_t n, int64_t batch, bool transpose, bool event,
-                int num_sms, cudaStream_t stream) {
-  kc::MatmulArgs a;
-  a.indptr = m.indptr.const_data_ptr();
-  a.indices = m.indices.const_data_ptr();
-  a.index64 = m.indptr.scalar_type() == at::kLong;
-  a.weights = m.weights.const_data_ptr();
-  a.homo = m.homo;
-  a.dtype = kernel_dtype(m.weights.scalar_type());
-  a.x = x;
-  a.out = out;
-  a.n_rows = n;
-  a.n_cols = n;
-  a.batch = batch;
-  a.nnz = m.indices.size(0);
-  a.transpose = transpose;
-  a.event = event;
-  a.num_sms = num_sms;
-  C10_CUDA_CHECK(kc::launch_matmul(a, stream));
+kl::RecurrentMatrix matrix_of(const at::Tensor& indptr, const at::Tensor& indices, const at::Tensor& weights,
+                              bool homo) {
+  kl::RecurrentMatrix m;
+  m.indptr = indptr.const_data_ptr();
+  m.indices = indices.const_data_ptr();
+  m.index64 = indptr.scalar_type() == at::kLong;
+  m.weights = weights.const_data_ptr();
+  m.homo = homo;
+  m.nnz = indices.size(0);
+  return m;
 }
 
 // [k] + the per-step shape of t (for 1-D and 2-D steps alike).
@@ -99,40 +70,34 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_impl(const char* op, cons
   std::array<at::Tensor, 2> u{v0_in.contiguous().clone(), at::empty(v0_in.sizes(), v0_in.options())};
   if (steps == 0 || stride == 0) return {spikes, u[0], v_pre};
 
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const int num_sms = sm_count();
-  const bool deterministic = at::globalContext().deterministicAlgorithms();
-  Matrix a{indptr_in.contiguous(), indices_in.contiguous(), weights_in.contiguous(), homo};
-  Matrix a_t;  // A^T column-sorted, for the deterministic gather
-  at::Tensor rec;
-  if (deterministic) {
-    const auto csc = detail::csc_for_gather(a.indptr, a.indices, a.weights, homo, n, n);
-    a_t = Matrix{csc.indptr, csc.rows, csc.weights, false};
-    rec = at::empty(v0_in.sizes(), drive.options());
-  }
-  at::Tensor current = at::empty(v0_in.sizes(), drive.options());
-  kl::ForwardArgs f;
+  const at::Tensor indptr = indptr_in.contiguous(), indices = indices_in.contiguous(), weights = weights_in.contiguous();
+  kl::RecurrentForwardArgs f;
   f.constants = c;
   f.is_double = drive.scalar_type() == at::kDouble;
-  f.steps = 1;
-  f.neurons = stride;
-  for (int64_t t = 0; t < steps; ++t) {
-    const void* source = t < delay ? at_step(history, t, stride) : at_step(spikes, t - delay, stride);
-    if (deterministic) {
-      launch_csr(a_t, source, rec.mutable_data_ptr(), n, batch, /*transpose=*/false, /*event=*/true, num_sms, stream);
-      at::add_out(current, drive.select(0, t), rec);
-    } else {
-      current.copy_(drive.select(0, t));
-      launch_csr(a, source, current.mutable_data_ptr(), n, batch, /*transpose=*/true, /*event=*/true, num_sms,
-                 stream);
-    }
-    f.input = current.const_data_ptr();
-    f.v0 = u[t % 2].const_data_ptr();
-    f.spikes = at_step_mut(spikes, t, stride);
-    f.v_last = u[(t + 1) % 2].mutable_data_ptr();
-    f.v_pre = save ? at_step_mut(v_pre, t, stride) : nullptr;
-    C10_CUDA_CHECK(kl::launch_forward(f, stream));
+  f.steps = steps;
+  f.batch = batch;
+  f.n = n;
+  f.delay = delay;
+  f.drive = drive.const_data_ptr();
+  f.history = history.const_data_ptr();
+  f.a = matrix_of(indptr, indices, weights, homo);
+  f.deterministic = at::globalContext().deterministicAlgorithms();
+  detail::CscForGather csc;  // A^T column-sorted, for the deterministic gather
+  at::Tensor rec;
+  if (f.deterministic) {
+    csc = detail::csc_for_gather(indptr, indices, weights, homo, n, n);
+    f.a_t = matrix_of(csc.indptr, csc.rows, csc.weights, false);
+    rec = at::empty(v0_in.sizes(), drive.options());
+    f.rec = rec.mutable_data_ptr();
   }
+  at::Tensor current = at::empty(v0_in.sizes(), drive.options());
+  f.current = current.mutable_data_ptr();
+  f.spikes = spikes.mutable_data_ptr();
+  f.v_pre = save ? v_pre.mutable_data_ptr() : nullptr;
+  f.u[0] = u[0].mutable_data_ptr();
+  f.u[1] = u[1].mutable_data_ptr();
+  f.num_sms = sm_count();
+  C10_CUDA_CHECK(kl::launch_recurrent_forward(f, at::cuda::getCurrentCUDAStream()));
   return {spikes, u[steps % 2], v_pre};
 }
 
@@ -174,82 +139,49 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_recurrent_sequenc
   const at::Tensor v_pre = v_pre_in.contiguous();
   const at::Tensor spikes = spikes_in.contiguous();
   const at::Tensor history = history_in.contiguous();
-  const Matrix a{indptr_in.contiguous(), indices_in.contiguous(), weights_in.contiguous(), homo};
+  const at::Tensor indptr = indptr_in.contiguous(), indices = indices_in.contiguous(), weights = weights_in.contiguous();
   const int64_t steps = v_pre.size(0);
   const int64_t n = v_pre.size(-1);
   const int64_t batch = v_pre.dim() == 3 ? v_pre.size(1) : 1;
   const int64_t delay = history.size(0);
-  const int64_t stride = batch * n;
-  const int64_t nnz = a.indices.size(0);
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const int num_sms = sm_count();
 
   at::Tensor grad_drive = at::empty(v_pre.sizes(), v_pre.options());
   at::Tensor grad_history = at::zeros(history.sizes(), history.options());
   std::array<at::Tensor, 2> gu{grad_v_last_in.contiguous().clone(), at::empty(grad_v_last_in.sizes(),
                                                                                grad_v_last_in.options())};
-  // The gradient through A of the spikes of step t - d waits in slot t % d until step t - d.
   at::Tensor pending = at::empty(steps_of(std::min(delay, std::max<int64_t>(steps - delay, 0)), v_pre), v_pre.options());
   at::Tensor gs_sum = at::empty(grad_v_last_in.sizes(), v_pre.options());
-  kl::BackwardArgs b;
+  at::Tensor dw;
+  if (output_mask[3]) dw = at::zeros({indices.size(0)}, weights.options().memory_format(at::MemoryFormat::Contiguous));
+  kl::RecurrentBackwardArgs b;
   b.constants = c;
   b.is_double = v_pre.scalar_type() == at::kDouble;
-  b.steps = 1;
-  b.neurons = stride;
-  if (stride > 0) {
-    for (int64_t i = 0, t = steps - 1; t >= 0; ++i, --t) {
-      if (t + delay < steps) {
-        at::add_out(gs_sum, grad_spikes.select(0, t), pending.select(0, (t + delay) % delay));
-        b.grad_spikes = gs_sum.const_data_ptr();
-      } else {
-        b.grad_spikes = at_step(grad_spikes, t, stride);
-      }
-      b.grad_v_last = gu[i % 2].const_data_ptr();
-      b.v_pre = at_step(v_pre, t, stride);
-      b.grad_input = at_step_mut(grad_drive, t, stride);
-      b.grad_v0 = gu[(i + 1) % 2].mutable_data_ptr();
-      C10_CUDA_CHECK(kl::launch_backward(b, stream));
-      // After the add above has read it (stream order), slot t % d takes step t's gradient.
-      void* target = t < delay ? at_step_mut(grad_history, t, stride) : at_step_mut(pending, t % delay, stride);
-      launch_csr(a, at_step(grad_drive, t, stride), target, n, batch, /*transpose=*/false, /*event=*/false, num_sms,
-                 stream);
-    }
-  }
+  b.steps = steps;
+  b.batch = batch;
+  b.n = n;
+  b.delay = delay;
+  b.grad_spikes = grad_spikes.const_data_ptr();
+  b.v_pre = v_pre.const_data_ptr();
+  b.spikes = spikes.const_data_ptr();
+  b.history = history.const_data_ptr();
+  b.a = matrix_of(indptr, indices, weights, homo);
+  b.grad_drive = grad_drive.mutable_data_ptr();
+  b.grad_history = grad_history.mutable_data_ptr();
+  b.pending = pending.mutable_data_ptr();
+  b.grad_spikes_sum = gs_sum.mutable_data_ptr();
+  b.gu[0] = gu[0].mutable_data_ptr();
+  b.gu[1] = gu[1].mutable_data_ptr();
+  b.grad_weights = output_mask[3] ? dw.mutable_data_ptr() : nullptr;
+  b.num_sms = sm_count();
+  C10_CUDA_CHECK(kl::launch_recurrent_backward(b, at::cuda::getCurrentCUDAStream()));
+  const int64_t stride = batch * n;
   const at::Tensor grad_v0 = gu[(stride > 0 ? steps : 0) % 2];
 
   at::Tensor grad_weights;
   if (output_mask[3]) {
-    at::Tensor dw = at::zeros({nnz}, a.weights.options().memory_format(at::MemoryFormat::Contiguous));
-    // dW[k] = sum over steps and items of S_t[b, i] gI_t[b, j]: the window as one batch of
-    // (step, item) pairs, the history's part and the spikes' part.
-    auto accumulate = [&](const void* x, const void* g, int64_t items) {
-      if (items == 0) return;
-      kc::WeightGradArgs w;
-      w.indptr = a.indptr.const_data_ptr();
-      w.indices = a.indices.const_data_ptr();
-      w.index64 = a.indptr.scalar_type() == at::kLong;
-      w.dtype = kernel_dtype(a.weights.scalar_type());
-      w.x = x;
-      w.grad_out = g;
-      w.grad_weights = dw.mutable_data_ptr();
-      w.accumulate = true;
-      w.n_rows = n;
-      w.n_cols = n;
-      w.batch = items;
-      w.nnz = nnz;
-      w.transpose = true;
-      w.num_sms = num_sms;
-      C10_CUDA_CHECK(kc::launch_weight_grad(w, stream));
-    };
-    if (stride > 0) {
-      accumulate(history.const_data_ptr(), grad_drive.const_data_ptr(), std::min(delay, steps) * batch);
-      if (steps > delay) {
-        accumulate(spikes.const_data_ptr(), at_step(grad_drive, delay, stride), (steps - delay) * batch);
-      }
-    }
     if (homo) {
-      const auto acc = a.weights.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-      grad_weights = dw.sum(at::IntArrayRef{0}, false, acc).to(a.weights.scalar_type()).reshape(a.weights.sizes());
+      const auto acc = weights.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+      grad_weights = dw.sum(at::IntArrayRef{0}, false, acc).to(weights.scalar_type()).reshape(weights.sizes());
     } else {
       grad_weights = dw;
     }
