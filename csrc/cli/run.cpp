@@ -228,14 +228,6 @@ double peak_rss_mb() {
   return 0.0;
 }
 
-// Whether the model uses what --deterministic cannot make reproducible on CUDA: the JIT ops
-// add with atomics and have no ordered path. Refused before anything is built.
-bool nondeterministic_on_cuda(const RunConfig& cfg) {
-  return (cfg.model == "esn" && cfg.esn.connectivity == "jit") ||
-         (cfg.model == "ei_network" && cfg.network.connectivity == "jit") ||
-         (cfg.model == "coba_hh" && cfg.coba_hh.connectivity == "jit");
-}
-
 }  // namespace
 
 // ", N steps replayed from CUDA graphs" when any were (the summary says why not otherwise).
@@ -479,11 +471,6 @@ int run(const std::vector<std::string>& args) {
     // cuBLAS reads this when it creates its handle, so it must be set before the first matmul.
     setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
     at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
-  }
-  if (a.deterministic && cfg.device == "cuda" && nondeterministic_on_cuda(cfg)) {
-    std::cerr << "brain run: " << a.config << ": /network/connectivity: \"jit\" has no reproducible CUDA path "
-              << "(its sums use atomics), so --deterministic refuses it on CUDA; use \"csr\" or the CPU\n";
-    return kExitUsage;
   }
   if (cfg.device == "cuda" && !torch::cuda::is_available()) {
     std::cerr << "brain run: --device cuda, but no CUDA device is available here\n";

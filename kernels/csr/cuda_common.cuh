@@ -47,12 +47,15 @@ __device__ __forceinline__ T from_acc(acc_t v) {
   }
 }
 
+// Whether an input element is an event: a non-zero number (compared in its accumulation type,
+// so a double too small for a float still counts), or a non-zero bool byte.
 template <typename T>
 __device__ __forceinline__ bool is_active(T v) {
   if constexpr (std::is_same_v<T, SpikeByte>) {
     return v.byte != 0;
   } else {
-    return to_acc<float>(v) != 0.0f;
+    using acc_t = typename AccType<T>::type;
+    return to_acc<acc_t>(v) != acc_t(0);
   }
 }
 

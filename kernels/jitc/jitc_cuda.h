@@ -29,6 +29,13 @@ struct MatmulArgs {
   std::int64_t batch = 1;
   bool transpose = false;
   bool event = false;
+  // Each output written by one thread, its terms added in the CPU op's order and rounding
+  // (jitc_cpu.h's gather and scatter), so the result is reproducible and, for float32 and
+  // float64, the CPU's bit for bit. No atomics: the gather gives a thread a whole row, the
+  // scatter a column (the 32 lanes of a warp take 32 columns of one generator block and walk
+  // it together). Slower, most of all the scatter with many active rows: what
+  // torch.use_deterministic_algorithms asks for.
+  bool deterministic = false;
   int num_sms = 1;
 };
 cudaError_t launch_matmul(const MatmulArgs& a, cudaStream_t stream);
@@ -41,10 +48,15 @@ struct ParamGradArgs {
   bool x_is_bool = false;
   const void* grad_out = nullptr;  // [batch, n_out], dtype
   double* grad = nullptr;          // [2], zeroed; receives d loss / d (a, b)
+  // Deterministic: the blocks write their sums here ([param_grad_blocks(a)][2]) instead of
+  // adding them atomically, and one thread adds them in block order. Null: atomics.
+  double* block_partials = nullptr;
   std::int64_t batch = 1;
   bool transpose = false;
   int num_sms = 1;
 };
+// The blocks launch_param_grad launches: the size of block_partials (times 2).
+std::int64_t param_grad_blocks(const ParamGradArgs& a);
 cudaError_t launch_param_grad(const ParamGradArgs& a, cudaStream_t stream);
 
 struct MaterializeArgs {

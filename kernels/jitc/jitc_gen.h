@@ -61,6 +61,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/isa.h"
 
@@ -387,8 +388,20 @@ inline Spec make_spec(double prob, std::int64_t seed, std::int64_t n_rows, std::
   return s;
 }
 
+// f(col) for the walk below; an f that returns bool ends the walk by returning true (a caller
+// looking for one column stops once past it).
+template <typename F>
+BRAIN_HD bool visit_and_stop(F& f, std::int64_t col) {
+  if constexpr (std::is_same_v<decltype(f(col)), bool>) {
+    return f(col);
+  } else {
+    f(col);
+    return false;
+  }
+}
+
 // Calls f(col) for each non-zero column of A in block `block` of row `row`, in increasing
-// order. Returns after the block's last entry.
+// order. Returns after the block's last entry (or once f returns true, see visit_and_stop).
 template <typename F>
 BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t block, F&& f) {
   const std::int64_t start = block << s.block_shift;
@@ -396,7 +409,9 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
   if (end > s.n_cols) end = s.n_cols;
   std::int64_t c = start;
   if (s.dense) {
-    for (; c < end; ++c) f(c);
+    for (; c < end; ++c) {
+      if (visit_and_stop(f, c)) return;
+    }
     return;
   }
   if (c >= end) return;
@@ -423,7 +438,7 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
     for (int q = 0; q < 2 * kCalls; ++q) {
       if (r[q] >= static_cast<double>(end - c)) return;
       c += static_cast<std::int64_t>(r[q]);
-      f(c);
+      if (visit_and_stop(f, c)) return;
       if (++c >= end) return;
     }
     call += kCalls;
@@ -440,11 +455,11 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
     const double r1 = dmul(det_log(u1), s.inv_log1m_p);
     if (r0 >= static_cast<double>(end - c)) return;
     c += static_cast<std::int64_t>(r0);  // r >= 0, so truncation is floor
-    f(c);
+    if (visit_and_stop(f, c)) return;
     if (++c >= end) return;
     if (r1 >= static_cast<double>(end - c)) return;
     c += static_cast<std::int64_t>(r1);
-    f(c);
+    if (visit_and_stop(f, c)) return;
     if (++c >= end) return;
   }
 }

@@ -116,11 +116,107 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// acc + a * b with two roundings, as the CPU loops compute it (nvcc would fuse it into an FMA).
+template <typename T>
+__device__ __forceinline__ T add_product(T acc, T a, T b) {
+  if constexpr (std::is_same_v<T, double>) {
+    return __dadd_rn(acc, __dmul_rn(a, b));
+  } else {
+    return __fadd_rn(acc, __fmul_rn(a, b));
+  }
+}
+
+// The deterministic gather: a thread owns a row (and a chunk of the batch) and sums its entries
+// in column order in double, as jitc_cpu.h's gather<kEvent, double> does.
+template <typename scalar_t, typename x_t, typename out_t>
+__global__ void __launch_bounds__(kThreads)
+    ordered_gather_kernel(Spec s, const scalar_t* __restrict__ weight, const x_t* __restrict__ x,
+                          out_t* __restrict__ out, std::int64_t batch, bool event) {
+  const Params2 prm = load_params(weight, s.dist);
+  const std::int64_t n_chunks = (batch + kBatchChunk - 1) / kBatchChunk;
+  const std::int64_t total = s.n_rows * n_chunks;
+  for (std::int64_t t = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x; t < total;
+       t += std::int64_t{gridDim.x} * blockDim.x) {
+    const std::int64_t row = t / n_chunks;
+    const std::int64_t b0 = (t % n_chunks) * kBatchChunk;
+    const int nb = static_cast<int>(batch - b0 < kBatchChunk ? batch - b0 : kBatchChunk);
+    double acc[kBatchChunk];
+#pragma unroll
+    for (int c = 0; c < kBatchChunk; ++c) acc[c] = 0.0;
+    for (std::int64_t blk = 0; blk < s.n_blocks; ++blk) {
+      for_each_in_block(s, row, blk, [&](std::int64_t col) {
+        const double v = to_double(entry_scalar<scalar_t>(s, prm, row, col));
+#pragma unroll
+        for (int c = 0; c < kBatchChunk; ++c) {
+          if (c < nb) {
+            const x_t xr = x[(b0 + c) * s.n_cols + col];
+            if (!event || is_active(xr)) acc[c] = add_product(acc[c], v, to_acc<double>(xr));
+          }
+        }
+      });
+    }
+#pragma unroll
+    for (int c = 0; c < kBatchChunk; ++c) {
+      if (c < nb) out[(b0 + c) * s.n_rows + row] = static_cast<out_t>(acc[c]);
+    }
+  }
+}
+
+// The deterministic scatter: a thread owns an output column (and a chunk of the batch) and adds
+// the rows' terms in row order, in out_t, as jitc_cpu.h's scatter does; rows whose x is zero in
+// every batch item are skipped, as there. To find entry (row, col) it walks col's generator
+// block of the row up to col. The 32 lanes of a warp own 32 consecutive columns, which lie in
+// one block (blocks are aligned runs of at least 32 columns), so they walk the same entries
+// together.
+template <typename scalar_t, typename x_t, typename out_t>
+__global__ void __launch_bounds__(kThreads)
+    ordered_scatter_kernel(Spec s, const scalar_t* __restrict__ weight, const x_t* __restrict__ x,
+                           out_t* __restrict__ out, std::int64_t batch, bool event) {
+  const Params2 prm = load_params(weight, s.dist);
+  const std::int64_t n_chunks = (batch + kBatchChunk - 1) / kBatchChunk;
+  const std::int64_t padded = (s.n_cols + 31) / 32 * 32;  // a warp never straddles two chunks
+  const std::int64_t total = padded * n_chunks;
+  for (std::int64_t t = std::int64_t{blockIdx.x} * blockDim.x + threadIdx.x; t < total;
+       t += std::int64_t{gridDim.x} * blockDim.x) {
+    const std::int64_t col = t % padded;
+    if (col >= s.n_cols) continue;
+    const std::int64_t b0 = (t / padded) * kBatchChunk;
+    const int nb = static_cast<int>(batch - b0 < kBatchChunk ? batch - b0 : kBatchChunk);
+    const std::int64_t blk = col >> s.block_shift;
+    out_t acc[kBatchChunk];
+#pragma unroll
+    for (int c = 0; c < kBatchChunk; ++c) acc[c] = out_t(0);
+    for (std::int64_t row = 0; row < s.n_rows; ++row) {
+      bool any = false;
+      for (std::int64_t b = 0; b < batch && !any; ++b) any = is_active(x[b * s.n_rows + row]);
+      if (!any) continue;
+      bool found = false;
+      for_each_in_block(s, row, blk, [&](std::int64_t c) -> bool {
+        found = c == col;
+        return c >= col;
+      });
+      if (!found) continue;
+      const out_t v = to_acc<out_t>(entry_scalar<scalar_t>(s, prm, row, col));
+#pragma unroll
+      for (int c = 0; c < kBatchChunk; ++c) {
+        if (c < nb) {
+          const x_t xr = x[(b0 + c) * s.n_rows + row];
+          if (!event || is_active(xr)) acc[c] = add_product(acc[c], v, to_acc<out_t>(xr));
+        }
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < kBatchChunk; ++c) {
+      if (c < nb) out[(b0 + c) * s.n_cols + col] = acc[c];
+    }
+  }
+}
+
 template <typename scalar_t, typename x_t>
 __global__ void __launch_bounds__(kThreads)
     param_grad_kernel(Spec s, const scalar_t* __restrict__ weight, const x_t* __restrict__ x,
                       const scalar_t* __restrict__ g, double* __restrict__ grad,
-                      std::int64_t batch, bool transpose) {
+                      double* __restrict__ block_partials, std::int64_t batch, bool transpose) {
   const std::int64_t total = s.n_rows * s.n_blocks;
   const std::int64_t n_in = transpose ? s.n_rows : s.n_cols;
   const std::int64_t n_out = transpose ? s.n_cols : s.n_rows;
@@ -165,9 +261,27 @@ __global__ void __launch_bounds__(kThreads)
       ta += sa[w];
       tb += sb[w];
     }
-    atomicAdd(&grad[0], ta);
-    atomicAdd(&grad[1], tb);
+    if (block_partials != nullptr) {
+      block_partials[2 * blockIdx.x] = ta;
+      block_partials[2 * blockIdx.x + 1] = tb;
+    } else {
+      atomicAdd(&grad[0], ta);
+      atomicAdd(&grad[1], tb);
+    }
   }
+}
+
+// The deterministic end of param_grad_kernel: the blocks' sums added in block order.
+__global__ void sum_block_partials_kernel(const double* __restrict__ block_partials, std::int64_t blocks,
+                                          double* __restrict__ grad) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  double ga = 0, gb = 0;
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    ga += block_partials[2 * b];
+    gb += block_partials[2 * b + 1];
+  }
+  grad[0] = ga;
+  grad[1] = gb;
 }
 
 template <typename scalar_t>
@@ -265,6 +379,30 @@ cudaError_t launch_matmul(const MatmulArgs& a, cudaStream_t stream) {
   const std::int64_t n_chunks = (a.batch + kBatchChunk - 1) / kBatchChunk;
   const std::int64_t work = a.spec.n_rows * a.spec.n_blocks * n_chunks;
   if (work == 0) return cudaSuccess;
+  if (a.deterministic) {
+    const std::int64_t owners = a.transpose ? (a.spec.n_cols + 31) / 32 * 32 : a.spec.n_rows;
+    const unsigned grid = grid_for(owners * n_chunks, kThreads, a.num_sms);
+    return dispatch_dtype(a.dtype, [&](auto tag) -> cudaError_t {
+      using scalar_t = decltype(tag);
+      using out_t = typename AccType<scalar_t>::type;
+      const auto* w = static_cast<const scalar_t*>(a.weight);
+      auto* out = static_cast<out_t*>(a.out);
+      auto launch = [&](auto x) {
+        using x_t = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+        if (a.transpose) {
+          ordered_scatter_kernel<scalar_t, x_t, out_t><<<grid, kThreads, 0, stream>>>(a.spec, w, x, out, a.batch, a.event);
+        } else {
+          ordered_gather_kernel<scalar_t, x_t, out_t><<<grid, kThreads, 0, stream>>>(a.spec, w, x, out, a.batch, a.event);
+        }
+      };
+      if (a.x_is_bool) {
+        launch(static_cast<const SpikeByte*>(a.x));
+      } else {
+        launch(static_cast<const scalar_t*>(a.x));
+      }
+      return cudaGetLastError();
+    });
+  }
   const unsigned grid = grid_for(work, kThreads, a.num_sms);
   return dispatch_dtype(a.dtype, [&](auto tag) -> cudaError_t {
     using scalar_t = decltype(tag);
@@ -282,20 +420,31 @@ cudaError_t launch_matmul(const MatmulArgs& a, cudaStream_t stream) {
   });
 }
 
-cudaError_t launch_param_grad(const ParamGradArgs& a, cudaStream_t stream) {
+std::int64_t param_grad_blocks(const ParamGradArgs& a) {
   const std::int64_t work = a.spec.n_rows * a.spec.n_blocks;
-  if (work == 0 || a.batch == 0) return cudaSuccess;
-  const unsigned grid = grid_for(work, kThreads, a.num_sms);
+  if (work == 0 || a.batch == 0) return 0;
+  return grid_for(work, kThreads, a.num_sms);
+}
+
+cudaError_t launch_param_grad(const ParamGradArgs& a, cudaStream_t stream) {
+  const std::int64_t blocks = param_grad_blocks(a);
+  if (blocks == 0) return cudaSuccess;
+  const auto grid = static_cast<unsigned>(blocks);
   return dispatch_dtype(a.dtype, [&](auto tag) -> cudaError_t {
     using scalar_t = decltype(tag);
     const auto* w = static_cast<const scalar_t*>(a.weight);
     const auto* g = static_cast<const scalar_t*>(a.grad_out);
     if (a.x_is_bool) {
       param_grad_kernel<scalar_t, SpikeByte><<<grid, kThreads, 0, stream>>>(
-          a.spec, w, static_cast<const SpikeByte*>(a.x), g, a.grad, a.batch, a.transpose);
+          a.spec, w, static_cast<const SpikeByte*>(a.x), g, a.grad, a.block_partials, a.batch, a.transpose);
     } else {
       param_grad_kernel<scalar_t, scalar_t><<<grid, kThreads, 0, stream>>>(
-          a.spec, w, static_cast<const scalar_t*>(a.x), g, a.grad, a.batch, a.transpose);
+          a.spec, w, static_cast<const scalar_t*>(a.x), g, a.grad, a.block_partials, a.batch, a.transpose);
+    }
+    if (a.block_partials != nullptr) {
+      const cudaError_t e = cudaGetLastError();
+      if (e != cudaSuccess) return e;
+      sum_block_partials_kernel<<<1, 1, 0, stream>>>(a.block_partials, blocks, a.grad);
     }
     return cudaGetLastError();
   });

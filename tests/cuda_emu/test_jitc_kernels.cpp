@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -261,6 +262,99 @@ TEST_F(JitcEmu, MatmulsEqualTheDenseProductOfTheGeneratedMatrix) {
   }
 }
 
+// Deterministic mode: each output summed by one thread in the CPU op's order and rounding, so
+// float32 and float64 equal jitc_cpu.h's gather<kEvent, double> and scatter bit for bit, and
+// every type gives the same bits under any order of threads and blocks.
+template <typename T, typename X>
+std::vector<double> deterministic_matmul(const Matrix& m, const GuardedArray<X>& x, std::int64_t batch, bool transpose,
+                                         bool event, cuda_emu::Order order) {
+  using out_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  const std::int64_t n_out = transpose ? m.cols : m.rows;
+  GuardedArray<T> weight(params_of<T>(m));
+  GuardedArray<out_t> out(static_cast<std::size_t>(batch * n_out), out_t(0));
+  kj::MatmulArgs a;
+  a.spec = spec_of(m);
+  a.weight = weight.data();
+  a.dtype = emu_test::dtype_of<T>();
+  a.x = x.data();
+  a.x_is_bool = std::is_same_v<X, SpikeByte>;
+  a.out = out.data();
+  a.batch = batch;
+  a.transpose = transpose;
+  a.event = event;
+  a.deterministic = true;
+  a.num_sms = 2;
+  cuda_emu::set_order(order, 17);
+  EXPECT_EQ(kj::launch_matmul(a, nullptr), cudaSuccess) << cuda_emu::last_failure();
+  std::vector<double> result;
+  for (std::size_t i = 0; i < out.size(); ++i) result.push_back(static_cast<double>(out[i]));
+  return result;
+}
+
+template <typename T, typename X>
+void check_deterministic_matmul(const Matrix& m, std::int64_t batch, bool transpose, bool event, std::mt19937_64& rng) {
+  SCOPED_TRACE(describe(m) + " " + emu_test::type_name<T>() + (std::is_same_v<X, SpikeByte> ? " bool x" : "") +
+               (transpose ? " transposed" : "") + (event ? " event" : "") + " batch " + std::to_string(batch));
+  const std::int64_t n_in = transpose ? m.rows : m.cols, n_out = transpose ? m.cols : m.rows;
+  GuardedArray<X> x(emu_test::random_input<X>(static_cast<std::size_t>(batch * n_in), 0.3, rng));
+  const std::vector<double> got = deterministic_matmul<T, X>(m, x, batch, transpose, event, cuda_emu::Order::kShuffled);
+  const std::vector<double> again = deterministic_matmul<T, X>(m, x, batch, transpose, event, cuda_emu::Order::kReverse);
+  EXPECT_EQ(again, got);
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    jg::MatmulParams<T, X> p;
+    p.spec = spec_of(m);
+    std::tie(p.a, p.b) = rounded_params<T>(m);
+    p.x = x.data();
+    p.batch = batch;
+    std::vector<T> cpu(static_cast<std::size_t>(batch * n_out), T(0));
+    if (transpose) {
+      if (event) {
+        jg::scatter<true>(p, cpu.data(), 0, m.rows);
+      } else {
+        jg::scatter<false>(p, cpu.data(), 0, m.rows);
+      }
+    } else if (event) {
+      jg::gather<true, double>(p, cpu.data(), 0, m.rows);
+    } else {
+      jg::gather<false, double>(p, cpu.data(), 0, m.rows);
+    }
+    for (std::size_t i = 0; i < cpu.size(); ++i) {
+      ASSERT_EQ(got[i], static_cast<double>(cpu[i])) << "output " << i << " differs from the CPU op's";
+    }
+  } else {
+    const std::vector<double> dense = host_dense<T>(m);
+    for (std::int64_t b = 0; b < batch; ++b) {
+      for (std::int64_t o = 0; o < n_out; ++o) {
+        double want = 0, magnitude = 0;
+        for (std::int64_t i = 0; i < n_in; ++i) {
+          const double term = (transpose ? dense[i * m.cols + o] : dense[o * m.cols + i]) * emu_test::to_double(x[b * n_in + i]);
+          want += term;
+          magnitude += std::fabs(term);
+        }
+        ASSERT_TRUE(emu_test::close<float>(got[b * n_out + o], want, magnitude, static_cast<std::size_t>(n_in)));
+      }
+    }
+  }
+}
+
+TEST_F(JitcEmu, DeterministicMatmulsEqualTheCpuOpBitForBit) {
+  std::mt19937_64 rng(23);
+  for (const Matrix& m : matrices()) {
+    for (bool transpose : {false, true}) {
+      for (bool event : {false, true}) {
+        check_deterministic_matmul<float, float>(m, 3, transpose, event, rng);
+        check_deterministic_matmul<float, SpikeByte>(m, 10, transpose, event, rng);
+        check_deterministic_matmul<double, double>(m, 2, transpose, event, rng);
+        check_deterministic_matmul<double, SpikeByte>(m, 1, transpose, event, rng);
+      }
+    }
+  }
+  for (bool transpose : {false, true}) {
+    check_deterministic_matmul<__half, __half>(matrices()[1], 2, transpose, false, rng);
+    check_deterministic_matmul<__nv_bfloat16, SpikeByte>(matrices()[2], 9, transpose, true, rng);
+  }
+}
+
 template <typename T, typename X>
 void check_param_grad(const Matrix& m, std::int64_t batch, bool transpose, std::mt19937_64& rng) {
   SCOPED_TRACE(describe(m) + " " + emu_test::type_name<T>() + (std::is_same_v<X, SpikeByte> ? " bool x" : "") +
@@ -282,6 +376,20 @@ void check_param_grad(const Matrix& m, std::int64_t batch, bool transpose, std::
   a.transpose = transpose;
   a.num_sms = 2;
   ASSERT_EQ(kj::launch_param_grad(a, nullptr), cudaSuccess) << cuda_emu::last_failure();
+  // Deterministic: the blocks' sums in block order, the same bits under any order of blocks.
+  std::vector<double> deterministic[2];
+  const cuda_emu::Order orders[2] = {cuda_emu::Order::kShuffled, cuda_emu::Order::kReverse};
+  for (int r = 0; r < 2; ++r) {
+    GuardedArray<double> ordered(2, 0.0), partials(static_cast<std::size_t>(2 * kj::param_grad_blocks(a)), -1.0);
+    kj::ParamGradArgs d = a;
+    d.grad = ordered.data();
+    d.block_partials = partials.data();
+    cuda_emu::set_order(orders[r], 5 + r);
+    ASSERT_EQ(kj::launch_param_grad(d, nullptr), cudaSuccess) << cuda_emu::last_failure();
+    deterministic[r] = ordered.to_vector();
+  }
+  cuda_emu::set_order(cuda_emu::Order::kShuffled, 3);
+  EXPECT_EQ(deterministic[0], deterministic[1]);
   const jg::Spec s = a.spec;
   double want_a = 0, want_b = 0, magnitude = 0;
   for (std::int64_t r = 0; r < m.rows; ++r) {
@@ -303,6 +411,8 @@ void check_param_grad(const Matrix& m, std::int64_t batch, bool transpose, std::
   const double tol = 1e-12 * magnitude + 1e-300;
   EXPECT_NEAR(grad[0], want_a, tol);
   EXPECT_NEAR(grad[1], want_b, tol);
+  EXPECT_NEAR(deterministic[0][0], want_a, tol);
+  EXPECT_NEAR(deterministic[0][1], want_b, tol);
 }
 
 TEST_F(JitcEmu, ParameterGradientsEqualTheSumOverEntries) {

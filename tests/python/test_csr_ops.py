@@ -730,11 +730,31 @@ def test_cuda_deterministic_mode_makes_the_scatter_reproducible(deterministic_al
 
 
 @needs_cuda
-def test_cuda_deterministic_mode_refuses_the_jit_scatter(deterministic_algorithms):
-    x = torch.rand(4, 500, device="cuda") < 0.1
-    w = torch.tensor(0.5, device="cuda")
-    with pytest.raises(RuntimeError, match="transpose=True"):
-        ops.event_jitc_matmul(x, w, 0.1, 7, (500, 300), "homo", True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dist", ["homo", "uniform", "normal"])
+def test_cuda_deterministic_jit_matches_the_cpu(deterministic_algorithms, dtype, dist):
+    # Deterministic mode gives each output one CUDA thread that adds its terms in the CPU op's
+    # order and rounding (kernels/jitc/jitc_cuda.h): the CPU's bits, both directions and forms.
+    g = torch.Generator().manual_seed(11)
+    weight = {"homo": torch.tensor(0.5), "uniform": torch.tensor([-0.2, 0.7]),
+              "normal": torch.tensor([0.1, 0.4])}[dist].to(dtype)
+    shape = (700, 1300)
+    for transpose in (False, True):
+        n_in = shape[0] if transpose else shape[1]
+        for event in (False, True):
+            op = ops.event_jitc_matmul if event else ops.jitc_matmul
+            for x in (torch.rand(3, n_in, generator=g) < 0.1, torch.randn(5, n_in, generator=g).to(dtype)):
+                cpu = op(x, weight, 0.05, 9, shape, dist, transpose)
+                cuda = op(x.cuda(), weight.cuda(), 0.05, 9, shape, dist, transpose)
+                assert torch.equal(cuda.cpu(), cpu), (transpose, event, x.dtype)
+    # The weight parameters' gradient adds the blocks' sums in block order: the same bits each time.
+    x = torch.randn(4, shape[1], generator=g).to(dtype).cuda()
+    grads = []
+    for _ in range(3):
+        w = weight.cuda().requires_grad_()
+        ops.jitc_matmul(x, w, 0.05, 9, shape, dist, False).square().sum().backward()
+        grads.append(w.grad.clone())
+    assert all(torch.equal(gr, grads[0]) for gr in grads[1:])
 
 
 # The batched CPU gather (csr_matmul / event_csr_matmul with a batch) is compiled portable and with AVX2 and

@@ -3,6 +3,7 @@
 // learn nnz to allocate its output. Weight parameters stay on the device; invalid ones
 // (std < 0, high < low, non-finite) turn the output into NaN instead of raising, because
 // raising would need a host sync.
+#include <algorithm>
 #include <array>
 
 #include <ATen/Context.h>
@@ -69,17 +70,10 @@ at::Tensor matmul_impl(const char* op, bool event, const at::Tensor& x_in,
                              weight.options().dtype(half ? at::kFloat : dtype));
   kc::MatmulArgs a;
   a.spec = spec_for(g, prob, seed);
-  // Atomics add a row's blocks (and, transposed, the rows of a column) in arrival order. One
-  // block per row and no transpose leaves each output with a single writer: reproducible.
-  if (transpose || a.spec.n_blocks > 1) {
-    at::globalContext().alertNotDeterministic(
-        transpose ? "brain::jitc_matmul / event_jitc_matmul on CUDA with transpose=True (for "
-                    "reproducible sums, materialise the matrix with brain::jitc_to_csr and use "
-                    "the CSR ops)"
-                  : "brain::jitc_matmul / event_jitc_matmul on CUDA with more columns than one "
-                    "generator block (for reproducible sums, materialise the matrix with "
-                    "brain::jitc_to_csr and use the CSR ops)");
-  }
+  // Atomics add a row's blocks (and, transposed, the rows of a column) in arrival order; under
+  // torch.use_deterministic_algorithms each output gets one thread that adds its terms in the
+  // CPU op's order (kernels/jitc/jitc_cuda.h), and float32/float64 results are the CPU's bits.
+  a.deterministic = at::globalContext().deterministicAlgorithms();
   a.weight = weight.const_data_ptr();
   a.dtype = kernel_dtype(dtype);
   a.x = x.const_data_ptr();
@@ -126,9 +120,6 @@ std::tuple<at::Tensor, at::Tensor> jitc_matmul_backward_cuda(
     const at::Tensor x = x_in.contiguous();
     const at::Tensor weight = weight_in.contiguous();
     const at::Tensor gout = grad_out.contiguous();
-    at::globalContext().alertNotDeterministic(
-        "brain::_jitc_matmul_backward on CUDA, the weight parameters' gradient (per-block "
-        "partial sums are added with atomics)");
     at::Tensor grad = at::zeros({2}, weight.options().dtype(at::kDouble));
     kc::ParamGradArgs a;
     a.spec = spec_for(g, prob, seed);
@@ -141,6 +132,12 @@ std::tuple<at::Tensor, at::Tensor> jitc_matmul_backward_cuda(
     a.batch = g.batch.expect_int();
     a.transpose = transpose;
     a.num_sms = sm_count();
+    // The blocks' sums are added atomically, or, deterministic, in block order by one thread.
+    at::Tensor block_partials;
+    if (at::globalContext().deterministicAlgorithms()) {
+      block_partials = at::empty({2 * std::max<int64_t>(kc::param_grad_blocks(a), 1)}, grad.options());
+      a.block_partials = block_partials.data_ptr<double>();
+    }
     C10_CUDA_CHECK(kc::launch_param_grad(a, at::cuda::getCurrentCUDAStream()));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     grad_w = grad.narrow(0, 0, k::num_params(g.dist)).to(weight.scalar_type()).reshape(weight.sizes());
