@@ -16,3 +16,29 @@
 #ifndef BRAIN_KERNEL_ISA
 #define BRAIN_KERNEL_ISA baseline
 #endif
+
+#if !defined(__CUDACC__)
+#include <cstdlib>
+#include <cstring>
+
+namespace brain::kernels {
+inline namespace BRAIN_KERNEL_ISA {
+
+// True when the CPU has AVX2 and BRAIN_FAST_ISA is not "baseline" (which forces the portable
+// code everywhere, e.g. to compare it). Read once per process (per variant).
+inline bool cpu_runs_avx2() {
+  static const bool run = [] {
+    const char* force = std::getenv("BRAIN_FAST_ISA");
+    if (force && std::strcmp(force, "baseline") == 0) return false;
+#if defined(__x86_64__) || defined(__i386__)
+    return static_cast<bool>(__builtin_cpu_supports("avx2"));
+#else
+    return false;
+#endif
+  }();
+  return run;
+}
+
+}  // namespace BRAIN_KERNEL_ISA
+}  // namespace brain::kernels
+#endif

@@ -367,8 +367,8 @@ void deliver_jit_columns(const jitc::Spec& spec, double a, double b, const std::
   for (std::int64_t s = 0; s < n_spikes; ++s) {
     const std::int64_t row = spikes[s];
     for (std::int64_t blk = first; blk <= last; ++blk) {
-      jitc::for_each_in_block(spec, row, blk, [&](std::int64_t col) {
-        if (col >= lo && col < hi) pending[col - origin] += jitc::entry_scalar<T>(spec, a, b, row, col);
+      jitc::for_each_entry_in_block<T>(spec, a, b, row, blk, [&](std::int64_t col, T v) {
+        if (col >= lo && col < hi) pending[col - origin] += v;
       });
     }
   }
@@ -387,9 +387,7 @@ void deliver_jit(const jitc::Spec& spec, double a, double b, const std::int32_t*
   for (std::int64_t s = 0; s < n_spikes; ++s) {
     const std::int64_t row = spikes[s];
     for (std::int64_t blk = 0; blk < spec.n_blocks; ++blk) {
-      jitc::for_each_in_block(spec, row, blk, [&](std::int64_t col) {
-        pending[col] += jitc::entry_scalar<T>(spec, a, b, row, col);
-      });
+      jitc::for_each_entry_in_block<T>(spec, a, b, row, blk, [&](std::int64_t col, T v) { pending[col] += v; });
     }
   }
 }

@@ -56,9 +56,13 @@ inline T number(x_t v) {
   }
 }
 
-template <typename scalar_t>
-inline scalar_t entry_scalar(const Spec& s, double a, double b, std::int64_t row, std::int64_t col) {
-  return static_cast<scalar_t>(entry_value(s.dist, entry_variate(s, row, col), a, b));
+// f(col, value) for the entries of block `blk` of row `row` in column order, each value rounded
+// once to scalar_t.
+template <typename scalar_t, typename F>
+void for_each_entry_in_block(const Spec& s, double a, double b, std::int64_t row, std::int64_t blk, F&& f) {
+  for_each_variate_in_block(s, row, blk, [&](std::int64_t col, double variate) {
+    f(col, static_cast<scalar_t>(entry_value(s.dist, variate, a, b)));
+  });
 }
 
 // f(col, value) for the entries of a row in column order, generated or read from the CSR copy.
@@ -70,7 +74,7 @@ void for_each_entry_of_row(const MatmulParams<scalar_t, x_t>& p, std::int64_t ro
   }
   const Spec& s = p.spec;
   for (std::int64_t blk = 0; blk < s.n_blocks; ++blk) {
-    for_each_in_block(s, row, blk, [&](std::int64_t col) { f(col, entry_scalar<scalar_t>(s, p.a, p.b, row, col)); });
+    for_each_entry_in_block<scalar_t>(s, p.a, p.b, row, blk, f);
   }
 }
 
@@ -141,7 +145,7 @@ void scatter(const MatmulParams<scalar_t, x_t>& p, scalar_t* out, std::int64_t r
       continue;
     }
     for (std::int64_t blk = blk_begin; blk < blk_end; ++blk) {
-      for_each_in_block(s, row, blk, [&](std::int64_t col) { add(col, entry_scalar<scalar_t>(s, p.a, p.b, row, col)); });
+      for_each_entry_in_block<scalar_t>(s, p.a, p.b, row, blk, add);
     }
   }
 }
@@ -171,9 +175,7 @@ void materialize(const Spec& s, double a, double b, scalar_t* out, std::int64_t 
   for (std::int64_t row = row_begin; row < row_end; ++row) {
     scalar_t* dst = out + row * s.n_cols;
     for (std::int64_t blk = 0; blk < s.n_blocks; ++blk) {
-      for_each_in_block(s, row, blk, [&](std::int64_t col) {
-        dst[col] = entry_scalar<scalar_t>(s, a, b, row, col);
-      });
+      for_each_entry_in_block<scalar_t>(s, a, b, row, blk, [&](std::int64_t col, scalar_t v) { dst[col] = v; });
     }
   }
 }
@@ -222,9 +224,9 @@ void fill_csr(const Spec& s, double a, double b, const std::int64_t* indptr, std
   for (std::int64_t row = row_begin; row < row_end; ++row) {
     std::int64_t k = indptr[row];
     for (std::int64_t blk = 0; blk < s.n_blocks; ++blk) {
-      for_each_in_block(s, row, blk, [&](std::int64_t col) {
+      for_each_entry_in_block<scalar_t>(s, a, b, row, blk, [&](std::int64_t col, scalar_t v) {
         indices[k] = col;
-        values[k] = entry_scalar<scalar_t>(s, a, b, row, col);
+        values[k] = v;
         ++k;
       });
     }

@@ -65,6 +65,15 @@
 
 #include "kernels/isa.h"
 
+// The CPU walk's skips in AVX2 lanes (skips8_avx2): host compilers for x86-64 only, not the
+// host pass of nvcc (whose kernels walk on the device) nor the CUDA emulator's device code.
+#if !defined(__CUDACC__) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define BRAIN_JITC_AVX2_WALK 1
+#include <immintrin.h>
+#else
+#define BRAIN_JITC_AVX2_WALK 0
+#endif
+
 #if defined(__CUDACC__)
 #define BRAIN_HD __host__ __device__ __forceinline__
 #else
@@ -95,6 +104,9 @@ struct Spec {
   double inv_log1m_p = 0;     // 1 / det_log1m(prob); unused when dense
   bool dense = false;         // prob == 1
   Dist dist = Dist::kHomo;
+  // CPU walks compute their skips in AVX2 lanes (the same bits; make_spec sets it where the CPU
+  // has AVX2 and BRAIN_FAST_ISA is not "baseline"). Device code ignores it.
+  bool avx2_walk = false;
 };
 
 // A window of A's non-zero pattern: columns [col_begin, col_end), renumbered from col_begin,
@@ -285,6 +297,149 @@ inline void det_log_lanes(double* v, int n) {
   }
   for (int q = 0; q < n; ++q) v[q] = dadd(dmul(e[q], 0x1.62e42fefa39efp-1), dmul(dadd(s[q], s[q]), p[q]));
 }
+
+// The skips of a CPU walk are made kWalkCalls Philox calls at a time: r[2q] and r[2q + 1] from
+// the two uniforms of call `call + q` (section 3's order), each det_log(u) * inv_log1m_p.
+constexpr int kWalkCalls = 4;
+constexpr int kWalkSkips = 2 * kWalkCalls;
+inline void walk_skips_lanes(const Spec& s, std::uint32_t row, std::uint32_t block, std::uint32_t call,
+                             double* r) {
+  for (int q = 0; q < kWalkCalls; ++q) {
+    const Words w = philox4x32_10(row, block, call + static_cast<std::uint32_t>(q), 0u, s.key0, s.key1);
+    r[2 * q] = dmul(static_cast<double>(m53(w.w[0], w.w[1]) + 1), kTwoPowMinus53);
+    r[2 * q + 1] = dmul(static_cast<double>(m53(w.w[2], w.w[3]) + 1), kTwoPowMinus53);
+  }
+  det_log_lanes(r, kWalkSkips);
+  for (int q = 0; q < kWalkSkips; ++q) r[q] = dmul(r[q], s.inv_log1m_p);
+}
+#endif
+
+#if BRAIN_JITC_AVX2_WALK
+// walk_skips_lanes in AVX2: the four Philox calls side by side (one call per 64-bit lane, whose
+// low 32 bits hold the counter word; _mm256_mul_epu32 reads only those), then det_log of four
+// uniforms per register. The same IEEE operations on each lane as det_log (no FMA: these
+// functions enable AVX2 only), so the same bits (test Avx2WalkSkipsEqualTheScalarSkips).
+// Compiled into every x86-64 host object and called only where the CPU has AVX2 (avx2_walk).
+#define BRAIN_JITC_AVX2 __attribute__((target("avx2"), always_inline)) inline
+
+// Philox4x32-10 on four counters at once, one per 64-bit lane (its low 32 bits), in place.
+BRAIN_JITC_AVX2 void philox_avx2(__m256i& c0, __m256i& c1, __m256i& c2, __m256i& c3, std::uint32_t k0,
+                                 std::uint32_t k1) {
+  const __m256i mul0 = _mm256_set1_epi64x(0xD2511F53u), mul1 = _mm256_set1_epi64x(0xCD9E8D57u);
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    const __m256i p0 = _mm256_mul_epu32(c0, mul0);
+    const __m256i p1 = _mm256_mul_epu32(c2, mul1);
+    c0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), c1), _mm256_set1_epi64x(k0));
+    c1 = p1;
+    c2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), c3), _mm256_set1_epi64x(k1));
+    c3 = p0;
+  }
+}
+
+// The double of x <= 2^53 per lane, exactly. AVX2 has no 64-bit integer conversion; x's high 21
+// and low 32 bits convert exactly (2^52 + bits, read as a double, minus 2^52), and
+// hi * 2^32 + lo is exact up to 2^53.
+BRAIN_JITC_AVX2 void exact_double_avx2(const __m256i& x, __m256d& d) {
+  const __m256i two52_bits = _mm256_set1_epi64x(0x4330000000000000LL);
+  const __m256d two52 = _mm256_set1_pd(0x1p52);
+  const __m256d hi = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(x, 32), two52_bits)), two52);
+  const __m256d lo = _mm256_sub_pd(
+      _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi64x(0xffffffffLL)), two52_bits)), two52);
+  d = _mm256_add_pd(_mm256_mul_pd(hi, _mm256_set1_pd(0x1p32)), lo);
+}
+
+// (m53(a, b) + 1) * 2^-53 per lane, from words in the low halves of a and b.
+BRAIN_JITC_AVX2 void uniforms_avx2(const __m256i& a, const __m256i& b, __m256d& u) {
+  const __m256i low32 = _mm256_set1_epi64x(0xffffffffLL);
+  const __m256i m53_plus_1 = _mm256_add_epi64(_mm256_or_si256(_mm256_slli_epi64(_mm256_and_si256(a, low32), 21),
+                                                              _mm256_srli_epi64(_mm256_and_si256(b, low32), 11)),
+                                              _mm256_set1_epi64x(1));
+  exact_double_avx2(m53_plus_1, u);
+  u = _mm256_mul_pd(u, _mm256_set1_pd(kTwoPowMinus53));
+}
+
+// det_log(u) * inv_log1m_p per lane, in place.
+BRAIN_JITC_AVX2 void skips_of_uniforms_avx2(__m256d& v, double inv_log1m_p) {
+  const __m256i two52_bits = _mm256_set1_epi64x(0x4330000000000000LL);
+  const __m256i bits = _mm256_castpd_si256(v);
+  __m256i biased = _mm256_and_si256(_mm256_srli_epi64(bits, 52), _mm256_set1_epi64x(0x7ff));
+  const __m256d m = _mm256_castsi256_pd(_mm256_or_si256(
+      _mm256_and_si256(bits, _mm256_set1_epi64x((std::int64_t{1} << 52) - 1)), _mm256_set1_epi64x(std::int64_t{1023} << 52)));
+  const __m256d halve = _mm256_cmp_pd(m, _mm256_set1_pd(0x1.6a09e667f3bcdp+0), _CMP_GT_OQ);
+  const __m256d mh = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), halve);
+  biased = _mm256_sub_epi64(biased, _mm256_castpd_si256(halve));  // the mask is -1: e + 1
+  const __m256d e = _mm256_sub_pd(
+      _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(biased, two52_bits)), _mm256_set1_pd(0x1p52)),
+      _mm256_set1_pd(1023.0));
+  const __m256d sv = _mm256_div_pd(_mm256_sub_pd(mh, _mm256_set1_pd(1.0)), _mm256_add_pd(mh, _mm256_set1_pd(1.0)));
+  const __m256d z = _mm256_mul_pd(sv, sv);
+  static constexpr double kInvOdd10[10] = {
+      0x1.af286bca1af28p-5, 0x1.e1e1e1e1e1e1ep-5, 0x1.1111111111111p-4, 0x1.3b13b13b13b14p-4,
+      0x1.745d1745d1746p-4, 0x1.c71c71c71c71cp-4, 0x1.2492492492492p-3, 0x1.999999999999ap-3,
+      0x1.5555555555555p-2, 1.0};  // inv_odd_series10's coefficients, 1/19 .. 1
+  __m256d p = _mm256_set1_pd(kInvOdd10[0]);
+  for (int k = 1; k < 10; ++k) p = _mm256_add_pd(_mm256_mul_pd(p, z), _mm256_set1_pd(kInvOdd10[k]));
+  const __m256d log = _mm256_add_pd(_mm256_mul_pd(e, _mm256_set1_pd(0x1.62e42fefa39efp-1)),
+                                    _mm256_mul_pd(_mm256_add_pd(sv, sv), p));
+  v = _mm256_mul_pd(log, _mm256_set1_pd(inv_log1m_p));
+}
+
+// kSets * kWalkCalls calls' skips at once, in walk_skips_lanes's order: each set is an
+// independent chain of about 200 cycles' latency, so several keep the core busy.
+template <int kSets>
+__attribute__((target("avx2"))) void walk_skips_avx2(const Spec& s, std::uint32_t row, std::uint32_t block,
+                                                    std::uint32_t call, double* r) {
+  static_assert(kWalkCalls == 4, "one call per 64-bit lane of a 256-bit register");
+  __m256i c0[kSets], c1[kSets], c2[kSets], c3[kSets];
+  for (int k = 0; k < kSets; ++k) {
+    const std::uint32_t first = call + 4u * static_cast<std::uint32_t>(k);  // mod 2^32, as the scalar walk
+    c0[k] = _mm256_set1_epi64x(row);
+    c1[k] = _mm256_set1_epi64x(block);
+    c2[k] = _mm256_setr_epi64x(first, first + 1u, first + 2u, first + 3u);
+    c3[k] = _mm256_setzero_si256();
+  }
+  for (int k = 0; k < kSets; ++k) philox_avx2(c0[k], c1[k], c2[k], c3[k], s.key0, s.key1);
+  __m256d first[kSets], second[kSets];  // per call: the uniform of (w0, w1), then that of (w2, w3)
+  for (int k = 0; k < kSets; ++k) {
+    uniforms_avx2(c0[k], c1[k], first[k]);
+    uniforms_avx2(c2[k], c3[k], second[k]);
+  }
+  for (int k = 0; k < kSets; ++k) {
+    skips_of_uniforms_avx2(first[k], s.inv_log1m_p);
+    skips_of_uniforms_avx2(second[k], s.inv_log1m_p);
+  }
+  for (int k = 0; k < kSets; ++k) {
+    const __m256d calls02 = _mm256_unpacklo_pd(first[k], second[k]);  // f0 s0 f2 s2
+    const __m256d calls13 = _mm256_unpackhi_pd(first[k], second[k]);  // f1 s1 f3 s3
+    _mm256_storeu_pd(r + 8 * k, _mm256_permute2f128_pd(calls02, calls13, 0x20));
+    _mm256_storeu_pd(r + 8 * k + 4, _mm256_permute2f128_pd(calls02, calls13, 0x31));
+  }
+}
+
+// Skips for the rest of a block's walk, whose remaining columns hold about `expected` more
+// skips: as many sets as that will use, so that few are computed and not used. Returns how
+// many skips it wrote to r (up to kMaxAvx2Skips).
+constexpr int kMaxAvx2Skips = 4 * kWalkSkips;
+__attribute__((target("avx2"))) inline int walk_skips_avx2_for(const Spec& s, std::uint32_t row,
+                                                              std::uint32_t block, std::uint32_t call,
+                                                              double expected, double* r) {
+  if (expected >= 3 * kWalkSkips) {
+    walk_skips_avx2<4>(s, row, block, call, r);
+    return 4 * kWalkSkips;
+  }
+  if (expected >= kWalkSkips) {
+    walk_skips_avx2<2>(s, row, block, call, r);
+    return 2 * kWalkSkips;
+  }
+  walk_skips_avx2<1>(s, row, block, call, r);
+  return kWalkSkips;
+}
+
+#undef BRAIN_JITC_AVX2
 #endif
 
 // log(1 - p) for p in (0, 1).
@@ -385,6 +540,9 @@ inline Spec make_spec(double prob, std::int64_t seed, std::int64_t n_rows, std::
   s.dense = prob >= 1.0;
   s.inv_log1m_p = s.dense ? 0.0 : 1.0 / det_log1m(prob);
   s.dist = dist;
+#if BRAIN_JITC_AVX2_WALK
+  s.avx2_walk = cpu_runs_avx2();
+#endif
   return s;
 }
 
@@ -419,29 +577,42 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
   const auto b32 = static_cast<std::uint32_t>(block);
   std::uint32_t call = 0;
 #if !defined(__CUDA_ARCH__)
-  // On a CPU, while many entries remain, the skips of kCalls Philox calls are computed
-  // together before the walk uses them: a skip is a 10-term Horner chain, and 2 * kCalls
-  // independent chains keep the core's units busy where two left it waiting on each chain's
-  // latency. The same uniforms and skips, used in the same order, so the same entries; the
-  // skips past the block's last entry (at most 2 * kCalls - 1) are computed and not used.
-  constexpr int kCalls = kMaxLogLanes / 2;
-  const double many_columns = kCalls * -s.inv_log1m_p;  // about kCalls entries' worth
-  while (static_cast<double>(end - c) >= many_columns) {
-    double r[2 * kCalls];
-    for (int q = 0; q < kCalls; ++q) {
-      const Words w = philox4x32_10(r32, b32, call + static_cast<std::uint32_t>(q), 0u, s.key0, s.key1);
-      r[2 * q] = dmul(static_cast<double>(m53(w.w[0], w.w[1]) + 1), kTwoPowMinus53);
-      r[2 * q + 1] = dmul(static_cast<double>(m53(w.w[2], w.w[3]) + 1), kTwoPowMinus53);
+  // On a CPU the skips are computed kWalkCalls Philox calls at a time, before the walk uses
+  // them: a skip is a 10-term Horner chain, and 2 * kWalkCalls independent chains keep the
+  // core's units busy where two left it waiting on each chain's latency. The same uniforms and
+  // skips, used in the same order, so the same entries; the skips past the block's last entry
+  // are computed and not used (at most kWalkSkips - 1).
+#if BRAIN_JITC_AVX2_WALK
+  if (s.avx2_walk) {
+    // AVX2 makes a batch cheap enough to walk the whole block in batches, sized to what
+    // remains: about (end - c) * -log(1 - p) entries.
+    const double entries_per_column = -1.0 / s.inv_log1m_p;
+    double r[kMaxAvx2Skips];
+    for (;;) {
+      const int n = walk_skips_avx2_for(s, r32, b32, call, static_cast<double>(end - c) * entries_per_column + 1.0, r);
+      for (int q = 0; q < n; ++q) {
+        if (r[q] >= static_cast<double>(end - c)) return;
+        c += static_cast<std::int64_t>(r[q]);
+        if (visit_and_stop(f, c)) return;
+        if (++c >= end) return;
+      }
+      call += static_cast<std::uint32_t>(n / 2);
     }
-    det_log_lanes(r, 2 * kCalls);
-    for (int q = 0; q < 2 * kCalls; ++q) r[q] = dmul(r[q], s.inv_log1m_p);
-    for (int q = 0; q < 2 * kCalls; ++q) {
+  }
+#endif
+  double r[kWalkSkips];
+  // Without it, batches while about kWalkCalls entries' worth of columns remain, then a call at
+  // a time.
+  const double many_columns = kWalkCalls * -s.inv_log1m_p;
+  while (static_cast<double>(end - c) >= many_columns) {
+    walk_skips_lanes(s, r32, b32, call, r);
+    for (int q = 0; q < kWalkSkips; ++q) {
       if (r[q] >= static_cast<double>(end - c)) return;
       c += static_cast<std::int64_t>(r[q]);
       if (visit_and_stop(f, c)) return;
       if (++c >= end) return;
     }
-    call += kCalls;
+    call += kWalkCalls;
   }
 #endif
   // Both uniforms of a Philox call are turned into skips together: two independent log
@@ -495,6 +666,126 @@ BRAIN_HD double entry_variate(const Spec& s, std::int64_t row, std::int64_t col)
   const double v = dmul(static_cast<double>(2 * m52(w.w[0], w.w[1]) + 1), kTwoPowMinus53);
   return det_ndtri(v);
 }
+
+#if BRAIN_JITC_AVX2_WALK
+// entry_variate for four columns at a time in AVX2 (the same bits; test
+// Avx2VariatesEqualEntryVariate), for the CPU loops that take an entry's value with its column.
+#define BRAIN_JITC_AVX2 __attribute__((target("avx2"), always_inline)) inline
+
+// horner8 per lane: c[7], then p * x + c[k] for k = 6 .. 0, never fused.
+BRAIN_JITC_AVX2 void horner8_avx2(const __m256d& x, const double* c, __m256d& p) {
+  p = _mm256_set1_pd(c[7]);
+  for (int k = 6; k >= 0; --k) p = _mm256_add_pd(_mm256_mul_pd(p, x), _mm256_set1_pd(c[k]));
+}
+
+// det_ndtri per lane: the central branch in lanes, the tails (about 15% of values) in lanes when
+// any lane needs them, and the far tails (r > 5, v below about 1e-11) one lane at a time.
+// The same operations per lane as det_ndtri, so the same bits.
+__attribute__((target("avx2"))) inline void ndtri_avx2(const double* v_in, double* z_out) {
+  static constexpr double kA[8] = {0x1.b18d91e9eef75p+1, 0x1.0a4888b1a436ep+7, 0x1.ece5d2213c0ccp+10,
+                                   0x1.ad1d8cd4ee71dp+13, 0x1.66c3e869b752ap+15, 0x1.06c1c55b78f20p+16,
+                                   0x1.052d26b2e45e4p+15, 0x1.39a296f7d925ep+11};
+  static constexpr double kB[8] = {1.0, 0x1.5281b386e1ab5p+5, 0x1.5797efdc8b3f7p+9, 0x1.512322e75c89fp+12,
+                                   0x1.4b772d5d65266p+14, 0x1.3317caa64f4bep+15, 0x1.c0e457cb1ae76p+14,
+                                   0x1.46a7eca984a16p+12};
+  static constexpr double kC[8] = {0x1.6c665fde9526ap+0, 0x1.2857748cab19bp+2, 0x1.713f71462256ap+2,
+                                   0x1.d2ecb1a3d02c4p+1, 0x1.453cc085375b2p+0, 0x1.ef2abb9b85c37p-3,
+                                   0x1.744eb6c45ec67p-6, 0x1.9615ac0b7ace9p-11};
+  static constexpr double kD[8] = {1.0, 0x1.06cefbb46a449p+1, 0x1.ad278e6526633p+0, 0x1.61292f23385c9p-1,
+                                   0x1.2f5123394f040p-3, 0x1.f207a7eab17bfp-7, 0x1.1f18cbfdf2728p-11,
+                                   0x1.20d3f686439e4p-30};
+  const __m256d v = _mm256_loadu_pd(v_in);
+  double v_copy[4];  // z_out may be v_in
+  _mm256_storeu_pd(v_copy, v);
+  const __m256d q = _mm256_sub_pd(v, _mm256_set1_pd(0.5));
+  const __m256d central = _mm256_and_pd(_mm256_cmp_pd(q, _mm256_set1_pd(0.425), _CMP_LE_OQ),
+                                        _mm256_cmp_pd(q, _mm256_set1_pd(-0.425), _CMP_GE_OQ));
+  const __m256d r = _mm256_sub_pd(_mm256_set1_pd(0.180625), _mm256_mul_pd(q, q));
+  __m256d num, den;
+  horner8_avx2(r, kA, num);
+  horner8_avx2(r, kB, den);
+  __m256d z = _mm256_div_pd(_mm256_mul_pd(q, num), den);
+  if (_mm256_movemask_pd(central) != 0xF) {
+    const __m256d negative = _mm256_cmp_pd(q, _mm256_setzero_pd(), _CMP_LT_OQ);
+    __m256d t = _mm256_blendv_pd(_mm256_sub_pd(_mm256_set1_pd(1.0), v), v, negative);
+    skips_of_uniforms_avx2(t, 1.0);  // det_log(t) * 1.0, which is det_log(t)
+    t = _mm256_sqrt_pd(_mm256_xor_pd(t, _mm256_set1_pd(-0.0)));
+    const __m256d t_shift = _mm256_sub_pd(t, _mm256_set1_pd(1.6));
+    horner8_avx2(t_shift, kC, num);
+    horner8_avx2(t_shift, kD, den);
+    const __m256d tail = _mm256_xor_pd(_mm256_div_pd(num, den), _mm256_and_pd(negative, _mm256_set1_pd(-0.0)));
+    z = _mm256_blendv_pd(tail, z, central);
+    _mm256_storeu_pd(z_out, z);
+    const int far = _mm256_movemask_pd(_mm256_andnot_pd(central, _mm256_cmp_pd(t, _mm256_set1_pd(5.0), _CMP_GT_OQ)));
+    for (int lane = 0; lane < 4; ++lane) {
+      if (far & (1 << lane)) z_out[lane] = det_ndtri(v_copy[lane]);
+    }
+    return;
+  }
+  _mm256_storeu_pd(z_out, z);
+}
+
+// entry_variate(s, row, cols[i]) for i < n into out, for n a multiple of 4 (uniform or normal).
+__attribute__((target("avx2"))) inline void entry_variates_avx2(const Spec& s, std::uint32_t row,
+                                                               const std::int64_t* cols, int n, double* out) {
+  for (int i = 0; i < n; i += 4) {
+    __m256i c0 = _mm256_set1_epi64x(row);
+    __m256i c1 = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(cols + i)),
+                                  _mm256_set1_epi64x(0xffffffffLL));  // the column's 32-bit counter word
+    __m256i c2 = _mm256_setzero_si256(), c3 = _mm256_set1_epi64x(1);
+    philox_avx2(c0, c1, c2, c3, s.key0, s.key1);
+    const __m256i w0 = _mm256_and_si256(c0, _mm256_set1_epi64x(0xffffffffLL));
+    const __m256i w1 = _mm256_and_si256(c1, _mm256_set1_epi64x(0xffffffffLL));
+    __m256d d;
+    if (s.dist == Dist::kUniform) {
+      exact_double_avx2(_mm256_or_si256(_mm256_slli_epi64(w0, 21), _mm256_srli_epi64(w1, 11)), d);  // m53
+      _mm256_storeu_pd(out + i, _mm256_mul_pd(d, _mm256_set1_pd(kTwoPowMinus53)));
+    } else {
+      const __m256i m52 = _mm256_or_si256(_mm256_slli_epi64(w0, 20), _mm256_srli_epi64(w1, 12));
+      exact_double_avx2(_mm256_or_si256(_mm256_slli_epi64(m52, 1), _mm256_set1_epi64x(1)), d);  // 2 * m52 + 1
+      _mm256_storeu_pd(out + i, _mm256_mul_pd(d, _mm256_set1_pd(kTwoPowMinus53)));
+      ndtri_avx2(out + i, out + i);
+    }
+  }
+}
+#undef BRAIN_JITC_AVX2
+#endif
+
+#if !defined(__CUDA_ARCH__)
+// f(col, variate) for the entries of block `block` of row `row` in increasing order, as
+// for_each_in_block with entry_variate(s, row, col); the variates are computed kVariateBatch
+// at a time (in AVX2 lanes where avx2_walk). CPU only.
+constexpr int kVariateBatch = 32;
+template <typename F>
+void for_each_variate_in_block(const Spec& s, std::int64_t row, std::int64_t block, F&& f) {
+  if (s.dist == Dist::kHomo) {
+    for_each_in_block(s, row, block, [&](std::int64_t col) { f(col, 0.0); });
+    return;
+  }
+  std::int64_t cols[kVariateBatch + 3];
+  double variates[kVariateBatch + 3];
+  int n = 0;
+  auto flush = [&] {
+#if BRAIN_JITC_AVX2_WALK
+    if (s.avx2_walk) {
+      const int padded = (n + 3) & ~3;
+      for (int i = n; i < padded; ++i) cols[i] = cols[0];  // lanes computed and not used
+      entry_variates_avx2(s, static_cast<std::uint32_t>(row), cols, padded, variates);
+    } else
+#endif
+    {
+      for (int i = 0; i < n; ++i) variates[i] = entry_variate(s, row, cols[i]);
+    }
+    for (int i = 0; i < n; ++i) f(cols[i], variates[i]);
+    n = 0;
+  };
+  for_each_in_block(s, row, block, [&](std::int64_t col) {
+    cols[n++] = col;
+    if (n == kVariateBatch) flush();
+  });
+  if (n > 0) flush();
+}
+#endif
 
 // The value of an entry from its variate and the parameters (a, b) = (w, -), (low, high) or
 // (mean, std), in double; callers round it once to their dtype.
