@@ -577,11 +577,11 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
   const auto b32 = static_cast<std::uint32_t>(block);
   std::uint32_t call = 0;
 #if !defined(__CUDA_ARCH__)
-  // On a CPU the skips are computed kWalkCalls Philox calls at a time, before the walk uses
-  // them: a skip is a 10-term Horner chain, and 2 * kWalkCalls independent chains keep the
-  // core's units busy where two left it waiting on each chain's latency. The same uniforms and
-  // skips, used in the same order, so the same entries; the skips past the block's last entry
-  // are computed and not used (at most kWalkSkips - 1).
+  // On a CPU the skips are computed in batches of Philox calls before the walk uses them: a
+  // skip is a 10-term Horner chain, and many independent chains keep the core's units busy
+  // where two left it waiting on each chain's latency. The same uniforms and skips, used in the
+  // same order, so the same entries; the skips of a batch past the block's last entry are
+  // computed and not used.
 #if BRAIN_JITC_AVX2_WALK
   if (s.avx2_walk) {
     // AVX2 makes a batch cheap enough to walk the whole block in batches, sized to what
