@@ -65,8 +65,9 @@
 
 #include "kernels/isa.h"
 
-// The CPU walk's skips in AVX2 lanes (skips8_avx2): host compilers for x86-64 only, not the
-// host pass of nvcc (whose kernels walk on the device) nor the CUDA emulator's device code.
+// The CPU walk's skips and the entries' variates in AVX2 lanes (walk_skips_avx2,
+// entry_variates_avx2): host compilers for x86-64 only, not the host pass of nvcc (whose
+// kernels walk on the device) nor the CUDA emulator's device code.
 #if !defined(__CUDACC__) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define BRAIN_JITC_AVX2_WALK 1
 #include <immintrin.h>
@@ -275,11 +276,11 @@ BRAIN_HD double det_log(double u) {
 // overlaps them (and vectorises them where it can) instead of waiting on one chain's latency
 // at a time. CPU only: a GPU thread walks one block.
 constexpr int kMaxLogLanes = 8;
+inline constexpr double kInvOdd10[10] = {
+    0x1.af286bca1af28p-5, 0x1.e1e1e1e1e1e1ep-5, 0x1.1111111111111p-4, 0x1.3b13b13b13b14p-4,
+    0x1.745d1745d1746p-4, 0x1.c71c71c71c71cp-4, 0x1.2492492492492p-3, 0x1.999999999999ap-3,
+    0x1.5555555555555p-2, 1.0};  // inv_odd_series10's coefficients, 1/19 .. 1
 inline void det_log_lanes(double* v, int n) {
-  static constexpr double kInvOdd10[10] = {
-      0x1.af286bca1af28p-5, 0x1.e1e1e1e1e1e1ep-5, 0x1.1111111111111p-4, 0x1.3b13b13b13b14p-4,
-      0x1.745d1745d1746p-4, 0x1.c71c71c71c71cp-4, 0x1.2492492492492p-3, 0x1.999999999999ap-3,
-      0x1.5555555555555p-2, 1.0};  // inv_odd_series10's coefficients, 1/19 .. 1
   double e[kMaxLogLanes], s[kMaxLogLanes], z[kMaxLogLanes], p[kMaxLogLanes];
   for (int q = 0; q < n; ++q) {
     const std::uint64_t b = bits_of(v[q]);
@@ -377,10 +378,6 @@ BRAIN_JITC_AVX2 void skips_of_uniforms_avx2(__m256d& v, double inv_log1m_p) {
       _mm256_set1_pd(1023.0));
   const __m256d sv = _mm256_div_pd(_mm256_sub_pd(mh, _mm256_set1_pd(1.0)), _mm256_add_pd(mh, _mm256_set1_pd(1.0)));
   const __m256d z = _mm256_mul_pd(sv, sv);
-  static constexpr double kInvOdd10[10] = {
-      0x1.af286bca1af28p-5, 0x1.e1e1e1e1e1e1ep-5, 0x1.1111111111111p-4, 0x1.3b13b13b13b14p-4,
-      0x1.745d1745d1746p-4, 0x1.c71c71c71c71cp-4, 0x1.2492492492492p-3, 0x1.999999999999ap-3,
-      0x1.5555555555555p-2, 1.0};  // inv_odd_series10's coefficients, 1/19 .. 1
   __m256d p = _mm256_set1_pd(kInvOdd10[0]);
   for (int k = 1; k < 10; ++k) p = _mm256_add_pd(_mm256_mul_pd(p, z), _mm256_set1_pd(kInvOdd10[k]));
   const __m256d log = _mm256_add_pd(_mm256_mul_pd(e, _mm256_set1_pd(0x1.62e42fefa39efp-1)),
@@ -388,8 +385,10 @@ BRAIN_JITC_AVX2 void skips_of_uniforms_avx2(__m256d& v, double inv_log1m_p) {
   v = _mm256_mul_pd(log, _mm256_set1_pd(inv_log1m_p));
 }
 
-// kSets * kWalkCalls calls' skips at once, in walk_skips_lanes's order: each set is an
-// independent chain of about 200 cycles' latency, so several keep the core busy.
+// kSets * kWalkCalls calls' skips at once, in walk_skips_lanes's order. Sets are independent
+// work for the core before the walk, which depends on every skip, consumes them: walking in
+// one-set batches measured about 1.4x slower per entry than in batches sized by
+// walk_skips_avx2_for.
 template <int kSets>
 __attribute__((target("avx2"))) void walk_skips_avx2(const Spec& s, std::uint32_t row, std::uint32_t block,
                                                     std::uint32_t call, double* r) {
