@@ -581,6 +581,14 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
   // where two left it waiting on each chain's latency. The same uniforms and skips, used in the
   // same order, so the same entries; the skips of a batch past the block's last entry are
   // computed and not used.
+  //
+  // take_skip moves the walk by one skip, and says whether the walk is over.
+  auto take_skip = [&](double r) {
+    if (r >= static_cast<double>(end - c)) return true;
+    c += static_cast<std::int64_t>(r);  // r >= 0, so truncation is floor
+    if (visit_and_stop(f, c)) return true;
+    return ++c >= end;
+  };
 #if BRAIN_JITC_AVX2_WALK
   if (s.avx2_walk) {
     // AVX2 makes a batch cheap enough to walk the whole block in batches, sized to what
@@ -590,10 +598,7 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
     for (;;) {
       const int n = walk_skips_avx2_for(s, r32, b32, call, static_cast<double>(end - c) * entries_per_column + 1.0, r);
       for (int q = 0; q < n; ++q) {
-        if (r[q] >= static_cast<double>(end - c)) return;
-        c += static_cast<std::int64_t>(r[q]);
-        if (visit_and_stop(f, c)) return;
-        if (++c >= end) return;
+        if (take_skip(r[q])) return;
       }
       call += static_cast<std::uint32_t>(n / 2);
     }
@@ -606,10 +611,7 @@ BRAIN_HD void for_each_in_block(const Spec& s, std::int64_t row, std::int64_t bl
   while (static_cast<double>(end - c) >= many_columns) {
     walk_skips_lanes(s, r32, b32, call, r);
     for (int q = 0; q < kWalkSkips; ++q) {
-      if (r[q] >= static_cast<double>(end - c)) return;
-      c += static_cast<std::int64_t>(r[q]);
-      if (visit_and_stop(f, c)) return;
-      if (++c >= end) return;
+      if (take_skip(r[q])) return;
     }
     call += kWalkCalls;
   }
