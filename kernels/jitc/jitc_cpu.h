@@ -267,10 +267,25 @@ void param_grad(const MatmulParams<scalar_t, x_t>& p, const scalar_t* g, bool tr
   const std::int64_t n_in = transpose ? s.n_rows : s.n_cols;
   const std::int64_t n_out = transpose ? s.n_cols : s.n_rows;
   double ga = 0, gb = 0;
+  // The entries whose product is not zero wait here until a batch of their variates is
+  // computed at once (entry_variates); they are summed in the same order as one at a time.
+  std::int64_t cols[kVariateBatch + 3];
+  double products[kVariateBatch], variates[kVariateBatch + 3];
+  int pending = 0;
   for (std::int64_t row = row_begin; row < row_end; ++row) {
     const std::int64_t* first = transpose ? lanes + lane_offsets[row] : nullptr;
     const std::int64_t* last = transpose ? lanes + lane_offsets[row + 1] : nullptr;
     if (transpose && first == last) continue;
+    auto flush = [&] {
+      if (s.dist != Dist::kHomo) entry_variates(s, row, cols, pending, variates);
+      for (int i = 0; i < pending; ++i) {
+        double da, db;
+        entry_basis(s.dist, s.dist == Dist::kHomo ? 0.0 : variates[i], &da, &db);
+        ga += da * products[i];
+        gb += db * products[i];
+      }
+      pending = 0;
+    };
     for (std::int64_t blk = 0; blk < s.n_blocks; ++blk) {
       for_each_in_block(s, row, blk, [&](std::int64_t col) {
         double c = 0;
@@ -284,12 +299,12 @@ void param_grad(const MatmulParams<scalar_t, x_t>& p, const scalar_t* g, bool tr
           }
         }
         if (c == 0) return;
-        double da, db;
-        entry_basis(s.dist, entry_variate(s, row, col), &da, &db);
-        ga += da * c;
-        gb += db * c;
+        cols[pending] = col;
+        products[pending] = c;
+        if (++pending == kVariateBatch) flush();
       });
     }
+    if (pending > 0) flush();
   }
   partial[0] += ga;
   partial[1] += gb;

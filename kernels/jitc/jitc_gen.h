@@ -753,9 +753,23 @@ __attribute__((target("avx2"))) inline void entry_variates_avx2(const Spec& s, s
 #endif
 
 #if !defined(__CUDA_ARCH__)
+// entry_variate(s, row, cols[i]) for i < n into out (in AVX2 lanes where avx2_walk). cols and
+// out have room for n rounded up to 4: the padding lanes are computed and not used. CPU only.
+inline void entry_variates(const Spec& s, std::int64_t row, std::int64_t* cols, int n, double* out) {
+#if BRAIN_JITC_AVX2_WALK
+  if (s.avx2_walk) {
+    const int padded = (n + 3) & ~3;
+    for (int i = n; i < padded; ++i) cols[i] = cols[0];
+    entry_variates_avx2(s, static_cast<std::uint32_t>(row), cols, padded, out);
+    return;
+  }
+#endif
+  for (int i = 0; i < n; ++i) out[i] = entry_variate(s, row, cols[i]);
+}
+
 // f(col, variate) for the entries of block `block` of row `row` in increasing order, as
 // for_each_in_block with entry_variate(s, row, col); the variates are computed kVariateBatch
-// at a time (in AVX2 lanes where avx2_walk). CPU only.
+// at a time (entry_variates). CPU only.
 constexpr int kVariateBatch = 32;
 template <typename F>
 void for_each_variate_in_block(const Spec& s, std::int64_t row, std::int64_t block, F&& f) {
@@ -767,16 +781,7 @@ void for_each_variate_in_block(const Spec& s, std::int64_t row, std::int64_t blo
   double variates[kVariateBatch + 3];
   int n = 0;
   auto flush = [&] {
-#if BRAIN_JITC_AVX2_WALK
-    if (s.avx2_walk) {
-      const int padded = (n + 3) & ~3;
-      for (int i = n; i < padded; ++i) cols[i] = cols[0];  // lanes computed and not used
-      entry_variates_avx2(s, static_cast<std::uint32_t>(row), cols, padded, variates);
-    } else
-#endif
-    {
-      for (int i = 0; i < n; ++i) variates[i] = entry_variate(s, row, cols[i]);
-    }
+    entry_variates(s, row, cols, n, variates);
     for (int i = 0; i < n; ++i) f(cols[i], variates[i]);
     n = 0;
   };
