@@ -131,14 +131,38 @@ def epoch_lines(text):
     return [line for line in text.splitlines() if re.match(r"epoch +\d+:", line)]
 
 
+def aborted_in_teardown(run):
+    """True when a torchrun run lost a worker to a bare std::terminate (SIGABRT), the signature
+    of torch's Gloo teardown: torch 2.11's Gloo process group keeps its worker threads running
+    after destroy_process_group (they are still there when the script ends, even with the DDP
+    model deleted), and rarely the process's exit aborts with "terminate called without an
+    active exception" after the work is done, even behind a barrier. A C++ exception that
+    escapes prints "terminate called after throwing" instead and is not matched."""
+    return "terminate called without an active exception" in run.stderr and "exitcode  : -6" in run.stderr
+
+
+def test_only_the_teardown_abort_is_retried():
+    abort = "terminate called without an active exception\n  exitcode  : -6 (pid: 5073)\n"
+    thrown = "terminate called after throwing an instance of 'c10::Error'\n  exitcode  : -6 (pid: 5073)\n"
+    killed = "terminate called without an active exception\n  exitcode  : -9 (pid: 5073)\n"
+    run = lambda err: subprocess.CompletedProcess([], 1, stdout="", stderr=err)  # noqa: E731
+    assert aborted_in_teardown(run(abort))
+    assert not aborted_in_teardown(run(thrown)) and not aborted_in_teardown(run(killed))
+
+
 def test_digits_example_trains_the_same_on_two_processes():
     pytest.importorskip("sklearn")
     args = [os.path.join(REPO, "examples", "train_digits.py"), "--limit", "400", "--epochs", "3", "--hidden", "48"]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
     one = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, env=env)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args],
-                         capture_output=True, text=True, timeout=300, env=env)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    two = subprocess.run(torchrun, capture_output=True, text=True, timeout=300, env=env)
+    if two.returncode != 0 and aborted_in_teardown(two):
+        # Once in a few hundred runs torch's Gloo teardown aborts a worker that has finished all
+        # its work (see aborted_in_teardown); that is torch's, not this example's, so the run is
+        # repeated once. Any other failure, or a second abort, fails the test.
+        two = subprocess.run(torchrun, capture_output=True, text=True, timeout=300, env=env)
     assert two.returncode == 0, two.stderr
     assert "data-parallel on 2 processes" in two.stdout
 
