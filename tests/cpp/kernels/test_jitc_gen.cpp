@@ -137,6 +137,56 @@ TEST(JitcGenerator, CpuVariateWalkGivesEachEntryItsVariate) {
   }
 }
 
+TEST(JitcGenerator, CpuWeightGradientSumsEachEntryInWalkOrder) {
+  // param_grad computes the variates of the entries whose product is not zero in batches (AVX2
+  // lanes where it can); its sums must be those of one entry at a time in walk order, bit for
+  // bit, plain and transposed, with products that are zero (x has zeros) skipped as before.
+  const int64_t n_rows = 23, n_cols = 1500, batch = 3;
+  for (const bool avx2 : cpu_walks()) {
+    for (jg::Dist dist : {jg::Dist::kHomo, jg::Dist::kUniform, jg::Dist::kNormal}) {
+      for (const bool transpose : {false, true}) {
+        auto spec = jg::make_spec(0.3, 9, n_rows, n_cols, dist);
+        spec.avx2_walk = avx2;
+        const int64_t n_in = transpose ? n_rows : n_cols, n_out = transpose ? n_cols : n_rows;
+        std::mt19937_64 rng(4);
+        std::normal_distribution<double> normal;
+        std::vector<double> x(size_t(batch * n_in)), g(size_t(batch * n_out));
+        for (double& v : x) v = (rng() % 3 == 0) ? 0.0 : normal(rng);
+        for (double& v : g) v = normal(rng);
+        jg::MatmulParams<double, double> p;
+        p.spec = spec;
+        p.x = x.data();
+        p.batch = batch;
+        std::vector<int64_t> offsets, lanes;
+        jg::nonzero_lanes_by_column(x.data(), batch, n_in, offsets, lanes);
+        double got[2] = {0, 0};
+        jg::param_grad(p, g.data(), transpose, offsets.data(), lanes.data(), got, 0, n_rows);
+        double want[2] = {0, 0};
+        for (int64_t row = 0; row < n_rows; ++row) {
+          for (int64_t blk = 0; blk < spec.n_blocks; ++blk) {
+            for (const int64_t col : specified_walk(spec, row, blk)) {
+              double c = 0;
+              for (int64_t bi = 0; bi < batch; ++bi) {
+                const double xv = transpose ? x[size_t(bi * n_in + row)] : x[size_t(bi * n_in + col)];
+                const double gv = transpose ? g[size_t(bi * n_out + col)] : g[size_t(bi * n_out + row)];
+                if (xv != 0) c += transpose ? xv * gv : gv * xv;
+              }
+              if (c == 0) continue;
+              double da, db;
+              jg::entry_basis(dist, jg::entry_variate(spec, row, col), &da, &db);
+              want[0] += da * c;
+              want[1] += db * c;
+            }
+          }
+        }
+        EXPECT_EQ(std::memcmp(got, want, sizeof want), 0)
+            << "avx2 " << avx2 << " dist " << int(dist) << " transpose " << transpose << ": " << got[0] << ", "
+            << got[1] << " want " << want[0] << ", " << want[1];
+      }
+    }
+  }
+}
+
 TEST(JitcGenerator, CpuWalkStopsWhereTheVisitorSaysSo) {
   // A visitor that returns true ends the walk at once (a caller looking for one column).
   for (const bool avx2 : cpu_walks()) {
