@@ -132,6 +132,22 @@ def test_gradcheck_below_threshold(device):
         assert torch.autograd.gradcheck(fn, (inp, v0))
 
 
+def test_double_backward_is_refused_not_silently_wrong():
+    # The surrogate backward is first-order only. A gradient penalty through it must fail
+    # loudly: it used to return a second derivative without the membrane's part.
+    inp, v0 = make_inputs((12, 2, 5), torch.float64, "cpu")
+    spikes, v_last = ops.lif_sequence(inp, v0, tau=4.0)
+    (g,) = torch.autograd.grad(spikes.sum() + v_last.sum(), inp, create_graph=True)
+    with pytest.raises(RuntimeError, match="lif_sequence cannot be differentiated again"):
+        torch.autograd.grad(g.square().sum(), inp)
+    # First order, one output or both, is unaffected.
+    for use in ((0,), (1,), (0, 1)):
+        i, v = inp.detach().requires_grad_(), v0.detach().requires_grad_()
+        outs = ops.lif_sequence(i, v, tau=4.0)
+        sum(outs[k].sum() for k in use).backward()
+        assert i.grad is not None and v.grad is not None
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_shapes_empty_and_non_contiguous(device):
     inp, v0 = make_inputs((30, 4, 6), torch.float32, device)

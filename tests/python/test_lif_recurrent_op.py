@@ -187,6 +187,23 @@ def test_gradcheck_below_threshold(device):
         assert torch.autograd.gradcheck(fn, inputs)
 
 
+def test_double_backward_is_refused_not_silently_wrong():
+    drive, v0, history, indptr, indices, weights = make_problem(T=8, B=2, n=6, d=2, density=0.5)
+    jit_weight = torch.tensor(0.3, dtype=drive.dtype)
+    forms = {
+        "lif_recurrent_sequence": lambda d: ops.lif_recurrent_sequence(d, v0, history, indptr, indices, weights),
+        "lif_dense_recurrent_sequence": lambda d: ops.lif_dense_recurrent_sequence(
+            d, v0, history, torch.rand(6, 6, dtype=d.dtype)),
+        "lif_jit_recurrent_sequence": lambda d: ops.lif_jit_recurrent_sequence(d, v0, history, jit_weight, 0.5, 3),
+    }
+    for name, run in forms.items():
+        d = drive.clone().requires_grad_()
+        spikes, v_last = run(d)
+        (g,) = torch.autograd.grad(spikes.sum() + v_last.sum(), d, create_graph=True)
+        with pytest.raises(RuntimeError, match=f"{name} cannot be differentiated again"):
+            torch.autograd.grad(g.square().sum(), d)
+
+
 def test_window_shapes_empty_and_non_contiguous():
     drive, v0, history, indptr, indices, weights = make_problem(T=12, B=4, n=10, d=3, dtype=torch.float32)
     s_ref, v_ref = ops.lif_recurrent_sequence(drive, v0, history, indptr, indices, weights)

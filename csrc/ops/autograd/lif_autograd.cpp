@@ -7,6 +7,8 @@
 #include <vector>
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
@@ -48,13 +50,19 @@ class LifSequenceFunction : public torch::autograd::Function<LifSequenceFunction
       std::tie(spikes, v_last, v_pre) = op.call(input, v0, m.v_rest, m.v_reset, m.v_th, m.R, m.tau, m.dt, m.method,
                                                 m.detach_reset, m.surrogate, m.params);
     }
+    // v_pre is returned (and dropped by the caller) so that, saved as an output, it carries
+    // this node's history into a backward run with create_graph: the backward op then sees an
+    // input that requires grad and marks its result as not differentiable again
+    // (first_order_only.cpp) instead of a second derivative that silently misses v_pre's part.
+    // Its gradient is never asked for, so grads are not materialised (no zeros of its size).
     ctx->save_for_backward({v_pre});
+    ctx->set_materialize_grads(false);
     ctx->saved_data["constants"] = std::vector<double>{m.v_rest, m.v_reset, m.v_th, m.R, m.tau, m.dt};
     ctx->saved_data["method"] = m.method;
     ctx->saved_data["detach_reset"] = m.detach_reset;
     ctx->saved_data["surrogate"] = m.surrogate;
     ctx->saved_data["params"] = m.params;
-    return {spikes, v_last};
+    return {spikes, v_last, v_pre};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -64,9 +72,12 @@ class LifSequenceFunction : public torch::autograd::Function<LifSequenceFunction
     const at::Tensor v_pre = ctx->get_saved_variables()[0];
     const auto k = ctx->saved_data["constants"].toDoubleVector();
     const auto params = ctx->saved_data["params"].toDoubleVector();
-    // Grads are materialised (zeros) for an output the loss did not use.
+    // Zeros for an output the loss did not use.
+    const at::Tensor grad_spikes = grads[0].defined() ? grads[0] : at::zeros_like(v_pre);
+    const at::Tensor grad_v_last =
+        grads[1].defined() ? grads[1] : at::zeros(v_pre.sizes().slice(1), v_pre.options());
     auto [grad_input, grad_v0] =
-        op.call(grads[0], grads[1], v_pre, k[0], k[1], k[2], k[3], k[4], k[5],
+        op.call(grad_spikes, grad_v_last, v_pre, k[0], k[1], k[2], k[3], k[4], k[5],
                 ctx->saved_data["method"].toStringRef(), ctx->saved_data["detach_reset"].toBool(),
                 ctx->saved_data["surrogate"].toStringRef(), params);
     return {ctx->needs_input_grad(0) ? grad_input : at::Tensor(), ctx->needs_input_grad(1) ? grad_v0 : at::Tensor(),

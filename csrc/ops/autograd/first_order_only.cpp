@@ -1,0 +1,77 @@
+// Autograd kernels of the surrogate-gradient backward ops (brain::_lif_*_backward). Their
+// first derivative is what training needs; their own derivative is not implemented: it would
+// need the surrogate's second derivative and the membrane trace (saved without history) as a
+// function of the inputs. Without an Autograd kernel torch only warns and treats the missing
+// derivative as zero, a silently wrong double backward (a gradient penalty, a Hessian-vector
+// product). Here the outputs get a node that raises a clear error if anything differentiates
+// through them; a plain backward (create_graph=False) runs without grad mode and records
+// nothing.
+#include <string>
+#include <vector>
+
+#include <ATen/core/LegacyTypeDispatch.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/basic_ops.h>
+#include <torch/csrc/autograd/functions/utils.h>
+#include <torch/library.h>
+
+namespace brain::ops {
+namespace {
+
+// "brain::_lif_sequence_backward" -> "brain::lif_sequence"
+std::string forward_name(const c10::OperatorName& backward) {
+  std::string name = backward.name;
+  const std::string ns = "brain::_", suffix = "_backward";
+  if (name.rfind(ns, 0) == 0) name = "brain::" + name.substr(ns.size());
+  if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    name.resize(name.size() - suffix.size());
+  }
+  return name;
+}
+
+void first_order_only(const c10::OperatorHandle& op, c10::DispatchKeySet keys, torch::jit::Stack* stack) {
+  const auto& schema = op.schema();
+  std::vector<at::Tensor> differentiable;
+  if (at::GradMode::is_enabled()) {
+    for (const c10::IValue& v : torch::jit::last(*stack, schema.arguments().size())) {
+      if (v.isTensor() && v.toTensor().defined() && v.toTensor().requires_grad()) {
+        differentiable.push_back(v.toTensor());
+      }
+    }
+  }
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    op.redispatchBoxed(keys & c10::after_autograd_keyset, stack);
+  }
+  if (differentiable.empty()) return;
+  const std::string message =
+      schema.operator_name().name + ": the gradient of " + forward_name(schema.operator_name()) +
+      " cannot be differentiated again (double backward, e.g. torch.autograd.grad(..., "
+      "create_graph=True) followed by a backward through that gradient): its surrogate-gradient "
+      "backward is first-order only. First-order training (loss.backward(), torch.optim) is "
+      "unaffected.";
+  auto node = std::shared_ptr<torch::autograd::Error>(
+      new torch::autograd::Error(message, torch::autograd::collect_next_edges(at::ArrayRef<at::Tensor>(differentiable))),
+      torch::autograd::deleteNode);
+  for (const c10::IValue& v : torch::jit::last(*stack, schema.returns().size())) {
+    if (!v.isTensor()) continue;
+    const at::Tensor out = v.toTensor();
+    if (out.defined() && torch::autograd::isDifferentiableType(out.scalar_type())) {
+      torch::autograd::set_history(out, node);
+    }
+  }
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(brain, Autograd, m) {
+  for (const char* name : {"_lif_sequence_backward", "_lif_recurrent_sequence_backward",
+                           "_lif_dense_recurrent_sequence_backward", "_lif_jit_recurrent_sequence_backward"}) {
+    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&first_order_only>());
+  }
+}
+
+}  // namespace brain::ops
