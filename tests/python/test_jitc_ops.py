@@ -352,6 +352,25 @@ def test_gradcheck(dist, transpose, batch, which):
     assert torch.autograd.gradgradcheck(fn, (x, w))
 
 
+@pytest.mark.parametrize("dist", list(DISTS))
+def test_materialised_matrix_and_csr_values_are_differentiable_in_the_weight(dist):
+    # A(weight) is linear in the weight parameters: jitc_materialize and jitc_to_csr's values
+    # carry that gradient (before, torch only warned and the weight got no gradient).
+    shape, prob, seed = (6, 8), 0.4, 5
+    w = weight_for(dist, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w: ops.jitc_materialize(w, prob, seed, shape, dist), (w,))
+    assert torch.autograd.gradgradcheck(lambda w: ops.jitc_materialize(w, prob, seed, shape, dist), (w,))
+    assert torch.autograd.gradcheck(lambda w: ops.jitc_to_csr(w, prob, seed, shape, dist)[2], (w,))
+    indptr, indices, values = ops.jitc_to_csr(w, prob, seed, shape, dist)
+    assert not indptr.requires_grad and not indices.requires_grad and values.requires_grad
+    # The same gradient as through the matmul, whose weight gradient is tested above.
+    x = torch.randn(3, shape[1], dtype=torch.float64)
+    g = torch.randn(3, shape[0], dtype=torch.float64)
+    via_dense = torch.autograd.grad((g * (x @ ops.jitc_materialize(w, prob, seed, shape, dist).T)).sum(), w)[0]
+    via_op = torch.autograd.grad((g * ops.jitc_matmul(x, w, prob, seed, shape, dist)).sum(), w)[0]
+    torch.testing.assert_close(via_dense, via_op)
+
+
 def test_weight_gradient_matches_the_dense_formula():
     shape, prob, seed = (40, 60), 0.2, 8
     x = torch.randn(3, 60, dtype=torch.float64)

@@ -5,6 +5,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/stack.h>
 #include <ATen/ops/tensor.h>
 #include <c10/core/SymIntArrayRef.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -172,6 +173,128 @@ std::tuple<at::Tensor, at::Tensor> jitc_matmul_backward_autograd(
   return {output_mask[0] ? out[0] : at::Tensor(), output_mask[1] ? out[1] : at::Tensor()};
 }
 
+// The gradient of <G, A(weight)> with respect to the weight parameters, given
+// inner(params) = <G, A(params)> for a parameter vector the ops accept: A is linear in its
+// parameters (basis_matmul's identities), so gradient k is <G, B_k> with B_k = dA/dparam_k.
+// inner is built from torch ops on G, so the gradient differentiates again in G.
+template <typename Inner>
+at::Tensor basis_gradient(const at::Tensor& weight, c10::string_view dist, Inner&& inner) {
+  const auto opts = weight.options().requires_grad(false);
+  auto params = [&](std::vector<double> values) {
+    at::Tensor w = at::tensor(values, opts.dtype(at::kDouble)).to(weight.scalar_type());
+    return values.size() == 1 ? w.reshape(weight.sizes()) : w;
+  };
+  const std::string_view d(dist.data(), dist.size());
+  if (d == "homo") return inner(params({1.0})).reshape(weight.sizes());
+  const at::Tensor second = inner(params({0.0, 1.0}));  // <G, U M> or <G, Z M>
+  const at::Tensor first = d == "uniform" ? inner(params({1.0, 1.0})) - second  // <G, (1 - U) M>
+                                          : inner(params({1.0, 0.0}));          // <G, M>
+  return at::stack({first, second});
+}
+
+using MaterializeSig = at::Tensor(const at::Tensor&, double, int64_t, c10::SymIntArrayRef, c10::string_view);
+using ToCsrSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, double, int64_t,
+                                                                c10::SymIntArrayRef, c10::string_view);
+
+c10::TypedOperatorHandle<MaterializeSig>& materialize_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("brain::jitc_materialize", "")
+                       .typed<MaterializeSig>();
+  return op;
+}
+
+c10::TypedOperatorHandle<ToCsrSig>& to_csr_op() {
+  static auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("brain::jitc_to_csr", "").typed<ToCsrSig>();
+  return op;
+}
+
+void save_generator(AutogradContext* ctx, double prob, int64_t seed, c10::SymIntArrayRef shape,
+                    c10::string_view dist) {
+  ctx->saved_data["prob"] = prob;
+  ctx->saved_data["seed"] = seed;
+  ctx->saved_data["n_rows"] = shape[0];
+  ctx->saved_data["n_cols"] = shape[1];
+  ctx->saved_data["dist"] = std::string(dist.data(), dist.size());
+}
+
+// The dense A(weight), as a function of the weight: d/dweight of <G, A> (basis_gradient).
+class JitcMaterializeFunction : public torch::autograd::Function<JitcMaterializeFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight, double prob, int64_t seed,
+                            c10::SymIntArrayRef shape, c10::string_view dist) {
+    at::Tensor out;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      out = materialize_op().call(weight, prob, seed, shape, dist);
+    }
+    ctx->save_for_backward({weight});
+    save_generator(ctx, prob, seed, shape, dist);
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor weight = ctx->get_saved_variables()[0];
+    const std::array<c10::SymInt, 2> shape = {ctx->saved_data["n_rows"].toSymInt(),
+                                              ctx->saved_data["n_cols"].toSymInt()};
+    const std::string dist = ctx->saved_data["dist"].toStringRef();
+    const double prob = ctx->saved_data["prob"].toDouble();
+    const int64_t seed = ctx->saved_data["seed"].toInt();
+    const at::Tensor& g = grads[0];
+    at::Tensor grad_w = basis_gradient(weight, dist, [&](const at::Tensor& params) {
+      return (g * materialize_op().call(params, prob, seed, shape, dist)).sum();
+    });
+    return {grad_w, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// The CSR copy of A(weight): its values are differentiable in the weight (the pattern is not).
+class JitcToCsrFunction : public torch::autograd::Function<JitcToCsrFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& weight, double prob, int64_t seed,
+                               c10::SymIntArrayRef shape, c10::string_view dist) {
+    at::Tensor indptr, indices, values;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      std::tie(indptr, indices, values) = to_csr_op().call(weight, prob, seed, shape, dist);
+    }
+    ctx->mark_non_differentiable({indptr, indices});
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({weight});
+    save_generator(ctx, prob, seed, shape, dist);
+    return {indptr, indices, values};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor& g = grads[2];
+    if (!g.defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    const at::Tensor weight = ctx->get_saved_variables()[0];
+    const std::array<c10::SymInt, 2> shape = {ctx->saved_data["n_rows"].toSymInt(),
+                                              ctx->saved_data["n_cols"].toSymInt()};
+    const std::string dist = ctx->saved_data["dist"].toStringRef();
+    const double prob = ctx->saved_data["prob"].toDouble();
+    const int64_t seed = ctx->saved_data["seed"].toInt();
+    // The basis values come in the same entry order as the forward's (the pattern depends on
+    // prob, seed and shape only).
+    at::Tensor grad_w = basis_gradient(weight, dist, [&](const at::Tensor& params) {
+      return (g * std::get<2>(to_csr_op().call(params, prob, seed, shape, dist))).sum();
+    });
+    return {grad_w, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor jitc_materialize_autograd(const at::Tensor& weight, double prob, int64_t seed,
+                                     c10::SymIntArrayRef shape, c10::string_view dist) {
+  return JitcMaterializeFunction::apply(weight, prob, seed, shape, dist);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> jitc_to_csr_autograd(const at::Tensor& weight, double prob,
+                                                                    int64_t seed, c10::SymIntArrayRef shape,
+                                                                    c10::string_view dist) {
+  auto out = JitcToCsrFunction::apply(weight, prob, seed, shape, dist);
+  return {out[0], out[1], out[2]};
+}
+
 template <bool kEvent>
 at::Tensor jitc_matmul_autograd(const at::Tensor& x, const at::Tensor& weight, double prob,
                                 int64_t seed, c10::SymIntArrayRef shape, c10::string_view dist,
@@ -185,6 +308,8 @@ TORCH_LIBRARY_IMPL(brain, Autograd, m) {
   m.impl("jitc_matmul", &jitc_matmul_autograd<false>);
   m.impl("event_jitc_matmul", &jitc_matmul_autograd<true>);
   m.impl("_jitc_matmul_backward", &jitc_matmul_backward_autograd);
+  m.impl("jitc_materialize", &jitc_materialize_autograd);
+  m.impl("jitc_to_csr", &jitc_to_csr_autograd);
 }
 
 }  // namespace brain::ops
