@@ -273,8 +273,50 @@ def test_gradcheck(device, op_name, transpose, homo, batch):
     x = make_x(shape[0] if transpose else shape[1], batch, "float", torch.float64, device)
     x = (x + torch.randn_like(x) * 0.1).requires_grad_()  # gradients at non-zero and zero x
     op = OPS[op_name]
-    assert torch.autograd.gradcheck(lambda w, xx: op(indptr, indices, w, xx, shape, transpose),
-                                    (weights, x))
+    fn = lambda w, xx: op(indptr, indices, w, xx, shape, transpose)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (weights, x))
+    # The backward op is differentiable too (gradient penalties, Hessian-vector products).
+    assert torch.autograd.gradgradcheck(fn, (weights, x))
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_double_backward_with_bool_events(transpose):
+    shape = (9, 7)
+    indptr, indices = random_csr(*shape, mean_row_len=3)
+    weights = torch.randn(indices.numel(), dtype=torch.float64, requires_grad=True)
+    spikes = make_x(shape[0] if transpose else shape[1], 3, "bool", None, "cpu")
+    for op in OPS.values():
+        assert torch.autograd.gradgradcheck(lambda w: op(indptr, indices, w, spikes, shape, transpose), (weights,))
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_gradient_penalty_matches_the_dense_reference(transpose):
+    # d/dw of |d loss / dx|^2 with loss = sum(c * (A(w)-op x)^2): a second derivative through
+    # the backward op, against the same computed on the dense matrix by torch.
+    shape = (9, 7)
+    indptr, indices = random_csr(*shape, mean_row_len=3)
+    g = torch.Generator().manual_seed(5)
+    w0 = torch.randn(indices.numel(), dtype=torch.float64, generator=g)
+    x0 = torch.randn(2, shape[0] if transpose else shape[1], dtype=torch.float64, generator=g)
+    c = torch.randn(2, shape[1] if transpose else shape[0], dtype=torch.float64, generator=g)
+
+    def penalty_grads(matmul):
+        w, x = w0.clone().requires_grad_(), x0.clone().requires_grad_()
+        loss = (c * matmul(w, x) ** 2).sum()
+        (gx,) = torch.autograd.grad(loss, x, create_graph=True)
+        return torch.autograd.grad(gx.pow(2).sum(), (w, x))
+
+    got = penalty_grads(lambda w, x: ops.csr_matmul(indptr, indices, w, x, shape, transpose))
+    counts = (indptr[1:] - indptr[:-1]).long()
+    rows = torch.repeat_interleave(torch.arange(shape[0]), counts)
+
+    def dense_matmul(w, x):
+        a = torch.zeros(shape, dtype=torch.float64).index_put((rows, indices.long()), w, accumulate=True)
+        return x @ a if transpose else x @ a.T
+
+    want = penalty_grads(dense_matmul)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -600,6 +642,27 @@ def test_plasticity_bad_input():
     with pytest.raises(RuntimeError, match="must be contiguous"):
         ops.csr_update_on_pre_(torch.ones(8)[::2], a["indptr"], a["indices"], torch.ones(4) > 0,
                                torch.ones(3), 0.1)
+
+
+def test_plasticity_bumps_the_version_and_refuses_gradients():
+    a = _args()
+    csc_indptr, csc_rows, perm = ops.csr_to_csc(a["indptr"], a["indices"], (4, 3))
+    w = torch.rand(a["indices"].numel(), requires_grad=True)
+    x = torch.rand(3)
+    out = ops.csr_matmul(a["indptr"], a["indices"], w, x, (4, 3))  # saves w for its backward
+    with torch.no_grad():  # how the STDP projections apply the rule
+        ops.csr_update_on_pre_(w, a["indptr"], a["indices"], torch.ones(4) > 0, torch.ones(3), 0.1)
+        assert w._version == 1
+        ops.csr_update_on_post_(w, csc_indptr, csc_rows, perm, torch.ones(3) > 0, torch.ones(4), 0.1)
+        assert w._version == 2
+    # The backward would multiply by updated weights: refused, as for torch's in-place ops.
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+    with pytest.raises(RuntimeError, match="weights requires grad; a plasticity update is a rule"):
+        ops.csr_update_on_pre_(w, a["indptr"], a["indices"], torch.ones(4) > 0, torch.ones(3), 0.1)
+    trace = torch.ones(4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="pre_trace requires grad"):
+        ops.csr_update_on_post_(w.detach(), csc_indptr, csc_rows, perm, torch.ones(3) > 0, trace, 0.1)
 
 
 def test_cpp_api_and_python_agree_on_schemas():

@@ -1,4 +1,6 @@
 // The C++ API of the CSR ops, through the dispatcher: values, autograd and errors.
+#include <functional>
+
 #include <brain/csr.h>
 #include <brain/ops.h>
 
@@ -39,6 +41,47 @@ TEST(CsrOps, AutogradThroughTheCppApi) {
   // d(sum A^T x)/dx_i = row sum of A; d/dw_k = x[row(k)].
   EXPECT_TRUE(torch::allclose(x.grad(), torch::tensor({3., 0., 3., 9.}, torch::kFloat64)));
   EXPECT_TRUE(torch::allclose(w.grad(), torch::tensor({1., 1., 3., 4., 4.}, torch::kFloat64)));
+}
+
+TEST(CsrOps, DoubleBackwardThroughTheCppApi) {
+  // y = A(w) x; the gradient penalty |dL/dx|^2 of L = sum(y^2) is differentiated again, the
+  // same on the dense matrix.
+  const auto a = example();
+  const auto x0 = torch::tensor({1., -2., 0.5}, torch::kFloat64);
+  auto penalty_grads = [&](const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& f) {
+    auto w = a.weights.clone().requires_grad_();
+    auto x = x0.clone().requires_grad_();
+    const auto gx = torch::autograd::grad({f(w, x).square().sum()}, {x}, {}, true, true)[0];
+    return torch::autograd::grad({gx.square().sum()}, {w, x});
+  };
+  const auto got = penalty_grads([&](const torch::Tensor& w, const torch::Tensor& x) {
+    return brain::ops::csr_matmul(a.indptr, a.indices, w, x, {4, 3});
+  });
+  const auto rows = torch::tensor({0, 0, 2, 3, 3}, torch::kLong);
+  const auto want = penalty_grads([&](const torch::Tensor& w, const torch::Tensor& x) {
+    auto dense = torch::zeros({4, 3}, torch::kFloat64).index_put({rows, a.indices.to(torch::kLong)}, w);
+    return dense.matmul(x);
+  });
+  EXPECT_TRUE(torch::allclose(got[0], want[0]));
+  EXPECT_TRUE(torch::allclose(got[1], want[1]));
+}
+
+TEST(CsrOps, PlasticityBumpsTheVersionLikeAnInPlaceOp) {
+  const auto a = example();
+  auto w = a.weights.clone().requires_grad_();
+  const auto x = torch::tensor({1., 2., 3.}, torch::kFloat64);
+  const auto y = brain::ops::csr_matmul(a.indptr, a.indices, w, x, {4, 3});  // saves w
+  {
+    torch::NoGradGuard no_grad;
+    brain::ops::csr_update_on_pre_(w, a.indptr, a.indices, torch::tensor({true, false, false, true}),
+                                   torch::ones({3}, torch::kFloat64), 0.1, std::nullopt, std::nullopt);
+  }
+  EXPECT_EQ(w._version(), 1u);
+  EXPECT_THROW(y.sum().backward(), c10::Error);  // "modified by an inplace operation"
+  // With grad mode on, an update of weights that require grad is refused.
+  EXPECT_THROW(brain::ops::csr_update_on_pre_(w, a.indptr, a.indices, torch::tensor({true, false, false, true}),
+                                              torch::ones({3}, torch::kFloat64), 0.1, std::nullopt, std::nullopt),
+               c10::Error);
 }
 
 TEST(CsrOps, BadInputThrowsNamingTheArgument) {
