@@ -96,6 +96,8 @@ def csr_update_on_post_(weights: Tensor, csc_indptr: Tensor, csc_indices: Tensor
 # ``"homo"``: ``weight = w`` (shape ``[]`` or ``[1]``); ``"uniform"``: ``[low, high]``;
 # ``"normal"``: ``[mean, std]``. The same arguments give the same ``A`` bit for bit on CPU and
 # CUDA. Invalid values (``std < 0``, ``high < low``) raise on CPU and give NaN on CUDA.
+# ``seed`` is taken modulo 2^64 (the generator's key is its uint64 value; a negative seed is
+# its two's complement), as for the Poisson ops.
 
 
 def jitc_matmul(x: Tensor, weight: Tensor, prob: float, seed: int, shape: Sequence[int],
@@ -103,7 +105,7 @@ def jitc_matmul(x: Tensor, weight: Tensor, prob: float, seed: int, shape: Sequen
     """``A @ x`` (x ``[n_cols]`` or ``[B, n_cols]``) or, with ``transpose``, ``A.T @ x``
     (x ``[n_rows]`` or ``[B, n_rows]``). Differentiable with respect to ``x`` and
     ``weight``; ``prob`` and ``seed`` are plain numbers."""
-    return torch.ops.brain.jitc_matmul(x, weight, float(prob), int(seed), list(shape), dist,
+    return torch.ops.brain.jitc_matmul(x, weight, float(prob), _signed_seed(seed), list(shape), dist,
                                        transpose)
 
 
@@ -111,21 +113,21 @@ def event_jitc_matmul(x: Tensor, weight: Tensor, prob: float, seed: int, shape: 
                       dist: str = "homo", transpose: bool = False) -> Tensor:
     """The value of :func:`jitc_matmul`, visiting only the non-zero entries of ``x`` (bool
     or float events): with ``transpose=True`` the cost is active rows x ``prob * n_cols``."""
-    return torch.ops.brain.event_jitc_matmul(x, weight, float(prob), int(seed), list(shape),
+    return torch.ops.brain.event_jitc_matmul(x, weight, float(prob), _signed_seed(seed), list(shape),
                                              dist, transpose)
 
 
 def jitc_materialize(weight: Tensor, prob: float, seed: int, shape: Sequence[int],
                      dist: str = "homo") -> Tensor:
     """The dense ``A`` that :func:`jitc_matmul` uses, for tests and inspection."""
-    return torch.ops.brain.jitc_materialize(weight, float(prob), int(seed), list(shape), dist)
+    return torch.ops.brain.jitc_materialize(weight, float(prob), _signed_seed(seed), list(shape), dist)
 
 
 def jitc_to_csr(weight: Tensor, prob: float, seed: int, shape: Sequence[int],
                 dist: str = "homo") -> Tuple[Tensor, Tensor, Tensor]:
     """The same ``A`` as CSR ``(indptr, indices, values)`` (int64 indices, columns sorted
     within rows), usable with :func:`csr_matmul`. Reads ``nnz`` back from the GPU: build once."""
-    return torch.ops.brain.jitc_to_csr(weight, float(prob), int(seed), list(shape), dist)
+    return torch.ops.brain.jitc_to_csr(weight, float(prob), _signed_seed(seed), list(shape), dist)
 
 
 def jitc_pattern(like: Tensor, prob: float, seed: int, shape: Sequence[int], col_begin: int = 0,
@@ -135,7 +137,7 @@ def jitc_pattern(like: Tensor, prob: float, seed: int, shape: Sequence[int], col
     from ``col_begin``, without the diagonal when ``exclude_diagonal`` (square shapes only).
     Built on ``like``'s device (its values and dtype are not read); CPU and CUDA give the same
     bits. ``brain.models.fixed_prob`` is this pattern. Reads ``nnz`` back from the GPU."""
-    return torch.ops.brain.jitc_pattern(like, float(prob), int(seed), list(shape), int(col_begin),
+    return torch.ops.brain.jitc_pattern(like, float(prob), _signed_seed(seed), list(shape), int(col_begin),
                                         None if col_end is None else int(col_end), bool(exclude_diagonal))
 
 
@@ -204,8 +206,8 @@ def lif_jit_recurrent_sequence(drive: Tensor, v0: Tensor, history: Tensor, weigh
     window; the weight parameters' gradient is one pass over the matrix. Differentiable in
     ``drive``, ``v0``, ``history`` and ``weight``; the spikes equal those of event_jitc_matmul
     + add + :func:`lif_sequence` per step."""
-    return torch.ops.brain.lif_jit_recurrent_sequence(drive, v0, history, weight, float(prob), int(seed), dist,
-                                                      float(v_rest), float(v_reset), float(v_th), float(R),
+    return torch.ops.brain.lif_jit_recurrent_sequence(drive, v0, history, weight, float(prob), _signed_seed(seed),
+                                                      dist, float(v_rest), float(v_reset), float(v_th), float(R),
                                                       float(tau), float(dt), method, bool(detach_reset), surrogate,
                                                       [float(p) for p in surrogate_params])
 

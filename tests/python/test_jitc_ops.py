@@ -371,6 +371,18 @@ def test_materialised_matrix_and_csr_values_are_differentiable_in_the_weight(dis
     torch.testing.assert_close(via_dense, via_op)
 
 
+def test_seed_is_taken_modulo_two_to_the_64():
+    # The generator keys on the seed's uint64 value: 2^64 - 1 is -1, 2^64 + 5 is 5 (the
+    # schema's int is signed 64-bit; the Python wrappers reduce the seed, as the Poisson ops do).
+    w = torch.tensor(1.0)
+    same = lambda a, b: torch.equal(ops.jitc_materialize(w, 0.3, a, (9, 11)),  # noqa: E731
+                                    ops.jitc_materialize(w, 0.3, b, (9, 11)))
+    assert same(2**64 - 1, -1) and same(2**64 + 5, 5) and same(2**63, -(2**63))
+    assert not same(1, 2)
+    x = torch.rand(11)
+    assert torch.equal(ops.jitc_matmul(x, w, 0.3, 2**64 - 7, (9, 11)), ops.jitc_matmul(x, w, 0.3, -7, (9, 11)))
+
+
 def test_weight_gradient_matches_the_dense_formula():
     shape, prob, seed = (40, 60), 0.2, 8
     x = torch.randn(3, 60, dtype=torch.float64)
