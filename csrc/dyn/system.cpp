@@ -85,13 +85,17 @@ const at::Tensor& DynamicalSystem::set_state(const std::string& name, at::Tensor
   return it->second;
 }
 
-void DynamicalSystem::sync_buffers() const {
+void DynamicalSystem::sync_own_buffers() const {
   for (const auto& [name, value] : states_) {
     // set_data swaps what the buffer handle points at: O(1), and the buffer stays a
     // non-differentiable tensor even when the state carries an autograd history.
     at::Tensor buffer = buffers_of_states_.at(name);
     buffer.set_data(value.detach());
   }
+}
+
+void DynamicalSystem::sync_buffers() const {
+  sync_own_buffers();
   for (const auto& [child_name, child] : children_) child->sync_buffers();
 }
 
@@ -115,26 +119,30 @@ at::TensorOptions DynamicalSystem::placed(at::TensorOptions options) const {
   return options;
 }
 
-void DynamicalSystem::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
-  moved_device_ = device;
-  moved_dtype_ = dtype;
-  sync_buffers();
-  torch::nn::Module::to(device, dtype, non_blocking);
-  adopt_buffers();
-}
-
-void DynamicalSystem::to(torch::Dtype dtype, bool non_blocking) {
-  moved_dtype_ = dtype;
-  sync_buffers();
-  torch::nn::Module::to(dtype, non_blocking);
-  adopt_buffers();
-}
-
-void DynamicalSystem::to(torch::Device device, bool non_blocking) {
-  moved_device_ = device;
-  sync_buffers();
-  torch::nn::Module::to(device, non_blocking);
-  adopt_buffers();
+void move_module(torch::nn::Module& root, std::optional<torch::Device> device, std::optional<torch::Dtype> dtype,
+                 bool non_blocking) {
+  std::vector<DynamicalSystem*> systems;
+  root.apply([&](torch::nn::Module& module) {
+    if (auto* system = dynamic_cast<DynamicalSystem*>(&module)) {
+      if (device) system->moved_device_ = device;
+      if (dtype) system->moved_dtype_ = dtype;
+      system->sync_own_buffers();
+      systems.push_back(system);
+    }
+  });
+  torch::NoGradGuard no_grad;
+  auto move = [&](at::Tensor tensor) {
+    if (!tensor.defined()) return;
+    const bool convert = dtype && at::isFloatingType(tensor.scalar_type());
+    const auto target_device = device ? *device : tensor.device();
+    const auto target_dtype = convert ? *dtype : tensor.scalar_type();
+    if (tensor.device() == target_device && tensor.scalar_type() == target_dtype) return;
+    // set_data, as Module::to: every handle to the tensor (a module's member) sees the move.
+    tensor.set_data(tensor.to(target_device, target_dtype, non_blocking));
+  };
+  for (const at::Tensor& p : root.parameters(/*recurse=*/true)) move(p);
+  for (const at::Tensor& b : root.buffers(/*recurse=*/true)) move(b);
+  for (DynamicalSystem* system : systems) system->adopt_buffers();
 }
 
 const at::Tensor& DynamicalSystem::state(const std::string& name) const {

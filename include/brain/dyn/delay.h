@@ -69,6 +69,7 @@ class BRAIN_API HeteroDelayCsr : public torch::nn::Module {
   at::Tensor forward(const Delay& history, const at::Tensor& weights, int64_t step) const;
   // At ctx's step (ctx.step_value(): the device clock when a step is recorded for replay).
   at::Tensor forward(const Delay& history, const at::Tensor& weights, const Context& ctx) const;
+  BRAIN_MOVES_FLOATING_TENSORS_ONLY
 
  private:
   at::Tensor pre_, post_, delays_;

@@ -28,6 +28,27 @@
 
 namespace brain {
 
+// Moves every parameter and buffer below `root` (root included): to `device` when given, and
+// to `dtype` when given for the floating-point ones only, as torch.nn.Module.to does in
+// Python. torch's C++ Module::to converts every tensor, which would turn CSR indices, group
+// labels and step counters into floats. Every DynamicalSystem below also records where its
+// later states go. The to() overrides of libbrain's modules call it.
+BRAIN_API void move_module(torch::nn::Module& root, std::optional<torch::Device> device,
+                           std::optional<torch::Dtype> dtype, bool non_blocking = false);
+
+// Module::to's three overloads, through move_module: in the class body of a libbrain module
+// that holds integer tensors (or whose children may).
+#define BRAIN_MOVES_FLOATING_TENSORS_ONLY                                                           \
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override {           \
+    ::brain::move_module(*this, device, dtype, non_blocking);                                        \
+  }                                                                                                  \
+  void to(torch::Dtype dtype, bool non_blocking = false) override {                                  \
+    ::brain::move_module(*this, std::nullopt, dtype, non_blocking);                                  \
+  }                                                                                                  \
+  void to(torch::Device device, bool non_blocking = false) override {                                \
+    ::brain::move_module(*this, device, std::nullopt, non_blocking);                                 \
+  }
+
 // What every system sees during a step. Times are in milliseconds.
 struct Context {
   double t = 0.0;       // time at the start of the current step
@@ -94,9 +115,7 @@ class BRAIN_API DynamicalSystem : public torch::nn::Module {
   // torch::nn::Module hooks, overridden to keep states and buffers one and the same.
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
-  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
-  void to(torch::Dtype dtype, bool non_blocking = false) override;
-  void to(torch::Device device, bool non_blocking = false) override;
+  BRAIN_MOVES_FLOATING_TENSORS_ONLY
 
   // Modules that several readers of this system's output share, by key: e.g. the one ring
   // buffer of this population's spikes that every delayed projection from it reads
@@ -135,6 +154,8 @@ class BRAIN_API DynamicalSystem : public torch::nn::Module {
   void update_children(const Context& ctx);
 
  private:
+  friend void move_module(torch::nn::Module&, std::optional<torch::Device>, std::optional<torch::Dtype>, bool);
+  void sync_own_buffers() const;  // sync_buffers without the children
   void adopt_buffers();  // states := buffers, after torch changed the buffers
   std::unordered_map<std::string, at::Tensor> states_;
   std::unordered_map<std::string, at::Tensor> buffers_of_states_;  // the registered handles

@@ -218,6 +218,7 @@ class BRAIN_API Comm : public torch::nn::Module {
   virtual at::Tensor forward(const at::Tensor& spikes) = 0;
   virtual int64_t n_pre() const = 0;
   virtual int64_t n_post() const = 0;
+  BRAIN_MOVES_FLOATING_TENSORS_ONLY
 };
 
 // Sparse connectivity (rows presynaptic): input = A^T @ spikes, by brain::event_csr_matmul

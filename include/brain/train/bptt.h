@@ -40,6 +40,7 @@ class BRAIN_API SequenceModel : public torch::nn::Module {
   // does not override them cannot be trained that way.
   virtual std::vector<at::Tensor> get_state() const;
   virtual void set_state(const std::vector<at::Tensor>& state);
+  BRAIN_MOVES_FLOATING_TENSORS_ONLY
 };
 
 // Loss of outputs [T, B, n_out] against a batch of targets.

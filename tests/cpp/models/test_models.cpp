@@ -125,6 +125,34 @@ TEST(States, FirstAllocatedAfterAMoveFollowTheMove) {
   EXPECT_EQ(delay.state("history").scalar_type(), torch::kDouble);
 }
 
+// to(dtype) moves the floating-point tensors only: torch's C++ Module::to turned the CSR
+// indices and the refractory step counters into doubles, and the next step failed.
+TEST(States, ToDtypeKeepsIntegerBuffersAndTheNetworkRuns) {
+  torch::NoGradGuard no_grad;
+  brain::EINetSpec spec;
+  spec.n_exc = 40, spec.n_inh = 10, spec.delay_ms = 1.0;
+  auto net = brain::build_ei_network(spec, 3, c10::kCPU);
+  net->reset_state();
+  net->to(torch::kDouble);
+  int integer_buffers = 0;
+  for (const auto& item : net->named_buffers()) {
+    const bool integer = !at::isFloatingType(item.value().scalar_type());
+    const std::string& name = item.key();
+    if (name.find("indptr") != std::string::npos || name.find("indices") != std::string::npos ||
+        name.find("last_spike_step") != std::string::npos) {
+      EXPECT_TRUE(integer) << name;
+      ++integer_buffers;
+    } else {
+      EXPECT_EQ(item.value().scalar_type(), torch::kDouble) << name;
+    }
+  }
+  EXPECT_GE(integer_buffers, 8);
+  brain::RunnerOptions opt;
+  opt.progress = 0;
+  EXPECT_NO_THROW(brain::Runner(net, opt).run_steps(20));
+  EXPECT_EQ(net->find_state("E.V").scalar_type(), torch::kDouble);
+}
+
 TEST(Expon, DecaysExactlyAfterAnArrival) {
   brain::Expon syn(2, 5.0, torch::kDouble);
   syn.reset_state();
