@@ -36,6 +36,19 @@ void bind_modules(py::module& m) {
       .def("assign_state", &DS::assign_state, py::arg("name"), py::arg("value"))
       .def("has_state", &DS::has_state)
       .def("dynamical_name", [](const DS& s) { return s.name(); });
+  // The names of a module's own state buffers (none unless it is a DynamicalSystem), for the
+  // Python wrapper's state_dict, which leaves a run's states out as torch leaves out
+  // non-persistent buffers. Takes any module: torch's module dicts hand children over as
+  // plain torch::nn::Module objects.
+  m.def("own_state_names", [](const std::shared_ptr<torch::nn::Module>& module) {
+    std::vector<std::string> names;
+    if (const auto ds = std::dynamic_pointer_cast<DS>(module)) {
+      for (const std::string& path : ds->state_paths()) {
+        if (path.find('.') == std::string::npos) names.push_back(path);
+      }
+    }
+    return names;
+  });
   py::class_<DynSysGroup, DS, std::shared_ptr<DynSysGroup>>(m, "DynSysGroup")
       .def(py::init<std::string>(), py::arg("name") = "DynSysGroup")
       .def(

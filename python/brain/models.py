@@ -12,7 +12,8 @@
 
 The modules are the C++ objects (torch.nn.cpp.ModuleWrapper): their parameters and state
 buffers are the C++ tensors, so torch.optim updates the model the C++ code runs, and
-`.to(device)`, `.train()`, `.eval()`, `state_dict()` work as for any module.
+`.to(device)`, `.train()`, `.eval()`, `state_dict()` work as for any module (the state_dict holds
+parameters and connectivity, not where a run has got to: see CppModule).
 """
 
 import os
@@ -94,10 +95,82 @@ def _cpp(module):
     return module.cpp_module if isinstance(module, ModuleWrapper) else module
 
 
+class _WrappedChildren:
+    """A C++ module's children as torch.nn.Modules (CppModule), for the torch.nn.Module code
+    that recurses through `_modules` (state_dict, load_state_dict, apply, modules): torch's
+    ModuleWrapper hands over the bare C++ children, which have none of those methods. Each
+    child keeps one wrapper while it is the same C++ object (hooks stay registered)."""
+
+    def __init__(self, cpp_module):
+        self.cpp_module = cpp_module
+        self.wrappers = {}
+
+    def _wrap(self, name, child):
+        if child is None:
+            return None
+        wrapper = self.wrappers.get(name)
+        if wrapper is None or wrapper.cpp_module is not child:
+            wrapper = self.wrappers[name] = CppModule(child)
+        return wrapper
+
+    def items(self):
+        return [(name, self._wrap(name, child)) for name, child in self.cpp_module._modules.items()]
+
+    def keys(self):
+        return self.cpp_module._modules.keys()
+
+    def values(self):
+        return [child for _, child in self.items()]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return len(self.cpp_module._modules)
+
+    def __contains__(self, name):
+        return name in self.cpp_module._modules
+
+    def __getitem__(self, name):
+        return self._wrap(name, self.cpp_module._modules[name])
+
+
+class _StateNames:
+    """The module's own state buffers (brain::DynamicalSystem states: membranes, conductances,
+    spikes...) as torch's set of non-persistent buffers: state_dict() keeps the model
+    (parameters, connectivity) and leaves out where a run has got to, as torch leaves out an
+    RNN's hidden state. A run's states are saved by Runner.save_checkpoint."""
+
+    def __init__(self, cpp_module):
+        self.cpp_module = cpp_module
+
+    def _names(self):
+        return set(_C.own_state_names(self.cpp_module))
+
+    def __contains__(self, name):
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self):
+        return len(self._names())
+
+    def add(self, name):
+        raise TypeError("brain modules register their buffers in C++")
+
+    discard = add
+
+
 class CppModule(ModuleWrapper):
     """A C++ module as a torch.nn.Module whose to()/cuda()/cpu()/float()/double()/half() go
     through the C++ Module::to (so states allocated later follow the move) and return self,
-    as torch.nn.Module's do: `net = SpikingNet(...).to("cuda")`."""
+    as torch.nn.Module's do: `net = SpikingNet(...).to("cuda")`. state_dict() and
+    load_state_dict() hold the parameters and the buffers that are not states (connectivity):
+    `torch.save(snn.state_dict(), path)`, then `snn.load_state_dict(torch.load(path))` on a
+    model built with the same arguments. Only SpikingNet can be pickled and deep-copied (it is
+    rebuilt from its arguments): the C++ modules cannot be cloned, so for the others build
+    another and load the state_dict."""
 
     _MOVES = ("to", "cuda", "cpu", "float", "double", "half")
 
@@ -106,6 +179,12 @@ class CppModule(ModuleWrapper):
         # ModuleWrapper copies the C++ methods onto the instance; these must be the class's.
         for name in self._MOVES:
             self.__dict__.pop(name, None)
+        self.__dict__["_modules"] = _WrappedChildren(cpp_module)
+        self.__dict__["_non_persistent_buffers_set"] = _StateNames(cpp_module)
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"{type(self).__name__} wraps a C++ module ({self.cpp_module!r}), which cannot be pickled "
+                        "or copied: build another with the same arguments and load_state_dict(this.state_dict())")
 
     def to(self, *args, **kwargs):
         device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)
@@ -388,12 +467,33 @@ class SpikingNet(CppModule):
         super().__init__(_C.SpikingNet(o))
         # ModuleWrapper copies the C++ methods onto the instance; this class's forward must win.
         self.__dict__.pop("forward", None)
+        # What pickling and copy.deepcopy rebuild it from (with its state_dict).
+        self._init_args = dict(n_in=n_in, n_hidden=n_hidden, n_out=n_out, recurrent=recurrent, dt=dt, tau=tau,
+                               V_th=V_th, seed=seed, recurrence=recurrence, recurrent_prob=recurrent_prob,
+                               recurrent_delay=recurrent_delay, fused=fused)
+
+    def __reduce_ex__(self, protocol):
+        # torch.save(net), pickle and copy.deepcopy (a best-model snapshot): the same
+        # construction, then this model's parameters, device, dtype, mode and frozen parameters.
+        first = next(iter(self.parameters()))
+        frozen = [name for name, p in self.named_parameters() if not p.requires_grad]
+        return (_rebuild_spiking_net,
+                (self._init_args, self.state_dict(), first.device, first.dtype, self.training, frozen))
 
     def forward(self, inputs):
         if inputs.dim() != 3:
             raise ValueError(f"SpikingNet expects inputs [T, B, n_in], got {tuple(inputs.shape)}")
         self.cpp_module.reset(inputs.shape[1])
         return self.cpp_module.forward(inputs)
+
+
+def _rebuild_spiking_net(init_args, state_dict, device, dtype, training, frozen):
+    net = SpikingNet(**init_args).to(device, dtype)
+    net.load_state_dict(state_dict)
+    net.train(training)
+    for name, p in net.named_parameters():
+        p.requires_grad_(name not in frozen)
+    return net
 
 
 def evidence_accumulation(n_samples, seed=0, **options):

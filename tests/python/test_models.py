@@ -60,6 +60,67 @@ def test_network_is_a_torch_module_with_its_state_as_buffers():
         brain.models.Runner(net, monitors=["E.no_such_state"], progress=False).run(1.0)
 
 
+def test_state_dict_holds_the_model_and_loads_into_a_fresh_one(tmp_path):
+    # Parameters and connectivity; not the run's states (a fresh SpikingNet has none until it
+    # runs, so including them would make every strict load fail).
+    x = (torch.rand(12, 3, 8, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+    for recurrence in ("dense", "csr", "jit"):
+        trained = brain.models.SpikingNet(8, 16, 3, recurrent=True, recurrence=recurrence, seed=5)
+        with torch.no_grad():
+            for p in trained.parameters():
+                p.add_(0.1)
+        y = trained(x)
+        state = trained.state_dict()
+        assert state and not any(k.startswith("lif.") for k in state), list(state)
+        torch.save(state, tmp_path / "snn.pt")
+        fresh = brain.models.SpikingNet(8, 16, 3, recurrent=True, recurrence=recurrence, seed=5)
+        fresh.load_state_dict(torch.load(tmp_path / "snn.pt"))
+        assert torch.equal(fresh(x), y), recurrence
+    net = brain.models.ei_network("coba", seed=3, n_exc=40, n_inh=10, delay_ms=1.0)
+    keys = set(net.state_dict())
+    assert {"E2E.comm.weights", "E2E.comm.indptr", "E2E.comm.indices"} <= keys
+    assert not any(k.endswith((".V", ".g", ".spike", ".history")) for k in keys), keys
+    same = brain.models.ei_network("coba", seed=3, n_exc=40, n_inh=10, delay_ms=1.0)
+    with torch.no_grad():
+        for p in same.parameters():
+            p.mul_(3.0)
+    same.load_state_dict(net.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(same.parameters(), net.parameters()))
+    with pytest.raises(RuntimeError, match="size mismatch for E2E.comm.indices"):
+        brain.models.ei_network("coba", seed=4, n_exc=40, n_inh=10).load_state_dict(net.state_dict())
+
+
+def test_spiking_net_pickles_and_deep_copies_other_modules_say_why_not(tmp_path):
+    import copy
+    x = (torch.rand(12, 3, 8, generator=torch.Generator().manual_seed(2)) < 0.3).double()
+    net = brain.models.SpikingNet(8, 16, 3, recurrent=True, recurrence="csr", seed=5).double()
+    net.input.weight.requires_grad_(False)
+    net.eval()
+    for twin in (copy.deepcopy(net), None):
+        if twin is None:
+            torch.save(net, tmp_path / "net.pt")
+            twin = torch.load(tmp_path / "net.pt", weights_only=False)
+        assert torch.equal(twin(x), net(x))
+        assert not twin.training and not twin.input.weight.requires_grad and twin.readout.weight.requires_grad
+        assert twin.cpp_module is not net.cpp_module
+    with pytest.raises(TypeError, match="cannot be pickled or copied: build another"):
+        copy.deepcopy(brain.models.ei_network("coba", n_exc=40, n_inh=10))
+
+
+def test_double_keeps_integer_buffers():
+    # torch's C++ Module::to converted every tensor: CSR indices became floats and the next
+    # step failed. Floating-point tensors move, integer ones keep their dtype (as in Python).
+    net = brain.models.ei_network("coba", seed=3, n_exc=40, n_inh=10, delay_ms=1.0, V_init="normal")
+    net.double()
+    dtypes = {name.rsplit(".", 1)[-1]: b.dtype for name, b in net.named_buffers()}
+    assert dtypes["indptr"] == torch.int32 and dtypes["V"] == torch.float64
+    brain.models.Runner(net, inputs=DRIVE, progress=False).run_steps(20)
+    assert net.state("E.V").dtype == torch.float64
+    snn = brain.models.SpikingNet(8, 16, 3, recurrent=True, recurrence="csr", seed=5).double()
+    assert snn.state_dict()["recurrent.indptr"].dtype == torch.int32
+    assert snn(torch.zeros(4, 2, 8, dtype=torch.float64)).dtype == torch.float64
+
+
 def test_spiking_net_trains_with_torch_optim():
     torch.manual_seed(0)
     net = brain.models.SpikingNet(n_in=8, n_hidden=32, n_out=2, seed=3)
