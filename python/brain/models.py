@@ -385,7 +385,11 @@ class Runner:
         if isinstance(inputs, dict):
             inputs = [{"path": k, "value": v} for k, v in inputs.items()]
         for i in inputs or []:
-            value = torch.as_tensor(i["value"], dtype=torch.float32)
+            # Floating values keep their dtype (the runner converts them to the state's): a
+            # float64 network's float64 drive is not rounded to float32 on the way.
+            value = torch.as_tensor(i["value"])
+            if not value.is_floating_point():
+                value = value.to(torch.float32)
             run_inputs.append(_C.RunInput(i["path"], value, bool(i.get("per_step", False)), bool(i.get("add", True))))
         o.inputs = run_inputs
         o.progress = -1 if progress is None else int(bool(progress))

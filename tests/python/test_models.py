@@ -121,6 +121,18 @@ def test_double_keeps_integer_buffers():
     assert snn(torch.zeros(4, 2, 8, dtype=torch.float64)).dtype == torch.float64
 
 
+def test_float64_inputs_reach_a_float64_network_unrounded():
+    def last_V(drive):
+        net = brain.models.Network()
+        net.add("E", brain.models.LIF(3, V_th=1e9, tau=10.0, dtype="float64"))
+        net.reset_state()
+        inputs = [{"path": "E.input", "value": drive, "per_step": True}]
+        return brain.models.Runner(net, monitors=["E.V"], inputs=inputs, progress=False).run_steps(5)["E.V"][-1]
+    ones = torch.ones(5, 3, dtype=torch.float64)
+    # 1e-12 is below float32's resolution at 1.0: rounded to float32 it vanished.
+    assert (last_V(ones + 1e-12) > last_V(ones)).all()
+
+
 def test_spiking_net_trains_with_torch_optim():
     torch.manual_seed(0)
     net = brain.models.SpikingNet(n_in=8, n_hidden=32, n_out=2, seed=3)
