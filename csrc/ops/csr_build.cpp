@@ -1,13 +1,17 @@
 // Building CSR connectivity: brain::csr_from_coo, written with ATen ops so one
 // (CompositeImplicitAutograd) kernel serves every device, Meta and autograd, with no host sync.
-// It does not read values, so out-of-range coordinates are caught by brain::validate_csr (or
-// by the CPU matmuls' bounds checks), not here.
+// Coordinates out of range are named by a check of the values on the CPU (no device to wait
+// for). Elsewhere (a GPU, fake tensors under torch.compile) the values are not read: a row out
+// of range is counted in no row, so the indptr does not run from 0 to nnz and
+// brain::validate_csr (or any CPU matmul) rejects the result, and a column out of range is
+// kept as it is and rejected the same way; nothing indexes out of bounds on the device.
 #include <ATen/core/Tensor.h>
 #include <ATen/TensorIndexing.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/repeat_interleave.h>
 #include <ATen/ops/cumsum.h>
+#include <ATen/ops/narrow.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/searchsorted.h>
 #include <ATen/ops/sort.h>
@@ -29,6 +33,16 @@ TORCH_LIBRARY_FRAGMENT(brain, m) {
 namespace brain::ops {
 namespace {
 
+// Every value of `coords` (a CPU tensor) in [0, n), or an error naming the first that is not.
+void check_coordinates_cpu(const char* op, const char* name, const at::Tensor& coords, int64_t n) {
+  if (coords.numel() == 0) return;
+  const at::Tensor bad = coords.lt(0).logical_or_(coords.ge(n));
+  if (!bad.any().item<bool>()) return;
+  const int64_t at_index = bad.to(at::kByte).argmax().item<int64_t>();
+  TORCH_CHECK(false, op, ": ", name, " must lie in [0, ", n, "), got ", name, "[", at_index, "] = ",
+              coords[at_index].item<int64_t>());
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> csr_from_coo_impl(const at::Tensor& rows,
                                                                  const at::Tensor& cols,
                                                                  c10::SymIntArrayRef shape) {
@@ -45,14 +59,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> csr_from_coo_impl(const at::Tenso
               cols.sym_size(0));
   TORCH_CHECK(rows.device() == cols.device(), op, ": rows is on ", rows.device(),
               " but cols is on ", cols.device());
+  const bool concrete_cpu = rows.device().is_cpu() && !rows.unsafeGetTensorImpl()->is_python_dispatch() &&
+                            !cols.unsafeGetTensorImpl()->is_python_dispatch();
+  if (concrete_cpu) {
+    check_coordinates_cpu(op, "rows", rows, n_rows.expect_int());
+    check_coordinates_cpu(op, "cols", cols, n_cols.expect_int());
+  }
   const at::Tensor r64 = rows.to(at::kLong);
   // Row-major order, ties (duplicates) kept in input order by the stable sort.
   const at::Tensor key = r64.mul(c10::Scalar(n_cols)).add(cols.to(at::kLong));
   const at::Tensor perm = std::get<1>(at::sort(key, /*stable=*/true, /*dim=*/0, /*descending=*/false));
   const at::Tensor indices = cols.index_select(0, perm);
-  at::Tensor counts = at::zeros_symint({n_rows + 1}, rows.options().dtype(at::kLong));
-  counts.index_add_(0, r64.add(1), at::ones_like(r64));
-  const at::Tensor indptr = at::cumsum(counts, 0).to(rows.scalar_type());
+  // counts[r + 1] counts row r; a row below 0 lands in counts[0] (so indptr[0] != 0) and one at
+  // or past n_rows in the extra last slot (so indptr[n_rows] < nnz), never out of bounds.
+  at::Tensor counts = at::zeros_symint({n_rows + 2}, rows.options().dtype(at::kLong));
+  counts.index_add_(0, r64.add(1).clamp(0, n_rows + 1), at::ones_like(r64));
+  const at::Tensor indptr = at::cumsum(counts, 0).narrow_symint(0, 0, n_rows + 1).to(rows.scalar_type());
   return {indptr, indices, perm.to(rows.scalar_type())};
 }
 

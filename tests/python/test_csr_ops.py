@@ -583,6 +583,24 @@ def test_csr_from_coo_round_trip(device):
     assert torch.all(key[1:] >= key[:-1])  # sorted by row, then column
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_csr_from_coo_coordinates_out_of_range(device):
+    rows, cols = torch.tensor([2, 0, 1]), torch.tensor([0, 1, 2])
+    cases = [(torch.tensor([2, 0, 3]), cols, r"rows must lie in \[0, 3\), got rows\[2\] = 3"),
+             (torch.tensor([2, -1, 1]), cols, r"rows must lie in \[0, 3\), got rows\[1\] = -1"),
+             (rows, torch.tensor([0, 4, 2]), r"cols must lie in \[0, 4\), got cols\[1\] = 4")]
+    for bad_rows, bad_cols, message in cases:
+        if device == "cpu":  # named at once (no device to wait for)
+            with pytest.raises(RuntimeError, match=message):
+                ops.csr_from_coo(bad_rows, bad_cols, (3, 4))
+        # Without reading values (a GPU; fake tensors under torch.compile) nothing indexes out
+        # of bounds and the result is one validate_csr rejects.
+        compiled = torch.compile(lambda r, c: ops.csr_from_coo(r, c, (3, 4)), fullgraph=True, backend="aot_eager")
+        indptr, indices, _ = compiled(bad_rows.to(device), bad_cols.to(device))
+        with pytest.raises(RuntimeError, match="brain::validate_csr"):
+            ops.validate_csr(indptr, indices, (3, 4))
+
+
 def naive_pre_update(w, indptr, indices, spikes, trace, scale, lo, hi):
     w = w.clone()
     for i in range(indptr.numel() - 1):
