@@ -122,7 +122,7 @@ at::Tensor SpikingNet::hidden_step(const at::Tensor& current, const Context& ctx
   if (use_fused()) {
     auto [spikes, v_last] = ops::lif_sequence(current, lif_->state("V"), fused_options());
     lif_->assign_state("V", v_last);
-    lif_->assign_state("spike", spikes[-1]);
+    if (spikes.size(0) > 0) lif_->assign_state("spike", spikes[-1]);  // an empty window fires nothing
     return spikes;
   }
   lif_->assign_state("input", current);

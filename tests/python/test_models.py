@@ -133,6 +133,13 @@ def test_float64_inputs_reach_a_float64_network_unrounded():
     assert (last_V(ones + 1e-12) > last_V(ones)).all()
 
 
+def test_spiking_net_takes_an_empty_window():
+    for recurrent, recurrence, fused in [(False, "dense", True), (False, "dense", False), (True, "dense", True),
+                                          (True, "csr", True), (True, "jit", True), (True, "csr", False)]:
+        net = brain.models.SpikingNet(8, 16, 3, recurrent=recurrent, recurrence=recurrence, fused=fused)
+        assert net(torch.zeros(0, 2, 8)).shape == (0, 2, 3), (recurrent, recurrence, fused)
+
+
 def test_spiking_net_trains_with_torch_optim():
     torch.manual_seed(0)
     net = brain.models.SpikingNet(n_in=8, n_hidden=32, n_out=2, seed=3)
