@@ -350,8 +350,9 @@ class Runner:
 
     monitors: state paths ("E.spike" is recorded as bool), (path, indices[, every]) tuples or
     dicts with path/indices/every/name/dtype. inputs: {path: value} added to the state every
-    step, or a list of dicts with path, value, per_step (value [T, ...] gives one row per step)
-    and add (False: set the state). progress: None (when stderr is a terminal), True or False.
+    step, or a list of dicts with path, value, per_step (value [T, ...] gives one row per step,
+    counted from the runner's first run; after the last row, the last row holds) and add
+    (False: set the state). progress: None (when stderr is a terminal), True or False.
     engine: "auto" (the fast fused engine when the network allows it and no gradient is being
     recorded, else the module engine), "fast" or "modules"; both give the same results
     (`fast_engine_reason()` says why a network cannot run fast). Each run also returns

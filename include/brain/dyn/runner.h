@@ -62,7 +62,8 @@ struct Monitor {
 struct RunInput {
   enum class Op { Set, Add };
   std::string path;  // target state
-  at::Tensor value;  // broadcastable to the state, or [T, ...] when per_step
+  at::Tensor value;  // broadcastable to the state, or [T, ...] when per_step: row t at the runner's
+                     // step t (counted from its first run); past row T - 1 the last row holds
   bool per_step = false;
   Op op = Op::Add;
 };
