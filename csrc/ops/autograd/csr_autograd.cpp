@@ -137,6 +137,12 @@ std::tuple<at::Tensor, at::Tensor> csr_matmul_backward_autograd(
     const at::Tensor& grad_out, const at::Tensor& indptr, const at::Tensor& indices,
     const at::Tensor& weights, const at::Tensor& x, c10::SymIntArrayRef shape, bool transpose,
     std::array<bool, 2> output_mask) {
+  // A first-order backward runs without grad mode: no node to record, so none of a custom
+  // Function's bookkeeping (about 10 us a call).
+  if (!at::GradMode::is_enabled() || !(grad_out.requires_grad() || x.requires_grad() || weights.requires_grad())) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return backward_op().call(grad_out, indptr, indices, weights, x, shape, transpose, output_mask);
+  }
   auto out = CsrBackwardFunction::apply(grad_out, indptr, indices, weights, x, shape, transpose,
                                         output_mask);
   return {output_mask[0] ? out[0] : at::Tensor(), output_mask[1] ? out[1] : at::Tensor()};

@@ -168,6 +168,12 @@ std::tuple<at::Tensor, at::Tensor> jitc_matmul_backward_autograd(
     const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight, double prob,
     int64_t seed, c10::SymIntArrayRef shape, c10::string_view dist, bool transpose,
     std::array<bool, 2> output_mask) {
+  // A first-order backward runs without grad mode: no node to record, so none of a custom
+  // Function's bookkeeping (about 10 us a call).
+  if (!at::GradMode::is_enabled() || !(grad_out.requires_grad() || x.requires_grad() || weight.requires_grad())) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return backward_op().call(grad_out, x, weight, prob, seed, shape, dist, transpose, output_mask);
+  }
   auto out = JitcBackwardFunction::apply(grad_out, x, weight, prob, seed, shape, dist, transpose,
                                          output_mask);
   return {output_mask[0] ? out[0] : at::Tensor(), output_mask[1] ? out[1] : at::Tensor()};
