@@ -224,6 +224,20 @@ void save_generator(AutogradContext* ctx, double prob, int64_t seed, c10::SymInt
   ctx->saved_data["dist"] = std::string(dist.data(), dist.size());
 }
 
+// What save_generator kept.
+struct SavedGenerator {
+  double prob;
+  int64_t seed;
+  std::array<c10::SymInt, 2> shape;
+  std::string dist;
+};
+
+SavedGenerator load_generator(AutogradContext* ctx) {
+  return {ctx->saved_data["prob"].toDouble(), ctx->saved_data["seed"].toInt(),
+          {ctx->saved_data["n_rows"].toSymInt(), ctx->saved_data["n_cols"].toSymInt()},
+          ctx->saved_data["dist"].toStringRef()};
+}
+
 // The dense A(weight), as a function of the weight: d/dweight of <G, A> (basis_gradient).
 class JitcMaterializeFunction : public torch::autograd::Function<JitcMaterializeFunction> {
  public:
@@ -241,14 +255,10 @@ class JitcMaterializeFunction : public torch::autograd::Function<JitcMaterialize
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const at::Tensor weight = ctx->get_saved_variables()[0];
-    const std::array<c10::SymInt, 2> shape = {ctx->saved_data["n_rows"].toSymInt(),
-                                              ctx->saved_data["n_cols"].toSymInt()};
-    const std::string dist = ctx->saved_data["dist"].toStringRef();
-    const double prob = ctx->saved_data["prob"].toDouble();
-    const int64_t seed = ctx->saved_data["seed"].toInt();
+    const SavedGenerator gen = load_generator(ctx);
     const at::Tensor& g = grads[0];
-    at::Tensor grad_w = basis_gradient(weight, dist, [&](const at::Tensor& params) {
-      return (g * materialize_op().call(params, prob, seed, shape, dist)).sum();
+    at::Tensor grad_w = basis_gradient(weight, gen.dist, [&](const at::Tensor& params) {
+      return (g * materialize_op().call(params, gen.prob, gen.seed, gen.shape, gen.dist)).sum();
     });
     return {grad_w, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -275,15 +285,11 @@ class JitcToCsrFunction : public torch::autograd::Function<JitcToCsrFunction> {
     const at::Tensor& g = grads[2];
     if (!g.defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     const at::Tensor weight = ctx->get_saved_variables()[0];
-    const std::array<c10::SymInt, 2> shape = {ctx->saved_data["n_rows"].toSymInt(),
-                                              ctx->saved_data["n_cols"].toSymInt()};
-    const std::string dist = ctx->saved_data["dist"].toStringRef();
-    const double prob = ctx->saved_data["prob"].toDouble();
-    const int64_t seed = ctx->saved_data["seed"].toInt();
+    const SavedGenerator gen = load_generator(ctx);
     // The basis values come in the same entry order as the forward's (the pattern depends on
     // prob, seed and shape only).
-    at::Tensor grad_w = basis_gradient(weight, dist, [&](const at::Tensor& params) {
-      return (g * std::get<2>(to_csr_op().call(params, prob, seed, shape, dist))).sum();
+    at::Tensor grad_w = basis_gradient(weight, gen.dist, [&](const at::Tensor& params) {
+      return (g * std::get<2>(to_csr_op().call(params, gen.prob, gen.seed, gen.shape, gen.dist))).sum();
     });
     return {grad_w, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
