@@ -97,8 +97,8 @@ def _cpp(module):
 
 class _WrappedChildren:
     """A C++ module's children as torch.nn.Modules (CppModule), for the torch.nn.Module code
-    that recurses through `_modules` (state_dict, load_state_dict, apply, modules): torch's
-    ModuleWrapper hands over the bare C++ children, which have none of those methods. Each
+    that recurses through `_modules` (state_dict, load_state_dict): torch's ModuleWrapper
+    hands over the bare C++ children, which have none of torch.nn.Module's methods. Each
     child keeps one wrapper while it is the same C++ object (hooks stay registered)."""
 
     def __init__(self, cpp_module):
