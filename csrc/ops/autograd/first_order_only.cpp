@@ -1,11 +1,13 @@
 // Autograd kernels of the surrogate-gradient backward ops (brain::_lif_*_backward). Their
 // first derivative is what training needs; their own derivative is not implemented: it would
-// need the surrogate's second derivative and the membrane trace (saved without history) as a
-// function of the inputs. Without an Autograd kernel torch only warns and treats the missing
-// derivative as zero, a silently wrong double backward (a gradient penalty, a Hessian-vector
-// product). Here the outputs get a node that raises a clear error if anything differentiates
-// through them; a plain backward (create_graph=False) runs without grad mode and records
-// nothing.
+// need the surrogate's second derivative and the membrane trace as a function of the inputs.
+// Without an Autograd kernel a double backward (a gradient penalty, a Hessian-vector product)
+// was silently wrong. Here, when grad mode is on and an input of the backward op requires
+// grad, its outputs get a node that raises a clear error if anything differentiates through
+// them; a plain backward (create_graph=False) runs without grad mode and records nothing.
+// That input exists because each forward Function saves one of its own outputs (v_pre for
+// lif_sequence, the spikes for the recurrent forms), which unpacks with the Function's
+// history under create_graph: keep it so when changing what they save.
 #include <string>
 #include <vector>
 

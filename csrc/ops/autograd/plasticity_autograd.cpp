@@ -5,13 +5,11 @@
 //    instead of silently using the updated values;
 //  - an update of tensors that require grad, with grad mode on, is refused: the rule is not
 //    differentiable (the STDP projections apply it under no_grad).
-#include <string>
 #include <vector>
 
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/variable.h>
 #include <torch/library.h>
 
