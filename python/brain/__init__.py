@@ -10,6 +10,9 @@ build_info = _loader.read_build_info()
 __version__ = build_info["version"]
 
 from . import ops  # noqa: E402  (needs the library loaded above)
+from . import _vmap  # noqa: E402
+
+_vmap.register()
 
 # The C++ classes (analysis tools, models, runner) need the brain._C extension; without it the
 # operators still work and these modules raise the ImportError that says why when imported.

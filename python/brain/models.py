@@ -19,7 +19,7 @@ parameters and connectivity, not where a run has got to: see CppModule).
 import os
 
 import torch
-from torch.nn.cpp import ModuleWrapper
+from torch.nn.cpp import ModuleWrapper, OrderedDictWrapper
 
 from . import _loader
 
@@ -162,6 +162,23 @@ class _StateNames:
     discard = add
 
 
+class _CppTensors(OrderedDictWrapper):
+    """A C++ module's parameters or buffers as torch.nn.Module sees them. The module computes
+    with its own C++ tensors, so putting another tensor in their place from Python (what
+    torch.func.functional_call and torch.nn.utils.stateless do, or assigning a Parameter)
+    would silently change nothing: it is refused, saying what works instead."""
+
+    def __setitem__(self, name, value):
+        raise TypeError(
+            f"'{name}': a brain module's tensors cannot be set or replaced from Python (torch.func.functional_call, "
+            "torch.nn.utils.stateless, register_parameter/register_buffer, assigning a Parameter): the module "
+            "computes with its C++ tensors. Change their values in place (with torch.no_grad(): p.copy_(v)) or "
+            "with load_state_dict, or differentiate with respect to the parameters by torch.autograd.grad; "
+            "torch.func transforms apply to the torch.ops.brain operators called on your own tensors")
+
+    __delitem__ = __setitem__
+
+
 class CppModule(ModuleWrapper):
     """A C++ module as a torch.nn.Module whose to()/cuda()/cpu()/float()/double()/half() go
     through the C++ Module::to (so states allocated later follow the move) and return self,
@@ -181,6 +198,20 @@ class CppModule(ModuleWrapper):
             self.__dict__.pop(name, None)
         self.__dict__["_modules"] = _WrappedChildren(cpp_module)
         self.__dict__["_non_persistent_buffers_set"] = _StateNames(cpp_module)
+        self.__dict__["_parameters"] = _CppTensors(cpp_module, "_parameters")
+        self.__dict__["_buffers"] = _CppTensors(cpp_module, "_buffers")
+        for name in ("named_parameters", "named_buffers"):
+            self.__dict__.pop(name, None)
+
+    # torch.nn.Module's signatures (torch.func.functional_call passes remove_duplicate), with the
+    # C++ module's own order and result.
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        named = self.cpp_module.named_parameters(recurse)
+        return named if not prefix else [(f"{prefix}.{name}", t) for name, t in named.items()]
+
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        named = self.cpp_module.named_buffers(recurse)
+        return named if not prefix else [(f"{prefix}.{name}", t) for name, t in named.items()]
 
     def __reduce_ex__(self, protocol):
         raise TypeError(f"{type(self).__name__} wraps a C++ module ({self.cpp_module!r}), which cannot be pickled "

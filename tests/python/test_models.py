@@ -107,6 +107,28 @@ def test_spiking_net_pickles_and_deep_copies_other_modules_say_why_not(tmp_path)
         copy.deepcopy(brain.models.ei_network("coba", n_exc=40, n_inh=10))
 
 
+def test_tensors_cannot_be_swapped_in_from_python():
+    """torch.func.functional_call (and register_buffer, register_parameter) would put a Python
+    tensor where the C++ module never reads it: refused with what to do instead, and the model
+    is left as it was. named_parameters/named_buffers take torch.nn.Module's arguments."""
+    snn = brain.models.SpikingNet(3, 8, 2, seed=1)
+    x = torch.rand(5, 2, 3)
+    y = snn(x)
+    zeros = {k: torch.zeros_like(v) for k, v in snn.named_parameters()}
+    with pytest.raises(TypeError, match="cannot be set or replaced from Python.*p.copy_"):
+        torch.func.functional_call(snn, zeros, (x,))
+    with pytest.raises(TypeError, match="cannot be set or replaced"):
+        snn.register_buffer("extra", torch.zeros(3))
+    with pytest.raises(TypeError, match="cannot be set or replaced"):
+        snn.readout.register_parameter("extra", torch.nn.Parameter(torch.zeros(3)))
+    assert torch.equal(snn(x), y)
+    names = [k for k, _ in snn.named_parameters()]
+    assert names == ["input.weight", "input.bias", "readout.weight", "readout.bias"]
+    assert [k for k, _ in snn.named_parameters("snn", remove_duplicate=False)] == [f"snn.{k}" for k in names]
+    net = brain.models.ei_network("coba", seed=1, n_exc=8, n_inh=2, p=0.5)
+    assert dict(net.named_buffers("net")).keys() == {f"net.{k}" for k, _ in net.named_buffers()}
+
+
 def test_double_keeps_integer_buffers():
     # torch's C++ Module::to converted every tensor: CSR indices became floats and the next
     # step failed. Floating-point tensors move, integer ones keep their dtype (as in Python).

@@ -5,9 +5,10 @@
 // was silently wrong. Here, when grad mode is on and an input of the backward op requires
 // grad, its outputs get a node that raises a clear error if anything differentiates through
 // them; a plain backward (create_graph=False) runs without grad mode and records nothing.
-// That input exists because each forward Function saves one of its own outputs (v_pre for
-// lif_sequence, the spikes for the recurrent forms), which unpacks with the Function's
-// history under create_graph: keep it so when changing what they save.
+// That input exists because each forward's node saves one of its own outputs (v_pre for
+// lif_sequence, the spikes for the recurrent forms), which unpacks with the node's history
+// under create_graph: keep it so when changing what they save. Forward-mode AD through them is
+// refused by name (torch would give the outputs no tangent).
 #include <string>
 #include <vector>
 
@@ -19,6 +20,8 @@
 #include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
+
+#include "csrc/ops/autograd/op_node.h"
 
 namespace brain::ops {
 namespace {
@@ -37,12 +40,10 @@ std::string forward_name(const c10::OperatorName& backward) {
 void first_order_only(const c10::OperatorHandle& op, c10::DispatchKeySet keys, torch::jit::Stack* stack) {
   const auto& schema = op.schema();
   std::vector<at::Tensor> differentiable;
-  if (at::GradMode::is_enabled()) {
-    for (const c10::IValue& v : torch::jit::last(*stack, schema.arguments().size())) {
-      if (v.isTensor() && v.toTensor().defined() && v.toTensor().requires_grad()) {
-        differentiable.push_back(v.toTensor());
-      }
-    }
+  for (const c10::IValue& v : torch::jit::last(*stack, schema.arguments().size())) {
+    if (!v.isTensor() || !v.toTensor().defined()) continue;
+    refuse_forward_ad(schema.operator_name().name, v.toTensor());
+    if (at::GradMode::is_enabled() && v.toTensor().requires_grad()) differentiable.push_back(v.toTensor());
   }
   {
     at::AutoDispatchBelowADInplaceOrView guard;

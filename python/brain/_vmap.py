@@ -1,0 +1,130 @@
+"""Batching rules: how ``torch.vmap`` (and the torch.func transforms built on it: jacrev,
+jacfwd, hessian, per-sample gradients) runs the brain ops.
+
+Without a rule torch runs an op once per slice and warns that it is slow. Here the ops whose
+batch dimension already exists take the vmapped dimension into it, in one call:
+  - the CSR and JIT matmuls when only ``x`` is mapped (x ``[V, n]`` or ``[V, B, n]`` as
+    ``[V * B, n]``), and their backward ops when only the gradient with respect to ``x`` is
+    asked for (jacrev with respect to the input maps over the output's basis);
+  - the LIF sequence ops, which are elementwise over the neurons: the mapped dimension becomes
+    one more neuron dimension.
+The rest (mapped connectivity or weights, a weight gradient per slice, the recurrent LIF
+forms) runs slice by slice, as torch's fallback would, without its warning: each slice's
+result is the op's own, so the rules change no value, only the number of calls."""
+
+import torch
+
+_RULES = []
+
+
+def _rule(*names):
+    def register(fn):
+        _RULES.append((names, fn))
+        return fn
+    return register
+
+
+def _at(t, dim, i):
+    return t if dim is None else t.select(dim, i)
+
+
+def _front(t, dim, size):
+    """t with the mapped dimension first (expanded when t is not mapped)."""
+    return t.movedim(dim, 0) if dim is not None else t.expand(size, *t.shape)
+
+
+def _slice_by_slice(op, info, in_dims, args):
+    outs = [op(*[_at(a, d, i) if isinstance(a, torch.Tensor) else a for a, d in zip(args, in_dims)])
+            for i in range(info.batch_size)]
+    if not isinstance(outs[0], tuple):
+        return torch.stack(outs), 0
+    stacked = tuple(None if first is None else torch.stack([o[k] for o in outs]) for k, first in enumerate(outs[0]))
+    return stacked, tuple(None if s is None else 0 for s in stacked)
+
+
+def _fold(t, dim, size):
+    """The mapped x ``[V, n]`` or ``[V, B, n]`` as the op's batch ``[V * B, n]``, and how to unfold."""
+    t = _front(t, dim, size)
+    if t.dim() == 2:
+        return t, lambda out: out
+    lead = t.shape[:2]
+    return t.reshape(lead[0] * lead[1], t.shape[-1]), lambda out: out.reshape(*lead, out.shape[-1])
+
+
+def _matmul_rule(op, x_at, mapped_others):
+    def rule(info, in_dims, *args):
+        x_dim = in_dims[x_at]
+        if x_dim is None or any(in_dims[i] is not None for i in mapped_others) or args[x_at].dim() not in (2, 3):
+            return _slice_by_slice(op, info, in_dims, args)
+        x, unfold = _fold(args[x_at], x_dim, info.batch_size)
+        return unfold(op(*args[:x_at], x, *args[x_at + 1:])), 0
+    return rule
+
+
+def _backward_rule(op, g_at, x_at, mapped_others):
+    """grad_x = A^T g reads g, and x only for its shape: mapped g (and x) fold into the batch.
+    A weight gradient sums over the batch, so per slice it is one call a slice."""
+    def rule(info, in_dims, *args):
+        mask = args[-1]
+        g_dim, x_dim = in_dims[g_at], in_dims[x_at]
+        slice_dims = args[g_at].dim() - (g_dim is not None)
+        if mask[1] or any(in_dims[i] is not None for i in mapped_others) or slice_dims not in (1, 2):
+            return _slice_by_slice(op, info, in_dims, args)
+        if g_dim is None:  # the same grad_x for every slice
+            out = op(*[_at(a, d, 0) if isinstance(a, torch.Tensor) else a for a, d in zip(args, in_dims)])
+            return out, (None, None)
+        g, unfold = _fold(args[g_at], g_dim, info.batch_size)
+        x, _ = _fold(args[x_at], x_dim, info.batch_size)
+        call = list(args)
+        call[g_at], call[x_at] = g, x
+        grad_x, grad_w = op(*call)
+        return (unfold(grad_x), grad_w), (0, None)
+    return rule
+
+
+def register():
+    ops = torch.ops.brain
+    # csr_matmul(indptr, indices, weights, x, shape, transpose)
+    for name in ("csr_matmul", "event_csr_matmul"):
+        torch.library.register_vmap(f"brain::{name}", _matmul_rule(getattr(ops, name), 3, (0, 1, 2)))
+    # _csr_matmul_backward(grad_out, indptr, indices, weights, x, shape, transpose, mask)
+    torch.library.register_vmap("brain::_csr_matmul_backward",
+                                _backward_rule(ops._csr_matmul_backward, 0, 4, (1, 2, 3)))
+    # jitc_matmul(x, weight, prob, seed, shape, dist, transpose)
+    for name in ("jitc_matmul", "event_jitc_matmul"):
+        torch.library.register_vmap(f"brain::{name}", _matmul_rule(getattr(ops, name), 0, (1,)))
+    # _jitc_matmul_backward(grad_out, x, weight, prob, seed, shape, dist, transpose, mask)
+    torch.library.register_vmap("brain::_jitc_matmul_backward", _backward_rule(ops._jitc_matmul_backward, 0, 1, (2,)))
+    # lif_sequence(input [T, ...], v0 [...]) -> (spikes [T, ...], v_last [...]);
+    # _lif_sequence_forward adds v_pre [T, ...]; _lif_sequence_backward(grad_spikes [T, ...],
+    # grad_v_last [...], v_pre [T, ...]) -> (grad_input [T, ...], grad_v0 [...]).
+    for name, major in (("lif_sequence", (True, False)), ("_lif_sequence_forward", (True, False)),
+                        ("_lif_sequence_backward", (True, False, True))):
+        torch.library.register_vmap(f"brain::{name}", _lif_rule(getattr(ops, name), major))
+    for name in ("jitc_materialize", "jitc_to_csr", "lif_recurrent_sequence", "_lif_recurrent_sequence_forward",
+                 "_lif_recurrent_sequence_backward", "lif_dense_recurrent_sequence",
+                 "_lif_dense_recurrent_sequence_forward", "_lif_dense_recurrent_sequence_backward",
+                 "lif_jit_recurrent_sequence", "_lif_jit_recurrent_sequence_forward",
+                 "_lif_jit_recurrent_sequence_backward"):
+        op = getattr(ops, name)
+        torch.library.register_vmap(f"brain::{name}",
+                                    lambda info, in_dims, *args, op=op: _slice_by_slice(op, info, in_dims, args))
+
+
+def _lif_rule(op, time_major):
+    """The LIF sequence ops are elementwise over the neurons: the mapped dimension becomes one
+    more neuron dimension, right after T for [T, ...] tensors and first for [...] ones (expanded
+    where a tensor is not mapped). Outputs [T, ...] come back mapped at 1, [...] ones at 0."""
+    n = len(time_major)
+
+    def rule(info, in_dims, *args):
+        moved = []
+        for t, d, major in zip(args[:n], in_dims[:n], time_major):
+            at = 1 if major else 0
+            moved.append(t.movedim(d, at) if d is not None
+                         else t.unsqueeze(at).expand(*t.shape[:at], info.batch_size, *t.shape[at:]))
+        outs = op(*moved, *args[n:])
+        # Outputs led by T (spikes, v_pre, grad_input) have one dimension more than the state
+        # (v0, grad_v_last: the second tensor).
+        return outs, tuple(1 if o.dim() > moved[1].dim() else 0 for o in outs)
+    return rule

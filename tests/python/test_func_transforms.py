@@ -1,0 +1,411 @@
+"""torch.func transforms (grad, vjp, jacrev, jacfwd, hessian, vmap of them) and forward-mode AD
+through the brain ops, against the same functions written with dense torch matrices.
+
+The ops' autograd kernels record their nodes as torch's own operators do, so the transforms
+run through them; a custom C++ autograd Function would be refused outright. The matmuls are
+linear in each tensor, so they have forward derivatives too (jvp, jacfwd, and hessian, which
+is jacfwd of jacrev); the LIF ops are first-order and refuse forward mode by name. Every op has
+a batching rule (brain/_vmap.py), checked here against a loop over the slices. The nodes also
+run under compiled autograd (torch.compile of the backward pass)."""
+
+import pytest
+import torch
+from torch.autograd import gradcheck, gradgradcheck
+from torch.func import grad, hessian, jacfwd, jacrev, jvp, vjp, vmap
+
+import brain  # noqa: F401  (registers torch.ops.brain)
+from brain import ops
+from test_csr_ops import dense_of, random_csr
+from test_lif_op import make_inputs
+from test_lif_op import reference as lif_reference
+from test_lif_recurrent_op import CONSTANTS, dense_matrix, make_problem
+from test_lif_recurrent_op import reference as recurrent_reference
+from test_lif_recurrent_op import reference_dense as recurrent_reference_dense
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def csr_dense(indptr, indices, weights, shape):
+    """The dense matrix of the CSR structure as a differentiable function of the weights."""
+    rows = torch.repeat_interleave(torch.arange(shape[0], device=indptr.device), indptr.long().diff())
+    w = weights.reshape(()).expand(indices.numel()) if weights.numel() == 1 else weights
+    return torch.zeros(shape, dtype=weights.dtype, device=weights.device).index_put(
+        (rows, indices.long()), w, accumulate=True)
+
+
+def all_close(a, b):
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(all_close(p, q) for p, q in zip(a, b))
+    return torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def transforms_agree(f, reference, args):
+    """grad, jacrev, jacfwd and hessian of a scalar f(*args) equal those of reference."""
+    argnums = tuple(range(len(args)))
+    for transform in (lambda g: grad(g, argnums=argnums), lambda g: jacrev(g, argnums=argnums),
+                      lambda g: jacfwd(g, argnums=argnums), lambda g: hessian(g, argnums=argnums),
+                      lambda g: jacrev(jacrev(g, argnums=argnums), argnums=argnums)):
+        got, want = transform(f)(*args), transform(reference)(*args)
+        assert all_close(got, want)
+
+
+# ---- CSR ------------------------------------------------------------------------------------
+
+def csr_problem(index_dtype, homo, batched, transpose, device, seed=0):
+    shape = (6, 5)
+    indptr, indices = random_csr(*shape, index_dtype=index_dtype, seed=seed, device=device)
+    g = torch.Generator().manual_seed(seed)
+    weights = torch.randn(1 if homo else indices.numel(), generator=g, dtype=torch.float64).to(device)
+    n_in = shape[0] if transpose else shape[1]
+    x = torch.randn(*((3,) if batched else ()), n_in, generator=g, dtype=torch.float64).to(device)
+    return indptr, indices, weights, x, shape
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("event", [False, True])
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("homo,batched,index_dtype", [(False, False, torch.int64), (True, True, torch.int32),
+                                                      (False, True, torch.int32)])
+def test_csr_transforms_match_the_dense_matrix(device, event, transpose, homo, batched, index_dtype):
+    indptr, indices, weights, x, shape = csr_problem(index_dtype, homo, batched, transpose, device)
+    op = ops.event_csr_matmul if event else ops.csr_matmul
+
+    def f(w, x):
+        return torch.tanh(op(indptr, indices, w, x, shape, transpose)).pow(2).sum()
+
+    def reference(w, x):
+        A = csr_dense(indptr, indices, w, shape)
+        return torch.tanh(x @ A if transpose else x @ A.T).pow(2).sum()
+
+    transforms_agree(f, reference, (weights, x))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("transpose", [False, True])
+def test_csr_per_sample_gradients(device, transpose):
+    """vmap(grad): one weight gradient per sample, as a loop of backward passes gives."""
+    indptr, indices, weights, x, shape = csr_problem(torch.int64, False, True, transpose, device, seed=3)
+    target = torch.randn(x.shape[0], shape[1] if transpose else shape[0], dtype=torch.float64, device=device)
+
+    def loss(w, xi, ti):
+        return (ops.csr_matmul(indptr, indices, w, xi, shape, transpose) - ti).pow(2).sum()
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0, 0))(weights, x, target)
+    for i in range(x.shape[0]):
+        w = weights.clone().requires_grad_()
+        (expected,) = torch.autograd.grad(loss(w, x[i], target[i]), w)
+        assert torch.allclose(per_sample[i], expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("homo", [False, True])
+def test_csr_forward_ad_gradcheck(device, transpose, homo):
+    """Forward-mode derivatives (and forward-over-reverse, through the backward op) against
+    finite differences; batched grads through vmap."""
+    indptr, indices, weights, x, shape = csr_problem(torch.int32, homo, True, transpose, device, seed=5)
+    for op in (ops.csr_matmul, ops.event_csr_matmul):
+        def f(w, x):
+            return op(indptr, indices, w, x, shape, transpose)
+
+        args = (weights.clone().requires_grad_(), x.clone().requires_grad_())
+        assert gradcheck(f, args, check_forward_ad=True, check_batched_grad=True, check_batched_forward_grad=True)
+        assert gradgradcheck(f, args, check_fwd_over_rev=True, check_rev_over_rev=True)
+
+
+def test_csr_jvp_with_bool_events_moves_only_the_weights():
+    indptr, indices, weights, _, shape = csr_problem(torch.int64, False, False, True, "cpu", seed=2)
+    spikes = torch.tensor([True, False, True, True, False, True])
+    tangent = torch.randn_like(weights)
+    out, out_t = jvp(lambda w: ops.event_csr_matmul(indptr, indices, w, spikes, shape, True), (weights,), (tangent,))
+    assert torch.allclose(out, spikes.double() @ dense_of(indptr, indices, weights, shape))
+    assert torch.allclose(out_t, spikes.double() @ dense_of(indptr, indices, tangent, shape))
+
+
+def test_csr_vjp_matches_autograd():
+    indptr, indices, weights, x, shape = csr_problem(torch.int64, False, True, False, "cpu", seed=4)
+    out, pullback = vjp(lambda w, x: ops.csr_matmul(indptr, indices, w, x, shape, False), weights, x)
+    g = torch.randn_like(out)
+    w, xx = weights.clone().requires_grad_(), x.clone().requires_grad_()
+    expected = torch.autograd.grad(ops.csr_matmul(indptr, indices, w, xx, shape, False), (w, xx), g)
+    assert all_close(pullback(g), expected)
+
+
+# ---- JIT connectivity -----------------------------------------------------------------------
+
+WEIGHTS = {"homo": [0.7], "uniform": [-0.3, 0.9], "normal": [0.2, 0.5]}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("event", [False, True])
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("dist", sorted(WEIGHTS))
+def test_jitc_transforms_match_the_materialized_matrix(device, event, transpose, dist):
+    shape, prob, seed = (7, 5), 0.4, 11
+    weight = torch.tensor(WEIGHTS[dist], dtype=torch.float64, device=device).reshape(() if dist == "homo" else -1)
+    x = torch.randn(3, shape[0] if transpose else shape[1], dtype=torch.float64, device=device)
+    op = ops.event_jitc_matmul if event else ops.jitc_matmul
+
+    def f(w, x):
+        return torch.tanh(op(x, w, prob, seed, shape, dist, transpose)).pow(2).sum()
+
+    def reference(w, x):
+        # The materialized matrix is itself an op; its dense product is plain torch.
+        A = ops.jitc_materialize(w, prob, seed, shape, dist)
+        return torch.tanh(x @ A if transpose else x @ A.T).pow(2).sum()
+
+    transforms_agree(f, reference, (weight, x))
+    args = (weight.clone().requires_grad_(), x.clone().requires_grad_())
+    g = lambda w, x: op(x, w, prob, seed, shape, dist, transpose)  # noqa: E731
+    assert gradcheck(g, args, check_forward_ad=True, check_batched_grad=True)
+    assert gradgradcheck(g, args, check_fwd_over_rev=True)
+
+
+@pytest.mark.parametrize("dist", sorted(WEIGHTS))
+def test_jitc_materialize_and_to_csr_forward_mode(dist):
+    """Forward and reverse Jacobians in the weight agree with each other and with the entries
+    of the matrix, which are linear in the parameters."""
+    shape, prob, seed = (6, 8), 0.5, 3
+    weight = torch.tensor(WEIGHTS[dist], dtype=torch.float64).reshape(() if dist == "homo" else -1)
+    for f in (lambda w: ops.jitc_materialize(w, prob, seed, shape, dist),
+              lambda w: ops.jitc_to_csr(w, prob, seed, shape, dist)[2]):
+        assert torch.allclose(jacfwd(f)(weight), jacrev(f)(weight))
+        assert gradcheck(f, (weight.clone().requires_grad_(),), check_forward_ad=True)
+        tangent = torch.randn_like(weight)
+        _, out_t = jvp(f, (weight,), (tangent,))
+        assert torch.allclose(out_t, (jacfwd(f)(weight) * tangent).reshape(out_t.shape + (-1,)).sum(-1)
+                              if dist != "homo" else jacfwd(f)(weight) * tangent)
+
+
+# ---- LIF ------------------------------------------------------------------------------------
+
+def test_lif_sequence_grad_and_per_sample_grads():
+    inp, v0 = make_inputs((30, 4, 6), torch.float64, "cpu")
+    inp, v0 = inp.detach(), v0.detach()
+    readout = torch.randn(6, dtype=torch.float64)
+
+    def loss(inp, v0):
+        spikes, v_last = ops.lif_sequence(inp, v0, v_th=1.0, tau=10.0)
+        return (spikes.sum(0) @ readout).pow(2).sum() + v_last.sum()
+
+    def reference_loss(inp, v0):
+        spikes, v_last = lif_reference(inp, v0, v_th=1.0, tau=10.0)
+        return (spikes.sum(0) @ readout).pow(2).sum() + v_last.sum()
+
+    a, b = inp.clone().requires_grad_(), v0.clone().requires_grad_()
+    expected = torch.autograd.grad(reference_loss(a, b), (a, b))
+    assert all_close(grad(loss, argnums=(0, 1))(inp, v0), expected)
+    # Per-sample: the batch dimension of the op is 1, vmap maps over the data's samples.
+    per_sample = vmap(grad(lambda i, v: loss(i[:, None], v[None])), in_dims=(1, 0))(inp, v0)
+    for s in range(inp.shape[1]):
+        a = inp[:, s:s + 1].clone().requires_grad_()
+        (g,) = torch.autograd.grad(reference_loss(a, v0[s:s + 1]), a)
+        assert torch.allclose(per_sample[s], g[:, 0])
+
+
+@pytest.mark.parametrize("form", ["csr", "dense", "jit"])
+def test_lif_recurrent_forms_under_grad(form):
+    drive, v0, history, indptr, indices, weights = make_problem(T=25, B=2, n=12)
+    readout = torch.randn(12, dtype=torch.float64)
+    prob, seed = 0.3, 5
+    # The dense form's weight is stored as torch.nn.Linear stores it (post x pre).
+    weight = {"csr": weights, "dense": dense_matrix(indptr, indices, weights, 12).T.contiguous(),
+              "jit": torch.tensor([0.1, 0.4], dtype=torch.float64)}[form]
+
+    def run(drive, v0, weight, reference=False):
+        if form == "csr":
+            if reference:
+                return recurrent_reference(drive, v0, history, indptr, indices, weight)
+            return ops.lif_recurrent_sequence(drive, v0, history, indptr, indices, weight)
+        A = weight.T if form == "dense" else ops.jitc_materialize(weight, prob, seed, (12, 12), "normal")
+        if reference:
+            return recurrent_reference_dense(drive, v0, history, A)
+        if form == "dense":
+            return ops.lif_dense_recurrent_sequence(drive, v0, history, weight)
+        return ops.lif_jit_recurrent_sequence(drive, v0, history, weight, prob, seed, dist="normal")
+
+    def loss(drive, v0, weight, reference=False):
+        spikes, v_last = run(drive, v0, weight, reference)
+        return (spikes.sum(0) @ readout).pow(2).sum() + v_last.pow(2).sum()
+
+    args = [t.clone().requires_grad_() for t in (drive, v0, weight)]
+    expected = torch.autograd.grad(loss(*args, reference=True), args)
+    got = grad(loss, argnums=(0, 1, 2))(drive, v0, weight)
+    for g, e in zip(got, expected):
+        assert torch.allclose(g, e, rtol=1e-7, atol=1e-9)
+
+
+def test_lif_forward_mode_is_refused_by_name():
+    inp, v0 = make_inputs((10, 2, 3), torch.float64, "cpu")
+    inp, v0 = inp.detach(), v0.detach()
+    with pytest.raises(NotImplementedError, match="brain::lif_sequence: forward-mode AD"):
+        jvp(lambda i: ops.lif_sequence(i, v0)[0], (inp,), (torch.ones_like(inp),))
+    with pytest.raises(NotImplementedError, match="brain::lif_sequence: forward-mode AD"):
+        hessian(lambda i: ops.lif_sequence(i, v0)[1].sum())(inp)
+    drive, v0, history, indptr, indices, weights = make_problem(T=5, B=1, n=6)
+    with pytest.raises(NotImplementedError, match="brain::lif_recurrent_sequence: forward-mode AD"):
+        jacfwd(lambda w: ops.lif_recurrent_sequence(drive, v0, history, indptr, indices, w)[1])(weights)
+    with pytest.raises(NotImplementedError, match="brain::lif_dense_recurrent_sequence: forward-mode AD"):
+        jacfwd(lambda d: ops.lif_dense_recurrent_sequence(d, v0, history, torch.eye(6, dtype=torch.float64))[1])(drive)
+    with pytest.raises(NotImplementedError, match="brain::lif_jit_recurrent_sequence: forward-mode AD"):
+        jacfwd(lambda w: ops.lif_jit_recurrent_sequence(drive, v0, history, w, 0.3, 1)[1])(torch.tensor([0.2]).double())
+    # The surrogate-gradient backward ops refuse a tangent too (torch would drop it silently).
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(torch.ones(10, 2, 3, dtype=torch.float64), torch.ones(10, 2, 3, dtype=torch.float64))
+        with pytest.raises(NotImplementedError, match="brain::_lif_sequence_backward: forward-mode AD"):
+            torch.ops.brain._lif_sequence_backward(dual, torch.zeros(2, 3, dtype=torch.float64), inp, 0.0, 0.0, 1.0,
+                                                   1.0, 10.0, 1.0, "exp_euler", True, "sigmoid", [])
+
+
+def test_lif_nested_reverse_mode_is_refused_not_silently_wrong():
+    """A second reverse level (jacrev of jacrev, grad of grad) reaches the surrogate-gradient
+    backward op, which is first-order: an error, not a second derivative without the
+    membrane's part."""
+    inp, v0 = make_inputs((10, 2, 3), torch.float64, "cpu")
+    inp, v0 = inp.detach(), v0.detach()
+    with pytest.raises(RuntimeError, match="gradient of brain::lif_sequence cannot be differentiated again"):
+        jacrev(jacrev(lambda i: ops.lif_sequence(i, v0)[1].sum()))(inp)
+    history = torch.zeros(1, 2, 3, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="brain::lif_dense_recurrent_sequence cannot be differentiated again"):
+        grad(lambda w: grad(lambda u: ops.lif_dense_recurrent_sequence(inp, v0, history, u)[0].pow(2).sum())(w)
+             .sum())(torch.eye(3, dtype=torch.float64))
+
+
+def test_recorded_nodes_are_named_after_the_ops():
+    indptr, indices, weights, x, shape = csr_problem(torch.int64, False, False, False, "cpu")
+    w = weights.clone().requires_grad_()
+    assert ops.csr_matmul(indptr, indices, w, x, shape).grad_fn.name() == "CsrMatmulBackward"
+    assert ops.jitc_matmul(x, w[:1].reshape(()), 0.5, 1, (4, shape[1]), "homo").grad_fn.name() == "JitcMatmulBackward"
+    inp, v0 = make_inputs((5, 1, 2), torch.float64, "cpu")
+    assert ops.lif_sequence(inp, v0)[0].grad_fn.name() == "LifSequenceBackward"
+    # The saved-tensor checks of torch's own nodes hold: a second backward, and a write to a
+    # saved input, are refused.
+    out = ops.csr_matmul(indptr, indices, w, x, shape).sum()
+    out.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        out.backward()
+    y = ops.csr_matmul(indptr, indices, w, x.clone().requires_grad_(), shape).sum()
+    with torch.no_grad():
+        w.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+
+
+# ---- Batching rules -------------------------------------------------------------------------
+
+def no_fallback(capfd, recwarn):
+    """torch's per-slice fallback warns (through Python, or on stderr from autograd's threads)."""
+    assert not [w for w in recwarn if "batching rule" in str(w.message)]
+    assert "batching rule" not in capfd.readouterr().err
+
+
+def loop(f, in_dims, *args):
+    size = next(a.shape[d] for a, d in zip(args, in_dims) if d is not None)
+    outs = [f(*[a if d is None else a.select(d, i) for a, d in zip(args, in_dims)]) for i in range(size)]
+    if isinstance(outs[0], tuple):
+        return tuple(torch.stack([o[k] for o in outs]) for k in range(len(outs[0])))
+    return torch.stack(outs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_vmap_rules_equal_a_loop_over_slices(device, capfd, recwarn):
+    indptr, indices, weights, x, shape = csr_problem(torch.int64, False, True, True, device, seed=8)
+    xs = torch.randn(4, *x.shape, dtype=torch.float64, device=device)        # [V, B, n]
+    ws = torch.randn(4, weights.numel(), dtype=torch.float64, device=device)  # mapped weights
+    spikes = torch.rand(4, shape[0], device=device) < 0.5
+    gs = torch.randn(4, 3, shape[1], dtype=torch.float64, device=device)    # mapped output gradients
+
+    def csr_backward(g, x, mask):
+        return torch.ops.brain._csr_matmul_backward(g, indptr, indices, weights, x, shape, True, mask)
+
+    cases = [
+        # x mapped, per-slice [B, n] and [n], float and bool; weights mapped (one call a slice)
+        (lambda x: ops.csr_matmul(indptr, indices, weights, x, shape, True), (0,), (xs,)),
+        (lambda x: ops.csr_matmul(indptr, indices, weights, x, shape, True), (1,), (xs[:, 0].T.contiguous(),)),
+        (lambda s: ops.event_csr_matmul(indptr, indices, weights, s, shape, True), (0,), (spikes,)),
+        (lambda w, x: ops.csr_matmul(indptr, indices, w, x, shape, True), (0, None), (ws, x)),
+        (lambda x: ops.jitc_matmul(x, torch.tensor([0.1, 0.3], dtype=torch.float64, device=device), 0.4, 2,
+                                   shape, "uniform", True), (0,), (xs,)),
+        (lambda w: ops.jitc_materialize(w, 0.4, 2, shape, "normal"), (0,), (ws[:, :2].abs(),)),
+        # the backward ops: grad_x only (folded), grad_w too (a call a slice), g not mapped
+        (lambda g: csr_backward(g, x, [True, False])[0], (0,), (gs,)),
+        (lambda g: csr_backward(g, x, [True, True]), (0,), (gs,)),
+        (lambda x: csr_backward(torch.ones_like(gs[0]), x, [True, False])[0], (0,), (xs,)),
+        (lambda g: torch.ops.brain._jitc_matmul_backward(g, x, torch.tensor(0.5, dtype=torch.float64, device=device),
+                                                         0.3, 9, shape, "homo", True, [True, False])[0], (0,), (gs,)),
+    ]
+    inp, v0 = make_inputs((6, 2, 3), torch.float64, device)
+    inp, v0 = inp.detach(), v0.detach()
+    drive, rv0, history, r_indptr, r_indices, r_weights = make_problem(T=6, B=2, n=5, device=device)
+    cases += [
+        # the LIF sequence ops: the mapped dimension is one more neuron dimension
+        (lambda i, v: ops.lif_sequence(i, v), (2, 0), (3 * torch.rand(6, 2, 4, 3, dtype=torch.float64, device=device),
+                                                       torch.rand(4, 2, 3, dtype=torch.float64, device=device))),
+        (lambda i: ops.lif_sequence(i, v0), (1,), (torch.stack([inp, 2 * inp], 1),)),
+        # the recurrent forms: a call a slice
+        (lambda d: ops.lif_recurrent_sequence(d, rv0, history, r_indptr, r_indices, r_weights), (0,),
+         (torch.stack([drive, 1.5 * drive]),)),
+    ]
+    for f, in_dims, args in cases:
+        got, want = vmap(f, in_dims=in_dims)(*args), loop(f, in_dims, *args)
+        assert all_close(got, want)
+    no_fallback(capfd, recwarn)
+
+
+def test_per_sample_gradients_of_a_lif_layer_without_the_fallback(capfd, recwarn):
+    """vmap(grad) through csr_matmul and lif_sequence: the rules serve the forward, the
+    backward ops and the autograd of both."""
+    indptr, indices, weights, _, shape = csr_problem(torch.int64, False, False, True, "cpu", seed=1)
+    inputs = torch.rand(5, 8, shape[0], dtype=torch.float64) * 2  # [samples, T, n_in]
+
+    def loss(w, sample):
+        current = ops.csr_matmul(indptr, indices, w, sample, shape, True)  # [T, n_out]
+        spikes, v = ops.lif_sequence(current, torch.zeros(shape[1], dtype=torch.float64), v_th=0.5, tau=5.0)
+        return spikes.sum() + v.pow(2).sum()
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0))(weights, inputs)
+    for s in range(inputs.shape[0]):
+        w = weights.clone().requires_grad_()
+        (expected,) = torch.autograd.grad(loss(w, inputs[s]), w)
+        assert torch.allclose(per_sample[s], expected)
+    no_fallback(capfd, recwarn)
+
+
+# ---- Compiled autograd ----------------------------------------------------------------------
+
+def test_compiled_autograd_gives_the_eager_gradients():
+    """torch.compile of the backward pass (compiled autograd) calls each node's backward with
+    the node's constants; its graph cache is keyed on them, so ops that differ only in a
+    constant (transpose, shape, tau) each get their own gradients, in one compiled session."""
+    from torch._dynamo import compiled_autograd
+
+    def grads(f, leaves):
+        leaves = [t.detach().clone().requires_grad_() for t in leaves]
+        f(*leaves).backward()
+        return [t.grad for t in leaves]
+
+    cases = []
+    for n, transpose in [(5, True), (7, True), (7, False)]:
+        indptr, indices = random_csr(n, n + 1, seed=n)
+        w = torch.randn(indices.numel(), dtype=torch.float64)
+        x = torch.randn(3, n if transpose else n + 1, dtype=torch.float64)
+        cases.append((lambda w, x, p=indptr, i=indices, n=n, t=transpose:
+                      ops.csr_matmul(p, i, w, x, (n, n + 1), t).tanh().sum(), [w, x]))
+        cases.append((lambda w, x, n=n, t=transpose:
+                      ops.jitc_matmul(x, w, 0.3, n, (n, n + 1), "uniform", t).tanh().sum(),
+                      [torch.tensor([-0.2, 0.5], dtype=torch.float64), x]))
+    inp, v0 = make_inputs((6, 2, 3), torch.float64, "cpu")
+    for tau in (10.0, 3.0):
+        cases.append((lambda i, v, tau=tau: sum(t.pow(2).sum() for t in ops.lif_sequence(i, v, tau=tau)),
+                      [inp, v0]))
+    drive, rv0, history, indptr, indices, weights = make_problem(T=6, B=2, n=8)
+    cases.append((lambda d, w: sum(t.pow(2).sum() for t in ops.lif_recurrent_sequence(d, rv0, history, indptr,
+                                                                                      indices, w)), [drive, weights]))
+    cases.append((lambda w: ops.jitc_materialize(w, 0.4, 3, (4, 5), "normal").pow(2).sum(),
+                  [torch.tensor([0.1, 0.6], dtype=torch.float64)]))
+    eager = [grads(f, leaves) for f, leaves in cases]
+    with compiled_autograd._enable(torch.compile(backend="eager")):
+        compiled = [grads(f, leaves) for f, leaves in cases + cases]
+    for got, want in zip(compiled, eager + eager):
+        assert all_close(got, want)
