@@ -68,7 +68,7 @@ def _backward_rule(op, g_at, x_at, mapped_others):
         mask = args[-1]
         g_dim, x_dim = in_dims[g_at], in_dims[x_at]
         slice_dims = args[g_at].dim() - (g_dim is not None)
-        if mask[1] or any(in_dims[i] is not None for i in mapped_others) or slice_dims not in (1, 2):
+        if not mask[0] or mask[1] or any(in_dims[i] is not None for i in mapped_others) or slice_dims not in (1, 2):
             return _slice_by_slice(op, info, in_dims, args)
         if g_dim is None:  # the same grad_x for every slice
             out = op(*[_at(a, d, 0) if isinstance(a, torch.Tensor) else a for a, d in zip(args, in_dims)])
