@@ -14,15 +14,6 @@ result is the op's own, so the rules change no value, only the number of calls."
 
 import torch
 
-_RULES = []
-
-
-def _rule(*names):
-    def register(fn):
-        _RULES.append((names, fn))
-        return fn
-    return register
-
 
 def _at(t, dim, i):
     return t if dim is None else t.select(dim, i)
@@ -82,6 +73,25 @@ def _backward_rule(op, g_at, x_at, mapped_others):
     return rule
 
 
+def _lif_rule(op, time_major):
+    """The LIF sequence ops are elementwise over the neurons: the mapped dimension becomes one
+    more neuron dimension, right after T for [T, ...] tensors and first for [...] ones (expanded
+    where a tensor is not mapped). Outputs [T, ...] come back mapped at 1, [...] ones at 0."""
+    n = len(time_major)
+
+    def rule(info, in_dims, *args):
+        moved = []
+        for t, d, major in zip(args[:n], in_dims[:n], time_major):
+            at = 1 if major else 0
+            moved.append(t.movedim(d, at) if d is not None
+                         else t.unsqueeze(at).expand(*t.shape[:at], info.batch_size, *t.shape[at:]))
+        outs = op(*moved, *args[n:])
+        # Outputs led by T (spikes, v_pre, grad_input) have one dimension more than the state
+        # (v0, grad_v_last: the second tensor).
+        return outs, tuple(1 if o.dim() > moved[1].dim() else 0 for o in outs)
+    return rule
+
+
 def register():
     ops = torch.ops.brain
     # csr_matmul(indptr, indices, weights, x, shape, transpose)
@@ -109,22 +119,3 @@ def register():
         op = getattr(ops, name)
         torch.library.register_vmap(f"brain::{name}",
                                     lambda info, in_dims, *args, op=op: _slice_by_slice(op, info, in_dims, args))
-
-
-def _lif_rule(op, time_major):
-    """The LIF sequence ops are elementwise over the neurons: the mapped dimension becomes one
-    more neuron dimension, right after T for [T, ...] tensors and first for [...] ones (expanded
-    where a tensor is not mapped). Outputs [T, ...] come back mapped at 1, [...] ones at 0."""
-    n = len(time_major)
-
-    def rule(info, in_dims, *args):
-        moved = []
-        for t, d, major in zip(args[:n], in_dims[:n], time_major):
-            at = 1 if major else 0
-            moved.append(t.movedim(d, at) if d is not None
-                         else t.unsqueeze(at).expand(*t.shape[:at], info.batch_size, *t.shape[at:]))
-        outs = op(*moved, *args[n:])
-        # Outputs led by T (spikes, v_pre, grad_input) have one dimension more than the state
-        # (v0, grad_v_last: the second tensor).
-        return outs, tuple(1 if o.dim() > moved[1].dim() else 0 for o in outs)
-    return rule

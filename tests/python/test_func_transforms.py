@@ -18,7 +18,7 @@ from brain import ops
 from test_csr_ops import dense_of, random_csr
 from test_lif_op import make_inputs
 from test_lif_op import reference as lif_reference
-from test_lif_recurrent_op import CONSTANTS, dense_matrix, make_problem
+from test_lif_recurrent_op import dense_matrix, make_problem
 from test_lif_recurrent_op import reference as recurrent_reference
 from test_lif_recurrent_op import reference_dense as recurrent_reference_dense
 
