@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include <ATen/TensorOperators.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
@@ -24,23 +25,22 @@ TORCH_LIBRARY_FRAGMENT(brain, m) {
   m.def("_lif_sequence_backward(Tensor grad_spikes, Tensor grad_v_last, Tensor v_pre, float v_rest, "
         "float v_reset, float v_th, float R, float tau, float dt, str method, bool detach_reset, "
         "str surrogate, float[] surrogate_params) -> (Tensor grad_input, Tensor grad_v0)");
+  // The per-step factors of the fused LIF ops' forward-mode derivatives (csrc/ops/autograd/
+  // lif_tangent.h), from the membrane before each threshold: ds_dv = surrogate'(x) / (v_th - v_reset)
+  // and du_dv, the reset's derivative. Elementwise; first order only (its Autograd kernel).
+  m.def("_lif_tangent_coefficients(Tensor v_pre, float v_reset, float v_th, bool detach_reset, str surrogate, "
+        "float[] surrogate_params) -> (Tensor ds_dv, Tensor du_dv)");
 }
 
 namespace brain::ops {
 
 namespace detail {
 
-kernels::lif::LifConstants lif_constants(const char* op, double v_rest, double v_reset, double v_th,
-                                         double R, double tau, double dt, std::string_view method,
-                                         bool detach_reset, std::string_view surrogate,
-                                         c10::ArrayRef<double> surrogate_params) {
-  TORCH_CHECK(std::isfinite(v_rest) && std::isfinite(v_reset) && std::isfinite(v_th) && std::isfinite(R),
-              op, ": v_rest, v_reset, v_th and R must be finite");
-  TORCH_CHECK(std::isfinite(tau) && tau > 0, op, ": tau must be > 0 (ms), got ", tau);
-  TORCH_CHECK(std::isfinite(dt) && dt > 0, op, ": dt must be > 0 (ms), got ", dt);
-  TORCH_CHECK(v_th > v_reset, op, ": v_th (", v_th, ") must be above v_reset (", v_reset, ")");
-  TORCH_CHECK(method == "exp_euler" || method == "euler", op, ": method must be 'exp_euler' or 'euler', got '",
-              method, "'");
+namespace {
+
+// The named surrogate with the op's 7 parameters (alpha, beta, sigma, h, s, scale, width), or
+// its published defaults when there are none.
+Surrogate checked_surrogate(const char* op, std::string_view surrogate, c10::ArrayRef<double> surrogate_params) {
   TORCH_CHECK(surrogate_params.empty() || surrogate_params.size() == 7, op,
               ": surrogate_params must be empty (the surrogate's defaults) or hold 7 values "
               "(alpha, beta, sigma, h, s, scale, width), got ", surrogate_params.size());
@@ -55,6 +55,27 @@ kernels::lif::LifConstants lif_constants(const char* op, double v_rest, double v
     s.scale = surrogate_params[5];
     s.width = surrogate_params[6];
   }
+  return s;
+}
+
+void check_threshold(const char* op, double v_reset, double v_th) {
+  TORCH_CHECK(v_th > v_reset, op, ": v_th (", v_th, ") must be above v_reset (", v_reset, ")");
+}
+
+}  // namespace
+
+kernels::lif::LifConstants lif_constants(const char* op, double v_rest, double v_reset, double v_th,
+                                         double R, double tau, double dt, std::string_view method,
+                                         bool detach_reset, std::string_view surrogate,
+                                         c10::ArrayRef<double> surrogate_params) {
+  TORCH_CHECK(std::isfinite(v_rest) && std::isfinite(v_reset) && std::isfinite(v_th) && std::isfinite(R),
+              op, ": v_rest, v_reset, v_th and R must be finite");
+  TORCH_CHECK(std::isfinite(tau) && tau > 0, op, ": tau must be > 0 (ms), got ", tau);
+  TORCH_CHECK(std::isfinite(dt) && dt > 0, op, ": dt must be > 0 (ms), got ", dt);
+  check_threshold(op, v_reset, v_th);
+  TORCH_CHECK(method == "exp_euler" || method == "euler", op, ": method must be 'exp_euler' or 'euler', got '",
+              method, "'");
+  const Surrogate s = checked_surrogate(op, surrogate, surrogate_params);
   kernels::lif::LifConstants c;
   c.v_rest = v_rest;
   c.v_reset = v_reset;
@@ -97,6 +118,36 @@ void check_lif_backward_tensors(const char* op, const at::Tensor& grad_spikes, c
 }
 
 }  // namespace detail
+
+namespace {
+
+// Written with ATen ops, for every device (CompositeExplicitAutograd), from brain::surrogate_grad,
+// the derivative lif_seq.h's backward uses. With x = (v - v_th) / (v_th - v_reset) and the spike
+// s = (x > 0) (NaN: no spike, as the kernels decide):
+//   ds/dv = surrogate'(x) / (v_th - v_reset)
+//   du/dv = detach_reset ? 1 - s : (1 - s) + (v_reset - v) ds/dv     (u: the membrane after the reset)
+std::tuple<at::Tensor, at::Tensor> lif_tangent_coefficients(const at::Tensor& v_pre, double v_reset, double v_th,
+                                                            bool detach_reset, c10::string_view surrogate,
+                                                            c10::ArrayRef<double> params) {
+  const char* op = "brain::_lif_tangent_coefficients";
+  TORCH_CHECK(v_pre.scalar_type() == at::kFloat || v_pre.scalar_type() == at::kDouble, op,
+              ": v_pre must be float32 or float64, got ", v_pre.scalar_type());
+  TORCH_CHECK(std::isfinite(v_reset) && std::isfinite(v_th), op, ": v_reset and v_th must be finite");
+  detail::check_threshold(op, v_reset, v_th);
+  const Surrogate s = detail::checked_surrogate(op, surrogate, params);
+  const double denom = v_th - v_reset;
+  const at::Tensor x = (v_pre - v_th) / denom;
+  const at::Tensor ds_dv = surrogate_grad(x, s) / denom;
+  const at::Tensor no_spike = (x > 0).logical_not().to(v_pre.scalar_type());
+  at::Tensor du_dv = detach_reset ? no_spike : no_spike + (v_reset - v_pre) * ds_dv;
+  return {ds_dv, du_dv};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(brain, CompositeExplicitAutograd, m) {
+  m.impl("_lif_tangent_coefficients", &lif_tangent_coefficients);
+}
 
 std::tuple<at::Tensor, at::Tensor> lif_sequence(const at::Tensor& input, const at::Tensor& v0,
                                                 const LifSequenceOptions& o) {

@@ -7,7 +7,7 @@ batch dimension already exists take the vmapped dimension into it, in one call:
     ``[V * B, n]``), and their backward ops when only the gradient with respect to ``x`` is
     asked for (jacrev with respect to the input maps over the output's basis);
   - the LIF sequence ops, which are elementwise over the neurons: the mapped dimension becomes
-    one more neuron dimension.
+    one more neuron dimension (and the factors of their forward-mode tangents, elementwise).
 The rest (mapped connectivity or weights, a weight gradient per slice, the recurrent LIF
 forms) runs slice by slice, as torch's fallback would, without its warning: each slice's
 result is the op's own, so the rules change no value, only the number of calls."""
@@ -111,6 +111,11 @@ def register():
     for name, major in (("lif_sequence", (True, False)), ("_lif_sequence_forward", (True, False)),
                         ("_lif_sequence_backward", (True, False, True))):
         torch.library.register_vmap(f"brain::{name}", _lif_rule(getattr(ops, name), major))
+    # _lif_tangent_coefficients(v_pre [any shape]) -> (ds_dv, du_dv): elementwise, so the mapped
+    # dimension stays where it is.
+    torch.library.register_vmap(
+        "brain::_lif_tangent_coefficients",
+        lambda info, in_dims, v_pre, *args: (ops._lif_tangent_coefficients(v_pre, *args), (in_dims[0], in_dims[0])))
     for name in ("jitc_materialize", "jitc_to_csr", "lif_recurrent_sequence", "_lif_recurrent_sequence_forward",
                  "_lif_recurrent_sequence_backward", "lif_dense_recurrent_sequence",
                  "_lif_dense_recurrent_sequence_forward", "_lif_dense_recurrent_sequence_backward",

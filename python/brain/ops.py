@@ -5,8 +5,8 @@ Connectivity ``A`` of shape ``[n_rows, n_cols]`` is CSR: ``indptr`` ``[n_rows + 
 (homogeneous). For a projection rows are presynaptic neurons, so the synaptic input is
 ``A.T @ spikes`` (``transpose=True``). Every function here is a dispatcher op: it works with
 autograd, ``torch.compile(fullgraph=True)``, TorchScript and the ``torch.func`` transforms
-(grad, vjp, jacrev, vmap; forward mode too, jvp, jacfwd and hessian, for the CSR and JIT ops,
-which are linear in each tensor: the LIF ops are first-order and refuse it).
+(grad, vjp, jacrev, jvp, jacfwd, vmap; hessian for the CSR and JIT ops, which are linear in
+each tensor: the LIF ops have first derivatives in both modes and refuse a second one).
 """
 
 from typing import Optional, Sequence, Tuple

@@ -4,9 +4,9 @@ through the brain ops, against the same functions written with dense torch matri
 The ops' autograd kernels record their nodes as torch's own operators do, so the transforms
 run through them; a custom C++ autograd Function would be refused outright. The matmuls are
 linear in each tensor, so they have forward derivatives too (jvp, jacfwd, and hessian, which
-is jacfwd of jacrev); the LIF ops are first-order and refuse forward mode by name. Every op has
-a batching rule (brain/_vmap.py), checked here against a loop over the slices. The nodes also
-run under compiled autograd (torch.compile of the backward pass)."""
+is jacfwd of jacrev); the LIF ops have first derivatives in both modes and refuse a second one
+by name. Every op has a batching rule (brain/_vmap.py), checked here against a loop over the
+slices. The nodes also run under compiled autograd (torch.compile of the backward pass)."""
 
 import pytest
 import torch
@@ -235,27 +235,136 @@ def test_lif_recurrent_forms_under_grad(form):
         assert torch.allclose(g, e, rtol=1e-7, atol=1e-9)
 
 
-def test_lif_forward_mode_is_refused_by_name():
+def reference_jacobian(f, args):
+    """The Jacobian of the plain-torch reference loop (its surrogate is a Python autograd
+    Function: torch.autograd.functional, one backward per output entry)."""
+    return torch.autograd.functional.jacobian(f, tuple(args))
+
+
+def assert_jacobians_equal(got, want):
+    """got: jacfwd's (outputs) x (arguments); want: torch.autograd.functional's, the same nesting."""
+    for got_output, want_output in zip(got, want):
+        for g, w in zip(got_output, want_output):
+            assert g.shape == w.shape
+            assert torch.allclose(g, w.to(g.device), rtol=1e-9, atol=1e-12)
+
+
+LIF_MODELS = [dict(detach_reset=True, method="exp_euler", surrogate="sigmoid"),
+              dict(detach_reset=False, method="euler", surrogate="arctan"),
+              dict(detach_reset=False, method="exp_euler", surrogate="multi_gaussian", v_reset=-0.5, R=1.5)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("model", LIF_MODELS, ids=["detached", "euler-differentiated", "multi-gaussian"])
+def test_lif_sequence_forward_mode_matches_the_reference(device, model):
+    """jacfwd (forward mode, the op's own tangent recursion) against the Jacobian of the
+    plain-torch loop, in the input and v0, at once and through jvp's values."""
+    inp, v0 = make_inputs((25, 2, 3), torch.float64, device, scale=4.0)
+    inp, v0 = inp.detach(), v0.detach()
+    kw = dict(v_th=1.0, tau=8.0, **model)
+    got = jacfwd(lambda i, v: ops.lif_sequence(i, v, **kw), argnums=(0, 1))(inp, v0)
+    want = reference_jacobian(lambda i, v: lif_reference(i, v, **kw), (inp.cpu(), v0.cpu()))
+    assert_jacobians_equal(got, want)
+    assert want[0][0].abs().sum() > 0 and want[1][0].abs().sum() > 0  # through spikes and resets
+    # jvp returns the op's outputs and one column of the Jacobian.
+    tangent = torch.randn_like(inp)
+    (spikes, v_last), (d_spikes, d_v_last) = jvp(lambda i: ops.lif_sequence(i, v0, **kw), (inp,), (tangent,))
+    assert torch.equal(spikes, ops.lif_sequence(inp, v0, **kw)[0])
+    assert torch.allclose(d_v_last, torch.einsum("bntkc,tkc->bn", got[1][0], tangent))
+    assert torch.allclose(d_spikes, torch.einsum("sbntkc,tkc->sbn", got[0][0], tangent))
+
+
+RECURRENT_FORMS = ["csr", "csr-homo", "dense", "jit-homo", "jit-uniform", "jit-normal"]
+
+
+def recurrent_case(form, device, batched, delay):
+    n, prob, seed = 7, 0.4, 11
+    drive, v0, history, indptr, indices, weights = make_problem(T=14, B=2, n=n, d=delay, homo=form == "csr-homo",
+                                                                device=device, scale=3.0)
+    if not batched:
+        drive, v0, history = drive[:, 0], v0[0], history[:, 0]
+    if form.startswith("csr"):
+        return (lambda d, v, h, w: ops.lif_recurrent_sequence(d, v, h, indptr, indices, w),
+                lambda d, v, h, w: recurrent_reference(d, v, h, indptr.cpu(), indices.cpu(), w),
+                (drive, v0, history, weights))
+    if form == "dense":
+        weight = dense_matrix(indptr, indices, weights, n).T.contiguous()  # [post, pre]
+        return (lambda d, v, h, w: ops.lif_dense_recurrent_sequence(d, v, h, w),
+                lambda d, v, h, w: recurrent_reference_dense(d, v, h, w.T),
+                (drive, v0, history, weight))
+    dist = form.split("-")[1]
+    weight = {"homo": torch.tensor(0.6), "uniform": torch.tensor([-0.3, 0.9]),
+              "normal": torch.tensor([0.2, 0.5])}[dist].double().to(device)
+    return (lambda d, v, h, w: ops.lif_jit_recurrent_sequence(d, v, h, w, prob, seed, dist=dist),
+            lambda d, v, h, w: recurrent_reference_dense(d, v, h, ops.jitc_materialize(w, prob, seed, (n, n), dist)),
+            (drive, v0, history, weight))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("form", RECURRENT_FORMS)
+@pytest.mark.parametrize("batched,delay", [(True, 2), (False, 1), (True, 3)])
+def test_lif_recurrent_forms_forward_mode_match_the_reference(device, form, batched, delay):
+    """jacfwd in the drive, v0, the spike history and the weights (per synapse, a homogeneous
+    weight, the JIT distributions' parameters) against the plain-torch loop's Jacobian."""
+    op, reference, args = recurrent_case(form, device, batched, delay)
+    got = jacfwd(op, argnums=(0, 1, 2, 3))(*args)
+    want = reference_jacobian(reference, [a.cpu() for a in args])
+    assert_jacobians_equal(got, want)
+    assert want[0][3].abs().sum() > 0  # the recurrent weights moved the spikes
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_lif_forward_ad_dual_tensors(device):
+    """torch.autograd.forward_ad: the tangents equal jvp's, in float32 as well, and inputs that
+    require grad (parameters) still give a plain backward of the primal outputs."""
+    import torch.autograd.forward_ad as fwAD
+    for dtype in (torch.float64, torch.float32):
+        inp, v0 = make_inputs((12, 3, 4), dtype, device)
+        inp, v0 = inp.detach(), v0.detach()
+        tangent = torch.randn_like(inp)
+        _, (want_spikes, want_v) = jvp(lambda i: ops.lif_sequence(i, v0), (inp,), (tangent,))
+        leaf = inp.clone().requires_grad_()
+        with fwAD.dual_level():
+            spikes, v_last = ops.lif_sequence(fwAD.make_dual(leaf, tangent), v0)
+            assert torch.equal(fwAD.unpack_dual(spikes).tangent, want_spikes)
+            assert torch.equal(fwAD.unpack_dual(v_last).tangent, want_v)
+            fwAD.unpack_dual(v_last).primal.sum().backward()
+        check = inp.clone().requires_grad_()
+        (expected,) = torch.autograd.grad(ops.lif_sequence(check, v0)[1].sum(), check)
+        assert torch.equal(leaf.grad, expected)
+
+
+def test_lif_second_derivatives_are_refused_by_name():
+    """The LIF ops are first-order in either mode: a second level (jacfwd of jacfwd, hessian =
+    jacfwd of jacrev, grad of a jvp, a backward through a tangent) would need the surrogate's
+    second derivative. Each is an error, never a derivative that silently misses the membrane's
+    part."""
+    import torch.autograd.forward_ad as fwAD
     inp, v0 = make_inputs((10, 2, 3), torch.float64, "cpu")
     inp, v0 = inp.detach(), v0.detach()
-    with pytest.raises(NotImplementedError, match="brain::lif_sequence: forward-mode AD"):
-        jvp(lambda i: ops.lif_sequence(i, v0)[0], (inp,), (torch.ones_like(inp),))
-    with pytest.raises(NotImplementedError, match="brain::lif_sequence: forward-mode AD"):
-        hessian(lambda i: ops.lif_sequence(i, v0)[1].sum())(inp)
-    drive, v0, history, indptr, indices, weights = make_problem(T=5, B=1, n=6)
-    with pytest.raises(NotImplementedError, match="brain::lif_recurrent_sequence: forward-mode AD"):
-        jacfwd(lambda w: ops.lif_recurrent_sequence(drive, v0, history, indptr, indices, w)[1])(weights)
-    with pytest.raises(NotImplementedError, match="brain::lif_dense_recurrent_sequence: forward-mode AD"):
-        jacfwd(lambda d: ops.lif_dense_recurrent_sequence(d, v0, history, torch.eye(6, dtype=torch.float64))[1])(drive)
-    with pytest.raises(NotImplementedError, match="brain::lif_jit_recurrent_sequence: forward-mode AD"):
-        jacfwd(lambda w: ops.lif_jit_recurrent_sequence(drive, v0, history, w, 0.3, 1)[1])(torch.tensor([0.2]).double())
-    # The surrogate-gradient backward ops refuse a tangent too (torch would drop it silently).
-    import torch.autograd.forward_ad as fwAD
+    f = lambda i: ops.lif_sequence(i, v0)[1].sum()  # noqa: E731
+    first_order_tangent = "forward-mode derivative .* of the fused LIF ops .* is first-order only"
+    with pytest.raises(NotImplementedError, match=first_order_tangent + ": a second forward-mode level"):
+        jacfwd(jacfwd(f))(inp)
+    with pytest.raises(RuntimeError, match=first_order_tangent + ": differentiating a tangent again"):
+        grad(lambda i: jvp(f, (i,), (torch.ones_like(i),))[1])(inp)
+    with pytest.raises(RuntimeError, match=first_order_tangent):
+        jacrev(jacfwd(f))(inp)
+    with pytest.raises(NotImplementedError, match="brain::_lif_sequence_backward: the gradient of brain::lif_sequence "
+                                                  "has no forward-mode derivative"):
+        hessian(f)(inp)
+    for form in RECURRENT_FORMS[::2]:
+        op, _, args = recurrent_case(form, "cpu", True, 2)
+        g = lambda w: op(*args[:3], w)[1].sum()  # noqa: E731
+        with pytest.raises(RuntimeError, match=first_order_tangent):
+            grad(lambda w: jvp(g, (w,), (torch.ones_like(w),))[1])(args[3])
+        with pytest.raises(NotImplementedError, match="has no forward-mode derivative"):
+            hessian(g)(args[3])
+    leaf = inp.clone().requires_grad_()
     with fwAD.dual_level():
-        dual = fwAD.make_dual(torch.ones(10, 2, 3, dtype=torch.float64), torch.ones(10, 2, 3, dtype=torch.float64))
-        with pytest.raises(NotImplementedError, match="brain::_lif_sequence_backward: forward-mode AD"):
-            torch.ops.brain._lif_sequence_backward(dual, torch.zeros(2, 3, dtype=torch.float64), inp, 0.0, 0.0, 1.0,
-                                                   1.0, 10.0, 1.0, "exp_euler", True, "sigmoid", [])
+        tangent = fwAD.unpack_dual(ops.lif_sequence(fwAD.make_dual(leaf, torch.ones_like(leaf)), v0)[1]).tangent
+        with pytest.raises(RuntimeError, match=first_order_tangent):
+            tangent.sum().backward()
 
 
 def test_lif_nested_reverse_mode_is_refused_not_silently_wrong():
@@ -369,6 +478,21 @@ def test_per_sample_gradients_of_a_lif_layer_without_the_fallback(capfd, recwarn
         w = weights.clone().requires_grad_()
         (expected,) = torch.autograd.grad(loss(w, inputs[s]), w)
         assert torch.allclose(per_sample[s], expected)
+    no_fallback(capfd, recwarn)
+
+
+def test_per_sample_forward_jacobians_without_the_fallback(capfd, recwarn):
+    """vmap(jacfwd) through csr_matmul and lif_sequence: the mapped primal reaches the tangent
+    factors' rule (elementwise), the mapped tangents the matmul's."""
+    indptr, indices, weights, _, shape = csr_problem(torch.int64, False, False, True, "cpu", seed=2)
+    inputs = torch.rand(4, 9, shape[0], dtype=torch.float64) * 2  # [samples, T, n_in]
+
+    def last_membrane(sample):
+        current = ops.csr_matmul(indptr, indices, weights, sample, shape, True)
+        return ops.lif_sequence(current, torch.zeros(shape[1], dtype=torch.float64), v_th=0.5, tau=5.0)[1]
+
+    per_sample = vmap(jacfwd(last_membrane))(inputs)
+    assert all_close(per_sample, loop(jacrev(last_membrane), (0,), inputs))
     no_fallback(capfd, recwarn)
 
 

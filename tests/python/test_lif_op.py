@@ -189,6 +189,27 @@ def test_opcheck(device):
     torch.library.opcheck(torch.ops.brain._lif_sequence_forward.default, (inp.detach(), v0.detach(), *args))
     torch.library.opcheck(torch.ops.brain._lif_sequence_backward.default,
                           (torch.randn_like(spikes), torch.randn_like(v_last), v_pre, *args))
+    # The factors of the forward-mode tangents (test_func_transforms.py checks the tangents).
+    for detach_reset in (True, False):
+        torch.library.opcheck(torch.ops.brain._lif_tangent_coefficients.default,
+                              (v_pre, 0.0, 1.0, detach_reset, "arctan", []))
+
+
+def test_tangent_coefficients_are_the_surrogate_and_the_reset_derivatives():
+    v = torch.tensor([-1.0, 0.2, 0.5, 0.9, 1.0, 1.3, float("nan")], dtype=torch.float64)
+    v_reset, v_th = -0.5, 1.0
+    x = (v - v_th) / (v_th - v_reset)
+    sg = SURROGATES["arctan"][1](x, default_params("arctan")) / (v_th - v_reset)
+    no_spike = (~(x > 0)).double()
+    for detach_reset, du_dv in ((True, no_spike), (False, no_spike + (v_reset - v) * sg)):
+        got = torch.ops.brain._lif_tangent_coefficients(v, v_reset, v_th, detach_reset, "arctan", [])
+        assert torch.allclose(got[0], sg, equal_nan=True) and torch.allclose(got[1], du_dv, equal_nan=True)
+    detached = torch.ops.brain._lif_tangent_coefficients(v, v_reset, v_th, True, "arctan", [])[1]
+    assert detached[4] == 1 and detached[5] == 0 and detached[6] == 1  # at threshold no spike; NaN: no spike
+    with pytest.raises(RuntimeError, match="v_th .* must be above v_reset"):
+        torch.ops.brain._lif_tangent_coefficients(v, 1.0, 1.0, True, "arctan", [])
+    with pytest.raises(RuntimeError, match="unknown surrogate 'nope'"):
+        torch.ops.brain._lif_tangent_coefficients(v, 0.0, 1.0, True, "nope", [])
 
 
 def test_torch_compile_fullgraph():

@@ -7,8 +7,9 @@
 // them; a plain backward (create_graph=False) runs without grad mode and records nothing.
 // That input exists because each forward's node saves one of its own outputs (v_pre for
 // lif_sequence, the spikes for the recurrent forms), which unpacks with the node's history
-// under create_graph: keep it so when changing what they save. Forward-mode AD through them is
-// refused by name (torch would give the outputs no tangent).
+// under create_graph: keep it so when changing what they save. Forward-mode AD through them
+// (hessian) is refused by name (torch would give the outputs no tangent). The factors of the LIF ops'
+// forward-mode tangents (brain::_lif_tangent_coefficients) are first-order in the same way.
 #include <string>
 #include <vector>
 
@@ -37,12 +38,16 @@ std::string forward_name(const c10::OperatorName& backward) {
   return name;
 }
 
-void first_order_only(const c10::OperatorHandle& op, c10::DispatchKeySet keys, torch::jit::Stack* stack) {
+// Runs the op below autograd. When grad mode is on and an input requires grad, its outputs get
+// a node that raises `message` if anything differentiates through them; a tangent on an input
+// is refused with `forward_refusal`.
+void run_first_order(const c10::OperatorHandle& op, c10::DispatchKeySet keys, torch::jit::Stack* stack,
+                     const std::string& message, const std::string& forward_refusal) {
   const auto& schema = op.schema();
   std::vector<at::Tensor> differentiable;
   for (const c10::IValue& v : torch::jit::last(*stack, schema.arguments().size())) {
     if (!v.isTensor() || !v.toTensor().defined()) continue;
-    refuse_forward_ad(schema.operator_name().name, v.toTensor());
+    TORCH_CHECK_NOT_IMPLEMENTED(!torch::autograd::isFwGradDefined(v.toTensor()), forward_refusal);
     if (at::GradMode::is_enabled() && v.toTensor().requires_grad()) differentiable.push_back(v.toTensor());
   }
   {
@@ -50,12 +55,6 @@ void first_order_only(const c10::OperatorHandle& op, c10::DispatchKeySet keys, t
     op.redispatchBoxed(keys & c10::after_autograd_keyset, stack);
   }
   if (differentiable.empty()) return;
-  const std::string message =
-      schema.operator_name().name + ": the gradient of " + forward_name(schema.operator_name()) +
-      " cannot be differentiated again (double backward, e.g. torch.autograd.grad(..., "
-      "create_graph=True) followed by a backward through that gradient): its surrogate-gradient "
-      "backward is first-order only. First-order training (loss.backward(), torch.optim) is "
-      "unaffected.";
   auto node = std::shared_ptr<torch::autograd::Error>(
       new torch::autograd::Error(message, torch::autograd::collect_next_edges(at::ArrayRef<at::Tensor>(differentiable))),
       torch::autograd::deleteNode);
@@ -68,6 +67,37 @@ void first_order_only(const c10::OperatorHandle& op, c10::DispatchKeySet keys, t
   }
 }
 
+void first_order_only(const c10::OperatorHandle& op, c10::DispatchKeySet keys, torch::jit::Stack* stack) {
+  const c10::OperatorName& name = op.schema().operator_name();
+  run_first_order(op, keys, stack,
+                  name.name + ": the gradient of " + forward_name(name) +
+                      " cannot be differentiated again (double backward, e.g. torch.autograd.grad(..., "
+                      "create_graph=True) followed by a backward through that gradient): its surrogate-gradient "
+                      "backward is first-order only. First-order training (loss.backward(), torch.optim) is "
+                      "unaffected.",
+                  name.name + ": the gradient of " + forward_name(name) +
+                      " has no forward-mode derivative (hessian, which is jacfwd of jacrev; jvp or jacfwd of a "
+                      "gradient): its surrogate-gradient backward is first-order only. First derivatives work in "
+                      "either mode: grad, vjp, jacrev, jvp, jacfwd.");
+}
+
+// The factors of the LIF ops' tangents (lif_tangent.h) depend on the membrane through the
+// surrogate's derivative, so differentiating a tangent again would need its second derivative.
+void tangent_coefficients_first_order(const c10::OperatorHandle& op, c10::DispatchKeySet keys,
+                                      torch::jit::Stack* stack) {
+  const std::string what =
+      "the forward-mode derivative (jvp, jacfwd, torch.autograd.forward_ad) of the fused LIF ops "
+      "(brain::lif_sequence, lif_recurrent_sequence, lif_dense_recurrent_sequence, lif_jit_recurrent_sequence) is "
+      "first-order only: ";
+  const std::string hint =
+      " would need the surrogate's second derivative. First derivatives work in either mode: jvp, jacfwd, "
+      "grad, vjp, jacrev.";
+  run_first_order(op, keys, stack,
+                  what + "differentiating a tangent again in reverse mode (grad or vjp of a jvp, a backward through "
+                         "a tangent)" + hint,
+                  what + "a second forward-mode level (jacfwd of jacfwd, jvp of jvp)" + hint);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(brain, Autograd, m) {
@@ -75,6 +105,7 @@ TORCH_LIBRARY_IMPL(brain, Autograd, m) {
                            "_lif_dense_recurrent_sequence_backward", "_lif_jit_recurrent_sequence_backward"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&first_order_only>());
   }
+  m.impl("_lif_tangent_coefficients", torch::CppFunction::makeFromBoxedFunction<&tangent_coefficients_first_order>());
 }
 
 }  // namespace brain::ops

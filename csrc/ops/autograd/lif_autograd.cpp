@@ -2,7 +2,8 @@
 // each threshold) through brain::_lif_sequence_forward, and the registered op
 // brain::_lif_sequence_backward applies the surrogate in its kernel. Without a gradient to
 // compute, nothing is saved. The node is recorded as torch records its own operators'
-// (op_node.h), so torch.func's reverse-mode transforms run through it; forward mode is refused.
+// (op_node.h), so torch.func's reverse-mode transforms run through it; forward mode computes
+// the tangents from v_pre (lif_tangent.h).
 #include <string>
 #include <tuple>
 #include <vector>
@@ -13,6 +14,7 @@
 #include <torch/library.h>
 
 #include "csrc/ops/autograd/lif_model.h"
+#include "csrc/ops/autograd/lif_tangent.h"
 #include "csrc/ops/autograd/op_node.h"
 
 namespace brain::ops {
@@ -39,7 +41,9 @@ c10::TypedOperatorHandle<ForwardSig>& forward_op() {
   return op;
 }
 
-// saved: v_pre; constants: the LifModel's. Differentiable inputs: input, v0.
+// saved: v_pre; constants: the LifModel's. Differentiable inputs: input, v0. v_pre's own
+// gradient (grads[2]) is not computed: nothing the public op returns reaches it, and the
+// forward-mode tangents that read it refuse to be differentiated before a gradient gets here.
 variable_list lif_sequence_grads(const variable_list& saved, const std::vector<c10::IValue>& c,
                                  const variable_list& grads, const std::vector<bool>&) {
   static auto op = c10::Dispatcher::singleton()
@@ -61,24 +65,34 @@ variable_list lif_sequence_grads(const variable_list& saved, const std::vector<c
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_sequence_forward_autograd(
     const at::Tensor& input, const at::Tensor& v0, double v_rest, double v_reset, double v_th, double R, double tau,
     double dt, c10::string_view method, bool detach_reset, c10::string_view surrogate, c10::ArrayRef<double> params) {
-  refuse_forward_ad("brain::lif_sequence", {input, v0});
   at::Tensor spikes, v_last, v_pre;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
     std::tie(spikes, v_last, v_pre) =
         forward_op().call(input, v0, v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
   }
-  if (!records_node({input, v0})) return {spikes, v_last, v_pre};
-  // v_pre is an output of the node (lif_sequence does not return it) so that, saved as one, it
-  // carries this node's history into a backward run with create_graph: the backward op then
-  // sees an input that requires grad and marks its result as not differentiable again
-  // (first_order_only.cpp) instead of a second derivative that silently misses v_pre's part.
-  // Its gradient is never asked for, so grads are not materialised (no zeros of its size).
-  auto node = make_node("LifSequenceBackward", {input, v0}, &lif_sequence_grads,
-                        LifModel(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params).constants(),
-                        /*materialize=*/false);
-  for (const at::Tensor* out : {&spikes, &v_last, &v_pre}) attach(node, *out);
-  node->save(v_pre, /*is_output=*/true);
+  const LifModel model(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
+  if (records_node({input, v0})) {
+    // v_pre is an output of the node (lif_sequence does not return it) so that, saved as one, it
+    // carries this node's history into a backward run with create_graph: the backward op then
+    // sees an input that requires grad and marks its result as not differentiable again
+    // (first_order_only.cpp) instead of a second derivative that silently misses v_pre's part.
+    // Its gradient is never asked for, so grads are not materialised (no zeros of its size).
+    auto node = make_node("LifSequenceBackward", {input, v0}, &lif_sequence_grads, model.constants(),
+                          /*materialize=*/false);
+    for (const at::Tensor* out : {&spikes, &v_last, &v_pre}) attach(node, *out);
+    node->save(v_pre, /*is_output=*/true);
+  }
+  // After the node: the tangents read v_pre with its history, so that differentiating them
+  // again is refused (lif_tangent.h) rather than missing the membrane's part.
+  if (has_tangent({input, v0})) {
+    const at::Tensor input_tangent = input._fw_grad(0);
+    set_tangents(lif_tangents(model, v_pre, v0._fw_grad(0),
+                              [&](int64_t t, const std::vector<at::Tensor>&) {
+                                return input_tangent.defined() ? input_tangent.select(0, t) : at::Tensor();
+                              }),
+                 spikes, v_last, v_pre);
+  }
   return {spikes, v_last, v_pre};
 }
 
@@ -86,8 +100,7 @@ std::tuple<at::Tensor, at::Tensor> lif_sequence_autograd(const at::Tensor& input
                                                          double v_reset, double v_th, double R, double tau, double dt,
                                                          c10::string_view method, bool detach_reset,
                                                          c10::string_view surrogate, c10::ArrayRef<double> params) {
-  refuse_forward_ad("brain::lif_sequence", {input, v0});
-  if (!records_node({input, v0})) {
+  if (!records_node({input, v0}) && !has_tangent({input, v0})) {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("brain::lif_sequence", "")
                          .typed<SequenceSig>();

@@ -5,16 +5,28 @@
 // history and the CSR matrix; the registered brain::_lif_recurrent_sequence_backward walks the
 // window back in one call. Without a gradient to compute, nothing is saved. Nodes are recorded
 // as torch records its own operators' (op_node.h), so torch.func's reverse-mode transforms run
-// through them; forward mode is refused.
+// through them. Forward mode runs the tangents' recursion (lif_tangent.h) with the tangent of
+// each step's current: d drive_t + A(dW)^T S_t + A(W)^T dS_t, S_t the spikes of `delay` steps
+// earlier (the history for the first steps) and dS_t their tangent.
+#include <algorithm>
 #include <array>
+#include <functional>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+#include <c10/core/SymIntArrayRef.h>
 #include <torch/library.h>
 
+#include "csrc/ops/autograd/jitc_basis.h"
 #include "csrc/ops/autograd/lif_model.h"
+#include "csrc/ops/autograd/lif_tangent.h"
 #include "csrc/ops/autograd/op_node.h"
 
 namespace brain::ops {
@@ -42,17 +54,79 @@ using BackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
 // then `tensors`...) and the mask of the four differentiable inputs (drive, v0, history,
 // weights). The spikes are saved as an output, so that under create_graph they carry this
 // node's history into the backward op, which then refuses to be differentiated again
-// (first_order_only.cpp).
+// (first_order_only.cpp). v_pre is an output too, as lif_sequence's is: the forward-mode
+// tangents read it with this history, so that differentiating them again is refused; its own
+// gradient is never computed (so grads are not materialised: no zeros of its size).
 void record_recurrent(const char* name, const std::vector<at::Tensor>& differentiable, const at::Tensor& spikes,
                       const at::Tensor& v_last, const at::Tensor& v_pre, const std::vector<at::Tensor>& tensors,
                       OpNode::Backward backward, std::vector<c10::IValue> constants) {
-  // Grads are materialised (zeros) for an output the loss did not use.
-  auto node = make_node(name, differentiable, backward, std::move(constants));
+  auto node = make_node(name, differentiable, backward, std::move(constants), /*materialize=*/false);
   attach(node, spikes);
   attach(node, v_last);
-  node->save(v_pre);
+  attach(node, v_pre);
+  node->save(v_pre, /*is_output=*/true);
   node->save(spikes, /*is_output=*/true);
   for (const at::Tensor& t : tensors) node->save(t);
+}
+
+// The gradients of spikes and v_last, zeros for an output the loss did not use.
+std::pair<at::Tensor, at::Tensor> output_grads(const variable_list& grads, const at::Tensor& v_pre) {
+  return {grads[0].defined() ? grads[0] : at::zeros_like(v_pre),
+          grads[1].defined() ? grads[1] : at::zeros(v_pre.sizes().slice(1), v_pre.options())};
+}
+
+// A(W)^T x for x [..., n] (a step's spikes or their tangent), and A(dW)^T of [rows, n] spikes for
+// the weights' tangent dW (undefined when the weights have none).
+struct RecurrentProducts {
+  std::function<at::Tensor(const at::Tensor&)> product;
+  std::function<at::Tensor(const at::Tensor&)> weight_tangent_product;
+};
+
+// After the node (so that the tangents read v_pre with its history). drive, v0, history are the
+// op's inputs; spikes and v_pre its primal outputs.
+void set_recurrent_tangents(const LifModel& model, const at::Tensor& drive, const at::Tensor& v0,
+                            const at::Tensor& history, const at::Tensor& spikes, const at::Tensor& v_last,
+                            const at::Tensor& v_pre, const RecurrentProducts& products) {
+  const at::Tensor d_drive = drive._fw_grad(0), d_history = history._fw_grad(0);
+  const int64_t steps = v_pre.size(0), delay = history.size(0), n = v_pre.size(-1);
+  // A(dW)^T S_t for every step at once: the sources are known before the window runs.
+  at::Tensor weight_part;
+  if (products.weight_tangent_product && steps > 0) {
+    const at::Tensor sources =
+        at::cat({history._fw_primal(0).narrow(0, 0, std::min(delay, steps)),
+                 spikes.narrow(0, 0, std::max<int64_t>(steps - delay, 0))});
+    weight_part = products.weight_tangent_product(sources.reshape({-1, n})).reshape(v_pre.sizes());
+  }
+  const CurrentTangent current = [&](int64_t t, const std::vector<at::Tensor>& ds) {
+    at::Tensor di = d_drive.defined() ? d_drive.select(0, t) : at::Tensor();
+    if (weight_part.defined()) di = sum_defined(di, weight_part.select(0, t));
+    const at::Tensor source = t < delay ? (d_history.defined() ? d_history.select(0, t) : at::Tensor())
+                                        : ds[static_cast<size_t>(t - delay)];
+    if (source.defined()) di = sum_defined(di, products.product(source));
+    return di;
+  };
+  set_tangents(lif_tangents(model, v_pre, v0._fw_grad(0), current), spikes, v_last, v_pre);
+}
+
+using CsrMatmulSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                c10::SymIntArrayRef, bool);
+using JitcMatmulSig = at::Tensor(const at::Tensor&, const at::Tensor&, double, int64_t, c10::SymIntArrayRef,
+                                 c10::string_view, bool);
+
+template <bool kEvent>
+c10::TypedOperatorHandle<CsrMatmulSig>& csr_matmul_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow(kEvent ? "brain::event_csr_matmul" : "brain::csr_matmul", "")
+                       .typed<CsrMatmulSig>();
+  return op;
+}
+
+template <bool kEvent>
+c10::TypedOperatorHandle<JitcMatmulSig>& jitc_matmul_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow(kEvent ? "brain::event_jitc_matmul" : "brain::jitc_matmul", "")
+                       .typed<JitcMatmulSig>();
+  return op;
 }
 
 std::array<bool, 4> mask_of(const std::vector<bool>& needs) { return {needs[0], needs[1], needs[2], needs[3]}; }
@@ -64,7 +138,8 @@ variable_list csr_grads(const variable_list& saved, const std::vector<c10::IValu
                        .findSchemaOrThrow("brain::_lif_recurrent_sequence_backward", "")
                        .typed<BackwardSig>();
   const LifModel m(c);
-  auto [d, v, h, w] = op.call(grads[0], grads[1], saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], m.v_rest,
+  const auto [g_spikes, g_v_last] = output_grads(grads, saved[0]);
+  auto [d, v, h, w] = op.call(g_spikes, g_v_last, saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], m.v_rest,
                               m.v_reset, m.v_th, m.R, m.tau, m.dt, m.method, m.detach_reset, m.surrogate, m.params,
                               mask_of(needs));
   return {d, v, h, w};
@@ -82,7 +157,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_recurrent_sequence_forward_au
     const at::Tensor& indices, const at::Tensor& weights, double v_rest, double v_reset, double v_th, double R,
     double tau, double dt, c10::string_view method, bool detach_reset, c10::string_view surrogate,
     c10::ArrayRef<double> params) {
-  refuse_forward_ad("brain::lif_recurrent_sequence", {drive, v0, history, weights});
   at::Tensor spikes, v_last, v_pre;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
@@ -90,10 +164,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_recurrent_sequence_forward_au
                                                             v_reset, v_th, R, tau, dt, method, detach_reset,
                                                             surrogate, params);
   }
-  if (!records_node({drive, v0, history, weights})) return {spikes, v_last, v_pre};
-  record_recurrent("LifRecurrentSequenceBackward", {drive, v0, history, weights}, spikes, v_last, v_pre,
-                   {history, indptr, indices, weights}, &csr_grads,
-                   LifModel(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params).constants());
+  const LifModel model(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
+  if (records_node({drive, v0, history, weights})) {
+    record_recurrent("LifRecurrentSequenceBackward", {drive, v0, history, weights}, spikes, v_last, v_pre,
+                     {history, indptr, indices, weights}, &csr_grads, model.constants());
+  }
+  if (has_tangent({drive, v0, history, weights})) {
+    const int64_t n = drive.size(-1);
+    const std::array<c10::SymInt, 2> shape{n, n};
+    const at::Tensor w = weights._fw_primal(0), dw = weights._fw_grad(0);
+    RecurrentProducts products;
+    products.product = [&](const at::Tensor& x) {
+      return csr_matmul_op<false>().call(indptr, indices, w, x, shape, /*transpose=*/true);
+    };
+    if (dw.defined()) {
+      products.weight_tangent_product = [&](const at::Tensor& sources) {
+        return csr_matmul_op<true>().call(indptr, indices, dw, sources, shape, /*transpose=*/true);
+      };
+    }
+    set_recurrent_tangents(model, drive, v0, history, spikes, v_last, v_pre, products);
+  }
   return {spikes, v_last, v_pre};
 }
 
@@ -102,8 +192,7 @@ std::tuple<at::Tensor, at::Tensor> lif_recurrent_sequence_autograd(
     const at::Tensor& indices, const at::Tensor& weights, double v_rest, double v_reset, double v_th, double R,
     double tau, double dt, c10::string_view method, bool detach_reset, c10::string_view surrogate,
     c10::ArrayRef<double> params) {
-  refuse_forward_ad("brain::lif_recurrent_sequence", {drive, v0, history, weights});
-  if (!records_node({drive, v0, history, weights})) {
+  if (!records_node({drive, v0, history, weights}) && !has_tangent({drive, v0, history, weights})) {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("brain::lif_recurrent_sequence", "")
                          .typed<SequenceSig>();
@@ -143,7 +232,8 @@ variable_list dense_grads(const variable_list& saved, const std::vector<c10::IVa
                        .findSchemaOrThrow("brain::_lif_dense_recurrent_sequence_backward", "")
                        .typed<DenseBackwardSig>();
   const LifModel m(c);
-  auto [d, v, h, w] = op.call(grads[0], grads[1], saved[0], saved[1], saved[2], saved[3], m.v_rest, m.v_reset, m.v_th,
+  const auto [g_spikes, g_v_last] = output_grads(grads, saved[0]);
+  auto [d, v, h, w] = op.call(g_spikes, g_v_last, saved[0], saved[1], saved[2], saved[3], m.v_rest, m.v_reset, m.v_th,
                               m.R, m.tau, m.dt, m.method, m.detach_reset, m.surrogate, m.params, mask_of(needs));
   return {d, v, h, w};
 }
@@ -152,17 +242,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_dense_recurrent_sequence_forw
     const at::Tensor& drive, const at::Tensor& v0, const at::Tensor& history, const at::Tensor& weight, double v_rest,
     double v_reset, double v_th, double R, double tau, double dt, c10::string_view method, bool detach_reset,
     c10::string_view surrogate, c10::ArrayRef<double> params) {
-  refuse_forward_ad("brain::lif_dense_recurrent_sequence", {drive, v0, history, weight});
   at::Tensor spikes, v_last, v_pre;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
     std::tie(spikes, v_last, v_pre) = dense_forward_op().call(drive, v0, history, weight, v_rest, v_reset, v_th, R,
                                                               tau, dt, method, detach_reset, surrogate, params);
   }
-  if (!records_node({drive, v0, history, weight})) return {spikes, v_last, v_pre};
-  record_recurrent("LifDenseRecurrentSequenceBackward", {drive, v0, history, weight}, spikes, v_last, v_pre,
-                   {history, weight}, &dense_grads,
-                   LifModel(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params).constants());
+  const LifModel model(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
+  if (records_node({drive, v0, history, weight})) {
+    record_recurrent("LifDenseRecurrentSequenceBackward", {drive, v0, history, weight}, spikes, v_last, v_pre,
+                     {history, weight}, &dense_grads, model.constants());
+  }
+  if (has_tangent({drive, v0, history, weight})) {
+    // weight is [post, pre], as torch.nn.Linear stores it: the current is S W^T.
+    const at::Tensor w_t = weight._fw_primal(0).t(), dw = weight._fw_grad(0);
+    RecurrentProducts products;
+    products.product = [&](const at::Tensor& x) { return at::matmul(x, w_t); };
+    if (dw.defined()) {
+      products.weight_tangent_product = [&](const at::Tensor& sources) { return at::matmul(sources, dw.t()); };
+    }
+    set_recurrent_tangents(model, drive, v0, history, spikes, v_last, v_pre, products);
+  }
   return {spikes, v_last, v_pre};
 }
 
@@ -170,8 +270,7 @@ std::tuple<at::Tensor, at::Tensor> lif_dense_recurrent_sequence_autograd(
     const at::Tensor& drive, const at::Tensor& v0, const at::Tensor& history, const at::Tensor& weight, double v_rest,
     double v_reset, double v_th, double R, double tau, double dt, c10::string_view method, bool detach_reset,
     c10::string_view surrogate, c10::ArrayRef<double> params) {
-  refuse_forward_ad("brain::lif_dense_recurrent_sequence", {drive, v0, history, weight});
-  if (!records_node({drive, v0, history, weight})) {
+  if (!records_node({drive, v0, history, weight}) && !has_tangent({drive, v0, history, weight})) {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("brain::lif_dense_recurrent_sequence", "")
                          .typed<DenseSequenceSig>();
@@ -206,7 +305,8 @@ variable_list jit_grads(const variable_list& saved, const std::vector<c10::IValu
                        .typed<JitBackwardSig>();
   const LifModel m(c);
   const size_t k = LifModel::kConstants;
-  auto [d, v, h, w] = op.call(grads[0], grads[1], saved[0], saved[1], saved[2], saved[3], c[k].toDouble(),
+  const auto [g_spikes, g_v_last] = output_grads(grads, saved[0]);
+  auto [d, v, h, w] = op.call(g_spikes, g_v_last, saved[0], saved[1], saved[2], saved[3], c[k].toDouble(),
                               c[k + 1].toInt(), c[k + 2].toStringRef(), m.v_rest, m.v_reset, m.v_th, m.R, m.tau, m.dt,
                               m.method, m.detach_reset, m.surrogate, m.params, mask_of(needs));
   return {d, v, h, w};
@@ -223,7 +323,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_jit_recurrent_sequence_forwar
     const at::Tensor& drive, const at::Tensor& v0, const at::Tensor& history, const at::Tensor& weight, double prob,
     int64_t seed, c10::string_view dist, double v_rest, double v_reset, double v_th, double R, double tau, double dt,
     c10::string_view method, bool detach_reset, c10::string_view surrogate, c10::ArrayRef<double> params) {
-  refuse_forward_ad("brain::lif_jit_recurrent_sequence", {drive, v0, history, weight});
   at::Tensor spikes, v_last, v_pre;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
@@ -231,11 +330,32 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_jit_recurrent_sequence_forwar
                                                             v_reset, v_th, R, tau, dt, method, detach_reset,
                                                             surrogate, params);
   }
-  if (!records_node({drive, v0, history, weight})) return {spikes, v_last, v_pre};
-  auto constants = LifModel(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params).constants();
-  constants.insert(constants.end(), {prob, seed, std::string(dist)});
-  record_recurrent("LifJitRecurrentSequenceBackward", {drive, v0, history, weight}, spikes, v_last, v_pre,
-                   {history, weight}, &jit_grads, std::move(constants));
+  const LifModel model(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
+  if (records_node({drive, v0, history, weight})) {
+    auto constants = model.constants();
+    constants.insert(constants.end(), {prob, seed, std::string(dist)});
+    record_recurrent("LifJitRecurrentSequenceBackward", {drive, v0, history, weight}, spikes, v_last, v_pre,
+                     {history, weight}, &jit_grads, std::move(constants));
+  }
+  if (has_tangent({drive, v0, history, weight})) {
+    const int64_t n = drive.size(-1);
+    const std::array<c10::SymInt, 2> shape{n, n};
+    const std::string dist_name(dist);
+    const at::Tensor w = weight._fw_primal(0), dw = weight._fw_grad(0);
+    RecurrentProducts products;
+    // JitComm's product, A^T S (the forward's).
+    products.product = [&](const at::Tensor& x) {
+      return jitc_matmul_op<false>().call(x, w, prob, seed, shape, dist_name, /*transpose=*/true);
+    };
+    if (dw.defined()) {
+      products.weight_tangent_product = [&](const at::Tensor& sources) {
+        return basis_combination(dw, dist_name, [&](const at::Tensor& basis) {
+          return jitc_matmul_op<true>().call(sources, basis, prob, seed, shape, dist_name, /*transpose=*/true);
+        });
+      };
+    }
+    set_recurrent_tangents(model, drive, v0, history, spikes, v_last, v_pre, products);
+  }
   return {spikes, v_last, v_pre};
 }
 
@@ -243,8 +363,7 @@ std::tuple<at::Tensor, at::Tensor> lif_jit_recurrent_sequence_autograd(
     const at::Tensor& drive, const at::Tensor& v0, const at::Tensor& history, const at::Tensor& weight, double prob,
     int64_t seed, c10::string_view dist, double v_rest, double v_reset, double v_th, double R, double tau, double dt,
     c10::string_view method, bool detach_reset, c10::string_view surrogate, c10::ArrayRef<double> params) {
-  refuse_forward_ad("brain::lif_jit_recurrent_sequence", {drive, v0, history, weight});
-  if (!records_node({drive, v0, history, weight})) {
+  if (!records_node({drive, v0, history, weight}) && !has_tangent({drive, v0, history, weight})) {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("brain::lif_jit_recurrent_sequence", "")
                          .typed<JitSequenceSig>();

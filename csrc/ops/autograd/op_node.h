@@ -178,19 +178,6 @@ inline bool records_node(std::initializer_list<std::reference_wrapper<const at::
   return false;
 }
 
-// Forward-mode AD (torch.autograd.forward_ad, torch.func.jvp / jacfwd) through an op without a
-// forward derivative: an error naming the op, where torch would otherwise carry on and give
-// the outputs no tangent (a silently zero derivative).
-inline void refuse_forward_ad(const std::string& op, const at::Tensor& input) {
-  TORCH_CHECK_NOT_IMPLEMENTED(!torch::autograd::isFwGradDefined(input), op,
-                              ": forward-mode AD (torch.func.jvp, jacfwd, hessian, torch.autograd.forward_ad) is "
-                              "not implemented for this op; use reverse mode (backward, torch.func.grad, vjp, jacrev)");
-}
-inline void refuse_forward_ad(const std::string& op,
-                              std::initializer_list<std::reference_wrapper<const at::Tensor>> inputs) {
-  for (const at::Tensor& t : inputs) refuse_forward_ad(op, t);
-}
-
 inline std::shared_ptr<OpNode> make_node(std::string name, const std::vector<at::Tensor>& differentiable_inputs,
                                          OpNode::Backward backward, std::vector<c10::IValue> constants,
                                          bool materialize = true) {
