@@ -8,9 +8,12 @@ batch dimension already exists take the vmapped dimension into it, in one call:
     asked for (jacrev with respect to the input maps over the output's basis);
   - the LIF sequence ops, which are elementwise over the neurons: the mapped dimension becomes
     one more neuron dimension (and the factors of their forward-mode tangents, elementwise).
-The rest (mapped connectivity or weights, a weight gradient per slice, the recurrent LIF
-forms) runs slice by slice, as torch's fallback would, without its warning: each slice's
-result is the op's own, so the rules change no value, only the number of calls."""
+  - the recurrent LIF forms when their connectivity is not mapped: their batch items are
+    independent, so the mapped dimension becomes more items.
+The rest (mapped connectivity or weights, a weight gradient per slice) runs slice by slice,
+as torch's fallback would, without its warning: each slice's result is the op's own, so the
+rules change no value, only the number of calls (up to the rounding of the dense recurrent
+form's matrix products, which BLAS may sum in another order for another batch size)."""
 
 import torch
 
@@ -92,6 +95,37 @@ def _lif_rule(op, time_major):
     return rule
 
 
+def _recurrent_rule(op, majors, out_majors, connectivity, mask_at=None):
+    """The recurrent LIF forms: the items of their batch are independent (each item's spikes
+    feed only its own neurons), so when the connectivity is not mapped the mapped dimension
+    joins the batch, in one call: after the leading T (or delay) dimension of the [T, ...] and
+    [d, ...] tensors and first in the state's, as more items ([T, V * B, n]) or as the batch
+    itself ([T, n] slices become [T, V, n]). majors[i]: whether tensor i leads with T or d. A
+    weight gradient (output_mask[3] of the backward ops) sums over the batch, so per slice it
+    runs one call a slice, as does a mapped connectivity."""
+    n = len(majors)
+
+    def rule(info, in_dims, *args):
+        if any(in_dims[i] is not None for i in connectivity) or (mask_at is not None and args[mask_at][3]):
+            return _slice_by_slice(op, info, in_dims, args)
+        size = info.batch_size
+        items = args[0].dim() - (in_dims[0] is not None) == 3  # slices [T, B, n], not [T, n]
+        moved = []
+        for t, d, major in zip(args[:n], in_dims[:n], majors):
+            at = 1 if major else 0
+            t = t.movedim(d, at) if d is not None else t.unsqueeze(at).expand(*t.shape[:at], size, *t.shape[at:])
+            moved.append(t.flatten(at, at + 1) if items else t)
+        outs, dims = [], []
+        for out, major in zip(op(*moved, *args[n:]), out_majors):
+            at = 1 if major else 0
+            if out is not None and items:
+                out = out.unflatten(at, (size, -1))
+            outs.append(out)
+            dims.append(None if out is None else at)
+        return tuple(outs), tuple(dims)
+    return rule
+
+
 def register():
     ops = torch.ops.brain
     # csr_matmul(indptr, indices, weights, x, shape, transpose)
@@ -116,11 +150,23 @@ def register():
     torch.library.register_vmap(
         "brain::_lif_tangent_coefficients",
         lambda info, in_dims, v_pre, *args: (ops._lif_tangent_coefficients(v_pre, *args), (in_dims[0], in_dims[0])))
-    for name in ("jitc_materialize", "jitc_to_csr", "lif_recurrent_sequence", "_lif_recurrent_sequence_forward",
-                 "_lif_recurrent_sequence_backward", "lif_dense_recurrent_sequence",
-                 "_lif_dense_recurrent_sequence_forward", "_lif_dense_recurrent_sequence_backward",
-                 "lif_jit_recurrent_sequence", "_lif_jit_recurrent_sequence_forward",
-                 "_lif_jit_recurrent_sequence_backward"):
+    # The recurrent forms: (drive [T, ...], v0 [...], history [d, ...], connectivity...) ->
+    # (spikes [T, ...], v_last [...], and for _forward v_pre [T, ...]); their backward ops
+    # (grad_spikes, grad_v_last, v_pre, spikes, history, connectivity..., output_mask) ->
+    # (grad_drive, grad_v0, grad_history, grad_weight). Connectivity: indptr, indices, weights
+    # for CSR, the weight for the dense and JIT forms.
+    for form, connectivity in (("", 3), ("dense_", 1), ("jit_", 1)):
+        name = f"lif_{form}recurrent_sequence"
+        for op_name, outs in ((name, (True, False)), (f"_{name}_forward", (True, False, True))):
+            torch.library.register_vmap(f"brain::{op_name}",
+                                        _recurrent_rule(getattr(ops, op_name), (True, False, True), outs,
+                                                        range(3, 3 + connectivity)))
+        backward = getattr(ops, f"_{name}_backward")
+        torch.library.register_vmap(f"brain::_{name}_backward",
+                                    _recurrent_rule(backward, (True, False, True, True, True),
+                                                    (True, False, True, False), range(5, 5 + connectivity),
+                                                    mask_at=-1))
+    for name in ("jitc_materialize", "jitc_to_csr"):
         op = getattr(ops, name)
         torch.library.register_vmap(f"brain::{name}",
                                     lambda info, in_dims, *args, op=op: _slice_by_slice(op, info, in_dims, args))

@@ -452,13 +452,66 @@ def test_vmap_rules_equal_a_loop_over_slices(device, capfd, recwarn):
         (lambda i, v: ops.lif_sequence(i, v), (2, 0), (3 * torch.rand(6, 2, 4, 3, dtype=torch.float64, device=device),
                                                        torch.rand(4, 2, 3, dtype=torch.float64, device=device))),
         (lambda i: ops.lif_sequence(i, v0), (1,), (torch.stack([inp, 2 * inp], 1),)),
-        # the recurrent forms: a call a slice
+        # the recurrent forms: the mapped drives join the batch
         (lambda d: ops.lif_recurrent_sequence(d, rv0, history, r_indptr, r_indices, r_weights), (0,),
          (torch.stack([drive, 1.5 * drive]),)),
     ]
     for f, in_dims, args in cases:
         got, want = vmap(f, in_dims=in_dims)(*args), loop(f, in_dims, *args)
         assert all_close(got, want)
+    no_fallback(capfd, recwarn)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("form", ["csr", "dense", "jit"])
+@pytest.mark.parametrize("batched", [True, False])
+def test_vmap_rules_of_the_recurrent_forms(device, form, batched, capfd, recwarn):
+    """The recurrent forms fold mapped drives, initial states and histories into their batch
+    (one call), and their backward ops mapped output gradients when no weight gradient is asked
+    for (jacrev with respect to the drive); mapped weights and weight gradients go slice by
+    slice. Each equals the loop over slices."""
+    drive, v0, history, indptr, indices, weights = make_problem(T=9, B=2, n=6, d=2, device=device)
+    if not batched:
+        drive, v0, history = drive[:, 0], v0[0], history[:, 0]
+    weight = {"csr": weights, "dense": dense_matrix(indptr, indices, weights, 6).T.contiguous(),
+              "jit": torch.tensor([0.2, 0.5], dtype=torch.float64, device=device)}[form]
+    ops_ = torch.ops.brain
+    if form == "csr":
+        f = lambda d, v, h, w: ops.lif_recurrent_sequence(d, v, h, indptr, indices, w)  # noqa: E731
+        forward = lambda d, v, h, w: ops_._lif_recurrent_sequence_forward(  # noqa: E731
+            d, v, h, indptr, indices, w, 0.0, 0.0, 1.0, 1.0, 10.0, 1.0, "exp_euler", True, "sigmoid", [])
+        backward = lambda gs, gv, vp, s, h, w, mask: ops_._lif_recurrent_sequence_backward(  # noqa: E731
+            gs, gv, vp, s, h, indptr, indices, w, 0.0, 0.0, 1.0, 1.0, 10.0, 1.0, "exp_euler", True, "sigmoid", [],
+            mask)
+    elif form == "dense":
+        f = lambda d, v, h, w: ops.lif_dense_recurrent_sequence(d, v, h, w)  # noqa: E731
+        forward = lambda d, v, h, w: ops_._lif_dense_recurrent_sequence_forward(  # noqa: E731
+            d, v, h, w, 0.0, 0.0, 1.0, 1.0, 10.0, 1.0, "exp_euler", True, "sigmoid", [])
+        backward = lambda gs, gv, vp, s, h, w, mask: ops_._lif_dense_recurrent_sequence_backward(  # noqa: E731
+            gs, gv, vp, s, h, w, 0.0, 0.0, 1.0, 1.0, 10.0, 1.0, "exp_euler", True, "sigmoid", [], mask)
+    else:
+        f = lambda d, v, h, w: ops.lif_jit_recurrent_sequence(d, v, h, w, 0.4, 3, dist="normal")  # noqa: E731
+        forward = lambda d, v, h, w: ops_._lif_jit_recurrent_sequence_forward(  # noqa: E731
+            d, v, h, w, 0.4, 3, "normal", 0.0, 0.0, 1.0, 1.0, 10.0, 1.0, "exp_euler", True, "sigmoid", [])
+        backward = lambda gs, gv, vp, s, h, w, mask: ops_._lif_jit_recurrent_sequence_backward(  # noqa: E731
+            gs, gv, vp, s, h, w, 0.4, 3, "normal", 0.0, 0.0, 1.0, 1.0, 10.0, 1.0, "exp_euler", True, "sigmoid", [],
+            mask)
+    drives = torch.stack([drive, 1.3 * drive, 0.7 * drive])
+    cases = [
+        (f, (0, None, None, None), (drives, v0, history, weight)),
+        (f, (1, 0, None, None), (drives.movedim(0, 1), torch.stack([v0, 0.5 * v0, v0]), history, weight)),
+        (forward, (None, None, 0, None), (drive, v0, torch.stack([history, 1 - history, history]), weight)),
+        (f, (0, None, None, 0), (drives, v0, history, torch.stack([weight, 0.9 * weight, 1.1 * weight]))),
+    ]
+    spikes, v_last, v_pre = forward(drive, v0, history, weight)
+    grads = torch.randn(3, *spikes.shape, dtype=torch.float64, device=device)
+    for mask in ([True, True, True, False], [True, False, False, False], [False, False, True, True]):
+        cases.append((lambda g, m=mask: backward(g, torch.ones_like(v_last), v_pre, spikes, history, weight, m),
+                      (0,), (grads,)))
+    for fn, in_dims, args in cases:
+        # A gradient not asked for is None, which vmap does not return.
+        tensors = lambda *a, fn=fn: tuple(torch.zeros(0) if o is None else o for o in fn(*a))  # noqa: E731
+        assert all_close(vmap(tensors, in_dims=in_dims)(*args), loop(tensors, in_dims, *args))
     no_fallback(capfd, recwarn)
 
 
