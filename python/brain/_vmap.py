@@ -10,8 +10,9 @@ batch dimension already exists take the vmapped dimension into it, in one call:
     one more neuron dimension (and the factors of their forward-mode tangents, elementwise).
   - the recurrent LIF forms when their connectivity is not mapped: their batch items are
     independent, so the mapped dimension becomes more items.
-The rest (mapped connectivity or weights, a weight gradient per slice) runs slice by slice,
-as torch's fallback would, without its warning: each slice's result is the op's own, so the
+The rest (mapped connectivity or weights, a weight gradient per slice, the Poisson draws, the
+structure builders and checks, the plasticity updates) runs slice by slice, as torch's
+fallback would, without its warning: each slice's result is the op's own, so the
 rules change no value, only the number of calls (up to the rounding of the dense recurrent
 form's matrix products, which BLAS may sum in another order for another batch size)."""
 
@@ -30,6 +31,8 @@ def _front(t, dim, size):
 def _slice_by_slice(op, info, in_dims, args):
     outs = [op(*[_at(a, d, i) if isinstance(a, torch.Tensor) else a for a, d in zip(args, in_dims)])
             for i in range(info.batch_size)]
+    if outs[0] is None:  # an op that returns nothing (a check)
+        return None, None
     if not isinstance(outs[0], tuple):
         return torch.stack(outs), 0
     stacked = tuple(None if first is None else torch.stack([o[k] for o in outs]) for k, first in enumerate(outs[0]))
@@ -126,6 +129,20 @@ def _recurrent_rule(op, majors, out_majors, connectivity, mask_at=None):
     return rule
 
 
+def _in_place_rule(op, name):
+    """The plasticity ops update their weights (argument 0) in place, slice by slice: each
+    slice of mapped weights gets its own slice's update. Shared (unmapped) weights with mapped
+    spikes or traces are refused, as torch refuses an in-place op whose other arguments are
+    mapped when self is not: the slices' updates would otherwise pile up on one tensor."""
+    def rule(info, in_dims, *args):
+        if in_dims[0] is None and any(d is not None for a, d in zip(args[1:], in_dims[1:])
+                                      if isinstance(a, torch.Tensor)):
+            raise RuntimeError(f"brain::{name}: under vmap the weights it updates in place must be mapped "
+                               "whenever the spikes or traces are (one set of weights per slice)")
+        return _slice_by_slice(op, info, in_dims, args)
+    return rule
+
+
 def register():
     ops = torch.ops.brain
     # csr_matmul(indptr, indices, weights, x, shape, transpose)
@@ -166,7 +183,13 @@ def register():
                                     _recurrent_rule(backward, (True, False, True, True, True),
                                                     (True, False, True, False), range(5, 5 + connectivity),
                                                     mask_at=-1))
-    for name in ("jitc_materialize", "jitc_to_csr"):
+    for name in ("csr_update_on_pre_", "csr_update_on_post_"):
+        torch.library.register_vmap(f"brain::{name}", _in_place_rule(getattr(ops, name), name))
+    # The rest, one call a slice: the JIT matrices of mapped weights, the Poisson draws (a pure
+    # function of rates, seed and step, so each slice draws what the op draws for it alone) and
+    # the structure builders and checks.
+    for name in ("jitc_materialize", "jitc_to_csr", "poisson_spikes", "poisson_spikes_at", "csr_from_coo",
+                 "csr_to_csc", "validate_csr", "jitc_pattern"):
         op = getattr(ops, name)
         torch.library.register_vmap(f"brain::{name}",
                                     lambda info, in_dims, *args, op=op: _slice_by_slice(op, info, in_dims, args))

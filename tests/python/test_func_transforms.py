@@ -515,6 +515,47 @@ def test_vmap_rules_of_the_recurrent_forms(device, form, batched, capfd, recwarn
     no_fallback(capfd, recwarn)
 
 
+def test_vmap_rules_of_the_poisson_structure_and_plasticity_ops(capfd, recwarn):
+    """The ops without a batch dimension of their own run one call a slice, each equal to the
+    op on its slice alone; the plasticity ops update each slice of mapped weights in place and
+    refuse shared weights with mapped spikes."""
+    rates = torch.rand(3, 40, dtype=torch.float64) * 400
+    indptr, indices = random_csr(6, 5, seed=3)
+    rows = torch.stack([torch.randint(0, 6, (12,), generator=torch.Generator().manual_seed(k)) for k in range(3)])
+    cols = torch.stack([torch.randint(0, 5, (12,), generator=torch.Generator().manual_seed(9 + k)) for k in range(3)])
+    step = torch.tensor([4])
+    cases = [
+        (lambda r: ops.poisson_spikes(r, 0.1, 7, 4), (0,), (rates,)),
+        (lambda r: ops.poisson_spikes_at(r, 0.1, 7, step), (0,), (rates,)),
+        (lambda r, c: ops.csr_from_coo(r, c, (6, 5)), (0, 0), (rows, cols)),
+        (lambda p, i: ops.csr_to_csc(p, i, (6, 5)), (0, 0), (torch.stack([indptr] * 2), torch.stack([indices] * 2))),
+        (lambda like: ops.jitc_pattern(like, 0.3, 5, (6, 5)), (0,), (torch.zeros(2, 1),)),
+    ]
+    for f, in_dims, args in cases:
+        assert all_close(vmap(f, in_dims=in_dims)(*args), loop(f, in_dims, *args))
+    # A check per slice, raising for the slice that is wrong.
+    bad = torch.stack([indices, indices.clamp(max=4) + 1])
+    vmap(lambda i: (ops.validate_csr(indptr, i, (6, 5)), i)[1])(torch.stack([indices, indices]))
+    with pytest.raises(RuntimeError, match="out of range"):
+        vmap(lambda i: (ops.validate_csr(indptr, i, (6, 5)), i)[1])(bad)
+
+    def update(w, spikes, trace):
+        ops.csr_update_on_pre_(w, indptr, indices, spikes, trace, 0.5, w_min=0.0, w_max=1.2)
+        return w
+
+    weights = torch.rand(3, indices.numel(), dtype=torch.float64)
+    spikes = torch.rand(3, 6) < 0.5
+    trace = torch.rand(3, 5, dtype=torch.float64)
+    want = loop(update, (0, 0, 0), weights.clone(), spikes, trace)
+    mapped = weights.clone()
+    got = vmap(update)(mapped, spikes, trace)
+    assert all_close(got, want) and all_close(mapped, want)  # in place, each slice its own update
+    assert not torch.equal(want, weights)
+    with pytest.raises(RuntimeError, match="weights it updates in place must be mapped"):
+        vmap(update, in_dims=(None, 0, 0))(weights[0].clone(), spikes, trace)
+    no_fallback(capfd, recwarn)
+
+
 def test_per_sample_gradients_of_a_lif_layer_without_the_fallback(capfd, recwarn):
     """vmap(grad) through csr_matmul and lif_sequence: the rules serve the forward, the
     backward ops and the autograd of both."""
