@@ -334,6 +334,18 @@ def test_lif_forward_ad_dual_tensors(device):
         assert torch.equal(leaf.grad, expected)
 
 
+@pytest.mark.parametrize("recurrence", [None, "dense", "csr", "jit"])
+def test_spiking_net_input_sensitivity_in_both_modes(recurrence):
+    """A SpikingNet's Jacobian with respect to its input sequence (Linear, the fused LIF window
+    or its recurrent form, the readout), by forward mode equals reverse mode's."""
+    from brain.models import SpikingNet
+    net = SpikingNet(5, 16, 3, recurrent=recurrence is not None, recurrence=recurrence or "dense", seed=1).double()
+    x = torch.rand(12, 2, 5, dtype=torch.float64) * 3
+    forward_mode, reverse_mode = jacfwd(net)(x), jacrev(net)(x)
+    assert forward_mode.shape == (12, 2, 3, 12, 2, 5)
+    assert reverse_mode.abs().sum() > 0 and all_close(forward_mode, reverse_mode)
+
+
 def test_lif_second_derivatives_are_refused_by_name():
     """The LIF ops are first-order in either mode: a second level (jacfwd of jacfwd, hessian =
     jacfwd of jacrev, grad of a jvp, a backward through a tangent) would need the surrogate's
