@@ -185,9 +185,10 @@ class CppModule(ModuleWrapper):
     as torch.nn.Module's do: `net = SpikingNet(...).to("cuda")`. state_dict() and
     load_state_dict() hold the parameters and the buffers that are not states (connectivity):
     `torch.save(snn.state_dict(), path)`, then `snn.load_state_dict(torch.load(path))` on a
-    model built with the same arguments. Only SpikingNet can be pickled and deep-copied (it is
-    rebuilt from its arguments): the C++ modules cannot be cloned, so for the others build
-    another and load the state_dict."""
+    model built with the same arguments. SpikingNet and Readout can be pickled and deep-copied
+    (they are rebuilt from their arguments); the C++ modules cannot be cloned, so for the
+    others (networks, whose copy would also need where a run has got to: Runner's checkpoints)
+    build another and load the state_dict."""
 
     _MOVES = ("to", "cuda", "cpu", "float", "double", "half")
 
@@ -509,12 +510,7 @@ class SpikingNet(CppModule):
                                recurrent_delay=recurrent_delay, fused=fused)
 
     def __reduce_ex__(self, protocol):
-        # torch.save(net), pickle and copy.deepcopy (a best-model snapshot): the same
-        # construction, then this model's parameters, device, dtype, mode and frozen parameters.
-        first = next(iter(self.parameters()))
-        frozen = [name for name, p in self.named_parameters() if not p.requires_grad]
-        return (_rebuild_spiking_net,
-                (self._init_args, self.state_dict(), first.device, first.dtype, self.training, frozen))
+        return _reduce_rebuilt(self)
 
     def forward(self, inputs):
         if inputs.dim() != 3:
@@ -523,13 +519,23 @@ class SpikingNet(CppModule):
         return self.cpp_module.forward(inputs)
 
 
-def _rebuild_spiking_net(init_args, state_dict, device, dtype, training, frozen):
-    net = SpikingNet(**init_args).to(device, dtype)
-    net.load_state_dict(state_dict)
-    net.train(training)
-    for name, p in net.named_parameters():
+def _reduce_rebuilt(module):
+    """torch.save(module), pickle and copy.deepcopy (a best-model snapshot) of a module built
+    from its arguments (module._init_args): the same construction, then this module's
+    parameters, device, dtype, mode and frozen parameters."""
+    first = next(iter(module.parameters()))
+    frozen = [name for name, p in module.named_parameters() if not p.requires_grad]
+    return (_rebuild, (type(module), module._init_args, module.state_dict(), first.device, first.dtype,
+                       module.training, frozen))
+
+
+def _rebuild(cls, init_args, state_dict, device, dtype, training, frozen):
+    module = cls(**init_args).to(device, dtype)
+    module.load_state_dict(state_dict)
+    module.train(training)
+    for name, p in module.named_parameters():
         p.requires_grad_(name not in frozen)
-    return net
+    return module
 
 
 def evidence_accumulation(n_samples, seed=0, **options):
@@ -576,6 +582,10 @@ class Readout(CppModule):
     def __init__(self, n_features, n_out, dtype="float64", device="cpu"):
         super().__init__(_C.Readout(int(n_features), int(n_out), dtype, str(torch.device(device))))
         self.__dict__.pop("forward", None)
+        self._init_args = dict(n_features=n_features, n_out=n_out, dtype=dtype, device=device)
+
+    def __reduce_ex__(self, protocol):
+        return _reduce_rebuilt(self)
 
     def forward(self, r):
         return self.cpp_module.forward(r)

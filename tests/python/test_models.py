@@ -90,7 +90,7 @@ def test_state_dict_holds_the_model_and_loads_into_a_fresh_one(tmp_path):
         brain.models.ei_network("coba", seed=4, n_exc=40, n_inh=10).load_state_dict(net.state_dict())
 
 
-def test_spiking_net_pickles_and_deep_copies_other_modules_say_why_not(tmp_path):
+def test_spiking_net_and_readout_pickle_and_deep_copy_other_modules_say_why_not(tmp_path):
     import copy
     x = (torch.rand(12, 3, 8, generator=torch.Generator().manual_seed(2)) < 0.3).double()
     net = brain.models.SpikingNet(8, 16, 3, recurrent=True, recurrence="csr", seed=5).double()
@@ -103,6 +103,14 @@ def test_spiking_net_pickles_and_deep_copies_other_modules_say_why_not(tmp_path)
         assert torch.equal(twin(x), net(x))
         assert not twin.training and not twin.input.weight.requires_grad and twin.readout.weight.requires_grad
         assert twin.cpp_module is not net.cpp_module
+    # A Readout (a FORCE- or ridge-trained snapshot) too.
+    readout = brain.models.Readout(6, 2)
+    features = torch.randn(50, 6, dtype=torch.float64)
+    readout.fit_ridge(features, features[:, :2] * 2 + 1)
+    twin = copy.deepcopy(readout)
+    with torch.no_grad():
+        readout.weight.zero_()
+    assert torch.allclose(twin(features), features[:, :2] * 2 + 1) and twin.weight.dtype == torch.float64
     with pytest.raises(TypeError, match="cannot be pickled or copied: build another"):
         copy.deepcopy(brain.models.ei_network("coba", n_exc=40, n_inh=10))
 
