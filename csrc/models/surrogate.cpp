@@ -1,5 +1,6 @@
 #include <brain/models/surrogate.h>
 
+#include <array>
 #include <cmath>
 
 #include <torch/torch.h>
@@ -11,37 +12,6 @@ namespace {
 at::Tensor normal_pdf(const at::Tensor& x, double mu, double sigma) {
   return torch::exp(-(x - mu).square() / (2 * sigma * sigma)) / (std::sqrt(2 * M_PI) * sigma);
 }
-
-class SpikeFunction : public torch::autograd::Function<SpikeFunction> {
- public:
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, Surrogate surrogate) {
-    ctx->save_for_backward({x});
-    ctx->saved_data["kind"] = static_cast<int64_t>(surrogate.kind);
-    ctx->saved_data["alpha"] = surrogate.alpha;
-    ctx->saved_data["beta"] = surrogate.beta;
-    ctx->saved_data["sigma"] = surrogate.sigma;
-    ctx->saved_data["h"] = surrogate.h;
-    ctx->saved_data["s"] = surrogate.s;
-    ctx->saved_data["scale"] = surrogate.scale;
-    ctx->saved_data["width"] = surrogate.width;
-    return (x > 0).to(x.scalar_type());
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    Surrogate s;
-    s.kind = static_cast<Surrogate::Kind>(ctx->saved_data["kind"].toInt());
-    s.alpha = ctx->saved_data["alpha"].toDouble();
-    s.beta = ctx->saved_data["beta"].toDouble();
-    s.sigma = ctx->saved_data["sigma"].toDouble();
-    s.h = ctx->saved_data["h"].toDouble();
-    s.s = ctx->saved_data["s"].toDouble();
-    s.scale = ctx->saved_data["scale"].toDouble();
-    s.width = ctx->saved_data["width"].toDouble();
-    const auto x = ctx->get_saved_variables()[0];
-    return {grads[0] * surrogate_grad(x, s), at::Tensor()};
-  }
-};
 
 }  // namespace
 
@@ -105,8 +75,15 @@ at::Tensor surrogate_grad(const at::Tensor& x, const Surrogate& s) {
   TORCH_CHECK(false, "surrogate_grad: unknown kind");
 }
 
+// The operator brain::spike (csrc/ops/spike.cpp), so that the modules' spikes run under
+// torch.func and forward-mode AD as the fused ops do.
 at::Tensor spike_function(const at::Tensor& x, const Surrogate& surrogate) {
-  return SpikeFunction::apply(x, surrogate);
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("brain::spike", "")
+                       .typed<at::Tensor(const at::Tensor&, c10::string_view, c10::ArrayRef<double>)>();
+  const std::array<double, 7> params{surrogate.alpha, surrogate.beta, surrogate.sigma, surrogate.h,
+                                     surrogate.s,     surrogate.scale, surrogate.width};
+  return op.call(x, surrogate.name(), params);
 }
 
 }  // namespace brain

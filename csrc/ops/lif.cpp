@@ -36,10 +36,6 @@ namespace brain::ops {
 
 namespace detail {
 
-namespace {
-
-// The named surrogate with the op's 7 parameters (alpha, beta, sigma, h, s, scale, width), or
-// its published defaults when there are none.
 Surrogate checked_surrogate(const char* op, std::string_view surrogate, c10::ArrayRef<double> surrogate_params) {
   TORCH_CHECK(surrogate_params.empty() || surrogate_params.size() == 7, op,
               ": surrogate_params must be empty (the surrogate's defaults) or hold 7 values "
@@ -61,8 +57,6 @@ Surrogate checked_surrogate(const char* op, std::string_view surrogate, c10::Arr
 void check_threshold(const char* op, double v_reset, double v_th) {
   TORCH_CHECK(v_th > v_reset, op, ": v_th (", v_th, ") must be above v_reset (", v_reset, ")");
 }
-
-}  // namespace
 
 kernels::lif::LifConstants lif_constants(const char* op, double v_rest, double v_reset, double v_th,
                                          double R, double tau, double dt, std::string_view method,

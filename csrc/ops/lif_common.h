@@ -7,6 +7,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
 
+#include <brain/models/surrogate.h>
+
 #include "kernels/lif/lif_seq.h"
 
 namespace brain::ops::detail {
@@ -18,6 +20,13 @@ kernels::lif::LifConstants lif_constants(const char* op, double v_rest, double v
                                          double R, double tau, double dt, std::string_view method,
                                          bool detach_reset, std::string_view surrogate,
                                          c10::ArrayRef<double> surrogate_params);
+
+// The named surrogate with an op's 7 surrogate_params (alpha, beta, sigma, h, s, scale, width),
+// or its published defaults when there are none; errors name `op`.
+Surrogate checked_surrogate(const char* op, std::string_view surrogate, c10::ArrayRef<double> surrogate_params);
+
+// v_th > v_reset.
+void check_threshold(const char* op, double v_reset, double v_th);
 
 // input [T, ...] float32/float64; v0 = input's shape without T, same dtype and device.
 void check_lif_tensors(const char* op, const at::Tensor& input, const at::Tensor& v0);

@@ -7,7 +7,8 @@ batch dimension already exists take the vmapped dimension into it, in one call:
     ``[V * B, n]``), and their backward ops when only the gradient with respect to ``x`` is
     asked for (jacrev with respect to the input maps over the output's basis);
   - the LIF sequence ops, which are elementwise over the neurons: the mapped dimension becomes
-    one more neuron dimension (and the factors of their forward-mode tangents, elementwise).
+    one more neuron dimension (and the factors of their forward-mode tangents, and the spike
+    op, elementwise).
   - the recurrent LIF forms when their connectivity is not mapped: their batch items are
     independent, so the mapped dimension becomes more items.
 The rest (mapped connectivity or weights, a weight gradient per slice, the Poisson draws, the
@@ -162,8 +163,10 @@ def register():
     for name, major in (("lif_sequence", (True, False)), ("_lif_sequence_forward", (True, False)),
                         ("_lif_sequence_backward", (True, False, True))):
         torch.library.register_vmap(f"brain::{name}", _lif_rule(getattr(ops, name), major))
-    # _lif_tangent_coefficients(v_pre [any shape]) -> (ds_dv, du_dv): elementwise, so the mapped
-    # dimension stays where it is.
+    # spike(x [any shape]) and _lif_tangent_coefficients(v_pre [any shape]) -> (ds_dv, du_dv):
+    # elementwise, so the mapped dimension stays where it is.
+    torch.library.register_vmap("brain::spike",
+                                lambda info, in_dims, x, *args: (ops.spike(x, *args), in_dims[0]))
     torch.library.register_vmap(
         "brain::_lif_tangent_coefficients",
         lambda info, in_dims, v_pre, *args: (ops._lif_tangent_coefficients(v_pre, *args), (in_dims[0], in_dims[0])))

@@ -27,6 +27,7 @@ __all__ = [
     "jitc_materialize",
     "jitc_to_csr",
     "jitc_pattern",
+    "spike",
     "lif_sequence",
     "lif_recurrent_sequence",
     "lif_dense_recurrent_sequence",
@@ -141,6 +142,21 @@ def jitc_pattern(like: Tensor, prob: float, seed: int, shape: Sequence[int], col
     bits. ``brain.models.fixed_prob`` is this pattern. Reads ``nnz`` back from the GPU."""
     return torch.ops.brain.jitc_pattern(like, float(prob), _signed_seed(seed), list(shape), int(col_begin),
                                         None if col_end is None else int(col_end), bool(exclude_diagonal))
+
+
+SURROGATES = ("sigmoid", "arctan", "piecewise_quadratic", "piecewise_exp", "soft_sign", "erf", "inv_square",
+              "gaussian", "multi_gaussian", "leaky_relu", "relu_grad")
+
+
+def spike(x: Tensor, surrogate: str = "sigmoid", surrogate_params: Sequence[float] = ()) -> Tensor:
+    """The surrogate-gradient Heaviside the library's neurons spike with: ``(x > 0)`` in ``x``'s
+    dtype forward, ``surrogate'(x) * grad`` backward (and ``surrogate'(x) * tangent`` in forward
+    mode), for neurons of your own, e.g. ``spike((v - v_th) / (v_th - v_reset))``. ``surrogate``:
+    one of :data:`SURROGATES` (``"super_spike"`` names ``"inv_square"``); ``surrogate_params``:
+    none for its published defaults, or the 7 values ``alpha, beta, sigma, h, s, scale, width``
+    (see ``brain/models/surrogate.h``). The surrogate derivative is written with torch ops, so a
+    second derivative differentiates it (``hessian``, gradient penalties)."""
+    return torch.ops.brain.spike(x, surrogate, [float(p) for p in surrogate_params])
 
 
 def lif_sequence(input: Tensor, v0: Tensor, *, v_rest: float = 0.0, v_reset: float = 0.0,

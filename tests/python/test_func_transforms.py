@@ -335,15 +335,20 @@ def test_lif_forward_ad_dual_tensors(device):
 
 
 @pytest.mark.parametrize("recurrence", [None, "dense", "csr", "jit"])
-def test_spiking_net_input_sensitivity_in_both_modes(recurrence):
-    """A SpikingNet's Jacobian with respect to its input sequence (Linear, the fused LIF window
-    or its recurrent form, the readout), by forward mode equals reverse mode's."""
+def test_spiking_net_input_sensitivity_in_both_modes_and_both_paths(recurrence):
+    """A SpikingNet's Jacobian with respect to its input sequence (Linear, the LIF layer with its
+    recurrence, the readout), by forward mode and by reverse mode, through the fused ops and
+    through the modules step by step (brain::LIF's spikes are the brain::spike op): all four
+    equal."""
     from brain.models import SpikingNet
-    net = SpikingNet(5, 16, 3, recurrent=recurrence is not None, recurrence=recurrence or "dense", seed=1).double()
+    nets = [SpikingNet(5, 16, 3, recurrent=recurrence is not None, recurrence=recurrence or "dense", seed=1,
+                       fused=fused).double() for fused in (True, False)]
+    nets[1].load_state_dict(nets[0].state_dict())
     x = torch.rand(12, 2, 5, dtype=torch.float64) * 3
-    forward_mode, reverse_mode = jacfwd(net)(x), jacrev(net)(x)
-    assert forward_mode.shape == (12, 2, 3, 12, 2, 5)
-    assert reverse_mode.abs().sum() > 0 and all_close(forward_mode, reverse_mode)
+    reference = jacrev(nets[0])(x)
+    assert reference.shape == (12, 2, 3, 12, 2, 5) and reference.abs().sum() > 0
+    for net in nets:
+        assert all_close(jacfwd(net)(x), reference) and all_close(jacrev(net)(x), reference)
 
 
 def test_lif_second_derivatives_are_refused_by_name():

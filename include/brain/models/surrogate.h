@@ -41,7 +41,8 @@ struct Surrogate {
   std::string name() const;
 };
 
-// H(x) forward, surrogate'(x) * grad backward.
+// H(x) forward, surrogate'(x) * grad backward (surrogate'(x) * tangent in forward mode): the
+// operator brain::spike, so it runs under torch.func's transforms too.
 BRAIN_API at::Tensor spike_function(const at::Tensor& x, const Surrogate& surrogate = {});
 
 // The surrogate derivative itself (what the backward multiplies by).
