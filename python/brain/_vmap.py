@@ -8,7 +8,7 @@ batch dimension already exists take the vmapped dimension into it, in one call:
     asked for (jacrev with respect to the input maps over the output's basis);
   - the LIF sequence ops, which are elementwise over the neurons: the mapped dimension becomes
     one more neuron dimension (and the factors of their forward-mode tangents, and the spike
-    op, elementwise).
+    op, elementwise);
   - the recurrent LIF forms when their connectivity is not mapped: their batch items are
     independent, so the mapped dimension becomes more items.
 The rest (mapped connectivity or weights, a weight gradient per slice, the Poisson draws, the
