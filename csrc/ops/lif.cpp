@@ -115,14 +115,21 @@ void check_lif_backward_tensors(const char* op, const at::Tensor& grad_spikes, c
 
 namespace {
 
-// Written with ATen ops, for every device (CompositeExplicitAutograd), from brain::surrogate_grad,
-// the derivative lif_seq.h's backward uses. With x = (v - v_th) / (v_th - v_reset) and the spike
-// s = (x > 0) (NaN: no spike, as the kernels decide):
+// Written with ops (CompositeImplicitAutograd: every device, and autograd and forward mode
+// through them), from brain::surrogate_grad, the derivative lif_seq.h's backward uses. With
+// x = (v - v_th) / (v_th - v_reset) and the spike s = (x > 0) (NaN: no spike, as the kernels
+// decide):
 //   ds/dv = surrogate'(x) / (v_th - v_reset)
 //   du/dv = detach_reset ? 1 - s : (1 - s) + (v_reset - v) ds/dv     (u: the membrane after the reset)
+// Differentiated again (the LIF ops' second derivatives), these are the module path's: s is
+// brain::spike, whose derivative is the surrogate's, where the reset uses it (detach_reset
+// false); with detach_reset the reset is a comparison, as brain::LIF's torch::where.
 std::tuple<at::Tensor, at::Tensor> lif_tangent_coefficients(const at::Tensor& v_pre, double v_reset, double v_th,
                                                             bool detach_reset, c10::string_view surrogate,
                                                             c10::ArrayRef<double> params) {
+  static auto spike_op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("brain::spike", "")
+                             .typed<at::Tensor(const at::Tensor&, c10::string_view, c10::ArrayRef<double>)>();
   const char* op = "brain::_lif_tangent_coefficients";
   TORCH_CHECK(v_pre.scalar_type() == at::kFloat || v_pre.scalar_type() == at::kDouble, op,
               ": v_pre must be float32 or float64, got ", v_pre.scalar_type());
@@ -132,14 +139,13 @@ std::tuple<at::Tensor, at::Tensor> lif_tangent_coefficients(const at::Tensor& v_
   const double denom = v_th - v_reset;
   const at::Tensor x = (v_pre - v_th) / denom;
   const at::Tensor ds_dv = surrogate_grad(x, s) / denom;
-  const at::Tensor no_spike = (x > 0).logical_not().to(v_pre.scalar_type());
-  at::Tensor du_dv = detach_reset ? no_spike : no_spike + (v_reset - v_pre) * ds_dv;
-  return {ds_dv, du_dv};
+  if (detach_reset) return {ds_dv, (x > 0).logical_not().to(v_pre.scalar_type())};
+  return {ds_dv, 1 - spike_op.call(x, surrogate, params) + (v_reset - v_pre) * ds_dv};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(brain, CompositeExplicitAutograd, m) {
+TORCH_LIBRARY_IMPL(brain, CompositeImplicitAutograd, m) {
   m.impl("_lif_tangent_coefficients", &lif_tangent_coefficients);
 }
 

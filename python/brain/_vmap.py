@@ -163,13 +163,10 @@ def register():
     for name, major in (("lif_sequence", (True, False)), ("_lif_sequence_forward", (True, False)),
                         ("_lif_sequence_backward", (True, False, True))):
         torch.library.register_vmap(f"brain::{name}", _lif_rule(getattr(ops, name), major))
-    # spike(x [any shape]) and _lif_tangent_coefficients(v_pre [any shape]) -> (ds_dv, du_dv):
-    # elementwise, so the mapped dimension stays where it is.
+    # spike(x [any shape]): elementwise, so the mapped dimension stays where it is.
+    # (_lif_tangent_coefficients is made of ops, CompositeImplicitAutograd: vmap maps those.)
     torch.library.register_vmap("brain::spike",
                                 lambda info, in_dims, x, *args: (ops.spike(x, *args), in_dims[0]))
-    torch.library.register_vmap(
-        "brain::_lif_tangent_coefficients",
-        lambda info, in_dims, v_pre, *args: (ops._lif_tangent_coefficients(v_pre, *args), (in_dims[0], in_dims[0])))
     # The recurrent forms: (drive [T, ...], v0 [...], history [d, ...], connectivity...) ->
     # (spikes [T, ...], v_last [...], and for _forward v_pre [T, ...]); their backward ops
     # (grad_spikes, grad_v_last, v_pre, spikes, history, connectivity..., output_mask) ->

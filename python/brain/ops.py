@@ -5,8 +5,9 @@ Connectivity ``A`` of shape ``[n_rows, n_cols]`` is CSR: ``indptr`` ``[n_rows + 
 (homogeneous). For a projection rows are presynaptic neurons, so the synaptic input is
 ``A.T @ spikes`` (``transpose=True``). Every function here is a dispatcher op: it works with
 autograd, ``torch.compile(fullgraph=True)``, TorchScript and the ``torch.func`` transforms
-(grad, vjp, jacrev, jvp, jacfwd, vmap; hessian for the CSR and JIT ops, which are linear in
-each tensor: the LIF ops have first derivatives in both modes and refuse a second one).
+(grad, vjp, jacrev, jvp, jacfwd, hessian, vmap), to second order in every combination of
+modes, the LIF ops included (their second derivatives are the plain loop's, differentiated
+twice).
 """
 
 from typing import Optional, Sequence, Tuple

@@ -132,14 +132,21 @@ def test_gradcheck_below_threshold(device):
         assert torch.autograd.gradcheck(fn, (inp, v0))
 
 
-def test_double_backward_is_refused_not_silently_wrong():
-    # The surrogate backward is first-order only. A gradient penalty through it must fail
-    # loudly: it used to return a second derivative without the membrane's part.
+def test_double_backward_is_the_reference_loops():
+    # A gradient penalty through the fused op: its second derivative (the surrogate's own
+    # derivative, the membrane's part through the reset) is the plain loop's. It used to return
+    # one without the membrane's part, then to refuse.
     inp, v0 = make_inputs((12, 2, 5), torch.float64, "cpu")
-    spikes, v_last = ops.lif_sequence(inp, v0, tau=4.0)
-    (g,) = torch.autograd.grad(spikes.sum() + v_last.sum(), inp, create_graph=True)
-    with pytest.raises(RuntimeError, match="lif_sequence cannot be differentiated again"):
-        torch.autograd.grad(g.square().sum(), inp)
+    for detach_reset in (True, False):
+        penalties = []
+        for run in (ops.lif_sequence, reference):
+            i, v = inp.detach().requires_grad_(), v0.detach().requires_grad_()
+            spikes, v_last = run(i, v, tau=4.0, detach_reset=detach_reset)
+            (g,) = torch.autograd.grad(spikes.sum() + v_last.square().sum(), i, create_graph=True)
+            penalties.append(torch.autograd.grad(g.square().sum(), (i, v)))
+        assert penalties[1][0].abs().sum() > 0
+        for got, want in zip(*penalties):
+            assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
     # First order, one output or both, is unaffected.
     for use in ((0,), (1,), (0, 1)):
         i, v = inp.detach().requires_grad_(), v0.detach().requires_grad_()

@@ -187,21 +187,30 @@ def test_gradcheck_below_threshold(device):
         assert torch.autograd.gradcheck(fn, inputs)
 
 
-def test_double_backward_is_refused_not_silently_wrong():
-    drive, v0, history, indptr, indices, weights = make_problem(T=8, B=2, n=6, d=2, density=0.5)
+def test_double_backward_is_the_reference_loops():
+    """A gradient penalty in the drive and the weights through each recurrent form equals the
+    plain loop's (test_func_transforms.py compares whole Hessians)."""
+    drive, v0, history, indptr, indices, weights = make_problem(T=8, B=2, n=6, d=2, density=0.5, scale=3.0)
+    dense = dense_matrix(indptr, indices, weights, 6)
     jit_weight = torch.tensor(0.3, dtype=drive.dtype)
-    forms = {
-        "lif_recurrent_sequence": lambda d: ops.lif_recurrent_sequence(d, v0, history, indptr, indices, weights),
-        "lif_dense_recurrent_sequence": lambda d: ops.lif_dense_recurrent_sequence(
-            d, v0, history, torch.rand(6, 6, dtype=d.dtype)),
-        "lif_jit_recurrent_sequence": lambda d: ops.lif_jit_recurrent_sequence(d, v0, history, jit_weight, 0.5, 3),
+    forms = {  # name: (the op, the reference, the weights)
+        "csr": (lambda d, w: ops.lif_recurrent_sequence(d, v0, history, indptr, indices, w),
+                lambda d, w: reference(d, v0, history, indptr, indices, w), weights),
+        "dense": (lambda d, w: ops.lif_dense_recurrent_sequence(d, v0, history, w),
+                  lambda d, w: reference_dense(d, v0, history, w.T), dense.T.contiguous()),
+        "jit": (lambda d, w: ops.lif_jit_recurrent_sequence(d, v0, history, w, 0.5, 3),
+                lambda d, w: reference_dense(d, v0, history, jit_matrix(w, 0.5, 3, 6, "homo")), jit_weight),
     }
-    for name, run in forms.items():
-        d = drive.clone().requires_grad_()
-        spikes, v_last = run(d)
-        (g,) = torch.autograd.grad(spikes.sum() + v_last.sum(), d, create_graph=True)
-        with pytest.raises(RuntimeError, match=f"{name} cannot be differentiated again"):
-            torch.autograd.grad(g.square().sum(), d)
+    for name, (op, ref, w0) in forms.items():
+        penalties = []
+        for run in (op, ref):
+            d, w = drive.clone().requires_grad_(), w0.clone().requires_grad_()
+            spikes, v_last = run(d, w)
+            g_d, g_w = torch.autograd.grad(spikes.sum() + v_last.square().sum(), (d, w), create_graph=True)
+            penalties.append(torch.autograd.grad(g_d.square().sum() + g_w.square().sum(), (d, w)))
+        assert penalties[1][1].abs().sum() > 0, name
+        for got, want in zip(*penalties):
+            assert torch.allclose(got, want, rtol=1e-9, atol=1e-12), name
 
 
 def test_window_shapes_empty_and_non_contiguous():

@@ -1,15 +1,11 @@
-// Autograd kernels of the surrogate-gradient backward ops (brain::_lif_*_backward). Their
-// first derivative is what training needs; their own derivative is not implemented: it would
-// need the surrogate's second derivative and the membrane trace as a function of the inputs.
-// Without an Autograd kernel a double backward (a gradient penalty, a Hessian-vector product)
-// was silently wrong. Here, when grad mode is on and an input of the backward op requires
-// grad, its outputs get a node that raises a clear error if anything differentiates through
-// them; a plain backward (create_graph=False) runs without grad mode and records nothing.
-// That input exists because each forward's node saves one of its own outputs (v_pre for
-// lif_sequence, the spikes for the recurrent forms), which unpacks with the node's history
-// under create_graph: keep it so when changing what they save. Forward-mode AD through them
-// (hessian) is refused by name (torch would give the outputs no tangent). The factors of the LIF ops'
-// forward-mode tangents (brain::_lif_tangent_coefficients) are first-order in the same way.
+// Autograd kernels of the surrogate-gradient backward ops (brain::_lif_*_backward). The LIF
+// ops' nodes call them only for a gradient that is not differentiated again; one that is goes
+// through the same recursion written with ops (lif_adjoint.h), which has the second
+// derivatives. These kernels keep the ops themselves first-order and say so: when grad mode is
+// on and an input requires grad, the outputs get a node that raises a clear error if anything
+// differentiates through them (a direct call, or the one torch.func case
+// gradient_is_differentiated cannot see), and a tangent on an input is refused by name (torch
+// would give the outputs none). A plain backward (create_graph=False) records nothing.
 #include <string>
 #include <vector>
 
@@ -81,23 +77,6 @@ void first_order_only(const c10::OperatorHandle& op, c10::DispatchKeySet keys, t
                       "either mode: grad, vjp, jacrev, jvp, jacfwd.");
 }
 
-// The factors of the LIF ops' tangents (lif_tangent.h) depend on the membrane through the
-// surrogate's derivative, so differentiating a tangent again would need its second derivative.
-void tangent_coefficients_first_order(const c10::OperatorHandle& op, c10::DispatchKeySet keys,
-                                      torch::jit::Stack* stack) {
-  const std::string what =
-      "the forward-mode derivative (jvp, jacfwd, torch.autograd.forward_ad) of the fused LIF ops "
-      "(brain::lif_sequence, lif_recurrent_sequence, lif_dense_recurrent_sequence, lif_jit_recurrent_sequence) is "
-      "first-order only: ";
-  const std::string hint =
-      " would need the surrogate's second derivative. First derivatives work in either mode: jvp, jacfwd, "
-      "grad, vjp, jacrev.";
-  run_first_order(op, keys, stack,
-                  what + "differentiating a tangent again in reverse mode (grad or vjp of a jvp, a backward through "
-                         "a tangent)" + hint,
-                  what + "a second forward-mode level (jacfwd of jacfwd, jvp of jvp)" + hint);
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(brain, Autograd, m) {
@@ -105,7 +84,6 @@ TORCH_LIBRARY_IMPL(brain, Autograd, m) {
                            "_lif_dense_recurrent_sequence_backward", "_lif_jit_recurrent_sequence_backward"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&first_order_only>());
   }
-  m.impl("_lif_tangent_coefficients", torch::CppFunction::makeFromBoxedFunction<&tangent_coefficients_first_order>());
 }
 
 }  // namespace brain::ops

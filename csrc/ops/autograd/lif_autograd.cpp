@@ -3,7 +3,7 @@
 // brain::_lif_sequence_backward applies the surrogate in its kernel. Without a gradient to
 // compute, nothing is saved. The node is recorded as torch records its own operators'
 // (op_node.h), so torch.func's reverse-mode transforms run through it; forward mode computes
-// the tangents from v_pre (lif_tangent.h).
+// the tangents from v_pre (lif_tangent.h), and second derivatives go through lif_adjoint.h.
 #include <string>
 #include <tuple>
 #include <vector>
@@ -13,6 +13,7 @@
 #include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
+#include "csrc/ops/autograd/lif_adjoint.h"
 #include "csrc/ops/autograd/lif_model.h"
 #include "csrc/ops/autograd/lif_tangent.h"
 #include "csrc/ops/autograd/op_node.h"
@@ -42,8 +43,9 @@ c10::TypedOperatorHandle<ForwardSig>& forward_op() {
 }
 
 // saved: v_pre; constants: the LifModel's. Differentiable inputs: input, v0. v_pre's own
-// gradient (grads[2]) is not computed: nothing the public op returns reaches it, and the
-// forward-mode tangents that read it refuse to be differentiated before a gradient gets here.
+// gradient (grads[2]) comes only from differentiating a gradient or a tangent again (they read
+// v_pre with this node's history); that, and a gradient that will be differentiated again,
+// go through the recursion written with ops (lif_adjoint.h), the rest through the fused op.
 variable_list lif_sequence_grads(const variable_list& saved, const std::vector<c10::IValue>& c,
                                  const variable_list& grads, const std::vector<bool>&) {
   static auto op = c10::Dispatcher::singleton()
@@ -51,6 +53,10 @@ variable_list lif_sequence_grads(const variable_list& saved, const std::vector<c
                        .typed<BackwardSig>();
   const LifModel m(c);
   const at::Tensor& v_pre = saved[0];
+  if (grads[2].defined() || gradient_is_differentiated({v_pre, grads[0], grads[1]})) {
+    const LifAdjoint g = lif_adjoint(m, v_pre, grads[0], grads[1], grads[2]);
+    return {g.current, g.v0};
+  }
   // Zeros for an output the loss did not use.
   const at::Tensor grad_spikes = grads[0].defined() ? grads[0] : at::zeros_like(v_pre);
   const at::Tensor grad_v_last = grads[1].defined() ? grads[1] : at::zeros(v_pre.sizes().slice(1), v_pre.options());
@@ -72,19 +78,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_sequence_forward_autograd(
         forward_op().call(input, v0, v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
   }
   const LifModel model(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
+  std::shared_ptr<OpNode> node;
   if (records_node({input, v0})) {
     // v_pre is an output of the node (lif_sequence does not return it) so that, saved as one, it
-    // carries this node's history into a backward run with create_graph: the backward op then
-    // sees an input that requires grad and marks its result as not differentiable again
-    // (first_order_only.cpp) instead of a second derivative that silently misses v_pre's part.
-    // Its gradient is never asked for, so grads are not materialised (no zeros of its size).
-    auto node = make_node("LifSequenceBackward", {input, v0}, &lif_sequence_grads, model.constants(),
-                          /*materialize=*/false);
+    // carries this node's history into a gradient or tangent computed from it: differentiating
+    // those again reaches the inputs through v_pre's gradient (lif_sequence_grads). Only a
+    // second derivative asks for it, so grads are not materialised (no zeros of its size).
+    node = make_node("LifSequenceBackward", {input, v0}, &lif_sequence_grads, model.constants(),
+                     /*materialize=*/false);
     for (const at::Tensor* out : {&spikes, &v_last, &v_pre}) attach(node, *out);
-    node->save(v_pre, /*is_output=*/true);
   }
   // After the node: the tangents read v_pre with its history, so that differentiating them
-  // again is refused (lif_tangent.h) rather than missing the membrane's part.
+  // again reaches the membrane's part.
   if (has_tangent({input, v0})) {
     const at::Tensor input_tangent = input._fw_grad(0);
     set_tangents(lif_tangents(model, v_pre, v0._fw_grad(0),
@@ -93,6 +98,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_sequence_forward_autograd(
                               }),
                  spikes, v_last, v_pre);
   }
+  // Saved after its tangent is set, so that it keeps it: a forward-over-reverse derivative
+  // (gradgradcheck's check_fwd_over_rev) reads it in the backward.
+  if (node) node->save(v_pre, /*is_output=*/true);
   return {spikes, v_last, v_pre};
 }
 

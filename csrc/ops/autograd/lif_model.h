@@ -1,6 +1,7 @@
 // The LIF constants of the fused LIF ops, as a node keeps them: IValues (op_node.h).
 #pragma once
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,11 @@ struct LifModel {
       : v_rest(c[0].toDouble()), v_reset(c[1].toDouble()), v_th(c[2].toDouble()), R(c[3].toDouble()),
         tau(c[4].toDouble()), dt(c[5].toDouble()), method(c[6].toStringRef()), detach_reset(c[7].toBool()),
         surrogate(c[8].toStringRef()), params(c[9].toDoubleVector()) {}
+
+  // The step's linear part, v_pre_t = dv_du u_{t-1} + dv_dI I_t + const (u: the membrane after
+  // the reset), of either method.
+  double dv_du() const { return method == "exp_euler" ? std::exp(-dt / tau) : 1.0 - dt / tau; }
+  double dv_dI() const { return method == "exp_euler" ? R * (1.0 - std::exp(-dt / tau)) : R * dt / tau; }
 
   static constexpr size_t kConstants = 10;
   std::vector<c10::IValue> constants() const {

@@ -1,10 +1,11 @@
 // Autograd kernels of brain::lif_recurrent_sequence and its dense and JIT forms
 // brain::lif_dense_recurrent_sequence, brain::lif_jit_recurrent_sequence (the same scheme).
-// For the CSR form: the forward runs
-// brain::_lif_recurrent_sequence_forward and saves v_pre next to the spikes it returns, the
-// history and the CSR matrix; the registered brain::_lif_recurrent_sequence_backward walks the
-// window back in one call. Without a gradient to compute, nothing is saved. Nodes are recorded
-// as torch records its own operators' (op_node.h), so torch.func's reverse-mode transforms run
+// For the CSR form: the forward runs brain::_lif_recurrent_sequence_forward and saves v_pre
+// next to the spikes it returns, the history and the CSR matrix; the registered
+// brain::_lif_recurrent_sequence_backward walks the window back in one call, and a gradient
+// that will be differentiated again goes through the same recursion written with ops
+// (lif_adjoint.h). Without a gradient to compute, nothing is saved. Nodes are recorded as torch
+// records its own operators' (op_node.h), so torch.func's reverse-mode transforms run
 // through them. Forward mode runs the tangents' recursion (lif_tangent.h) with the tangent of
 // each step's current: d drive_t + A(dW)^T S_t + A(W)^T dS_t, S_t the spikes of `delay` steps
 // earlier (the history for the first steps) and dS_t their tangent.
@@ -25,6 +26,7 @@
 #include <torch/library.h>
 
 #include "csrc/ops/autograd/jitc_basis.h"
+#include "csrc/ops/autograd/lif_adjoint.h"
 #include "csrc/ops/autograd/lif_model.h"
 #include "csrc/ops/autograd/lif_tangent.h"
 #include "csrc/ops/autograd/op_node.h"
@@ -51,28 +53,82 @@ using BackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
 // for the same reason: under torch.func the outer transform levels see the forward op, which
 // the public op calls with autograd when recording). The forward op ran below autograd and
 // returned (spikes, v_last, v_pre); the backward op gets (grad_spikes, grad_v_last, v_pre, spikes,
-// then `tensors`...) and the mask of the four differentiable inputs (drive, v0, history,
-// weights). The spikes are saved as an output, so that under create_graph they carry this
-// node's history into the backward op, which then refuses to be differentiated again
-// (first_order_only.cpp). v_pre is an output too, as lif_sequence's is: the forward-mode
-// tangents read it with this history, so that differentiating them again is refused; its own
-// gradient is never computed (so grads are not materialised: no zeros of its size).
-void record_recurrent(const char* name, const std::vector<at::Tensor>& differentiable, const at::Tensor& spikes,
-                      const at::Tensor& v_last, const at::Tensor& v_pre, const std::vector<at::Tensor>& tensors,
-                      OpNode::Backward backward, std::vector<c10::IValue> constants) {
+// then the saved tensors...) and the mask of the four differentiable inputs (drive, v0, history,
+// weights). The spikes are saved as an output (save_recurrent), so that a gradient computed
+// from them (the weights', through the recurrence) reaches the inputs when differentiated
+// again. v_pre is an output too, as lif_sequence's is: gradients and tangents read it with this
+// history, and only a second derivative asks for its gradient (so grads are not materialised:
+// no zeros of its size).
+std::shared_ptr<OpNode> record_recurrent(const char* name, const std::vector<at::Tensor>& differentiable,
+                                         const at::Tensor& spikes, const at::Tensor& v_last, const at::Tensor& v_pre,
+                                         OpNode::Backward backward, std::vector<c10::IValue> constants) {
   auto node = make_node(name, differentiable, backward, std::move(constants), /*materialize=*/false);
   attach(node, spikes);
   attach(node, v_last);
   attach(node, v_pre);
-  node->save(v_pre, /*is_output=*/true);
-  node->save(spikes, /*is_output=*/true);
-  for (const at::Tensor& t : tensors) node->save(t);
+  return node;
+}
+
+// After the tangents are set (set_recurrent_tangents), so that the saved outputs keep them: a
+// forward-over-reverse derivative (gradgradcheck's check_fwd_over_rev) reads them in the backward.
+void save_recurrent(OpNode& node, const at::Tensor& spikes, const at::Tensor& v_pre,
+                    const std::vector<at::Tensor>& tensors) {
+  node.save(v_pre, /*is_output=*/true);
+  node.save(spikes, /*is_output=*/true);
+  for (const at::Tensor& t : tensors) node.save(t);
 }
 
 // The gradients of spikes and v_last, zeros for an output the loss did not use.
 std::pair<at::Tensor, at::Tensor> output_grads(const variable_list& grads, const at::Tensor& v_pre) {
   return {grads[0].defined() ? grads[0] : at::zeros_like(v_pre),
           grads[1].defined() ? grads[1] : at::zeros(v_pre.sizes().slice(1), v_pre.options())};
+}
+
+// The recurrent forms' gradients written with ops (lif_adjoint.h), for a gradient that will be
+// differentiated again. `adjoint` maps current gradients [rows, n] to their sources' gradients
+// A(W) g (the transpose of the forward's product); `weight_grad` the window's current gradients
+// and sources, both [rows, n], to the weights' gradient. saved: v_pre, spikes, history, then
+// the form's tensors, `weights` the differentiable one.
+struct RecurrentAdjoints {
+  std::function<at::Tensor(const at::Tensor&)> adjoint;
+  std::function<at::Tensor(const at::Tensor& current_grads, const at::Tensor& sources)> weight_grad;
+};
+
+bool differentiates_recurrent_gradient(const variable_list& saved, const at::Tensor& weights,
+                                       const variable_list& grads) {
+  return grads[2].defined() || gradient_is_differentiated({saved[0], saved[1], saved[2], weights, grads[0], grads[1]});
+}
+
+variable_list recurrent_grads_with_ops(const LifModel& m, const variable_list& saved, const at::Tensor& weights,
+                                       const variable_list& grads, const std::vector<bool>& needs,
+                                       const RecurrentAdjoints& a) {
+  const at::Tensor &v_pre = saved[0], &spikes = saved[1], &history = saved[2];
+  const int64_t steps = v_pre.size(0), delay = history.size(0), n = v_pre.size(-1);
+  const auto adjoint = [&](const at::Tensor& g) { return a.adjoint(g.reshape({-1, n})).reshape(g.sizes()); };
+  // Step t's spikes reach the current of step t + delay.
+  const RecurrentSpikeGrad recurrent = [&](int64_t t, const std::vector<at::Tensor>& current) {
+    return t + delay < steps ? adjoint(current[static_cast<size_t>(t + delay)]) : at::Tensor();
+  };
+  const LifAdjoint g = lif_adjoint(m, v_pre, grads[0], grads[1], grads[2], recurrent);
+  const int64_t from_history = std::min(delay, steps);
+  at::Tensor d_history, d_weights;
+  if (needs[2]) {
+    d_history = at::zeros_like(history);
+    if (from_history > 0) {
+      d_history = at::cat({adjoint(g.current.narrow(0, 0, from_history)),
+                           d_history.narrow(0, from_history, delay - from_history)});
+    }
+  }
+  if (needs[3]) {
+    if (steps == 0) {
+      d_weights = at::zeros_like(weights);
+    } else {
+      const at::Tensor sources = at::cat({history.narrow(0, 0, from_history),
+                                          spikes.narrow(0, 0, std::max<int64_t>(steps - delay, 0))});
+      d_weights = a.weight_grad(g.current.reshape({-1, n}), sources.reshape({-1, n}));
+    }
+  }
+  return {needs[0] ? g.current : at::Tensor(), needs[1] ? g.v0 : at::Tensor(), d_history, d_weights};
 }
 
 // A(W)^T x for x [..., n] (a step's spikes or their tangent), and A(dW)^T of [rows, n] spikes for
@@ -129,6 +185,29 @@ c10::TypedOperatorHandle<JitcMatmulSig>& jitc_matmul_op() {
   return op;
 }
 
+using CsrMatmulBackwardSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                 const at::Tensor&, const at::Tensor&,
+                                                                 const at::Tensor&, c10::SymIntArrayRef, bool,
+                                                                 std::array<bool, 2>);
+using JitcMatmulBackwardSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                 const at::Tensor&, double, int64_t,
+                                                                 c10::SymIntArrayRef, c10::string_view, bool,
+                                                                 std::array<bool, 2>);
+
+c10::TypedOperatorHandle<CsrMatmulBackwardSig>& csr_matmul_backward_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("brain::_csr_matmul_backward", "")
+                       .typed<CsrMatmulBackwardSig>();
+  return op;
+}
+
+c10::TypedOperatorHandle<JitcMatmulBackwardSig>& jitc_matmul_backward_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("brain::_jitc_matmul_backward", "")
+                       .typed<JitcMatmulBackwardSig>();
+  return op;
+}
+
 std::array<bool, 4> mask_of(const std::vector<bool>& needs) { return {needs[0], needs[1], needs[2], needs[3]}; }
 
 // saved: v_pre, spikes, history, indptr, indices, weights; constants: the LifModel's.
@@ -138,6 +217,20 @@ variable_list csr_grads(const variable_list& saved, const std::vector<c10::IValu
                        .findSchemaOrThrow("brain::_lif_recurrent_sequence_backward", "")
                        .typed<BackwardSig>();
   const LifModel m(c);
+  if (differentiates_recurrent_gradient(saved, saved[5], grads)) {
+    const at::Tensor &indptr = saved[3], &indices = saved[4], &weights = saved[5];
+    const int64_t n = saved[0].size(-1);
+    const std::array<c10::SymInt, 2> shape{n, n};
+    RecurrentAdjoints a;
+    a.adjoint = [&](const at::Tensor& g) {
+      return csr_matmul_op<false>().call(indptr, indices, weights, g, shape, /*transpose=*/false);
+    };
+    a.weight_grad = [&](const at::Tensor& g, const at::Tensor& sources) {
+      return std::get<1>(csr_matmul_backward_op().call(g, indptr, indices, weights, sources, shape,
+                                                       /*transpose=*/true, {false, true}));
+    };
+    return recurrent_grads_with_ops(m, saved, weights, grads, needs, a);
+  }
   const auto [g_spikes, g_v_last] = output_grads(grads, saved[0]);
   auto [d, v, h, w] = op.call(g_spikes, g_v_last, saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], m.v_rest,
                               m.v_reset, m.v_th, m.R, m.tau, m.dt, m.method, m.detach_reset, m.surrogate, m.params,
@@ -165,9 +258,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_recurrent_sequence_forward_au
                                                             surrogate, params);
   }
   const LifModel model(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
+  std::shared_ptr<OpNode> node;
   if (records_node({drive, v0, history, weights})) {
-    record_recurrent("LifRecurrentSequenceBackward", {drive, v0, history, weights}, spikes, v_last, v_pre,
-                     {history, indptr, indices, weights}, &csr_grads, model.constants());
+    node = record_recurrent("LifRecurrentSequenceBackward", {drive, v0, history, weights}, spikes, v_last, v_pre,
+                            &csr_grads, model.constants());
   }
   if (has_tangent({drive, v0, history, weights})) {
     const int64_t n = drive.size(-1);
@@ -184,6 +278,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_recurrent_sequence_forward_au
     }
     set_recurrent_tangents(model, drive, v0, history, spikes, v_last, v_pre, products);
   }
+  if (node) save_recurrent(*node, spikes, v_pre, {history, indptr, indices, weights});
   return {spikes, v_last, v_pre};
 }
 
@@ -232,6 +327,14 @@ variable_list dense_grads(const variable_list& saved, const std::vector<c10::IVa
                        .findSchemaOrThrow("brain::_lif_dense_recurrent_sequence_backward", "")
                        .typed<DenseBackwardSig>();
   const LifModel m(c);
+  if (differentiates_recurrent_gradient(saved, saved[3], grads)) {
+    // weight [post, pre]: the current is S W^T.
+    const at::Tensor& weight = saved[3];
+    RecurrentAdjoints a;
+    a.adjoint = [&](const at::Tensor& g) { return at::matmul(g, weight); };
+    a.weight_grad = [](const at::Tensor& g, const at::Tensor& sources) { return at::matmul(g.t(), sources); };
+    return recurrent_grads_with_ops(m, saved, weight, grads, needs, a);
+  }
   const auto [g_spikes, g_v_last] = output_grads(grads, saved[0]);
   auto [d, v, h, w] = op.call(g_spikes, g_v_last, saved[0], saved[1], saved[2], saved[3], m.v_rest, m.v_reset, m.v_th,
                               m.R, m.tau, m.dt, m.method, m.detach_reset, m.surrogate, m.params, mask_of(needs));
@@ -249,9 +352,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_dense_recurrent_sequence_forw
                                                               tau, dt, method, detach_reset, surrogate, params);
   }
   const LifModel model(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
+  std::shared_ptr<OpNode> node;
   if (records_node({drive, v0, history, weight})) {
-    record_recurrent("LifDenseRecurrentSequenceBackward", {drive, v0, history, weight}, spikes, v_last, v_pre,
-                     {history, weight}, &dense_grads, model.constants());
+    node = record_recurrent("LifDenseRecurrentSequenceBackward", {drive, v0, history, weight}, spikes, v_last, v_pre,
+                            &dense_grads, model.constants());
   }
   if (has_tangent({drive, v0, history, weight})) {
     // weight is [post, pre], as torch.nn.Linear stores it: the current is S W^T.
@@ -263,6 +367,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_dense_recurrent_sequence_forw
     }
     set_recurrent_tangents(model, drive, v0, history, spikes, v_last, v_pre, products);
   }
+  if (node) save_recurrent(*node, spikes, v_pre, {history, weight});
   return {spikes, v_last, v_pre};
 }
 
@@ -305,6 +410,23 @@ variable_list jit_grads(const variable_list& saved, const std::vector<c10::IValu
                        .typed<JitBackwardSig>();
   const LifModel m(c);
   const size_t k = LifModel::kConstants;
+  if (differentiates_recurrent_gradient(saved, saved[3], grads)) {
+    const at::Tensor& weight = saved[3];
+    const int64_t n = saved[0].size(-1);
+    const std::array<c10::SymInt, 2> shape{n, n};
+    const double prob = c[k].toDouble();
+    const int64_t seed = c[k + 1].toInt();
+    const std::string dist = c[k + 2].toStringRef();
+    RecurrentAdjoints a;
+    a.adjoint = [&](const at::Tensor& g) {
+      return jitc_matmul_op<false>().call(g, weight, prob, seed, shape, dist, /*transpose=*/false);
+    };
+    a.weight_grad = [&](const at::Tensor& g, const at::Tensor& sources) {
+      return std::get<1>(jitc_matmul_backward_op().call(g, sources, weight, prob, seed, shape, dist,
+                                                        /*transpose=*/true, {false, true}));
+    };
+    return recurrent_grads_with_ops(m, saved, weight, grads, needs, a);
+  }
   const auto [g_spikes, g_v_last] = output_grads(grads, saved[0]);
   auto [d, v, h, w] = op.call(g_spikes, g_v_last, saved[0], saved[1], saved[2], saved[3], c[k].toDouble(),
                               c[k + 1].toInt(), c[k + 2].toStringRef(), m.v_rest, m.v_reset, m.v_th, m.R, m.tau, m.dt,
@@ -331,11 +453,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_jit_recurrent_sequence_forwar
                                                             surrogate, params);
   }
   const LifModel model(v_rest, v_reset, v_th, R, tau, dt, method, detach_reset, surrogate, params);
+  std::shared_ptr<OpNode> node;
   if (records_node({drive, v0, history, weight})) {
     auto constants = model.constants();
     constants.insert(constants.end(), {prob, seed, std::string(dist)});
-    record_recurrent("LifJitRecurrentSequenceBackward", {drive, v0, history, weight}, spikes, v_last, v_pre,
-                     {history, weight}, &jit_grads, std::move(constants));
+    node = record_recurrent("LifJitRecurrentSequenceBackward", {drive, v0, history, weight}, spikes, v_last, v_pre,
+                            &jit_grads, std::move(constants));
   }
   if (has_tangent({drive, v0, history, weight})) {
     const int64_t n = drive.size(-1);
@@ -356,6 +479,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_jit_recurrent_sequence_forwar
     }
     set_recurrent_tangents(model, drive, v0, history, spikes, v_last, v_pre, products);
   }
+  if (node) save_recurrent(*node, spikes, v_pre, {history, weight});
   return {spikes, v_last, v_pre};
 }
 

@@ -1,6 +1,5 @@
 #include "csrc/ops/autograd/lif_tangent.h"
 
-#include <cmath>
 #include <tuple>
 
 #include <ATen/TensorOperators.h>
@@ -29,13 +28,10 @@ LifTangents lif_tangents(const LifModel& m, const at::Tensor& v_pre, const at::T
     out.v_last = v0_tangent.defined() ? v0_tangent : at::zeros(v_pre.sizes().slice(1), v_pre.options());
     return out;
   }
-  // Called with autograd: under an outer reverse level (grad of a jvp) its outputs refuse to be
-  // differentiated, and a second forward level is refused by its kernel (first_order_only.cpp).
+  // Called with autograd: an outer level (jacfwd of jacfwd, grad of a jvp) differentiates the
+  // coefficients, which are ops (CompositeImplicitAutograd).
   auto [ds_dv, du_dv] = coefficients_op.call(v_pre, m.v_reset, m.v_th, m.detach_reset, m.surrogate, m.params);
-  const bool exp_euler = m.method == "exp_euler";
-  const double decay = std::exp(-m.dt / m.tau);
-  const double dv_du = exp_euler ? decay : 1.0 - m.dt / m.tau;
-  const double dv_dI = exp_euler ? m.R * (1.0 - decay) : m.R * m.dt / m.tau;
+  const double dv_du = m.dv_du(), dv_dI = m.dv_dI();
 
   std::vector<at::Tensor> ds(static_cast<size_t>(steps)), dv(static_cast<size_t>(steps));
   at::Tensor du = v0_tangent;

@@ -83,6 +83,32 @@ TEST(SpikingNetFused, SpikesEqualTheModulePathAndGradientsAgree) {
   }
 }
 
+// Second order from C++: a gradient penalty on the input (|dL/dx|^2, differentiated again by
+// backward) through the fused ops equals the module path's, whose spikes are brain::spike.
+TEST(SpikingNetFused, GradientPenaltyEqualsTheModulePaths) {
+  const auto y = torch::tensor({0, 1, 2, 1, 0}, torch::kLong);
+  for (const auto& [recurrent, recurrence, delay] :
+       std::vector<std::tuple<bool, std::string, int64_t>>{{false, "dense", 1}, {true, "dense", 1},
+                                                           {true, "csr", 2}, {true, "jit", 3}}) {
+    SCOPED_TRACE(recurrence + (recurrent ? " recurrent" : " feed-forward"));
+    std::vector<std::map<std::string, torch::Tensor>> grads;
+    for (bool fused : {true, false}) {
+      SpikingNet net(net_options(recurrent, recurrence, delay, fused));
+      net.to(torch::kFloat64);
+      const auto x = drive(20, 5, 1).to(torch::kFloat64).requires_grad_();
+      net.reset(x.size(1));
+      const auto loss = losses::cross_entropy_mean_over_time()(net.forward(x), y);
+      const auto g_x = torch::autograd::grad({loss}, {x}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
+      net.zero_grad();
+      g_x.square().sum().backward();
+      std::map<std::string, torch::Tensor> g;
+      for (const auto& item : net.named_parameters()) g[item.key()] = item.value().grad().clone();
+      grads.push_back(g);
+    }
+    expect_close(grads[0], grads[1], 1e-8);
+  }
+}
+
 // The recurrent layer's op (from C++, int32 indices, float32) against the per-step network it
 // replaces: event_csr_matmul of the delayed spikes, the sum, one lif_sequence step.
 TEST(LifRecurrentSequence, EqualsTheOpByOpNetworkBitForBit) {
