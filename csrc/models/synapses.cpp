@@ -215,10 +215,14 @@ CsrComm::CsrComm(const CsrMatrix& conn, at::Tensor weights, bool event)
   weights_ = register_parameter("weights", weights.to(conn.indptr.device()), /*requires_grad=*/weights.requires_grad());
 }
 
-at::Tensor CsrComm::forward(const at::Tensor& spikes) {
-  const at::Tensor x = spikes.scalar_type() == at::kBool ? spikes : spikes.to(weights_.scalar_type());
-  return event_ ? ops::event_csr_matmul(indptr_, indices_, weights_, x, {n_pre_, n_post_}, true)
-                : ops::csr_matmul(indptr_, indices_, weights_, x, {n_pre_, n_post_}, true);
+at::Tensor CsrComm::forward(const at::Tensor& spikes) { return forward_with(spikes, weights_); }
+
+at::Tensor CsrComm::forward_with(const at::Tensor& spikes, const at::Tensor& weights) const {
+  TORCH_CHECK(weights.sizes() == weights_.sizes(), "CsrComm: weights in place of the module's must have its shape ",
+              weights_.sizes(), ", got ", weights.sizes());
+  const at::Tensor x = spikes.scalar_type() == at::kBool ? spikes : spikes.to(weights.scalar_type());
+  return event_ ? ops::event_csr_matmul(indptr_, indices_, weights, x, {n_pre_, n_post_}, true)
+                : ops::csr_matmul(indptr_, indices_, weights, x, {n_pre_, n_post_}, true);
 }
 
 JitComm::JitComm(int64_t n_pre, int64_t n_post, double prob, int64_t seed, at::Tensor weight,
@@ -245,10 +249,14 @@ std::shared_ptr<JitComm> JitComm::columns(int64_t n_pre, int64_t n_post_total, i
   return comm;
 }
 
-at::Tensor JitComm::forward(const at::Tensor& spikes) {
-  const at::Tensor x = spikes.scalar_type() == at::kBool ? spikes : spikes.to(weight_.scalar_type());
-  const at::Tensor all = event_ ? ops::event_jitc_matmul(x, weight_, prob_, seed_, {n_pre_, n_post_total_}, dist_, true)
-                                : ops::jitc_matmul(x, weight_, prob_, seed_, {n_pre_, n_post_total_}, dist_, true);
+at::Tensor JitComm::forward(const at::Tensor& spikes) { return forward_with(spikes, weight_); }
+
+at::Tensor JitComm::forward_with(const at::Tensor& spikes, const at::Tensor& weight) const {
+  TORCH_CHECK(weight.sizes() == weight_.sizes(), "JitComm: a weight in place of the module's must have its shape ",
+              weight_.sizes(), ", got ", weight.sizes());
+  const at::Tensor x = spikes.scalar_type() == at::kBool ? spikes : spikes.to(weight.scalar_type());
+  const at::Tensor all = event_ ? ops::event_jitc_matmul(x, weight, prob_, seed_, {n_pre_, n_post_total_}, dist_, true)
+                                : ops::jitc_matmul(x, weight, prob_, seed_, {n_pre_, n_post_total_}, dist_, true);
   return n_post_ == n_post_total_ ? all : all.narrow(-1, col_offset_, n_post_);
 }
 

@@ -384,6 +384,7 @@ void bind_modules(py::module& m) {
       .def(py::init<train::SpikingNetOptions>())
       .def("reset", &train::SpikingNet::reset, py::arg("batch_size"))
       .def("forward", &train::SpikingNet::forward, py::arg("inputs"), release())
+      .def("forward_with", &train::SpikingNet::forward_with, py::arg("inputs"), py::arg("parameters"), release())
       .def("detach_state", &train::SpikingNet::detach_state)
       .def("last_rate", &train::SpikingNet::last_rate);
 

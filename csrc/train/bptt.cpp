@@ -139,14 +139,16 @@ at::Tensor SpikingNet::forward(const at::Tensor& inputs) {
   ctx.dt = o_.dt;
   ctx.training = is_training();
   // One matmul for the whole window's feed-forward input.
-  const at::Tensor drive = input_->forward(inputs.to(input_->weight.scalar_type()));
+  const at::Tensor& input_weight = param("input.weight", input_->weight);
+  const at::Tensor drive =
+      torch::linear(inputs.to(input_weight.scalar_type()), input_weight, param("input.bias", input_->bias));
   if (!o_.recurrent && use_fused()) {
     // No recurrence: every step's input is known, so the whole window is one fused op.
     ctx.step = step_;
     const at::Tensor spikes = hidden_step(drive, ctx);
     step_ += steps;
     last_rate_ = steps > 0 ? spikes.mean() : torch::zeros({}, drive.options());
-    return readout_->forward(spikes);
+    return readout(spikes);
   }
   if (o_.recurrent && use_fused()) {
     // The whole window with its recurrence as one op: one autograd node instead of a dozen
@@ -156,15 +158,18 @@ at::Tensor SpikingNet::forward(const at::Tensor& inputs) {
     at::Tensor spikes, v_last;
     if (recurrent_dense_) {
       std::tie(spikes, v_last) = ops::lif_dense_recurrent_sequence(drive, lif_->state("V"), history,
-                                                                   recurrent_dense_->weight, fused_options());
+                                                                   param("recurrent.weight", recurrent_dense_->weight),
+                                                                   fused_options());
     } else if (o_.recurrence == "csr") {
       const auto& csr = static_cast<const CsrComm&>(*recurrent_comm_);
       std::tie(spikes, v_last) = ops::lif_recurrent_sequence(drive, lif_->state("V"), history, csr.indptr(),
-                                                             csr.indices(), csr.weights(), fused_options());
+                                                             csr.indices(), param("recurrent.weights", csr.weights()),
+                                                             fused_options());
     } else {
       const auto& jit = static_cast<const JitComm&>(*recurrent_comm_);
-      std::tie(spikes, v_last) = ops::lif_jit_recurrent_sequence(drive, lif_->state("V"), history, jit.weight(),
-                                                                 jit.prob(), jit.seed(), jit.dist(), fused_options());
+      std::tie(spikes, v_last) =
+          ops::lif_jit_recurrent_sequence(drive, lif_->state("V"), history, param("recurrent.weight", jit.weight()),
+                                          jit.prob(), jit.seed(), jit.dist(), fused_options());
     }
     lif_->assign_state("V", v_last);
     // The next window's history, most recent first: the last d steps of (history, spikes).
@@ -179,7 +184,7 @@ at::Tensor SpikingNet::forward(const at::Tensor& inputs) {
     if (steps > 0) lif_->assign_state("spike", history_.front());
     step_ += steps;
     last_rate_ = steps > 0 ? spikes.mean() : torch::zeros({}, drive.options());
-    return readout_->forward(spikes);
+    return readout(spikes);
   }
   std::vector<at::Tensor> outputs;
   outputs.reserve(static_cast<size_t>(steps));
@@ -191,7 +196,7 @@ at::Tensor SpikingNet::forward(const at::Tensor& inputs) {
     at::Tensor current = drive_steps[static_cast<size_t>(t)];
     if (o_.recurrent) {
       const at::Tensor& delayed = history_.back();  // the spikes of recurrent_delay steps ago
-      current = current + (recurrent_dense_ ? recurrent_dense_->forward(delayed) : recurrent_comm_->forward(delayed));
+      current = current + recurrent_current(delayed);
     }
     ctx.t = static_cast<double>(step_) * o_.dt;
     ctx.step = step_++;
@@ -202,10 +207,54 @@ at::Tensor SpikingNet::forward(const at::Tensor& inputs) {
       history_.insert(history_.begin(), spikes);
     }
     rate_sum = rate_sum + spikes.mean();
-    outputs.push_back(readout_->forward(spikes));
+    outputs.push_back(readout(spikes));
   }
   last_rate_ = rate_sum / static_cast<double>(std::max<int64_t>(steps, 1));
   return steps > 0 ? torch::stack(outputs) : torch::zeros({0, inputs.size(1), o_.n_out}, drive.options());
+}
+
+at::Tensor SpikingNet::forward_with(const at::Tensor& inputs, const std::map<std::string, at::Tensor>& parameters) {
+  const auto own = named_parameters(/*recurse=*/true);
+  for (const auto& [name, tensor] : parameters) {
+    const at::Tensor* mine = own.find(name);
+    if (mine == nullptr) {
+      std::string names;
+      for (const auto& key : own.keys()) names += (names.empty() ? "" : ", ") + key;
+      TORCH_CHECK(false, "SpikingNet::forward_with: no parameter '", name, "'; its parameters are ", names);
+    }
+    TORCH_CHECK(tensor.defined() && tensor.sizes() == mine->sizes(), "SpikingNet::forward_with: '", name,
+                "' must have the shape of the parameter it replaces, ", mine->sizes(), ", got ",
+                tensor.defined() ? tensor.sizes() : c10::IntArrayRef{});
+  }
+  replacements_ = &parameters;
+  struct Restore {
+    const std::map<std::string, at::Tensor>*& replacements;
+    ~Restore() { replacements = nullptr; }
+  } restore{replacements_};
+  return forward(inputs);
+}
+
+const at::Tensor& SpikingNet::param(const char* name, const at::Tensor& own) const {
+  if (replacements_ != nullptr) {
+    const auto it = replacements_->find(name);
+    if (it != replacements_->end()) return it->second;
+  }
+  return own;
+}
+
+at::Tensor SpikingNet::readout(const at::Tensor& spikes) const {
+  return torch::linear(spikes, param("readout.weight", readout_->weight), param("readout.bias", readout_->bias));
+}
+
+// The module path's recurrent input: torch::nn::Linear's and the Comms' forward, with param().
+at::Tensor SpikingNet::recurrent_current(const at::Tensor& delayed_spikes) const {
+  if (recurrent_dense_) return torch::linear(delayed_spikes, param("recurrent.weight", recurrent_dense_->weight));
+  if (o_.recurrence == "csr") {
+    const auto& csr = static_cast<const CsrComm&>(*recurrent_comm_);
+    return csr.forward_with(delayed_spikes, param("recurrent.weights", csr.weights()));
+  }
+  const auto& jit = static_cast<const JitComm&>(*recurrent_comm_);
+  return jit.forward_with(delayed_spikes, param("recurrent.weight", jit.weight()));
 }
 
 void SpikingNet::detach_state() {

@@ -101,16 +101,18 @@ class _WrappedChildren:
     hands over the bare C++ children, which have none of torch.nn.Module's methods. Each
     child keeps one wrapper while it is the same C++ object (hooks stay registered)."""
 
-    def __init__(self, cpp_module):
+    def __init__(self, cpp_module, replacements=None, prefix=""):
         self.cpp_module = cpp_module
         self.wrappers = {}
+        self.replacements, self.prefix = replacements, prefix
 
     def _wrap(self, name, child):
         if child is None:
             return None
         wrapper = self.wrappers.get(name)
         if wrapper is None or wrapper.cpp_module is not child:
-            wrapper = self.wrappers[name] = CppModule(child)
+            wrapper = self.wrappers[name] = CppModule(child, _replacements=self.replacements,
+                                                      _prefix=f"{self.prefix}{name}.")
         return wrapper
 
     def items(self):
@@ -166,17 +168,45 @@ class _CppTensors(OrderedDictWrapper):
     """A C++ module's parameters or buffers as torch.nn.Module sees them. The module computes
     with its own C++ tensors, so putting another tensor in their place from Python (what
     torch.func.functional_call and torch.nn.utils.stateless do, or assigning a Parameter)
-    would silently change nothing: it is refused, saying what works instead."""
+    would silently change nothing: it is refused, saying what works instead. A module that
+    can compute with given parameters (SpikingNet) passes `replacements`, a dict shared by its
+    submodules' wrappers: functional_call's swaps then land there, keyed by the parameter's
+    full name, the module reads them for the call, and swapping the module's own tensor back
+    removes them. Its buffers (the connectivity) can only be "swapped" for themselves."""
+
+    def __init__(self, cpp_module, attr, replacements=None, prefix=""):
+        super().__init__(cpp_module, attr)
+        self.replacements, self.prefix = replacements, prefix
+
+    def __getitem__(self, name):
+        if self.replacements is not None and self.prefix + name in self.replacements:
+            return self.replacements[self.prefix + name]
+        return super().__getitem__(name)
 
     def __setitem__(self, name, value):
+        if self.replacements is not None and name in self.cpp_dict:
+            own = self.cpp_dict[name]
+            if value is own:
+                self.replacements.pop(self.prefix + name, None)
+                return
+            if self.attr == "_parameters" and isinstance(value, torch.Tensor):
+                if value.shape != own.shape:
+                    raise ValueError(f"'{self.prefix}{name}': a tensor in place of a parameter must have its "
+                                     f"shape {tuple(own.shape)}, got {tuple(value.shape)}")
+                self.replacements[self.prefix + name] = value
+                return
+            raise TypeError(f"'{self.prefix}{name}': the connectivity (buffers) of a brain module cannot be "
+                            "replaced for a call; pass only parameters to torch.func.functional_call")
         raise TypeError(
             f"'{name}': a brain module's tensors cannot be set or replaced from Python (torch.func.functional_call, "
             "torch.nn.utils.stateless, register_parameter/register_buffer, assigning a Parameter): the module "
             "computes with its C++ tensors. Change their values in place (with torch.no_grad(): p.copy_(v)) or "
             "with load_state_dict, or differentiate with respect to the parameters by torch.autograd.grad; "
-            "torch.func transforms apply to the torch.ops.brain operators called on your own tensors")
+            "torch.func transforms apply to the torch.ops.brain operators called on your own tensors, and to "
+            "SpikingNet's parameters through torch.func.functional_call")
 
-    __delitem__ = __setitem__
+    def __delitem__(self, name):
+        raise TypeError(f"'{self.prefix}{name}': a brain module's tensors cannot be removed")
 
 
 class CppModule(ModuleWrapper):
@@ -188,19 +218,20 @@ class CppModule(ModuleWrapper):
     model built with the same arguments. SpikingNet and Readout can be pickled and deep-copied
     (they are rebuilt from their arguments); the C++ modules cannot be cloned, so for the
     others (networks, whose copy would also need where a run has got to: Runner's checkpoints)
-    build another and load the state_dict."""
+    build another and load the state_dict. torch.func.functional_call runs a SpikingNet with
+    given parameters; the other modules refuse it (they compute with their C++ tensors)."""
 
     _MOVES = ("to", "cuda", "cpu", "float", "double", "half")
 
-    def __init__(self, cpp_module):
+    def __init__(self, cpp_module, _replacements=None, _prefix=""):
         super().__init__(cpp_module)
         # ModuleWrapper copies the C++ methods onto the instance; these must be the class's.
         for name in self._MOVES:
             self.__dict__.pop(name, None)
-        self.__dict__["_modules"] = _WrappedChildren(cpp_module)
+        self.__dict__["_modules"] = _WrappedChildren(cpp_module, _replacements, _prefix)
         self.__dict__["_non_persistent_buffers_set"] = _StateNames(cpp_module)
-        self.__dict__["_parameters"] = _CppTensors(cpp_module, "_parameters")
-        self.__dict__["_buffers"] = _CppTensors(cpp_module, "_buffers")
+        self.__dict__["_parameters"] = _CppTensors(cpp_module, "_parameters", _replacements, _prefix)
+        self.__dict__["_buffers"] = _CppTensors(cpp_module, "_buffers", _replacements, _prefix)
         for name in ("named_parameters", "named_buffers"):
             self.__dict__.pop(name, None)
 
@@ -492,7 +523,11 @@ class SpikingNet(CppModule):
     to its recurrent input. fused: the LIF layer runs as brain::lif_sequence (one saved tensor
     per step for the backward), and with recurrence the whole window as one op and one autograd
     node (brain::lif_dense_recurrent_sequence, brain::lif_recurrent_sequence,
-    brain::lif_jit_recurrent_sequence), instead of op by op; the spikes are the same."""
+    brain::lif_jit_recurrent_sequence), instead of op by op; the spikes are the same.
+
+    torch.func.functional_call(net, params, (inputs,)) runs it with the given parameters
+    (named as named_parameters() names them), so torch.func's transforms reach them:
+    vmap(grad(...)) gives per-sample gradients of the parameters."""
 
     def __init__(self, n_in, n_hidden, n_out, recurrent=False, dt=1.0, tau=10.0, V_th=1.0, seed=0,
                  recurrence="dense", recurrent_prob=0.1, recurrent_delay=1, fused=True):
@@ -501,7 +536,10 @@ class SpikingNet(CppModule):
         o.recurrent, o.dt, o.tau, o.V_th, o.seed = bool(recurrent), float(dt), float(tau), float(V_th), int(seed)
         o.recurrence, o.recurrent_prob, o.recurrent_delay = str(recurrence), float(recurrent_prob), int(recurrent_delay)
         o.fused = bool(fused)
-        super().__init__(_C.SpikingNet(o))
+        # torch.func.functional_call's parameters for the call, by full name (_CppTensors).
+        replacements = {}
+        super().__init__(_C.SpikingNet(o), _replacements=replacements)
+        self.__dict__["_replacements"] = replacements
         # ModuleWrapper copies the C++ methods onto the instance; this class's forward must win.
         self.__dict__.pop("forward", None)
         # What pickling and copy.deepcopy rebuild it from (with its state_dict).
@@ -516,6 +554,8 @@ class SpikingNet(CppModule):
         if inputs.dim() != 3:
             raise ValueError(f"SpikingNet expects inputs [T, B, n_in], got {tuple(inputs.shape)}")
         self.cpp_module.reset(inputs.shape[1])
+        if self._replacements:
+            return self.cpp_module.forward_with(inputs, dict(self._replacements))
         return self.cpp_module.forward(inputs)
 
 

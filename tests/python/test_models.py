@@ -2,6 +2,7 @@
 spike for spike, the modules are torch.nn.Modules, a spiking net trains with torch.optim, and
 the examples run at tiny sizes."""
 
+import copy
 import importlib.util
 import os
 import subprocess
@@ -91,7 +92,6 @@ def test_state_dict_holds_the_model_and_loads_into_a_fresh_one(tmp_path):
 
 
 def test_spiking_net_and_readout_pickle_and_deep_copy_other_modules_say_why_not(tmp_path):
-    import copy
     x = (torch.rand(12, 3, 8, generator=torch.Generator().manual_seed(2)) < 0.3).double()
     net = brain.models.SpikingNet(8, 16, 3, recurrent=True, recurrence="csr", seed=5).double()
     net.input.weight.requires_grad_(False)
@@ -117,24 +117,85 @@ def test_spiking_net_and_readout_pickle_and_deep_copy_other_modules_say_why_not(
 
 def test_tensors_cannot_be_swapped_in_from_python():
     """torch.func.functional_call (and register_buffer, register_parameter) would put a Python
-    tensor where the C++ module never reads it: refused with what to do instead, and the model
-    is left as it was. named_parameters/named_buffers take torch.nn.Module's arguments."""
-    snn = brain.models.SpikingNet(3, 8, 2, seed=1)
-    x = torch.rand(5, 2, 3)
-    y = snn(x)
-    zeros = {k: torch.zeros_like(v) for k, v in snn.named_parameters()}
+    tensor where a C++ module never reads it: refused with what to do instead, and the model
+    is left as it was (SpikingNet, which computes with given parameters, is the exception:
+    test_spiking_net_functional_call). named_parameters/named_buffers take torch.nn.Module's
+    arguments."""
+    readout = brain.models.Readout(6, 2)
+    features = torch.randn(4, 6, dtype=torch.float64)
+    y = readout(features)
+    zeros = {k: torch.zeros_like(v) for k, v in readout.named_parameters()}
     with pytest.raises(TypeError, match="cannot be set or replaced from Python.*p.copy_"):
-        torch.func.functional_call(snn, zeros, (x,))
+        torch.func.functional_call(readout, zeros, (features,))
+    snn = brain.models.SpikingNet(3, 8, 2, seed=1)
     with pytest.raises(TypeError, match="cannot be set or replaced"):
         snn.register_buffer("extra", torch.zeros(3))
     with pytest.raises(TypeError, match="cannot be set or replaced"):
         snn.readout.register_parameter("extra", torch.nn.Parameter(torch.zeros(3)))
-    assert torch.equal(snn(x), y)
+    assert torch.equal(readout(features), y)
     names = [k for k, _ in snn.named_parameters()]
     assert names == ["input.weight", "input.bias", "readout.weight", "readout.bias"]
     assert [k for k, _ in snn.named_parameters("snn", remove_duplicate=False)] == [f"snn.{k}" for k in names]
     net = brain.models.ei_network("coba", seed=1, n_exc=8, n_inh=2, p=0.5)
     assert dict(net.named_buffers("net")).keys() == {f"net.{k}" for k, _ in net.named_buffers()}
+    with pytest.raises(TypeError, match="cannot be set or replaced"):
+        torch.func.functional_call(net, dict(net.named_buffers()), ())
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("recurrence", [None, "dense", "csr", "jit"])
+def test_spiking_net_functional_call(fused, recurrence):
+    """torch.func.functional_call runs a SpikingNet with the given parameters: the output is
+    that of a copy holding them, gradients reach them (equal to the module's own backward),
+    per-sample gradients (vmap of grad) equal a loop over the samples, and the module's own
+    parameters and output are untouched afterwards."""
+    from torch.func import functional_call, grad, vmap
+    snn = brain.models.SpikingNet(4, 12, 3, recurrent=recurrence is not None, recurrence=recurrence or "dense",
+                                  recurrent_prob=0.4, recurrent_delay=2, seed=3, fused=fused).double()
+    x = torch.rand(15, 5, 4, dtype=torch.float64) * 4
+    labels = torch.tensor([0, 1, 2, 1, 0])
+    own_output = snn(x)
+    params = {k: v.detach() * 1.3 for k, v in snn.named_parameters()}
+    buffers = dict(snn.named_buffers())
+    twin = copy.deepcopy(snn)
+    twin.load_state_dict({**snn.state_dict(), **params})
+    got = functional_call(snn, (params, buffers), (x,))
+    assert torch.equal(got, twin(x)) and not torch.equal(got, own_output)
+    assert torch.equal(snn(x), own_output)  # its own parameters again
+
+    def loss(p, inputs, targets):
+        out = functional_call(snn, p, (inputs,))
+        return torch.nn.functional.cross_entropy(out.mean(0), targets)
+
+    g = grad(loss)(params, x, labels)
+    twin.zero_grad()
+    torch.nn.functional.cross_entropy(twin(x).mean(0), labels).backward()
+    for name, p in twin.named_parameters():
+        assert p.grad.abs().sum() > 0, name
+        assert torch.allclose(g[name], p.grad, rtol=1e-10, atol=1e-12), name
+
+    def sample_loss(p, inputs, target):  # one sample: [T, n_in] -> a batch of one
+        return loss(p, inputs.unsqueeze(1), target.unsqueeze(0))
+
+    per_sample = vmap(grad(sample_loss), in_dims=(None, 1, 0))(params, x, labels)
+    for b in range(x.shape[1]):
+        one = grad(sample_loss)(params, x[:, b], labels[b])
+        for name in params:
+            assert torch.allclose(per_sample[name][b], one[name], rtol=1e-10, atol=1e-12), (name, b)
+    assert torch.equal(snn(x), own_output)
+
+
+def test_spiking_net_functional_call_is_checked():
+    """A replacement of the wrong shape, or for the connectivity, is refused by name."""
+    snn = brain.models.SpikingNet(4, 12, 3, recurrent=True, recurrence="csr", seed=3)
+    x = torch.rand(5, 2, 4)
+    with pytest.raises(ValueError, match=r"'readout.weight': .* shape \(3, 12\), got \(3, 11\)"):
+        torch.func.functional_call(snn, {"readout.weight": torch.zeros(3, 11)}, (x,))
+    with pytest.raises(TypeError, match="'recurrent.indptr': the connectivity"):
+        torch.func.functional_call(snn, {"recurrent.indptr": torch.zeros(13, dtype=torch.int32)}, (x,))
+    with pytest.raises(RuntimeError, match="forward_with: no parameter 'readout.wieght'; its parameters are input"):
+        snn.cpp_module.forward_with(x, {"readout.wieght": torch.zeros(3, 12)})
+    assert torch.equal(snn(x), snn(x)) and not snn._replacements
 
 
 def test_double_keeps_integer_buffers():

@@ -228,6 +228,8 @@ class BRAIN_API CsrComm : public Comm {
  public:
   CsrComm(const CsrMatrix& conn, at::Tensor weights, bool event = true);
   at::Tensor forward(const at::Tensor& spikes) override;
+  // forward with `weights` in place of the module's own (same shape): a functional call.
+  at::Tensor forward_with(const at::Tensor& spikes, const at::Tensor& weights) const;
   int64_t n_pre() const override { return n_pre_; }
   int64_t n_post() const override { return n_post_; }
   const at::Tensor& weights() const { return weights_; }
@@ -250,6 +252,8 @@ class BRAIN_API JitComm : public Comm {
   JitComm(int64_t n_pre, int64_t n_post, double prob, int64_t seed, at::Tensor weight,
           std::string dist = "homo", bool event = true);
   at::Tensor forward(const at::Tensor& spikes) override;
+  // forward with `weight` in place of the module's own (same shape): a functional call.
+  at::Tensor forward_with(const at::Tensor& spikes, const at::Tensor& weight) const;
   int64_t n_pre() const override { return n_pre_; }
   int64_t n_post() const override { return n_post_; }
   double prob() const { return prob_; }

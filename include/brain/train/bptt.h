@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -85,6 +86,12 @@ class BRAIN_API SpikingNet : public SequenceModel {
   explicit SpikingNet(SpikingNetOptions options);
   void reset(int64_t batch_size) override;
   at::Tensor forward(const at::Tensor& inputs) override;
+  // forward with some parameters in place of the module's own, named as named_parameters()
+  // names them ("input.weight", "recurrent.weights", "readout.bias"...), each of the replaced
+  // one's shape: a functional call (torch.func.functional_call from Python). The network
+  // computes with the given tensors, so gradients, and torch.func transforms mapping over
+  // them (per-sample gradients, ensembles), reach them; its own parameters are not touched.
+  at::Tensor forward_with(const at::Tensor& inputs, const std::map<std::string, at::Tensor>& parameters);
   void detach_state() override;
   // V, the step and the recurrent spike history (most recent first).
   std::vector<at::Tensor> get_state() const override;
@@ -99,7 +106,12 @@ class BRAIN_API SpikingNet : public SequenceModel {
   bool use_fused() const;
   ops::LifSequenceOptions fused_options() const;
   at::Tensor hidden_step(const at::Tensor& current, const Context& ctx);
+  // The parameter `name`: forward_with's replacement, or `own`.
+  const at::Tensor& param(const char* name, const at::Tensor& own) const;
+  at::Tensor readout(const at::Tensor& spikes) const;
+  at::Tensor recurrent_current(const at::Tensor& delayed_spikes) const;
   SpikingNetOptions o_;
+  const std::map<std::string, at::Tensor>* replacements_ = nullptr;  // during forward_with
   torch::nn::Linear input_{nullptr}, recurrent_dense_{nullptr}, readout_{nullptr};
   std::shared_ptr<Comm> recurrent_comm_;
   std::shared_ptr<LIF> lif_;

@@ -109,6 +109,56 @@ TEST(SpikingNetFused, GradientPenaltyEqualsTheModulePaths) {
   }
 }
 
+// forward_with: the network computes with the given parameters (the output of a network holding
+// them, gradients reaching them), leaves its own alone, and names what it cannot use.
+TEST(SpikingNet, ForwardWithGivenParameters) {
+  for (const auto& [recurrent, recurrence, fused] :
+       std::vector<std::tuple<bool, std::string, bool>>{{false, "dense", true}, {true, "dense", false},
+                                                        {true, "csr", true}, {true, "csr", false},
+                                                        {true, "jit", true}, {true, "jit", false}}) {
+    SCOPED_TRACE(recurrence + (recurrent ? " recurrent" : " feed-forward") + (fused ? " fused" : " modules"));
+    SpikingNet net(net_options(recurrent, recurrence, 2, fused)), twin(net_options(recurrent, recurrence, 2, fused));
+    const auto x = drive(20, 4, 3);
+    std::map<std::string, torch::Tensor> given;
+    {
+      torch::NoGradGuard no_grad;
+      for (const auto& item : net.named_parameters()) {
+        given[item.key()] = (item.value() * 1.25).requires_grad_();
+        twin.named_parameters()[item.key()].copy_(item.value() * 1.25);
+      }
+    }
+    net.reset(4);
+    const auto own = net.forward(x);
+    net.reset(4);
+    const auto out = net.forward_with(x, given);
+    twin.reset(4);
+    EXPECT_TRUE(torch::equal(out, twin.forward(x)));
+    EXPECT_FALSE(torch::equal(out, own));
+    out.square().sum().backward();
+    for (const auto& item : net.named_parameters()) {
+      EXPECT_FALSE(item.value().grad().defined()) << item.key();
+      EXPECT_GT(given.at(item.key()).grad().abs().sum().item<double>(), 0.0) << item.key();
+    }
+    net.reset(4);
+    EXPECT_TRUE(torch::equal(net.forward(x), own));
+  }
+  SpikingNet net(net_options(true, "csr", 1, true));
+  net.reset(2);
+  EXPECT_THROW(
+      {
+        try {
+          net.forward_with(drive(5, 2, 1), {{"readout.wieght", torch::zeros({3, 40})}});
+        } catch (const c10::Error& e) {
+          EXPECT_NE(std::string(e.what()).find("no parameter 'readout.wieght'; its parameters are input.weight"),
+                    std::string::npos)
+              << e.what();
+          throw;
+        }
+      },
+      c10::Error);
+  EXPECT_THROW(net.forward_with(drive(5, 2, 1), {{"readout.weight", torch::zeros({3, 39})}}), c10::Error);
+}
+
 // The recurrent layer's op (from C++, int32 indices, float32) against the per-step network it
 // replaces: event_csr_matmul of the delayed spikes, the sum, one lif_sequence step.
 TEST(LifRecurrentSequence, EqualsTheOpByOpNetworkBitForBit) {
