@@ -35,14 +35,18 @@ LifAdjoint lif_adjoint(const LifModel& m, const at::Tensor& v_pre, const at::Ten
   if (!direct.defined()) direct = at::zeros_like(v_pre);
   const double dv_du = m.dv_du(), dv_dI = m.dv_dI();
 
+  // unbind, not select per step: differentiated again, T selects would each materialise a
+  // zero [T, ...] gradient, O(T^2) work; unbind's backward is one stack.
+  const std::vector<at::Tensor> direct_t = direct.unbind(0), du_dv_t = du_dv.unbind(0), ds_dv_t = ds_dv.unbind(0);
   std::vector<at::Tensor> current(static_cast<size_t>(steps));
   for (int64_t t = steps - 1; t >= 0; --t) {
-    at::Tensor lambda_v = at::addcmul(direct.select(0, t), lambda_u, du_dv.select(0, t));
+    const size_t i = static_cast<size_t>(t);
+    at::Tensor lambda_v = at::addcmul(direct_t[i], lambda_u, du_dv_t[i]);
     if (recurrent) {
       const at::Tensor g_rec = recurrent(t, current);
-      if (g_rec.defined()) lambda_v = at::addcmul(lambda_v, g_rec, ds_dv.select(0, t));
+      if (g_rec.defined()) lambda_v = at::addcmul(lambda_v, g_rec, ds_dv_t[i]);
     }
-    current[static_cast<size_t>(t)] = lambda_v * dv_dI;
+    current[i] = lambda_v * dv_dI;
     lambda_u = lambda_v * dv_du;
   }
   return {at::stack(current), lambda_u};

@@ -92,9 +92,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lif_sequence_forward_autograd(
   // again reaches the membrane's part.
   if (has_tangent({input, v0})) {
     const at::Tensor input_tangent = input._fw_grad(0);
+    // unbind, not select per step (lif_tangent.cpp says why).
+    const std::vector<at::Tensor> input_tangents =
+        input_tangent.defined() ? input_tangent.unbind(0) : std::vector<at::Tensor>();
     set_tangents(lif_tangents(model, v_pre, v0._fw_grad(0),
                               [&](int64_t t, const std::vector<at::Tensor>&) {
-                                return input_tangent.defined() ? input_tangent.select(0, t) : at::Tensor();
+                                return input_tangents.empty() ? at::Tensor() : input_tangents[static_cast<size_t>(t)];
                               }),
                  spikes, v_last, v_pre);
   }

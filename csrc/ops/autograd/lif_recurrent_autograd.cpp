@@ -153,10 +153,15 @@ void set_recurrent_tangents(const LifModel& model, const at::Tensor& drive, cons
                  spikes.narrow(0, 0, std::max<int64_t>(steps - delay, 0))});
     weight_part = products.weight_tangent_product(sources.reshape({-1, n})).reshape(v_pre.sizes());
   }
+  // unbind, not select per step (lif_tangent.cpp says why); an empty list: no tangent.
+  const auto steps_of = [](const at::Tensor& x) { return x.defined() ? x.unbind(0) : std::vector<at::Tensor>(); };
+  const std::vector<at::Tensor> d_drive_t = steps_of(d_drive), weight_part_t = steps_of(weight_part),
+                                d_history_t = steps_of(d_history);
   const CurrentTangent current = [&](int64_t t, const std::vector<at::Tensor>& ds) {
-    at::Tensor di = d_drive.defined() ? d_drive.select(0, t) : at::Tensor();
-    if (weight_part.defined()) di = sum_defined(di, weight_part.select(0, t));
-    const at::Tensor source = t < delay ? (d_history.defined() ? d_history.select(0, t) : at::Tensor())
+    const size_t i = static_cast<size_t>(t);
+    at::Tensor di = d_drive_t.empty() ? at::Tensor() : d_drive_t[i];
+    if (!weight_part_t.empty()) di = sum_defined(di, weight_part_t[i]);
+    const at::Tensor source = t < delay ? (d_history_t.empty() ? at::Tensor() : d_history_t[i])
                                         : ds[static_cast<size_t>(t - delay)];
     if (source.defined()) di = sum_defined(di, products.product(source));
     return di;

@@ -33,6 +33,9 @@ LifTangents lif_tangents(const LifModel& m, const at::Tensor& v_pre, const at::T
   auto [ds_dv, du_dv] = coefficients_op.call(v_pre, m.v_reset, m.v_th, m.detach_reset, m.surrogate, m.params);
   const double dv_du = m.dv_du(), dv_dI = m.dv_dI();
 
+  // unbind, not select per step: a reverse pass through the tangents (grad of a jvp) would
+  // materialise a zero [T, ...] gradient per select, O(T^2) work; unbind's backward is one stack.
+  const std::vector<at::Tensor> ds_dv_t = ds_dv.unbind(0), du_dv_t = du_dv.unbind(0);
   std::vector<at::Tensor> ds(static_cast<size_t>(steps)), dv(static_cast<size_t>(steps));
   at::Tensor du = v0_tangent;
   for (int64_t t = 0; t < steps; ++t) {
@@ -46,8 +49,8 @@ LifTangents lif_tangents(const LifModel& m, const at::Tensor& v_pre, const at::T
     }
     const size_t i = static_cast<size_t>(t);
     dv[i] = v;
-    ds[i] = v * ds_dv.select(0, t);
-    du = v * du_dv.select(0, t);
+    ds[i] = v * ds_dv_t[i];
+    du = v * du_dv_t[i];
   }
   for (int64_t t = 0; t < steps; ++t) {
     const size_t i = static_cast<size_t>(t);
