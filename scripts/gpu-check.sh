@@ -6,7 +6,7 @@
 #   test     the CUDA cases of the op tests (pytest -k cuda), CPU-vs-CUDA agreement and the
 #            deterministic-mode runs included
 #   suite    the whole pytest suite with a GPU present (devices default to cuda where they can)
-#   bench    the GPU benchmarks (BENCHES="csr jitc bptt connectivity"); tables land in $OUT
+#   bench    the GPU benchmarks (BENCHES="csr jitc bptt connectivity second_order"); tables land in $OUT
 #   sanitize scripts/gpu-sanitize.sh (compute-sanitizer memcheck etc.)
 #   pack     everything under $OUT into $OUT/results.tgz (the lease returns at most 8 files)
 #   ./scripts/gpu-check.sh build test
@@ -63,11 +63,13 @@ for stage in "$@"; do
       ;;
     bench)
       status=0
-      for b in ${BENCHES:-csr jitc bptt connectivity}; do
+      for b in ${BENCHES:-csr jitc bptt connectivity second_order}; do
         case "$b" in
           csr) timeout 200 "$PYTHON" bench/csr_bench.py --device cuda --out "$OUT" >"$OUT/csr_bench.log" 2>&1 || status=1 ;;
           jitc) timeout 120 "$PYTHON" bench/jitc_bench.py --device cuda --out "$OUT" >"$OUT/jitc_bench.log" 2>&1 || status=1 ;;
           bptt) timeout 200 "$PYTHON" bench/bptt/bptt_bench.py --device cuda --out "$OUT" >"$OUT/bptt_bench.log" 2>&1 || status=1 ;;
+          second_order) timeout 120 "$PYTHON" bench/bptt/second_order_bench.py --device cuda --out "$OUT" \
+                          >"$OUT/second_order_bench.log" 2>&1 || status=1 ;;
           connectivity) timeout 120 "$PYTHON" bench/connectivity_bench.py --device cuda --sizes 12500,125000,1250000,4000000 \
                           --out "$OUT" >"$OUT/connectivity_bench.log" 2>&1 || status=1 ;;
         esac
