@@ -65,16 +65,15 @@ void run_first_order(const c10::OperatorHandle& op, c10::DispatchKeySet keys, to
 
 void first_order_only(const c10::OperatorHandle& op, c10::DispatchKeySet keys, torch::jit::Stack* stack) {
   const c10::OperatorName& name = op.schema().operator_name();
+  const std::string why =
+      ": this fused backward op is first-order. " + forward_name(name) +
+      " itself differentiates its gradient again (create_graph=True, grad of grad, hessian) through its "
+      "gradient written with ops; this op is reached by calling it directly, or by a "
+      "torch.autograd.grad(create_graph=True) written inside a single torch.func.grad level and differentiated "
+      "by it (use torch.func.grad of torch.func.grad there).";
   run_first_order(op, keys, stack,
-                  name.name + ": the gradient of " + forward_name(name) +
-                      " cannot be differentiated again (double backward, e.g. torch.autograd.grad(..., "
-                      "create_graph=True) followed by a backward through that gradient): its surrogate-gradient "
-                      "backward is first-order only. First-order training (loss.backward(), torch.optim) is "
-                      "unaffected.",
-                  name.name + ": the gradient of " + forward_name(name) +
-                      " has no forward-mode derivative (hessian, which is jacfwd of jacrev; jvp or jacfwd of a "
-                      "gradient): its surrogate-gradient backward is first-order only. First derivatives work in "
-                      "either mode: grad, vjp, jacrev, jvp, jacfwd.");
+                  name.name + ": the gradient of " + forward_name(name) + " cannot be differentiated again" + why,
+                  name.name + ": the gradient of " + forward_name(name) + " has no forward-mode derivative" + why);
 }
 
 }  // namespace
