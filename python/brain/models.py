@@ -172,7 +172,8 @@ class _CppTensors(OrderedDictWrapper):
     can compute with given parameters (SpikingNet) passes `replacements`, a dict shared by its
     submodules' wrappers: functional_call's swaps then land there, keyed by the parameter's
     full name, the module reads them for the call, and swapping the module's own tensor back
-    removes them. Its buffers (the connectivity) can only be "swapped" for themselves."""
+    removes them. Its connectivity buffers can only be "swapped" for themselves; its run-state
+    buffers are reset by every call, so a state given for one is ignored."""
 
     def __init__(self, cpp_module, attr, replacements=None, prefix=""):
         super().__init__(cpp_module, attr)
@@ -189,6 +190,8 @@ class _CppTensors(OrderedDictWrapper):
             if value is own:
                 self.replacements.pop(self.prefix + name, None)
                 return
+            if self.attr == "_buffers" and name in _C.own_state_names(self.cpp_module):
+                return  # run state (a membrane, spikes): every call starts from rest, given or not
             if self.attr == "_parameters" and isinstance(value, torch.Tensor):
                 if value.shape != own.shape:
                     raise ValueError(f"'{self.prefix}{name}': a tensor in place of a parameter must have its "

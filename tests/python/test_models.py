@@ -195,6 +195,9 @@ def test_spiking_net_functional_call_is_checked():
         torch.func.functional_call(snn, {"recurrent.indptr": torch.zeros(13, dtype=torch.int32)}, (x,))
     with pytest.raises(RuntimeError, match="forward_with: no parameter 'readout.wieght'; its parameters are input"):
         snn.cpp_module.forward_with(x, {"readout.wieght": torch.zeros(3, 12)})
+    snn(x)  # the run state exists after a call
+    states = {name: torch.full_like(b, 5.0) for name, b in snn.named_buffers() if name.startswith("lif.")}
+    assert states and torch.equal(torch.func.functional_call(snn, states, (x,)), snn(x))  # calls start from rest
     assert torch.equal(snn(x), snn(x)) and not snn._replacements
 
 
