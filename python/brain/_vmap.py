@@ -99,19 +99,30 @@ def _lif_rule(op, time_major):
     return rule
 
 
-def _recurrent_rule(op, majors, out_majors, connectivity, mask_at=None):
+def _recurrent_rule(op, majors, out_majors, connectivity, mask_at=None, weight_grad=None):
     """The recurrent LIF forms: the items of their batch are independent (each item's spikes
     feed only its own neurons), so when the connectivity is not mapped the mapped dimension
     joins the batch, in one call: after the leading T (or delay) dimension of the [T, ...] and
     [d, ...] tensors and first in the state's, as more items ([T, V * B, n]) or as the batch
     itself ([T, n] slices become [T, V, n]). majors[i]: whether tensor i leads with T or d. A
-    weight gradient (output_mask[3] of the backward ops) sums over the batch, so per slice it
-    runs one call a slice, as does a mapped connectivity."""
+    mapped connectivity runs one call a slice. A weight gradient (output_mask[3] of the backward
+    ops) sums over the batch, so it is not folded: the one folded call gives every slice's
+    drive gradient (the gradient of each step's current), and weight_grad(args, g, sources)
+    makes a slice's weight gradient from its current gradients and the spikes that fed those
+    currents (both [rows, n]), one matmul-backward op a slice instead of a whole recurrent
+    backward a slice (per-sample gradients)."""
     n = len(majors)
 
     def rule(info, in_dims, *args):
-        if any(in_dims[i] is not None for i in connectivity) or (mask_at is not None and args[mask_at][3]):
+        if any(in_dims[i] is not None for i in connectivity):
             return _slice_by_slice(op, info, in_dims, args)
+        per_slice_weight_grad = mask_at is not None and args[mask_at][3]
+        if per_slice_weight_grad:
+            if weight_grad is None:
+                return _slice_by_slice(op, info, in_dims, args)
+            mask = args[mask_at]
+            args = list(args)
+            args[mask_at] = [True, mask[1], mask[2], False]  # the drive's gradient: the currents'
         size = info.batch_size
         items = args[0].dim() - (in_dims[0] is not None) == 3  # slices [T, B, n], not [T, n]
         moved = []
@@ -126,8 +137,33 @@ def _recurrent_rule(op, majors, out_majors, connectivity, mask_at=None):
                 out = out.unflatten(at, (size, -1))
             outs.append(out)
             dims.append(None if out is None else at)
+        if per_slice_weight_grad:
+            spikes, history = moved[3], moved[4]
+            steps, delay, width = spikes.shape[0], history.shape[0], spikes.shape[-1]
+            sources = torch.cat([history[:min(delay, steps)], spikes[:max(steps - delay, 0)]])
+            if items:
+                sources = sources.unflatten(1, (size, -1))
+            currents = outs[0]  # [T, V, (B,) n]
+            outs[3] = torch.stack([weight_grad(args, currents[:, v].reshape(-1, width),
+                                               sources[:, v].reshape(-1, width)) for v in range(size)])
+            dims[3] = 0
+            if not mask[0]:
+                outs[0], dims[0] = None, None
         return tuple(outs), tuple(dims)
     return rule
+
+
+# A slice's weight gradient from its current gradients g and their source spikes, both [rows, n],
+# for each recurrent form (the backward ops' arguments: connectivity from position 5), as the
+# fused backward computes it: the matmul's own backward op, or W's outer product for the dense
+# form (weight [post, pre], the current is S W^T).
+_RECURRENT_WEIGHT_GRADS = {
+    "": lambda a, g, s: torch.ops.brain._csr_matmul_backward(g, a[5], a[6], a[7], s, [g.shape[-1]] * 2, True,
+                                                             [False, True])[1],
+    "dense_": lambda a, g, s: g.t() @ s,
+    "jit_": lambda a, g, s: torch.ops.brain._jitc_matmul_backward(g, s, a[5], a[6], a[7], [g.shape[-1]] * 2, a[8],
+                                                                  True, [False, True])[1],
+}
 
 
 def _in_place_rule(op, name):
@@ -182,7 +218,7 @@ def register():
         torch.library.register_vmap(f"brain::_{name}_backward",
                                     _recurrent_rule(backward, (True, False, True, True, True),
                                                     (True, False, True, False), range(5, 5 + connectivity),
-                                                    mask_at=-1))
+                                                    mask_at=-1, weight_grad=_RECURRENT_WEIGHT_GRADS[form]))
     for name in ("csr_update_on_pre_", "csr_update_on_post_"):
         torch.library.register_vmap(f"brain::{name}", _in_place_rule(getattr(ops, name), name))
     # The rest, one call a slice: the JIT matrices of mapped weights, the Poisson draws (a pure

@@ -608,9 +608,9 @@ def test_vmap_rules_equal_a_loop_over_slices(device, capfd, recwarn):
 @pytest.mark.parametrize("batched", [True, False])
 def test_vmap_rules_of_the_recurrent_forms(device, form, batched, capfd, recwarn):
     """The recurrent forms fold mapped drives, initial states and histories into their batch
-    (one call), and their backward ops mapped output gradients when no weight gradient is asked
-    for (jacrev with respect to the drive); mapped weights and weight gradients go slice by
-    slice. Each equals the loop over slices."""
+    (one call), and so do their backward ops; a weight gradient per slice (per-sample
+    gradients) is then made from each slice's current gradients, one matmul backward a slice.
+    Mapped weights go slice by slice. Each equals the loop over slices."""
     drive, v0, history, indptr, indices, weights = make_problem(T=9, B=2, n=6, d=2, device=device)
     if not batched:
         drive, v0, history = drive[:, 0], v0[0], history[:, 0]
@@ -649,6 +649,12 @@ def test_vmap_rules_of_the_recurrent_forms(device, form, batched, capfd, recwarn
     for mask in ([True, True, True, False], [True, False, False, False], [False, False, True, True]):
         cases.append((lambda g, m=mask: backward(g, torch.ones_like(v_last), v_pre, spikes, history, weight, m),
                       (0,), (grads,)))
+    # Per-sample gradients: every slice its own window (spikes, v_pre) and weight gradient.
+    windows = [forward(scale * drive, v0, history, weight) for scale in (1.0, 1.3, 0.7)]
+    mapped_spikes, mapped_v_pre = (torch.stack([w[k] for w in windows]) for k in (0, 2))
+    for mask in ([True, True, True, True], [False, True, False, True]):
+        cases.append((lambda g, s, vp, m=mask: backward(g, torch.ones_like(v_last), vp, s, history, weight, m),
+                      (0, 0, 0), (grads, mapped_spikes, mapped_v_pre)))
     for fn, in_dims, args in cases:
         # A gradient not asked for is None, which vmap does not return.
         tensors = lambda *a, fn=fn: tuple(torch.zeros(0) if o is None else o for o in fn(*a))  # noqa: E731
