@@ -7,11 +7,13 @@ batch dimension already exists take the vmapped dimension into it, in one call:
     ``[V * B, n]``), and their backward ops when only the gradient with respect to ``x`` is
     asked for (jacrev with respect to the input maps over the output's basis);
   - the LIF sequence ops, which are elementwise over the neurons: the mapped dimension becomes
-    one more neuron dimension (and the factors of their forward-mode tangents, and the spike
-    op, elementwise);
-  - the recurrent LIF forms when their connectivity is not mapped: their batch items are
-    independent, so the mapped dimension becomes more items.
-The rest (mapped connectivity or weights, a weight gradient per slice, the Poisson draws, the
+    one more neuron dimension (and the spike op, elementwise; the factors of the forward-mode
+    tangents are ops, which vmap maps itself);
+  - the recurrent LIF forms and their backward ops when their connectivity is not mapped:
+    their batch items are independent, so the mapped dimension becomes more items; a weight
+    gradient per slice (per-sample gradients) is then made from each slice's current
+    gradients, one matmul backward a slice.
+The rest (mapped connectivity or weights, the Poisson draws, the
 structure builders and checks, the plasticity updates) runs slice by slice, as torch's
 fallback would, without its warning: each slice's result is the op's own, so the
 rules change no value, only the number of calls (up to the rounding of the dense recurrent
