@@ -191,6 +191,8 @@ def test_spiking_net_functional_call_is_checked():
     x = torch.rand(5, 2, 4)
     with pytest.raises(ValueError, match=r"'readout.weight': .* shape \(3, 12\), got \(3, 11\)"):
         torch.func.functional_call(snn, {"readout.weight": torch.zeros(3, 11)}, (x,))
+    with pytest.raises(TypeError, match="'readout.weight': a brain module's tensors cannot be removed"):
+        del snn.readout._parameters["weight"]
     with pytest.raises(TypeError, match="'recurrent.indptr': the connectivity"):
         torch.func.functional_call(snn, {"recurrent.indptr": torch.zeros(13, dtype=torch.int32)}, (x,))
     with pytest.raises(RuntimeError, match="forward_with: no parameter 'readout.wieght'; its parameters are input"):

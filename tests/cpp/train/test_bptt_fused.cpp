@@ -157,6 +157,14 @@ TEST(SpikingNet, ForwardWithGivenParameters) {
       },
       c10::Error);
   EXPECT_THROW(net.forward_with(drive(5, 2, 1), {{"readout.weight", torch::zeros({3, 39})}}), c10::Error);
+  // The Comms' own forward_with, for C++ callers: weights of another shape are refused by name.
+  const auto spikes = torch::zeros({2, 40});
+  const auto& csr = static_cast<const brain::CsrComm&>(*net.recurrent_comm());
+  EXPECT_THROW(csr.forward_with(spikes, torch::zeros({csr.weights().numel() + 1})), c10::Error);
+  EXPECT_TRUE(torch::equal(csr.forward_with(spikes, csr.weights()), torch::zeros({2, 40})));
+  SpikingNet jit_net(net_options(true, "jit", 1, true));
+  const auto& jit = static_cast<const brain::JitComm&>(*jit_net.recurrent_comm());
+  EXPECT_THROW(jit.forward_with(spikes, torch::zeros({3})), c10::Error);
 }
 
 // The recurrent layer's op (from C++, int32 indices, float32) against the per-step network it
