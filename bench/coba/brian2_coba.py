@@ -2,9 +2,11 @@
 against (Debian's python3-brian, on the system interpreter):
 
     /usr/bin/python3 bench/coba/brian2_coba.py N DURATION_MS BUILD_DIR [--method euler|exponential_euler]
+                                               [--delay-steps-max D [--delay-step-spacing S]]
 
 The network of models/coba.json scaled to N neurons (80% excitatory) at 80 synapses per
-neuron (p = 80 / N), dt = 0.1 ms, one thread. Prints one JSON line: the loop time Brian2 itself
+neuron (p = 80 / N), dt = 0.1 ms, one thread. With --delay-steps-max, every synapse gets a delay
+of its own, S * randint(0, D // S + 1) steps (bench/coba/delays_bench.py draws ours alike). Prints one JSON line: the loop time Brian2 itself
 measured (device._last_run_time; compilation excluded), the build time and the rates.
 """
 
@@ -18,7 +20,10 @@ from brian2 import (Network, NeuronGroup, SpikeMonitor, Synapses, defaultclock, 
 
 def main():
     n, duration_ms, build_dir = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-    method = sys.argv[5] if len(sys.argv) > 5 and sys.argv[4] == "--method" else "euler"
+    options = dict(zip(sys.argv[4::2], sys.argv[5::2]))
+    method = options.get("--method", "euler")
+    delay_max = int(options.get("--delay-steps-max", 0))
+    delay_spacing = int(options.get("--delay-step-spacing", 1))
     set_device("cpp_standalone", directory=build_dir, build_on_run=True)
     prefs.devices.cpp_standalone.openmp_threads = 0  # one thread, as the anchor
     seed(42)
@@ -44,6 +49,8 @@ def main():
         S = Synapses(groups[pre], groups[post], on_pre="ge += we" if pre == "E" else "gi += wi",
                      namespace=namespace, name=f"{pre}2{post}")
         S.connect(condition="i != j" if pre == post else None, p=p)
+        if delay_max:
+            S.delay = f"{delay_spacing} * floor(rand() * {delay_max // delay_spacing + 1}) * 0.1*ms"
         synapses.append(S)
     monitors = {name: SpikeMonitor(g, record=False) for name, g in groups.items()}
     start = time.perf_counter()
@@ -55,7 +62,7 @@ def main():
     rates = {name: float(m.count[:].sum()) / (groups[name].N * sim_s) for name, m in monitors.items()}
     print(json.dumps({"n": n, "duration_ms": duration_ms, "loop_seconds": loop,
                       "seconds_per_simulated_second": loop / sim_s, "build_and_run_seconds": total,
-                      "rates_hz": rates, "method": method}))
+                      "rates_hz": rates, "method": method, "delay_steps_max": delay_max}))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <brain/ops.h>
+
 namespace brain {
 
 Delay::Delay(int64_t n, int64_t max_delay_steps, at::TensorOptions options)
@@ -98,28 +100,80 @@ at::Tensor Delay::read(int64_t delay_steps, const Context& ctx) const {
   if (ctx.clock.defined()) {
     return history.index_select(0, slot_on_device(ctx.clock, delay_steps, max_delay_ + 1)).squeeze(0);
   }
-  return history.select(0, slot(ctx.step - delay_steps));
+  const at::Tensor view = history.select(0, slot(ctx.step - delay_steps));
+  // A history without gradient is written in place (push), so a view of it that a reader's
+  // backward saves (the spikes, for its weights' gradient) would be overwritten before the
+  // backward runs: while recording, hand out a copy.
+  if (at::GradMode::is_enabled() && !history.requires_grad()) return view.clone();
+  return view;
 }
 
 HeteroDelayCsr::HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indices,
                                const at::Tensor& delays, int64_t n_pre, int64_t n_post,
-                               int64_t max_delay_steps)
-    : n_pre_(n_pre), n_post_(n_post), max_delay_(max_delay_steps) {
+                               int64_t max_delay_steps, bool event)
+    : n_pre_(n_pre), n_post_(n_post), max_delay_(max_delay_steps), event_(event) {
+  TORCH_CHECK(n_pre >= 0 && n_post >= 0, "HeteroDelayCsr: n_pre and n_post must be >= 0, got ", n_pre, " and ",
+              n_post);
+  TORCH_CHECK(max_delay_steps >= 0, "HeteroDelayCsr: max_delay_steps must be >= 0, got ", max_delay_steps);
   TORCH_CHECK(indptr.dim() == 1 && indptr.size(0) == n_pre + 1, "HeteroDelayCsr: indptr must have n_pre + 1 = ",
               n_pre + 1, " entries, got ", indptr.sizes());
+  TORCH_CHECK(indices.dim() == 1, "HeteroDelayCsr: indices must be 1-D, got ", indices.sizes());
+  TORCH_CHECK(!delays.is_floating_point() && !delays.is_complex() && delays.scalar_type() != at::kBool,
+              "HeteroDelayCsr: delays are whole steps (an integer tensor), got ", delays.scalar_type());
   TORCH_CHECK(delays.dim() == 1 && delays.size(0) == indices.size(0),
               "HeteroDelayCsr: delays must have one entry per synapse (", indices.size(0), "), got ",
               delays.sizes());
-  if (delays.numel() > 0) {
-    const auto lo = delays.min().item<int64_t>();
-    const auto hi = delays.max().item<int64_t>();
-    TORCH_CHECK(lo >= 0 && hi <= max_delay_steps, "HeteroDelayCsr: delays must lie in [0, ",
-                max_delay_steps, "] steps, got [", lo, ", ", hi, "]");
+  // Construction, not the simulation loop: the connectivity is examined on the host once.
+  const at::Tensor indptr_cpu = indptr.to(at::kCPU, at::kLong).contiguous();
+  const at::Tensor indices_cpu = indices.to(at::kCPU, at::kLong).contiguous();
+  const at::Tensor delays_cpu = delays.to(at::kCPU, at::kLong).contiguous();
+  const int64_t nnz = indices.numel();
+  TORCH_CHECK(indptr_cpu[0].item<int64_t>() == 0 && indptr_cpu[n_pre].item<int64_t>() == nnz,
+              "HeteroDelayCsr: indptr must start at 0 and end at nnz = ", nnz);
+  TORCH_CHECK(n_pre == 0 || (indptr_cpu.diff() >= 0).all().item<bool>(),
+              "HeteroDelayCsr: indptr must be non-decreasing");
+  if (nnz > 0) {
+    const auto lo = delays_cpu.min().item<int64_t>();
+    const auto hi = delays_cpu.max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi <= max_delay_steps, "HeteroDelayCsr: delays must lie in [0, ", max_delay_steps,
+                "] steps, got [", lo, ", ", hi, "]");
+    TORCH_CHECK(indices_cpu.min().item<int64_t>() >= 0 && indices_cpu.max().item<int64_t>() < n_post,
+                "HeteroDelayCsr: indices must lie in [0, ", n_post, ")");
   }
-  const auto counts = (indptr.narrow(0, 1, n_pre) - indptr.narrow(0, 0, n_pre)).to(torch::kLong);
-  pre_ = register_buffer("pre", torch::repeat_interleave(torch::arange(n_pre, counts.options()), counts));
-  post_ = register_buffer("post", indices.to(torch::kLong));
-  delays_ = register_buffer("delays", delays.to(torch::kLong));
+  const at::Tensor counts = indptr_cpu.diff();
+  const at::Tensor rows_cpu = torch::repeat_interleave(torch::arange(n_pre, counts.options()), counts);
+
+  const auto [sorted, order] = delays_cpu.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
+  const auto unique = torch::unique_consecutive(sorted, false, true);
+  const at::Tensor values = std::get<0>(unique), group_sizes = std::get<2>(unique);
+  const int64_t groups = values.numel();
+  grouped_ = groups * (n_pre + 1) <= 2 * nnz;
+
+  const auto device = indices.device();
+  if (!grouped_) {
+    pre_ = register_buffer("pre", rows_cpu.to(device));
+    post_ = register_buffer("post", indices_cpu.to(device));
+    delays_ = register_buffer("delays_upto" + std::to_string(max_delay_), delays_cpu.to(device));
+    return;
+  }
+  // The stable sort keeps each group's entries in CSR order (rows, then columns), so a group's
+  // rows are non-decreasing and its row pointers are a cumulative count.
+  order_ = register_buffer("order", order.to(device));
+  const at::Tensor group_rows = rows_cpu.index_select(0, order);
+  const at::Tensor group_cols = indices_cpu.index_select(0, order);
+  int64_t offset = 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t size = group_sizes[g].item<int64_t>();
+    const at::Tensor rows = group_rows.narrow(0, offset, size);
+    at::Tensor ptr = torch::zeros({n_pre + 1}, rows.options());
+    ptr.narrow(0, 1, n_pre).copy_(torch::bincount(rows, {}, n_pre).cumsum(0));
+    distinct_delays_.push_back(values[g].item<int64_t>());
+    const std::string name = "_d" + std::to_string(distinct_delays_.back());
+    group_indptr_.push_back(register_buffer("indptr" + name, ptr.to(device, indptr.scalar_type())));
+    group_indices_.push_back(
+        register_buffer("indices" + name, group_cols.narrow(0, offset, size).to(device, indices.scalar_type())));
+    offset += size;
+  }
 }
 
 at::Tensor HeteroDelayCsr::forward(const Delay& history, const at::Tensor& weights, int64_t step) const {
@@ -133,17 +187,75 @@ at::Tensor HeteroDelayCsr::forward(const Delay& history, const at::Tensor& weigh
               " neurons, the projection has ", n_pre_, " presynaptic neurons");
   TORCH_CHECK(history.max_delay() >= max_delay_, "HeteroDelayCsr: the delay buffer holds ",
               history.max_delay(), " steps, the synapses need ", max_delay_);
-  const at::Tensor& h = history.state("history");  // [D + 1, (B,) n_pre]
+  TORCH_CHECK(weights.is_floating_point(), "HeteroDelayCsr: weights must be floating point, got ",
+              weights.scalar_type());
+  const int64_t nnz = this->nnz();
+  TORCH_CHECK(weights.numel() == 1 ? weights.dim() <= 1 : (weights.dim() == 1 && weights.size(0) == nnz),
+              "HeteroDelayCsr: weights must be one scalar ([] or [1]) or one per synapse ([", nnz, "]), got ",
+              weights.sizes());
+  return grouped_ ? forward_by_delay(history, weights, ctx) : forward_by_synapse(history, weights, ctx);
+}
+
+at::Tensor HeteroDelayCsr::forward_by_synapse(const Delay& history, const at::Tensor& weights,
+                                              const Context& ctx) const {
+  const at::Tensor& stored = history.state("history");  // [D + 1, (B,) n_pre]
+  const at::Tensor h = stored.to(weights.scalar_type());
   const int64_t len = h.size(0);
   const at::Tensor slots = torch::remainder(ctx.step_value() - delays_, len);
   const at::Tensor flat = slots * n_pre_ + pre_;  // index into [D + 1, n_pre] flattened
+  const at::Tensor w = weights.numel() == 1 ? weights.reshape({}) : weights;
   if (h.dim() == 2) {
     const at::Tensor values = h.reshape({-1}).index_select(0, flat);
-    return torch::zeros({n_post_}, values.options()).index_add(0, post_, values * weights);
+    return torch::zeros({n_post_}, values.options()).index_add(0, post_, values * w);
   }
   const at::Tensor hb = h.permute({1, 0, 2}).reshape({h.size(1), -1});  // [B, (D + 1) n_pre]
   const at::Tensor values = hb.index_select(1, flat);
-  return torch::zeros({h.size(1), n_post_}, values.options()).index_add(1, post_, values * weights);
+  return torch::zeros({h.size(1), n_post_}, values.options()).index_add(1, post_, values * w);
+}
+
+at::Tensor HeteroDelayCsr::weights_by_delay(const at::Tensor& weights, const Context& ctx) const {
+  if (weights.numel() == 1) return weights;  // one weight for every synapse
+  const bool recorded = at::GradMode::is_enabled() && weights.requires_grad();
+  if (recorded || ctx.clock.defined()) return weights.index_select(0, order_);
+  if (cached_from_.defined() && cached_from_.is_same(weights) && cached_data_ == weights.const_data_ptr() &&
+      cached_version_ == weights._version() && cached_order_data_ == order_.const_data_ptr() &&
+      cached_order_version_ == order_._version() && cached_sorted_.device() == weights.device() &&
+      cached_sorted_.scalar_type() == weights.scalar_type()) {
+    return cached_sorted_;
+  }
+  cached_sorted_ = weights.detach().index_select(0, order_);
+  cached_from_ = weights;
+  cached_data_ = weights.const_data_ptr();
+  cached_version_ = weights._version();
+  cached_order_data_ = order_.const_data_ptr();
+  cached_order_version_ = order_._version();
+  return cached_sorted_;
+}
+
+at::Tensor HeteroDelayCsr::forward_by_delay(const Delay& history, const at::Tensor& weights,
+                                            const Context& ctx) const {
+  const at::Tensor w = weights_by_delay(weights, ctx);
+  const bool per_synapse = weights.numel() != 1;
+  at::Tensor out;
+  int64_t offset = 0;  // from the groups' sizes, which a torch::load may have changed with the entries
+  for (size_t g = 0; g < distinct_delays_.size(); ++g) {
+    at::Tensor x = history.read(distinct_delays_[g], ctx);
+    if (x.scalar_type() != at::kBool) x = x.to(weights.scalar_type());
+    const int64_t size = group_indices_[g].size(0);
+    const at::Tensor wg = per_synapse ? w.narrow(0, offset, size) : w;
+    offset += size;
+    at::Tensor y = event_ ? ops::event_csr_matmul(group_indptr_[g], group_indices_[g], wg, x, {n_pre_, n_post_}, true)
+                          : ops::csr_matmul(group_indptr_[g], group_indices_[g], wg, x, {n_pre_, n_post_}, true);
+    // The matmuls' backward never reads their output, so the sum may grow in place.
+    out = out.defined() ? out.add_(y) : y;
+  }
+  if (!out.defined()) {
+    const at::Tensor& h = history.state("history");
+    std::vector<int64_t> shape = h.sizes().slice(1).vec();
+    shape.back() = n_post_;
+    out = torch::zeros(shape, h.options().dtype(weights.scalar_type()));
+  }
+  return out;
 }
 
 }  // namespace brain

@@ -151,6 +151,7 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
     auto* proj = static_cast<AlignPostProj*>(&s);
     if (proj->has_stp()) return describe(s, path) + " has short-term plasticity";
     if (proj->has_stdp()) return describe(s, path) + " has STDP";
+    if (proj->has_synapse_delays()) return describe(s, path) + " has per-synapse delays";
     if (typeid(*proj->syn()) != typeid(Expon)) return describe(s, path) + " has a " + proj->syn()->name() + " synapse, not Expon";
     const SynOutput& out = *proj->output();
     if (typeid(out) != typeid(COBA) && typeid(out) != typeid(CUBA)) return describe(s, path) + " has an output other than COBA or CUBA";

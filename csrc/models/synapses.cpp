@@ -373,6 +373,12 @@ AlignPostProj::AlignPostProj(std::shared_ptr<DynamicalSystem> pre, std::shared_p
 
 void AlignPostProj::update(const Context& ctx) {
   at::Tensor spikes = pre_->state("spike");
+  if (synapse_delays_) {
+    if (pushes_delay_ || pushes_for_zero_delays_) delay_->push(spikes, ctx);
+    const auto& csr = static_cast<const CsrComm&>(*comm_);
+    syn_->deliver(ctx, synapse_delays_->forward(*delay_, csr.weights(), ctx));
+    return;
+  }
   if (delay_) {
     if (pushes_delay_) delay_->push(spikes, ctx);
     spikes = delay_->read(delay_steps_, ctx);
@@ -419,14 +425,47 @@ void AlignPostProj::update(const Context& ctx) {
   set_state("stdp_post_trace", a_post + post_spikes.to(a_post.scalar_type()));
 }
 
+void AlignPostProj::set_synapse_delays(const at::Tensor& delay_steps) {
+  TORCH_CHECK(!synapse_delays_, "AlignPostProj: per-synapse delays were already set");
+  const auto csr = std::dynamic_pointer_cast<CsrComm>(comm_);
+  TORCH_CHECK(csr, "AlignPostProj: per-synapse delays need CSR connectivity (CsrComm), got ", comm_->name());
+  TORCH_CHECK(delay_steps_ == 0, "AlignPostProj: per-synapse delays replace the uniform delay_steps (",
+              delay_steps_, "); build the projection with delay_steps = 0 and put the whole delay in each synapse's");
+  TORCH_CHECK(!stp_ && !stdp_, "AlignPostProj: per-synapse delays cannot be combined with short-term plasticity or "
+              "STDP, which act on a spike's arrival per presynaptic neuron");
+  TORCH_CHECK(delay_steps.dim() == 1 && delay_steps.size(0) == csr->indices().size(0),
+              "AlignPostProj: delay_steps must have one delay per synapse ([", csr->indices().size(0), "]), got ",
+              delay_steps.sizes());
+  TORCH_CHECK(!delay_steps.is_floating_point() && delay_steps.scalar_type() != at::kBool && !delay_steps.is_complex(),
+              "AlignPostProj: delay_steps are whole steps (an integer tensor), got ", delay_steps.scalar_type(),
+              "; convert delays in ms with (delays_ms / dt).round().long()");
+  // Construction time: the longest delay sizes the ring, read once on the host.
+  const int64_t longest = delay_steps.numel() > 0 ? delay_steps.max().item<int64_t>() : 0;
+  const int64_t shortest = delay_steps.numel() > 0 ? delay_steps.min().item<int64_t>() : 0;
+  TORCH_CHECK(shortest >= 0, "AlignPostProj: delay_steps must be >= 0, got a synapse with ", shortest);
+  const int64_t ring = std::max<int64_t>(longest, 1);
+  auto shared = shared_spike_delay(*pre_, comm_->n_pre(), ring, post_->options());
+  delay_ = shared.delay;
+  pushes_delay_ = shared.created;
+  if (pushes_delay_) add_child("delay", delay_);
+  // A synapse without delay reads this step's slot; when another projection owns the ring and
+  // updates after this one, that slot still holds an old step's spikes: push them here too.
+  pushes_for_zero_delays_ = !pushes_delay_ && shortest == 0;
+  synapse_delays_ = std::make_shared<HeteroDelayCsr>(csr->indptr(), csr->indices(), delay_steps, comm_->n_pre(),
+                                                     comm_->n_post(), ring, csr->event());
+  register_module("synapse_delays", synapse_delays_);
+}
+
 std::shared_ptr<STP> AlignPostProj::add_stp(STPParams params) {
   TORCH_CHECK(!stp_, "AlignPostProj: short-term plasticity was already added");
+  TORCH_CHECK(!synapse_delays_, "AlignPostProj: short-term plasticity cannot be combined with per-synapse delays");
   stp_ = add_child("stp", std::make_shared<STP>(comm_->n_pre(), params, post_->options()));
   return stp_;
 }
 
 void AlignPostProj::add_stdp(STDPParams params) {
   TORCH_CHECK(!stdp_, "AlignPostProj: STDP was already added");
+  TORCH_CHECK(!synapse_delays_, "AlignPostProj: STDP cannot be combined with per-synapse delays");
   TORCH_CHECK(params.tau_plus > 0 && params.tau_minus > 0, "AlignPostProj: STDP time constants must be positive");
   TORCH_CHECK(params.w_min <= params.w_max, "AlignPostProj: STDP needs w_min <= w_max");
   if (std::dynamic_pointer_cast<DenseComm>(comm_)) {

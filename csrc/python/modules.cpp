@@ -146,7 +146,13 @@ void bind_modules(py::module& m) {
           [](AlignPostProj& p, double tau_plus, double tau_minus, double A_plus, double A_minus, double w_min,
              double w_max) { p.add_stdp({tau_plus, tau_minus, A_plus, A_minus, w_min, w_max}); },
           py::arg("tau_plus") = 20.0, py::arg("tau_minus") = 20.0, py::arg("A_plus") = 0.01,
-          py::arg("A_minus") = 0.0105, py::arg("w_min") = 0.0, py::arg("w_max") = 1.0);
+          py::arg("A_minus") = 0.0105, py::arg("w_min") = 0.0, py::arg("w_max") = 1.0)
+      .def("set_synapse_delays", &AlignPostProj::set_synapse_delays, py::arg("delay_steps"))
+      .def("has_synapse_delays", &AlignPostProj::has_synapse_delays)
+      .def("synapse_delay_groups", [](const AlignPostProj& p) -> py::object {
+        if (!p.has_synapse_delays() || !p.synapse_delays()->grouped()) return py::none();
+        return py::cast(p.synapse_delays()->distinct_delays());
+      });
   py::class_<AlignPreProj, DS, std::shared_ptr<AlignPreProj>>(m, "AlignPreProj")
       .def(py::init<std::shared_ptr<DS>, std::shared_ptr<Synapse>, std::shared_ptr<Comm>, std::shared_ptr<SynOutput>,
                     std::shared_ptr<NeuronGroup>, int64_t>(),

@@ -2,8 +2,8 @@
 
     /usr/bin/python3 tests/brian2/coba_brian2.py OUT_DIR CONFIG.json
 
-Reads OUT_DIR/network.npz (every projection's CSR and the initial potentials) and the same
-config, builds the network with Brian2's own equations (forward Euler, like the config's
+Reads OUT_DIR/network.npz (every projection's CSR, optionally its per-synapse delays in steps
+as "<projection>.delay_steps", and the initial potentials) and the same config, builds the network with Brian2's own equations (forward Euler, like the config's
 "method": "euler"), simulates it for the config's duration and writes
 OUT_DIR/brian2_spikes.npz with arrays i (neuron, E first then I) and step (time step).
 Runs with Debian's python3-brian on the system interpreter.
@@ -52,6 +52,8 @@ def main():
         target = "ge += we" if pre == "E" else "gi += wi"
         S = Synapses(groups[pre][0], groups[post][0], on_pre=target, namespace=namespace)
         S.connect(i=i, j=indices)
+        if f"{name}.delay_steps" in data:
+            S.delay = data[f"{name}.delay_steps"] * defaultclock.dt
         synapses.append(S)
     mon = SpikeMonitor(P)
     # An explicit Network: Brian2's implicit one would miss the synapses kept in a list.

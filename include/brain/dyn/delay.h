@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <brain/dyn/system.h>
 
@@ -60,20 +61,56 @@ BRAIN_API SharedDelay shared_spike_delay(DynamicalSystem& source, int64_t n, int
 
 // Postsynaptic input of a CSR projection whose synapses have their own delays:
 //   out[..., post] = sum over entries k of w_k * history(step - delay_k)[..., pre(k)]
-// Connectivity rows are presynaptic. Delays are per entry, in steps, <= the Delay's maximum.
-// The cost is O(nnz) per step (every synapse reads its own past), not event-driven.
+// Connectivity rows are presynaptic. Delays are per entry, in steps, in [0, max_delay_steps];
+// weights are one scalar ([] or [1]) or one per entry ([nnz], in the CSR's order). Gradients
+// flow to the weights and through the history to the spikes pushed into it.
+// Two ways to compute it, chosen at construction (grouped()):
+//  - by delay: the entries are grouped by their delay, each group a CSR matrix of its own,
+//    and every step each group reads its slot of the history through brain::event_csr_matmul
+//    (event = true) or brain::csr_matmul. A step costs the synapses of the spikes arriving
+//    (event) plus a pass over n_pre per distinct delay, so few distinct delays and sparse
+//    firing are cheap. Chosen when the groups' row pointers take at most twice the entries'
+//    memory: distinct delays * (n_pre + 1) <= 2 nnz.
+//  - by synapse: every entry reads its own past, O(nnz) per step whatever fires (many
+//    distinct delays, e.g. delays drawn from a continuous distribution on a fine dt).
 class BRAIN_API HeteroDelayCsr : public torch::nn::Module {
  public:
   HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indices, const at::Tensor& delays,
-                 int64_t n_pre, int64_t n_post, int64_t max_delay_steps);
+                 int64_t n_pre, int64_t n_post, int64_t max_delay_steps, bool event = true);
   at::Tensor forward(const Delay& history, const at::Tensor& weights, int64_t step) const;
   // At ctx's step (ctx.step_value(): the device clock when a step is recorded for replay).
   at::Tensor forward(const Delay& history, const at::Tensor& weights, const Context& ctx) const;
   BRAIN_MOVES_FLOATING_TENSORS_ONLY
 
+  bool grouped() const { return grouped_; }
+  // The distinct delays (steps, increasing), one per group; empty when not grouped().
+  const std::vector<int64_t>& distinct_delays() const { return distinct_delays_; }
+  int64_t max_delay() const { return max_delay_; }
+  int64_t nnz() const { return (grouped_ ? order_ : delays_).size(0); }
+
  private:
-  at::Tensor pre_, post_, delays_;
+  at::Tensor forward_by_synapse(const Delay& history, const at::Tensor& weights, const Context& ctx) const;
+  at::Tensor forward_by_delay(const Delay& history, const at::Tensor& weights, const Context& ctx) const;
+  // Per-entry weights in the groups' order. Outside autograd and outside replay recording the
+  // gathered copy is kept until the weights or the order change (same tensors, data and
+  // version counters: an optimizer step, a copy_, a load_state_dict or torch::load).
+  at::Tensor weights_by_delay(const at::Tensor& weights, const Context& ctx) const;
+
   int64_t n_pre_, n_post_, max_delay_;
+  bool event_, grouped_;
+  // What the loop needs on the host is in the buffers' names, so a state_dict of other delays
+  // fails to load by name instead of loading under this module's delays: by delay, each
+  // group's CSR is "indptr_d<delay>" / "indices_d<delay>" and "order" the entries'
+  // permutation into groups (by delay, stable: each group keeps the CSR order); by synapse,
+  // each entry's row "pre", column "post" and delay "delays_upto<max_delay>".
+  std::vector<int64_t> distinct_delays_;
+  at::Tensor order_;
+  std::vector<at::Tensor> group_indptr_, group_indices_;
+  at::Tensor pre_, post_, delays_;
+  mutable at::Tensor cached_from_, cached_sorted_;
+  mutable const void* cached_data_ = nullptr;
+  mutable const void* cached_order_data_ = nullptr;
+  mutable int64_t cached_version_ = -1, cached_order_version_ = -1;
 };
 
 }  // namespace brain

@@ -235,6 +235,7 @@ class BRAIN_API CsrComm : public Comm {
   const at::Tensor& weights() const { return weights_; }
   const at::Tensor& indptr() const { return indptr_; }
   const at::Tensor& indices() const { return indices_; }
+  bool event() const { return event_; }
 
  private:
   at::Tensor indptr_, indices_, weights_;
@@ -406,6 +407,19 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   };
   void add_stdp(STDPParams params);
 
+  // Heterogeneous delays: one delay per synapse of the CsrComm, in steps (an integer tensor
+  // [nnz], the CSR's order), in place of the uniform delay_steps (which must be 0). A spike
+  // of presynaptic neuron i at step s reaches synapse k, of row i, at step s + delays[k], as a
+  // uniform delay would. The history of pre's spikes is the one ring the other delayed
+  // projections from pre read (sized by the longest delay); the delivery is HeteroDelayCsr's
+  // (by delay group, event-driven when the CsrComm is, or per synapse; see delay.h), with the
+  // CsrComm's weights, so gradients reach them. STP and STDP act on a spike's arrival, which
+  // heterogeneous delays make per synapse rather than per presynaptic neuron: a projection takes
+  // either these delays or STP/STDP, whichever is added first. Call before reset_state().
+  void set_synapse_delays(const at::Tensor& delay_steps);
+  bool has_synapse_delays() const { return synapse_delays_ != nullptr; }
+  const std::shared_ptr<HeteroDelayCsr>& synapse_delays() const { return synapse_delays_; }
+
   // The parts, for engines that compile a network (dyn/fast.h).
   const std::shared_ptr<DynamicalSystem>& pre() const { return pre_; }
   const std::shared_ptr<NeuronGroup>& post() const { return post_; }
@@ -432,6 +446,8 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   std::shared_ptr<STP> stp_;
   std::optional<STDPParams> stdp_;
   at::Tensor csc_indptr_, csc_rows_, csc_perm_;
+  std::shared_ptr<HeteroDelayCsr> synapse_delays_;
+  bool pushes_for_zero_delays_ = false;  // reads this step's slot of a ring another projection pushes
 };
 
 // AlignPre: the synaptic state lives on the presynaptic side (any synapse, also nonlinear

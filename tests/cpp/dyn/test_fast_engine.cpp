@@ -439,6 +439,28 @@ TEST(FastEngine, RejectsStdpAndBatches) {
   EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("STDP"), std::string::npos);
 }
 
+TEST(FastEngine, PerSynapseDelaysKeepTheModuleEngine) {
+  auto net = std::make_shared<brain::DynSysGroup>("net");
+  auto A = net->add("A", std::make_shared<brain::LIF>(20));
+  auto B = net->add("B", std::make_shared<brain::LIF>(20));
+  const auto conn = brain::fixed_prob(20, 20, 0.3, true, 1);
+  auto proj = net->add("AB", std::make_shared<brain::AlignPostProj>(
+                                 A, std::make_shared<brain::CsrComm>(conn, torch::full({conn.indices.numel()}, 0.5f)),
+                                 std::make_shared<brain::Expon>(20, 5.0), std::make_shared<brain::CUBA>(), B));
+  proj->set_synapse_delays(torch::arange(conn.indices.numel()) % 4);
+  net->reset_state();
+  brain::RunnerOptions opt;
+  opt.dt = 0.1;
+  opt.progress = 0;
+  EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("'AB' (AlignPostProj) has per-synapse delays"),
+            std::string::npos)
+      << brain::fast_engine_unsupported(*net, opt);
+  opt.inputs.push_back({"A.input", torch::tensor(30.0f)});
+  brain::Runner runner(net, opt);
+  const auto result = runner.run_steps(50);
+  EXPECT_EQ(result.engine, "modules");
+}
+
 // ---- Conductance-based populations (CondNeuGroup) -------------------------------------------
 
 struct NetRun {

@@ -1,9 +1,11 @@
 // Systems, composition, delays, inputs, the runner and .npz output.
+#include <brain/csr.h>
 #include <brain/dyn.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -141,6 +143,133 @@ TEST(Delay, HeterogeneousPerSynapseDelaysMatchANaiveSum) {
     }
   }
   EXPECT_THROW(brain::HeteroDelayCsr(indptr, indices, torch::tensor({0, 2, 1, 4}), 3, 2, 3), c10::Error);
+  EXPECT_THROW(brain::HeteroDelayCsr(indptr, indices, torch::tensor({0, -1, 1, 2}), 3, 2, 3), c10::Error);
+  EXPECT_THROW(brain::HeteroDelayCsr(indptr, indices, torch::tensor({0.0, 1.0, 1.0, 2.0}), 3, 2, 3), c10::Error);
+  EXPECT_THROW(brain::HeteroDelayCsr(indptr, indices, torch::tensor({0, 1, 1}), 3, 2, 3), c10::Error);
+  EXPECT_THROW(brain::HeteroDelayCsr(torch::tensor({0, 3, 2, 4}), indices, delays, 3, 2, 3), c10::Error);
+  EXPECT_THROW(brain::HeteroDelayCsr(indptr, torch::tensor({0, 1, 2, 0}), delays, 3, 2, 3), c10::Error);
+  brain::Delay hist(3, 3, torch::kDouble);
+  hist.reset_state();
+  brain::HeteroDelayCsr proj(indptr, indices, delays, 3, 2, 3);
+  EXPECT_THROW(proj.forward(hist, torch::ones({3}, torch::kDouble), 0), c10::Error);  // neither [nnz] nor scalar
+}
+
+// Both ways of computing the delivery (by delay group, by synapse), event-driven or not, with
+// one weight per synapse or one for all, batched or not, equal the naive sum over synapses,
+// and so do their gradients with respect to the weights and to the pushed values.
+TEST(Delay, HeterogeneousDelaysByGroupAndBySynapseEqualTheNaiveSum) {
+  torch::manual_seed(3);
+  const int64_t n_pre = 20, n_post = 7, max_delay = 30, steps = 40;
+  const auto mask = torch::rand({n_pre, n_post}, torch::kDouble) < 0.6;
+  const auto dense = torch::where(mask, torch::ones({n_pre, n_post}, torch::kDouble), torch::zeros({}, torch::kDouble));
+  const auto conn = brain::CsrMatrix::from_dense(dense, torch::kLong);
+  const int64_t nnz = conn.indices.size(0);
+  const auto rows = torch::repeat_interleave(torch::arange(n_pre), conn.indptr.diff());
+  for (const bool few : {true, false}) {
+    // Three distinct delays group; thirty-one do not (31 * 21 row pointers > 2 nnz).
+    const auto delays = few ? torch::tensor({0, 2, 5}).index({torch::randint(3, {nnz})})
+                            : torch::randint(0, max_delay + 1, {nnz});
+    for (const bool event : {true, false}) {
+      for (const bool homogeneous : {false, true}) {
+        for (const int64_t batch : {0, 3}) {
+          brain::HeteroDelayCsr proj(conn.indptr.to(torch::kInt), conn.indices.to(torch::kInt), delays, n_pre, n_post,
+                                     max_delay, event);
+          EXPECT_EQ(proj.grouped(), few);
+          if (few) EXPECT_EQ(proj.distinct_delays(), (std::vector<int64_t>{0, 2, 5}));
+          brain::Delay hist(n_pre, max_delay, torch::kDouble);
+          hist.reset_state(batch);
+          const auto w = (homogeneous ? torch::tensor(0.7, torch::kDouble) : torch::randn({nnz}, torch::kDouble))
+                             .requires_grad_();
+          std::vector<at::Tensor> pushed;
+          at::Tensor ours = torch::zeros({}, torch::kDouble), want = torch::zeros({}, torch::kDouble);
+          const auto shape = batch ? std::vector<int64_t>{batch, n_pre} : std::vector<int64_t>{n_pre};
+          for (int64_t step = 0; step < steps; ++step) {
+            // Spikes (0/1) and, every third step, arbitrary values: an event op skips only zeros.
+            auto v = step % 3 ? (torch::rand(shape, torch::kDouble) < 0.2).to(torch::kDouble)
+                              : torch::randn(shape, torch::kDouble);
+            v.requires_grad_();
+            hist.push(v, step);
+            pushed.push_back(v);
+            const auto out = proj.forward(hist, w, step);
+            // Naive: every synapse k reads the value of its row pushed delays[k] steps ago.
+            std::vector<at::Tensor> per_synapse;
+            for (int64_t k = 0; k < nnz; ++k) {
+              const int64_t d = delays[k].item<int64_t>(), from = step - d;
+              const at::Tensor x = from >= 0 ? pushed[from].select(-1, rows[k].item<int64_t>())
+                                             : torch::zeros(batch ? std::vector<int64_t>{batch} : std::vector<int64_t>{},
+                                                            torch::kDouble);
+              per_synapse.push_back(x * (homogeneous ? w : w[k]));
+            }
+            const auto values = torch::stack(per_synapse, -1);  // [(B,) nnz]
+            const auto expected =
+                torch::zeros(out.sizes(), torch::kDouble).index_add(-1, conn.indices, values);
+            ASSERT_TRUE(torch::allclose(out, expected, 1e-12, 1e-12))
+                << "few " << few << " event " << event << " homogeneous " << homogeneous << " batch " << batch
+                << " step " << step;
+            const auto probe = torch::randn(out.sizes(), torch::kDouble);
+            ours = ours + (out * probe).sum();
+            want = want + (expected * probe).sum();
+          }
+          std::vector<at::Tensor> inputs{w};
+          inputs.insert(inputs.end(), pushed.begin(), pushed.end());
+          const auto g_ours = torch::autograd::grad({ours}, inputs);
+          const auto g_want = torch::autograd::grad({want}, inputs);
+          for (size_t i = 0; i < inputs.size(); ++i) {
+            ASSERT_TRUE(torch::allclose(g_ours[i], g_want[i], 1e-10, 1e-12)) << "gradient " << i << " few " << few;
+          }
+        }
+      }
+    }
+  }
+}
+
+// Outside autograd the grouped delivery keeps the weights it gathered into delay order; an
+// in-place change of the weights (an optimizer step, a copy_) is seen at the next step.
+TEST(Delay, GroupedDeliverySeesInPlaceWeightChanges) {
+  const auto indptr = torch::tensor({0, 2, 4});
+  const auto indices = torch::tensor({0, 1, 0, 1});
+  brain::HeteroDelayCsr proj(indptr, indices, torch::tensor({1, 0, 0, 1}), 2, 2, 1);
+  ASSERT_TRUE(proj.grouped());
+  brain::Delay hist(2, 1, torch::kDouble);
+  hist.reset_state();
+  auto w = torch::tensor({1.0, 2.0, 3.0, 4.0}, torch::kDouble);
+  hist.push(torch::ones({2}, torch::kDouble), 0);
+  hist.push(torch::ones({2}, torch::kDouble), 1);
+  EXPECT_TRUE(torch::equal(proj.forward(hist, w, 1), torch::tensor({4.0, 6.0}, torch::kDouble)));
+  w.mul_(10);
+  EXPECT_TRUE(torch::equal(proj.forward(hist, w, 1), torch::tensor({40.0, 60.0}, torch::kDouble)));
+  w.copy_(torch::tensor({1.0, 0.0, 0.0, 0.0}, torch::kDouble));
+  EXPECT_TRUE(torch::equal(proj.forward(hist, w, 1), torch::tensor({1.0, 0.0}, torch::kDouble)));
+  EXPECT_TRUE(torch::equal(proj.forward(hist, torch::tensor({0.0, 0.0, 0.0, 5.0}, torch::kDouble), 1),
+                           torch::tensor({0.0, 5.0}, torch::kDouble)));
+}
+
+// A grouped delivery loaded (torch::load) from one with the same delays on other synapses
+// delivers as the saved one: the groups' sizes, the order and its cached weights follow.
+TEST(Delay, GroupedDeliveryLoadsAnotherAssignmentOfTheSameDelays) {
+  const auto indptr = torch::tensor({0, 3, 6});
+  const auto indices = torch::tensor({0, 1, 2, 0, 1, 2});
+  brain::HeteroDelayCsr saved(indptr, indices, torch::tensor({0, 0, 0, 0, 0, 2}), 2, 3, 2);
+  brain::HeteroDelayCsr loaded(indptr, indices, torch::tensor({2, 2, 2, 0, 2, 2}), 2, 3, 2);
+  ASSERT_TRUE(saved.grouped() && loaded.grouped());
+  brain::Delay hist(2, 2, torch::kDouble);
+  hist.reset_state();
+  hist.push(torch::tensor({1.0, 10.0}, torch::kDouble), 0);
+  hist.push(torch::tensor({0.0, 0.0}, torch::kDouble), 1);
+  hist.push(torch::tensor({100.0, 1000.0}, torch::kDouble), 2);
+  const auto w = torch::arange(1.0, 7.0, torch::kDouble);
+  const auto want = saved.forward(hist, w, 2);
+  EXPECT_FALSE(torch::equal(loaded.forward(hist, w, 2), want));  // and its weights are now cached
+  std::stringstream stream;
+  {
+    torch::serialize::OutputArchive archive;
+    saved.save(archive);
+    archive.save_to(stream);
+  }
+  torch::serialize::InputArchive archive;
+  archive.load_from(stream);
+  loaded.load(archive);
+  EXPECT_TRUE(torch::equal(loaded.forward(hist, w, 2), want)) << loaded.forward(hist, w, 2) << want;
 }
 
 TEST(Inputs, WaveformsHaveTheRightValuesAndLengths) {

@@ -342,6 +342,166 @@ TEST(AlignPost, DelayedProjectionsFromOnePopulationShareOneHistory) {
   EXPECT_NE(other.delay(), projs[0]->delay());
 }
 
+// Per-synapse delays: g follows g <- g e^{-dt/tau} + sum_k w_k s(t - d_k)[pre_k] e_{post_k},
+// with the ring shared with a uniformly delayed projection from the same population (updating
+// before or after it, which matters for the synapses without delay), by delay group or by
+// synapse, and with the weights changed in place during the run.
+TEST(AlignPost, PerSynapseDelaysDeliverEachSpikeAfterItsSynapsesDelay) {
+  torch::manual_seed(1);
+  const int64_t n_pre = 12, n_post = 5, steps = 120;
+  const auto dense = torch::rand({n_pre, n_post}, torch::kDouble) * (torch::rand({n_pre, n_post}) < 0.5);
+  const auto conn = brain::CsrMatrix::from_dense(dense, torch::kInt);
+  const int64_t nnz = conn.indices.size(0);
+  const auto rows = torch::repeat_interleave(torch::arange(n_pre), conn.indptr.to(torch::kLong).diff());
+  const double dt = 0.5, tau = 4.0;
+  brain::LifParams silent;
+  silent.V_th = 1e9;
+  for (const bool few : {true, false}) {
+    const auto delays = few ? torch::tensor({0, 3, 7}).index({torch::randint(3, {nnz})}) : torch::randint(0, 25, {nnz});
+    for (const bool shared_first : {true, false}) {
+      auto net = std::make_shared<brain::DynSysGroup>("net");
+      auto input = net->add("input", std::make_shared<brain::PoissonGroup>(n_pre, 200.0, 7));
+      auto post = net->add("post", std::make_shared<brain::LIF>(n_post, silent, torch::kDouble));
+      auto other_post = net->add("other_post", std::make_shared<brain::LIF>(n_post, silent, torch::kDouble));
+      auto comm = std::make_shared<brain::CsrComm>(conn, conn.weights.clone());
+      auto proj = std::make_shared<brain::AlignPostProj>(input, comm, std::make_shared<brain::Expon>(n_post, tau, torch::kDouble),
+                                                         std::make_shared<brain::CUBA>(), post);
+      auto uniform = std::make_shared<brain::AlignPostProj>(
+          input, std::make_shared<brain::CsrComm>(conn, conn.weights), std::make_shared<brain::Expon>(n_post, tau, torch::kDouble),
+          std::make_shared<brain::CUBA>(), other_post, 2);  // owns the ring
+      proj->set_synapse_delays(delays);
+      ASSERT_EQ(proj->delay(), uniform->delay());
+      EXPECT_EQ(proj->synapse_delays()->grouped(), few);
+      // Updating first, the per-synapse reader finds this step's slot not yet pushed by the owner.
+      if (shared_first) {
+        net->add("delayed", proj);
+        net->add("uniform", uniform);
+      } else {
+        net->add("uniform", uniform);
+        net->add("delayed", proj);
+      }
+      net->reset_state();
+      EXPECT_EQ(net->find_state("uniform.delay.history").size(0), delays.max().item<int64_t>() + 1);
+      Context ctx;
+      ctx.dt = dt;
+      std::vector<at::Tensor> spikes;
+      at::Tensor g = torch::zeros({n_post}, torch::kDouble);
+      at::Tensor w = conn.weights.clone();
+      for (ctx.step = 0; ctx.step < steps; ++ctx.step) {
+        if (ctx.step == steps / 2) {
+          torch::NoGradGuard no_grad;
+          comm->weights().mul_(-3.0);  // a grouped delivery must not keep the old weights
+          w.mul_(-3.0);
+        }
+        net->step(ctx);
+        spikes.push_back(net->find_state("input.spike").to(torch::kDouble));
+        at::Tensor arriving = torch::zeros({n_post}, torch::kDouble);
+        for (int64_t k = 0; k < nnz; ++k) {
+          const int64_t from = ctx.step - delays[k].item<int64_t>();
+          if (from < 0) continue;
+          arriving[conn.indices[k].item<int64_t>()] += w[k] * spikes[from][rows[k].item<int64_t>()];
+        }
+        g = g * std::exp(-dt / tau) + arriving;
+        ASSERT_TRUE(torch::allclose(net->find_state("delayed.syn.g"), g, 1e-12, 1e-12))
+            << "few " << few << " shared_first " << shared_first << " step " << ctx.step;
+      }
+      EXPECT_GT(g.abs().sum().item<double>(), 0.0);
+    }
+  }
+}
+
+// Gradients reach the per-synapse weights through the delays (the same as through a network
+// of uniformly delayed projections, one per delay, which holds the same synapses), batched.
+TEST(AlignPost, PerSynapseDelaysCarryGradientsToTheWeights) {
+  const auto dense = torch::tensor({{0.5, 0.0, 1.0}, {0.0, 2.0, 0.0}, {1.5, 0.0, 0.0}, {0.0, 0.25, 3.0}}, torch::kDouble);
+  const auto conn = brain::CsrMatrix::from_dense(dense, torch::kInt);
+  const auto delays = torch::tensor({0, 3, 1, 3, 1, 0});
+  brain::LifParams p;
+  p.V_th = -55.0;
+  auto build = [&](bool split, at::Tensor weights) {
+    auto net = std::make_shared<brain::DynSysGroup>("net");
+    auto input = net->add("input", std::make_shared<brain::PoissonGroup>(4, 400.0, 3));
+    auto post = net->add("post", std::make_shared<brain::LIF>(3, p, torch::kDouble));
+    auto syn = std::make_shared<brain::Expon>(3, 4.0, torch::kDouble);
+    auto out = std::make_shared<brain::CUBA>();
+    if (!split) {
+      auto proj = net->add("proj", std::make_shared<brain::AlignPostProj>(
+                                       input, std::make_shared<brain::CsrComm>(conn, weights), syn, out, post));
+      proj->set_synapse_delays(delays);
+      return net;
+    }
+    // One projection per delay over that delay's synapses (the rest weighted by zero), merged.
+    for (int64_t d : {0, 1, 3}) {
+      const auto keep = (delays == d).to(torch::kDouble);
+      net->add("proj" + std::to_string(d),
+               std::make_shared<brain::AlignPostProj>(input, std::make_shared<brain::CsrComm>(conn, weights * keep), syn,
+                                                      out, post, d));
+    }
+    return net;
+  };
+  std::vector<at::Tensor> grads, outputs;
+  for (const bool split : {true, false}) {
+    const auto w = conn.weights.clone().requires_grad_();
+    auto net = build(split, w);
+    net->reset_state(2);
+    Context ctx;
+    ctx.dt = 0.5;
+    at::Tensor loss = torch::zeros({}, torch::kDouble);
+    for (ctx.step = 0; ctx.step < 80; ++ctx.step) {
+      net->step(ctx);
+      loss = loss + (net->find_state("post.V") * (ctx.step % 7 + 1)).sum();
+    }
+    outputs.push_back(loss.detach());
+    grads.push_back(torch::autograd::grad({loss}, {w})[0]);
+  }
+  EXPECT_TRUE(torch::allclose(outputs[0], outputs[1], 1e-12, 1e-10));
+  EXPECT_TRUE(torch::allclose(grads[0], grads[1], 1e-10, 1e-10)) << grads[0] << grads[1];
+  EXPECT_GT(grads[0].abs().sum().item<double>(), 0.0);
+}
+
+TEST(AlignPost, PerSynapseDelaysRefuseWhatTheyCannotDo) {
+  const auto conn = brain::CsrMatrix::from_dense(torch::eye(3, torch::kDouble), torch::kInt);
+  auto input = std::make_shared<brain::PoissonGroup>(3, 10.0, 1);
+  auto post = std::make_shared<brain::LIF>(3, brain::LifParams{}, torch::kDouble);
+  auto make = [&](int64_t delay, std::shared_ptr<brain::Comm> comm = nullptr) {
+    return std::make_shared<brain::AlignPostProj>(
+        input, comm ? comm : std::make_shared<brain::CsrComm>(conn, conn.weights),
+        std::make_shared<brain::Expon>(3, 4.0, torch::kDouble), std::make_shared<brain::CUBA>(), post, delay);
+  };
+  auto expect_error = [](auto&& f, const std::string& words) {
+    try {
+      f();
+      FAIL() << "accepted; expected an error saying " << words;
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  const auto delays = torch::tensor({1, 2, 0});
+  expect_error([&] { make(0)->set_synapse_delays(torch::tensor({1.0, 2.0, 0.0})); }, "integer tensor");
+  expect_error([&] { make(0)->set_synapse_delays(torch::tensor({1, 2})); }, "one delay per synapse ([3])");
+  expect_error([&] { make(0)->set_synapse_delays(torch::tensor({1, -2, 0})); }, ">= 0");
+  expect_error([&] { make(2)->set_synapse_delays(delays); }, "replace the uniform delay_steps");
+  expect_error([&] { make(0, std::make_shared<brain::DenseComm>(torch::eye(3, torch::kDouble)))->set_synapse_delays(delays); },
+               "need CSR connectivity");
+  expect_error([&] { make(0, std::make_shared<brain::CsrComm>(conn, conn.weights))->set_synapse_delays(delays.to(torch::kBool)); },
+               "integer tensor");
+  expect_error([&] {
+    auto proj = make(0);
+    proj->add_stp({});
+    proj->set_synapse_delays(delays);
+  }, "cannot be combined");
+  expect_error([&] {
+    auto proj = make(0);
+    proj->set_synapse_delays(delays);
+    proj->add_stdp({});
+  }, "cannot be combined");
+  expect_error([&] {
+    auto proj = make(0);
+    proj->set_synapse_delays(delays);
+    proj->set_synapse_delays(delays);
+  }, "already set");
+}
+
 // A shared history allocated but still empty grows in place; a reader of another size is refused.
 TEST(Delay, SharedHistoryGrowsBeforeTheRunAndChecksItsReaders) {
   auto source = std::make_shared<brain::PoissonGroup>(4, 100.0, 3);
