@@ -108,6 +108,38 @@ at::Tensor Delay::read(int64_t delay_steps, const Context& ctx) const {
   return view;
 }
 
+namespace {
+// The entries of a CSR (rows non-decreasing, as CSR order gives them) split by delay: the
+// stable permutation into groups (each group keeps the CSR order, so its rows stay
+// non-decreasing and its row pointers are a cumulative count), and each group's CSR (int64, CPU).
+struct ByDelay {
+  at::Tensor order;
+  std::vector<int64_t> delays;
+  std::vector<at::Tensor> indptr, indices;
+};
+
+ByDelay group_by_delay(const at::Tensor& rows, const at::Tensor& cols, const at::Tensor& delays, int64_t n_pre) {
+  ByDelay out;
+  const auto [sorted, order] = delays.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
+  out.order = order;
+  const auto unique = torch::unique_consecutive(sorted, false, true);
+  const at::Tensor values = std::get<0>(unique), sizes = std::get<2>(unique);
+  const at::Tensor group_rows = rows.index_select(0, order);
+  const at::Tensor group_cols = cols.index_select(0, order);
+  int64_t offset = 0;
+  for (int64_t g = 0; g < values.numel(); ++g) {
+    const int64_t size = sizes[g].item<int64_t>();
+    at::Tensor ptr = torch::zeros({n_pre + 1}, rows.options());
+    ptr.narrow(0, 1, n_pre).copy_(torch::bincount(group_rows.narrow(0, offset, size), {}, n_pre).cumsum(0));
+    out.delays.push_back(values[g].item<int64_t>());
+    out.indptr.push_back(ptr);
+    out.indices.push_back(group_cols.narrow(0, offset, size));
+    offset += size;
+  }
+  return out;
+}
+}  // namespace
+
 HeteroDelayCsr::HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indices,
                                const at::Tensor& delays, int64_t n_pre, int64_t n_post,
                                int64_t max_delay_steps, bool event)
@@ -143,10 +175,9 @@ HeteroDelayCsr::HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indic
   const at::Tensor counts = indptr_cpu.diff();
   const at::Tensor rows_cpu = torch::repeat_interleave(torch::arange(n_pre, counts.options()), counts);
 
-  const auto [sorted, order] = delays_cpu.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
-  const auto unique = torch::unique_consecutive(sorted, false, true);
-  const at::Tensor values = std::get<0>(unique), group_sizes = std::get<2>(unique);
-  const int64_t groups = values.numel();
+  // Counted before any group is built: by synapse is the choice where the groups would not fit.
+  const int64_t groups = std::get<0>(torch::_unique(delays_cpu)).numel();
+  delay_count_ = groups;
   grouped_ = groups * (n_pre + 1) <= 2 * nnz;
 
   const auto device = indices.device();
@@ -156,24 +187,37 @@ HeteroDelayCsr::HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indic
     delays_ = register_buffer("delays_upto" + std::to_string(max_delay_), delays_cpu.to(device));
     return;
   }
-  // The stable sort keeps each group's entries in CSR order (rows, then columns), so a group's
-  // rows are non-decreasing and its row pointers are a cumulative count.
-  order_ = register_buffer("order", order.to(device));
-  const at::Tensor group_rows = rows_cpu.index_select(0, order);
-  const at::Tensor group_cols = indices_cpu.index_select(0, order);
-  int64_t offset = 0;
+  const ByDelay split = group_by_delay(rows_cpu, indices_cpu, delays_cpu, n_pre);
+  order_ = register_buffer("order", split.order.to(device));
   for (int64_t g = 0; g < groups; ++g) {
-    const int64_t size = group_sizes[g].item<int64_t>();
-    const at::Tensor rows = group_rows.narrow(0, offset, size);
-    at::Tensor ptr = torch::zeros({n_pre + 1}, rows.options());
-    ptr.narrow(0, 1, n_pre).copy_(torch::bincount(rows, {}, n_pre).cumsum(0));
-    distinct_delays_.push_back(values[g].item<int64_t>());
-    const std::string name = "_d" + std::to_string(distinct_delays_.back());
-    group_indptr_.push_back(register_buffer("indptr" + name, ptr.to(device, indptr.scalar_type())));
-    group_indices_.push_back(
-        register_buffer("indices" + name, group_cols.narrow(0, offset, size).to(device, indices.scalar_type())));
+    distinct_delays_.push_back(split.delays[g]);
+    const std::string name = "_d" + std::to_string(split.delays[g]);
+    group_indptr_.push_back(register_buffer("indptr" + name, split.indptr[g].to(device, indptr.scalar_type())));
+    group_indices_.push_back(register_buffer("indices" + name, split.indices[g].to(device, indices.scalar_type())));
+  }
+}
+
+std::vector<HeteroDelayCsr::Group> HeteroDelayCsr::groups() const {
+  std::vector<Group> out;
+  if (grouped_) {
+    int64_t offset = 0;
+    for (size_t g = 0; g < distinct_delays_.size(); ++g) {
+      const int64_t size = group_indices_[g].size(0);
+      out.push_back({distinct_delays_[g], group_indptr_[g], group_indices_[g], order_.narrow(0, offset, size)});
+      offset += size;
+    }
+    return out;
+  }
+  const auto device = post_.device();
+  const ByDelay split = group_by_delay(pre_.cpu(), post_.cpu(), delays_.cpu(), n_pre_);
+  int64_t offset = 0;
+  for (size_t g = 0; g < split.delays.size(); ++g) {
+    const int64_t size = split.indices[g].size(0);
+    out.push_back({split.delays[g], split.indptr[g].to(device), split.indices[g].to(device),
+                   split.order.narrow(0, offset, size).to(device)});
     offset += size;
   }
+  return out;
 }
 
 at::Tensor HeteroDelayCsr::forward(const Delay& history, const at::Tensor& weights, int64_t step) const {

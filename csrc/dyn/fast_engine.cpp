@@ -48,6 +48,11 @@ constexpr int64_t kParallelNeurons = kParallelBlocks * fs::kBlock;
 constexpr double kParallelDeliveryWork = 4096;
 constexpr double kJitSynapseWork = 16;
 constexpr int kDeliveryTasksPerThread = 2;
+// Per-synapse delays are delivered by delay group (a CSR matrix per distinct delay), whose row
+// pointers take memory: up to this many of them in all, or this many per synapse, whichever
+// allows more; beyond, the projection stays on the module engine.
+constexpr int64_t kDelayGroupPointers = int64_t{1} << 24;
+constexpr int64_t kMaxDelayGroupPointersPerSynapse = 8;
 
 struct PopInfo {
   std::string path;
@@ -151,7 +156,17 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
     auto* proj = static_cast<AlignPostProj*>(&s);
     if (proj->has_stp()) return describe(s, path) + " has short-term plasticity";
     if (proj->has_stdp()) return describe(s, path) + " has STDP";
-    if (proj->has_synapse_delays()) return describe(s, path) + " has per-synapse delays";
+    if (proj->has_synapse_delays()) {
+      // Delivered per delay group, each a CSR matrix of its own: their row pointers must fit.
+      const auto& hetero = *proj->synapse_delays();
+      const int64_t pointers = hetero.delay_count() * (proj->comm()->n_pre() + 1);
+      if (pointers > std::max(kDelayGroupPointers, kMaxDelayGroupPointersPerSynapse * hetero.nnz())) {
+        return describe(s, path) + " has " + std::to_string(hetero.delay_count()) +
+               " distinct per-synapse delays over " + std::to_string(proj->comm()->n_pre()) +
+               " presynaptic neurons: their groups' row pointers would number more than 2^24 and more than " +
+               std::to_string(kMaxDelayGroupPointersPerSynapse) + " per synapse";
+      }
+    }
     if (typeid(*proj->syn()) != typeid(Expon)) return describe(s, path) + " has a " + proj->syn()->name() + " synapse, not Expon";
     const SynOutput& out = *proj->output();
     if (typeid(out) != typeid(COBA) && typeid(out) != typeid(CUBA)) return describe(s, path) + " has an output other than COBA or CUBA";
@@ -361,15 +376,59 @@ struct Projection {
   // The spikes this step delivers
   const int32_t* now = nullptr;
   int64_t n_now = 0;
+  // Per-synapse delays: the synapses of each distinct delay (increasing) as a CSR matrix of
+  // their own, delivered one after the other into `pending`, each with the ring's spikes of
+  // that many steps ago. The module engine sums each group's arrivals apart and then the
+  // groups, so the two engines agree to rounding here, not bit for bit.
+  struct DelayGroup {
+    int64_t delay;
+    at::Tensor indptr, indices, weights;  // weights: gathered into the group's order; undefined: pj.w
+    double fanout;
+    bool sorted;
+    const int32_t* now = nullptr;
+    int64_t n_now = 0;
+  };
+  std::vector<DelayGroup> groups;
   size_t slot(int64_t step) const {
     const auto len = static_cast<int64_t>(ring.size());
     return static_cast<size_t>(((step % len) + len) % len);
   }
-  double work() const { return static_cast<double>(n_now) * fanout * (jit ? kJitSynapseWork : 1.0); }
+  double work() const {
+    if (!groups.empty()) {
+      double w = 0;
+      for (const auto& g : groups) w += static_cast<double>(g.n_now) * g.fanout;
+      return w;
+    }
+    return static_cast<double>(n_now) * fanout * (jit ? kJitSynapseWork : 1.0);
+  }
+  bool idle() const {
+    if (groups.empty()) return n_now == 0;
+    for (const auto& g : groups) {
+      if (g.n_now > 0) return false;
+    }
+    return true;
+  }
   // The columns a delivery may split: the targets' indices (CSR) or the rank's columns (JIT).
   int64_t first_column() const { return jit ? col_lo : 0; }
   int64_t end_column() const { return jit ? col_hi : static_cast<int64_t>(pending.size()); }
 };
+
+// One CSR matrix's deliveries of `spikes` (int32 or int64 indices, both alike).
+template <typename T>
+void deliver_csr_any(const at::Tensor& indptr, const at::Tensor& indices, const T* weights, T w, const int32_t* spikes,
+                     int64_t n_spikes, T* pending, bool whole, int64_t lo, int64_t hi, bool sorted) {
+  auto csr = [&](auto index_type) {
+    using index_t = decltype(index_type);
+    const index_t* ptr = indptr.template data_ptr<index_t>();
+    const index_t* idx = indices.template data_ptr<index_t>();
+    if (whole) {
+      fs::deliver_csr<T, index_t>(ptr, idx, weights, w, spikes, n_spikes, pending);
+    } else {
+      fs::deliver_csr_columns<T, index_t>(ptr, idx, weights, w, spikes, n_spikes, pending, lo, hi, sorted);
+    }
+  };
+  indptr.scalar_type() == at::kInt ? csr(int32_t{}) : csr(int64_t{});
+}
 
 // Delivers this step's spikes of pj to the targets in columns [lo, hi) (whole: all of them,
 // without the per-row search of a column range). Tasks with disjoint ranges run in parallel,
@@ -377,8 +436,16 @@ struct Projection {
 // bits are theirs whatever the split.
 template <typename T>
 void deliver(Projection<T>& pj, bool whole, int64_t lo, int64_t hi) {
-  if (pj.n_now == 0) return;
   T* pending = pj.pending.data();
+  if (!pj.groups.empty()) {
+    for (const auto& g : pj.groups) {
+      if (g.n_now == 0) continue;
+      const T* weights = g.weights.defined() ? g.weights.template data_ptr<T>() : nullptr;
+      deliver_csr_any<T>(g.indptr, g.indices, weights, pj.w, g.now, g.n_now, pending, whole, lo, hi, g.sorted);
+    }
+    return;
+  }
+  if (pj.n_now == 0) return;
   if (pj.jit) {
     if (whole) {
       fs::deliver_jit<T>(pj.spec, pj.a, pj.b, pj.now, pj.n_now, pending, pj.col_lo, pj.col_hi);
@@ -387,18 +454,7 @@ void deliver(Projection<T>& pj, bool whole, int64_t lo, int64_t hi) {
     }
     return;
   }
-  auto csr = [&](auto index_type) {
-    using index_t = decltype(index_type);
-    const index_t* indptr = pj.indptr.template data_ptr<index_t>();
-    const index_t* indices = pj.indices.template data_ptr<index_t>();
-    if (whole) {
-      fs::deliver_csr<T, index_t>(indptr, indices, pj.weights, pj.w, pj.now, pj.n_now, pending);
-    } else {
-      fs::deliver_csr_columns<T, index_t>(indptr, indices, pj.weights, pj.w, pj.now, pj.n_now, pending, lo, hi,
-                                          pj.sorted);
-    }
-  };
-  pj.indptr.scalar_type() == at::kInt ? csr(int32_t{}) : csr(int64_t{});
+  deliver_csr_any<T>(pj.indptr, pj.indices, pj.weights, pj.w, pj.now, pj.n_now, pending, whole, lo, hi, pj.sorted);
 }
 
 struct DeliveryTask {
@@ -415,7 +471,7 @@ void split_deliveries(const std::vector<Projection<T>>& projs, double work, int 
   tasks.clear();
   for (size_t j = 0; j < projs.size(); ++j) {
     const Projection<T>& pj = projs[j];
-    if (pj.n_now == 0) continue;
+    if (pj.idle()) continue;
     const int64_t lo = pj.first_column(), hi = pj.end_column();
     if (hi <= lo) continue;
     // Units of the split: columns, or JIT blocks (a block is walked as a whole).
@@ -616,6 +672,23 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       pj.fanout = jit.prob() * static_cast<double>(jit.n_post());
     }
     pj.delay = info.proj->delay_steps();
+    if (info.proj->has_synapse_delays()) {
+      TORCH_CHECK(!part, "fast engine: '", info.path, "' has per-synapse delays, which distributed runs do not take yet");
+      const auto& csr = static_cast<const CsrComm&>(comm);
+      const at::Tensor w = csr.weights().detach();
+      for (const auto& group : info.proj->synapse_delays()->groups()) {
+        typename Projection<T>::DelayGroup g;
+        g.delay = group.delay;
+        // The indices' type for both, as the engine's CSR deliveries take them.
+        g.indices = group.indices.to(at::kCPU, pj.indices.scalar_type()).contiguous();
+        g.indptr = group.indptr.to(at::kCPU, pj.indices.scalar_type()).contiguous();
+        if (w.numel() != 1) g.weights = w.index_select(0, group.entries.to(w.device())).contiguous();
+        g.fanout = static_cast<double>(g.indices.numel()) / static_cast<double>(std::max<int64_t>(1, csr.n_pre()));
+        g.sorted = pj.sorted;  // a row's entries of one delay keep the row's column order
+        pj.groups.push_back(std::move(g));
+      }
+      pj.delay = info.proj->delay()->max_delay();  // the ring: the population's shared history
+    }
     if (pj.delay > 0) {
       const at::Tensor history = info.proj->delay()->state("history").detach();
       pj.ring.resize(static_cast<size_t>(history.size(0)));
@@ -837,7 +910,13 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       if (pj.delay > 0 && !part) pj.ring[pj.slot(step)].assign(pre.spikes.data(), pre.spikes.data() + pre.n_spikes);
       pj.now = part ? pre.global.data() : pre.spikes.data();
       pj.n_now = part ? static_cast<int64_t>(pre.global.size()) : pre.n_spikes;
-      if (pj.delay > 0) {
+      if (!pj.groups.empty()) {
+        for (auto& g : pj.groups) {
+          const auto& list = pj.ring[pj.slot(step - g.delay)];
+          g.now = list.data();
+          g.n_now = static_cast<int64_t>(list.size());
+        }
+      } else if (pj.delay > 0) {
         const auto& list = pj.ring[pj.slot(step - pj.delay)];
         pj.now = list.data();
         pj.n_now = static_cast<int64_t>(list.size());

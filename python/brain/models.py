@@ -424,7 +424,8 @@ class Runner:
     counted from the runner's first run; after the last row, the last row holds) and add
     (False: set the state). progress: None (when stderr is a terminal), True or False.
     engine: "auto" (the fast fused engine when the network allows it and no gradient is being
-    recorded, else the module engine), "fast" or "modules"; both give the same results
+    recorded, else the module engine), "fast" or "modules"; both give the same results, bit
+    for bit (with per-synapse delays: to rounding, summed in another order)
     (`fast_engine_reason()` says why a network cannot run fast). Each run also returns
     "spike_counts", the spikes of every neuron population, monitored or not.
 
