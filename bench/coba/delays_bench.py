@@ -14,7 +14,7 @@ engine; Brian2 runs cpp_standalone, one thread, its delays drawn by the same rul
     python3 bench/coba/delays_bench.py --no-brian2
 
 Reports seconds of wall time per simulated second, the delivery each projection took on the
-module engine (by delay group or by synapse; the fast engine always goes by group), rates,
+module engine (by delay group or by synapse; the fast engine uses a spike queue), rates,
 and the ratio to the same engine without delays; writes
 bench/results/delays_cpu.md and .json with the machine and the commit.
 """
@@ -132,7 +132,7 @@ def main():
             f"one thread), brain module engine ({a.duration:g} ms runs), Brian2 cpp_standalone (one thread, "
             f"{a.brian2_duration:g} ms, its own loop timer, one run). 'vs none': the time over the same simulator's "
             f"time without delays. Deliveries on the module engine: E2E/E2I/I2E/I2I by delay group (g) or by "
-            f"synapse (s); the fast engine goes by group. Rates E/I in Hz (fast engine; Brian2).\n")
+            f"synapse (s); the fast engine uses a spike queue. Rates E/I in Hz (fast engine; Brian2).\n")
     cols = ["delays", "brain fast", "vs none", "fast 1 thread", "vs none", "brain modules", "vs none",
             "deliveries", "Brian2", "vs none", "Brian2 / fast 1 thread", "rates brain", "rates Brian2"]
     lines = [head, "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

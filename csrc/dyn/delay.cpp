@@ -197,27 +197,17 @@ HeteroDelayCsr::HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indic
   }
 }
 
-std::vector<HeteroDelayCsr::Group> HeteroDelayCsr::groups() const {
-  std::vector<Group> out;
-  if (grouped_) {
-    int64_t offset = 0;
-    for (size_t g = 0; g < distinct_delays_.size(); ++g) {
-      const int64_t size = group_indices_[g].size(0);
-      out.push_back({distinct_delays_[g], group_indptr_[g], group_indices_[g], order_.narrow(0, offset, size)});
-      offset += size;
-    }
-    return out;
-  }
-  const auto device = post_.device();
-  const ByDelay split = group_by_delay(pre_.cpu(), post_.cpu(), delays_.cpu(), n_pre_);
+at::Tensor HeteroDelayCsr::delays() const {
+  if (!grouped_) return delays_.to(at::kCPU, at::kLong).contiguous();
+  at::Tensor by_group = torch::empty({order_.size(0)}, torch::kLong);
   int64_t offset = 0;
-  for (size_t g = 0; g < split.delays.size(); ++g) {
-    const int64_t size = split.indices[g].size(0);
-    out.push_back({split.delays[g], split.indptr[g].to(device), split.indices[g].to(device),
-                   split.order.narrow(0, offset, size).to(device)});
+  for (size_t g = 0; g < distinct_delays_.size(); ++g) {
+    const int64_t size = group_indices_[g].size(0);
+    by_group.narrow(0, offset, size).fill_(distinct_delays_[g]);
     offset += size;
   }
-  return out;
+  // order_[i] is the CSR position of the i-th entry in group order.
+  return torch::empty_like(by_group).index_put_({order_.to(at::kCPU)}, by_group);
 }
 
 at::Tensor HeteroDelayCsr::forward(const Delay& history, const at::Tensor& weights, int64_t step) const {

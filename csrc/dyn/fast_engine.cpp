@@ -13,6 +13,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <typeinfo>
 #include <vector>
 
@@ -48,11 +49,6 @@ constexpr int64_t kParallelNeurons = kParallelBlocks * fs::kBlock;
 constexpr double kParallelDeliveryWork = 4096;
 constexpr double kJitSynapseWork = 16;
 constexpr int kDeliveryTasksPerThread = 2;
-// Per-synapse delays are delivered by delay group (a CSR matrix per distinct delay), whose row
-// pointers take memory: up to this many of them in all, or this many per synapse, whichever
-// allows more; beyond, the projection stays on the module engine.
-constexpr int64_t kDelayGroupPointers = int64_t{1} << 24;
-constexpr int64_t kMaxDelayGroupPointersPerSynapse = 8;
 
 struct PopInfo {
   std::string path;
@@ -156,17 +152,6 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
     auto* proj = static_cast<AlignPostProj*>(&s);
     if (proj->has_stp()) return describe(s, path) + " has short-term plasticity";
     if (proj->has_stdp()) return describe(s, path) + " has STDP";
-    if (proj->has_synapse_delays()) {
-      // Delivered per delay group, each a CSR matrix of its own: their row pointers must fit.
-      const auto& hetero = *proj->synapse_delays();
-      const int64_t pointers = hetero.delay_count() * (proj->comm()->n_pre() + 1);
-      if (pointers > std::max(kDelayGroupPointers, kMaxDelayGroupPointersPerSynapse * hetero.nnz())) {
-        return describe(s, path) + " has " + std::to_string(hetero.delay_count()) +
-               " distinct per-synapse delays over " + std::to_string(proj->comm()->n_pre()) +
-               " presynaptic neurons: their groups' row pointers would number more than 2^24 and more than " +
-               std::to_string(kMaxDelayGroupPointersPerSynapse) + " per synapse";
-      }
-    }
     if (typeid(*proj->syn()) != typeid(Expon)) return describe(s, path) + " has a " + proj->syn()->name() + " synapse, not Expon";
     const SynOutput& out = *proj->output();
     if (typeid(out) != typeid(COBA) && typeid(out) != typeid(CUBA)) return describe(s, path) + " has an output other than COBA or CUBA";
@@ -376,38 +361,39 @@ struct Projection {
   // The spikes this step delivers
   const int32_t* now = nullptr;
   int64_t n_now = 0;
-  // Per-synapse delays: the synapses of each distinct delay (increasing) as a CSR matrix of
-  // their own, delivered one after the other into `pending`, each with the ring's spikes of
-  // that many steps ago. The module engine sums each group's arrivals apart and then the
-  // groups, so the two engines agree to rounding here, not bit for bit.
-  struct DelayGroup {
-    int64_t delay;
-    at::Tensor indptr, indices, weights;  // weights: gathered into the group's order; undefined: pj.w
-    double fanout;
-    bool sorted;
-    const int32_t* now = nullptr;
-    int64_t n_now = 0;
+  // Per-synapse delays, as Brian2's spike queue: each row's synapses sorted by delay (stably, so
+  // columns keep their order within a delay) into runs of one delay; a spike at step s files
+  // each run of its row under step s + delay, and a step delivers the runs filed under it, in
+  // the order they were filed. The module engine sums each delay group's arrivals apart and
+  // then the groups, so the two engines agree to rounding here, not bit for bit.
+  bool queued = false;
+  at::Tensor q_columns, q_weights;  // [nnz] in the sorted order (indices' type); weights undefined: w
+  struct Run {
+    int64_t delay, begin, end;
   };
-  std::vector<DelayGroup> groups;
+  std::vector<int64_t> run_ptr;  // [n_pre + 1]: row i's runs are runs[run_ptr[i], run_ptr[i + 1])
+  std::vector<Run> runs;
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> queue;  // per ring slot: entry ranges
+  const std::vector<std::pair<int64_t, int64_t>>* arriving = nullptr;
+  int64_t arriving_synapses = 0;
+  void file(const int32_t* spikes, int64_t n_spikes, int64_t step, int64_t not_before) {
+    for (int64_t s = 0; s < n_spikes; ++s) {
+      const int64_t row = spikes[s];
+      for (int64_t r = run_ptr[row]; r < run_ptr[row + 1]; ++r) {
+        const Run& run = runs[static_cast<size_t>(r)];
+        if (step + run.delay >= not_before) queue[slot(step + run.delay)].emplace_back(run.begin, run.end);
+      }
+    }
+  }
   size_t slot(int64_t step) const {
     const auto len = static_cast<int64_t>(ring.size());
     return static_cast<size_t>(((step % len) + len) % len);
   }
   double work() const {
-    if (!groups.empty()) {
-      double w = 0;
-      for (const auto& g : groups) w += static_cast<double>(g.n_now) * g.fanout;
-      return w;
-    }
+    if (queued) return static_cast<double>(arriving_synapses);
     return static_cast<double>(n_now) * fanout * (jit ? kJitSynapseWork : 1.0);
   }
-  bool idle() const {
-    if (groups.empty()) return n_now == 0;
-    for (const auto& g : groups) {
-      if (g.n_now > 0) return false;
-    }
-    return true;
-  }
+  bool idle() const { return queued ? arriving_synapses == 0 : n_now == 0; }
   // The columns a delivery may split: the targets' indices (CSR) or the rank's columns (JIT).
   int64_t first_column() const { return jit ? col_lo : 0; }
   int64_t end_column() const { return jit ? col_hi : static_cast<int64_t>(pending.size()); }
@@ -437,12 +423,24 @@ void deliver_csr_any(const at::Tensor& indptr, const at::Tensor& indices, const 
 template <typename T>
 void deliver(Projection<T>& pj, bool whole, int64_t lo, int64_t hi) {
   T* pending = pj.pending.data();
-  if (!pj.groups.empty()) {
-    for (const auto& g : pj.groups) {
-      if (g.n_now == 0) continue;
-      const T* weights = g.weights.defined() ? g.weights.template data_ptr<T>() : nullptr;
-      deliver_csr_any<T>(g.indptr, g.indices, weights, pj.w, g.now, g.n_now, pending, whole, lo, hi, g.sorted);
-    }
+  if (pj.queued) {
+    const T* weights = pj.q_weights.defined() ? pj.q_weights.template data_ptr<T>() : nullptr;
+    auto ranges = [&](auto index_type) {
+      using index_t = decltype(index_type);
+      const index_t* columns = pj.q_columns.template data_ptr<index_t>();
+      for (auto [k, end] : *pj.arriving) {
+        if (!whole && pj.sorted) {  // a run's columns are sorted: its part of [lo, hi) by bisection
+          const index_t* first = kernels::csr::first_at_least(columns + k, columns + end, lo);
+          k = first - columns;
+          end = kernels::csr::first_at_least(first, columns + end, hi) - columns;
+        }
+        for (; k < end; ++k) {
+          const int64_t c = columns[k];
+          if (whole || pj.sorted || (c >= lo && c < hi)) pending[c] += weights ? weights[k] : pj.w;
+        }
+      }
+    };
+    pj.q_columns.scalar_type() == at::kInt ? ranges(int32_t{}) : ranges(int64_t{});
     return;
   }
   if (pj.n_now == 0) return;
@@ -675,18 +673,28 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     if (info.proj->has_synapse_delays()) {
       TORCH_CHECK(!part, "fast engine: '", info.path, "' has per-synapse delays, which distributed runs do not take yet");
       const auto& csr = static_cast<const CsrComm&>(comm);
-      const at::Tensor w = csr.weights().detach();
-      for (const auto& group : info.proj->synapse_delays()->groups()) {
-        typename Projection<T>::DelayGroup g;
-        g.delay = group.delay;
-        // The indices' type for both, as the engine's CSR deliveries take them.
-        g.indices = group.indices.to(at::kCPU, pj.indices.scalar_type()).contiguous();
-        g.indptr = group.indptr.to(at::kCPU, pj.indices.scalar_type()).contiguous();
-        if (w.numel() != 1) g.weights = w.index_select(0, group.entries.to(w.device())).contiguous();
-        g.fanout = static_cast<double>(g.indices.numel()) / static_cast<double>(std::max<int64_t>(1, csr.n_pre()));
-        g.sorted = pj.sorted;  // a row's entries of one delay keep the row's column order
-        pj.groups.push_back(std::move(g));
+      const int64_t n_pre = csr.n_pre();
+      const at::Tensor delays = info.proj->synapse_delays()->delays();
+      const int64_t* d = delays.data_ptr<int64_t>();
+      const at::Tensor indptr = pj.indptr.to(at::kLong);
+      const int64_t* ptr = indptr.data_ptr<int64_t>();
+      std::vector<int64_t> order(static_cast<size_t>(delays.numel()));
+      pj.run_ptr.assign(static_cast<size_t>(n_pre + 1), 0);
+      for (int64_t i = 0; i < n_pre; ++i) {
+        const auto first = order.begin() + ptr[i], last = order.begin() + ptr[i + 1];
+        std::iota(first, last, ptr[i]);
+        std::stable_sort(first, last, [&](int64_t a, int64_t b) { return d[a] < d[b]; });
+        for (int64_t k = ptr[i]; k < ptr[i + 1]; ++k) {
+          if (k == ptr[i] || d[order[k]] != d[order[k - 1]]) pj.runs.push_back({d[order[k]], k, k + 1});
+          else pj.runs.back().end = k + 1;
+        }
+        pj.run_ptr[static_cast<size_t>(i + 1)] = static_cast<int64_t>(pj.runs.size());
       }
+      const at::Tensor permutation = torch::tensor(order, torch::kLong);
+      pj.q_columns = pj.indices.index_select(0, permutation).contiguous();
+      const at::Tensor w = csr.weights().detach();
+      if (w.numel() != 1) pj.q_weights = w.index_select(0, permutation).contiguous();
+      pj.queued = true;
       pj.delay = info.proj->delay()->max_delay();  // the ring: the population's shared history
     }
     if (pj.delay > 0) {
@@ -841,6 +849,16 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
   std::vector<DeliveryTask> tasks;
   const auto start = detail::Clock::now();
   const int64_t first_step = ctx.step;
+  // The spike queues of per-synapse delays, from the spike history handed over: what the
+  // spikes of the last steps still owe from this step on, filed in the order of their steps.
+  for (auto& pj : projs) {
+    if (!pj.queued) continue;
+    pj.queue.assign(pj.ring.size(), {});
+    for (int64_t s = first_step - static_cast<int64_t>(pj.ring.size()) + 1; s < first_step; ++s) {
+      const auto& list = pj.ring[pj.slot(s)];
+      pj.file(list.data(), static_cast<int64_t>(list.size()), s, first_step);
+    }
+  }
   for (int64_t i = 0; i < steps; ++i) {
     // A rank that failed keeps taking part in the exchanges until the next one tells the
     // others; the clock stays at the failure.
@@ -910,12 +928,11 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       if (pj.delay > 0 && !part) pj.ring[pj.slot(step)].assign(pre.spikes.data(), pre.spikes.data() + pre.n_spikes);
       pj.now = part ? pre.global.data() : pre.spikes.data();
       pj.n_now = part ? static_cast<int64_t>(pre.global.size()) : pre.n_spikes;
-      if (!pj.groups.empty()) {
-        for (auto& g : pj.groups) {
-          const auto& list = pj.ring[pj.slot(step - g.delay)];
-          g.now = list.data();
-          g.n_now = static_cast<int64_t>(list.size());
-        }
+      if (pj.queued) {
+        pj.file(pre.spikes.data(), pre.n_spikes, step, step);
+        pj.arriving = &pj.queue[pj.slot(step)];
+        pj.arriving_synapses = 0;
+        for (const auto& [b, e] : *pj.arriving) pj.arriving_synapses += e - b;
       } else if (pj.delay > 0) {
         const auto& list = pj.ring[pj.slot(step - pj.delay)];
         pj.now = list.data();
@@ -937,6 +954,9 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       });
     } else {
       for (auto& pj : projs) deliver(pj, true, pj.first_column(), pj.end_column());
+    }
+    for (auto& pj : projs) {
+      if (pj.queued) pj.queue[pj.slot(step)].clear();
     }
     for (size_t m = 0; m < writers.size(); ++m) {
       if (step % every[m] != 0) continue;

@@ -90,14 +90,9 @@ class BRAIN_API HeteroDelayCsr : public torch::nn::Module {
   int64_t max_delay() const { return max_delay_; }
   int64_t nnz() const { return (grouped_ ? order_ : delays_).size(0); }
 
-  // The synapses of one delay as a CSR matrix of their own, for engines that compile the
-  // projection (dyn/fast.h): `entries` are their positions in the CSR's order (to gather the
-  // weights). Built on the host (at the buffers' device) whichever way forward() delivers.
-  struct Group {
-    int64_t delay;
-    at::Tensor indptr, indices, entries;
-  };
-  std::vector<Group> groups() const;
+  // Each synapse's delay in the CSR's order (int64, on the CPU), for engines that compile the
+  // projection (dyn/fast.h), whichever way forward() delivers.
+  at::Tensor delays() const;
 
  private:
   at::Tensor forward_by_synapse(const Delay& history, const at::Tensor& weights, const Context& ctx) const;

@@ -4,11 +4,12 @@
 // population and step for synaptic arrivals, currents, membrane update, refractoriness,
 // threshold, reset and synaptic decay; spikes compacted into index lists; event-driven
 // delivery through stored (CSR) or regenerated (JIT) connectivity; uniform delays as rings of
-// spike lists, per-synapse delays as one CSR matrix per distinct delay reading that ring.
+// spike lists, per-synapse delays as a spike queue (each row's synapses sorted by delay into
+// runs, a spike filing its row's runs under the steps they arrive at).
 // States are read from the modules before the run and written back after it, so a network can
 // alternate between engines, and the results are those of the module engine, spike for spike
 // and bit for bit (tests/cpp/dyn/test_fast_engine.cpp) -- except with per-synapse delays, whose
-// groups' arrivals the module engine sums group by group: equal to rounding there.
+// arrivals the module engine sums delay group by delay group: equal to rounding there.
 //
 // What it compiles (anything else runs on the module engine, Engine::Auto says why):
 //   - DynSysGroup trees (no hooks) whose neuron populations are all updated before their
@@ -19,8 +20,7 @@
 //     that same update (kernels/fastsim/cond_cpu.h) with the synaptic input formed as for LIF;
 //   - AlignPostProj projections with an Expon synapse, COBA or CUBA output, CsrComm or JitComm
 //     connectivity (any weights, event or not) and any uniform delay, or per-synapse delays
-//     (CsrComm) whose groups take at most 8 row pointers per synapse, outside distributed
-//     runs; no STP or STDP;
+//     (CsrComm) outside distributed runs; no STP or STDP;
 //   - unbatched float32 or float64 states on the CPU, no gradient being recorded;
 //   - runner inputs into "<population>.input" (constant or per step) and monitors of
 //     "<population>.{V,spike,input,last_spike_step}", the gates of a CondNeuGroup's channels
