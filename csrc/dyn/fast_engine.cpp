@@ -368,11 +368,11 @@ struct Projection {
   // then the groups, so the two engines agree to rounding here, not bit for bit.
   bool queued = false;
   at::Tensor q_columns, q_weights;  // [nnz] in the sorted order (indices' type); weights undefined: w
-  struct Run {
-    int64_t delay, begin, end;
-  };
-  std::vector<int64_t> run_ptr;  // [n_pre + 1]: row i's runs are runs[run_ptr[i], run_ptr[i + 1])
-  std::vector<Run> runs;
+  // Run r covers the sorted entries [run_begin[r], run_begin[r + 1]) (runs tile the rows, so a
+  // run ends where the next begins), all of delay run_delay[r]; row i's runs are
+  // [run_ptr[i], run_ptr[i + 1]). 12 bytes a run, at most one run per synapse.
+  std::vector<int64_t> run_ptr, run_begin;
+  std::vector<int32_t> run_delay;
   std::vector<std::vector<std::pair<int64_t, int64_t>>> queue;  // per ring slot: entry ranges
   const std::vector<std::pair<int64_t, int64_t>>* arriving = nullptr;
   int64_t arriving_synapses = 0;
@@ -380,8 +380,10 @@ struct Projection {
     for (int64_t s = 0; s < n_spikes; ++s) {
       const int64_t row = spikes[s];
       for (int64_t r = run_ptr[row]; r < run_ptr[row + 1]; ++r) {
-        const Run& run = runs[static_cast<size_t>(r)];
-        if (step + run.delay >= not_before) queue[slot(step + run.delay)].emplace_back(run.begin, run.end);
+        const int64_t arrival = step + run_delay[static_cast<size_t>(r)];
+        if (arrival >= not_before) {
+          queue[slot(arrival)].emplace_back(run_begin[static_cast<size_t>(r)], run_begin[static_cast<size_t>(r) + 1]);
+        }
       }
     }
   }
@@ -419,7 +421,8 @@ void deliver_csr_any(const at::Tensor& indptr, const at::Tensor& indices, const 
 // Delivers this step's spikes of pj to the targets in columns [lo, hi) (whole: all of them,
 // without the per-row search of a column range). Tasks with disjoint ranges run in parallel,
 // and every target sums its arrivals in spike order, as the module engine's ops do, so the
-// bits are theirs whatever the split.
+// bits are theirs whatever the split (per-synapse delays: in the order they were filed, the
+// same whatever the split).
 template <typename T>
 void deliver(Projection<T>& pj, bool whole, int64_t lo, int64_t hi) {
   T* pending = pj.pending.data();
@@ -685,11 +688,13 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
         std::iota(first, last, ptr[i]);
         std::stable_sort(first, last, [&](int64_t a, int64_t b) { return d[a] < d[b]; });
         for (int64_t k = ptr[i]; k < ptr[i + 1]; ++k) {
-          if (k == ptr[i] || d[order[k]] != d[order[k - 1]]) pj.runs.push_back({d[order[k]], k, k + 1});
-          else pj.runs.back().end = k + 1;
+          if (k > ptr[i] && d[order[k]] == d[order[k - 1]]) continue;
+          pj.run_begin.push_back(k);
+          pj.run_delay.push_back(static_cast<int32_t>(d[order[k]]));
         }
-        pj.run_ptr[static_cast<size_t>(i + 1)] = static_cast<int64_t>(pj.runs.size());
+        pj.run_ptr[static_cast<size_t>(i + 1)] = static_cast<int64_t>(pj.run_delay.size());
       }
+      pj.run_begin.push_back(delays.numel());
       const at::Tensor permutation = torch::tensor(order, torch::kLong);
       pj.q_columns = pj.indices.index_select(0, permutation).contiguous();
       const at::Tensor w = csr.weights().detach();

@@ -307,10 +307,11 @@ def test_coba_built_from_parts_equals_the_library_network():
     assert len(list(net.parameters())) == len(list(reference.parameters()))
 
 
-def delayed_coba(seed=3, delay_shift=0):
+def delayed_coba(seed=3, delay_shift=0, device="cpu"):
     """A small COBA network whose synapses each have a delay (0 to 1.2 ms, plus delay_shift
     steps) of their own."""
-    net = brain.models.ei_network("coba", seed=seed, n_exc=160, n_inh=40, p=0.1, delay_ms=0.0, dtype="float64")
+    net = brain.models.ei_network("coba", seed=seed, n_exc=160, n_inh=40, p=0.1, delay_ms=0.0, dtype="float64",
+                                  device=device)
     g = torch.Generator().manual_seed(seed)
     for name in ("E2E", "E2I", "I2E", "I2I"):
         proj = getattr(net, name)
@@ -369,6 +370,23 @@ def test_per_synapse_delays_replay_checkpoint_and_state_dict(tmp_path):
         proj.set_synapse_delays(torch.zeros(proj.comm.indices.numel()))
     with pytest.raises(RuntimeError, match=r"one delay per synapse \(\[\d+\]\)"):
         proj.set_synapse_delays(torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("graphs", ["off", "auto"])
+def test_cuda_per_synapse_delays_equal_the_cpu(graphs):
+    """On a GPU the module engine delivers per-synapse delays with the CUDA event ops (and, with
+    graphs="auto", from replayed CUDA graphs): the CPU's spikes, potentials to rounding."""
+    monitors = ["E.spike", "I.spike", "E.V"]
+    cpu = brain.models.Runner(delayed_coba(), monitors=monitors, inputs=DRIVE, progress=False,
+                              engine="modules").run_steps(200)
+    gpu = brain.models.Runner(delayed_coba(device="cuda"), monitors=monitors, inputs=DRIVE, progress=False,
+                              graphs=graphs).run_steps(200)
+    assert gpu["engine"] == "modules" and (graphs == "off" or gpu["replayed_steps"] > 0), gpu["graphs"]
+    assert cpu["E.spike"].any()
+    for key in ("E.spike", "I.spike"):
+        assert torch.equal(gpu[key].cpu(), cpu[key]), key
+    torch.testing.assert_close(gpu["E.V"].cpu(), cpu["E.V"], rtol=1e-9, atol=1e-9)
 
 
 def test_trainers_ridge_rls_and_bptt_from_python():
