@@ -49,6 +49,13 @@ std::shared_ptr<DynSysGroup> build_ei_network_shard(const EINetSpec& spec, uint6
 
   const bool coba = spec.output == "coba";
   const int64_t delay_steps = std::llround(spec.delay_ms / dt_ms);
+  if (spec.delay_per_synapse) {
+    TORCH_CHECK(spec.connectivity == "csr", "ei_network: per-synapse delays need CSR connectivity");
+    TORCH_CHECK(world == 1, "ei_network: per-synapse delays are not supported in distributed runs yet");
+    TORCH_CHECK(spec.delay_ms_low >= 0 && spec.delay_ms_high >= spec.delay_ms_low,
+                "ei_network: per-synapse delays need 0 <= delay_ms_low <= delay_ms_high, got [", spec.delay_ms_low, ", ",
+                spec.delay_ms_high, "]");
+  }
   struct Pathway {
     const char* name;
     std::shared_ptr<LIF> pre, post;
@@ -76,7 +83,15 @@ std::shared_ptr<DynSysGroup> build_ei_network_shard(const EINetSpec& spec, uint6
     auto syn = std::make_shared<Expon>(pw.post->size(), pw.tau, options, spec.method);
     std::shared_ptr<SynOutput> out = coba ? std::shared_ptr<SynOutput>(std::make_shared<COBA>(pw.E_rev))
                                           : std::shared_ptr<SynOutput>(std::make_shared<CUBA>());
-    net->add(pw.name, std::make_shared<AlignPostProj>(pw.pre, comm, syn, out, pw.post, delay_steps));
+    auto proj = net->add(pw.name, std::make_shared<AlignPostProj>(pw.pre, comm, syn, out, pw.post, delay_steps));
+    if (spec.delay_per_synapse) {
+      // Drawn on the CPU from a generator of the pathway's own: the same delays on every device.
+      const int64_t nnz = std::static_pointer_cast<CsrComm>(comm)->indices().numel();
+      auto gen = at::make_generator<at::CPUGeneratorImpl>((seed * 4 + pw.salt) ^ 0xde1a'7000'0000ull);
+      const at::Tensor ms = at::rand({nnz}, gen, torch::kDouble) * (spec.delay_ms_high - spec.delay_ms_low) +
+                            spec.delay_ms_low;
+      proj->set_synapse_delays((ms / dt_ms).round().to(torch::kLong));
+    }
   }
   return net;
 }

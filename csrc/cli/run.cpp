@@ -36,7 +36,8 @@ const char* kRunUsage =
     "  --engine            fast: fused loops (CPU); modules: every module's update(), op by op;\n"
     "                      auto (default): fast where the network allows it\n"
     "  --save-network      also write DIR/network.npz: every projection's CSR (<name>.indptr,\n"
-    "                      <name>.indices) and the initial potentials (<pop>.V0)\n"
+    "                      <name>.indices, with per-synapse delays <name>.delay_steps) and\n"
+    "                      the initial potentials (<pop>.V0)\n"
     "  --validate          check the config and the memory it needs, then stop (nothing runs)\n"
     "  --no-check-finite   do not stop when a state becomes NaN or Inf\n"
     "  --no-resource-check run even when the memory estimate exceeds what the device has\n"
@@ -550,6 +551,10 @@ int run(const std::vector<std::string>& args) {
           arrays.emplace_back(key.substr(0, key.size() - f.size()) + f.substr(5), item.value());
         }
       }
+    }
+    for (const auto& [name, child] : net->children()) {
+      const auto proj = std::dynamic_pointer_cast<AlignPostProj>(child);
+      if (proj && proj->has_synapse_delays()) arrays.emplace_back(name + ".delay_steps", proj->synapse_delays()->delays());
     }
     arrays.emplace_back("E.V0", net->find_state("E.V"));
     arrays.emplace_back("I.V0", net->find_state("I.V"));

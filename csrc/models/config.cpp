@@ -128,7 +128,22 @@ void read_network(const json& j, const std::string& path, EINetSpec& n) {
   n.tau_inh = r.number("tau_inh", n.tau_inh, 0, 1e6, true);
   n.E_exc = r.number("E_exc", n.E_exc);
   n.E_inh = r.number("E_inh", n.E_inh);
-  n.delay_ms = r.number("delay_ms", n.delay_ms, 0, 1e4);
+  if (const json* v = r.find("delay_ms"); v && v->is_object()) {
+    // A delay per synapse, drawn uniformly in [low, high] ms.
+    Reader d(*v, r.at("delay_ms"));
+    d.choice("dist", "uniform", {"uniform"});
+    n.delay_per_synapse = true;
+    n.delay_ms_low = d.number("low", 0.0, 0, 1e4);
+    n.delay_ms_high = d.number("high", n.delay_ms_low, 0, 1e4);
+    d.finish();
+    if (n.delay_ms_high < n.delay_ms_low) throw ConfigError(r.at("delay_ms") + "/high", "must be >= low");
+    if (n.connectivity != "csr") {
+      throw ConfigError(r.at("delay_ms"), "per-synapse delays need stored synapses (\"connectivity\": \"csr\")");
+    }
+    n.delay_ms = 0.0;
+  } else {
+    n.delay_ms = r.number("delay_ms", n.delay_ms, 0, 1e4);
+  }
   if (const json* v = r.find("neuron")) read_neuron(*v, r.at("neuron"), n.neuron);
   if (const json* v = r.find("V_init")) {
     Reader vi(*v, r.at("V_init"));
@@ -394,7 +409,7 @@ MemoryEstimate estimate_run_memory(const RunConfig& cfg) {
     }
     e.build_peak = largest * 24;  // per-row lists, row and column tensors (int64) while building
   }
-  const double delay_rows = std::ceil(n.delay_ms / cfg.dt_ms) + 1;
+  const double delay_rows = std::ceil((n.delay_per_synapse ? n.delay_ms_high : n.delay_ms) / cfg.dt_ms) + 1;
   e.states = state_factor * ((ne + ni) * (value_bytes * 4 + 8) + 2 * (ne + ni) * value_bytes) +
              delay_rows * (ne + ni) * value_bytes;  // one spike history per population, shared
   const double steps = cfg.duration_ms / cfg.dt_ms;

@@ -315,6 +315,7 @@ class Network(DynamicalSystem):
 
 
 _EI_FIELDS = ("n_exc", "n_inh", "p", "w_exc", "w_inh", "tau_exc", "tau_inh", "E_exc", "E_inh", "delay_ms",
+              "delay_per_synapse", "delay_ms_low", "delay_ms_high",
               "V_init", "V_init_a", "V_init_b", "input_current", "dtype", "event", "connectivity", "method")
 
 
@@ -323,7 +324,9 @@ def ei_network(output="coba", seed=42, device="cpu", dt=0.1, **spec):
 
     Keyword arguments set the fields of brain::EINetSpec (n_exc, n_inh, p, w_exc, w_inh,
     tau_exc, tau_inh, E_exc, E_inh, delay_ms, V_init, V_init_a, V_init_b, input_current,
-    dtype, event, connectivity ("csr" or "jit"), method). The populations are "E" and "I";
+    dtype, event, connectivity ("csr" or "jit"), method; delay_per_synapse=True with
+    delay_ms_low and delay_ms_high: every synapse's delay drawn uniformly in that range, as the
+    JSON "delay_ms": {"dist": "uniform", "low": ..., "high": ...}). The populations are "E" and "I";
     the constant drive `input_current` is applied by the Runner's inputs (see Runner).
     """
     s = _C.EINetSpec()

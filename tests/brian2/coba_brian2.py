@@ -3,8 +3,9 @@
     /usr/bin/python3 tests/brian2/coba_brian2.py OUT_DIR CONFIG.json
 
 Reads OUT_DIR/network.npz (every projection's CSR, optionally its per-synapse delays in steps
-as "<projection>.delay_steps", and the initial potentials) and the same config, builds the network with Brian2's own equations (forward Euler, like the config's
-"method": "euler"), simulates it for the config's duration and writes
+as "<projection>.delay_steps", and the initial potentials) and the same config, builds the
+network with Brian2's own equations (forward Euler, like the config's "method": "euler";
+Synapses.delay from the exported delays), simulates it for the config's duration and writes
 OUT_DIR/brian2_spikes.npz with arrays i (neuron, E first then I) and step (time step).
 Runs with Debian's python3-brian on the system interpreter.
 """

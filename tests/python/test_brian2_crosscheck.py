@@ -30,11 +30,15 @@ def spike_sets(ours, n_exc):
     return np.concatenate([steps_e, steps_i]), np.concatenate([idx_e, idx_i + n_exc])
 
 
-@pytest.mark.parametrize("model", ["coba", "cuba"])
+@pytest.mark.parametrize("model", ["coba", "cuba", "coba_delays"])
 def test_spike_trains_match_brian2(tmp_path, model):
-    with open(os.path.join(REPO, "models", f"{model}.json"), encoding="utf-8") as f:
+    """coba_delays: the COBA config with a delay per synapse drawn in [0, 4] ms (the JSON
+    "delay_ms": {"dist": "uniform", ...}), which --save-network exports for Brian2."""
+    with open(os.path.join(REPO, "models", f"{model.split('_')[0]}.json"), encoding="utf-8") as f:
         cfg = json.load(f)
     cfg["network"].update(method="euler", dtype="float64")
+    if model == "coba_delays":
+        cfg["network"]["delay_ms"] = {"dist": "uniform", "low": 0.0, "high": 4.0}
     cfg["run"].update(duration_ms=100.0, seed=3)
     cfg["monitors"] = {"spikes": True, "voltage_neurons": [0]}
     config = tmp_path / f"{model}.json"
@@ -46,6 +50,7 @@ def test_spike_trains_match_brian2(tmp_path, model):
                    check=True, capture_output=True)
     subprocess.run([SYSTEM_PYTHON, os.path.join(REPO, "tests", "brian2", "coba_brian2.py"), str(out), str(config)],
                    check=True, capture_output=True)
+    assert ("E2E.delay_steps" in np.load(out / "network.npz")) == (model == "coba_delays")
 
     n_exc, n_inh = cfg["network"]["n_exc"], cfg["network"]["n_inh"]
     steps, idx = spike_sets(np.load(out / "monitors.npz"), n_exc)

@@ -365,6 +365,11 @@ def test_per_synapse_delays_replay_checkpoint_and_state_dict(tmp_path):
     with pytest.raises(RuntimeError, match=r'Missing key\(s\).*"E2E\.synapse_delays\.indptr_d13"'):
         delayed_coba(delay_shift=1).load_state_dict(state)
 
+    # The builder draws them itself, as the JSON config's "delay_ms": {"dist": "uniform", ...} does.
+    drawn = brain.models.ei_network("coba", n_exc=400, n_inh=100, p=0.05, delay_per_synapse=True,
+                                    delay_ms_low=1.0, delay_ms_high=2.0)
+    assert drawn.E2E.synapse_delay_groups() == list(range(10, 21))
+
     proj = brain.models.ei_network("coba", n_exc=40, n_inh=10, delay_ms=0.0).E2E
     with pytest.raises(RuntimeError, match="integer tensor"):
         proj.set_synapse_delays(torch.zeros(proj.comm.indices.numel()))

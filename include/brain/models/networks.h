@@ -30,7 +30,13 @@ struct EINetSpec {
   double tau_inh = 10.0;  // ms
   double E_exc = 0.0;     // mV, COBA only
   double E_inh = -80.0;   // mV, COBA only
-  double delay_ms = 0.0;
+  double delay_ms = 0.0;  // every synapse's delay, rounded to steps
+  // Per-synapse delays in place of delay_ms (CSR connectivity, one process): each synapse's
+  // delay drawn uniformly from [delay_ms_low, delay_ms_high] (a generator of its own, keyed on
+  // the seed and the pathway) and rounded to steps (AlignPostProj::set_synapse_delays).
+  // JSON: "delay_ms": {"dist": "uniform", "low": ..., "high": ...}.
+  bool delay_per_synapse = false;
+  double delay_ms_low = 0.0, delay_ms_high = 0.0;
   LifParams neuron{-60.0, -60.0, -50.0, 20.0, 1.0, 5.0, {}, true};
   std::string V_init = "normal";  // "normal" (mean, std) or "uniform" (low, high)
   double V_init_a = -55.0;

@@ -889,6 +889,37 @@ TEST(Config, ErrorsNameTheJsonPath) {
   EXPECT_EQ(error_of(R"({"network": {"neuron": {"V_th": -70}}})"), "/network/neuron/V_th: must be above V_reset");
   EXPECT_EQ(error_of("[1, 2]"), "/: expected an object, got [1,2]");
   EXPECT_EQ(error_of("{\"network\": ").rfind("/: not valid JSON", 0), 0u);
+  EXPECT_EQ(error_of(R"({"network": {"delay_ms": {"dist": "normal"}}})"),
+            "/network/delay_ms/dist: expected one of uniform, got \"normal\"");
+  EXPECT_EQ(error_of(R"({"network": {"delay_ms": {"low": 2, "high": 1}}})"), "/network/delay_ms/high: must be >= low");
+  EXPECT_EQ(error_of(R"({"network": {"connectivity": "jit", "delay_ms": {"low": 0, "high": 1}}})"),
+            "/network/delay_ms: per-synapse delays need stored synapses (\"connectivity\": \"csr\")");
+  EXPECT_EQ(error_of(R"({"network": {"delay_ms": {"low": 0, "hi": 1}}})").rfind("/network/delay_ms/hi: unknown field", 0),
+            0u);
+}
+
+// "delay_ms": {"dist": "uniform", "low", "high"} gives every synapse its own delay, drawn in that
+// range and rounded to steps, the same for every device and build of the same seed.
+TEST(Config, PerSynapseDelaysAreDrawnInTheirRange) {
+  const auto cfg = brain::parse_run_config(
+      R"({"network": {"n_exc": 400, "n_inh": 100, "p": 0.05, "delay_ms": {"dist": "uniform", "low": 0.5, "high": 3.0}},
+          "run": {"dt_ms": 0.1}})");
+  ASSERT_TRUE(cfg.network.delay_per_synapse);
+  EXPECT_EQ(cfg.network.delay_ms_low, 0.5);
+  EXPECT_EQ(cfg.network.delay_ms_high, 3.0);
+  auto net = brain::build_ei_network(cfg.network, 7, c10::kCPU, 0.1);
+  auto again = brain::build_ei_network(cfg.network, 7, c10::kCPU, 0.1);
+  for (const char* name : {"E2E", "E2I", "I2E", "I2I"}) {
+    const auto proj = std::dynamic_pointer_cast<brain::AlignPostProj>(net->named_children()[name]);
+    ASSERT_TRUE(proj && proj->has_synapse_delays()) << name;
+    const auto delays = proj->synapse_delays()->delays();
+    EXPECT_EQ(delays.min().item<int64_t>(), 5) << name;
+    EXPECT_EQ(delays.max().item<int64_t>(), 30) << name;
+    EXPECT_GT(std::get<0>(torch::_unique(delays)).numel(), 20) << name;
+    const auto other = std::dynamic_pointer_cast<brain::AlignPostProj>(again->named_children()[name]);
+    EXPECT_TRUE(torch::equal(other->synapse_delays()->delays(), delays)) << name;
+  }
+  EXPECT_THROW(brain::build_ei_network_shard(cfg.network, 7, c10::kCPU, 0.1, 0, 2), c10::Error);
 }
 
 }  // namespace
