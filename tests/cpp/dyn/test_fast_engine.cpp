@@ -77,6 +77,26 @@ void expect_engines_agree(const brain::EINetSpec& spec, int64_t steps = 1500) {
   for (const auto& [path, value] : slow.states) expect_same_bits(value, fast.states.at(path), "final state " + path);
 }
 
+// Runs `net` in chunks of steps, the fast engine and the module engine taking turns (fast
+// first) on one clock, without monitors; returns the steps run.
+int64_t run_taking_turns(const std::shared_ptr<brain::DynSysGroup>& net, const brain::EINetSpec& spec,
+                         std::initializer_list<int64_t> chunks) {
+  brain::RunnerOptions fast_opt = options_for(spec, Engine::Fast), slow_opt = options_for(spec, Engine::Modules);
+  fast_opt.monitors.clear();
+  slow_opt.monitors.clear();
+  brain::Runner fast(net, fast_opt), slow(net, slow_opt);
+  int64_t done = 0;
+  bool use_fast = true;
+  for (int64_t chunk : chunks) {
+    brain::Runner& r = use_fast ? fast : slow;
+    use_fast = !use_fast;
+    r.context() = brain::Context{done * 0.1, 0.1, done, false, {}};
+    r.run_steps(chunk);
+    done += chunk;
+  }
+  return done;
+}
+
 TEST(FastEngine, CobaExpEulerMatchesModulesBitForBit) { expect_engines_agree(small_spec()); }
 
 TEST(FastEngine, CobaForwardEulerMatches) {
@@ -206,22 +226,7 @@ TEST(FastEngine, AlternatingEnginesEqualsOneEngine) {
   torch::NoGradGuard no_grad;
   auto net = brain::build_ei_network(s, 3, c10::kCPU);
   net->reset_state();
-  brain::RunnerOptions fast_opt = options_for(s, Engine::Fast);
-  brain::RunnerOptions slow_opt = options_for(s, Engine::Modules);
-  fast_opt.monitors.clear();
-  slow_opt.monitors.clear();
-  brain::Runner fast(net, fast_opt);
-  brain::Runner slow(net, slow_opt);
-  int64_t done = 0;
-  bool use_fast = true;
-  for (int64_t chunk : {250, 200, 150, 300}) {
-    brain::Runner& r = use_fast ? fast : slow;
-    use_fast = !use_fast;
-    r.context() = brain::Context{done * 0.1, 0.1, done, false, {}};
-    r.run_steps(chunk);
-    done += chunk;
-  }
-  EXPECT_EQ(done, 900);
+  EXPECT_EQ(run_taking_turns(net, s, {250, 200, 150, 300}), 900);
   for (const auto& [path, value] : whole.states) expect_same_bits(value, net->find_state(path), "state " + path);
 }
 
@@ -532,19 +537,7 @@ TEST(FastEngine, PerSynapseDelaysMatchTheModuleEngine) {
   // Engines taking turns hand the spike ring over (its write-back and its reading).
   torch::NoGradGuard no_grad;
   auto net = delayed_network(spec);
-  brain::RunnerOptions fast_opt = options_for(spec, Engine::Fast), slow_opt = options_for(spec, Engine::Modules);
-  fast_opt.monitors.clear();
-  slow_opt.monitors.clear();
-  brain::Runner fast(net, fast_opt), slow(net, slow_opt);
-  int64_t done = 0;
-  bool use_fast = true;
-  for (int64_t chunk : {400, 300, 500, 300}) {
-    brain::Runner& r = use_fast ? fast : slow;
-    use_fast = !use_fast;
-    r.context() = brain::Context{done * 0.1, 0.1, done, false, {}};
-    r.run_steps(chunk);
-    done += chunk;
-  }
+  EXPECT_EQ(run_taking_turns(net, spec, {400, 300, 500, 300}), 1500);
   for (const auto& path : nets[0]->state_paths()) {
     EXPECT_TRUE(torch::allclose(nets[0]->find_state(path).to(torch::kDouble), net->find_state(path).to(torch::kDouble),
                                 1e-9, 1e-12))
