@@ -177,7 +177,6 @@ HeteroDelayCsr::HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indic
 
   // Counted before any group is built: by synapse is the choice where the groups would not fit.
   const int64_t groups = std::get<0>(torch::_unique(delays_cpu)).numel();
-  delay_count_ = groups;
   grouped_ = groups * (n_pre + 1) <= 2 * nnz;
 
   const auto device = indices.device();

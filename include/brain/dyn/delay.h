@@ -85,8 +85,6 @@ class BRAIN_API HeteroDelayCsr : public torch::nn::Module {
   bool grouped() const { return grouped_; }
   // The distinct delays (steps, increasing), one per group; empty when not grouped().
   const std::vector<int64_t>& distinct_delays() const { return distinct_delays_; }
-  // How many distinct delays the synapses have (either way).
-  int64_t delay_count() const { return delay_count_; }
   int64_t max_delay() const { return max_delay_; }
   int64_t nnz() const { return (grouped_ ? order_ : delays_).size(0); }
 
@@ -102,7 +100,7 @@ class BRAIN_API HeteroDelayCsr : public torch::nn::Module {
   // version counters: an optimizer step, a copy_, a load_state_dict or torch::load).
   at::Tensor weights_by_delay(const at::Tensor& weights, const Context& ctx) const;
 
-  int64_t n_pre_, n_post_, max_delay_, delay_count_ = 0;
+  int64_t n_pre_, n_post_, max_delay_;
   bool event_, grouped_;
   // What the loop needs on the host is in the buffers' names, so a state_dict of other delays
   // fails to load by name instead of loading under this module's delays: by delay, each
