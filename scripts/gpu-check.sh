@@ -51,7 +51,7 @@ for stage in "$@"; do
       (cd tests && timeout 300 "$PYTHON" -m pytest -q -n 8 -k "cuda or gpu" --tb=short \
          python/test_csr_ops.py python/test_jitc_ops.py python/test_lif_op.py python/test_lif_recurrent_op.py python/test_poisson_op.py python/test_replay.py python/test_package.py \
          python/test_bptt_memory.py python/test_reliability.py python/test_func_transforms.py python/test_spike_op.py \
-         python/test_models.py) >"$OUT/test.log" 2>&1
+         python/test_models.py python/test_reference_networks.py) >"$OUT/test.log" 2>&1
       status=$?
       # The failures' short tracebacks, then the summary.
       sed -n '/= FAILURES =/,$p' "$OUT/test.log" | cut -c1-300 | tail -n 120

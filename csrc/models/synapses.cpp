@@ -425,24 +425,42 @@ void AlignPostProj::update(const Context& ctx) {
   set_state("stdp_post_trace", a_post + post_spikes.to(a_post.scalar_type()));
 }
 
-void AlignPostProj::set_synapse_delays(const at::Tensor& delay_steps) {
-  TORCH_CHECK(!synapse_delays_, "AlignPostProj: per-synapse delays were already set");
-  const auto csr = std::dynamic_pointer_cast<CsrComm>(comm_);
-  TORCH_CHECK(csr, "AlignPostProj: per-synapse delays need CSR connectivity (CsrComm), got ", comm_->name());
-  TORCH_CHECK(delay_steps_ == 0, "AlignPostProj: per-synapse delays replace the uniform delay_steps (",
-              delay_steps_, "); build the projection with delay_steps = 0 and put the whole delay in each synapse's");
-  TORCH_CHECK(!stp_ && !stdp_, "AlignPostProj: per-synapse delays cannot be combined with short-term plasticity or "
-              "STDP, which act on a spike's arrival per presynaptic neuron");
-  TORCH_CHECK(delay_steps.dim() == 1 && delay_steps.size(0) == csr->indices().size(0),
-              "AlignPostProj: delay_steps must have one delay per synapse ([", csr->indices().size(0), "]), got ",
-              delay_steps.sizes());
+namespace {
+
+// What set_synapse_delays checks for either projection, before anything changes: the CSR
+// connectivity the delays are per synapse of, and their range (shortest, longest).
+struct SynapseDelayRange {
+  std::shared_ptr<CsrComm> csr;
+  int64_t shortest = 0, longest = 0;
+};
+SynapseDelayRange check_synapse_delays(const char* who, const std::shared_ptr<Comm>& comm, int64_t uniform_delay,
+                                       bool already_set, const at::Tensor& delay_steps) {
+  TORCH_CHECK(!already_set, who, ": per-synapse delays were already set");
+  SynapseDelayRange range;
+  range.csr = std::dynamic_pointer_cast<CsrComm>(comm);
+  TORCH_CHECK(range.csr, who, ": per-synapse delays need CSR connectivity (CsrComm), got ", comm->name());
+  TORCH_CHECK(uniform_delay == 0, who, ": per-synapse delays replace the uniform delay_steps (", uniform_delay,
+              "); build the projection with delay_steps = 0 and put the whole delay in each synapse's");
+  const int64_t nnz = range.csr->indices().size(0);
+  TORCH_CHECK(delay_steps.dim() == 1 && delay_steps.size(0) == nnz, who,
+              ": delay_steps must have one delay per synapse ([", nnz, "]), got ", delay_steps.sizes());
   TORCH_CHECK(!delay_steps.is_floating_point() && delay_steps.scalar_type() != at::kBool && !delay_steps.is_complex(),
-              "AlignPostProj: delay_steps are whole steps (an integer tensor), got ", delay_steps.scalar_type(),
+              who, ": delay_steps are whole steps (an integer tensor), got ", delay_steps.scalar_type(),
               "; convert delays in ms with (delays_ms / dt).round().long()");
   // Construction time: the longest delay sizes the ring, read once on the host.
-  const int64_t longest = delay_steps.numel() > 0 ? delay_steps.max().item<int64_t>() : 0;
-  const int64_t shortest = delay_steps.numel() > 0 ? delay_steps.min().item<int64_t>() : 0;
-  TORCH_CHECK(shortest >= 0, "AlignPostProj: delay_steps must be >= 0, got a synapse with ", shortest);
+  range.longest = nnz > 0 ? delay_steps.max().item<int64_t>() : 0;
+  range.shortest = nnz > 0 ? delay_steps.min().item<int64_t>() : 0;
+  TORCH_CHECK(range.shortest >= 0, who, ": delay_steps must be >= 0, got a synapse with ", range.shortest);
+  return range;
+}
+
+}  // namespace
+
+void AlignPostProj::set_synapse_delays(const at::Tensor& delay_steps) {
+  TORCH_CHECK(!stp_ && !stdp_, "AlignPostProj: per-synapse delays cannot be combined with short-term plasticity or "
+              "STDP, which act on a spike's arrival per presynaptic neuron");
+  const auto [csr, shortest, longest] =
+      check_synapse_delays("AlignPostProj", comm_, delay_steps_, synapse_delays_ != nullptr, delay_steps);
   const int64_t ring = std::max<int64_t>(longest, 1);
   auto shared = shared_spike_delay(*pre_, comm_->n_pre(), ring, post_->options());
   delay_ = shared.delay;
@@ -538,11 +556,31 @@ void AlignPreProj::reset_own_state(int64_t) {
 void AlignPreProj::update(const Context& ctx) {
   if (!syn_->delivered_at(ctx.step)) syn_->deliver(ctx, pre_->state("spike").to(syn_->g().scalar_type()));
   at::Tensor g = syn_->g();
+  if (synapse_delays_) {
+    delay_->push(g, ctx);
+    const auto& csr = static_cast<const CsrComm&>(*comm_);
+    set_state("g_post", synapse_delays_->forward(*delay_, csr.weights(), ctx));
+    return;
+  }
   if (delay_) {
     delay_->push(g, ctx);
     g = delay_->read(delay_steps_, ctx);
   }
   set_state("g_post", comm_->forward(g));
+}
+
+void AlignPreProj::set_synapse_delays(const at::Tensor& delay_steps) {
+  const auto [csr, shortest, longest] =
+      check_synapse_delays("AlignPreProj", comm_, delay_steps_, synapse_delays_ != nullptr, delay_steps);
+  (void)shortest;
+  // The ring is added as a child: a reset_state() that has run already would have left it empty.
+  TORCH_CHECK(!has_state("g_post"), "AlignPreProj: set_synapse_delays must be called before reset_state()");
+  // Delay 0 reads the value pushed this step (update pushes before it reads), so one slot will do.
+  delay_ = add_child("delay", std::make_shared<Delay>(comm_->n_pre(), longest, post_->options()));
+  // g is a value, not an event: every group reads a dense slot, so no event op.
+  synapse_delays_ = std::make_shared<HeteroDelayCsr>(csr->indptr(), csr->indices(), delay_steps, comm_->n_pre(),
+                                                     comm_->n_post(), longest, /*event=*/false);
+  register_module("synapse_delays", synapse_delays_);
 }
 
 STP::STP(int64_t n, STPParams p, at::TensorOptions options) : DynamicalSystem("STP"), n_(n), p_(p), options_(options) {

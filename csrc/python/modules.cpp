@@ -26,6 +26,16 @@ namespace py = pybind11;
 
 namespace brain::python {
 
+namespace {
+// The distinct delays of a projection's per-synapse delays when delivered by delay group; None
+// when delivered by synapse or without them.
+template <typename Projection>
+py::object synapse_delay_groups(const Projection& p) {
+  if (!p.has_synapse_delays() || !p.synapse_delays()->grouped()) return py::none();
+  return py::cast(p.synapse_delays()->distinct_delays());
+}
+}  // namespace
+
 void bind_modules(py::module& m) {
   using DS = DynamicalSystem;
   using release = py::call_guard<py::gil_scoped_release>;
@@ -149,14 +159,14 @@ void bind_modules(py::module& m) {
           py::arg("A_minus") = 0.0105, py::arg("w_min") = 0.0, py::arg("w_max") = 1.0)
       .def("set_synapse_delays", &AlignPostProj::set_synapse_delays, py::arg("delay_steps"))
       .def("has_synapse_delays", &AlignPostProj::has_synapse_delays)
-      .def("synapse_delay_groups", [](const AlignPostProj& p) -> py::object {
-        if (!p.has_synapse_delays() || !p.synapse_delays()->grouped()) return py::none();
-        return py::cast(p.synapse_delays()->distinct_delays());
-      });
+      .def("synapse_delay_groups", &synapse_delay_groups<AlignPostProj>);
   py::class_<AlignPreProj, DS, std::shared_ptr<AlignPreProj>>(m, "AlignPreProj")
       .def(py::init<std::shared_ptr<DS>, std::shared_ptr<Synapse>, std::shared_ptr<Comm>, std::shared_ptr<SynOutput>,
                     std::shared_ptr<NeuronGroup>, int64_t>(),
-           py::arg("pre"), py::arg("syn"), py::arg("comm"), py::arg("out"), py::arg("post"), py::arg("delay_steps") = 0);
+           py::arg("pre"), py::arg("syn"), py::arg("comm"), py::arg("out"), py::arg("post"), py::arg("delay_steps") = 0)
+      .def("set_synapse_delays", &AlignPreProj::set_synapse_delays, py::arg("delay_steps"))
+      .def("has_synapse_delays", &AlignPreProj::has_synapse_delays)
+      .def("synapse_delay_groups", &synapse_delay_groups<AlignPreProj>);
 
   py::class_<EINetSpec>(m, "EINetSpec")
       .def(py::init<>())

@@ -46,7 +46,9 @@ __all__ = ["CheckpointError", "NonFiniteError", "DynamicalSystem", "Network", "e
 #   CsrComm(indptr, indices, weights, n_pre, n_post, event=True)   (rows presynaptic)
 #   JitComm(n_pre, n_post, prob, seed, weight, dist="homo", event=True)
 #   AlignPostProj(pre, comm, syn, out, post, delay_steps=0)
-#   AlignPreProj(pre, syn, comm, out, post, delay_steps=0)
+#   AlignPreProj(pre, syn, comm, out, post, delay_steps=0); .set_synapse_delays(delay_steps) with a
+#       CsrComm: each synapse carries g of its presynaptic neuron from its own number of steps ago
+#       (before reset_state(); any synapse, e.g. NMDA), .has_synapse_delays(), .synapse_delay_groups()
 #   fixed_prob(n_pre, n_post, prob, include_self, seed, device="cpu") -> (indptr, indices)
 #       (int32, built on `device`; the pattern of the JIT matrix of the seed: brain.ops.jitc_pattern)
 #   ExpIF, AdEx, QuaIF, GIF, Izhikevich, HH, ALIF, MorrisLecar, WangBuzsaki:

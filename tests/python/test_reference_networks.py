@@ -207,6 +207,80 @@ def test_align_pre_projections_sharing_a_synapse_equal_separate_synapses():
         assert torch.equal(runs[0][key], runs[1][key]), key
 
 
+def delayed_nmda_net(distinct, shift=0, device="cpu"):
+    """Poisson -> LIF E (30) through NMDA, and E onto itself through NMDA AlignPre synapses each
+    with a delay of its own (`distinct` different ones, plus `shift` steps)."""
+    net = m.Network()
+    src = net.add("src", m.PoissonGroup(20, 200.0, seed=4))
+    E = net.add("E", m.LIF(30, dtype="float64"))
+    indptr, indices = m.fixed_prob(20, 30, 0.3, True, 5)
+    net.add("in", m.AlignPreProj(src, m.NMDA(20, dtype="float64"),
+                                 m.CsrComm(indptr, indices, torch.tensor(0.5, dtype=torch.float64), 20, 30),
+                                 m.MgBlock(), E))
+    indptr, indices = m.fixed_prob(30, 30, 0.2, False, 6)
+    g = torch.Generator().manual_seed(7)
+    w = torch.rand(indices.numel(), dtype=torch.float64, generator=g)
+    rec = net.add("rec", m.AlignPreProj(E, m.NMDA(30, dtype="float64"), m.CsrComm(indptr, indices, w, 30, 30),
+                                        m.MgBlock(), E))
+    rec.set_synapse_delays(torch.randint(0, distinct, (indices.numel(),), generator=g) * 3 + shift)
+    net.to(device)
+    net.reset_state()
+    return net
+
+
+@pytest.mark.parametrize("distinct", [3, 25])
+def test_align_pre_per_synapse_delays_replay_checkpoint_and_state_dict(tmp_path, distinct):
+    """AlignPreProj.set_synapse_delays from Python (delivery is checked against a naive sum in
+    C++, test_models.cpp): recorded-step replay and checkpoints carry the history of g the
+    synapses read, and the delays are in the state_dict."""
+    monitors = ["E.spike", "E.V", "rec.g_post"]
+    drive = [{"path": "E.input", "value": 3.0, "add": False}]
+
+    def runner(net, **kw):
+        return m.Runner(net, monitors=monitors, inputs=drive, progress=False, **kw)
+
+    net = delayed_nmda_net(distinct)
+    assert net.rec.has_synapse_delays() and not getattr(net, "in").has_synapse_delays()
+    assert net.rec.synapse_delay_groups() == ([0, 3, 6] if distinct == 3 else None)
+    straight = runner(net, graphs="off").run_steps(400)
+    assert straight["engine"] == "modules" and straight["E.spike"].any()
+    assert straight["rec.g_post"].abs().max() > 0
+    emulated = runner(delayed_nmda_net(distinct), graphs="emulate").run_steps(400)
+    assert emulated["graphs"] == "emulated" and emulated["replayed_steps"] > 0
+    for key in monitors:
+        assert torch.equal(straight[key], emulated[key]), key
+
+    first = runner(delayed_nmda_net(distinct))
+    first.run_steps(200)
+    first.save_checkpoint(tmp_path / "half.ckpt")
+    resumed = runner(delayed_nmda_net(distinct))
+    resumed.load_checkpoint(tmp_path / "half.ckpt")
+    tail = resumed.run_steps(200)
+    for key in monitors:
+        assert torch.equal(tail[key], straight[key][200:]), key
+
+    state = delayed_nmda_net(distinct).state_dict()
+    assert any(k.startswith("rec.synapse_delays.") for k in state), sorted(state)
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\).*"rec\.synapse_delays\.'):
+        delayed_nmda_net(distinct, shift=1).load_state_dict(state)
+    with pytest.raises(RuntimeError, match="before reset_state"):
+        late = getattr(net, "in")
+        late.set_synapse_delays(torch.zeros(late.comm.indices.numel(), dtype=torch.long))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_align_pre_per_synapse_delays_equal_the_cpu():
+    """On a GPU, AlignPre per-synapse delays (by delay group through the CUDA csr_matmul, and by
+    synapse) give the CPU's spikes, potentials to rounding."""
+    drive = [{"path": "E.input", "value": 3.0, "add": False}]
+    for distinct in (3, 25):
+        runs = [m.Runner(delayed_nmda_net(distinct, device=d), monitors=["E.spike", "E.V"], inputs=drive,
+                         progress=False, graphs="off").run_steps(300) for d in ("cpu", "cuda")]
+        assert runs[0]["E.spike"].any()
+        assert torch.equal(runs[1]["E.spike"].cpu(), runs[0]["E.spike"]), distinct
+        torch.testing.assert_close(runs[1]["E.V"].cpu(), runs[0]["E.V"], rtol=1e-9, atol=1e-9)
+
+
 def test_a_shared_presynaptic_synapse_needs_the_same_presynaptic_population():
     a, b = m.PoissonGroup(4, 10.0, seed=1), m.PoissonGroup(4, 10.0, seed=2)
     post = m.LIF(2)

@@ -464,6 +464,19 @@ class BRAIN_API AlignPreProj : public DynamicalSystem {
                std::shared_ptr<SynOutput> out, std::shared_ptr<NeuronGroup> post, int64_t delay_steps = 0);
   void update(const Context& ctx) override;
 
+  // Heterogeneous delays: one delay per synapse of the CsrComm, in steps (an integer tensor
+  // [nnz], the CSR's order), in place of the uniform delay_steps (which must be 0):
+  //   g_post[post_k] = sum over synapses k of w_k * g[pre_k] as it was delays[k] steps ago,
+  // the presynaptic state's value travelling along each synapse's axon, as a uniform delay
+  // moves it. The projection keeps the history of g over the longest delay (its own ring: g
+  // is this synapse's state, not the population's spikes); delivery is HeteroDelayCsr's (by
+  // delay group through brain::csr_matmul, or per synapse; see delay.h) with the CsrComm's
+  // weights, so gradients reach them and, through the history, the synapse and the spikes.
+  // Call before reset_state().
+  void set_synapse_delays(const at::Tensor& delay_steps);
+  bool has_synapse_delays() const { return synapse_delays_ != nullptr; }
+  const std::shared_ptr<HeteroDelayCsr>& synapse_delays() const { return synapse_delays_; }
+
  protected:
   void reset_own_state(int64_t batch_size) override;
 
@@ -476,6 +489,7 @@ class BRAIN_API AlignPreProj : public DynamicalSystem {
   std::shared_ptr<Delay> delay_;
   int64_t delay_steps_;
   bool current_registered_ = false;
+  std::shared_ptr<HeteroDelayCsr> synapse_delays_;
 };
 
 // ---- Connectivity ----------------------------------------------------------------------

@@ -342,6 +342,22 @@ TEST(AlignPost, DelayedProjectionsFromOnePopulationShareOneHistory) {
   EXPECT_NE(other.delay(), projs[0]->delay());
 }
 
+// sum over synapses k of w_k * past[step - delays_k][..., pre_k], added at [..., post_k]: what
+// per-synapse delays deliver at `step`, one synapse at a time (nothing before the first step).
+at::Tensor naive_per_synapse_sum(const std::vector<at::Tensor>& past, int64_t step, const brain::CsrMatrix& conn,
+                                 const at::Tensor& delays, const at::Tensor& w) {
+  const auto rows = torch::repeat_interleave(torch::arange(conn.n_rows), conn.indptr.to(torch::kLong).diff());
+  std::vector<int64_t> shape = past.at(step).sizes().vec();
+  shape.back() = conn.n_cols;
+  at::Tensor sum = torch::zeros(shape, torch::kDouble);
+  for (int64_t k = 0; k < conn.indices.numel(); ++k) {
+    const int64_t from = step - delays[k].item<int64_t>();
+    if (from < 0) continue;
+    sum.select(-1, conn.indices[k].item<int64_t>()) += w[k] * past[from].select(-1, rows[k].item<int64_t>());
+  }
+  return sum;
+}
+
 // Per-synapse delays: g follows g <- g e^{-dt/tau} + sum_k w_k s(t - d_k)[pre_k] e_{post_k},
 // with the ring shared with a uniformly delayed projection from the same population (updating
 // before or after it, which matters for the synapses without delay), by delay group or by
@@ -352,7 +368,6 @@ TEST(AlignPost, PerSynapseDelaysDeliverEachSpikeAfterItsSynapsesDelay) {
   const auto dense = torch::rand({n_pre, n_post}, torch::kDouble) * (torch::rand({n_pre, n_post}) < 0.5);
   const auto conn = brain::CsrMatrix::from_dense(dense, torch::kInt);
   const int64_t nnz = conn.indices.size(0);
-  const auto rows = torch::repeat_interleave(torch::arange(n_pre), conn.indptr.to(torch::kLong).diff());
   const double dt = 0.5, tau = 4.0;
   brain::LifParams silent;
   silent.V_th = 1e9;
@@ -395,13 +410,7 @@ TEST(AlignPost, PerSynapseDelaysDeliverEachSpikeAfterItsSynapsesDelay) {
         }
         net->step(ctx);
         spikes.push_back(net->find_state("input.spike").to(torch::kDouble));
-        at::Tensor arriving = torch::zeros({n_post}, torch::kDouble);
-        for (int64_t k = 0; k < nnz; ++k) {
-          const int64_t from = ctx.step - delays[k].item<int64_t>();
-          if (from < 0) continue;
-          arriving[conn.indices[k].item<int64_t>()] += w[k] * spikes[from][rows[k].item<int64_t>()];
-        }
-        g = g * std::exp(-dt / tau) + arriving;
+        g = g * std::exp(-dt / tau) + naive_per_synapse_sum(spikes, ctx.step, conn, delays, w);
         ASSERT_TRUE(torch::allclose(net->find_state("delayed.syn.g"), g, 1e-12, 1e-12))
             << "few " << few << " shared_first " << shared_first << " step " << ctx.step;
       }
@@ -410,32 +419,34 @@ TEST(AlignPost, PerSynapseDelaysDeliverEachSpikeAfterItsSynapsesDelay) {
   }
 }
 
-// Gradients reach the per-synapse weights through the delays (the same as through a network
-// of uniformly delayed projections, one per delay, which holds the same synapses), batched.
-TEST(AlignPost, PerSynapseDelaysCarryGradientsToTheWeights) {
+// Gradients reach the per-synapse weights through the delays: one projection of type Projection
+// with a delay per synapse equals, batched, the same synapses split into uniformly delayed
+// projections, one per delay over that delay's synapses (the rest weighted by zero), sharing one
+// Expon synapse of syn_size neurons. make(pre, syn, comm, out, post, delay_steps) builds one.
+template <typename Projection, typename Make>
+void expect_per_synapse_delays_equal_one_projection_per_delay(const at::Tensor& delays, int64_t syn_size, Make make) {
   const auto dense = torch::tensor({{0.5, 0.0, 1.0}, {0.0, 2.0, 0.0}, {1.5, 0.0, 0.0}, {0.0, 0.25, 3.0}}, torch::kDouble);
   const auto conn = brain::CsrMatrix::from_dense(dense, torch::kInt);
-  const auto delays = torch::tensor({0, 3, 1, 3, 1, 0});
+  ASSERT_EQ(delays.numel(), conn.indices.numel());
   brain::LifParams p;
   p.V_th = -55.0;
   auto build = [&](bool split, at::Tensor weights) {
     auto net = std::make_shared<brain::DynSysGroup>("net");
     auto input = net->add("input", std::make_shared<brain::PoissonGroup>(4, 400.0, 3));
     auto post = net->add("post", std::make_shared<brain::LIF>(3, p, torch::kDouble));
-    auto syn = std::make_shared<brain::Expon>(3, 4.0, torch::kDouble);
+    auto syn = std::make_shared<brain::Expon>(syn_size, 4.0, torch::kDouble);
     auto out = std::make_shared<brain::CUBA>();
     if (!split) {
-      auto proj = net->add("proj", std::make_shared<brain::AlignPostProj>(
-                                       input, std::make_shared<brain::CsrComm>(conn, weights), syn, out, post));
+      std::shared_ptr<Projection> proj = make(input, syn, std::make_shared<brain::CsrComm>(conn, weights), out, post, 0);
+      net->add("proj", proj);
       proj->set_synapse_delays(delays);
       return net;
     }
-    // One projection per delay over that delay's synapses (the rest weighted by zero), merged.
-    for (int64_t d : {0, 1, 3}) {
+    const auto distinct = std::get<0>(torch::_unique(delays));
+    for (int64_t i = 0; i < distinct.numel(); ++i) {
+      const int64_t d = distinct[i].item<int64_t>();
       const auto keep = (delays == d).to(torch::kDouble);
-      net->add("proj" + std::to_string(d),
-               std::make_shared<brain::AlignPostProj>(input, std::make_shared<brain::CsrComm>(conn, weights * keep), syn,
-                                                      out, post, d));
+      net->add("proj" + std::to_string(d), make(input, syn, std::make_shared<brain::CsrComm>(conn, weights * keep), out, post, d));
     }
     return net;
   };
@@ -459,6 +470,23 @@ TEST(AlignPost, PerSynapseDelaysCarryGradientsToTheWeights) {
   EXPECT_GT(grads[0].abs().sum().item<double>(), 0.0);
 }
 
+TEST(AlignPost, PerSynapseDelaysCarryGradientsToTheWeights) {
+  expect_per_synapse_delays_equal_one_projection_per_delay<brain::AlignPostProj>(
+      torch::tensor({0, 3, 1, 3, 1, 0}), 3, [](auto pre, auto syn, auto comm, auto out, auto post, int64_t d) {
+        return std::make_shared<brain::AlignPostProj>(pre, comm, syn, out, post, d);
+      });
+}
+
+template <typename F>
+void expect_error_saying(F&& f, const std::string& words) {
+  try {
+    f();
+    FAIL() << "accepted; expected an error saying " << words;
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+  }
+}
+
 TEST(AlignPost, PerSynapseDelaysRefuseWhatTheyCannotDo) {
   const auto conn = brain::CsrMatrix::from_dense(torch::eye(3, torch::kDouble), torch::kInt);
   auto input = std::make_shared<brain::PoissonGroup>(3, 10.0, 1);
@@ -468,34 +496,108 @@ TEST(AlignPost, PerSynapseDelaysRefuseWhatTheyCannotDo) {
         input, comm ? comm : std::make_shared<brain::CsrComm>(conn, conn.weights),
         std::make_shared<brain::Expon>(3, 4.0, torch::kDouble), std::make_shared<brain::CUBA>(), post, delay);
   };
-  auto expect_error = [](auto&& f, const std::string& words) {
-    try {
-      f();
-      FAIL() << "accepted; expected an error saying " << words;
-    } catch (const c10::Error& e) {
-      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
-    }
-  };
   const auto delays = torch::tensor({1, 2, 0});
-  expect_error([&] { make(0)->set_synapse_delays(torch::tensor({1.0, 2.0, 0.0})); }, "integer tensor");
-  expect_error([&] { make(0)->set_synapse_delays(torch::tensor({1, 2})); }, "one delay per synapse ([3])");
-  expect_error([&] { make(0)->set_synapse_delays(torch::tensor({1, -2, 0})); }, ">= 0");
-  expect_error([&] { make(2)->set_synapse_delays(delays); }, "replace the uniform delay_steps");
-  expect_error([&] { make(0, std::make_shared<brain::DenseComm>(torch::eye(3, torch::kDouble)))->set_synapse_delays(delays); },
+  expect_error_saying([&] { make(0)->set_synapse_delays(torch::tensor({1.0, 2.0, 0.0})); }, "integer tensor");
+  expect_error_saying([&] { make(0)->set_synapse_delays(torch::tensor({1, 2})); }, "one delay per synapse ([3])");
+  expect_error_saying([&] { make(0)->set_synapse_delays(torch::tensor({1, -2, 0})); }, ">= 0");
+  expect_error_saying([&] { make(2)->set_synapse_delays(delays); }, "replace the uniform delay_steps");
+  expect_error_saying([&] { make(0, std::make_shared<brain::DenseComm>(torch::eye(3, torch::kDouble)))->set_synapse_delays(delays); },
                "need CSR connectivity");
-  expect_error([&] { make(0, std::make_shared<brain::CsrComm>(conn, conn.weights))->set_synapse_delays(delays.to(torch::kBool)); },
+  expect_error_saying([&] { make(0, std::make_shared<brain::CsrComm>(conn, conn.weights))->set_synapse_delays(delays.to(torch::kBool)); },
                "integer tensor");
-  expect_error([&] {
+  expect_error_saying([&] {
     auto proj = make(0);
     proj->add_stp({});
     proj->set_synapse_delays(delays);
   }, "cannot be combined");
-  expect_error([&] {
+  expect_error_saying([&] {
     auto proj = make(0);
     proj->set_synapse_delays(delays);
     proj->add_stdp({});
   }, "cannot be combined");
-  expect_error([&] {
+  expect_error_saying([&] {
+    auto proj = make(0);
+    proj->set_synapse_delays(delays);
+    proj->set_synapse_delays(delays);
+  }, "already set");
+}
+
+// AlignPre with per-synapse delays: g_post[post_k] = sum_k w_k g(t - d_k)[pre_k], where g is
+// the presynaptic synapse's state (here NMDA, nonlinear in the spikes), by delay group or by
+// synapse, batched, and with the weights changed in place during the run.
+TEST(AlignPre, PerSynapseDelaysCarryThePresynapticStateAlongEachSynapse) {
+  torch::manual_seed(2);
+  const int64_t n_pre = 10, n_post = 4, steps = 100, batch = 2;
+  const auto dense = torch::rand({n_pre, n_post}, torch::kDouble) * (torch::rand({n_pre, n_post}) < 0.6);
+  const auto conn = brain::CsrMatrix::from_dense(dense, torch::kLong);
+  const int64_t nnz = conn.indices.size(0);
+  brain::LifParams silent;
+  silent.V_th = 1e9;
+  for (const bool few : {true, false}) {
+    const auto delays = few ? torch::tensor({0, 2, 9}).index({torch::randint(3, {nnz})}) : torch::randint(0, 30, {nnz});
+    auto net = std::make_shared<brain::DynSysGroup>("net");
+    auto input = net->add("input", std::make_shared<brain::PoissonGroup>(n_pre, 150.0, 5));
+    auto post = net->add("post", std::make_shared<brain::LIF>(n_post, silent, torch::kDouble));
+    auto comm = std::make_shared<brain::CsrComm>(conn, conn.weights.clone());
+    auto proj = net->add("proj", std::make_shared<brain::AlignPreProj>(
+                                     input, std::make_shared<brain::NMDA>(n_pre, brain::NMDAParams{}, torch::kDouble),
+                                     comm, std::make_shared<brain::MgBlock>(), post));
+    proj->set_synapse_delays(delays);
+    EXPECT_EQ(proj->synapse_delays()->grouped(), few);
+    net->reset_state(batch);
+    EXPECT_EQ(net->find_state("proj.delay.history").sizes(),
+              (std::vector<int64_t>{delays.max().item<int64_t>() + 1, batch, n_pre}));
+    Context ctx;
+    ctx.dt = 0.25;
+    std::vector<at::Tensor> g;  // the presynaptic state, step by step
+    at::Tensor w = conn.weights.clone();
+    for (ctx.step = 0; ctx.step < steps; ++ctx.step) {
+      if (ctx.step == steps / 2) {
+        torch::NoGradGuard no_grad;
+        comm->weights().mul_(-2.0);  // a grouped delivery must not keep the old weights
+        w.mul_(-2.0);
+      }
+      net->step(ctx);
+      g.push_back(net->find_state("proj.syn.g").clone());
+      const at::Tensor expected = naive_per_synapse_sum(g, ctx.step, conn, delays, w);
+      ASSERT_TRUE(torch::allclose(net->find_state("proj.g_post"), expected, 1e-12, 1e-12))
+          << "few " << few << " step " << ctx.step;
+    }
+    EXPECT_GT(g.back().abs().sum().item<double>(), 0.0);
+    EXPECT_FALSE(torch::equal(g.back()[0], g.back()[1]));  // the batch rows drew their own spikes
+  }
+}
+
+// Through AlignPre the gradients also pass the history of the presynaptic state.
+TEST(AlignPre, PerSynapseDelaysEqualOneUniformProjectionPerDelay) {
+  expect_per_synapse_delays_equal_one_projection_per_delay<brain::AlignPreProj>(
+      torch::tensor({0, 4, 1, 4, 1, 0}, torch::kInt), 4, [](auto pre, auto syn, auto comm, auto out, auto post, int64_t d) {
+        return std::make_shared<brain::AlignPreProj>(pre, syn, comm, out, post, d);
+      });
+}
+
+TEST(AlignPre, PerSynapseDelaysRefuseWhatTheyCannotDo) {
+  const auto conn = brain::CsrMatrix::from_dense(torch::eye(3, torch::kDouble), torch::kInt);
+  auto input = std::make_shared<brain::PoissonGroup>(3, 10.0, 1);
+  auto post = std::make_shared<brain::LIF>(3, brain::LifParams{}, torch::kDouble);
+  auto make = [&](int64_t delay, std::shared_ptr<brain::Comm> comm = nullptr) {
+    return std::make_shared<brain::AlignPreProj>(input, std::make_shared<brain::Expon>(3, 4.0, torch::kDouble),
+                                                 comm ? comm : std::make_shared<brain::CsrComm>(conn, conn.weights),
+                                                 std::make_shared<brain::CUBA>(), post, delay);
+  };
+  const auto delays = torch::tensor({1, 2, 0});
+  expect_error_saying([&] { make(0)->set_synapse_delays(torch::tensor({1.0, 2.0, 0.0})); }, "AlignPreProj: delay_steps are whole steps");
+  expect_error_saying([&] { make(0)->set_synapse_delays(torch::tensor({1, 2})); }, "one delay per synapse ([3])");
+  expect_error_saying([&] { make(0)->set_synapse_delays(torch::tensor({1, -2, 0})); }, ">= 0");
+  expect_error_saying([&] { make(2)->set_synapse_delays(delays); }, "replace the uniform delay_steps");
+  expect_error_saying([&] { make(0, std::make_shared<brain::DenseComm>(torch::eye(3, torch::kDouble)))->set_synapse_delays(delays); },
+               "need CSR connectivity");
+  expect_error_saying([&] {
+    auto proj = make(0);
+    proj->reset_state();
+    proj->set_synapse_delays(delays);
+  }, "before reset_state()");
+  expect_error_saying([&] {
     auto proj = make(0);
     proj->set_synapse_delays(delays);
     proj->set_synapse_delays(delays);
