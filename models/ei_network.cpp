@@ -2,14 +2,53 @@
 #include <brain/models/networks.h>
 
 #include <cmath>
+#include <optional>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <ATen/Parallel.h>
+
 #include <brain/dist/dist.h>
 #include <brain/models/synapses.h>
 
+#include "kernels/jitc/jitc_gen.h"
+#include "kernels/rng/poisson_draw.h"
+
 namespace brain {
+
+at::Tensor synapse_delay_steps(const CsrMatrix& conn, int64_t col_offset, uint64_t seed, double low_ms, double high_ms,
+                               double dt_ms) {
+  TORCH_CHECK(dt_ms > 0, "synapse_delay_steps: dt_ms must be positive, got ", dt_ms);
+  TORCH_CHECK(0 <= low_ms && low_ms <= high_ms, "synapse_delay_steps: need 0 <= low_ms <= high_ms, got [", low_ms, ", ",
+              high_ms, "]");
+  TORCH_CHECK(col_offset >= 0 && conn.n_rows < (int64_t{1} << 32) && col_offset + conn.n_cols <= (int64_t{1} << 32),
+              "synapse_delay_steps: rows and global columns must lie below 2^32");
+  namespace jitc = kernels::jitc;
+  constexpr std::uint64_t kDelayDomain = 0x44454C4159532121ull;  // "DELAYS!!"
+  constexpr std::uint32_t kDelayCounter = 0x44454C41u;            // "DELA"
+  const std::uint64_t key = kernels::rng::splitmix64_finalize(seed ^ kDelayDomain);
+  const auto k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
+  const at::Tensor indptr = conn.indptr.to(at::kCPU, at::kLong).contiguous();
+  const at::Tensor indices = conn.indices.to(at::kCPU, at::kLong).contiguous();
+  const int64_t* ptr = indptr.data_ptr<int64_t>();
+  const int64_t* col = indices.data_ptr<int64_t>();
+  at::Tensor steps = at::empty({indices.numel()}, at::kLong);
+  int64_t* out = steps.data_ptr<int64_t>();
+  at::parallel_for(0, conn.n_rows, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      for (int64_t k = ptr[i]; k < ptr[i + 1]; ++k) {
+        const jitc::Words w = jitc::philox4x32_10(static_cast<std::uint32_t>(i),
+                                                  static_cast<std::uint32_t>(col_offset + col[k]), kDelayCounter, 0u,
+                                                  k0, k1);
+        const double u = static_cast<double>(jitc::m53(w.w[0], w.w[1])) * jitc::kTwoPowMinus53;
+        // Rounded half to even, as torch.round rounds the delays a user converts from ms.
+        out[k] = static_cast<int64_t>(std::nearbyint((low_ms + (high_ms - low_ms) * u) / dt_ms));
+      }
+    }
+  });
+  return steps;
+}
 
 std::shared_ptr<DynSysGroup> build_ei_network(const EINetSpec& spec, uint64_t seed, c10::Device device, double dt_ms) {
   return build_ei_network_shard(spec, seed, device, dt_ms, 0, 1);
@@ -51,7 +90,6 @@ std::shared_ptr<DynSysGroup> build_ei_network_shard(const EINetSpec& spec, uint6
   const int64_t delay_steps = std::llround(spec.delay_ms / dt_ms);
   if (spec.delay_per_synapse) {
     TORCH_CHECK(spec.connectivity == "csr", "ei_network: per-synapse delays need CSR connectivity");
-    TORCH_CHECK(world == 1, "ei_network: per-synapse delays are not supported in distributed runs yet");
     TORCH_CHECK(spec.delay_ms_low >= 0 && spec.delay_ms_high >= spec.delay_ms_low,
                 "ei_network: per-synapse delays need 0 <= delay_ms_low <= delay_ms_high, got [", spec.delay_ms_low, ", ",
                 spec.delay_ms_high, "]");
@@ -72,25 +110,25 @@ std::shared_ptr<DynSysGroup> build_ei_network_shard(const EINetSpec& spec, uint6
     const bool recurrent = pw.pre == pw.post;
     const int64_t lo = pw.post_block.offset, hi = lo + pw.post_block.size;
     std::shared_ptr<Comm> comm;
+    std::optional<CsrMatrix> conn;
     if (spec.connectivity == "jit") {
       comm = JitComm::columns(pw.n_pre, pw.n_post, lo, hi - lo, spec.p, static_cast<int64_t>(seed * 4 + pw.salt),
                               torch::tensor(pw.w, options), "homo", spec.event);
     } else {
-      const auto conn = fixed_prob_columns(pw.n_pre, pw.n_post, spec.p, /*include_self=*/!recurrent, seed * 4 + pw.salt,
-                                           lo, hi, device);
-      comm = std::make_shared<CsrComm>(conn, torch::tensor(pw.w, options), spec.event);
+      conn = fixed_prob_columns(pw.n_pre, pw.n_post, spec.p, /*include_self=*/!recurrent, seed * 4 + pw.salt, lo, hi,
+                                device);
+      comm = std::make_shared<CsrComm>(*conn, torch::tensor(pw.w, options), spec.event);
     }
     auto syn = std::make_shared<Expon>(pw.post->size(), pw.tau, options, spec.method);
     std::shared_ptr<SynOutput> out = coba ? std::shared_ptr<SynOutput>(std::make_shared<COBA>(pw.E_rev))
                                           : std::shared_ptr<SynOutput>(std::make_shared<CUBA>());
     auto proj = net->add(pw.name, std::make_shared<AlignPostProj>(pw.pre, comm, syn, out, pw.post, delay_steps));
     if (spec.delay_per_synapse) {
-      // Drawn on the CPU from a generator of the pathway's own: the same delays on every device.
-      const int64_t nnz = std::static_pointer_cast<CsrComm>(comm)->indices().numel();
-      auto gen = at::make_generator<at::CPUGeneratorImpl>((seed * 4 + pw.salt) ^ 0xde1a'7000'0000ull);
-      const at::Tensor ms = at::rand({nnz}, gen, torch::kDouble) * (spec.delay_ms_high - spec.delay_ms_low) +
-                            spec.delay_ms_low;
-      proj->set_synapse_delays((ms / dt_ms).round().to(torch::kLong));
+      proj->set_synapse_delays(synapse_delay_steps(*conn, lo, seed * 4 + pw.salt, spec.delay_ms_low,
+                                                   spec.delay_ms_high, dt_ms));
+      // The ring holds the longest delay the draw can give, not the longest this shard drew:
+      // every rank, and one process, then keep the same history (checkpoints hold one copy).
+      proj->delay()->reserve(static_cast<int64_t>(std::nearbyint(spec.delay_ms_high / dt_ms)));
     }
   }
   return net;

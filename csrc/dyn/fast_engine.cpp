@@ -373,6 +373,7 @@ struct Projection {
   // [run_ptr[i], run_ptr[i + 1]). 12 bytes a run, at most one run per synapse.
   std::vector<int64_t> run_ptr, run_begin;
   std::vector<int32_t> run_delay;
+  int64_t shortest = std::numeric_limits<int64_t>::max();  // the shortest delay (none: no synapses)
   std::vector<std::vector<std::pair<int64_t, int64_t>>> queue;  // per ring slot: entry ranges
   const std::vector<std::pair<int64_t, int64_t>>* arriving = nullptr;
   int64_t arriving_synapses = 0;
@@ -674,7 +675,6 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     }
     pj.delay = info.proj->delay_steps();
     if (info.proj->has_synapse_delays()) {
-      TORCH_CHECK(!part, "fast engine: '", info.path, "' has per-synapse delays, which distributed runs do not take yet");
       const auto& csr = static_cast<const CsrComm&>(comm);
       const int64_t n_pre = csr.n_pre();
       const at::Tensor delays = info.proj->synapse_delays()->delays();
@@ -695,6 +695,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
         pj.run_ptr[static_cast<size_t>(i + 1)] = static_cast<int64_t>(pj.run_delay.size());
       }
       pj.run_begin.push_back(delays.numel());
+      if (delays.numel() > 0) pj.shortest = delays.min().item<int64_t>();
       const at::Tensor permutation = torch::tensor(order, torch::kLong);
       pj.q_columns = pj.indices.index_select(0, permutation).contiguous();
       const at::Tensor w = csr.weights().detach();
@@ -844,8 +845,19 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
   // Ranks exchange spikes once every `window` steps: the smallest delay, so a spike always
   // arrives before a delivery needs it; every step when a projection has none.
   int64_t window = std::numeric_limits<int64_t>::max();
-  for (const auto& pj : projs) window = std::min<int64_t>(window, std::max<int64_t>(1, pj.delay));
+  bool any_queued = false;
+  for (const auto& pj : projs) {
+    window = std::min<int64_t>(window, std::max<int64_t>(1, pj.queued ? pj.shortest : pj.delay));
+    any_queued = any_queued || pj.queued;
+  }
   if (projs.empty()) window = 1;
+  if (part && any_queued) {
+    // Per-synapse delays: each rank holds other synapses, so the shortest delay of the whole
+    // network is agreed on (every rank built the same projections, so all of them ask).
+    for (const at::Tensor& w : part->comm->all_gather(torch::tensor({window}, torch::kLong))) {
+      window = std::min(window, w.item<int64_t>());
+    }
+  }
   dist::SpikeLists window_local, window_global;
   std::vector<int64_t> window_steps;
   std::atomic<int> nonfinite{0};  // raised by the population pass; read once per population and step
@@ -917,7 +929,13 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
         }
         for (auto& pj : projs) {
           if (pj.delay == 0) continue;
-          for (size_t k = 0; k < window_steps.size(); ++k) pj.ring[pj.slot(window_steps[k])] = window_global[k][pj.info->pre];
+          for (size_t k = 0; k < window_steps.size(); ++k) {
+            auto& list = pj.ring[pj.slot(window_steps[k])];
+            list = window_global[k][pj.info->pre];
+            // The window's spikes, in the order of their steps as one process files them: none
+            // is due before this step, as the window is no longer than the shortest delay.
+            if (pj.queued) pj.file(list.data(), static_cast<int64_t>(list.size()), window_steps[k], step);
+          }
         }
         for (size_t p = 0; p < pops.size(); ++p) pops[p].global = std::move(window_global.back()[p]);
         window_local.clear();
@@ -934,7 +952,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       pj.now = part ? pre.global.data() : pre.spikes.data();
       pj.n_now = part ? static_cast<int64_t>(pre.global.size()) : pre.n_spikes;
       if (pj.queued) {
-        pj.file(pre.spikes.data(), pre.n_spikes, step, step);
+        if (!part) pj.file(pre.spikes.data(), pre.n_spikes, step, step);  // distributed: filed at the exchange
         pj.arriving = &pj.queue[pj.slot(step)];
         pj.arriving_synapses = 0;
         for (const auto& [b, e] : *pj.arriving) pj.arriving_synapses += e - b;

@@ -1,7 +1,7 @@
 """Distributed `brain run` (issue 13) with real processes on Gloo: the monitors of a run split
-over 2 and 4 processes are bit-identical to one process's, for stored (CSR) and JIT
-connectivity, exchanging spikes every step or once per minimum-delay window, with spikes sent
-as indices or as bit masks; torchrun starts it (`--no-python brain run` and `-m brain run`);
+over 2, 3 and 4 processes are bit-identical to one process's, for stored (CSR) and JIT
+connectivity, uniform or per-synapse delays, exchanging spikes every step or once per
+minimum-delay window, with spikes sent as indices or as bit masks; torchrun starts it (`--no-python brain run` and `-m brain run`);
 a rank killed mid-run makes the others stop with an error that names it; checkpoints are in a
 layout that does not depend on the number of processes: a run checkpointed on 4 processes
 finishes on 2 or on 1 (and one killed on 2 finishes on 4) with the same monitors."""
@@ -38,7 +38,8 @@ def config(tmp_path, connectivity="csr", delay_ms=0.0, duration=200.0, n_exc=160
     cfg["monitors"]["voltage_neurons"] = [0, 1600, 800, 801, 5]  # on different ranks, out of order
     if not record:
         cfg["monitors"] = {"spikes": False, "voltage_neurons": []}
-    path = tmp_path / f"net_{connectivity}_{delay_ms}.json"
+    tag = "per_synapse" if isinstance(delay_ms, dict) else delay_ms
+    path = tmp_path / f"net_{connectivity}_{tag}.json"
     path.write_text(json.dumps(cfg))
     return path
 
@@ -70,9 +71,19 @@ def single(cfg, out, *extra):
     return out
 
 
+# Per-synapse delays, drawn per synapse in [low, high] ms: the shortest one sets the window.
+PER_SYNAPSE = {"dist": "uniform", "low": 0.5, "high": 2.0}
+PER_SYNAPSE_FROM_ZERO = {"dist": "uniform", "low": 0.0, "high": 1.0}
+
+
+def shortest_delay_ms(delay_ms):
+    return delay_ms["low"] if isinstance(delay_ms, dict) else delay_ms
+
+
 @pytest.mark.parametrize("connectivity,delay_ms,n,encoding", [
     ("csr", 0.0, 2, "auto"), ("csr", 0.0, 4, "auto"), ("jit", 0.0, 2, "auto"), ("jit", 0.0, 4, "auto"),
-    ("csr", 0.5, 2, "auto"), ("jit", 0.5, 4, "auto"), ("csr", 0.0, 2, "masks"), ("csr", 0.5, 4, "indices")])
+    ("csr", 0.5, 2, "auto"), ("jit", 0.5, 4, "auto"), ("csr", 0.0, 2, "masks"), ("csr", 0.5, 4, "indices"),
+    ("csr", PER_SYNAPSE, 2, "auto"), ("csr", PER_SYNAPSE_FROM_ZERO, 3, "auto")])
 def test_monitors_are_bit_identical_to_one_process(tmp_path, connectivity, delay_ms, n, encoding):
     cfg = config(tmp_path, connectivity, delay_ms)
     want = monitors(single(cfg, tmp_path / "one"))
@@ -85,7 +96,7 @@ def test_monitors_are_bit_identical_to_one_process(tmp_path, connectivity, delay
     summary = json.load(open(out / "summary.json"))
     d = summary["distributed"]
     assert d["processes"] == n
-    window = max(1, round(delay_ms / 0.1))
+    window = max(1, round(shortest_delay_ms(delay_ms) / 0.1))
     assert d["exchange_every_steps"] == window  # the minimum-delay window: fewer rounds
     assert d["exchanges"] == 2000 // window
     if encoding == "masks":
@@ -134,7 +145,7 @@ def ok(results):
         assert code == EXIT_OK, f"rank {rank}: {err}"
 
 
-@pytest.mark.parametrize("connectivity,delay_ms", [("csr", 0.5), ("jit", 0.0)])
+@pytest.mark.parametrize("connectivity,delay_ms", [("csr", 0.5), ("jit", 0.0), ("csr", PER_SYNAPSE)])
 def test_checkpoints_resume_on_any_number_of_processes(tmp_path, connectivity, delay_ms):
     # 2000 steps, checkpoints every 700 (not a multiple of the 5-step exchange window): the
     # last one, at step 1400, stays after the run.

@@ -20,7 +20,8 @@
 //     that same update (kernels/fastsim/cond_cpu.h) with the synaptic input formed as for LIF;
 //   - AlignPostProj projections with an Expon synapse, COBA or CUBA output, CsrComm or JitComm
 //     connectivity (any weights, event or not) and any uniform delay, or per-synapse delays
-//     (CsrComm) outside distributed runs; no STP or STDP;
+//     (CsrComm; in a distributed run the ranks exchange once per window of the shortest delay
+//     of the whole network and file each window's spikes in step order); no STP or STDP;
 //   - unbatched float32 or float64 states on the CPU, no gradient being recorded;
 //   - runner inputs into "<population>.input" (constant or per step) and monitors of
 //     "<population>.{V,spike,input,last_spike_step}", the gates of a CondNeuGroup's channels

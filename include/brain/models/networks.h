@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include <brain/csr.h>
 #include <brain/dyn/system.h>
 #include <brain/models/neurons.h>
 
@@ -31,9 +32,11 @@ struct EINetSpec {
   double E_exc = 0.0;     // mV, COBA only
   double E_inh = -80.0;   // mV, COBA only
   double delay_ms = 0.0;  // every synapse's delay, rounded to steps
-  // Per-synapse delays in place of delay_ms (CSR connectivity, one process): each synapse's
-  // delay drawn uniformly from [delay_ms_low, delay_ms_high] (a generator of its own, keyed on
-  // the seed and the pathway) and rounded to steps (AlignPostProj::set_synapse_delays).
+  // Per-synapse delays in place of delay_ms (CSR connectivity): each synapse's delay drawn
+  // uniformly from [delay_ms_low, delay_ms_high] and rounded to steps
+  // (AlignPostProj::set_synapse_delays). The draw is a pure function of the seed, the pathway
+  // and the synapse's global (row, column) (synapse_delay_steps), so a distributed rank's
+  // shard holds the delays one process gives the same synapses.
   // JSON: "delay_ms": {"dist": "uniform", "low": ..., "high": ...}.
   bool delay_per_synapse = false;
   double delay_ms_low = 0.0, delay_ms_high = 0.0;
@@ -62,6 +65,15 @@ BRAIN_API std::shared_ptr<DynSysGroup> build_ei_network(const EINetSpec& spec, u
 // with RunnerOptions::partition. rank 0 of 1 is build_ei_network.
 BRAIN_API std::shared_ptr<DynSysGroup> build_ei_network_shard(const EINetSpec& spec, uint64_t seed, c10::Device device,
                                                              double dt_ms, int rank, int world);
+
+// Delays, in steps, for the synapses of `conn` (a block of columns starting at global column
+// col_offset, as fixed_prob_columns builds; rows are global): synapse (i, j) gets
+// round((low_ms + (high_ms - low_ms) u) / dt_ms), u = m53(w0, w1) 2^-53 in [0, 1) from
+// Philox4x32-10 with counter (i, j, 0x44454C41 "DELA", 0) and key splitmix64(seed ^ "DELAYS!!")
+// (kernels/jitc/jitc_gen.h, kernels/rng/poisson_draw.h). A pure function of (seed, i, j): the
+// same delays on every device and in every shard. int64 [nnz] on the CPU, in conn's order.
+BRAIN_API at::Tensor synapse_delay_steps(const CsrMatrix& conn, int64_t col_offset, uint64_t seed, double low_ms,
+                                         double high_ms, double dt_ms);
 
 // The COBA-HH network (Brette et al. 2007, benchmark 3; Brian2's COBAHH example): 3200
 // excitatory and 800 inhibitory Hodgkin-Huxley neurons with Traub-Miles channels

@@ -1000,8 +1000,9 @@ TEST(Config, ErrorsNameTheJsonPath) {
             0u);
 }
 
-// "delay_ms": {"dist": "uniform", "low", "high"} gives every synapse its own delay, drawn in that
-// range and rounded to steps, the same for every device and build of the same seed.
+// "delay_ms": {"dist": "uniform", "low", "high"} gives every synapse its own delay, drawn
+// uniformly in that range and rounded to steps, the same for every build of the same seed and
+// for every shard of a distributed run: a rank's synapses have the delays one process gives them.
 TEST(Config, PerSynapseDelaysAreDrawnInTheirRange) {
   const auto cfg = brain::parse_run_config(
       R"({"network": {"n_exc": 400, "n_inh": 100, "p": 0.05, "delay_ms": {"dist": "uniform", "low": 0.5, "high": 3.0}},
@@ -1018,10 +1019,42 @@ TEST(Config, PerSynapseDelaysAreDrawnInTheirRange) {
     EXPECT_EQ(delays.min().item<int64_t>(), 5) << name;
     EXPECT_EQ(delays.max().item<int64_t>(), 30) << name;
     EXPECT_GT(std::get<0>(torch::_unique(delays)).numel(), 20) << name;
+    // Uniform in [0.5, 3.0] ms: steps 6 to 29 each with probability 1/25, 5 and 30 with 1/50.
+    const double mean = delays.to(torch::kDouble).mean().item<double>();
+    EXPECT_NEAR(mean, 17.5, 4 * 7.2 / std::sqrt(static_cast<double>(delays.numel()))) << name;
+    const auto counts = torch::bincount(delays, {}, 31).to(torch::kDouble);
+    EXPECT_NEAR(counts[5].item<double>() / counts[17].item<double>(), 0.5, 0.25) << name;
     const auto other = std::dynamic_pointer_cast<brain::AlignPostProj>(again->named_children()[name]);
     EXPECT_TRUE(torch::equal(other->synapse_delays()->delays(), delays)) << name;
+    EXPECT_EQ(proj->delay()->max_delay(), 30) << name;  // the longest the draw can give
   }
-  EXPECT_THROW(brain::build_ei_network_shard(cfg.network, 7, c10::kCPU, 0.1, 0, 2), c10::Error);
+  // Each synapse's delay as a dense [n_pre, n_post] matrix (delay + 1; 0: no synapse).
+  auto delay_matrix = [](const brain::AlignPostProj& proj) {
+    const auto& csr = static_cast<const brain::CsrComm&>(*proj.comm());
+    const brain::CsrMatrix m{csr.indptr(), csr.indices(), proj.synapse_delays()->delays().to(torch::kDouble) + 1,
+                             csr.n_pre(), csr.n_post()};
+    return m.to_dense();
+  };
+  for (const int world : {2, 3}) {
+    std::map<std::string, std::vector<at::Tensor>> blocks;
+    for (int rank = 0; rank < world; ++rank) {
+      auto shard = brain::build_ei_network_shard(cfg.network, 7, c10::kCPU, 0.1, rank, world);
+      for (const char* name : {"E2E", "E2I", "I2E", "I2I"}) {
+        const auto proj = std::dynamic_pointer_cast<brain::AlignPostProj>(shard->named_children()[name]);
+        ASSERT_TRUE(proj && proj->has_synapse_delays()) << name;
+        EXPECT_EQ(proj->delay()->max_delay(), 30) << name << " rank " << rank;
+        blocks[name].push_back(delay_matrix(*proj));
+      }
+    }
+    for (const char* name : {"E2E", "E2I", "I2E", "I2I"}) {
+      const auto whole = delay_matrix(*std::dynamic_pointer_cast<brain::AlignPostProj>(net->named_children()[name]));
+      EXPECT_TRUE(torch::equal(torch::cat(blocks[name], 1), whole)) << name << " on " << world << " processes";
+    }
+  }
+  const brain::CsrMatrix one = brain::CsrMatrix::from_dense(torch::ones({2, 2}), torch::kInt);
+  EXPECT_THROW(brain::synapse_delay_steps(one, 0, 1, 2.0, 1.0, 0.1), c10::Error);
+  EXPECT_THROW(brain::synapse_delay_steps(one, 0, 1, 0.0, 1.0, 0.0), c10::Error);
+  EXPECT_TRUE(torch::equal(brain::synapse_delay_steps(one, 0, 1, 0.5, 0.5, 0.1), torch::full({4}, 5, torch::kLong)));
 }
 
 }  // namespace
