@@ -368,23 +368,44 @@ struct Projection {
   // then the groups, so the two engines agree to rounding here, not bit for bit.
   bool queued = false;
   at::Tensor q_columns, q_weights;  // [nnz] in the sorted order (indices' type); weights undefined: w
-  // Run r covers the sorted entries [run_begin[r], run_begin[r + 1]) (runs tile the rows, so a
-  // run ends where the next begins), all of delay run_delay[r]; row i's runs are
-  // [run_ptr[i], run_ptr[i + 1]). 12 bytes a run, at most one run per synapse.
-  std::vector<int64_t> run_ptr, run_begin;
+  // Run r is run_entry[r] = first << kRunLengthBits | length: the sorted entries
+  // [first, first + length), all of delay run_delay[r] (a longer stretch of one delay is cut
+  // into several runs); row i's runs are [run_ptr[i], run_ptr[i + 1]). 12 bytes a run, at most
+  // one run per synapse. The queue holds the entries themselves, so delivering a run reads its
+  // columns and nothing else: with many delays nearly every synapse is a run of its own.
+  static constexpr int kRunLengthBits = 24;
+  static constexpr int64_t kRunLengthMask = (int64_t{1} << kRunLengthBits) - 1;
+  std::vector<int64_t> run_ptr, run_entry;
   std::vector<int32_t> run_delay;
   int64_t shortest = std::numeric_limits<int64_t>::max();  // the shortest delay (none: no synapses)
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> queue;  // per ring slot: entry ranges
-  const std::vector<std::pair<int64_t, int64_t>>* arriving = nullptr;
+  // Per ring slot: the runs filed under it, and their synapses.
+  std::vector<std::vector<int64_t>> queue;
+  std::vector<int64_t> queue_synapses;
+  const std::vector<int64_t>* arriving = nullptr;
   int64_t arriving_synapses = 0;
+  void add_run(int64_t first, int64_t length, int64_t delay) {
+    for (; length > 0; first += kRunLengthMask, length -= kRunLengthMask) {
+      run_entry.push_back(first << kRunLengthBits | std::min(length, kRunLengthMask));
+      run_delay.push_back(static_cast<int32_t>(delay));
+    }
+  }
   void file(const int32_t* spikes, int64_t n_spikes, int64_t step, int64_t not_before) {
+    // Slots from the step's by one comparison (a delay is below the ring's length), not a
+    // division per run.
+    const auto len = static_cast<int64_t>(queue.size());
+    const int64_t base = static_cast<int64_t>(slot(step));
+    const int64_t earliest = not_before - step;  // runs of shorter delays are due before not_before
+    const int64_t* entry = run_entry.data();
+    const int32_t* delay_of = run_delay.data();
     for (int64_t s = 0; s < n_spikes; ++s) {
       const int64_t row = spikes[s];
-      for (int64_t r = run_ptr[row]; r < run_ptr[row + 1]; ++r) {
-        const int64_t arrival = step + run_delay[static_cast<size_t>(r)];
-        if (arrival >= not_before) {
-          queue[slot(arrival)].emplace_back(run_begin[static_cast<size_t>(r)], run_begin[static_cast<size_t>(r) + 1]);
-        }
+      for (int64_t r = run_ptr[static_cast<size_t>(row)]; r < run_ptr[static_cast<size_t>(row) + 1]; ++r) {
+        const int64_t d = delay_of[r];
+        if (d < earliest) continue;
+        int64_t q = base + d;
+        if (q >= len) q -= len;
+        queue[static_cast<size_t>(q)].push_back(entry[r]);
+        queue_synapses[static_cast<size_t>(q)] += entry[r] & kRunLengthMask;
       }
     }
   }
@@ -432,7 +453,9 @@ void deliver(Projection<T>& pj, bool whole, int64_t lo, int64_t hi) {
     auto ranges = [&](auto index_type) {
       using index_t = decltype(index_type);
       const index_t* columns = pj.q_columns.template data_ptr<index_t>();
-      for (auto [k, end] : *pj.arriving) {
+      for (const int64_t run : *pj.arriving) {
+        int64_t k = run >> Projection<T>::kRunLengthBits;
+        int64_t end = k + (run & Projection<T>::kRunLengthMask);
         if (!whole && pj.sorted) {  // a run's columns are sorted: its part of [lo, hi) by bisection
           const index_t* first = kernels::csr::first_at_least(columns + k, columns + end, lo);
           k = first - columns;
@@ -687,14 +710,14 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
         const auto first = order.begin() + ptr[i], last = order.begin() + ptr[i + 1];
         std::iota(first, last, ptr[i]);
         std::stable_sort(first, last, [&](int64_t a, int64_t b) { return d[a] < d[b]; });
-        for (int64_t k = ptr[i]; k < ptr[i + 1]; ++k) {
-          if (k > ptr[i] && d[order[k]] == d[order[k - 1]]) continue;
-          pj.run_begin.push_back(k);
-          pj.run_delay.push_back(static_cast<int32_t>(d[order[k]]));
+        for (int64_t k = ptr[i], end = k; k < ptr[i + 1]; k = end) {
+          while (end < ptr[i + 1] && d[order[end]] == d[order[k]]) ++end;
+          pj.add_run(k, end - k, d[order[k]]);
         }
         pj.run_ptr[static_cast<size_t>(i + 1)] = static_cast<int64_t>(pj.run_delay.size());
       }
-      pj.run_begin.push_back(delays.numel());
+      TORCH_CHECK(delays.numel() < (int64_t{1} << (63 - Projection<T>::kRunLengthBits)), "fast engine: '", info.path,
+                  "' has too many synapses for its spike queue");
       if (delays.numel() > 0) pj.shortest = delays.min().item<int64_t>();
       const at::Tensor permutation = torch::tensor(order, torch::kLong);
       pj.q_columns = pj.indices.index_select(0, permutation).contiguous();
@@ -871,6 +894,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
   for (auto& pj : projs) {
     if (!pj.queued) continue;
     pj.queue.assign(pj.ring.size(), {});
+    pj.queue_synapses.assign(pj.ring.size(), 0);
     for (int64_t s = first_step - static_cast<int64_t>(pj.ring.size()) + 1; s < first_step; ++s) {
       const auto& list = pj.ring[pj.slot(s)];
       pj.file(list.data(), static_cast<int64_t>(list.size()), s, first_step);
@@ -954,8 +978,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       if (pj.queued) {
         if (!part) pj.file(pre.spikes.data(), pre.n_spikes, step, step);  // distributed: filed at the exchange
         pj.arriving = &pj.queue[pj.slot(step)];
-        pj.arriving_synapses = 0;
-        for (const auto& [b, e] : *pj.arriving) pj.arriving_synapses += e - b;
+        pj.arriving_synapses = pj.queue_synapses[pj.slot(step)];
       } else if (pj.delay > 0) {
         const auto& list = pj.ring[pj.slot(step - pj.delay)];
         pj.now = list.data();
@@ -979,7 +1002,9 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       for (auto& pj : projs) deliver(pj, true, pj.first_column(), pj.end_column());
     }
     for (auto& pj : projs) {
-      if (pj.queued) pj.queue[pj.slot(step)].clear();
+      if (!pj.queued) continue;
+      pj.queue[pj.slot(step)].clear();
+      pj.queue_synapses[pj.slot(step)] = 0;
     }
     for (size_t m = 0; m < writers.size(); ++m) {
       if (step % every[m] != 0) continue;
