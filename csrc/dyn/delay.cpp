@@ -1,5 +1,7 @@
 #include <brain/dyn/delay.h>
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <brain/ops.h>
@@ -181,9 +183,13 @@ HeteroDelayCsr::HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indic
 
   const auto device = indices.device();
   if (!grouped_) {
-    pre_ = register_buffer("pre", rows_cpu.to(device));
-    post_ = register_buffer("post", indices_cpu.to(device));
-    delays_ = register_buffer("delays_upto" + std::to_string(max_delay_), delays_cpu.to(device));
+    // In delay order (stably: CSR order within a delay), so that a step's reads of one slot of
+    // the history come together, in row order.
+    const auto [sorted, order] = delays_cpu.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
+    order_ = register_buffer("order", order.to(device));
+    pre_ = register_buffer("pre", rows_cpu.index_select(0, order).to(device));
+    post_ = register_buffer("post", indices_cpu.index_select(0, order).to(device));
+    delays_ = register_buffer("delays_upto" + std::to_string(max_delay_), sorted.to(device));
     return;
   }
   const ByDelay split = group_by_delay(rows_cpu, indices_cpu, delays_cpu, n_pre);
@@ -197,7 +203,10 @@ HeteroDelayCsr::HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indic
 }
 
 at::Tensor HeteroDelayCsr::delays() const {
-  if (!grouped_) return delays_.to(at::kCPU, at::kLong).contiguous();
+  if (!grouped_) {
+    const at::Tensor in_order = delays_.to(at::kCPU, at::kLong);
+    return torch::empty_like(in_order).index_put_({order_.to(at::kCPU)}, in_order);
+  }
   at::Tensor by_group = torch::empty({order_.size(0)}, torch::kLong);
   int64_t offset = 0;
   for (size_t g = 0; g < distinct_delays_.size(); ++g) {
@@ -229,14 +238,111 @@ at::Tensor HeteroDelayCsr::forward(const Delay& history, const at::Tensor& weigh
   return grouped_ ? forward_by_delay(history, weights, ctx) : forward_by_synapse(history, weights, ctx);
 }
 
+namespace {
+
+// out[(b,) post[k]] += h[(step - delays[k]) mod L, (b,) pre[k]] * w[k] over the entries in
+// their (delay) order, in one pass without temporaries: the same products, added to each
+// target in the same order, as forward_by_synapse's index_select, multiply and index_add, so
+// the same bits.
+// Each batch item is summed by one thread, so the result does not depend on the thread count.
+template <typename scalar_t>
+void deliver_by_synapse_cpu(const at::Tensor& h, const at::Tensor& w, const at::Tensor& pre, const at::Tensor& post,
+                            const at::Tensor& delays, int64_t step, at::Tensor& out) {
+  const int64_t len = h.size(0), batch = h.dim() == 3 ? h.size(1) : 1, n_pre = h.size(-1);
+  const int64_t n_post = out.size(-1), nnz = pre.numel();
+  const int64_t now = ((step % len) + len) % len;
+  const scalar_t* hp = h.const_data_ptr<scalar_t>();
+  const scalar_t* wp = w.const_data_ptr<scalar_t>();
+  const bool one_weight = w.numel() == 1;
+  const int64_t* from = pre.const_data_ptr<int64_t>();
+  const int64_t* to = post.const_data_ptr<int64_t>();
+  const int64_t* d = delays.const_data_ptr<int64_t>();
+  scalar_t* op = out.data_ptr<scalar_t>();
+  at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      scalar_t* target = op + b * n_post;
+      for (int64_t k = 0; k < nnz; ++k) {
+        int64_t slot = now - d[k];  // a delay is below len: one comparison, not a division
+        if (slot < 0) slot += len;
+        target[to[k]] += hp[(slot * batch + b) * n_pre + from[k]] * (one_weight ? wp[0] : wp[k]);
+      }
+    }
+  });
+}
+
+// The same over the delay groups' CSR matrices, as forward_by_delay's ops compute it: group g
+// scatters the rows of its slot of the history into a zeroed buffer, row by row (an event
+// delivery skips the rows whose value is zero, as the event op does), and the buffers are
+// added to the output group by group; in one call instead of an op per delay. Weights: one,
+// or one per entry in the groups' order.
+template <typename scalar_t, typename index_t>
+void deliver_by_delay_cpu(const at::Tensor& h, const at::Tensor& w, const std::vector<at::Tensor>& indptr,
+                          const std::vector<at::Tensor>& indices, const std::vector<int64_t>& delays, int64_t step,
+                          bool event, at::Tensor& out) {
+  const int64_t len = h.size(0), batch = h.dim() == 3 ? h.size(1) : 1, n_pre = h.size(-1);
+  const int64_t n_post = out.size(-1);
+  const int64_t now = ((step % len) + len) % len;
+  const scalar_t* hp = h.const_data_ptr<scalar_t>();
+  const scalar_t* wp = w.const_data_ptr<scalar_t>();
+  const bool one_weight = w.numel() == 1;
+  scalar_t* op = out.data_ptr<scalar_t>();
+  at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<scalar_t> group_sum(static_cast<size_t>(n_post));
+    for (int64_t b = b0; b < b1; ++b) {
+      scalar_t* target = op + b * n_post;
+      int64_t offset = 0;
+      for (size_t g = 0; g < delays.size(); ++g) {
+        int64_t slot = now - delays[g];
+        if (slot < 0) slot += len;
+        const scalar_t* values = hp + (slot * batch + b) * n_pre;
+        const index_t* ptr = indptr[g].const_data_ptr<index_t>();
+        const index_t* idx = indices[g].const_data_ptr<index_t>();
+        const scalar_t* wg = one_weight ? wp : wp + offset;
+        // The first group's sum is the output itself (it starts at zero), as the ops keep it.
+        scalar_t* sum = g == 0 ? target : group_sum.data();
+        if (g > 0) std::fill(group_sum.begin(), group_sum.end(), scalar_t(0));
+        for (int64_t i = 0; i < n_pre; ++i) {
+          const scalar_t v = values[i];
+          if (event && v == scalar_t(0)) continue;
+          for (int64_t k = ptr[i]; k < ptr[i + 1]; ++k) sum[idx[k]] += (one_weight ? wg[0] : wg[k]) * v;
+        }
+        if (g > 0) {
+          for (int64_t j = 0; j < n_post; ++j) target[j] += group_sum[static_cast<size_t>(j)];
+        }
+        offset += indices[g].numel();
+      }
+    }
+  });
+}
+
+// Outside autograd and replay recording, on the CPU in float or double: the fused loops above.
+bool fused_cpu_delivery(const at::Tensor& stored, const at::Tensor& weights, const at::Tensor& buffer,
+                        const Context& ctx) {
+  const bool recorded = at::GradMode::is_enabled() && (weights.requires_grad() || stored.requires_grad());
+  return !recorded && !ctx.clock.defined() && stored.device().is_cpu() && weights.device().is_cpu() &&
+         buffer.device().is_cpu() && (weights.scalar_type() == at::kFloat || weights.scalar_type() == at::kDouble);
+}
+
+}  // namespace
+
 at::Tensor HeteroDelayCsr::forward_by_synapse(const Delay& history, const at::Tensor& weights,
                                               const Context& ctx) const {
   const at::Tensor& stored = history.state("history");  // [D + 1, (B,) n_pre]
   const at::Tensor h = stored.to(weights.scalar_type());
   const int64_t len = h.size(0);
+  if (fused_cpu_delivery(stored, weights, pre_, ctx)) {
+    std::vector<int64_t> shape = h.sizes().slice(1).vec();
+    shape.back() = n_post_;
+    at::Tensor out = torch::zeros(shape, h.options());
+    const at::Tensor hc = h.contiguous(), wc = weights_by_delay(weights, ctx).contiguous();
+    AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "HeteroDelayCsr.by_synapse", [&] {
+      deliver_by_synapse_cpu<scalar_t>(hc, wc, pre_, post_, delays_, ctx.step, out);
+    });
+    return out;
+  }
   const at::Tensor slots = torch::remainder(ctx.step_value() - delays_, len);
   const at::Tensor flat = slots * n_pre_ + pre_;  // index into [D + 1, n_pre] flattened
-  const at::Tensor w = weights.numel() == 1 ? weights.reshape({}) : weights;
+  const at::Tensor w = weights.numel() == 1 ? weights.reshape({}) : weights_by_delay(weights, ctx);
   if (h.dim() == 2) {
     const at::Tensor values = h.reshape({-1}).index_select(0, flat);
     return torch::zeros({n_post_}, values.options()).index_add(0, post_, values * w);
@@ -268,6 +374,26 @@ at::Tensor HeteroDelayCsr::weights_by_delay(const at::Tensor& weights, const Con
 at::Tensor HeteroDelayCsr::forward_by_delay(const Delay& history, const at::Tensor& weights,
                                             const Context& ctx) const {
   const at::Tensor w = weights_by_delay(weights, ctx);
+  const at::Tensor& stored = history.state("history");
+  const bool same_index_types =
+      group_indices_.empty() || group_indices_[0].scalar_type() == group_indptr_[0].scalar_type();
+  if (same_index_types && fused_cpu_delivery(stored, weights, order_, ctx)) {
+    const at::Tensor h = stored.to(weights.scalar_type()).contiguous();
+    std::vector<int64_t> shape = h.sizes().slice(1).vec();
+    shape.back() = n_post_;
+    at::Tensor out = torch::zeros(shape, h.options());
+    const at::Tensor wc = w.contiguous();
+    AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "HeteroDelayCsr.by_delay", [&] {
+      if (group_indices_.empty() || group_indices_[0].scalar_type() == at::kLong) {
+        deliver_by_delay_cpu<scalar_t, int64_t>(h, wc, group_indptr_, group_indices_, distinct_delays_, ctx.step, event_,
+                                                out);
+      } else {
+        deliver_by_delay_cpu<scalar_t, int32_t>(h, wc, group_indptr_, group_indices_, distinct_delays_, ctx.step, event_,
+                                                out);
+      }
+    });
+    return out;
+  }
   const bool per_synapse = weights.numel() != 1;
   at::Tensor out;
   int64_t offset = 0;  // from the groups' sizes, which a torch::load may have changed with the entries

@@ -73,6 +73,10 @@ BRAIN_API SharedDelay shared_spike_delay(DynamicalSystem& source, int64_t n, int
 //    memory: distinct delays * (n_pre + 1) <= 2 nnz.
 //  - by synapse: every entry reads its own past, O(nnz) per step whatever fires (many
 //    distinct delays, e.g. delays drawn from a continuous distribution on a fine dt).
+// On the CPU, in float or double, when no gradient is recorded and no step is being recorded
+// for replay, either way is one fused loop (by delay: one call for all the groups instead of an
+// op per delay) that sums the same terms in the same order as the ops do, so both give the
+// same bits; otherwise the ops, which autograd and replay follow.
 class BRAIN_API HeteroDelayCsr : public torch::nn::Module {
  public:
   HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indices, const at::Tensor& delays,
@@ -104,9 +108,9 @@ class BRAIN_API HeteroDelayCsr : public torch::nn::Module {
   bool event_, grouped_;
   // What the loop needs on the host is in the buffers' names, so a state_dict of other delays
   // fails to load by name instead of loading under this module's delays: by delay, each
-  // group's CSR is "indptr_d<delay>" / "indices_d<delay>" and "order" the entries'
-  // permutation into groups (by delay, stable: each group keeps the CSR order); by synapse,
-  // each entry's row "pre", column "post" and delay "delays_upto<max_delay>".
+  // group's CSR is "indptr_d<delay>" / "indices_d<delay>"; by synapse, each entry's row
+  // "pre", column "post" and delay "delays_upto<max_delay>". Either way the entries are in
+  // delay order (stable: CSR order within a delay) and "order" is that permutation of the CSR.
   std::vector<int64_t> distinct_delays_;
   at::Tensor order_;
   std::vector<at::Tensor> group_indptr_, group_indices_;

@@ -373,6 +373,44 @@ TEST(Guard, ModuleEngineFindsNaNInSmallAndLargeStates) {
   }
 }
 
+// Delay histories hold copies of states pushed in earlier steps and are not summed themselves:
+// a bad value that no synapse carries (neuron 3 has none) never matters; one that a synapse
+// carries is found where it arrives (the synapse's conductance), at that step.
+TEST(Guard, ModuleEngineFindsBadDelayedValuesWhereTheyArrive) {
+  torch::NoGradGuard no_grad;
+  for (const int64_t bad_neuron : {3, 0}) {
+    auto net = std::make_shared<brain::DynSysGroup>("net");
+    auto input = net->add("input", std::make_shared<brain::PoissonGroup>(4, 0.0, 1));
+    auto post = net->add("post", std::make_shared<brain::LIF>(2, brain::LifParams{}, torch::kDouble));
+    at::Tensor dense = torch::ones({4, 2}, torch::kDouble);
+    dense[3] = 0.0;
+    const auto conn = brain::CsrMatrix::from_dense(dense, torch::kInt);
+    net->add("proj", std::make_shared<brain::AlignPostProj>(input, std::make_shared<brain::CsrComm>(conn, conn.weights),
+                                                            std::make_shared<brain::Expon>(2, 5.0, torch::kDouble),
+                                                            std::make_shared<brain::CUBA>(), post, 3));
+    net->reset_state();
+    // Step s reads slot (s - 3) mod 4: slot 2 at step 1.
+    at::Tensor history = net->find_state("proj.delay.history").clone();
+    history[2][bad_neuron] = std::numeric_limits<double>::quiet_NaN();
+    net->find_system("proj.delay").assign_state("history", history);
+    brain::RunnerOptions opt;
+    opt.engine = Engine::Modules;
+    opt.progress = 0;
+    if (bad_neuron == 3) {
+      EXPECT_NO_THROW(brain::Runner(net, opt).run_steps(10));
+      EXPECT_TRUE(torch::isfinite(net->find_state("proj.syn.g")).all().item<bool>());
+      continue;
+    }
+    try {
+      brain::Runner(net, opt).run_steps(10);
+      ADD_FAILURE() << "no error";
+    } catch (const brain::NonFiniteError& e) {
+      EXPECT_EQ(e.state(), "proj.syn.g");
+      EXPECT_EQ(e.step(), 1);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, Guard, ::testing::Values(Engine::Modules, Engine::Fast),
                          [](const auto& info) { return std::string(brain::engine_name(info.param)); });
 
