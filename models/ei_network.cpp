@@ -1,6 +1,7 @@
 // The COBA / CUBA E/I network builder (configs: models/coba.json, models/cuba.json).
 #include <brain/models/networks.h>
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -42,8 +43,11 @@ at::Tensor synapse_delay_steps(const CsrMatrix& conn, int64_t col_offset, uint64
                                                   static_cast<std::uint32_t>(col_offset + col[k]), kDelayCounter, 0u,
                                                   k0, k1);
         const double u = static_cast<double>(jitc::m53(w.w[0], w.w[1])) * jitc::kTwoPowMinus53;
-        // Rounded half to even, as torch.round rounds the delays a user converts from ms.
-        out[k] = static_cast<int64_t>(std::nearbyint((low_ms + (high_ms - low_ms) * u) / dt_ms));
+        // At most high_ms even where the sum rounds up, so no delay exceeds round(high_ms / dt_ms),
+        // the ring every rank reserves. Rounded half to even, as torch.round rounds delays
+        // a user converts from ms.
+        const double ms = std::min(high_ms, low_ms + (high_ms - low_ms) * u);
+        out[k] = static_cast<int64_t>(std::nearbyint(ms / dt_ms));
       }
     }
   });

@@ -570,16 +570,15 @@ void AlignPreProj::update(const Context& ctx) {
 }
 
 void AlignPreProj::set_synapse_delays(const at::Tensor& delay_steps) {
-  const auto [csr, shortest, longest] =
+  const SynapseDelayRange range =
       check_synapse_delays("AlignPreProj", comm_, delay_steps_, synapse_delays_ != nullptr, delay_steps);
-  (void)shortest;
   // The ring is added as a child: a reset_state() that has run already would have left it empty.
   TORCH_CHECK(!has_state("g_post"), "AlignPreProj: set_synapse_delays must be called before reset_state()");
   // Delay 0 reads the value pushed this step (update pushes before it reads), so one slot will do.
-  delay_ = add_child("delay", std::make_shared<Delay>(comm_->n_pre(), longest, post_->options()));
+  delay_ = add_child("delay", std::make_shared<Delay>(comm_->n_pre(), range.longest, post_->options()));
   // g is a value, not an event: every group reads a dense slot, so no event op.
-  synapse_delays_ = std::make_shared<HeteroDelayCsr>(csr->indptr(), csr->indices(), delay_steps, comm_->n_pre(),
-                                                     comm_->n_post(), longest, /*event=*/false);
+  synapse_delays_ = std::make_shared<HeteroDelayCsr>(range.csr->indptr(), range.csr->indices(), delay_steps,
+                                                     comm_->n_pre(), comm_->n_post(), range.longest, /*event=*/false);
   register_module("synapse_delays", synapse_delays_);
 }
 

@@ -68,7 +68,7 @@ BRAIN_API std::shared_ptr<DynSysGroup> build_ei_network_shard(const EINetSpec& s
 
 // Delays, in steps, for the synapses of `conn` (a block of columns starting at global column
 // col_offset, as fixed_prob_columns builds; rows are global): synapse (i, j) gets
-// round((low_ms + (high_ms - low_ms) u) / dt_ms), u = m53(w0, w1) 2^-53 in [0, 1) from
+// round(min(high_ms, low_ms + (high_ms - low_ms) u) / dt_ms), u = m53(w0, w1) 2^-53 in [0, 1) from
 // Philox4x32-10 with counter (i, j, 0x44454C41 "DELA", 0) and key splitmix64(seed ^ "DELAYS!!")
 // (kernels/jitc/jitc_gen.h, kernels/rng/poisson_draw.h). A pure function of (seed, i, j): the
 // same delays on every device and in every shard. int64 [nnz] on the CPU, in conn's order.
