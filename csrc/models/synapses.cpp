@@ -2,7 +2,10 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <brain/dyn/integrators.h>
@@ -376,7 +379,13 @@ void AlignPostProj::update(const Context& ctx) {
   if (synapse_delays_) {
     if (pushes_delay_ || pushes_for_zero_delays_) delay_->push(spikes, ctx);
     const auto& csr = static_cast<const CsrComm&>(*comm_);
-    syn_->deliver(ctx, synapse_delays_->forward(*delay_, csr.weights(), ctx));
+    if (stp_) {
+      stp_releases_->push(stp_->process(ctx, spikes), ctx);
+      syn_->deliver(ctx, synapse_delays_->forward(*stp_releases_, csr.weights(), ctx));
+    } else {
+      syn_->deliver(ctx, synapse_delays_->forward(*delay_, csr.weights(), ctx));
+    }
+    if (stdp_) update_delayed_stdp(ctx, spikes);
     return;
   }
   if (delay_) {
@@ -427,6 +436,132 @@ void AlignPostProj::update(const Context& ctx) {
 
 namespace {
 
+// STDP's fused CPU pass with per-synapse delays, in the weights' dtype: arrivals [La, n_pre]
+// (the spike ring), traces [Lt, n_pre] (the presynaptic traces before each step's spikes),
+// rows/delays per synapse in CSR order (int64), the CSR and its CSC view in index_t. The same
+// terms as csr_update_on_pre_ then csr_update_on_post_ over one projection per delay, so the
+// same bits. Rows and columns own disjoint synapses, so they run in parallel.
+template <typename scalar_t, typename index_t>
+void delayed_stdp_cpu(at::Tensor& weights, const at::Tensor& arrivals, const at::Tensor& traces, int64_t step,
+                      int64_t longest, const at::Tensor& indptr, const at::Tensor& indices, const at::Tensor& delays,
+                      const at::Tensor& csc_indptr, const at::Tensor& csc_rows, const at::Tensor& csc_perm,
+                      const at::Tensor& post_spikes, const at::Tensor& post_trace, double A_minus, double A_plus,
+                      double w_min, double w_max) {
+  const int64_t n_pre = arrivals.size(1), n_post = post_spikes.size(0);
+  const int64_t la = arrivals.size(0), lt = traces.size(0);
+  const int64_t now_a = ((step % la) + la) % la, now_t = ((step % lt) + lt) % lt;
+  const scalar_t* arr = arrivals.const_data_ptr<scalar_t>();
+  const scalar_t* tr = traces.const_data_ptr<scalar_t>();
+  const scalar_t* post = post_spikes.const_data_ptr<scalar_t>();
+  const scalar_t* a_post = post_trace.const_data_ptr<scalar_t>();
+  const index_t* ptr = indptr.const_data_ptr<index_t>();
+  const index_t* idx = indices.const_data_ptr<index_t>();
+  const index_t* cptr = csc_indptr.const_data_ptr<index_t>();
+  const index_t* crow = csc_rows.const_data_ptr<index_t>();
+  const index_t* perm = csc_perm.const_data_ptr<index_t>();
+  const int64_t* d = delays.const_data_ptr<int64_t>();
+  scalar_t* w = weights.data_ptr<scalar_t>();
+  const auto lo = static_cast<scalar_t>(w_min), hi = static_cast<scalar_t>(w_max);
+  const auto clip = [&](scalar_t v) { return v < lo ? lo : (v > hi ? hi : v); };
+  const int64_t nnz = indices.numel();
+  // A row none of whose spikes is still travelling has nothing arriving: where the window of
+  // the longest delay is smaller than the synapses, find those rows first.
+  std::vector<uint8_t> travelling;
+  if ((longest + 1) * n_pre < nnz) {
+    travelling.assign(static_cast<size_t>(n_pre), 0);
+    for (int64_t back = 0; back <= longest; ++back) {
+      int64_t slot = now_a - back;
+      if (slot < 0) slot += la;
+      const scalar_t* spikes = arr + slot * n_pre;
+      for (int64_t i = 0; i < n_pre; ++i) travelling[i] |= spikes[i] != scalar_t(0);
+    }
+  }
+  const auto scale_minus = static_cast<scalar_t>(-A_minus), scale_plus = static_cast<scalar_t>(A_plus);
+  at::parallel_for(0, n_pre, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      if (!travelling.empty() && !travelling[i]) continue;
+      for (int64_t k = ptr[i]; k < ptr[i + 1]; ++k) {
+        int64_t slot = now_a - d[k];
+        if (slot < 0) slot += la;
+        const scalar_t v = arr[slot * n_pre + i];
+        if (v == scalar_t(0)) continue;
+        w[k] = clip(w[k] + scale_minus * v * a_post[idx[k]]);
+      }
+    }
+  });
+  at::parallel_for(0, n_post, 64, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      if (post[j] == scalar_t(0)) continue;
+      const scalar_t factor = scale_plus * post[j];
+      for (int64_t p = cptr[j]; p < cptr[j + 1]; ++p) {
+        const int64_t k = perm[p];
+        int64_t slot = now_t - d[k];
+        if (slot < 0) slot += lt;
+        w[k] = clip(w[k] + factor * tr[slot * n_pre + crow[p]]);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void AlignPostProj::update_delayed_stdp(const Context& ctx, const at::Tensor& spikes) {
+  TORCH_CHECK(batch_size() == 0, "AlignPostProj: STDP updates one shared weight vector and needs unbatched states");
+  const at::Tensor& post_spikes = post_->state("spike");
+  const at::Tensor a_post = state("stdp_post_trace") * std::exp(-ctx.dt / stdp_->tau_minus);
+  // The presynaptic trace before this step's spikes: what a synapse with delay d reads d steps on.
+  const at::Tensor a_pre = state("stdp_pre_trace") * std::exp(-ctx.dt / stdp_->tau_plus);
+  stdp_trace_history_->push(a_pre, ctx);
+  {
+    torch::NoGradGuard no_grad;  // plasticity is a rule, not a differentiable op here
+    const auto csr = std::static_pointer_cast<CsrComm>(comm_);
+    at::Tensor w = csr->weights();
+    const auto type = w.scalar_type();
+    const at::Tensor arrivals = delay_->state("history").detach().to(type);  // [La, n_pre]
+    const at::Tensor& traces = stdp_trace_history_->state("history");      // [Lt, n_pre]
+    const at::Tensor post_s = post_spikes.detach().to(type);
+    const at::Tensor a_post_w = a_post.detach().to(type);
+    const bool fused = !ctx.clock.defined() && w.device().is_cpu() && w.is_contiguous() &&
+                       (type == at::kFloat || type == at::kDouble) &&
+                       csr->indptr().scalar_type() == csr->indices().scalar_type();
+    if (fused) {
+      const at::Tensor arr = arrivals.contiguous(), tr = traces.detach().to(type).contiguous();
+      const at::Tensor ptr = csr->indptr().contiguous(), idx = csr->indices().contiguous();
+      const at::Tensor post_c = post_s.contiguous(), a_post_c = a_post_w.contiguous();
+      const int64_t longest = synapse_delays_->max_delay();
+      AT_DISPATCH_FLOATING_TYPES(type, "AlignPostProj.delayed_stdp", [&] {
+        AT_DISPATCH_INDEX_TYPES(ptr.scalar_type(), "AlignPostProj.delayed_stdp", [&] {
+          delayed_stdp_cpu<scalar_t, index_t>(w, arr, tr, ctx.step, longest, ptr, idx, stdp_delays_, csc_indptr_,
+                                              csc_rows_, csc_perm_, post_c, a_post_c, stdp_->A_minus, stdp_->A_plus,
+                                              stdp_->w_min, stdp_->w_max);
+        });
+      });
+      // Written through its data pointer: say so, as the in-place ops do, so that what caches
+      // the weights by version (HeteroDelayCsr's copy in delay order) sees them change.
+      torch::autograd::impl::bump_version(w);
+    } else {
+      // Every synapse reads its own slot of either ring (the device clock when replaying).
+      const at::Tensor now = ctx.step_value();
+      const at::Tensor at_arrival =
+          torch::remainder(now - stdp_delays_, arrivals.size(0)) * arrivals.size(1) + stdp_rows_;
+      const at::Tensor arrived = arrivals.reshape({-1}).index_select(0, at_arrival);
+      const at::Tensor idx = csr->indices();
+      const at::Tensor depressed =
+          (w + (-stdp_->A_minus) * arrived * a_post_w.index_select(0, idx)).clamp(stdp_->w_min, stdp_->w_max);
+      at::Tensor updated = torch::where(arrived != 0, depressed, w);
+      const at::Tensor at_trace = torch::remainder(now - stdp_delays_, traces.size(0)) * traces.size(1) + stdp_rows_;
+      const at::Tensor pre_trace = traces.detach().to(type).reshape({-1}).index_select(0, at_trace);
+      const at::Tensor post_k = post_s.index_select(0, idx);
+      const at::Tensor potentiated = (updated + stdp_->A_plus * post_k * pre_trace).clamp(stdp_->w_min, stdp_->w_max);
+      w.copy_(torch::where(post_k != 0, potentiated, updated));
+    }
+  }
+  set_state("stdp_pre_trace", a_pre + spikes.detach().to(a_pre.scalar_type()));
+  set_state("stdp_post_trace", a_post + post_spikes.detach().to(a_post.scalar_type()));
+}
+
+namespace {
+
 // What set_synapse_delays checks for either projection, before anything changes: the CSR
 // connectivity the delays are per synapse of, and their range (shortest, longest).
 struct SynapseDelayRange {
@@ -457,8 +592,6 @@ SynapseDelayRange check_synapse_delays(const char* who, const std::shared_ptr<Co
 }  // namespace
 
 void AlignPostProj::set_synapse_delays(const at::Tensor& delay_steps) {
-  TORCH_CHECK(!stp_ && !stdp_, "AlignPostProj: per-synapse delays cannot be combined with short-term plasticity or "
-              "STDP, which act on a spike's arrival per presynaptic neuron");
   const auto [csr, shortest, longest] =
       check_synapse_delays("AlignPostProj", comm_, delay_steps_, synapse_delays_ != nullptr, delay_steps);
   const int64_t ring = std::max<int64_t>(longest, 1);
@@ -472,18 +605,37 @@ void AlignPostProj::set_synapse_delays(const at::Tensor& delay_steps) {
   synapse_delays_ = std::make_shared<HeteroDelayCsr>(csr->indptr(), csr->indices(), delay_steps, comm_->n_pre(),
                                                      comm_->n_post(), ring, csr->event());
   register_module("synapse_delays", synapse_delays_);
+  prepare_delayed_plasticity();
+}
+
+void AlignPostProj::prepare_delayed_plasticity() {
+  if (!synapse_delays_) return;
+  const int64_t ring = synapse_delays_->max_delay();
+  if (stp_ && !stp_releases_) {
+    stp_releases_ = add_child("stp_releases", std::make_shared<Delay>(comm_->n_pre(), ring, post_->options()));
+  }
+  if (stdp_ && !stdp_trace_history_) {
+    const auto csr = std::static_pointer_cast<CsrComm>(comm_);
+    stdp_trace_history_ =
+        add_child("stdp_trace_history", std::make_shared<Delay>(comm_->n_pre(), ring, csr->weights().options()));
+    // Construction time: on the host, then where the weights are.
+    const at::Tensor counts = csr->indptr().to(at::kCPU, at::kLong).diff();
+    const auto device = csr->indices().device();
+    stdp_rows_ = register_buffer(
+        "stdp_rows", torch::repeat_interleave(torch::arange(comm_->n_pre(), counts.options()), counts).to(device));
+    stdp_delays_ = register_buffer("stdp_delays", synapse_delays_->delays().to(device));
+  }
 }
 
 std::shared_ptr<STP> AlignPostProj::add_stp(STPParams params) {
   TORCH_CHECK(!stp_, "AlignPostProj: short-term plasticity was already added");
-  TORCH_CHECK(!synapse_delays_, "AlignPostProj: short-term plasticity cannot be combined with per-synapse delays");
   stp_ = add_child("stp", std::make_shared<STP>(comm_->n_pre(), params, post_->options()));
+  prepare_delayed_plasticity();
   return stp_;
 }
 
 void AlignPostProj::add_stdp(STDPParams params) {
   TORCH_CHECK(!stdp_, "AlignPostProj: STDP was already added");
-  TORCH_CHECK(!synapse_delays_, "AlignPostProj: STDP cannot be combined with per-synapse delays");
   TORCH_CHECK(params.tau_plus > 0 && params.tau_minus > 0, "AlignPostProj: STDP time constants must be positive");
   TORCH_CHECK(params.w_min <= params.w_max, "AlignPostProj: STDP needs w_min <= w_max");
   if (std::dynamic_pointer_cast<DenseComm>(comm_)) {
@@ -501,6 +653,7 @@ void AlignPostProj::add_stdp(STDPParams params) {
   register_buffer("csc_indptr", csc_indptr_);
   register_buffer("csc_rows", csc_rows_);
   register_buffer("csc_perm", csc_perm_);
+  prepare_delayed_plasticity();
 }
 
 void AlignPostProj::reset_own_state(int64_t) {

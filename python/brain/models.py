@@ -68,7 +68,8 @@ DualExpon, Alpha, Kinetic, NMDA, BioNMDA, PoissonGroup, SpikeTimeGroup = (
 #       A_plus, A_minus, w_min, w_max)  (STDP needs a DenseComm, or a CsrComm with one weight per synapse)
 #   AlignPostProj(pre, CsrComm(...), syn, out, post).set_synapse_delays(delay_steps): one delay per
 #       synapse (integer tensor [nnz], steps, the CSR's order) instead of delay_steps; before
-#       reset_state(); not with STP or STDP. .synapse_delay_groups(): the distinct delays when
+#       reset_state(); STP and STDP act on each synapse's arrivals (before or after the delays are
+#       set: see set_synapse_delays in brain/models/synapses.h). .synapse_delay_groups(): the distinct delays when
 #       delivered by delay group, None when by synapse (brain/dyn/delay.h, HeteroDelayCsr)
 CondNeuGroup, NaChannelHH, KChannelHH, LeakChannel = _C.CondNeuGroup, _C.NaChannelHH, _C.KChannelHH, _C.LeakChannel
 #   NaChannelTM(n, g=100, E=50, V_T=-63, V_rest=None), KChannelTM(n, g=30, E=-90, V_T=-63, V_rest=None):

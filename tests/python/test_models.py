@@ -377,6 +377,87 @@ def test_per_synapse_delays_replay_checkpoint_and_state_dict(tmp_path):
         proj.set_synapse_delays(torch.zeros(3, dtype=torch.long))
 
 
+def plastic_delayed_net(device="cpu"):
+    """Poisson -> LIF E (50) through STDP synapses, and E onto itself through depressing (STP)
+    synapses, each synapse with a delay of its own (0 to 8 steps)."""
+    m = brain.models
+    net = m.Network()
+    src = net.add("src", m.PoissonGroup(40, 40.0, seed=2))
+    E = net.add("E", m.LIF(50, dtype="float64"))
+    g = torch.Generator().manual_seed(3)
+    indptr, indices = m.fixed_prob(40, 50, 0.3, True, 4)
+    w = 0.2 + 0.6 * torch.rand(indices.numel(), dtype=torch.float64, generator=g)
+    inp = net.add("in", m.AlignPostProj(src, m.CsrComm(indptr, indices, w, 40, 50), m.Expon(50, 5.0, dtype="float64"),
+                                        m.CUBA(), E))
+    inp.add_stdp(A_plus=0.02, A_minus=0.021, w_min=0.0, w_max=1.0)
+    inp.set_synapse_delays(torch.randint(0, 9, (indices.numel(),), generator=g))
+    indptr, indices = m.fixed_prob(50, 50, 0.2, False, 5)
+    rec = net.add("rec", m.AlignPostProj(E, m.CsrComm(indptr, indices, torch.tensor(1.5, dtype=torch.float64), 50, 50),
+                                         m.Expon(50, 5.0, dtype="float64"), m.CUBA(), E))
+    rec.set_synapse_delays(torch.randint(0, 9, (indices.numel(),), generator=g))
+    rec.add_stp(U=0.4, tau_f=50.0, tau_d=300.0, facilitation=False)
+    net.to(device)
+    net.reset_state()
+    return net
+
+
+def test_per_synapse_delays_with_stp_and_stdp_replay_and_checkpoint(tmp_path):
+    """STP and STDP on synapses with delays of their own (checked against one projection per
+    delay and the delayed pair sum in C++, test_models.cpp), from Python: recorded-step replay
+    (the rules' tensor ops on the step clock) equals the straight run (their fused CPU pass) in
+    spikes and learnt weights, and a checkpoint carries the rings of releases and traces."""
+    monitors = ["E.spike", ("E.V", [0, 9])]
+    drive = [{"path": "E.input", "value": 12.0, "add": False}]
+
+    def runner(net, **kw):
+        return brain.models.Runner(net, monitors=monitors, inputs=drive, progress=False, **kw)
+
+    net = plastic_delayed_net()
+    w0 = net.state_dict()["in.comm.weights"].clone()
+    straight = runner(net, graphs="off").run_steps(400)
+    assert straight["engine"] == "modules"
+    learnt = net.state_dict()["in.comm.weights"]
+    assert straight["E.spike"].float().mean() > 0.002
+    assert (learnt - w0).abs().max() > 1e-3
+
+    again = plastic_delayed_net()
+    emulated = runner(again, graphs="emulate").run_steps(400)
+    assert emulated["graphs"] == "emulated" and emulated["replayed_steps"] > 0
+    assert torch.equal(emulated["E.spike"], straight["E.spike"])
+    torch.testing.assert_close(emulated["E.V"], straight["E.V"], rtol=0, atol=1e-12)
+    torch.testing.assert_close(again.state_dict()["in.comm.weights"], learnt, rtol=0, atol=1e-14)
+
+    first_net = plastic_delayed_net()
+    first = runner(first_net)
+    first.run_steps(200)
+    first.save_checkpoint(tmp_path / "half.ckpt")
+    # The rings: 9 steps (delays 0 to 8) of the 40 inputs' traces and of the 50 neurons' releases.
+    assert tuple(first_net.state("in.stdp_trace_history.history").shape) == (9, 40)
+    assert tuple(first_net.state("rec.stp_releases.history").shape) == (9, 50)
+    assert first_net.state("in.stdp_trace_history.history").abs().sum() > 0
+    resumed_net = plastic_delayed_net()
+    resumed = runner(resumed_net)
+    resumed.load_checkpoint(tmp_path / "half.ckpt")
+    tail = resumed.run_steps(200)
+    assert torch.equal(tail["E.spike"], straight["E.spike"][200:])
+    assert torch.equal(resumed_net.state_dict()["in.comm.weights"], learnt)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_per_synapse_delays_with_stp_and_stdp_equal_the_cpu():
+    """On a GPU, STP and STDP with per-synapse delays take the tensor ops: the CPU's spikes,
+    potentials and learnt weights to rounding."""
+    drive = [{"path": "E.input", "value": 12.0, "add": False}]
+    nets = [plastic_delayed_net(device=d) for d in ("cpu", "cuda")]
+    runs = [brain.models.Runner(net, monitors=["E.spike", "E.V"], inputs=drive, progress=False,
+                                graphs="off").run_steps(300) for net in nets]
+    assert runs[0]["E.spike"].any()
+    assert torch.equal(runs[1]["E.spike"].cpu(), runs[0]["E.spike"])
+    torch.testing.assert_close(runs[1]["E.V"].cpu(), runs[0]["E.V"], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(nets[1].state_dict()["in.comm.weights"].cpu(),
+                               nets[0].state_dict()["in.comm.weights"], rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("graphs", ["off", "auto"])
 def test_cuda_per_synapse_delays_equal_the_cpu(graphs):

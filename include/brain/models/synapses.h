@@ -413,9 +413,20 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   // uniform delay would. The history of pre's spikes is the one ring the other delayed
   // projections from pre read (sized by the longest delay); the delivery is HeteroDelayCsr's
   // (by delay group, event-driven when the CsrComm is, or per synapse; see delay.h), with the
-  // CsrComm's weights, so gradients reach them. STP and STDP act on a spike's arrival, which
-  // heterogeneous delays make per synapse rather than per presynaptic neuron: a projection takes
-  // either these delays or STP/STDP, whichever is added first. Call before reset_state().
+  // CsrComm's weights, so gradients reach them. Call before reset_state().
+  // STP and STDP act on a spike's arrival, which these delays make per synapse; both are
+  // functions of the presynaptic train shifted by the synapse's delay, so they are kept per
+  // presynaptic neuron and read d steps late, as one projection per delay would see them:
+  //  - STP: the releases u x of pre's neurons go into a ring of their own (sized by the
+  //    longest delay), which the synapses read in place of the spikes.
+  //  - STDP: a ring of the presynaptic traces (before each step's spikes) gives synapse k at
+  //    step s the trace of the spikes that have arrived at it; a spike emitted at s - d_k
+  //    depresses synapse k at s (by A_minus * a_post then), and a postsynaptic spike
+  //    potentiates it by A_plus times that trace. The state is O(n_pre) per step of delay,
+  //    not O(nnz). On the CPU outside replay one fused pass visits the synapses of the rows
+  //    that fired within the longest delay and of the postsynaptic neurons that fire; else
+  //    tensor ops over every synapse (no host sync).
+  // Either may be added before or after the delays.
   void set_synapse_delays(const at::Tensor& delay_steps);
   bool has_synapse_delays() const { return synapse_delays_ != nullptr; }
   const std::shared_ptr<HeteroDelayCsr>& synapse_delays() const { return synapse_delays_; }
@@ -448,6 +459,13 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   at::Tensor csc_indptr_, csc_rows_, csc_perm_;
   std::shared_ptr<HeteroDelayCsr> synapse_delays_;
   bool pushes_for_zero_delays_ = false;  // reads this step's slot of a ring another projection pushes
+  // Plasticity with per-synapse delays (set_synapse_delays): STP's releases and STDP's
+  // presynaptic traces, each a ring read d_k steps late; each synapse's row and delay in the
+  // CSR's order.
+  std::shared_ptr<Delay> stp_releases_, stdp_trace_history_;
+  at::Tensor stdp_rows_, stdp_delays_;
+  void prepare_delayed_plasticity();
+  void update_delayed_stdp(const Context& ctx, const at::Tensor& spikes);
 };
 
 // AlignPre: the synaptic state lives on the presynaptic side (any synapse, also nonlinear

@@ -477,6 +477,47 @@ TEST(AlignPost, PerSynapseDelaysCarryGradientsToTheWeights) {
       });
 }
 
+// Short-term plasticity with per-synapse delays: each synapse's release is its neuron's u x at
+// emission, arriving d steps on, so it equals one STP projection per delay, outputs and
+// gradients, with STP added before the delays; and added after them, the same run.
+TEST(AlignPost, PerSynapseDelaysWithStpEqualOneProjectionPerDelay) {
+  const brain::STPParams stp{0.2, 100.0, 50.0, true};
+  const auto delays = torch::tensor({0, 3, 1, 3, 1, 0});
+  expect_per_synapse_delays_equal_one_projection_per_delay<brain::AlignPostProj>(
+      delays, 3, [&](auto pre, auto syn, auto comm, auto out, auto post, int64_t d) {
+        auto proj = std::make_shared<brain::AlignPostProj>(pre, comm, syn, out, post, d);
+        proj->add_stp(stp);
+        return proj;
+      });
+  const auto conn = brain::CsrMatrix::from_dense(
+      torch::tensor({{0.5, 0.0, 1.0}, {0.0, 2.0, 0.0}, {1.5, 0.0, 0.0}, {0.0, 0.25, 3.0}}, torch::kDouble), torch::kInt);
+  std::vector<at::Tensor> g;
+  for (const bool stp_first : {true, false}) {
+    auto net = std::make_shared<brain::DynSysGroup>("net");
+    auto input = net->add("input", std::make_shared<brain::PoissonGroup>(4, 400.0, 3));
+    brain::LifParams silent;
+    silent.V_th = 1e9;
+    auto post = net->add("post", std::make_shared<brain::LIF>(3, silent, torch::kDouble));
+    auto proj = net->add("proj", std::make_shared<brain::AlignPostProj>(
+                                     input, std::make_shared<brain::CsrComm>(conn, conn.weights),
+                                     std::make_shared<brain::Expon>(3, 4.0, torch::kDouble), std::make_shared<brain::CUBA>(), post));
+    if (stp_first) proj->add_stp(stp);
+    proj->set_synapse_delays(delays);
+    if (!stp_first) proj->add_stp(stp);
+    net->reset_state();
+    Context ctx;
+    ctx.dt = 0.5;
+    at::Tensor sum = torch::zeros({3}, torch::kDouble);
+    for (ctx.step = 0; ctx.step < 80; ++ctx.step) {
+      net->step(ctx);
+      sum += net->find_state("proj.syn.g");
+    }
+    g.push_back(sum);
+  }
+  EXPECT_TRUE(torch::equal(g[0], g[1]));
+  EXPECT_GT(g[0].sum().item<double>(), 0.0);
+}
+
 template <typename F>
 void expect_error_saying(F&& f, const std::string& words) {
   try {
@@ -505,16 +546,6 @@ TEST(AlignPost, PerSynapseDelaysRefuseWhatTheyCannotDo) {
                "need CSR connectivity");
   expect_error_saying([&] { make(0, std::make_shared<brain::CsrComm>(conn, conn.weights))->set_synapse_delays(delays.to(torch::kBool)); },
                "integer tensor");
-  expect_error_saying([&] {
-    auto proj = make(0);
-    proj->add_stp({});
-    proj->set_synapse_delays(delays);
-  }, "cannot be combined");
-  expect_error_saying([&] {
-    auto proj = make(0);
-    proj->set_synapse_delays(delays);
-    proj->add_stdp({});
-  }, "cannot be combined");
   expect_error_saying([&] {
     auto proj = make(0);
     proj->set_synapse_delays(delays);
@@ -773,6 +804,157 @@ TEST(STDP, DenseWeightsLearnExactlyLikeCsrWeights) {
   auto b = std::make_shared<Scripted>(4, post_steps);
   brain::AlignPostProj bad(a, one, std::make_shared<brain::Expon>(4, 5.0, torch::kDouble), std::make_shared<brain::CUBA>(), b);
   EXPECT_THROW(bad.add_stdp(p), c10::Error);
+}
+
+// STDP with per-synapse delays, against the pair sum: a synapse of delay d sees its presynaptic
+// spikes d steps late, so every pair is the undelayed pair with the presynaptic time shifted
+// by d. One presynaptic neuron onto two postsynaptic ones with the same train, delays 0 and
+// 25 steps; through the fused CPU pass and through the tensor ops (a step clock, as replay).
+TEST(STDP, PerSynapseDelaysShiftEachPairByTheSynapsesDelay) {
+  const std::vector<int64_t> pre_steps{10, 120, 200, 260}, post_steps{30, 100, 205, 250, 290};
+  const std::vector<int64_t> delays{0, 25};
+  const double dt = 0.1, w0 = 0.5;
+  brain::AlignPostProj::STDPParams p;
+  const auto conn = brain::CsrMatrix::from_dense(torch::ones({1, 2}, torch::kDouble), torch::kLong);
+  for (const bool clock : {false, true}) {
+    auto net = std::make_shared<brain::DynSysGroup>("net");
+    auto pre = net->add("pre", std::make_shared<Scripted>(1, std::vector<std::vector<int64_t>>{pre_steps}));
+    auto post = net->add("post", std::make_shared<Scripted>(2, std::vector<std::vector<int64_t>>{post_steps, post_steps}));
+    auto comm = std::make_shared<brain::CsrComm>(conn, torch::full({2}, w0, torch::kDouble));
+    auto proj = net->add("proj", std::make_shared<brain::AlignPostProj>(
+                                     pre, comm, std::make_shared<brain::Expon>(2, 5.0, torch::kDouble),
+                                     std::make_shared<brain::CUBA>(), post));
+    proj->set_synapse_delays(torch::tensor(delays));
+    proj->add_stdp(p);
+    net->reset_state();
+    Context ctx;
+    ctx.dt = dt;
+    for (ctx.step = 0; ctx.step < 320; ++ctx.step) {
+      if (clock) ctx.clock = torch::full({}, ctx.step, torch::kLong);
+      net->step(ctx);
+    }
+    for (int64_t k = 0; k < 2; ++k) {
+      double want = w0;
+      for (auto tj : post_steps) {
+        for (auto emitted : pre_steps) {
+          const int64_t ti = emitted + delays[k];
+          if (ti < tj) want += p.A_plus * std::exp(-(tj - ti) * dt / p.tau_plus);
+          if (tj < ti) want -= p.A_minus * std::exp(-(ti - tj) * dt / p.tau_minus);
+        }
+      }
+      EXPECT_NEAR(comm->weights()[k].item<double>(), want, 1e-12) << "synapse " << k << " clock " << clock;
+    }
+    EXPECT_NE(comm->weights()[0].item<double>(), comm->weights()[1].item<double>());
+  }
+}
+
+// The synapses of `conn` whose delay is d, as a CSR of their own (the CSR's order kept), and
+// where they sit in conn.
+std::pair<brain::CsrMatrix, at::Tensor> synapses_with_delay(const brain::CsrMatrix& conn, const at::Tensor& delays,
+                                                            int64_t d) {
+  const auto rows = torch::repeat_interleave(torch::arange(conn.n_rows), conn.indptr.to(torch::kLong).diff());
+  const auto where = (delays == d).nonzero().flatten();
+  auto sub = brain::CsrMatrix::from_coo(rows.index_select(0, where), conn.indices.to(torch::kLong).index_select(0, where),
+                                       conn.weights.index_select(0, where), conn.n_rows, conn.n_cols);
+  sub.indptr = sub.indptr.to(conn.indptr.scalar_type());
+  sub.indices = sub.indices.to(conn.indices.scalar_type());
+  return {sub, where};
+}
+
+// STDP on a projection with a delay per synapse learns what one uniformly delayed projection
+// per delay learns over that delay's synapses, to the bit (the fused pass) or to rounding (the
+// tensor ops, under a step clock), and delivers what they deliver with the weights learnt so
+// far (into one shared synapse): random spike trains with pairs in one step, weights that
+// reach both bounds, few delays (by group) and many (by synapse), and STDP added before or
+// after the delays.
+TEST(STDP, PerSynapseDelaysLearnAsOneProjectionPerDelay) {
+  torch::manual_seed(4);
+  // 8 x 40 at 60%: with few delays the window of the longest is smaller than the synapses, so
+  // the fused pass first finds the rows with spikes in flight.
+  const int64_t n_pre = 8, n_post = 40, steps = 300;
+  auto train = [&](int64_t n, double p_fire) {
+    std::vector<std::vector<int64_t>> steps_of(n);
+    const auto fired = torch::rand({steps, n}) < p_fire;
+    for (int64_t s = 0; s < steps; ++s)
+      for (int64_t i = 0; i < n; ++i)
+        if (fired[s][i].item<bool>()) steps_of[i].push_back(s);
+    return steps_of;
+  };
+  const auto pre_steps = train(n_pre, 0.04), post_steps = train(n_post, 0.05);
+  const auto dense = torch::linspace(0.15, 0.85, n_pre * n_post, torch::kDouble).view({n_pre, n_post}) *
+                     (torch::rand({n_pre, n_post}) < 0.6);
+  const auto conn = brain::CsrMatrix::from_dense(dense, torch::kInt);
+  const int64_t nnz = conn.indices.numel();
+  brain::AlignPostProj::STDPParams p;
+  p.A_plus = 0.2;
+  p.A_minus = 0.25;
+  p.w_min = 0.1;
+  p.w_max = 0.9;
+  auto network = [&](auto&& add_projections) {
+    auto net = std::make_shared<brain::DynSysGroup>("net");
+    auto pre = net->add("pre", std::make_shared<Scripted>(n_pre, pre_steps));
+    auto post = net->add("post", std::make_shared<Scripted>(n_post, post_steps));
+    add_projections(*net, pre, post);
+    net->reset_state();
+    return net;
+  };
+  // The synaptic conductance summed over the run.
+  auto run = [&](brain::DynSysGroup& net, const brain::Synapse& syn, bool clock) {
+    Context ctx;
+    ctx.dt = 0.5;
+    at::Tensor g = torch::zeros({n_post}, torch::kDouble);
+    for (ctx.step = 0; ctx.step < steps; ++ctx.step) {
+      if (clock) ctx.clock = torch::full({}, ctx.step, torch::kLong);
+      net.step(ctx);
+      g += syn.state("g");
+    }
+    return g;
+  };
+  for (const bool few : {true, false}) {
+    const auto delays = few ? torch::tensor({0, 3, 7}).index({torch::randint(3, {nnz})}) : torch::randint(0, 60, {nnz});
+    // One projection per delay, each over its own synapses.
+    at::Tensor split = conn.weights.clone();
+    std::vector<std::pair<std::shared_ptr<brain::CsrComm>, at::Tensor>> parts;
+    auto syn = std::make_shared<brain::Expon>(n_post, 5.0, torch::kDouble);
+    auto reference = network([&](brain::DynSysGroup& net, auto pre, auto post) {
+      auto out = std::make_shared<brain::CUBA>();
+      const auto distinct = std::get<0>(torch::_unique(delays));
+      for (int64_t g = 0; g < distinct.numel(); ++g) {
+        const int64_t d = distinct[g].item<int64_t>();
+        auto [sub, where] = synapses_with_delay(conn, delays, d);
+        auto comm = std::make_shared<brain::CsrComm>(sub, sub.weights.clone());
+        auto proj = net.add("proj" + std::to_string(d), std::make_shared<brain::AlignPostProj>(pre, comm, syn, out, post, d));
+        proj->add_stdp(p);
+        parts.emplace_back(comm, where);
+      }
+    });
+    const at::Tensor g_reference = run(*reference, *syn, false);
+    EXPECT_GT(g_reference.sum().item<double>(), 0.0);
+    for (const auto& [comm, where] : parts) split.index_put_({where}, comm->weights());
+    EXPECT_NEAR(split.max().item<double>(), p.w_max, 1e-12);
+    EXPECT_NEAR(split.min().item<double>(), p.w_min, 1e-12);
+    for (const bool stdp_first : {true, false}) {
+      for (const bool clock : {false, true}) {
+        std::shared_ptr<brain::AlignPostProj> proj;
+        auto own_syn = std::make_shared<brain::Expon>(n_post, 5.0, torch::kDouble);
+        auto comm = std::make_shared<brain::CsrComm>(conn, conn.weights.clone());
+        auto net = network([&](brain::DynSysGroup& net, auto pre, auto post) {
+          proj = net.add("proj", std::make_shared<brain::AlignPostProj>(pre, comm, own_syn, std::make_shared<brain::CUBA>(), post));
+          if (stdp_first) proj->add_stdp(p);
+          proj->set_synapse_delays(delays);
+          if (!stdp_first) proj->add_stdp(p);
+        });
+        EXPECT_EQ(proj->synapse_delays()->grouped(), few);
+        const at::Tensor g = run(*net, *own_syn, clock);
+        EXPECT_TRUE(torch::allclose(g, g_reference, 1e-12, 1e-12)) << "few " << few << " clock " << clock;
+        if (clock) {
+          EXPECT_TRUE(torch::allclose(comm->weights(), split, 0, 1e-14)) << "few " << few;
+        } else {
+          EXPECT_TRUE(torch::equal(comm->weights(), split)) << "few " << few << "\n" << comm->weights() - split;
+        }
+      }
+    }
+  }
 }
 
 // Two Poisson inputs onto a silent LIF population through CSR projections, built three ways.
