@@ -149,30 +149,58 @@ void SpikeTimeGroup::reset_own_state(int64_t) {
   set_state("spike", torch::zeros(state_shape(n_), opts));
 }
 
+void SpikeTimeGroup::sort_schedule(double dt) {
+  if (schedule_dt_ == dt && sorted_steps_.size() == times_.size()) return;
+  std::vector<int64_t> steps(times_.size());
+  for (size_t k = 0; k < times_.size(); ++k) steps[k] = std::llround(times_[k] / dt);
+  std::vector<size_t> order(times_.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return steps[a] < steps[b]; });
+  sorted_steps_.resize(order.size());
+  sorted_indices_.resize(order.size());
+  most_in_one_step_ = 0;
+  for (size_t k = 0, run = 0; k < order.size(); ++k) {
+    sorted_steps_[k] = steps[order[k]];
+    sorted_indices_[k] = indices_[order[k]];
+    run = (k > 0 && sorted_steps_[k] == sorted_steps_[k - 1]) ? run + 1 : 1;
+    most_in_one_step_ = std::max<int64_t>(most_in_one_step_, static_cast<int64_t>(run));
+  }
+  schedule_dt_ = dt;
+}
+
 void SpikeTimeGroup::update(const Context& ctx) {
   const auto& spike = state("spike");
+  sort_schedule(ctx.dt);
   if (ctx.clock.defined()) {
     if (!device_steps_.defined() || device_dt_ != ctx.dt || device_steps_.device() != spike.device()) {
-      std::vector<int64_t> steps;
-      for (double t : times_) steps.push_back(std::llround(t / ctx.dt));
       const auto on_device = at::TensorOptions(torch::kLong).device(spike.device());
-      device_steps_ = torch::tensor(steps, torch::kLong).to(on_device);
-      device_indices_ = torch::tensor(indices_, torch::kLong).to(on_device);
+      device_steps_ = torch::tensor(sorted_steps_, torch::kLong).to(on_device);
+      device_indices_ = torch::tensor(sorted_indices_, torch::kLong).to(on_device);
+      device_window_ = torch::arange(most_in_one_step_, on_device);
       device_dt_ = ctx.dt;
     }
+    if (sorted_steps_.empty()) {
+      set_state("spike", torch::zeros_like(spike));
+      return;
+    }
+    // The entries of this step are the window after the first one not before the clock; those
+    // past the schedule's end or of a later step count for nothing.
+    const int64_t last = static_cast<int64_t>(sorted_steps_.size()) - 1;
+    const at::Tensor first = torch::searchsorted(device_steps_, ctx.clock.reshape({1}).to(torch::kLong));
+    const at::Tensor at = (first + device_window_).clamp_max(last);
+    const at::Tensor due = device_steps_.index_select(0, at).eq(ctx.clock).to(torch::kLong);
     // A neuron may be scheduled twice in one step: count, then threshold (no racing writes).
-    const at::Tensor due = device_steps_.eq(ctx.clock).to(torch::kLong);
-    const at::Tensor firing = torch::zeros({n_}, due.options()).index_add_(0, device_indices_, due) > 0;
+    const at::Tensor firing =
+        torch::zeros({n_}, due.options()).index_add_(0, device_indices_.index_select(0, at), due) > 0;
     set_state("spike", firing.to(spike.scalar_type()).expand(spike.sizes()).clone());
     return;
   }
-  // The schedule lives on the host, so finding this step's spikes needs no device sync.
-  std::vector<int64_t> firing;
-  for (size_t k = 0; k < times_.size(); ++k) {
-    if (std::llround(times_[k] / ctx.dt) == ctx.step) firing.push_back(indices_[k]);
-  }
+  // On the host, so finding this step's spikes needs no device sync.
+  const auto [begin, end] = std::equal_range(sorted_steps_.begin(), sorted_steps_.end(), ctx.step);
   at::Tensor next = torch::zeros_like(spike);
-  if (!firing.empty()) {
+  if (begin != end) {
+    const auto from = sorted_indices_.begin() + (begin - sorted_steps_.begin());
+    const std::vector<int64_t> firing(from, from + (end - begin));
     const auto idx = torch::tensor(firing, torch::kLong).to(spike.device(), /*non_blocking=*/true);
     next.index_fill_(-1, idx, true);
   }

@@ -294,6 +294,18 @@ void bind_neurons(py::module& m) {
   py::class_<SpikeTimeGroup, DynamicalSystem, std::shared_ptr<SpikeTimeGroup>>(m, "SpikeTimeGroup")
       .def(py::init<int64_t, const std::vector<int64_t>&, const std::vector<double>&>(), py::arg("n"),
            py::arg("indices"), py::arg("times_ms"))
+      .def(py::init([](int64_t n, const at::Tensor& indices, const at::Tensor& times_ms) {
+             TORCH_CHECK(indices.dim() == 1 && times_ms.dim() == 1, "SpikeTimeGroup: indices and times_ms must be 1-D, got ",
+                         indices.sizes(), " and ", times_ms.sizes());
+             TORCH_CHECK(!indices.is_floating_point() && indices.scalar_type() != at::kBool,
+                         "SpikeTimeGroup: indices must be integers, got ", indices.scalar_type());
+             const at::Tensor i = indices.to(at::kCPU, at::kLong).contiguous();
+             const at::Tensor t = times_ms.to(at::kCPU, at::kDouble).contiguous();
+             return std::make_shared<SpikeTimeGroup>(
+                 n, std::vector<int64_t>(i.data_ptr<int64_t>(), i.data_ptr<int64_t>() + i.numel()),
+                 std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel()));
+           }),
+           py::arg("n"), py::arg("indices"), py::arg("times_ms"))
       .def("size", &SpikeTimeGroup::size);
 }
 

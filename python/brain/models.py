@@ -56,7 +56,8 @@ __all__ = ["CheckpointError", "NonFiniteError", "DynamicalSystem", "Network", "e
 #   DualExpon(n, tau_rise, tau_decay), Alpha(n, tau), Kinetic(n, kind="AMPA"|"GABAa", ...),
 #   NMDA(n, tau_decay=100, tau_rise=2, a=0.5),
 #   BioNMDA(n, alpha1=2, beta1=0.01, alpha2=0.2, beta2=0.5, T=1, T_dur=0.5)  (second-order kinetics)
-#   PoissonGroup(n, rate_hz or rates_hz, seed), SpikeTimeGroup(n, indices, times_ms)
+#   PoissonGroup(n, rate_hz or rates_hz, seed), SpikeTimeGroup(n, indices, times_ms) (lists or 1-D tensors;
+#       a step costs its own spikes, however long the schedule)
 LIF, Expon, COBA, CUBA, MgBlock = _C.LIF, _C.Expon, _C.COBA, _C.CUBA, _C.MgBlock
 ExpIF, AdEx, QuaIF, GIF, Izhikevich, HH, ALIF, MorrisLecar, WangBuzsaki = (
     _C.ExpIF, _C.AdEx, _C.QuaIF, _C.GIF, _C.Izhikevich, _C.HH, _C.ALIF, _C.MorrisLecar, _C.WangBuzsaki)

@@ -581,3 +581,25 @@ def test_rate_models_and_reservoir_from_python():
     assert states.shape == (30, 50)
     eig = torch.linalg.eigvals(esn.recurrent_matrix()).abs().max()
     assert abs(eig.item() - 0.9) < 1e-9
+
+
+def test_spike_time_group_takes_tensors_and_plays_long_schedules_by_step():
+    """SpikeTimeGroup from 1-D tensors equals it from lists (the schedule is indexed by step in
+    C++, tested against a scan of it in test_system.cpp), and refuses non-integer indices."""
+    m = brain.models
+    g = torch.Generator().manual_seed(5)
+    indices = torch.randint(0, 30, (5000,), generator=g)
+    times = torch.rand(5000, generator=g, dtype=torch.float64) * 100.0
+    runs = []
+    for group in (m.SpikeTimeGroup(30, indices, times), m.SpikeTimeGroup(30, indices.tolist(), times.tolist())):
+        net = m.Network()
+        net.add("S", group)
+        net.reset_state()
+        runs.append(m.Runner(net, dt=0.1, monitors=["S.spike"], progress=False).run(101.0)["S.spike"])
+    assert torch.equal(runs[0], runs[1])
+    steps = (times / 0.1).round().long()
+    want = torch.zeros_like(runs[0], dtype=torch.bool)
+    want[steps, indices] = True
+    assert torch.equal(runs[0].bool(), want)
+    with pytest.raises(RuntimeError, match="indices must be integers"):
+        m.SpikeTimeGroup(30, indices.double(), times)

@@ -346,6 +346,45 @@ TEST(Inputs, SpikeTimeGroupFiresInTheRightSteps) {
   EXPECT_THROW(brain::SpikeTimeGroup(4, {4}, {1.0}), c10::Error);
 }
 
+// An unsorted schedule with many entries per step (a neuron twice in one step too), looked up
+// on the host and on the device clock (replay), against a scan of the whole schedule: before
+// the first entry, through it and past the last; then at another dt, which re-sorts it; and
+// an empty schedule.
+TEST(Inputs, SpikeTimeGroupLooksUpLongSchedulesByStep) {
+  torch::manual_seed(3);
+  const int64_t n = 20, entries = 600;
+  const auto idx_t = torch::randint(n, {entries}, torch::kLong);
+  const auto times_t = torch::rand({entries}, torch::kDouble) * 40.0 + 2.0;
+  std::vector<int64_t> idx(idx_t.data_ptr<int64_t>(), idx_t.data_ptr<int64_t>() + entries);
+  std::vector<double> times(times_t.data_ptr<double>(), times_t.data_ptr<double>() + entries);
+  idx.push_back(idx[0]);  // the first entry's neuron again, in its step
+  times.push_back(times[0]);
+  brain::SpikeTimeGroup g(n, idx, times);
+  brain::SpikeTimeGroup empty(n, {}, {});
+  g.reset_state();
+  empty.reset_state();
+  int64_t total = 0;
+  for (const double dt : {0.5, 0.25, 0.5}) {
+    for (const bool clock : {false, true}) {
+      Context ctx;
+      ctx.dt = dt;
+      for (ctx.step = 0; ctx.step < static_cast<int64_t>(45.0 / dt); ++ctx.step) {
+        if (clock) ctx.clock = torch::full({}, ctx.step, torch::kLong);
+        g.step(ctx);
+        empty.step(ctx);
+        at::Tensor want = torch::zeros({n}, torch::kBool);
+        for (size_t k = 0; k < times.size(); ++k) {
+          if (std::llround(times[k] / dt) == ctx.step) want[idx[k]] = true;
+        }
+        ASSERT_TRUE(torch::equal(g.state("spike"), want)) << "dt " << dt << " clock " << clock << " step " << ctx.step;
+        ASSERT_FALSE(empty.state("spike").any().item<bool>());
+        total += want.sum().item<int64_t>();
+      }
+    }
+  }
+  EXPECT_GT(total, 6 * 400);
+}
+
 std::shared_ptr<brain::DynSysGroup> leaky_net(int64_t n) {
   auto net = std::make_shared<brain::DynSysGroup>("net");
   net->add("E", std::make_shared<Leaky>(n));
