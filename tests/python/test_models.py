@@ -262,6 +262,14 @@ def test_examples_run_at_tiny_sizes(tmp_path):
                                                "cpu", "--out", str(tmp_path / "raster.png")])
     assert result["E.spike"].shape == (200, 200) and os.path.getsize(tmp_path / "raster.png") > 1000
     assert load_example("event_op_module").main(["--n-pre", "300", "--n-post", "50", "--steps", "60"]) < 0.5
+    # STDP with per-synapse delays: potentiated where spikes arrive shortly before the neuron
+    # fires, depressed where they arrive shortly after, whatever their delay.
+    learnt = load_example("delay_selection").main(["--seconds", "3", "--n-in", "100",
+                                                   "--out", str(tmp_path / "delays.png")])
+    w0 = 0.6 * 2
+    assert os.path.getsize(tmp_path / "delays.png") > 1000
+    after = (learnt["arrival_phase_ms"] - learnt["fire_phase_ms"]) % 50.0
+    assert learnt["selected_mean"] > 2 * w0 and learnt["weights"][(after > 0.5) & (after < 10)].mean() < 0.5 * w0
     pytest.importorskip("sklearn")
     history = load_example("train_digits").main(["--epochs", "3", "--limit", "400", "--hidden", "32", "--steps", "10"])
     assert history["losses"][-1] < history["losses"][0]
