@@ -1,5 +1,7 @@
 #include <brain/dyn/delay.h>
 
+#include <algorithm>
+
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -20,6 +22,12 @@ void Delay::reset_own_state(int64_t batch_size) {
   // Keep the device and dtype the module was moved to, if it was.
   const auto opts = has_state("history") ? state("history").options() : placed(options_);
   set_state("history", torch::zeros(shape, opts));
+  slot_push_serial_.assign(static_cast<size_t>(max_delay_ + 1), 0);
+}
+
+int64_t Delay::slot_push_serial(int64_t slot) const {
+  return slot >= 0 && slot < static_cast<int64_t>(slot_push_serial_.size()) ? slot_push_serial_[slot]
+                                                                             : unplaced_push_serial_;
 }
 
 void Delay::reserve(int64_t max_delay_steps) {
@@ -33,6 +41,7 @@ void Delay::reserve(int64_t max_delay_steps) {
     std::vector<int64_t> shape = history.sizes().vec();
     shape[0] = max_delay_steps + 1;
     set_state("history", torch::zeros(shape, history.options()));
+    slot_push_serial_.assign(static_cast<size_t>(max_delay_steps + 1), 0);
   }
   max_delay_ = max_delay_steps;
 }
@@ -84,8 +93,15 @@ void Delay::push(const at::Tensor& value, const Context& ctx) {
     set_state("history", history.index_copy(0, index, v.unsqueeze(0)));
   } else if (replay) {
     history.index_copy_(0, slot_on_device(ctx.clock, 0, max_delay_ + 1), v.unsqueeze(0));
+    unplaced_push_serial_ = ++push_serial_;
   } else {
     history.select(0, slot(ctx.step)).copy_(v);
+    const int64_t written = slot(ctx.step);
+    if (written < static_cast<int64_t>(slot_push_serial_.size())) {
+      slot_push_serial_[written] = ++push_serial_;
+    } else {
+      unplaced_push_serial_ = ++push_serial_;
+    }
   }
 }
 
@@ -270,15 +286,64 @@ void deliver_by_synapse_cpu(const at::Tensor& h, const at::Tensor& w, const at::
   });
 }
 
+// The event form of deliver_by_synapse_cpu: each run of one delay (entries run_start[g] to
+// run_start[g + 1], rows non-decreasing) visits only the rows listed in its slot. A row's
+// entries are found from the run's coarse row index (block_start[g * blocks + b]: the run's
+// first entry of a row >= b << shift), then a few steps forward: a step costs the spikes in
+// flight plus the synapses they reach, instead of every synapse. The nonzero terms are the
+// loop's, in its order, so the same bits (the skipped terms add zero).
+template <typename scalar_t>
+void deliver_by_synapse_events_cpu(const at::Tensor& h, const at::Tensor& w, const at::Tensor& pre,
+                                   const at::Tensor& post, const std::vector<int64_t>& run_delay,
+                                   const std::vector<int64_t>& block_start, int64_t shift,
+                                   const std::vector<std::vector<int64_t>>& lists, int64_t step, at::Tensor& out) {
+  const int64_t blocks = static_cast<int64_t>(block_start.size() / std::max<size_t>(run_delay.size(), 1));
+  const int64_t len = h.size(0), batch = h.dim() == 3 ? h.size(1) : 1, n_pre = h.size(-1);
+  const int64_t n_post = out.size(-1);
+  const int64_t now = ((step % len) + len) % len;
+  const scalar_t* hp = h.const_data_ptr<scalar_t>();
+  const scalar_t* wp = w.const_data_ptr<scalar_t>();
+  const bool one_weight = w.numel() == 1;
+  const int64_t* from = pre.const_data_ptr<int64_t>();
+  const int64_t* to = post.const_data_ptr<int64_t>();
+  scalar_t* op = out.data_ptr<scalar_t>();
+  at::parallel_for(0, batch, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      scalar_t* target = op + b * n_post;
+      for (size_t g = 0; g < run_delay.size(); ++g) {
+        int64_t slot = now - run_delay[g];
+        if (slot < 0) slot += len;
+        const auto& rows = lists[static_cast<size_t>(slot * batch + b)];
+        if (rows.empty()) continue;
+        const scalar_t* values = hp + (slot * batch + b) * n_pre;
+        const int64_t* index = block_start.data() + g * blocks;
+        const int64_t* end = from + index[blocks - 1];  // the last block's start is the run's end
+        const int64_t* at = from + index[0];
+        for (const int64_t i : rows) {
+          at = std::max(at, from + index[i >> shift]);
+          while (at < end && *at < i) ++at;
+          for (; at < end && *at == i; ++at) {
+            const int64_t k = at - from;
+            target[to[k]] += values[i] * (one_weight ? wp[0] : wp[k]);
+          }
+          if (at == end) break;
+        }
+      }
+    }
+  });
+}
+
 // The same over the delay groups' CSR matrices, as forward_by_delay's ops compute it: group g
 // scatters the rows of its slot of the history into a zeroed buffer, row by row (an event
 // delivery skips the rows whose value is zero, as the event op does), and the buffers are
 // added to the output group by group; in one call instead of an op per delay. Weights: one,
 // or one per entry in the groups' order.
+// With the slots' spike lists (event delivery), a group visits the rows listed in its slot
+// instead of testing every row: the same rows, in the same order.
 template <typename scalar_t, typename index_t>
 void deliver_by_delay_cpu(const at::Tensor& h, const at::Tensor& w, const std::vector<at::Tensor>& indptr,
                           const std::vector<at::Tensor>& indices, const std::vector<int64_t>& delays, int64_t step,
-                          bool event, at::Tensor& out) {
+                          bool event, const std::vector<std::vector<int64_t>>* lists, at::Tensor& out) {
   const int64_t len = h.size(0), batch = h.dim() == 3 ? h.size(1) : 1, n_pre = h.size(-1);
   const int64_t n_post = out.size(-1);
   const int64_t now = ((step % len) + len) % len;
@@ -301,10 +366,17 @@ void deliver_by_delay_cpu(const at::Tensor& h, const at::Tensor& w, const std::v
         // The first group's sum is the output itself (it starts at zero), as the ops keep it.
         scalar_t* sum = g == 0 ? target : group_sum.data();
         if (g > 0) std::fill(group_sum.begin(), group_sum.end(), scalar_t(0));
-        for (int64_t i = 0; i < n_pre; ++i) {
-          const scalar_t v = values[i];
-          if (event && v == scalar_t(0)) continue;
-          for (int64_t k = ptr[i]; k < ptr[i + 1]; ++k) sum[idx[k]] += (one_weight ? wg[0] : wg[k]) * v;
+        if (lists != nullptr) {
+          for (const int64_t i : (*lists)[static_cast<size_t>(slot * batch + b)]) {
+            const scalar_t v = values[i];
+            for (int64_t k = ptr[i]; k < ptr[i + 1]; ++k) sum[idx[k]] += (one_weight ? wg[0] : wg[k]) * v;
+          }
+        } else {
+          for (int64_t i = 0; i < n_pre; ++i) {
+            const scalar_t v = values[i];
+            if (event && v == scalar_t(0)) continue;
+            for (int64_t k = ptr[i]; k < ptr[i + 1]; ++k) sum[idx[k]] += (one_weight ? wg[0] : wg[k]) * v;
+          }
         }
         if (g > 0) {
           for (int64_t j = 0; j < n_post; ++j) target[j] += group_sum[static_cast<size_t>(j)];
@@ -325,6 +397,75 @@ bool fused_cpu_delivery(const at::Tensor& stored, const at::Tensor& weights, con
 
 }  // namespace
 
+void HeteroDelayCsr::index_runs() const {
+  const bool current = runs_delays_data_ == delays_.const_data_ptr() && runs_delays_version_ == delays_._version() &&
+                       runs_pre_data_ == pre_.const_data_ptr() && runs_pre_version_ == pre_._version();
+  if (current) return;
+  const int64_t nnz = delays_.numel();
+  const int64_t* d = delays_.const_data_ptr<int64_t>();
+  const int64_t* rows = pre_.const_data_ptr<int64_t>();
+  std::vector<int64_t> run_start;
+  run_delay_.clear();
+  for (int64_t k = 0; k < nnz; ++k) {
+    if (k == 0 || d[k] != d[k - 1]) {
+      run_delay_.push_back(d[k]);
+      run_start.push_back(k);
+    }
+  }
+  run_start.push_back(nnz);
+  // Blocks of 2^shift rows, as fine as an index of at most half an entry per synapse allows.
+  const int64_t runs = static_cast<int64_t>(run_delay_.size());
+  run_block_shift_ = 0;
+  while (run_block_shift_ < 62 && runs * ((n_pre_ >> run_block_shift_) + 2) > std::max<int64_t>(nnz / 2, 1)) {
+    ++run_block_shift_;
+  }
+  // Per run: the first entry of each block, then the run's end (so blocks + 1 values).
+  const int64_t blocks = (n_pre_ >> run_block_shift_) + 2;
+  run_block_start_.assign(static_cast<size_t>(runs * blocks), 0);
+  for (int64_t g = 0; g < runs; ++g) {
+    int64_t k = run_start[g];
+    for (int64_t b = 0; b + 1 < blocks; ++b) {
+      while (k < run_start[g + 1] && rows[k] < (b << run_block_shift_)) ++k;
+      run_block_start_[g * blocks + b] = k;
+    }
+    run_block_start_[g * blocks + blocks - 1] = run_start[g + 1];
+  }
+  runs_delays_data_ = delays_.const_data_ptr();
+  runs_delays_version_ = delays_._version();
+  runs_pre_data_ = pre_.const_data_ptr();
+  runs_pre_version_ = pre_._version();
+}
+
+const HeteroDelayCsr::SpikeLists& HeteroDelayCsr::spike_lists(const Delay& history) const {
+  const at::Tensor& stored = history.state("history");
+  const int64_t len = stored.size(0), batch = stored.dim() == 3 ? stored.size(1) : 1, n = stored.size(-1);
+  const int64_t version = stored._version(), serial = history.push_serial();
+  // Only pushes since the last look: each moved the version by one, and each knew its slot.
+  const bool only_pushes = lists_.history.defined() && lists_.history.is_same(stored) &&
+                           version - lists_.version == serial - lists_.serial &&
+                           history.unplaced_push_serial() <= lists_.serial &&
+                           lists_.rows.size() == static_cast<size_t>(len * batch);
+  if (!only_pushes) lists_.rows.assign(static_cast<size_t>(len * batch), {});
+  const at::Tensor c = stored.contiguous();
+  for (int64_t slot = 0; slot < len; ++slot) {
+    if (only_pushes && history.slot_push_serial(slot) <= lists_.serial) continue;
+    AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, c.scalar_type(), "HeteroDelayCsr.spike_lists", [&] {
+      for (int64_t b = 0; b < batch; ++b) {
+        const scalar_t* values = c.const_data_ptr<scalar_t>() + (slot * batch + b) * n;
+        auto& rows = lists_.rows[static_cast<size_t>(slot * batch + b)];
+        rows.clear();
+        for (int64_t i = 0; i < n; ++i) {
+          if (values[i] != scalar_t(0)) rows.push_back(i);
+        }
+      }
+    });
+  }
+  lists_.history = stored;
+  lists_.version = version;
+  lists_.serial = serial;
+  return lists_;
+}
+
 at::Tensor HeteroDelayCsr::forward_by_synapse(const Delay& history, const at::Tensor& weights,
                                               const Context& ctx) const {
   const at::Tensor& stored = history.state("history");  // [D + 1, (B,) n_pre]
@@ -335,6 +476,15 @@ at::Tensor HeteroDelayCsr::forward_by_synapse(const Delay& history, const at::Te
     shape.back() = n_post_;
     at::Tensor out = torch::zeros(shape, h.options());
     const at::Tensor hc = h.contiguous(), wc = weights_by_delay(weights, ctx).contiguous();
+    if (event_) {
+      index_runs();
+      const auto& lists = spike_lists(history).rows;
+      AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "HeteroDelayCsr.by_synapse", [&] {
+        deliver_by_synapse_events_cpu<scalar_t>(hc, wc, pre_, post_, run_delay_, run_block_start_, run_block_shift_,
+                                                lists, ctx.step, out);
+      });
+      return out;
+    }
     AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "HeteroDelayCsr.by_synapse", [&] {
       deliver_by_synapse_cpu<scalar_t>(hc, wc, pre_, post_, delays_, ctx.step, out);
     });
@@ -383,13 +533,14 @@ at::Tensor HeteroDelayCsr::forward_by_delay(const Delay& history, const at::Tens
     shape.back() = n_post_;
     at::Tensor out = torch::zeros(shape, h.options());
     const at::Tensor wc = w.contiguous();
+    const std::vector<std::vector<int64_t>>* lists = event_ ? &spike_lists(history).rows : nullptr;
     AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "HeteroDelayCsr.by_delay", [&] {
       if (group_indices_.empty() || group_indices_[0].scalar_type() == at::kLong) {
         deliver_by_delay_cpu<scalar_t, int64_t>(h, wc, group_indptr_, group_indices_, distinct_delays_, ctx.step, event_,
-                                                out);
+                                                lists, out);
       } else {
         deliver_by_delay_cpu<scalar_t, int32_t>(h, wc, group_indptr_, group_indices_, distinct_delays_, ctx.step, event_,
-                                                out);
+                                                lists, out);
       }
     });
     return out;

@@ -35,6 +35,17 @@ class BRAIN_API Delay : public DynamicalSystem {
   // but zeros is refused.
   void reserve(int64_t max_delay_steps);
 
+  // For readers that keep something derived from the history (HeteroDelayCsr's lists of each
+  // slot's spikes), to know what changed since they looked: every push written in place into
+  // the history tensor has a serial number (it bumps that tensor's version by one); each slot
+  // keeps the serial of its last push from a host step, and a push into a slot that only the
+  // device knew (a step recorded for replay) is noted apart. A change of the history by
+  // anything else shows as a version moved further than the pushes, or another tensor.
+  int64_t push_serial() const { return push_serial_; }
+  int64_t slot_push_serial(int64_t slot) const;
+  int64_t unplaced_push_serial() const { return unplaced_push_serial_; }
+  int64_t slot_of(int64_t step) const { return slot(step); }
+
  protected:
   void reset_own_state(int64_t batch_size) override;
 
@@ -42,6 +53,8 @@ class BRAIN_API Delay : public DynamicalSystem {
   int64_t slot(int64_t step) const;
   int64_t n_, max_delay_;
   at::TensorOptions options_;
+  int64_t push_serial_ = 0, unplaced_push_serial_ = 0;
+  std::vector<int64_t> slot_push_serial_;
 };
 
 // The one ring buffer of `source`'s "spike" state (n neurons, stored with `options`' dtype)
@@ -76,7 +89,12 @@ BRAIN_API SharedDelay shared_spike_delay(DynamicalSystem& source, int64_t n, int
 // On the CPU, in float or double, when no gradient is recorded and no step is being recorded
 // for replay, either way is one fused loop (by delay: one call for all the groups instead of an
 // op per delay) that sums the same terms in the same order as the ops do, so both give the
-// same bits; otherwise the ops, which autograd and replay follow.
+// same bits; otherwise the ops, which autograd and replay follow. Event-driven (event = true),
+// the fused loops keep a list of each slot's spikes (kept in step with the history's pushes,
+// read again whenever anything else changed it) and visit only the rows listed: by delay, no
+// pass over n_pre per distinct delay; by synapse, each delay's run of entries is entered at the
+// spiking rows through a coarse index of its rows (at most half an entry per synapse), so a
+// step costs the spikes in flight and the synapses they reach, not nnz.
 class BRAIN_API HeteroDelayCsr : public torch::nn::Module {
  public:
   HeteroDelayCsr(const at::Tensor& indptr, const at::Tensor& indices, const at::Tensor& delays,
@@ -106,6 +124,26 @@ class BRAIN_API HeteroDelayCsr : public torch::nn::Module {
 
   int64_t n_pre_, n_post_, max_delay_;
   bool event_, grouped_;
+  // The fused CPU event delivery's view of the history: for each slot (and batch item) the
+  // presynaptic rows with a nonzero value, in increasing order, kept in step with the history
+  // by its push serials (Delay::push_serial) and rebuilt whole when something else changed it.
+  // The tensor is held so that no other one can take its place unseen.
+  struct SpikeLists {
+    at::Tensor history;
+    int64_t version = -1, serial = -1;
+    std::vector<std::vector<int64_t>> rows;  // [slot * batch + b]
+  };
+  mutable SpikeLists lists_;
+  const SpikeLists& spike_lists(const Delay& history) const;
+  // By synapse, for the event delivery: the delay of each run of entries of one delay (delays_
+  // is sorted) and a coarse index of each run's rows, blocks of 2^shift rows; rebuilt when the
+  // entries change (a load_state_dict).
+  void index_runs() const;
+  mutable std::vector<int64_t> run_delay_, run_block_start_;
+  mutable int64_t run_block_shift_ = 0;
+  mutable const void* runs_delays_data_ = nullptr;
+  mutable const void* runs_pre_data_ = nullptr;
+  mutable int64_t runs_delays_version_ = -1, runs_pre_version_ = -1;
   // What the loop needs on the host is in the buffers' names, so a state_dict of other delays
   // fails to load by name instead of loading under this module's delays: by delay, each
   // group's CSR is "indptr_d<delay>" / "indices_d<delay>"; by synapse, each entry's row

@@ -235,6 +235,67 @@ TEST(Delay, HeterogeneousDelaysByGroupAndBySynapseEqualTheNaiveSum) {
   }
 }
 
+// The fused event delivery keeps lists of each slot's spikes and updates those that pushes
+// wrote; whatever else changes the history (an in-place write that is not a push, a push whose
+// slot only the device clock knew, another tensor in its place, two writes for one push) makes
+// it read the history again: by delay group and by synapse, batched or not, it gives the ops'
+// bits at every step, and two deliveries reading one history keep their own lists.
+TEST(Delay, FusedEventDeliveryFollowsEveryChangeOfTheHistory) {
+  torch::manual_seed(5);
+  const int64_t n_pre = 16, n_post = 6, max_delay = 12;
+  const auto dense = (torch::rand({n_pre, n_post}, torch::kDouble) < 0.5).to(torch::kDouble);
+  const auto conn = brain::CsrMatrix::from_dense(dense, torch::kLong);
+  const int64_t nnz = conn.indices.size(0);
+  const auto few = torch::tensor({1, 4}).index({torch::randint(2, {nnz})});
+  const auto many = torch::randint(0, max_delay + 1, {nnz});
+  for (const int64_t batch : {0, 2}) {
+    brain::HeteroDelayCsr grouped(conn.indptr, conn.indices, few, n_pre, n_post, max_delay);
+    brain::HeteroDelayCsr by_synapse(conn.indptr, conn.indices, many, n_pre, n_post, max_delay);
+    ASSERT_TRUE(grouped.grouped() && !by_synapse.grouped());
+    brain::Delay hist(n_pre, max_delay, torch::kDouble);
+    hist.reset_state(batch);
+    const auto w = torch::randn({nnz}, torch::kDouble);
+    const auto shape = batch ? std::vector<int64_t>{batch, n_pre} : std::vector<int64_t>{n_pre};
+    auto spikes = [&] { return (torch::rand(shape, torch::kDouble) < 0.3).to(torch::kDouble); };
+    int64_t checked = 0;
+    auto check = [&](int64_t step, const char* after) {
+      for (const auto* proj : {&grouped, &by_synapse}) {
+        const auto fused = proj->forward(hist, w, step);
+        const auto by_ops = proj->forward(hist, w.clone().requires_grad_(), step).detach();
+        ASSERT_TRUE(torch::equal(fused, by_ops)) << after << " batch " << batch << " step " << step << " grouped "
+                                                 << proj->grouped();
+        checked += fused.abs().sum().item<double>() > 0;
+      }
+    };
+    int64_t step = 0;
+    for (; step < 20; ++step) {
+      hist.push(spikes(), step);
+      check(step, "a push");
+      check(step, "nothing");
+    }
+    hist.state("history").select(0, hist.slot_of(step - 3)).copy_(spikes());
+    check(step - 1, "an in-place write");
+    Context replayed;
+    replayed.step = step + 1000;  // what a replay shows; the slot is the clock's
+    replayed.clock = torch::full({}, step, torch::kLong);
+    hist.push(spikes(), replayed);
+    check(step, "a push placed by the clock");
+    ++step;
+    hist.assign_state("history", (torch::rand_like(hist.state("history")) < 0.3).to(torch::kDouble));
+    hist.push(spikes(), step);
+    check(step, "another tensor");
+    ++step;
+    hist.state("history").select(0, hist.slot_of(step - 5)).mul_(0);
+    hist.push(spikes(), step);
+    check(step, "a write and a push");
+    for (++step; step < 40; ++step) {
+      hist.push(spikes(), step);
+      check(step, "pushes after");
+    }
+    EXPECT_GT(checked, 60);
+  }
+}
+
 // Outside autograd the grouped delivery keeps the weights it gathered into delay order; an
 // in-place change of the weights (an optimizer step, a copy_) is seen at the next step.
 TEST(Delay, GroupedDeliverySeesInPlaceWeightChanges) {
