@@ -1236,6 +1236,11 @@ TEST(Config, PerSynapseDelaysAreDrawnInTheirRange) {
   const brain::CsrMatrix one = brain::CsrMatrix::from_dense(torch::ones({2, 2}), torch::kInt);
   EXPECT_THROW(brain::synapse_delay_steps(one, 0, 1, 2.0, 1.0, 0.1), c10::Error);
   EXPECT_THROW(brain::synapse_delay_steps(one, 0, 1, 0.0, 1.0, 0.0), c10::Error);
+  // The draw is keyed on 32-bit (row, global column): a shard past 2^32 columns is refused.
+  expect_error_saying([&] { brain::synapse_delay_steps(one, (int64_t{1} << 32) - 1, 1, 0.0, 1.0, 0.1); },
+                      "rows and global columns must lie below 2^32");
+  expect_error_saying([&] { brain::synapse_delay_steps(one, -1, 1, 0.0, 1.0, 0.1); }, "below 2^32");
+  EXPECT_NO_THROW(brain::synapse_delay_steps(one, (int64_t{1} << 32) - 2, 1, 0.0, 1.0, 0.1));
   EXPECT_TRUE(torch::equal(brain::synapse_delay_steps(one, 0, 1, 0.5, 0.5, 0.1), torch::full({4}, 5, torch::kLong)));
 }
 
