@@ -611,3 +611,5 @@ def test_spike_time_group_takes_tensors_and_plays_long_schedules_by_step():
     assert torch.equal(runs[0].bool(), want)
     with pytest.raises(RuntimeError, match="indices must be integers"):
         m.SpikeTimeGroup(30, indices.double(), times)
+    with pytest.raises(RuntimeError, match="must be 1-D"):
+        m.SpikeTimeGroup(30, indices.view(50, 100), times.view(50, 100))

@@ -551,6 +551,22 @@ TEST(AlignPost, PerSynapseDelaysRefuseWhatTheyCannotDo) {
     proj->set_synapse_delays(delays);
     proj->set_synapse_delays(delays);
   }, "already set");
+  // STDP learns one shared weight vector, which a batch of independent runs cannot share.
+  expect_error_saying([&] {
+    auto net = std::make_shared<brain::DynSysGroup>("net");
+    auto own_input = net->add("input", std::make_shared<brain::PoissonGroup>(3, 10.0, 1));
+    auto own_post = net->add("post", std::make_shared<brain::LIF>(3, brain::LifParams{}, torch::kDouble));
+    auto proj = net->add("proj", std::make_shared<brain::AlignPostProj>(
+                                     own_input, std::make_shared<brain::CsrComm>(conn, torch::full({3}, 0.5, torch::kDouble)),
+                                     std::make_shared<brain::Expon>(3, 4.0, torch::kDouble), std::make_shared<brain::CUBA>(),
+                                     own_post));
+    proj->set_synapse_delays(delays);
+    proj->add_stdp({});
+    net->reset_state(2);
+    Context ctx;
+    ctx.dt = 0.1;
+    net->step(ctx);
+  }, "needs unbatched states");
 }
 
 // AlignPre with per-synapse delays: g_post[post_k] = sum_k w_k g(t - d_k)[pre_k], where g is
