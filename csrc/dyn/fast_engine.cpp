@@ -151,7 +151,7 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
   if (typeid(s) == typeid(AlignPostProj)) {
     auto* proj = static_cast<AlignPostProj*>(&s);
     if (proj->has_stp()) return describe(s, path) + " has short-term plasticity";
-    if (proj->has_stdp()) return describe(s, path) + " has STDP";
+    if (proj->has_stdp() && proj->has_synapse_delays()) return describe(s, path) + " has STDP with per-synapse delays";
     if (typeid(*proj->syn()) != typeid(Expon)) return describe(s, path) + " has a " + proj->syn()->name() + " synapse, not Expon";
     const SynOutput& out = *proj->output();
     if (typeid(out) != typeid(COBA) && typeid(out) != typeid(CUBA)) return describe(s, path) + " has an output other than COBA or CUBA";
@@ -237,6 +237,20 @@ std::string analyse(DynamicalSystem& root, Layout& L) {
     const at::Tensor& w = typeid(comm) == typeid(CsrComm) ? static_cast<const CsrComm&>(comm).weights()
                                                            : static_cast<const JitComm&>(comm).weight();
     if (auto why = check_state(w, "the weights of '" + pj.path + "'", L.dtype); !why.empty()) return why;
+    if (pj.proj->has_stdp()) {
+      // STDP changes the weights after the step's deliveries, projection by projection, as the
+      // module engine does; that order only matters for weights another projection reads.
+      for (const auto& other : L.projections) {
+        if (&other == &pj || typeid(*other.proj->comm()) != typeid(CsrComm)) continue;
+        if (static_cast<const CsrComm&>(*other.proj->comm()).weights().is_alias_of(w)) {
+          return "'" + pj.path + "' has STDP on weights that '" + other.path + "' reads as well";
+        }
+      }
+      for (const char* st : {"stdp_pre_trace", "stdp_post_trace"}) {
+        if (!pj.proj->has_state(st)) return "'" + pj.path + "' has no state yet (call reset_state())";
+        if (auto why = check_state(pj.proj->state(st), "'" + pj.path + "." + st + "'", L.dtype); !why.empty()) return why;
+      }
+    }
     if (typeid(comm) == typeid(CsrComm)) {
       const auto& csr = static_cast<const CsrComm&>(comm);
       if (!csr.indptr().device().is_cpu()) return "the connectivity of '" + pj.path + "' is not on the CPU";
@@ -323,6 +337,10 @@ namespace {
 
 std::string unsupported(DynamicalSystem& root, const RunnerOptions& options, Layout& L) {
   if (auto why = analyse(root, L); !why.empty()) return why;
+  for (const auto& pj : L.projections) {
+    // A rank holds its columns of the weights, and a distributed checkpoint holds states only.
+    if (options.partition && pj.proj->has_stdp()) return "'" + pj.path + "' has STDP, which distributed runs do not take";
+  }
   if (detail::wants_gradient(root, options)) return "gradients are being recorded (the fast engine does not differentiate)";
   for (const auto& m : options.monitors) {
     Place place{};
@@ -418,6 +436,12 @@ struct Projection {
     return static_cast<double>(n_now) * fanout * (jit ? kJitSynapseWork : 1.0);
   }
   bool idle() const { return queued ? arriving_synapses == 0 : n_now == 0; }
+  // STDP (AlignPostProj::add_stdp): the traces, updated here and written back at the end, and
+  // the weights, changed in place as the module engine's csr_update_on_pre_/_post_ do.
+  bool plastic = false;
+  at::Tensor pre_trace, post_trace, csc_indptr, csc_rows, csc_perm;
+  T* plastic_weights = nullptr;
+  T pre_decay = 0, post_decay = 0, depression = 0, potentiation = 0, w_min = 0, w_max = 0;
   // The columns a delivery may split: the targets' indices (CSR) or the rank's columns (JIT).
   int64_t first_column() const { return jit ? col_lo : 0; }
   int64_t end_column() const { return jit ? col_hi : static_cast<int64_t>(pending.size()); }
@@ -480,6 +504,62 @@ void deliver(Projection<T>& pj, bool whole, int64_t lo, int64_t hi) {
     return;
   }
   deliver_csr_any<T>(pj.indptr, pj.indices, pj.weights, pj.w, pj.now, pj.n_now, pending, whole, lo, hi, pj.sorted);
+}
+
+template <typename T>
+T clip(T v, T lo, T hi) {
+  if (v < lo) v = lo;
+  if (v > hi) v = hi;
+  return v;
+}
+
+// One step of pj's STDP, after the step's deliveries, in the module engine's order and
+// arithmetic (AlignPostProj::update): both traces decay; the synapses of the rows whose spikes
+// arrived now are depressed by the postsynaptic trace, then those of the columns that spiked
+// now are potentiated by the presynaptic trace (each pass touches a synapse at most once, so
+// it may be split over threads); then the traces take the step's spikes.
+template <typename T>
+void stdp_step(Projection<T>& pj, const int32_t* post_spikes, int64_t n_post_spikes) {
+  T* a_pre = pj.pre_trace.template mutable_data_ptr<T>();
+  T* a_post = pj.post_trace.template mutable_data_ptr<T>();
+  const int64_t n_pre = pj.pre_trace.numel(), n_post = pj.post_trace.numel();
+  for (int64_t i = 0; i < n_pre; ++i) a_pre[i] = a_pre[i] * pj.pre_decay;
+  for (int64_t j = 0; j < n_post; ++j) a_post[j] = a_post[j] * pj.post_decay;
+  T* w = pj.plastic_weights;
+  const T lo = pj.w_min, hi = pj.w_max;
+  const int64_t nnz = pj.indices.numel();
+  // Threads from kParallelDeliveryWork synapses on, as the deliveries.
+  auto grain = [&](int64_t owners) {
+    const double per_owner = static_cast<double>(nnz) / static_cast<double>(std::max<int64_t>(1, owners));
+    return std::max<int64_t>(1, static_cast<int64_t>(kParallelDeliveryWork / std::max(1.0, per_owner)));
+  };
+  auto passes = [&](auto index_type) {
+    using index_t = decltype(index_type);
+    const index_t* ptr = pj.indptr.template const_data_ptr<index_t>();
+    const index_t* cols = pj.indices.template const_data_ptr<index_t>();
+    const index_t* cptr = pj.csc_indptr.template const_data_ptr<index_t>();
+    const index_t* rows = pj.csc_rows.template const_data_ptr<index_t>();
+    const index_t* perm = pj.csc_perm.template const_data_ptr<index_t>();
+    const int32_t* arrived = pj.now;
+    at::parallel_for(0, pj.n_now, grain(n_pre), [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t i = arrived[s];
+        for (int64_t e = ptr[i]; e < ptr[i + 1]; ++e) w[e] = clip<T>(w[e] + pj.depression * a_post[cols[e]], lo, hi);
+      }
+    });
+    at::parallel_for(0, n_post_spikes, grain(n_post), [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t j = post_spikes[s];
+        for (int64_t e = cptr[j]; e < cptr[j + 1]; ++e) {
+          const int64_t k = perm[e];
+          w[k] = clip<T>(w[k] + pj.potentiation * a_pre[rows[e]], lo, hi);
+        }
+      }
+    });
+  };
+  pj.indptr.scalar_type() == at::kInt ? passes(int32_t{}) : passes(int64_t{});
+  for (int64_t s = 0; s < pj.n_now; ++s) a_pre[pj.now[s]] = a_pre[pj.now[s]] + T(1);
+  for (int64_t s = 0; s < n_post_spikes; ++s) a_post[post_spikes[s]] = a_post[post_spikes[s]] + T(1);
 }
 
 struct DeliveryTask {
@@ -695,6 +775,32 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       pj.col_lo = jit.col_offset();
       pj.col_hi = jit.col_offset() + jit.n_post();
       pj.fanout = jit.prob() * static_cast<double>(jit.n_post());
+    }
+    if (info.proj->has_stdp()) {
+      const AlignPostProj& proj = *info.proj;
+      const auto& rule = proj.stdp_params();
+      const auto& csr = static_cast<const CsrComm&>(comm);
+      pj.plastic = true;
+      pj.plastic_weights = csr.weights().detach().template mutable_data_ptr<T>();  // contiguous: checked above
+      pj.pre_trace = proj.state("stdp_pre_trace").detach().contiguous().clone();
+      pj.post_trace = proj.state("stdp_post_trace").detach().contiguous().clone();
+      TORCH_CHECK(pj.pre_trace.numel() == csr.n_pre() && pj.post_trace.numel() == csr.n_post(), "fast engine: the STDP ",
+                  "traces of '", info.path, "' do not match its connectivity (call reset_state())");
+      const auto own = proj.named_buffers(/*recurse=*/false);
+      for (auto [name, out] : {std::pair{"csc_indptr", &pj.csc_indptr}, {"csc_rows", &pj.csc_rows}, {"csc_perm", &pj.csc_perm}}) {
+        const at::Tensor* t = own.find(name);
+        TORCH_CHECK(t && t->device().is_cpu() && t->scalar_type() == pj.indptr.scalar_type(), "fast engine: '", info.path,
+                    "' has no CPU column view '", name, "' of its connectivity");
+        *out = t->contiguous();
+      }
+      // The module engine's arithmetic: the traces decay by a factor in their dtype, the rule's
+      // constants are cast to it (csr_update_on_pre_/_post_).
+      pj.pre_decay = static_cast<T>(std::exp(-ctx.dt / rule.tau_plus));
+      pj.post_decay = static_cast<T>(std::exp(-ctx.dt / rule.tau_minus));
+      pj.depression = static_cast<T>(-rule.A_minus);
+      pj.potentiation = static_cast<T>(rule.A_plus);
+      pj.w_min = static_cast<T>(rule.w_min);
+      pj.w_max = static_cast<T>(rule.w_max);
     }
     pj.delay = info.proj->delay_steps();
     if (info.proj->has_synapse_delays()) {
@@ -1006,6 +1112,11 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       pj.queue[pj.slot(step)].clear();
       pj.queue_synapses[pj.slot(step)] = 0;
     }
+    for (auto& pj : projs) {
+      if (!pj.plastic) continue;
+      const Population<T>& post = pops[pj.info->post];
+      stdp_step<T>(pj, post.spikes.data(), post.n_spikes);
+    }
     for (size_t m = 0; m < writers.size(); ++m) {
       if (step % every[m] != 0) continue;
       writers[m](rows[m]++);
@@ -1058,6 +1169,13 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       for (int32_t idx : pj.ring[s]) h[static_cast<int64_t>(s) * n_pre + idx] = T(1);
     }
     pj.info->proj->delay()->assign_state("history", history);
+  }
+  for (auto& pj : projs) {
+    if (!pj.plastic) continue;
+    pj.info->proj->assign_state("stdp_pre_trace", pj.pre_trace);
+    pj.info->proj->assign_state("stdp_post_trace", pj.post_trace);
+    // The weights were written in place, outside autograd's view.
+    torch::autograd::impl::bump_version(static_cast<const CsrComm&>(*pj.info->proj->comm()).weights());
   }
   for (size_t m = 0; m < options.monitors.size(); ++m) {
     const auto& key = options.monitors[m].key();

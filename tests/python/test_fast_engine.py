@@ -119,3 +119,63 @@ def test_coba_benchmark_runs_at_a_tiny_size(tmp_path):
     assert row["fast"]["rates_hz"] == row["fast_1thread"]["rates_hz"] == row["modules"]["rates_hz"]
     table = (tmp_path / "coba_cpu.md").read_text()
     assert "| 2,000 |" in table
+
+
+def _plastic_net(seed=3):
+    """A small COBA network whose E->E synapses learn by STDP."""
+    m = brain.models
+    net = m.Network()
+    g = torch.Generator().manual_seed(seed)
+    sizes = {"E": 400, "I": 100}
+    pops = {}
+    for name, size in sizes.items():
+        pops[name] = net.add(name, m.LIF(size, tau_ref=5.0, method="euler"))
+        pops[name].set_V_init(-55.0 + 2.0 * torch.randn(size, generator=g))
+    for k, (pre, post) in enumerate((("E", "E"), ("E", "I"), ("I", "E"), ("I", "I"))):
+        indptr, indices = m.fixed_prob(sizes[pre], sizes[post], 0.1, pre != post, seed + k)
+        weights = torch.rand(indices.numel(), generator=g) * 1.2 if pre == post == "E" else torch.tensor(
+            0.6 if pre == "E" else 6.7)
+        proj = net.add(f"{pre}2{post}", m.AlignPostProj(
+            pops[pre], m.CsrComm(indptr, indices, weights, sizes[pre], sizes[post]),
+            m.Expon(sizes[post], 5.0 if pre == "E" else 10.0), m.COBA(0.0 if pre == "E" else -80.0), pops[post],
+            2 if pre == "E" else 0))
+        if pre == post == "E":
+            proj.add_stdp(A_plus=0.024, A_minus=0.0252, w_min=0.0, w_max=1.2)
+    net.reset_state()
+    return net
+
+
+def test_stdp_runs_on_the_fast_engine_with_the_module_engines_weights():
+    """Pair-based STDP compiles into the fast engine ("auto" takes it): the spikes, the learnt
+    weights and the traces are the module engine's bit for bit, also over two runs of one
+    network (bench/coba/stdp_bench.py measures it; test_fast_engine.cpp covers the delays,
+    index types, dtypes, engines taking turns and threads)."""
+    outcomes = {}
+    for engine in ("modules", "fast", "auto"):
+        net = _plastic_net()
+        w0 = net.state_dict()["E2E.comm.weights"].clone()
+        runner = brain.models.Runner(net, monitors=["E.spike"], inputs=DRIVE, progress=False, engine=engine)
+        parts = [runner.run(60.0), runner.run(60.0)]
+        assert all(p["engine"] == ("modules" if engine == "modules" else "fast") for p in parts)
+        outcomes[engine] = (torch.cat([p["E.spike"] for p in parts]), net.state_dict()["E2E.comm.weights"],
+                            net.state("E2E.stdp_pre_trace").clone(), net.state("E2E.stdp_post_trace").clone())
+    spikes, weights = outcomes["modules"][:2]
+    assert spikes.sum() > 500
+    assert (weights != w0).float().mean() > 0.25, "STDP must have moved many weights"
+    for engine in ("fast", "auto"):
+        for got, want in zip(outcomes[engine], outcomes["modules"]):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_stdp_benchmark_runs_at_a_tiny_size(tmp_path):
+    """bench/coba/stdp_bench.py end to end (without Brian2, which compiles for a minute)."""
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "coba", "stdp_bench.py"), "--n", "1000",
+                           "--duration", "10", "--fast-duration", "20", "--repeats", "1", "--no-brian2", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "stdp_cpu.json").read_text())["rows"]
+    assert [r["weights"] for r in rows] == ["static", "STDP"]
+    assert rows[0]["fast"]["mean_weight"] == pytest.approx(0.6) and rows[1]["fast"]["mean_weight"] != rows[0]["fast"][
+        "mean_weight"]
+    assert rows[1]["fast"]["rates_hz"] == rows[1]["fast_1thread"]["rates_hz"]
+    assert "| STDP |" in (tmp_path / "stdp_cpu.md").read_text()

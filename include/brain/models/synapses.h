@@ -443,6 +443,10 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   int64_t delay_steps() const { return delay_steps_; }
   bool has_stp() const { return stp_ != nullptr; }
   bool has_stdp() const { return stdp_.has_value(); }
+  const STDPParams& stdp_params() const {
+    TORCH_CHECK(stdp_, "AlignPostProj: no STDP was added");
+    return *stdp_;
+  }
 
  private:
   std::shared_ptr<DynamicalSystem> pre_;

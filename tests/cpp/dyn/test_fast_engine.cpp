@@ -473,21 +473,148 @@ TEST(FastEngine, GradientsKeepTheModuleEngine) {
   }
 }
 
-TEST(FastEngine, RejectsStdpAndBatches) {
+TEST(FastEngine, RejectsBatchesAndStdpItCannotRun) {
   torch::NoGradGuard no_grad;
   auto net = std::make_shared<brain::DynSysGroup>("net");
   auto A = net->add("A", std::make_shared<brain::LIF>(20));
   auto B = net->add("B", std::make_shared<brain::LIF>(20));
   const auto conn = brain::fixed_prob(20, 20, 0.3, true, 1);
-  auto proj = net->add("AB", std::make_shared<brain::AlignPostProj>(
-                                 A, std::make_shared<brain::CsrComm>(conn, torch::full({conn.indices.numel()}, 0.5f)),
-                                 std::make_shared<brain::Expon>(20, 5.0), std::make_shared<brain::CUBA>(), B));
+  auto comm = std::make_shared<brain::CsrComm>(conn, torch::full({conn.indices.numel()}, 0.5f));
+  auto proj = net->add("AB", std::make_shared<brain::AlignPostProj>(A, comm, std::make_shared<brain::Expon>(20, 5.0),
+                                                                    std::make_shared<brain::CUBA>(), B));
   net->reset_state(3);
   brain::RunnerOptions opt;
   EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("batch"), std::string::npos);
   proj->add_stdp({});
   net->reset_state();
-  EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("STDP"), std::string::npos);
+  EXPECT_EQ(brain::fast_engine_unsupported(*net, opt), "");
+  // Another projection reading the plastic weights would see them change mid-step.
+  auto twin = net->add("AB2", std::make_shared<brain::AlignPostProj>(A, comm, std::make_shared<brain::Expon>(20, 5.0),
+                                                                     std::make_shared<brain::CUBA>(), B));
+  net->reset_state();
+  EXPECT_NE(brain::fast_engine_unsupported(*net, opt).find("'AB' has STDP on weights that 'AB2' reads"), std::string::npos)
+      << brain::fast_engine_unsupported(*net, opt);
+  // Per-synapse delays with STDP stay on the module engine.
+  auto net2 = std::make_shared<brain::DynSysGroup>("net");
+  auto C = net2->add("C", std::make_shared<brain::LIF>(20));
+  auto delayed = net2->add("CC", std::make_shared<brain::AlignPostProj>(
+                                     C, std::make_shared<brain::CsrComm>(conn, torch::full({conn.indices.numel()}, 0.5f)),
+                                     std::make_shared<brain::Expon>(20, 5.0), std::make_shared<brain::CUBA>(), C));
+  delayed->add_stdp({});
+  delayed->set_synapse_delays(torch::ones({conn.indices.numel()}, torch::kLong));
+  net2->reset_state();
+  EXPECT_NE(brain::fast_engine_unsupported(*net2, opt).find("STDP with per-synapse delays"), std::string::npos);
+}
+
+// COBA with STDP (Song, Miller & Abbott 2000) on a plastic E->E pathway next to the static
+// ones, with and without a delay, int32 and int64 indices, float32 and float64: the fast
+// engine updates the weights and the traces with the module engine's bits, also when the
+// engines take turns, and on one thread or several.
+struct PlasticCase {
+  int64_t delay;
+  at::ScalarType index_dtype, dtype;
+};
+
+std::shared_ptr<brain::DynSysGroup> plastic_network(const PlasticCase& c, int64_t n_exc = 480, double p = 0.1) {
+  auto spec = small_spec();
+  spec.n_exc = n_exc;
+  spec.n_inh = n_exc / 4;
+  spec.p = p;
+  spec.dtype = c.dtype == at::kDouble ? "float64" : "float32";
+  auto net = brain::build_ei_network(spec, 3, c10::kCPU);
+  auto E = std::dynamic_pointer_cast<brain::NeuronGroup>(net->find_system("E").shared_from_this());
+  const auto opts = at::TensorOptions(c.dtype);
+  const auto conn = brain::fixed_prob(n_exc, n_exc, p / 2, false, 41, c10::kCPU, c.index_dtype);
+  const auto w = torch::rand({conn.indices.numel()}, at::make_generator<at::CPUGeneratorImpl>(5), opts) * 0.5;
+  auto plastic = std::make_shared<brain::AlignPostProj>(E, std::make_shared<brain::CsrComm>(conn, w),
+                                                        std::make_shared<brain::Expon>(n_exc, 5.0, opts),
+                                                        std::make_shared<brain::COBA>(0.0), E, c.delay);
+  brain::AlignPostProj::STDPParams rule;
+  rule.A_plus = 0.05;
+  rule.A_minus = 0.0525;
+  rule.w_max = 0.6;
+  plastic->add_stdp(rule);
+  net->add("E2E_plastic", plastic);
+  net->reset_state();
+  return net;
+}
+
+struct PlasticRun {
+  std::map<std::string, at::Tensor> monitors, states;
+  at::Tensor weights;
+  int64_t spikes = 0;
+};
+
+PlasticRun run_plastic(const PlasticCase& c, const std::vector<Engine>& engines, int64_t steps_each) {
+  torch::NoGradGuard no_grad;
+  auto net = plastic_network(c);
+  brain::RunnerOptions opt = options_for(small_spec(), Engine::Modules);
+  std::vector<brain::RunResult> parts;
+  brain::Context clock;
+  for (Engine engine : engines) {
+    opt.engine = engine;
+    brain::Runner runner(net, opt);
+    runner.context() = clock;
+    parts.push_back(runner.run_steps(steps_each));
+    EXPECT_EQ(parts.back().engine, engine == Engine::Fast ? "fast" : "modules");
+    clock = runner.context();
+  }
+  PlasticRun out;
+  for (const auto& key : parts[0].order) {
+    std::vector<at::Tensor> pieces;
+    for (const auto& part : parts) pieces.push_back(part.values.at(key));
+    out.monitors[key] = torch::cat(pieces);
+  }
+  for (const auto& part : parts) out.spikes += part.spike_counts.at("E");
+  for (const auto& path : net->state_paths()) out.states[path] = net->find_state(path).clone();
+  out.weights = net->named_parameters().find("E2E_plastic.comm.weights")->clone();
+  return out;
+}
+
+TEST(FastEngine, StdpMatchesTheModuleEngine) {
+  for (const PlasticCase& c : {PlasticCase{0, at::kInt, at::kFloat}, PlasticCase{7, at::kLong, at::kFloat},
+                               PlasticCase{3, at::kInt, at::kDouble}}) {
+    SCOPED_TRACE("delay " + std::to_string(c.delay) + ", " + c10::toString(c.index_dtype) + ", " + c10::toString(c.dtype));
+    const auto slow = run_plastic(c, {Engine::Modules, Engine::Modules, Engine::Modules}, 300);
+    const auto fast = run_plastic(c, {Engine::Fast, Engine::Fast, Engine::Fast}, 300);
+    const auto mixed = run_plastic(c, {Engine::Fast, Engine::Modules, Engine::Fast}, 300);
+    EXPECT_GT(slow.spikes, 500) << "the pathway must learn for the comparison to mean something";
+    torch::NoGradGuard no_grad;
+    const at::Tensor before = plastic_network(c)->named_parameters().find("E2E_plastic.comm.weights")->clone();
+    const at::Tensor moved = (slow.weights != before);
+    EXPECT_GT(moved.sum().item<int64_t>(), moved.numel() / 4) << "STDP must have changed many weights";
+    EXPECT_GT((slow.weights == 0.0).sum().item<int64_t>() + (slow.weights == 0.6).sum().item<int64_t>(), 0)
+        << "the clipping must have been reached";
+    for (const auto* run : {&fast, &mixed}) {
+      expect_same_bits(slow.weights, run->weights, "weights");
+      for (const auto& [key, value] : slow.monitors) expect_same_bits(value, run->monitors.at(key), "monitor " + key);
+      ASSERT_EQ(slow.states.size(), run->states.size());
+      for (const auto& [path, value] : slow.states) expect_same_bits(value, run->states.at(path), "state " + path);
+    }
+  }
+}
+
+// Busy steps split the depression (by arriving rows) and the potentiation (by spiking
+// columns) over threads: one thread's bits.
+TEST(FastEngine, StdpThreadCountDoesNotChangeResults) {
+  const PlasticCase c{2, at::kInt, at::kFloat};
+  auto run = [&](int threads) {
+    torch::NoGradGuard no_grad;
+    auto net = plastic_network(c, 16000, 0.004);
+    brain::RunnerOptions opt = options_for(small_spec(), Engine::Fast);
+    const int before = at::get_num_threads();
+    at::set_num_threads(threads);
+    brain::Runner runner(net, opt);
+    const auto result = runner.run_steps(150);
+    at::set_num_threads(before);
+    EXPECT_GT(result.spike_counts.at("E"), 20000) << "the split needs busy steps";
+    return std::pair{net->named_parameters().find("E2E_plastic.comm.weights")->clone(),
+                     net->find_state("E2E_plastic.stdp_pre_trace").clone()};
+  };
+  const auto one = run(1);
+  const auto many = run(std::max(2, at::get_num_threads()));
+  expect_same_bits(one.first, many.first, "weights");
+  expect_same_bits(one.second, many.second, "presynaptic trace");
 }
 
 // Every synapse of the small COBA network gets a delay of its own (I2I's from 0 to 40 steps:
