@@ -150,7 +150,9 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
   }
   if (typeid(s) == typeid(AlignPostProj)) {
     auto* proj = static_cast<AlignPostProj*>(&s);
-    if (proj->has_stp()) return describe(s, path) + " has short-term plasticity";
+    if (proj->has_stp() && proj->has_synapse_delays()) {
+      return describe(s, path) + " has short-term plasticity with per-synapse delays";
+    }
     if (proj->has_stdp() && proj->has_synapse_delays()) return describe(s, path) + " has STDP with per-synapse delays";
     if (typeid(*proj->syn()) != typeid(Expon)) return describe(s, path) + " has a " + proj->syn()->name() + " synapse, not Expon";
     const SynOutput& out = *proj->output();
@@ -237,6 +239,14 @@ std::string analyse(DynamicalSystem& root, Layout& L) {
     const at::Tensor& w = typeid(comm) == typeid(CsrComm) ? static_cast<const CsrComm&>(comm).weights()
                                                            : static_cast<const JitComm&>(comm).weight();
     if (auto why = check_state(w, "the weights of '" + pj.path + "'", L.dtype); !why.empty()) return why;
+    if (pj.proj->has_stp()) {
+      for (const char* st : {"u", "x"}) {
+        if (!pj.proj->stp()->has_state(st)) return "'" + pj.path + "' has no state yet (call reset_state())";
+        if (auto why = check_state(pj.proj->stp()->state(st), "'" + pj.path + ".stp." + st + "'", L.dtype); !why.empty()) {
+          return why;
+        }
+      }
+    }
     if (pj.proj->has_stdp()) {
       // STDP changes the weights after the step's deliveries, projection by projection, as the
       // module engine does; that order only matters for weights another projection reads.
@@ -340,6 +350,9 @@ std::string unsupported(DynamicalSystem& root, const RunnerOptions& options, Lay
   for (const auto& pj : L.projections) {
     // A rank holds its columns of the weights, and a distributed checkpoint holds states only.
     if (options.partition && pj.proj->has_stdp()) return "'" + pj.path + "' has STDP, which distributed runs do not take";
+    if (options.partition && pj.proj->has_stp()) {
+      return "'" + pj.path + "' has short-term plasticity, which distributed runs do not take";
+    }
   }
   if (detail::wants_gradient(root, options)) return "gradients are being recorded (the fast engine does not differentiate)";
   for (const auto& m : options.monitors) {
@@ -442,6 +455,14 @@ struct Projection {
   at::Tensor pre_trace, post_trace, csc_indptr, csc_rows, csc_perm;
   T* plastic_weights = nullptr;
   T pre_decay = 0, post_decay = 0, depression = 0, potentiation = 0, w_min = 0, w_max = 0;
+  // Short-term plasticity (AlignPostProj::add_stp): the presynaptic u and x, updated here and
+  // written back at the end, and the step's releases u x of the spikes arriving, which scale
+  // their deliveries (null without STP).
+  bool stp = false, facilitation = false;
+  at::Tensor stp_u, stp_x;
+  std::vector<T> release;
+  const T* scale = nullptr;
+  T u_decay = 0, x_decay = 0, U = 0;
   // The columns a delivery may split: the targets' indices (CSR) or the rank's columns (JIT).
   int64_t first_column() const { return jit ? col_lo : 0; }
   int64_t end_column() const { return jit ? col_hi : static_cast<int64_t>(pending.size()); }
@@ -450,15 +471,15 @@ struct Projection {
 // One CSR matrix's deliveries of `spikes` (int32 or int64 indices, both alike).
 template <typename T>
 void deliver_csr_any(const at::Tensor& indptr, const at::Tensor& indices, const T* weights, T w, const int32_t* spikes,
-                     int64_t n_spikes, T* pending, bool whole, int64_t lo, int64_t hi, bool sorted) {
+                     int64_t n_spikes, T* pending, bool whole, int64_t lo, int64_t hi, bool sorted, const T* scale) {
   auto csr = [&](auto index_type) {
     using index_t = decltype(index_type);
     const index_t* ptr = indptr.template data_ptr<index_t>();
     const index_t* idx = indices.template data_ptr<index_t>();
     if (whole) {
-      fs::deliver_csr<T, index_t>(ptr, idx, weights, w, spikes, n_spikes, pending);
+      fs::deliver_csr<T, index_t>(ptr, idx, weights, w, spikes, n_spikes, pending, scale);
     } else {
-      fs::deliver_csr_columns<T, index_t>(ptr, idx, weights, w, spikes, n_spikes, pending, lo, hi, sorted);
+      fs::deliver_csr_columns<T, index_t>(ptr, idx, weights, w, spikes, n_spikes, pending, lo, hi, sorted, scale);
     }
   };
   indptr.scalar_type() == at::kInt ? csr(int32_t{}) : csr(int64_t{});
@@ -497,13 +518,14 @@ void deliver(Projection<T>& pj, bool whole, int64_t lo, int64_t hi) {
   if (pj.n_now == 0) return;
   if (pj.jit) {
     if (whole) {
-      fs::deliver_jit<T>(pj.spec, pj.a, pj.b, pj.now, pj.n_now, pending, pj.col_lo, pj.col_hi);
+      fs::deliver_jit<T>(pj.spec, pj.a, pj.b, pj.now, pj.n_now, pending, pj.col_lo, pj.col_hi, pj.scale);
     } else {
-      fs::deliver_jit_columns<T>(pj.spec, pj.a, pj.b, pj.now, pj.n_now, pending, pj.col_lo, lo, hi);
+      fs::deliver_jit_columns<T>(pj.spec, pj.a, pj.b, pj.now, pj.n_now, pending, pj.col_lo, lo, hi, pj.scale);
     }
     return;
   }
-  deliver_csr_any<T>(pj.indptr, pj.indices, pj.weights, pj.w, pj.now, pj.n_now, pending, whole, lo, hi, pj.sorted);
+  deliver_csr_any<T>(pj.indptr, pj.indices, pj.weights, pj.w, pj.now, pj.n_now, pending, whole, lo, hi, pj.sorted,
+                     pj.scale);
 }
 
 template <typename T>
@@ -511,6 +533,28 @@ T clip(T v, T lo, T hi) {
   if (v < lo) v = lo;
   if (v > hi) v = hi;
   return v;
+}
+
+// One step of pj's short-term plasticity, before the step's deliveries, in STP::process's
+// arithmetic: every presynaptic neuron relaxes; the spikes arriving now take their release
+// u x (u after its jump), which scales what they deliver, and spend it.
+template <typename T>
+void stp_step(Projection<T>& pj) {
+  T* u = pj.stp_u.template mutable_data_ptr<T>();
+  T* x = pj.stp_x.template mutable_data_ptr<T>();
+  const int64_t n = pj.stp_u.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    u[i] = pj.facilitation ? u[i] * pj.u_decay : T(0);
+    x[i] = T(1) - (T(1) - x[i]) * pj.x_decay;
+  }
+  T* release = pj.release.data();
+  for (int64_t s = 0; s < pj.n_now; ++s) {
+    const int64_t i = pj.now[s];
+    const T jumped = u[i] + (T(1) - u[i]) * pj.U;
+    release[i] = jumped * x[i];
+    u[i] = jumped;
+    x[i] = x[i] - release[i];
+  }
 }
 
 // One step of pj's STDP, after the step's deliveries, in the module engine's order and
@@ -802,6 +846,22 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       pj.w_min = static_cast<T>(rule.w_min);
       pj.w_max = static_cast<T>(rule.w_max);
     }
+    if (info.proj->has_stp()) {
+      const STP& stp = *info.proj->stp();
+      const STPParams& rule = stp.params();
+      pj.stp = true;
+      pj.facilitation = rule.facilitation;
+      pj.stp_u = stp.state("u").detach().contiguous().clone();
+      pj.stp_x = stp.state("x").detach().contiguous().clone();
+      TORCH_CHECK(pj.stp_u.numel() == comm.n_pre() && pj.stp_x.numel() == comm.n_pre(), "fast engine: the short-term ",
+                  "plasticity of '", info.path, "' does not match its connectivity (call reset_state())");
+      pj.release.assign(static_cast<size_t>(comm.n_pre()), T(0));
+      pj.scale = pj.release.data();
+      // STP::process's arithmetic: decay factors and U in the states' dtype.
+      pj.u_decay = rule.facilitation ? static_cast<T>(std::exp(-ctx.dt / rule.tau_f)) : T(0);
+      pj.x_decay = static_cast<T>(std::exp(-ctx.dt / rule.tau_d));
+      pj.U = static_cast<T>(rule.U);
+    }
     pj.delay = info.proj->delay_steps();
     if (info.proj->has_synapse_delays()) {
       const auto& csr = static_cast<const CsrComm&>(comm);
@@ -1090,6 +1150,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
         pj.now = list.data();
         pj.n_now = static_cast<int64_t>(list.size());
       }
+      if (pj.stp) stp_step<T>(pj);
       work += pj.work();
     }
     const int threads = at::get_num_threads();
@@ -1169,6 +1230,11 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       for (int32_t idx : pj.ring[s]) h[static_cast<int64_t>(s) * n_pre + idx] = T(1);
     }
     pj.info->proj->delay()->assign_state("history", history);
+  }
+  for (auto& pj : projs) {
+    if (!pj.stp) continue;
+    pj.info->proj->stp()->assign_state("u", pj.stp_u);
+    pj.info->proj->stp()->assign_state("x", pj.stp_x);
   }
   for (auto& pj : projs) {
     if (!pj.plastic) continue;

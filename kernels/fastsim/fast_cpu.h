@@ -305,14 +305,23 @@ __attribute__((always_inline)) inline void prefetch_row(const index_t* indptr, c
 
 // pending[post] += w for every synapse of the spiking rows, rows in spike order (which is
 // increasing index, the order of the module engine's scatter). weights null: homogeneous w.
+// scale (short-term plasticity's releases, per row): pending[post] += w * scale[row], the
+// scatter's product; null: w itself, as the scatter's w * 1.
 template <typename T, typename index_t>
 void deliver_csr(const index_t* indptr, const index_t* indices, const T* weights, T w, const std::int32_t* spikes,
-                 std::int64_t n_spikes, T* pending) {
+                 std::int64_t n_spikes, T* pending, const T* scale = nullptr) {
   for (std::int64_t s = 0; s < n_spikes; ++s) {
     prefetch_row(indptr, indices, spikes, s, n_spikes);
     const std::int64_t row = spikes[s];
     const std::int64_t k0 = indptr[row], k1 = indptr[row + 1];
-    if (weights) {
+    if (scale) {
+      const T r = scale[row];
+      if (weights) {
+        for (std::int64_t k = k0; k < k1; ++k) pending[indices[k]] += weights[k] * r;
+      } else {
+        for (std::int64_t k = k0; k < k1; ++k) pending[indices[k]] += w * r;
+      }
+    } else if (weights) {
       for (std::int64_t k = k0; k < k1; ++k) pending[indices[k]] += weights[k];
     } else {
       for (std::int64_t k = k0; k < k1; ++k) pending[indices[k]] += w;
@@ -339,18 +348,22 @@ bool rows_sorted(const index_t* indptr, const index_t* indices, std::int64_t n_r
 template <typename T, typename index_t>
 void deliver_csr_columns(const index_t* indptr, const index_t* indices, const T* weights, T w,
                          const std::int32_t* spikes, std::int64_t n_spikes, T* pending, std::int64_t lo,
-                         std::int64_t hi, bool sorted) {
+                         std::int64_t hi, bool sorted, const T* scale = nullptr) {
   for (std::int64_t s = 0; s < n_spikes; ++s) {
     prefetch_row(indptr, indices, spikes, s, n_spikes);
     const std::int64_t row = spikes[s];
     const index_t* first = indices + indptr[row];
     const index_t* last = indices + indptr[row + 1];
+    auto add = [&](const index_t* at) {
+      const T v = weights ? weights[at - indices] : w;
+      pending[*at] += scale ? v * scale[row] : v;
+    };
     if (sorted) {
       first = csr::first_at_least(first, last, lo);
-      for (; first < last && *first < hi; ++first) pending[*first] += weights ? weights[first - indices] : w;
+      for (; first < last && *first < hi; ++first) add(first);
     } else {
       for (; first < last; ++first) {
-        if (*first >= lo && *first < hi) pending[*first] += weights ? weights[first - indices] : w;
+        if (*first >= lo && *first < hi) add(first);
       }
     }
   }
@@ -361,31 +374,40 @@ void deliver_csr_columns(const index_t* indptr, const index_t* indices, const T*
 // same bits, as for CSR.
 template <typename T>
 void deliver_jit_columns(const jitc::Spec& spec, double a, double b, const std::int32_t* spikes,
-                         std::int64_t n_spikes, T* pending, std::int64_t origin, std::int64_t lo, std::int64_t hi) {
+                         std::int64_t n_spikes, T* pending, std::int64_t origin, std::int64_t lo, std::int64_t hi,
+                         const T* scale = nullptr) {
   if (hi <= lo) return;
   const std::int64_t first = lo >> spec.block_shift, last = (hi - 1) >> spec.block_shift;
   for (std::int64_t s = 0; s < n_spikes; ++s) {
     const std::int64_t row = spikes[s];
     for (std::int64_t blk = first; blk <= last; ++blk) {
       jitc::for_each_entry_in_block<T>(spec, a, b, row, blk, [&](std::int64_t col, T v) {
-        if (col >= lo && col < hi) pending[col - origin] += v;
+        if (col >= lo && col < hi) pending[col - origin] += scale ? v * scale[row] : v;
       });
     }
   }
 }
 
-// The same through JIT connectivity, regenerating each spiking row (jitc_gen.h).
+// The same through JIT connectivity, regenerating each spiking row (jitc_gen.h); scale as
+// deliver_csr's (the JIT scatter's v * x).
 template <typename T>
 void deliver_jit(const jitc::Spec& spec, double a, double b, const std::int32_t* spikes, std::int64_t n_spikes,
-                 T* pending, std::int64_t col_lo = 0, std::int64_t col_hi = -1) {
+                 T* pending, std::int64_t col_lo = 0, std::int64_t col_hi = -1, const T* scale = nullptr) {
   if (col_hi < 0) col_hi = spec.n_cols;
   if (col_lo != 0 || col_hi != spec.n_cols) {
     // A column window (one rank's postsynaptic neurons): only the blocks that overlap it.
-    deliver_jit_columns(spec, a, b, spikes, n_spikes, pending, col_lo, col_lo, col_hi);
+    deliver_jit_columns(spec, a, b, spikes, n_spikes, pending, col_lo, col_lo, col_hi, scale);
     return;
   }
   for (std::int64_t s = 0; s < n_spikes; ++s) {
     const std::int64_t row = spikes[s];
+    if (scale) {
+      const T r = scale[row];
+      for (std::int64_t blk = 0; blk < spec.n_blocks; ++blk) {
+        jitc::for_each_entry_in_block<T>(spec, a, b, row, blk, [&](std::int64_t col, T v) { pending[col] += v * r; });
+      }
+      continue;
+    }
     for (std::int64_t blk = 0; blk < spec.n_blocks; ++blk) {
       jitc::for_each_entry_in_block<T>(spec, a, b, row, blk, [&](std::int64_t col, T v) { pending[col] += v; });
     }

@@ -122,7 +122,8 @@ def test_coba_benchmark_runs_at_a_tiny_size(tmp_path):
 
 
 def _plastic_net(seed=3):
-    """A small COBA network whose E->E synapses learn by STDP."""
+    """A small COBA network whose E->E synapses learn by STDP and whose E->I synapses facilitate
+    and depress (Tsodyks-Markram)."""
     m = brain.models
     net = m.Network()
     g = torch.Generator().manual_seed(seed)
@@ -141,14 +142,16 @@ def _plastic_net(seed=3):
             2 if pre == "E" else 0))
         if pre == post == "E":
             proj.add_stdp(A_plus=0.024, A_minus=0.0252, w_min=0.0, w_max=1.2)
+        if (pre, post) == ("E", "I"):
+            proj.add_stp(U=0.2, tau_f=300.0, tau_d=150.0)
     net.reset_state()
     return net
 
 
-def test_stdp_runs_on_the_fast_engine_with_the_module_engines_weights():
-    """Pair-based STDP compiles into the fast engine ("auto" takes it): the spikes, the learnt
-    weights and the traces are the module engine's bit for bit, also over two runs of one
-    network (bench/coba/stdp_bench.py measures it; test_fast_engine.cpp covers the delays,
+def test_plasticity_runs_on_the_fast_engine_with_the_module_engines_bits():
+    """Pair-based STDP and short-term plasticity compile into the fast engine ("auto" takes
+    it): the spikes, the learnt weights, the traces and STP's u and x are the module engine's
+    bit for bit, also over two runs of one network (bench/coba/stdp_bench.py measures it; test_fast_engine.cpp covers the delays,
     index types, dtypes, engines taking turns and threads)."""
     outcomes = {}
     for engine in ("modules", "fast", "auto"):
@@ -158,10 +161,12 @@ def test_stdp_runs_on_the_fast_engine_with_the_module_engines_weights():
         parts = [runner.run(60.0), runner.run(60.0)]
         assert all(p["engine"] == ("modules" if engine == "modules" else "fast") for p in parts)
         outcomes[engine] = (torch.cat([p["E.spike"] for p in parts]), net.state_dict()["E2E.comm.weights"],
-                            net.state("E2E.stdp_pre_trace").clone(), net.state("E2E.stdp_post_trace").clone())
+                            *(net.state(path).clone() for path in ("E2E.stdp_pre_trace", "E2E.stdp_post_trace",
+                                                                   "E2I.stp.u", "E2I.stp.x")))
     spikes, weights = outcomes["modules"][:2]
     assert spikes.sum() > 500
     assert (weights != w0).float().mean() > 0.25, "STDP must have moved many weights"
+    assert outcomes["modules"][5].min() < 0.9, "releases must have depleted x"
     for engine in ("fast", "auto"):
         for got, want in zip(outcomes[engine], outcomes["modules"]):
             torch.testing.assert_close(got, want, rtol=0, atol=0)

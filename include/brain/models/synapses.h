@@ -362,6 +362,7 @@ class BRAIN_API STP : public DynamicalSystem {
   // Advances one step and returns spikes scaled by their release (u x).
   at::Tensor process(const Context& ctx, const at::Tensor& spikes);
   void update(const Context& ctx) override;
+  const STPParams& params() const { return p_; }
 
  protected:
   void reset_own_state(int64_t batch_size) override;
@@ -442,6 +443,7 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   const std::shared_ptr<Delay>& delay() const { return delay_; }
   int64_t delay_steps() const { return delay_steps_; }
   bool has_stp() const { return stp_ != nullptr; }
+  const std::shared_ptr<STP>& stp() const { return stp_; }
   bool has_stdp() const { return stdp_.has_value(); }
   const STDPParams& stdp_params() const {
     TORCH_CHECK(stdp_, "AlignPostProj: no STDP was added");

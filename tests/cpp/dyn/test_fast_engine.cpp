@@ -50,9 +50,14 @@ struct Outcome {
   std::map<std::string, at::Tensor> states;
 };
 
-Outcome simulate(const brain::EINetSpec& spec, Engine engine, int64_t steps, uint64_t seed = 3) {
+// prepare: changes the built network (before reset_state()).
+using Prepare = std::function<void(brain::DynSysGroup&)>;
+
+Outcome simulate(const brain::EINetSpec& spec, Engine engine, int64_t steps, uint64_t seed = 3,
+                 const Prepare& prepare = {}) {
   torch::NoGradGuard no_grad;
   auto net = brain::build_ei_network(spec, seed, c10::kCPU);
+  if (prepare) prepare(*net);
   net->reset_state();
   brain::Runner runner(net, options_for(spec, engine));
   Outcome out{runner.run_steps(steps), {}};
@@ -60,9 +65,9 @@ Outcome simulate(const brain::EINetSpec& spec, Engine engine, int64_t steps, uin
   return out;
 }
 
-void expect_engines_agree(const brain::EINetSpec& spec, int64_t steps = 1500) {
-  const Outcome slow = simulate(spec, Engine::Modules, steps);
-  const Outcome fast = simulate(spec, Engine::Fast, steps);
+void expect_engines_agree(const brain::EINetSpec& spec, int64_t steps = 1500, const Prepare& prepare = {}) {
+  const Outcome slow = simulate(spec, Engine::Modules, steps, 3, prepare);
+  const Outcome fast = simulate(spec, Engine::Fast, steps, 3, prepare);
   EXPECT_EQ(slow.result.engine, "modules");
   EXPECT_EQ(fast.result.engine, "fast");
   const int64_t spikes = slow.result.spike_counts.at("E") + slow.result.spike_counts.at("I");
@@ -506,6 +511,45 @@ TEST(FastEngine, RejectsBatchesAndStdpItCannotRun) {
   EXPECT_NE(brain::fast_engine_unsupported(*net2, opt).find("STDP with per-synapse delays"), std::string::npos);
 }
 
+std::shared_ptr<brain::AlignPostProj> projection(brain::DynSysGroup& net, const std::string& name) {
+  return std::dynamic_pointer_cast<brain::AlignPostProj>(net.find_system(name).shared_from_this());
+}
+
+// Tsodyks-Markram short-term plasticity on three of COBA's projections (facilitating and
+// depressing, and depressing only), CSR and JIT, with and without delays, float32 and
+// float64: the releases scale each spike's deliveries with the module engine's bits, and u and
+// x end where its do.
+TEST(FastEngine, ShortTermPlasticityMatchesTheModuleEngine) {
+  const Prepare with_stp = [](brain::DynSysGroup& net) {
+    projection(net, "E2E")->add_stp({0.2, 300.0, 150.0, true});
+    projection(net, "E2I")->add_stp({0.5, 50.0, 400.0, false});
+    projection(net, "I2E")->add_stp({0.1, 800.0, 100.0, true});
+  };
+  for (const char* connectivity : {"csr", "jit"}) {
+    for (const double delay_ms : {0.0, 0.6}) {
+      SCOPED_TRACE(std::string(connectivity) + ", delay " + std::to_string(delay_ms));
+      auto s = small_spec();
+      s.connectivity = connectivity;
+      s.delay_ms = delay_ms;
+      s.dtype = delay_ms > 0 ? "float64" : "float32";
+      expect_engines_agree(s, 1200, with_stp);
+      const Outcome fast = simulate(s, Engine::Fast, 300, 3, with_stp);
+      EXPECT_LT(fast.states.at("E2I.stp.x").min().item<double>(), 0.9) << "releases must have depleted x";
+      EXPECT_GT(fast.states.at("E2E.stp.u").max().item<double>(), 0.2) << "spikes must have facilitated u";
+    }
+  }
+  EXPECT_EQ(brain::fast_engine_unsupported(*[] {
+              auto net = brain::build_ei_network(small_spec(), 3, c10::kCPU);
+              auto proj = projection(*net, "E2E");
+              proj->add_stp({});
+              proj->set_synapse_delays(torch::ones({std::static_pointer_cast<brain::CsrComm>(proj->comm())->indices().numel()},
+                                                   torch::kLong));
+              net->reset_state();
+              return net;
+            }(), brain::RunnerOptions{}).find("short-term plasticity with per-synapse delays") != std::string::npos,
+            true);
+}
+
 // COBA with STDP (Song, Miller & Abbott 2000) on a plastic E->E pathway next to the static
 // ones, with and without a delay, int32 and int64 indices, float32 and float64: the fast
 // engine updates the weights and the traces with the module engine's bits, also when the
@@ -513,6 +557,7 @@ TEST(FastEngine, RejectsBatchesAndStdpItCannotRun) {
 struct PlasticCase {
   int64_t delay;
   at::ScalarType index_dtype, dtype;
+  bool stp = false;  // short-term plasticity on the plastic pathway too
 };
 
 std::shared_ptr<brain::DynSysGroup> plastic_network(const PlasticCase& c, int64_t n_exc = 480, double p = 0.1) {
@@ -534,6 +579,7 @@ std::shared_ptr<brain::DynSysGroup> plastic_network(const PlasticCase& c, int64_
   rule.A_minus = 0.0525;
   rule.w_max = 0.6;
   plastic->add_stdp(rule);
+  if (c.stp) plastic->add_stp({0.3, 200.0, 100.0, true});
   net->add("E2E_plastic", plastic);
   net->reset_state();
   return net;
@@ -573,8 +619,9 @@ PlasticRun run_plastic(const PlasticCase& c, const std::vector<Engine>& engines,
 
 TEST(FastEngine, StdpMatchesTheModuleEngine) {
   for (const PlasticCase& c : {PlasticCase{0, at::kInt, at::kFloat}, PlasticCase{7, at::kLong, at::kFloat},
-                               PlasticCase{3, at::kInt, at::kDouble}}) {
-    SCOPED_TRACE("delay " + std::to_string(c.delay) + ", " + c10::toString(c.index_dtype) + ", " + c10::toString(c.dtype));
+                               PlasticCase{3, at::kInt, at::kDouble}, PlasticCase{4, at::kLong, at::kFloat, true}}) {
+    SCOPED_TRACE("delay " + std::to_string(c.delay) + ", " + c10::toString(c.index_dtype) + ", " + c10::toString(c.dtype) +
+                 (c.stp ? ", with STP" : ""));
     const auto slow = run_plastic(c, {Engine::Modules, Engine::Modules, Engine::Modules}, 300);
     const auto fast = run_plastic(c, {Engine::Fast, Engine::Fast, Engine::Fast}, 300);
     const auto mixed = run_plastic(c, {Engine::Fast, Engine::Modules, Engine::Fast}, 300);
