@@ -22,6 +22,7 @@
 #include <torch/torch.h>
 
 #include <brain/dist/dist.h>
+#include <brain/dyn/inputs.h>
 #include <brain/models/channels.h>
 #include <brain/models/neurons.h>
 #include <brain/models/synapses.h>
@@ -32,6 +33,7 @@
 #include "csrc/models/cond_plan.h"
 #include "csrc/ops/jitc_common.h"
 #include "kernels/fastsim/fast_cpu.h"
+#include "kernels/rng/poisson_draw.h"
 
 namespace brain {
 
@@ -49,12 +51,16 @@ constexpr int64_t kParallelNeurons = kParallelBlocks * fs::kBlock;
 constexpr double kParallelDeliveryWork = 4096;
 constexpr double kJitSynapseWork = 16;
 constexpr int kDeliveryTasksPerThread = 2;
+// Poisson draws per task (a Philox call draws two, in about 9 ns).
+constexpr int64_t kParallelPoisson = 4096;
 
 struct PopInfo {
   std::string path;
-  NeuronGroup* group;
-  LIF* lif = nullptr;           // one of these two
+  DynamicalSystem* system;
+  NeuronGroup* group = nullptr;  // a neuron population: one of lif and cond
+  LIF* lif = nullptr;
   CondNeuGroup* cond = nullptr;
+  PoissonGroup* poisson = nullptr;  // or a source of Poisson spikes (no group)
   std::vector<int> receptors;  // in the order the population registered their currents
 };
 
@@ -80,7 +86,7 @@ struct Layout {
 
   int pop_of(const DynamicalSystem* s) const {
     for (size_t i = 0; i < pops.size(); ++i) {
-      if (pops[i].group == s) return static_cast<int>(i);
+      if (pops[i].system == s) return static_cast<int>(i);
     }
     return -1;
   }
@@ -130,7 +136,7 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
       return describe(s, path) + " is updated after a projection; the fast engine needs every population first";
     }
     auto* lif = static_cast<LIF*>(&s);
-    L.pops.push_back({path, lif, lif, nullptr, {}});
+    L.pops.push_back({path, lif, lif, lif});
     return "";
   }
   if (typeid(s) == typeid(CondNeuGroup)) {
@@ -145,7 +151,14 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
         return describe(*child, join_path(path, name)) + " is not an ion channel of its group";
       }
     }
-    L.pops.push_back({path, cond, nullptr, cond, {}});
+    L.pops.push_back({path, cond, cond, nullptr, cond});
+    return "";
+  }
+  if (typeid(s) == typeid(PoissonGroup)) {
+    if (!L.projections.empty()) {
+      return describe(s, path) + " is updated after a projection; the fast engine needs every population first";
+    }
+    L.pops.push_back({path, &s, nullptr, nullptr, nullptr, static_cast<PoissonGroup*>(&s)});
     return "";
   }
   if (typeid(s) == typeid(AlignPostProj)) {
@@ -165,7 +178,8 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
     info.pre = L.pop_of(proj->pre().get());
     info.post = L.pop_of(proj->post().get());
     if (info.pre < 0 || info.post < 0) {
-      return describe(s, path) + " connects a population that is not a LIF or CondNeuGroup population of this network";
+      return describe(s, path) + " connects a population that is not a LIF, CondNeuGroup or PoissonGroup population of " +
+             "this network";
     }
     int r = L.receptor_of(proj->syn().get());
     if (r < 0) {
@@ -182,23 +196,40 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
     L.projections.push_back(std::move(info));
     return "";
   }
-  return describe(s, path) + " is not a model the fast engine compiles (LIF, CondNeuGroup, AlignPostProj, DynSysGroup)";
+  return describe(s, path) +
+         " is not a model the fast engine compiles (LIF, CondNeuGroup, PoissonGroup, AlignPostProj, DynSysGroup)";
 }
 
 std::string analyse(DynamicalSystem& root, Layout& L) {
   if (auto why = walk(root, "", L); !why.empty()) return why;
-  if (L.pops.empty()) return "the network has no LIF or CondNeuGroup population";
+  const PopInfo* first_group = nullptr;
   for (const auto& pop : L.pops) {
-    if (!pop.group->has_state("V")) return "'" + pop.path + "' has no state yet (call reset_state())";
+    if (!pop.system->has_state(pop.poisson ? "spike" : "V")) return "'" + pop.path + "' has no state yet (call reset_state())";
+    if (pop.group && !first_group) first_group = &pop;
   }
+  if (!first_group) return "the network has no LIF or CondNeuGroup population";
   for (const auto& rc : L.receptors) {
     if (!rc.syn->has_state("g")) return "a synapse of '" + L.pops[rc.pop].path + "' has no state yet (call reset_state())";
   }
-  L.dtype = L.pops[0].group->state("V").scalar_type();
+  L.dtype = first_group->group->state("V").scalar_type();
   if (L.dtype != at::kFloat && L.dtype != at::kDouble) {
     return "the states are " + std::string(c10::toString(L.dtype)) + "; the fast engine runs float32 and float64";
   }
   for (auto& pop : L.pops) {
+    if (pop.poisson) {
+      // Drawn by the op's own counter-based draw (kernels/rng/poisson_draw.h): the same spikes.
+      const PoissonGroup& source = *pop.poisson;
+      if (source.batch_size() != 0) return "'" + pop.path + "' has a batch dimension; the fast engine runs unbatched states";
+      if (auto why = check_state(source.state("spike"), "'" + pop.path + ".spike'", at::kBool); !why.empty()) return why;
+      const at::Tensor& rates = source.rates();
+      const at::Tensor& extra = source.state("rate_input");
+      if (!rates.device().is_cpu() || !extra.device().is_cpu()) return "'" + pop.path + "' is not on the CPU";
+      if (!at::isFloatingType(rates.scalar_type()) || !at::isFloatingType(extra.scalar_type())) {
+        return "'" + pop.path + "' has rates of " + std::string(c10::toString(rates.scalar_type())) + " and a rate_input of " +
+               std::string(c10::toString(extra.scalar_type()));
+      }
+      continue;
+    }
     const NeuronGroup& group = *pop.group;
     if (group.batch_size() != 0) return "'" + pop.path + "' has a batch dimension; the fast engine runs unbatched states";
     for (const char* st : {"V", "spike", "input"}) {
@@ -312,6 +343,12 @@ std::string place_of(DynamicalSystem& root, const Layout& L, const std::string& 
   }
   if (const int p = L.pop_of(sys); p >= 0) {
     out.index = p;
+    if (L.pops[p].poisson) {
+      if (leaf == "spike") out.kind = Place::kPopSpike;
+      else if (leaf == "rate_input") out.kind = Place::kPopInput;  // zero after every step, as an input
+      else return "'" + path + "' is not a state the fast engine records";
+      return "";
+    }
     if (leaf == "V") out.kind = Place::kPopV;
     else if (leaf == "spike") out.kind = Place::kPopSpike;
     else if (leaf == "input") out.kind = Place::kPopInput;
@@ -348,6 +385,9 @@ namespace {
 std::string unsupported(DynamicalSystem& root, const RunnerOptions& options, Layout& L) {
   if (auto why = analyse(root, L); !why.empty()) return why;
   for (const auto& pj : L.projections) {
+    if (options.partition && L.pops[static_cast<size_t>(pj.pre)].poisson) {
+      return "'" + pj.path + "' comes from a PoissonGroup, which distributed runs do not take";
+    }
     // A rank holds its columns of the weights, and a distributed checkpoint holds states only.
     if (options.partition && pj.proj->has_stdp()) return "'" + pj.path + "' has STDP, which distributed runs do not take";
     if (options.partition && pj.proj->has_stp()) {
@@ -364,6 +404,7 @@ std::string unsupported(DynamicalSystem& root, const RunnerOptions& options, Lay
     if (auto why = place_of(root, L, in.path, place); !why.empty() || place.kind != Place::kPopInput) {
       return "input '" + in.path + "' does not go to a population's input";
     }
+    if (L.pops[static_cast<size_t>(place.index)].poisson) return "input '" + in.path + "' goes to a PoissonGroup's rates";
   }
   return "";
 }
@@ -662,6 +703,12 @@ struct Population {
   std::vector<std::pair<const RunInput*, at::Tensor>> inputs;
   bool per_step = false;
   at::Tensor drive_first, drive_rest, drive_now;
+  // A PoissonGroup: its rates, one per neuron, for the first step (plus the "rate_input" the
+  // run starts with, as PoissonGroup::update adds it, in the rates' dtype) and for the rest;
+  // held as double, which the draw compares in.
+  bool poisson = false;
+  kernels::rng::PoissonKey key{};
+  std::vector<double> rates_first, rates_rest;
 };
 
 template <typename T>
@@ -713,9 +760,30 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
 
   for (size_t p = 0; p < L.pops.size(); ++p) {
     const PopInfo& info = L.pops[p];
-    const NeuronGroup& group = *info.group;
     Population<T>& pop = pops[p];
     pop.info = &info;
+    if (info.poisson) {
+      const PoissonGroup& source = *info.poisson;
+      const int64_t n = source.size();
+      TORCH_CHECK(n < (int64_t{1} << 31), "fast engine: '", info.path, "' has ", n, " neurons; at most 2^31 - 1");
+      pop.poisson = true;
+      pop.key = kernels::rng::poisson_key(source.seed());
+      // rates_ + rate_input in their dtype, as the module engine adds them (+ 0 after the first
+      // step), then widened exactly to double.
+      const at::Tensor extra = source.state("rate_input").detach();
+      const at::Tensor first = (source.rates() + extra).to(at::kDouble).contiguous();
+      const at::Tensor rest = (source.rates() + at::zeros_like(extra)).to(at::kDouble).contiguous();
+      TORCH_CHECK(first.numel() == n && rest.numel() == n, "fast engine: the rates of '", info.path, "' have ",
+                  first.numel(), " entries for ", n, " neurons");
+      pop.rates_first.assign(first.const_data_ptr<double>(), first.const_data_ptr<double>() + n);
+      pop.rates_rest.assign(rest.const_data_ptr<double>(), rest.const_data_ptr<double>() + n);
+      pop.spiked.assign(static_cast<size_t>(n), 0);
+      pop.spikes.assign(static_cast<size_t>(n), 0);
+      pop.k.n = n;
+      pop.k.spiked = pop.spiked.data();
+      continue;
+    }
+    const NeuronGroup& group = *info.group;
     const int64_t n = group.size();
     TORCH_CHECK(n < (int64_t{1} << 31), "fast engine: '", info.path, "' has ", n, " neurons; at most 2^31 - 1");
     pop.V = group.state("V").detach().contiguous().clone();
@@ -936,6 +1004,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     pop.per_step = pop.per_step || in.per_step;
   }
   for (auto& pop : pops) {
+    if (pop.poisson) continue;
     const at::Tensor zeros = at::zeros_like(pop.V);
     pop.drive_first = fold_inputs(pop.input0, pop.inputs, 0);
     pop.drive_rest = fold_inputs(zeros, pop.inputs, 1);
@@ -964,7 +1033,12 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     } else {
       for (int64_t i = 0; i < n; ++i) idx.push_back(i);
     }
-    const at::ScalarType state_type = place.kind == Place::kPopLast ? at::kLong : fopt.dtype().toScalarType();
+    // The state's own dtype, as the module engine records it.
+    at::ScalarType state_type = place.kind == Place::kPopLast ? at::kLong : fopt.dtype().toScalarType();
+    if (is_pop && L.pops[static_cast<size_t>(place.index)].poisson) {
+      state_type = place.kind == Place::kPopSpike ? at::kBool
+                                                  : L.pops[static_cast<size_t>(place.index)].poisson->state("rate_input").scalar_type();
+    }
     const at::ScalarType out_type = m.dtype.value_or(state_type);
     // Zeroed, not just allocated: the pages are touched here rather than inside the timed loop.
     at::Tensor rec = samples > 0 ? at::zeros({samples, static_cast<int64_t>(idx.size())}, at::TensorOptions().dtype(out_type))
@@ -1073,6 +1147,19 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     const int64_t step = ctx.step;
     for (auto& pop : pops) {
       if (!failure.empty()) break;
+      if (pop.poisson) {
+        // Any split gives the same bits: a draw depends on (seed, step, neuron) only. The
+        // flags are 0/1 bytes, as bool is stored.
+        const double* rates = (i == 0 ? pop.rates_first : pop.rates_rest).data();
+        bool* fired = reinterpret_cast<bool*>(pop.spiked.data());
+        const double scale = dt / 1000.0;  // the op's: p = rate * (dt / 1000)
+        at::parallel_for(0, pop.k.n, kParallelPoisson, [&](int64_t j0, int64_t j1) {
+          kernels::rng::draw_row<double>(pop.key, static_cast<uint64_t>(step), 0, j0, j1 - j0, scale, rates + j0,
+                                        fired + j0);
+        });
+        pop.n_spikes = fs::compact_spikes(pop.spiked.data(), pop.k.n, pop.spikes.data());
+        continue;
+      }
       if (pop.per_step) {
         pop.drive_now = fold_inputs(i == 0 ? pop.input0 : at::zeros_like(pop.V), pop.inputs, segment.offset + i);
         pop.k.drive = pop.drive_now.template data_ptr<T>();
@@ -1193,6 +1280,14 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
 
   // Write the state back, so the module engine (or the next run) carries on from here.
   for (auto& pop : pops) {
+    if (pop.poisson) {
+      at::Tensor spike = at::empty({pop.k.n}, at::kBool);
+      std::memcpy(spike.mutable_data_ptr<bool>(), pop.spiked.data(), static_cast<size_t>(pop.k.n));
+      pop.info->poisson->assign_state("spike", spike);
+      const at::Tensor& extra = pop.info->poisson->state("rate_input");
+      if (steps > 0) pop.info->poisson->assign_state("rate_input", at::zeros_like(extra));
+      continue;  // the module engine counts the spikes of neuron groups only
+    }
     NeuronGroup& group = *pop.info->group;
     group.assign_state("V", pop.V);
     at::Tensor spike = at::empty({pop.k.n}, fopt);

@@ -184,3 +184,27 @@ def test_stdp_benchmark_runs_at_a_tiny_size(tmp_path):
         "mean_weight"]
     assert rows[1]["fast"]["rates_hz"] == rows[1]["fast_1thread"]["rates_hz"]
     assert "| STDP |" in (tmp_path / "stdp_cpu.md").read_text()
+
+
+def test_poisson_driven_network_runs_on_the_fast_engine():
+    """A PoissonGroup feeding LIF populations compiles into the fast engine, which draws the
+    op's counter-based spikes: the sources' and the neurons' spikes and potentials are the
+    module engine's bits."""
+    m = brain.models
+    results = {}
+    for engine in ("modules", "auto"):
+        net = m.Network()
+        source = net.add("P", m.PoissonGroup(200, torch.linspace(5.0, 60.0, 200), seed=4))
+        cells = net.add("N", m.LIF(100, tau_ref=2.0, dtype="float64"))
+        indptr, indices = m.fixed_prob(200, 100, 0.2, True, 9)
+        net.add("P2N", m.AlignPostProj(source, m.CsrComm(indptr, indices, torch.tensor(0.5, dtype=torch.float64), 200,
+                                                         100), m.Expon(100, 5.0, dtype="float64"), m.COBA(0.0), cells, 3))
+        net.reset_state()
+        runner = m.Runner(net, monitors=["P.spike", "N.spike", "N.V"], progress=False, engine=engine)
+        assert runner.fast_engine_reason() == ""
+        results[engine] = runner.run(100.0)
+    assert results["auto"]["engine"] == "fast" and results["modules"]["engine"] == "modules"
+    assert results["modules"]["P.spike"].dtype == torch.bool and results["modules"]["N.spike"].sum() > 20
+    for key in ("P.spike", "N.spike", "N.V"):
+        torch.testing.assert_close(results["auto"][key], results["modules"][key], rtol=0, atol=0)
+    assert results["auto"]["spike_counts"] == results["modules"]["spike_counts"] == {"N": int(results["auto"]["N.spike"].sum())}

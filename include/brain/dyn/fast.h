@@ -18,6 +18,10 @@
 //     populations that take their one-pass update (built-in channels, the pool and influx
 //     channels of a KCa channel in the group, one-pass update not switched off), stepped by
 //     that same update (kernels/fastsim/cond_cpu.h) with the synaptic input formed as for LIF;
+//   - PoissonGroup sources, drawn by brain::poisson_spikes' counter-based draw (the same
+//     spikes; its "rate_input" at the start of a run counts for the first step, as in
+//     PoissonGroup::update; Runner inputs into it keep the module engine), outside distributed
+//     runs;
 //   - AlignPostProj projections with an Expon synapse, COBA or CUBA output, CsrComm or JitComm
 //     connectivity (any weights, event or not) and any uniform delay, or per-synapse delays
 //     (CsrComm; in a distributed run the ranks exchange once per window of the shortest delay
@@ -27,7 +31,7 @@
 //     weights nobody else reads: updated in place after the step's deliveries);
 //   - unbatched float32 or float64 states on the CPU, no gradient being recorded;
 //   - runner inputs into "<population>.input" (constant or per step) and monitors of
-//     "<population>.{V,spike,input,last_spike_step}", the gates of a CondNeuGroup's channels
+//     "<population>.{V,spike,input,last_spike_step}" ("<source>.{spike,rate_input}"), the gates of a CondNeuGroup's channels
 //     ("<population>.<channel>.<gate>") and "<projection>.syn.g".
 // The CPU loop uses every thread torch uses for LIF populations of 32k neurons and more and
 // takes a thread per 256 neurons of a conductance-based one; its results do not depend on the

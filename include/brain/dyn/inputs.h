@@ -60,6 +60,9 @@ class BRAIN_API PoissonGroup : public DynamicalSystem {
   void update(const Context& ctx) override;
   bool replayable() const override { return true; }
   int64_t size() const { return n_; }
+  // float32 Hz, a scalar or one per neuron; the seed of the draws.
+  const at::Tensor& rates() const { return rates_; }
+  uint64_t seed() const { return seed_; }
 
  protected:
   void reset_own_state(int64_t batch_size) override;
