@@ -60,7 +60,9 @@ struct PopInfo {
   NeuronGroup* group = nullptr;  // a neuron population: one of lif and cond
   LIF* lif = nullptr;
   CondNeuGroup* cond = nullptr;
-  PoissonGroup* poisson = nullptr;  // or a source of Poisson spikes (no group)
+  PoissonGroup* poisson = nullptr;  // or a source of spikes (no group): Poisson
+  SpikeTimeGroup* spike_times = nullptr;  // or scheduled
+  bool source() const { return poisson || spike_times; }
   std::vector<int> receptors;  // in the order the population registered their currents
 };
 
@@ -161,6 +163,13 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
     L.pops.push_back({path, &s, nullptr, nullptr, nullptr, static_cast<PoissonGroup*>(&s)});
     return "";
   }
+  if (typeid(s) == typeid(SpikeTimeGroup)) {
+    if (!L.projections.empty()) {
+      return describe(s, path) + " is updated after a projection; the fast engine needs every population first";
+    }
+    L.pops.push_back({path, &s, nullptr, nullptr, nullptr, nullptr, static_cast<SpikeTimeGroup*>(&s)});
+    return "";
+  }
   if (typeid(s) == typeid(AlignPostProj)) {
     auto* proj = static_cast<AlignPostProj*>(&s);
     if (proj->has_stp() && proj->has_synapse_delays()) {
@@ -178,8 +187,8 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
     info.pre = L.pop_of(proj->pre().get());
     info.post = L.pop_of(proj->post().get());
     if (info.pre < 0 || info.post < 0) {
-      return describe(s, path) + " connects a population that is not a LIF, CondNeuGroup or PoissonGroup population of " +
-             "this network";
+      return describe(s, path) + " connects a population that is not a LIF, CondNeuGroup, PoissonGroup or " +
+             "SpikeTimeGroup population of this network";
     }
     int r = L.receptor_of(proj->syn().get());
     if (r < 0) {
@@ -197,14 +206,15 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
     return "";
   }
   return describe(s, path) +
-         " is not a model the fast engine compiles (LIF, CondNeuGroup, PoissonGroup, AlignPostProj, DynSysGroup)";
+         " is not a model the fast engine compiles (LIF, CondNeuGroup, PoissonGroup, SpikeTimeGroup, AlignPostProj, "
+         "DynSysGroup)";
 }
 
 std::string analyse(DynamicalSystem& root, Layout& L) {
   if (auto why = walk(root, "", L); !why.empty()) return why;
   const PopInfo* first_group = nullptr;
   for (const auto& pop : L.pops) {
-    if (!pop.system->has_state(pop.poisson ? "spike" : "V")) return "'" + pop.path + "' has no state yet (call reset_state())";
+    if (!pop.system->has_state(pop.source() ? "spike" : "V")) return "'" + pop.path + "' has no state yet (call reset_state())";
     if (pop.group && !first_group) first_group = &pop;
   }
   if (!first_group) return "the network has no LIF or CondNeuGroup population";
@@ -228,6 +238,12 @@ std::string analyse(DynamicalSystem& root, Layout& L) {
         return "'" + pop.path + "' has rates of " + std::string(c10::toString(rates.scalar_type())) + " and a rate_input of " +
                std::string(c10::toString(extra.scalar_type()));
       }
+      continue;
+    }
+    if (pop.spike_times) {
+      const SpikeTimeGroup& source = *pop.spike_times;
+      if (source.batch_size() != 0) return "'" + pop.path + "' has a batch dimension; the fast engine runs unbatched states";
+      if (!source.state("spike").device().is_cpu()) return "'" + pop.path + "' is not on the CPU";
       continue;
     }
     const NeuronGroup& group = *pop.group;
@@ -343,9 +359,9 @@ std::string place_of(DynamicalSystem& root, const Layout& L, const std::string& 
   }
   if (const int p = L.pop_of(sys); p >= 0) {
     out.index = p;
-    if (L.pops[p].poisson) {
+    if (L.pops[p].source()) {
       if (leaf == "spike") out.kind = Place::kPopSpike;
-      else if (leaf == "rate_input") out.kind = Place::kPopInput;  // zero after every step, as an input
+      else if (leaf == "rate_input" && L.pops[p].poisson) out.kind = Place::kPopInput;  // zero after every step
       else return "'" + path + "' is not a state the fast engine records";
       return "";
     }
@@ -385,8 +401,9 @@ namespace {
 std::string unsupported(DynamicalSystem& root, const RunnerOptions& options, Layout& L) {
   if (auto why = analyse(root, L); !why.empty()) return why;
   for (const auto& pj : L.projections) {
-    if (options.partition && L.pops[static_cast<size_t>(pj.pre)].poisson) {
-      return "'" + pj.path + "' comes from a PoissonGroup, which distributed runs do not take";
+    if (options.partition && L.pops[static_cast<size_t>(pj.pre)].source()) {
+      return "'" + pj.path + "' comes from a " + L.pops[static_cast<size_t>(pj.pre)].system->name() +
+             ", which distributed runs do not take";
     }
     // A rank holds its columns of the weights, and a distributed checkpoint holds states only.
     if (options.partition && pj.proj->has_stdp()) return "'" + pj.path + "' has STDP, which distributed runs do not take";
@@ -708,6 +725,11 @@ struct Population {
   // held as double, which the draw compares in.
   bool poisson = false;
   kernels::rng::PoissonKey key{};
+  // A SpikeTimeGroup: its schedule sorted by step (the group's own), and the spike state's dtype.
+  bool scheduled = false;
+  const std::vector<int64_t>* schedule_steps = nullptr;
+  const std::vector<int64_t>* schedule_indices = nullptr;
+  at::ScalarType spike_type = at::kBool;
   std::vector<double> rates_first, rates_rest;
 };
 
@@ -777,6 +799,21 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
                   first.numel(), " entries for ", n, " neurons");
       pop.rates_first.assign(first.const_data_ptr<double>(), first.const_data_ptr<double>() + n);
       pop.rates_rest.assign(rest.const_data_ptr<double>(), rest.const_data_ptr<double>() + n);
+      pop.spiked.assign(static_cast<size_t>(n), 0);
+      pop.spikes.assign(static_cast<size_t>(n), 0);
+      pop.k.n = n;
+      pop.k.spiked = pop.spiked.data();
+      continue;
+    }
+    if (info.spike_times) {
+      SpikeTimeGroup& source = *info.spike_times;
+      const int64_t n = source.size();
+      TORCH_CHECK(n < (int64_t{1} << 31), "fast engine: '", info.path, "' has ", n, " neurons; at most 2^31 - 1");
+      pop.scheduled = true;
+      const auto schedule = source.schedule(ctx.dt);
+      pop.schedule_steps = &schedule.steps;
+      pop.schedule_indices = &schedule.indices;
+      pop.spike_type = source.state("spike").scalar_type();
       pop.spiked.assign(static_cast<size_t>(n), 0);
       pop.spikes.assign(static_cast<size_t>(n), 0);
       pop.k.n = n;
@@ -1004,7 +1041,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     pop.per_step = pop.per_step || in.per_step;
   }
   for (auto& pop : pops) {
-    if (pop.poisson) continue;
+    if (pop.poisson || pop.scheduled) continue;
     const at::Tensor zeros = at::zeros_like(pop.V);
     pop.drive_first = fold_inputs(pop.input0, pop.inputs, 0);
     pop.drive_rest = fold_inputs(zeros, pop.inputs, 1);
@@ -1035,9 +1072,9 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     }
     // The state's own dtype, as the module engine records it.
     at::ScalarType state_type = place.kind == Place::kPopLast ? at::kLong : fopt.dtype().toScalarType();
-    if (is_pop && L.pops[static_cast<size_t>(place.index)].poisson) {
-      state_type = place.kind == Place::kPopSpike ? at::kBool
-                                                  : L.pops[static_cast<size_t>(place.index)].poisson->state("rate_input").scalar_type();
+    if (is_pop && L.pops[static_cast<size_t>(place.index)].source()) {
+      const DynamicalSystem& source = *L.pops[static_cast<size_t>(place.index)].system;
+      state_type = source.state(place.kind == Place::kPopSpike ? "spike" : "rate_input").scalar_type();
     }
     const at::ScalarType out_type = m.dtype.value_or(state_type);
     // Zeroed, not just allocated: the pages are touched here rather than inside the timed loop.
@@ -1157,6 +1194,18 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
           kernels::rng::draw_row<double>(pop.key, static_cast<uint64_t>(step), 0, j0, j1 - j0, scale, rates + j0,
                                         fired + j0);
         });
+        pop.n_spikes = fs::compact_spikes(pop.spiked.data(), pop.k.n, pop.spikes.data());
+        continue;
+      }
+      if (pop.scheduled) {
+        // SpikeTimeGroup::update's host path: this step's entries of the sorted schedule (a
+        // neuron scheduled twice fires once).
+        for (int64_t s = 0; s < pop.n_spikes; ++s) pop.spiked[static_cast<size_t>(pop.spikes[static_cast<size_t>(s)])] = 0;
+        const auto& steps_of = *pop.schedule_steps;
+        const auto [begin, end] = std::equal_range(steps_of.begin(), steps_of.end(), step);
+        for (auto e = begin; e != end; ++e) {
+          pop.spiked[static_cast<size_t>((*pop.schedule_indices)[static_cast<size_t>(e - steps_of.begin())])] = 1;
+        }
         pop.n_spikes = fs::compact_spikes(pop.spiked.data(), pop.k.n, pop.spikes.data());
         continue;
       }
@@ -1287,6 +1336,12 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       const at::Tensor& extra = pop.info->poisson->state("rate_input");
       if (steps > 0) pop.info->poisson->assign_state("rate_input", at::zeros_like(extra));
       continue;  // the module engine counts the spikes of neuron groups only
+    }
+    if (pop.scheduled) {
+      at::Tensor spike = at::empty({pop.k.n}, at::kBool);
+      std::memcpy(spike.mutable_data_ptr<bool>(), pop.spiked.data(), static_cast<size_t>(pop.k.n));
+      pop.info->spike_times->assign_state("spike", spike.to(pop.spike_type));
+      continue;
     }
     NeuronGroup& group = *pop.info->group;
     group.assign_state("V", pop.V);

@@ -21,7 +21,8 @@
 //   - PoissonGroup sources, drawn by brain::poisson_spikes' counter-based draw (the same
 //     spikes; its "rate_input" at the start of a run counts for the first step, as in
 //     PoissonGroup::update; Runner inputs into it keep the module engine), outside distributed
-//     runs;
+//     runs; and SpikeTimeGroup sources (the group's schedule sorted by step, each step's
+//     entries found by bisection, as its update does on the host);
 //   - AlignPostProj projections with an Expon synapse, COBA or CUBA output, CsrComm or JitComm
 //     connectivity (any weights, event or not) and any uniform delay, or per-synapse delays
 //     (CsrComm; in a distributed run the ranks exchange once per window of the shortest delay
@@ -31,7 +32,7 @@
 //     weights nobody else reads: updated in place after the step's deliveries);
 //   - unbatched float32 or float64 states on the CPU, no gradient being recorded;
 //   - runner inputs into "<population>.input" (constant or per step) and monitors of
-//     "<population>.{V,spike,input,last_spike_step}" ("<source>.{spike,rate_input}"), the gates of a CondNeuGroup's channels
+//     "<population>.{V,spike,input,last_spike_step}" ("<source>.spike", "<poisson>.rate_input"), the gates of a CondNeuGroup's channels
 //     ("<population>.<channel>.<gate>") and "<projection>.syn.g".
 // The CPU loop uses every thread torch uses for LIF populations of 32k neurons and more and
 // takes a thread per 256 neurons of a conductance-based one; its results do not depend on the

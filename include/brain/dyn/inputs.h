@@ -85,6 +85,16 @@ class BRAIN_API SpikeTimeGroup : public DynamicalSystem {
   void update(const Context& ctx) override;
   bool replayable() const override { return true; }
   int64_t size() const { return n_; }
+  // The schedule sorted by step for dt (stably: a step's entries in the order given), entry
+  // by entry: what update() reads, for engines that compile a network (dyn/fast.h).
+  struct Schedule {
+    const std::vector<int64_t>& steps;
+    const std::vector<int64_t>& indices;
+  };
+  Schedule schedule(double dt) {
+    sort_schedule(dt);
+    return {sorted_steps_, sorted_indices_};
+  }
 
  protected:
   void reset_own_state(int64_t batch_size) override;

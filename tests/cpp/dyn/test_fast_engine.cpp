@@ -552,14 +552,25 @@ TEST(FastEngine, ShortTermPlasticityMatchesTheModuleEngine) {
 
 // Poisson sources (PoissonGroup, drawn by the op's counter-based draw) driving two LIF
 // populations through CSR and JIT connectivity, with a delay, with STP, per-neuron or one
-// rate, a rate_input set before the run, float32 and float64: the fast engine draws the same
-// spikes (monitored too), the engines give the same bits, also taking turns.
+// rate, a rate_input set before the run, float32 and float64, and a SpikeTimeGroup (a neuron
+// scheduled twice in one step, spikes at step 0 and past the run) through a learning (STDP)
+// projection: the fast engine draws and plays the same spikes (monitored too), the engines
+// give the same bits, also taking turns.
 std::shared_ptr<brain::DynSysGroup> poisson_driven(at::ScalarType dtype) {
   const auto opts = at::TensorOptions(dtype);
   auto net = std::make_shared<brain::DynSysGroup>("net");
   auto P = net->add("P", std::make_shared<brain::PoissonGroup>(
                              300, torch::rand({300}, at::make_generator<at::CPUGeneratorImpl>(6)) * 40.0, 17));
   auto Q = net->add("Q", std::make_shared<brain::PoissonGroup>(50, 25.0, 18));
+  std::vector<int64_t> senders;
+  std::vector<double> times;
+  for (int64_t k = 0; k < 600; ++k) {
+    senders.push_back((k * 7) % 20);
+    times.push_back(static_cast<double>((k * 37) % 800) * 0.1);  // 0 to 79.9 ms; the runs take 75 ms
+  }
+  senders.push_back(senders[3]);
+  times.push_back(times[3]);  // one neuron twice in one step
+  auto S = net->add("S", std::make_shared<brain::SpikeTimeGroup>(20, senders, times));
   brain::LifParams lp;
   lp.tau_ref = 2.0;
   auto A = net->add("A", std::make_shared<brain::LIF>(400, lp, opts));
@@ -577,6 +588,14 @@ std::shared_ptr<brain::DynSysGroup> poisson_driven(at::ScalarType dtype) {
   net->add("Q2B", std::make_shared<brain::AlignPostProj>(Q, csr(50, 100, 0.3, 2, 0.2),
                                                          std::make_shared<brain::Expon>(100, 3.0, opts),
                                                          std::make_shared<brain::COBA>(0.0), B, 2));
+  const auto s_conn = brain::fixed_prob(20, 400, 0.3, true, 7);
+  auto S2A = net->add("S2A", std::make_shared<brain::AlignPostProj>(
+                                 S, std::make_shared<brain::CsrComm>(s_conn, torch::full({s_conn.indices.numel()}, 0.3, opts)),
+                                 std::make_shared<brain::Expon>(400, 5.0, opts), std::make_shared<brain::COBA>(0.0), A, 1));
+  brain::AlignPostProj::STDPParams rule;
+  rule.A_plus = 0.05;
+  rule.A_minus = 0.06;
+  S2A->add_stdp(rule);
   net->add("A2B", std::make_shared<brain::AlignPostProj>(A, csr(400, 100, 0.1, 4, 0.1),
                                                          std::make_shared<brain::Expon>(100, 5.0, opts),
                                                          std::make_shared<brain::COBA>(0.0), B, 3));
@@ -601,6 +620,7 @@ TEST(FastEngine, PoissonSourcesMatchTheModuleEngine) {
       opt.monitors = {{"P.spike", std::nullopt, 1, "", std::nullopt},
                       {"Q.spike", torch::tensor({0, 7, 49}), 2, "", at::kFloat},
                       {"P.rate_input", torch::tensor({0, 1}), 1, "", std::nullopt},
+                      {"S.spike", std::nullopt, 1, "", std::nullopt},
                       {"A.V", std::nullopt, 1, "", std::nullopt},
                       {"B.spike", std::nullopt, 1, "", std::nullopt}};
       std::vector<brain::RunResult> parts;
@@ -624,9 +644,14 @@ TEST(FastEngine, PoissonSourcesMatchTheModuleEngine) {
         for (const auto& [pop, n] : parts[k].spike_counts) out.result.spike_counts[pop] += n;
       }
       for (const auto& path : net->state_paths()) out.states[path] = net->find_state(path).clone();
+      out.states["S2A weights"] = net->named_parameters().find("S2A.comm.weights")->clone();
       return out;
     };
     const Outcome slow = run({Engine::Modules, Engine::Modules, Engine::Modules});
+    int64_t scheduled = 0;  // entries in the 750 steps run, each at a step of its own (but the repeat)
+    for (int64_t k = 0; k < 600; ++k) scheduled += (k * 37) % 800 < 750;
+    EXPECT_EQ(slow.result.values.at("S.spike").sum().item<int64_t>(), scheduled) << "every S spike of the 75 ms";
+    EXPECT_GT((slow.states.at("S2A weights") != 0.3).sum().item<int64_t>(), 100) << "S2A must have learnt";
     const Outcome fast = run({Engine::Fast, Engine::Fast, Engine::Fast});
     const Outcome mixed = run({Engine::Modules, Engine::Fast, Engine::Modules});
     // About 20 Hz x 300 x 75 ms, plus the first step's 500 Hz.
