@@ -138,7 +138,7 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
       return describe(s, path) + " is updated after a projection; the fast engine needs every population first";
     }
     auto* lif = static_cast<LIF*>(&s);
-    L.pops.push_back({path, lif, lif, lif});
+    L.pops.push_back({path, lif, lif, lif, nullptr, nullptr, nullptr, {}});
     return "";
   }
   if (typeid(s) == typeid(CondNeuGroup)) {
@@ -153,29 +153,25 @@ std::string walk(DynamicalSystem& s, const std::string& path, Layout& L) {
         return describe(*child, join_path(path, name)) + " is not an ion channel of its group";
       }
     }
-    L.pops.push_back({path, cond, cond, nullptr, cond});
+    L.pops.push_back({path, cond, cond, nullptr, cond, nullptr, nullptr, {}});
     return "";
   }
   if (typeid(s) == typeid(PoissonGroup)) {
     if (!L.projections.empty()) {
       return describe(s, path) + " is updated after a projection; the fast engine needs every population first";
     }
-    L.pops.push_back({path, &s, nullptr, nullptr, nullptr, static_cast<PoissonGroup*>(&s)});
+    L.pops.push_back({path, &s, nullptr, nullptr, nullptr, static_cast<PoissonGroup*>(&s), nullptr, {}});
     return "";
   }
   if (typeid(s) == typeid(SpikeTimeGroup)) {
     if (!L.projections.empty()) {
       return describe(s, path) + " is updated after a projection; the fast engine needs every population first";
     }
-    L.pops.push_back({path, &s, nullptr, nullptr, nullptr, nullptr, static_cast<SpikeTimeGroup*>(&s)});
+    L.pops.push_back({path, &s, nullptr, nullptr, nullptr, nullptr, static_cast<SpikeTimeGroup*>(&s), {}});
     return "";
   }
   if (typeid(s) == typeid(AlignPostProj)) {
     auto* proj = static_cast<AlignPostProj*>(&s);
-    if (proj->has_stp() && proj->has_synapse_delays()) {
-      return describe(s, path) + " has short-term plasticity with per-synapse delays";
-    }
-    if (proj->has_stdp() && proj->has_synapse_delays()) return describe(s, path) + " has STDP with per-synapse delays";
     if (typeid(*proj->syn()) != typeid(Expon)) return describe(s, path) + " has a " + proj->syn()->name() + " synapse, not Expon";
     const SynOutput& out = *proj->output();
     if (typeid(out) != typeid(COBA) && typeid(out) != typeid(CUBA)) return describe(s, path) + " has an output other than COBA or CUBA";
@@ -292,6 +288,11 @@ std::string analyse(DynamicalSystem& root, Layout& L) {
         if (auto why = check_state(pj.proj->stp()->state(st), "'" + pj.path + ".stp." + st + "'", L.dtype); !why.empty()) {
           return why;
         }
+      }
+    }
+    for (const auto& ring : {pj.proj->stp_release_history(), pj.proj->stdp_trace_history()}) {
+      if (ring && (!ring->has_state("history") || !ring->state("history").device().is_cpu())) {
+        return "a plasticity ring of '" + pj.path + "' is not on the CPU (call reset_state())";
       }
     }
     if (pj.proj->has_stdp()) {
@@ -467,10 +468,22 @@ struct Projection {
   std::vector<int64_t> run_ptr, run_entry;
   std::vector<int32_t> run_delay;
   int64_t shortest = std::numeric_limits<int64_t>::max();  // the shortest delay (none: no synapses)
-  // Per ring slot: the runs filed under it, and their synapses.
+  // Per ring slot: the runs filed under it, and their synapses (with STP, each run's release).
   std::vector<std::vector<int64_t>> queue;
+  std::vector<std::vector<T>> queue_release;
   std::vector<int64_t> queue_synapses;
   const std::vector<int64_t>* arriving = nullptr;
+  const std::vector<T>* arriving_release = nullptr;
+  // Plasticity with per-synapse delays, as AlignPostProj keeps it (set_synapse_delays): STP's
+  // releases of each step's spikes and STDP's presynaptic traces before each step's spikes, in
+  // rings of their own (their Delay's slots), and the queue's weights learning in place
+  // (q_weights), with each queue entry's synapse in the CSR (q_order) and back (q_position).
+  std::vector<T> release_ring, trace_ring;
+  int64_t release_len = 0, trace_len = 0, n_rows = 0;
+  std::vector<int64_t> q_order, q_position;
+  const int64_t* csr_delays = nullptr;  // [nnz], the CSR's order
+  at::Tensor csr_delays_tensor;
+  static int64_t wrap(int64_t step, int64_t len) { return ((step % len) + len) % len; }
   int64_t arriving_synapses = 0;
   void add_run(int64_t first, int64_t length, int64_t delay) {
     for (; length > 0; first += kRunLengthMask, length -= kRunLengthMask) {
@@ -486,6 +499,9 @@ struct Projection {
     const int64_t earliest = not_before - step;  // runs of shorter delays are due before not_before
     const int64_t* entry = run_entry.data();
     const int32_t* delay_of = run_delay.data();
+    // STP: the releases of the step's spikes (their ring row holds the step while a run of it
+    // is still to be filed: the ring spans the longest delay).
+    const T* released = stp ? release_ring.data() + wrap(step, release_len) * n_rows : nullptr;
     for (int64_t s = 0; s < n_spikes; ++s) {
       const int64_t row = spikes[s];
       for (int64_t r = run_ptr[static_cast<size_t>(row)]; r < run_ptr[static_cast<size_t>(row) + 1]; ++r) {
@@ -494,6 +510,7 @@ struct Projection {
         int64_t q = base + d;
         if (q >= len) q -= len;
         queue[static_cast<size_t>(q)].push_back(entry[r]);
+        if (released) queue_release[static_cast<size_t>(q)].push_back(released[row]);
         queue_synapses[static_cast<size_t>(q)] += entry[r] & kRunLengthMask;
       }
     }
@@ -556,7 +573,10 @@ void deliver(Projection<T>& pj, bool whole, int64_t lo, int64_t hi) {
     auto ranges = [&](auto index_type) {
       using index_t = decltype(index_type);
       const index_t* columns = pj.q_columns.template data_ptr<index_t>();
-      for (const int64_t run : *pj.arriving) {
+      const T* releases = pj.stp ? pj.arriving_release->data() : nullptr;
+      for (size_t r = 0; r < pj.arriving->size(); ++r) {
+        const int64_t run = (*pj.arriving)[r];
+        const T release = releases ? releases[r] : T(1);  // the scatter's w * x
         int64_t k = run >> Projection<T>::kRunLengthBits;
         int64_t end = k + (run & Projection<T>::kRunLengthMask);
         if (!whole && pj.sorted) {  // a run's columns are sorted: its part of [lo, hi) by bisection
@@ -566,7 +586,10 @@ void deliver(Projection<T>& pj, bool whole, int64_t lo, int64_t hi) {
         }
         for (; k < end; ++k) {
           const int64_t c = columns[k];
-          if (whole || pj.sorted || (c >= lo && c < hi)) pending[c] += weights ? weights[k] : pj.w;
+          if (whole || pj.sorted || (c >= lo && c < hi)) {
+            const T v = weights ? weights[k] : pj.w;
+            pending[c] += releases ? v * release : v;
+          }
         }
       }
     };
@@ -594,10 +617,11 @@ T clip(T v, T lo, T hi) {
 }
 
 // One step of pj's short-term plasticity, before the step's deliveries, in STP::process's
-// arithmetic: every presynaptic neuron relaxes; the spikes arriving now take their release
-// u x (u after its jump), which scales what they deliver, and spend it.
+// arithmetic: every presynaptic neuron relaxes; the spikes (those arriving now; with
+// per-synapse delays, those emitted now) take their release u x (u after its jump) into
+// release[neuron], which scales what they deliver, and spend it.
 template <typename T>
-void stp_step(Projection<T>& pj) {
+void stp_step(Projection<T>& pj, const int32_t* spikes, int64_t n_spikes, T* release) {
   T* u = pj.stp_u.template mutable_data_ptr<T>();
   T* x = pj.stp_x.template mutable_data_ptr<T>();
   const int64_t n = pj.stp_u.numel();
@@ -605,9 +629,8 @@ void stp_step(Projection<T>& pj) {
     u[i] = pj.facilitation ? u[i] * pj.u_decay : T(0);
     x[i] = T(1) - (T(1) - x[i]) * pj.x_decay;
   }
-  T* release = pj.release.data();
-  for (int64_t s = 0; s < pj.n_now; ++s) {
-    const int64_t i = pj.now[s];
+  for (int64_t s = 0; s < n_spikes; ++s) {
+    const int64_t i = spikes[s];
     const T jumped = u[i] + (T(1) - u[i]) * pj.U;
     release[i] = jumped * x[i];
     u[i] = jumped;
@@ -661,6 +684,63 @@ void stdp_step(Projection<T>& pj, const int32_t* post_spikes, int64_t n_post_spi
   };
   pj.indptr.scalar_type() == at::kInt ? passes(int32_t{}) : passes(int64_t{});
   for (int64_t s = 0; s < pj.n_now; ++s) a_pre[pj.now[s]] = a_pre[pj.now[s]] + T(1);
+  for (int64_t s = 0; s < n_post_spikes; ++s) a_post[post_spikes[s]] = a_post[post_spikes[s]] + T(1);
+}
+
+// One step of pj's STDP with per-synapse delays, after the step's deliveries, in the module
+// engine's order and arithmetic (AlignPostProj::update_delayed_stdp): both traces decay and
+// the presynaptic one, before this step's spikes, goes into its ring; the synapses whose spike
+// arrives now (the runs the queue delivers) are depressed by the postsynaptic trace; the
+// synapses of the columns that spiked are potentiated by the presynaptic trace of their row as
+// it was their delay ago; the traces take the spikes emitted now. The queue's weights learn in
+// place, each pass touching a synapse at most once (so it may be split over threads).
+template <typename T>
+void delayed_stdp_step(Projection<T>& pj, const int32_t* pre_spikes, int64_t n_pre_spikes, const int32_t* post_spikes,
+                       int64_t n_post_spikes, int64_t step) {
+  T* a_pre = pj.pre_trace.template mutable_data_ptr<T>();
+  T* a_post = pj.post_trace.template mutable_data_ptr<T>();
+  const int64_t n_pre = pj.pre_trace.numel(), n_post = pj.post_trace.numel();
+  for (int64_t i = 0; i < n_pre; ++i) a_pre[i] = a_pre[i] * pj.pre_decay;
+  for (int64_t j = 0; j < n_post; ++j) a_post[j] = a_post[j] * pj.post_decay;
+  const T* traces = pj.trace_ring.data();
+  std::copy(a_pre, a_pre + n_pre, pj.trace_ring.data() + Projection<T>::wrap(step, pj.trace_len) * n_pre);
+  T* w = pj.q_weights.template mutable_data_ptr<T>();
+  const T lo = pj.w_min, hi = pj.w_max;
+  const int64_t nnz = pj.q_weights.numel();
+  const auto& runs = *pj.arriving;
+  const auto n_runs = static_cast<int64_t>(runs.size());
+  const int64_t run_grain = std::max<int64_t>(
+      1, static_cast<int64_t>(static_cast<double>(n_runs) * kParallelDeliveryWork /
+                              std::max(1.0, static_cast<double>(pj.arriving_synapses))));
+  const int64_t column_grain = std::max<int64_t>(
+      1, static_cast<int64_t>(kParallelDeliveryWork * static_cast<double>(n_post) / std::max<double>(1, nnz)));
+  auto passes = [&](auto index_type) {
+    using index_t = decltype(index_type);
+    const index_t* cols = pj.q_columns.template const_data_ptr<index_t>();
+    at::parallel_for(0, n_runs, run_grain, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t run = runs[static_cast<size_t>(r)];
+        const int64_t k0 = run >> Projection<T>::kRunLengthBits, k1 = k0 + (run & Projection<T>::kRunLengthMask);
+        for (int64_t k = k0; k < k1; ++k) w[k] = clip<T>(w[k] + pj.depression * a_post[cols[k]], lo, hi);
+      }
+    });
+    const index_t* cptr = pj.csc_indptr.template const_data_ptr<index_t>();
+    const index_t* rows = pj.csc_rows.template const_data_ptr<index_t>();
+    const index_t* perm = pj.csc_perm.template const_data_ptr<index_t>();
+    at::parallel_for(0, n_post_spikes, column_grain, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t j = post_spikes[s];
+        for (int64_t e = cptr[j]; e < cptr[j + 1]; ++e) {
+          const int64_t k = perm[e];
+          const int64_t slot = Projection<T>::wrap(step - pj.csr_delays[k], pj.trace_len);
+          T& wq = w[pj.q_position[static_cast<size_t>(k)]];
+          wq = clip<T>(wq + pj.potentiation * traces[slot * n_pre + static_cast<int64_t>(rows[e])], lo, hi);
+        }
+      }
+    });
+  };
+  pj.q_columns.scalar_type() == at::kInt ? passes(int32_t{}) : passes(int64_t{});
+  for (int64_t s = 0; s < n_pre_spikes; ++s) a_pre[pre_spikes[s]] = a_pre[pre_spikes[s]] + T(1);
   for (int64_t s = 0; s < n_post_spikes; ++s) a_post[post_spikes[s]] = a_post[post_spikes[s]] + T(1);
 }
 
@@ -996,6 +1076,23 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       if (w.numel() != 1) pj.q_weights = w.index_select(0, permutation).contiguous();
       pj.queued = true;
       pj.delay = info.proj->delay()->max_delay();  // the ring: the population's shared history
+      pj.n_rows = n_pre;
+      const auto own_ring = [&](const std::shared_ptr<Delay>& delay, std::vector<T>& ring, int64_t& len) {
+        const at::Tensor h = delay->state("history").detach().to(fopt.dtype().toScalarType()).contiguous();
+        TORCH_CHECK(h.dim() == 2 && h.size(1) == n_pre, "fast engine: a plasticity ring of '", info.path, "' is ",
+                    h.sizes(), " for ", n_pre, " presynaptic neurons");
+        len = h.size(0);
+        ring.assign(h.const_data_ptr<T>(), h.const_data_ptr<T>() + h.numel());
+      };
+      if (pj.stp) own_ring(info.proj->stp_release_history(), pj.release_ring, pj.release_len);
+      if (pj.plastic) {
+        own_ring(info.proj->stdp_trace_history(), pj.trace_ring, pj.trace_len);
+        pj.q_order = std::move(order);
+        pj.q_position.resize(pj.q_order.size());
+        for (size_t q = 0; q < pj.q_order.size(); ++q) pj.q_position[static_cast<size_t>(pj.q_order[q])] = static_cast<int64_t>(q);
+        pj.csr_delays_tensor = delays.contiguous();
+        pj.csr_delays = pj.csr_delays_tensor.template const_data_ptr<int64_t>();
+      }
     }
     if (pj.delay > 0) {
       const at::Tensor history = info.proj->delay()->state("history").detach();
@@ -1171,6 +1268,7 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
   for (auto& pj : projs) {
     if (!pj.queued) continue;
     pj.queue.assign(pj.ring.size(), {});
+    pj.queue_release.assign(pj.ring.size(), {});
     pj.queue_synapses.assign(pj.ring.size(), 0);
     for (int64_t s = first_step - static_cast<int64_t>(pj.ring.size()) + 1; s < first_step; ++s) {
       const auto& list = pj.ring[pj.slot(s)];
@@ -1278,15 +1376,25 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
       pj.now = part ? pre.global.data() : pre.spikes.data();
       pj.n_now = part ? static_cast<int64_t>(pre.global.size()) : pre.n_spikes;
       if (pj.queued) {
+        if (pj.stp) {
+          // The releases of the spikes emitted now, into their ring row (zero elsewhere, as the
+          // module engine pushes spikes * release), before they are filed.
+          T* row = pj.release_ring.data() + Projection<T>::wrap(step, pj.release_len) * pj.n_rows;
+          std::fill(row, row + pj.n_rows, T(0));
+          stp_step<T>(pj, pre.spikes.data(), pre.n_spikes, row);
+        }
         if (!part) pj.file(pre.spikes.data(), pre.n_spikes, step, step);  // distributed: filed at the exchange
         pj.arriving = &pj.queue[pj.slot(step)];
+        pj.arriving_release = &pj.queue_release[pj.slot(step)];
         pj.arriving_synapses = pj.queue_synapses[pj.slot(step)];
-      } else if (pj.delay > 0) {
-        const auto& list = pj.ring[pj.slot(step - pj.delay)];
-        pj.now = list.data();
-        pj.n_now = static_cast<int64_t>(list.size());
+      } else {
+        if (pj.delay > 0) {
+          const auto& list = pj.ring[pj.slot(step - pj.delay)];
+          pj.now = list.data();
+          pj.n_now = static_cast<int64_t>(list.size());
+        }
+        if (pj.stp) stp_step<T>(pj, pj.now, pj.n_now, pj.release.data());
       }
-      if (pj.stp) stp_step<T>(pj);
       work += pj.work();
     }
     const int threads = at::get_num_threads();
@@ -1306,11 +1414,18 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     }
     for (auto& pj : projs) {
       if (!pj.queued) continue;
+      // STDP reads the step's arrivals first.
+      if (pj.plastic) {
+        const Population<T>& post = pops[pj.info->post];
+        const Population<T>& pre = pops[pj.info->pre];
+        delayed_stdp_step<T>(pj, pre.spikes.data(), pre.n_spikes, post.spikes.data(), post.n_spikes, step);
+      }
       pj.queue[pj.slot(step)].clear();
+      pj.queue_release[pj.slot(step)].clear();
       pj.queue_synapses[pj.slot(step)] = 0;
     }
     for (auto& pj : projs) {
-      if (!pj.plastic) continue;
+      if (!pj.plastic || pj.queued) continue;
       const Population<T>& post = pops[pj.info->post];
       stdp_step<T>(pj, post.spikes.data(), post.n_spikes);
     }
@@ -1385,6 +1500,21 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     if (!pj.stp) continue;
     pj.info->proj->stp()->assign_state("u", pj.stp_u);
     pj.info->proj->stp()->assign_state("x", pj.stp_x);
+  }
+  for (auto& pj : projs) {
+    if (!pj.queued || !(pj.stp || pj.plastic)) continue;
+    const AlignPostProj& proj = *pj.info->proj;
+    const auto ring_back = [&](const std::shared_ptr<Delay>& delay, const std::vector<T>& ring, int64_t len) {
+      const at::Tensor h = at::empty({len, pj.n_rows}, fopt);
+      std::copy(ring.begin(), ring.end(), h.mutable_data_ptr<T>());
+      delay->assign_state("history", h.to(delay->state("history").scalar_type()));
+    };
+    if (pj.stp) ring_back(proj.stp_release_history(), pj.release_ring, pj.release_len);
+    if (pj.plastic) {
+      ring_back(proj.stdp_trace_history(), pj.trace_ring, pj.trace_len);
+      const T* learnt = pj.q_weights.template const_data_ptr<T>();
+      for (size_t q = 0; q < pj.q_order.size(); ++q) pj.plastic_weights[pj.q_order[q]] = learnt[q];
+    }
   }
   for (auto& pj : projs) {
     if (!pj.plastic) continue;

@@ -412,8 +412,10 @@ def plastic_delayed_net(device="cpu"):
 def test_per_synapse_delays_with_stp_and_stdp_replay_and_checkpoint(tmp_path):
     """STP and STDP on synapses with delays of their own (checked against one projection per
     delay and the delayed pair sum in C++, test_models.cpp), from Python: recorded-step replay
-    (the rules' tensor ops on the step clock) equals the straight run (their fused CPU pass) in
-    spikes and learnt weights, and a checkpoint carries the rings of releases and traces."""
+    (the rules' tensor ops on the step clock) equals the module engine's straight run (their
+    fused CPU pass) in spikes and learnt weights; the fast engine (its spike queue, which sums
+    arrivals in another order) equals it in spikes and to rounding in weights; and a
+    checkpoint carries the rings of releases and traces, on either engine."""
     monitors = ["E.spike", ("E.V", [0, 9])]
     drive = [{"path": "E.input", "value": 12.0, "add": False}]
 
@@ -422,33 +424,40 @@ def test_per_synapse_delays_with_stp_and_stdp_replay_and_checkpoint(tmp_path):
 
     net = plastic_delayed_net()
     w0 = net.state_dict()["in.comm.weights"].clone()
-    straight = runner(net, graphs="off").run_steps(400)
-    assert straight["engine"] == "modules"
+    straight = runner(net, graphs="off", engine="modules").run_steps(400)
     learnt = net.state_dict()["in.comm.weights"]
     assert straight["E.spike"].float().mean() > 0.002
     assert (learnt - w0).abs().max() > 1e-3
 
     again = plastic_delayed_net()
-    emulated = runner(again, graphs="emulate").run_steps(400)
+    emulated = runner(again, graphs="emulate", engine="modules").run_steps(400)
     assert emulated["graphs"] == "emulated" and emulated["replayed_steps"] > 0
     assert torch.equal(emulated["E.spike"], straight["E.spike"])
     torch.testing.assert_close(emulated["E.V"], straight["E.V"], rtol=0, atol=1e-12)
     torch.testing.assert_close(again.state_dict()["in.comm.weights"], learnt, rtol=0, atol=1e-14)
 
-    first_net = plastic_delayed_net()
-    first = runner(first_net)
-    first.run_steps(200)
-    first.save_checkpoint(tmp_path / "half.ckpt")
-    # The rings: 9 steps (delays 0 to 8) of the 40 inputs' traces and of the 50 neurons' releases.
-    assert tuple(first_net.state("in.stdp_trace_history.history").shape) == (9, 40)
-    assert tuple(first_net.state("rec.stp_releases.history").shape) == (9, 50)
-    assert first_net.state("in.stdp_trace_history.history").abs().sum() > 0
-    resumed_net = plastic_delayed_net()
-    resumed = runner(resumed_net)
-    resumed.load_checkpoint(tmp_path / "half.ckpt")
-    tail = resumed.run_steps(200)
-    assert torch.equal(tail["E.spike"], straight["E.spike"][200:])
-    assert torch.equal(resumed_net.state_dict()["in.comm.weights"], learnt)
+    fast_net = plastic_delayed_net()
+    fast = runner(fast_net).run_steps(400)
+    assert fast["engine"] == "fast"
+    assert torch.equal(fast["E.spike"], straight["E.spike"])
+    torch.testing.assert_close(fast_net.state_dict()["in.comm.weights"], learnt, rtol=0, atol=1e-12)
+
+    for engine, reference, weights in (("modules", straight, learnt),
+                                       ("fast", fast, fast_net.state_dict()["in.comm.weights"])):
+        first_net = plastic_delayed_net()
+        first = runner(first_net, engine=engine)
+        assert first.run_steps(200)["engine"] == engine
+        first.save_checkpoint(tmp_path / f"half_{engine}.ckpt")
+        # The rings: 9 steps (delays 0 to 8) of the 40 inputs' traces and of the 50 neurons' releases.
+        assert tuple(first_net.state("in.stdp_trace_history.history").shape) == (9, 40)
+        assert tuple(first_net.state("rec.stp_releases.history").shape) == (9, 50)
+        assert first_net.state("in.stdp_trace_history.history").abs().sum() > 0
+        resumed_net = plastic_delayed_net()
+        resumed = runner(resumed_net, engine=engine)
+        resumed.load_checkpoint(tmp_path / f"half_{engine}.ckpt")
+        tail = resumed.run_steps(200)
+        assert torch.equal(tail["E.spike"], reference["E.spike"][200:]), engine
+        assert torch.equal(resumed_net.state_dict()["in.comm.weights"], weights), engine
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -26,10 +26,12 @@
 //   - AlignPostProj projections with an Expon synapse, COBA or CUBA output, CsrComm or JitComm
 //     connectivity (any weights, event or not) and any uniform delay, or per-synapse delays
 //     (CsrComm; in a distributed run the ranks exchange once per window of the shortest delay
-//     of the whole network and file each window's spikes in step order); with uniform delays
-//     and outside distributed runs, Tsodyks-Markram STP (CSR or JIT: each arriving spike's
-//     deliveries scaled by its release) and pair-based STDP (CSR with one weight per synapse,
-//     weights nobody else reads: updated in place after the step's deliveries);
+//     of the whole network and file each window's spikes in step order); outside distributed
+//     runs, Tsodyks-Markram STP (CSR or JIT: each spike's deliveries scaled by its release;
+//     with per-synapse delays the release is filed with the spike's runs) and pair-based STDP
+//     (CSR with one weight per synapse, weights nobody else reads: updated in place after the
+//     step's deliveries; with per-synapse delays on the queue's copy of the weights, the
+//     presynaptic traces kept in the projection's ring);
 //   - unbatched float32 or float64 states on the CPU, no gradient being recorded;
 //   - runner inputs into "<population>.input" (constant or per step) and monitors of
 //     "<population>.{V,spike,input,last_spike_step}" ("<source>.spike", "<poisson>.rate_input"), the gates of a CondNeuGroup's channels

@@ -431,6 +431,10 @@ class BRAIN_API AlignPostProj : public DynamicalSystem {
   void set_synapse_delays(const at::Tensor& delay_steps);
   bool has_synapse_delays() const { return synapse_delays_ != nullptr; }
   const std::shared_ptr<HeteroDelayCsr>& synapse_delays() const { return synapse_delays_; }
+  // With per-synapse delays: the rings of STP's releases and of STDP's presynaptic traces
+  // (null without that plasticity), for engines that compile a network.
+  const std::shared_ptr<Delay>& stp_release_history() const { return stp_releases_; }
+  const std::shared_ptr<Delay>& stdp_trace_history() const { return stdp_trace_history_; }
 
   // The parts, for engines that compile a network (dyn/fast.h).
   const std::shared_ptr<DynamicalSystem>& pre() const { return pre_; }
