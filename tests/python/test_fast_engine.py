@@ -208,3 +208,17 @@ def test_poisson_driven_network_runs_on_the_fast_engine():
     for key in ("P.spike", "N.spike", "N.V"):
         torch.testing.assert_close(results["auto"][key], results["modules"][key], rtol=0, atol=0)
     assert results["auto"]["spike_counts"] == results["modules"]["spike_counts"] == {"N": int(results["auto"]["N.spike"].sum())}
+
+
+def test_song2000_benchmark_runs_at_a_tiny_size(tmp_path):
+    """bench/stdp/song2000_bench.py end to end (without Brian2): the Poisson inputs, the STDP
+    synapses and the neuron compile into the fast engine, and the module engine runs them too."""
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "stdp", "song2000_bench.py"), "--sizes", "1000",
+                           "--seconds", "1", "--module-seconds", "0.1", "--no-brian2", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads((tmp_path / "song2000_cpu.json").read_text())["rows"]
+    assert row["fast"]["rate_hz"] > 1 and row["fast"]["rate_hz"] == row["fast_1thread"]["rate_hz"]
+    initial = float(torch.rand(1000, generator=torch.Generator().manual_seed(7)).mean())  # the bench's draw, / gmax
+    assert 0 < row["fast"]["mean_weight"] < 1 and abs(row["fast"]["mean_weight"] - initial) > 1e-4
+    assert "| 1,000 |" in (tmp_path / "song2000_cpu.md").read_text()
