@@ -6,7 +6,8 @@ interpreter):
 
 N Poisson inputs at 15 Hz onto one conductance-based integrate-and-fire neuron through
 synapses learning by additive STDP (Brian2's examples/synapses/STDP.py, the neuron starting at
-its reset potential), dt 0.1 ms, forward Euler, one thread. Prints one JSON line: the loop
+its reset potential; gmax = 0.01 * 1000 / N, so that the drive does not grow with N), dt 0.1 ms,
+forward Euler, one thread. Prints one JSON line: the loop
 time Brian2 itself measured (device._last_run_time; compilation excluded), the output rate,
 and the final weights' mean and fraction above gmax / 2 (the bimodal distribution the rule
 makes).
@@ -26,7 +27,7 @@ def main():
     prefs.devices.cpp_standalone.openmp_threads = 0  # one thread, as the anchor
     seed(7)
     defaultclock.dt = 0.1 * ms
-    gmax = 0.01
+    gmax = 0.01 * 1000 / n  # the example's 0.01 at its N = 1000
     namespace = dict(taum=10 * ms, taupre=20 * ms, taupost=20 * ms, Ee=0 * mV, vt=-54 * mV, vr=-60 * mV, El=-74 * mV,
                      taue=5 * ms, gmax=gmax, dApre=0.01 * gmax, dApost=-0.01 * gmax * 1.05)
     inputs = PoissonGroup(n, rates=15 * Hz)

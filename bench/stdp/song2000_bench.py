@@ -3,13 +3,13 @@ N Poisson inputs at 15 Hz onto one conductance-based integrate-and-fire neuron t
 synapses learning by additive STDP, in libbrain and in Brian2, in one run.
 
 libbrain: PoissonGroup -> AlignPostProj (CsrComm, one weight per synapse, drawn uniformly in
-[0, gmax]; Expon 5 ms, COBA E = 0) -> LIF (tau 10 ms, rest -74, threshold -54, reset -60 mV,
+[0, gmax], gmax = 0.01 * 1000 / N: the example's at its N = 1000, the same drive at any N; Expon 5 ms, COBA E = 0) -> LIF (tau 10 ms, rest -74, threshold -54, reset -60 mV,
 no refractoriness, forward Euler), add_stdp(A_plus = 0.01 gmax, A_minus = 1.05 A_plus, traces
 20 ms, w in [0, gmax]). Brian2: the same equations and rule (bench/stdp/brian2_song2000.py,
 cpp_standalone, one thread; its traces are per synapse and event-driven, and a pre- and a
 postsynaptic spike in one step pair there, not here). dt 0.1 ms.
 
-    python3 bench/stdp/song2000_bench.py                 # N = 1,000 and 10,000; 10 s simulated
+    python3 bench/stdp/song2000_bench.py                 # N = 1,000, 10,000 and 100,000; 10 s simulated
     python3 bench/stdp/song2000_bench.py --sizes 1000 --seconds 100 --no-brian2
 
 Reports seconds of wall time per simulated second (libbrain's fast engine on all threads and
@@ -32,7 +32,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 from machine import commit, cpu_model, write_results  # noqa: E402  (bench/machine.py)
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-GMAX = 0.01
+
+
+def gmax_of(n):
+    return 0.01 * 1000 / n
 
 
 def build(n, seed=7):
@@ -45,10 +48,11 @@ def build(n, seed=7):
     inputs = net.add("input", m.PoissonGroup(n, 15.0, seed=seed))
     neuron = net.add("neuron", m.LIF(1, V_rest=-74.0, V_reset=-60.0, V_th=-54.0, tau=10.0, method="euler"))
     neuron.set_V_init(torch.tensor([-60.0]))
-    weights = torch.rand(n, generator=torch.Generator().manual_seed(seed)) * GMAX
+    gmax = gmax_of(n)
+    weights = torch.rand(n, generator=torch.Generator().manual_seed(seed)) * gmax
     comm = m.CsrComm(torch.arange(n + 1, dtype=torch.int32), torch.zeros(n, dtype=torch.int32), weights, n, 1)
     proj = net.add("S", m.AlignPostProj(inputs, comm, m.Expon(1, 5.0, method="euler"), m.COBA(0.0), neuron))
-    proj.add_stdp(tau_plus=20.0, tau_minus=20.0, A_plus=0.01 * GMAX, A_minus=0.0105 * GMAX, w_min=0.0, w_max=GMAX)
+    proj.add_stdp(tau_plus=20.0, tau_minus=20.0, A_plus=0.01 * gmax, A_minus=0.0105 * gmax, w_min=0.0, w_max=gmax)
     net.reset_state()
     return net
 
@@ -70,7 +74,7 @@ def run_brain(n, seconds, engine, threads=None):
     finally:
         torch.set_num_threads(before)
     assert out["engine"] == engine, out["engine"]
-    w = net.state_dict()["S.comm.weights"] / GMAX
+    w = net.state_dict()["S.comm.weights"] / gmax_of(n)
     return {"seconds_per_simulated_second": wall / seconds, "rate_hz": out["spike_counts"]["neuron"] / seconds,
             "mean_weight": float(w.mean()), "strong_fraction": float((w > 0.5).float().mean())}
 
@@ -86,7 +90,7 @@ def run_brian2(n, seconds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     ap.add_argument("--seconds", type=float, default=10.0, help="simulated seconds (fast engine and Brian2)")
     ap.add_argument("--module-seconds", type=float, default=1.0, help="simulated seconds on the module engine")
     ap.add_argument("--no-brian2", action="store_true")
