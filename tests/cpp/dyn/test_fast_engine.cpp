@@ -530,6 +530,43 @@ TEST(FastEngine, ShortTermPlasticityMatchesTheModuleEngine) {
   }
 }
 
+// `net` run by each engine in turn, steps_each steps each, on one clock: the monitors joined,
+// the spike counts summed, the final states, and the parameter named `weights` (if any).
+struct PlasticRun {
+  std::map<std::string, at::Tensor> monitors, states;
+  std::map<std::string, int64_t> spike_counts;
+  at::Tensor weights;
+  int64_t spikes = 0;  // of "E", where there is one
+};
+
+PlasticRun run_in_turns(const std::shared_ptr<brain::DynSysGroup>& net, brain::RunnerOptions opt,
+                        const std::vector<Engine>& engines, int64_t steps_each, const std::string& weights = "") {
+  torch::NoGradGuard no_grad;
+  std::vector<brain::RunResult> parts;
+  brain::Context clock;
+  for (Engine engine : engines) {
+    opt.engine = engine;
+    brain::Runner runner(net, opt);
+    runner.context() = clock;
+    parts.push_back(runner.run_steps(steps_each));
+    EXPECT_EQ(parts.back().engine, engine == Engine::Fast ? "fast" : "modules");
+    clock = runner.context();
+  }
+  PlasticRun out;
+  for (const auto& key : parts[0].order) {
+    std::vector<at::Tensor> pieces;
+    for (const auto& part : parts) pieces.push_back(part.values.at(key));
+    out.monitors[key] = torch::cat(pieces);
+  }
+  for (const auto& part : parts) {
+    for (const auto& [pop, n] : part.spike_counts) out.spike_counts[pop] += n;
+  }
+  if (out.spike_counts.count("E")) out.spikes = out.spike_counts.at("E");
+  for (const auto& path : net->state_paths()) out.states[path] = net->find_state(path).clone();
+  if (!weights.empty()) out.weights = net->named_parameters().find(weights)->clone();
+  return out;
+}
+
 // Poisson sources (PoissonGroup, drawn by the op's counter-based draw) driving two LIF
 // populations through CSR and JIT connectivity, with a delay, with STP, per-neuron or one
 // rate, a rate_input set before the run, float32 and float64, and a SpikeTimeGroup (a neuron
@@ -593,8 +630,6 @@ TEST(FastEngine, PoissonSourcesMatchTheModuleEngine) {
   for (const auto dtype : {at::kFloat, at::kDouble}) {
     SCOPED_TRACE(c10::toString(dtype));
     auto run = [&](const std::vector<Engine>& engines) {
-      torch::NoGradGuard no_grad;
-      auto net = poisson_driven(dtype);
       brain::RunnerOptions opt;
       opt.progress = 0;
       opt.monitors = {{"P.spike", std::nullopt, 1, "", std::nullopt},
@@ -603,46 +638,25 @@ TEST(FastEngine, PoissonSourcesMatchTheModuleEngine) {
                       {"S.spike", std::nullopt, 1, "", std::nullopt},
                       {"A.V", std::nullopt, 1, "", std::nullopt},
                       {"B.spike", std::nullopt, 1, "", std::nullopt}};
-      std::vector<brain::RunResult> parts;
-      brain::Context clock;
-      for (Engine engine : engines) {
-        opt.engine = engine;
-        brain::Runner runner(net, opt);
-        runner.context() = clock;
-        parts.push_back(runner.run_steps(250));
-        EXPECT_EQ(parts.back().engine, engine == Engine::Fast ? "fast" : "modules");
-        clock = runner.context();
-      }
-      Outcome out;
-      out.result = parts[0];
-      for (const auto& key : parts[0].order) {
-        std::vector<at::Tensor> pieces;
-        for (const auto& part : parts) pieces.push_back(part.values.at(key));
-        out.result.values[key] = torch::cat(pieces);
-      }
-      for (size_t k = 1; k < parts.size(); ++k) {
-        for (const auto& [pop, n] : parts[k].spike_counts) out.result.spike_counts[pop] += n;
-      }
-      for (const auto& path : net->state_paths()) out.states[path] = net->find_state(path).clone();
-      out.states["S2A weights"] = net->named_parameters().find("S2A.comm.weights")->clone();
-      return out;
+      return run_in_turns(poisson_driven(dtype), opt, engines, 250, "S2A.comm.weights");
     };
-    const Outcome slow = run({Engine::Modules, Engine::Modules, Engine::Modules});
+    const PlasticRun slow = run({Engine::Modules, Engine::Modules, Engine::Modules});
     int64_t scheduled = 0;  // entries in the 750 steps run, each at a step of its own (but the repeat)
     for (int64_t k = 0; k < 600; ++k) scheduled += (k * 37) % 800 < 750;
-    EXPECT_EQ(slow.result.values.at("S.spike").sum().item<int64_t>(), scheduled) << "every S spike of the 75 ms";
-    EXPECT_GT((slow.states.at("S2A weights") != 0.3).sum().item<int64_t>(), 100) << "S2A must have learnt";
-    const Outcome fast = run({Engine::Fast, Engine::Fast, Engine::Fast});
-    const Outcome mixed = run({Engine::Modules, Engine::Fast, Engine::Modules});
+    EXPECT_EQ(slow.monitors.at("S.spike").sum().item<int64_t>(), scheduled) << "every S spike of the 75 ms";
+    EXPECT_GT((slow.weights != 0.3).sum().item<int64_t>(), 100) << "S2A must have learnt";
+    const PlasticRun fast = run({Engine::Fast, Engine::Fast, Engine::Fast});
+    const PlasticRun mixed = run({Engine::Modules, Engine::Fast, Engine::Modules});
     // About 20 Hz x 300 x 75 ms, plus the first step's 500 Hz.
-    EXPECT_GT(slow.result.values.at("P.spike").sum().item<int64_t>(), 300);
-    EXPECT_GT(slow.result.values.at("P.spike")[0].sum().item<int64_t>(), 5) << "the first step's rate_input";
-    EXPECT_GT(slow.result.spike_counts.at("B"), 20);
-    EXPECT_EQ(slow.result.spike_counts, fast.result.spike_counts);
-    EXPECT_EQ(slow.result.spike_counts.count("P"), 0u) << "spike counts are the neuron groups'";
+    EXPECT_GT(slow.monitors.at("P.spike").sum().item<int64_t>(), 300);
+    EXPECT_GT(slow.monitors.at("P.spike")[0].sum().item<int64_t>(), 5) << "the first step's rate_input";
+    EXPECT_GT(slow.spike_counts.at("B"), 20);
+    EXPECT_EQ(slow.spike_counts, fast.spike_counts);
+    EXPECT_EQ(slow.spike_counts.count("P"), 0u) << "spike counts are the neuron groups'";
     for (const auto* other : {&fast, &mixed}) {
-      for (const auto& [key, value] : slow.result.values) expect_same_bits(value, other->result.values.at(key), key);
+      for (const auto& [key, value] : slow.monitors) expect_same_bits(value, other->monitors.at(key), key);
       for (const auto& [path, value] : slow.states) expect_same_bits(value, other->states.at(path), "state " + path);
+      expect_same_bits(slow.weights, other->weights, "S2A weights");
     }
   }
   // What stays on the module engine: inputs into the rates, and sources after a projection.
@@ -693,36 +707,9 @@ std::shared_ptr<brain::DynSysGroup> plastic_network(const PlasticCase& c, int64_
   return net;
 }
 
-struct PlasticRun {
-  std::map<std::string, at::Tensor> monitors, states;
-  at::Tensor weights;
-  int64_t spikes = 0;
-};
-
 PlasticRun run_plastic(const PlasticCase& c, const std::vector<Engine>& engines, int64_t steps_each) {
-  torch::NoGradGuard no_grad;
-  auto net = plastic_network(c);
-  brain::RunnerOptions opt = options_for(small_spec(), Engine::Modules);
-  std::vector<brain::RunResult> parts;
-  brain::Context clock;
-  for (Engine engine : engines) {
-    opt.engine = engine;
-    brain::Runner runner(net, opt);
-    runner.context() = clock;
-    parts.push_back(runner.run_steps(steps_each));
-    EXPECT_EQ(parts.back().engine, engine == Engine::Fast ? "fast" : "modules");
-    clock = runner.context();
-  }
-  PlasticRun out;
-  for (const auto& key : parts[0].order) {
-    std::vector<at::Tensor> pieces;
-    for (const auto& part : parts) pieces.push_back(part.values.at(key));
-    out.monitors[key] = torch::cat(pieces);
-  }
-  for (const auto& part : parts) out.spikes += part.spike_counts.at("E");
-  for (const auto& path : net->state_paths()) out.states[path] = net->find_state(path).clone();
-  out.weights = net->named_parameters().find("E2E_plastic.comm.weights")->clone();
-  return out;
+  return run_in_turns(plastic_network(c), options_for(small_spec(), Engine::Modules), engines, steps_each,
+                      "E2E_plastic.comm.weights");
 }
 
 TEST(FastEngine, StdpMatchesTheModuleEngine) {
@@ -863,29 +850,8 @@ TEST(FastEngine, PerSynapseDelaysWithPlasticityMatchTheModuleEngine) {
   for (const bool stp_on_plastic : {false, true}) {
     SCOPED_TRACE(stp_on_plastic ? "STDP and STP" : "STDP");
     auto run = [&](const std::vector<Engine>& engines) {
-      torch::NoGradGuard no_grad;
-      auto net = delayed_plastic_network(stp_on_plastic);
-      brain::RunnerOptions opt = options_for(small_spec(), Engine::Modules);
-      PlasticRun out;
-      std::vector<brain::RunResult> parts;
-      brain::Context clock;
-      for (Engine engine : engines) {
-        opt.engine = engine;
-        brain::Runner runner(net, opt);
-        runner.context() = clock;
-        parts.push_back(runner.run_steps(400));
-        EXPECT_EQ(parts.back().engine, engine == Engine::Fast ? "fast" : "modules");
-        clock = runner.context();
-      }
-      for (const auto& key : parts[0].order) {
-        std::vector<at::Tensor> pieces;
-        for (const auto& part : parts) pieces.push_back(part.values.at(key));
-        out.monitors[key] = torch::cat(pieces);
-      }
-      for (const auto& part : parts) out.spikes += part.spike_counts.at("E");
-      for (const auto& path : net->state_paths()) out.states[path] = net->find_state(path).clone();
-      out.weights = net->named_parameters().find("E2E_plastic.comm.weights")->clone();
-      return out;
+      return run_in_turns(delayed_plastic_network(stp_on_plastic), options_for(small_spec(), Engine::Modules), engines,
+                          400, "E2E_plastic.comm.weights");
     };
     const auto slow = run({Engine::Modules, Engine::Modules, Engine::Modules});
     const auto fast = run({Engine::Fast, Engine::Fast, Engine::Fast});
