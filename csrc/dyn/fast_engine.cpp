@@ -1283,14 +1283,13 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
     for (auto& pop : pops) {
       if (!failure.empty()) break;
       if (pop.poisson) {
-        // Any split gives the same bits: a draw depends on (seed, step, neuron) only. The
-        // flags are 0/1 bytes, as bool is stored.
+        // Any split gives the same bits: a draw depends on (seed, step, neuron) only (the
+        // variant with AVX2 draws 8 pairs at once, the same bits again).
         const double* rates = (i == 0 ? pop.rates_first : pop.rates_rest).data();
-        bool* fired = reinterpret_cast<bool*>(pop.spiked.data());
         const double scale = dt / 1000.0;  // the op's: p = rate * (dt / 1000)
         at::parallel_for(0, pop.k.n, kParallelPoisson, [&](int64_t j0, int64_t j1) {
-          kernels::rng::draw_row<double>(pop.key, static_cast<uint64_t>(step), 0, j0, j1 - j0, scale, rates + j0,
-                                        fired + j0);
+          fastsim::population_kernels().poisson_row(pop.key, static_cast<uint64_t>(step), j0, j1 - j0, scale, rates + j0,
+                                                    pop.spiked.data() + j0);
         });
         pop.n_spikes = fs::compact_spikes(pop.spiked.data(), pop.k.n, pop.spikes.data());
         continue;

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "kernels/fastsim/fast_cpu.h"
+#include "kernels/rng/poisson_draw.h"
 
 namespace brain::fastsim {
 
@@ -28,6 +29,11 @@ template <typename T>
 using CondOnePassFn = void (*)(const kernels::cond::Group<T>&, std::int64_t begin, std::int64_t end, const T* V,
                                const T* I, T* V_new, T* spike);
 
+// A PoissonGroup's spikes of one step for global neurons offset .. offset + n - 1, from their
+// rates (Hz, as double): kernels::rng::draw_row's, bit for bit (fired: 0/1 bytes).
+using PoissonRowFn = void (*)(kernels::rng::PoissonKey key, std::uint64_t step, std::int64_t offset, std::int64_t n,
+                              double scale, const double* rates, std::uint8_t* fired);
+
 template <typename T>
 struct KernelsOf {
   LifStepFn<T> lif_step;
@@ -38,6 +44,7 @@ struct KernelsOf {
 struct PopulationKernels {
   KernelsOf<float> f32;
   KernelsOf<double> f64;
+  PoissonRowFn poisson_row;
   const char* isa;  // "avx2" or "baseline"
 
   template <typename T>

@@ -12,6 +12,6 @@
 #else
 namespace brain::fastsim::avx2 {
 extern const PopulationKernels kKernels;
-const PopulationKernels kKernels{{}, {}, nullptr};
+const PopulationKernels kKernels{{}, {}, nullptr, nullptr};
 }  // namespace brain::fastsim::avx2
 #endif

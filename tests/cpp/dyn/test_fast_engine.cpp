@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "csrc/dyn/fast_kernels.h"
 #include "kernels/fastsim/cond_cpu.h"
 #include "kernels/fastsim/fast_cpu.h"
+#include "kernels/rng/poisson_draw.h"
 
 namespace {
 
@@ -565,6 +567,43 @@ PlasticRun run_in_turns(const std::shared_ptr<brain::DynSysGroup>& net, brain::R
   for (const auto& path : net->state_paths()) out.states[path] = net->find_state(path).clone();
   if (!weights.empty()) out.weights = net->named_parameters().find(weights)->clone();
   return out;
+}
+
+// The fast engine's Poisson draw (portable, and AVX2 with 8 pairs a Philox call) gives
+// draw_row's spikes, the op's, for any start (odd or even), length and step (past 2^32), and
+// per-neuron rates from 0 to always firing.
+TEST(FastEngine, PoissonDrawVariantsGiveTheOpsBits) {
+  namespace kr = brain::kernels::rng;
+  std::vector<double> rates(1000);
+  for (size_t j = 0; j < rates.size(); ++j) rates[j] = static_cast<double>((j * 7919) % 1000) * 20.0;  // 0 to 20 kHz
+  std::vector<const brain::fastsim::PopulationKernels*> variants{&brain::fastsim::baseline::kKernels};
+  if (brain::fastsim::avx2::kKernels.isa != nullptr && __builtin_cpu_supports("avx2")) {
+    variants.push_back(&brain::fastsim::avx2::kKernels);
+  }
+  int64_t fired = 0;
+  for (const uint64_t seed : {uint64_t{0}, uint64_t{17}, ~uint64_t{0}}) {
+    const kr::PoissonKey key = kr::poisson_key(seed);
+    for (const uint64_t step : {uint64_t{0}, uint64_t{12345}, (uint64_t{1} << 32) + 3}) {
+      for (const int64_t offset : {int64_t{0}, int64_t{1}, int64_t{6}, int64_t{999}}) {
+        for (const int64_t n : {int64_t{0}, int64_t{1}, int64_t{15}, int64_t{16}, int64_t{17}, int64_t{33}, int64_t{1000}}) {
+          const int64_t len = std::min<int64_t>(n, 1000 - offset % 1000);
+          std::vector<uint8_t> want(static_cast<size_t>(len) + 1, 7);
+          kr::draw_row<double>(key, step, 0, offset, len, 0.1 / 1000.0, rates.data(), reinterpret_cast<bool*>(want.data()));
+          for (const auto* v : variants) {
+            std::vector<uint8_t> got(static_cast<size_t>(len) + 1, 7);
+            v->poisson_row(key, step, offset, len, 0.1 / 1000.0, rates.data(), got.data());
+            EXPECT_EQ(got, want) << v->isa << ", seed " << seed << ", step " << step << ", offset " << offset << ", n "
+                                 << len;
+          }
+          for (int64_t j = 0; j < len; ++j) fired += want[static_cast<size_t>(j)];
+        }
+      }
+    }
+  }
+  EXPECT_GT(fired, 1000) << "the draws must fire for the comparison to mean something";
+  if (__builtin_cpu_supports("avx2")) {
+    EXPECT_NE(brain::fastsim::avx2::kKernels.isa, nullptr) << "a CPU with AVX2 and no AVX2 draw to compare";
+  }
 }
 
 // Poisson sources (PoissonGroup, drawn by the op's counter-based draw) driving two LIF
