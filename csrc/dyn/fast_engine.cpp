@@ -1288,8 +1288,8 @@ RunResult run_typed(DynamicalSystem& root, const Layout& L, const RunnerOptions&
         const double* rates = (i == 0 ? pop.rates_first : pop.rates_rest).data();
         const double scale = dt / 1000.0;  // the op's: p = rate * (dt / 1000)
         at::parallel_for(0, pop.k.n, kParallelPoisson, [&](int64_t j0, int64_t j1) {
-          fastsim::population_kernels().poisson_row(pop.key, static_cast<uint64_t>(step), j0, j1 - j0, scale, rates + j0,
-                                                    pop.spiked.data() + j0);
+          fastsim::population_kernels().poisson_row(pop.key.k0, pop.key.k1, static_cast<uint64_t>(step), j0, j1 - j0,
+                                                    scale, rates + j0, pop.spiked.data() + j0);
         });
         pop.n_spikes = fs::compact_spikes(pop.spiked.data(), pop.k.n, pop.spikes.data());
         continue;

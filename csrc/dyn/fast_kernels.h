@@ -10,7 +10,6 @@
 #include <type_traits>
 
 #include "kernels/fastsim/fast_cpu.h"
-#include "kernels/rng/poisson_draw.h"
 
 namespace brain::fastsim {
 
@@ -30,9 +29,10 @@ using CondOnePassFn = void (*)(const kernels::cond::Group<T>&, std::int64_t begi
                                const T* I, T* V_new, T* spike);
 
 // A PoissonGroup's spikes of one step for global neurons offset .. offset + n - 1, from their
-// rates (Hz, as double): kernels::rng::draw_row's, bit for bit (fired: 0/1 bytes).
-using PoissonRowFn = void (*)(kernels::rng::PoissonKey key, std::uint64_t step, std::int64_t offset, std::int64_t n,
-                              double scale, const double* rates, std::uint8_t* fired);
+// rates (Hz, as double): kernels::rng::draw_row's with the key (k0, k1) of poisson_key, bit for
+// bit (fired: 0/1 bytes).
+using PoissonRowFn = void (*)(std::uint32_t k0, std::uint32_t k1, std::uint64_t step, std::int64_t offset,
+                              std::int64_t n, double scale, const double* rates, std::uint8_t* fired);
 
 template <typename T>
 struct KernelsOf {

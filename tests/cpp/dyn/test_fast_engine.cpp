@@ -591,7 +591,7 @@ TEST(FastEngine, PoissonDrawVariantsGiveTheOpsBits) {
           kr::draw_row<double>(key, step, 0, offset, len, 0.1 / 1000.0, rates.data(), reinterpret_cast<bool*>(want.data()));
           for (const auto* v : variants) {
             std::vector<uint8_t> got(static_cast<size_t>(len) + 1, 7);
-            v->poisson_row(key, step, offset, len, 0.1 / 1000.0, rates.data(), got.data());
+            v->poisson_row(key.k0, key.k1, step, offset, len, 0.1 / 1000.0, rates.data(), got.data());
             EXPECT_EQ(got, want) << v->isa << ", seed " << seed << ", step " << step << ", offset " << offset << ", n "
                                  << len;
           }
