@@ -885,6 +885,24 @@ std::shared_ptr<brain::DynSysGroup> delayed_plastic_network(bool stp_on_plastic)
   return net;
 }
 
+// A distributed run (options.partition) refuses what it cannot shard or checkpoint: STDP
+// (each rank holds its columns of the weights; distributed checkpoints hold states only), STP,
+// and Poisson or spike-time sources; each says which projection and why.
+TEST(FastEngine, DistributedRunsRefusePlasticityAndSources) {
+  torch::NoGradGuard no_grad;
+  brain::RunnerOptions opt;
+  opt.partition = std::make_shared<brain::dist::Partition>();
+  EXPECT_EQ(brain::fast_engine_unsupported(*plastic_network({0, at::kInt, at::kFloat}), opt),
+            "'E2E_plastic' has STDP, which distributed runs do not take");
+  auto net = brain::build_ei_network(small_spec(), 3, c10::kCPU);
+  projection(*net, "E2I")->add_stp({});
+  net->reset_state();
+  EXPECT_EQ(brain::fast_engine_unsupported(*net, opt), "'E2I' has short-term plasticity, which distributed runs do not take");
+  EXPECT_EQ(brain::fast_engine_unsupported(*poisson_driven(at::kFloat), opt),
+            "'P2A' comes from a PoissonGroup, which distributed runs do not take");
+  EXPECT_EQ(brain::fast_engine_unsupported(*net, brain::RunnerOptions{}), "") << "the same network, one process";
+}
+
 TEST(FastEngine, PerSynapseDelaysWithPlasticityMatchTheModuleEngine) {
   for (const bool stp_on_plastic : {false, true}) {
     SCOPED_TRACE(stp_on_plastic ? "STDP and STP" : "STDP");
